@@ -1,0 +1,59 @@
+"""The proxy's side of asking a human: the interface the relay uses, fail-closed.
+
+The relay hands an ``AskRequest`` to an ``ApprovalClient`` and goes on relaying; the client
+calls ``on_done`` exactly once per ask, from any thread, with the outcome: HUMAN_APPROVED,
+CANCELLED (after ``cancel``) or one of the deny outcomes of DESIGN §5. Anything that is not
+a verified, in-time allow is a deny.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aip.shared.outcomes import Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class AskRequest:
+    request_id: str | int  # the JSON-RPC id of the tools/call
+    tool: str  # raw tool name
+    arguments: dict[str, Any]  # display arguments, already DLP-redacted
+    rule: str  # label of the rule that asked
+    digest: str  # sha256 hex of the exact bytes that will be forwarded on allow
+    size: int  # length of those bytes
+    progress_token: str | int | None = None  # params._meta.progressToken, if any
+
+
+@dataclass(frozen=True, slots=True)
+class AskResult:
+    outcome: Outcome
+    info: dict[str, Any] = field(default_factory=dict)  # human_decision, queue_wait_ms, ...
+
+
+OnDone = Callable[[AskResult], None]
+
+
+class ApprovalClient(Protocol):
+    def ask(self, request: AskRequest, on_done: OnDone) -> None:
+        """Start an ask; never blocks. ``on_done`` runs exactly once, maybe on another thread."""
+
+    def cancel(self, request_id: str | int) -> bool:
+        """Withdraw a pending ask (its ``on_done`` gets CANCELLED). False if none was pending."""
+
+    def close(self) -> None:
+        """Deny every pending ask (SHUTDOWN) and release resources."""
+
+
+class UnavailableApprover:
+    """Used when no approver can be reached: every ask is denied at once."""
+
+    def ask(self, request: AskRequest, on_done: OnDone) -> None:
+        on_done(AskResult(Outcome.APPROVER_UNAVAILABLE))
+
+    def cancel(self, request_id: str | int) -> bool:
+        return False
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,122 @@
+"""The loaded ``AgentPolicy`` (DESIGN §4.1): immutable, validated, regexes compiled.
+
+Built only by ``aip.shared.loader``; read by the engine, the proxy and ``aipctl``. Names in
+``allowed_tools``, ``denied_tools``, rules and method lists are stored normalized (§4.2);
+``allow_args`` keys are kept exactly as written.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+DEFAULT_METHODS: Final = frozenset(
+    {
+        "initialize",
+        "ping",
+        "tools/list",
+        "tools/call",
+        "completion/complete",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/roots/list_changed",
+    }
+)
+# Allowed whatever allowed_methods says; only denied_methods can take them away (§4.6).
+ALWAYS_ALLOWED_METHODS: Final = frozenset(
+    {"initialize", "notifications/initialized", "ping", "notifications/cancelled"}
+)
+
+
+class Mode(enum.StrEnum):
+    ENFORCE = "enforce"
+    MONITOR = "monitor"
+
+
+class Action(enum.StrEnum):
+    ALLOW = "allow"
+    ASK = "ask"
+    BLOCK = "block"
+
+
+class OnRequestMatch(enum.StrEnum):
+    BLOCK = "block"
+    REDACT = "redact"
+    WARN = "warn"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    count: int
+    period_s: float
+    text: str  # as written, for messages and the audit log
+
+
+@dataclass(frozen=True, slots=True)
+class ArgPattern:
+    """One ``allow_args`` entry: argument name (exact) and its RE2 pattern, full-match."""
+
+    name: str
+    pattern: str
+    regex: Any  # re2 compiled pattern; typed Any because google-re2 ships no stubs
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRule:
+    index: int  # position in tool_rules, 0-based: the rule's identity (rate limiter, audit)
+    tool: str  # normalized
+    tool_raw: str
+    action: Action
+    allow_args: tuple[ArgPattern, ...]
+    strict_args: bool | None  # None: use spec.strict_args_default
+    rate_limit: RateLimit | None
+    line: int  # 1-based line in the policy file, for messages
+
+    @property
+    def label(self) -> str:
+        """How dialogs, errors and the audit log name the rule: ``tool_rules[2] (write_file ask)``."""
+        return f"tool_rules[{self.index}] ({self.tool_raw} {self.action.value})"
+
+
+@dataclass(frozen=True, slots=True)
+class DlpPattern:
+    name: str
+    pattern: str
+    regex: Any
+
+
+@dataclass(frozen=True, slots=True)
+class DlpConfig:
+    enabled: bool = False
+    patterns: tuple[DlpPattern, ...] = ()
+    builtin: bool = False
+    detect_encoding: bool = False
+    filter_stderr: bool = False
+    scan_requests: bool = False
+    on_request_match: OnRequestMatch = OnRequestMatch.BLOCK
+    max_scan_size: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    api_version: str
+    path: str | None  # absolute path of the file it came from, None when built from text
+    sha256: str  # of the file's bytes
+    mode: Mode = Mode.ENFORCE
+    allowed_tools: frozenset[str] = frozenset()
+    denied_tools: frozenset[str] = frozenset()
+    tool_rules: tuple[ToolRule, ...] = ()
+    strict_args_default: bool = False
+    allowed_methods: frozenset[str] | None = None  # None: DEFAULT_METHODS; "*" allowed
+    denied_methods: frozenset[str] = frozenset()
+    protected_paths: tuple[str, ...] = ()  # absolute, normalized; the always-protected added later
+    dlp: DlpConfig = field(default_factory=DlpConfig)
+    version: str | None = None
+    owner: str | None = None
+
+    def rules_for(self, tool: str) -> tuple[ToolRule, ...]:
+        """Rules for a normalized tool name, in file order."""
+        return tuple(r for r in self.tool_rules if r.tool == tool)

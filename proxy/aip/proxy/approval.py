@@ -57,3 +57,9 @@ class UnavailableApprover:
 
     def close(self) -> None:
         return None
+
+
+def make_approval_client(endpoint: str | None, hello: dict[str, Any]) -> ApprovalClient:
+    """The approval client for this proxy session (``hello``: session, pid, agent_id, server,
+    policy {name, sha256}). Until the approver's client exists, every ask is denied."""
+    return UnavailableApprover()

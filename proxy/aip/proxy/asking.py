@@ -1,0 +1,168 @@
+"""The relay's side of ``ask`` decisions: hand the request to the approval client, keep
+relaying, and act on the outcome exactly once (forward the approved bytes, answer a deny,
+or stay silent for a cancel). While a human decides, progress notifications keep a client
+with a ``progressToken`` from timing out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aip.proxy.approval import ApprovalClient, AskRequest, AskResult
+from aip.proxy.session import Session
+from aip.shared.engine import Decision
+from aip.shared.jsonrpc import Message, RequestId, notification_line
+from aip.shared.outcomes import Outcome
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S: Final = 5.0
+
+
+@dataclass(slots=True)
+class _Ask:
+    msg: Message
+    decision: Decision
+    tool: str | None
+    started: float
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Asks:
+    """Pending asks of one session, keyed by JSON-RPC id."""
+
+    def __init__(
+        self,
+        session: Session,
+        client: ApprovalClient,
+        progress_interval_s: float = PROGRESS_INTERVAL_S,
+    ) -> None:
+        self._session = session
+        self._client = client
+        self._progress_interval_s = progress_interval_s
+        self._lock = threading.Lock()
+        self._pending: dict[RequestId, _Ask] = {}
+
+    def is_pending(self, request_id: RequestId) -> bool:
+        with self._lock:
+            return request_id in self._pending
+
+    def start(self, msg: Message, decision: Decision, tool: str | None) -> None:
+        assert msg.id is not None
+        params = msg.obj["params"]
+        arguments = params.get("arguments", {})
+        meta = params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        request = AskRequest(
+            request_id=msg.id,
+            tool=tool or "",
+            arguments=self._session.recorder.redact(arguments),
+            rule=decision.rule.label if decision.rule is not None else "",
+            # The digest binds the human's answer to exactly these bytes (no newline).
+            digest=hashlib.sha256(msg.wire).hexdigest(),
+            size=len(msg.wire),
+            progress_token=token if isinstance(token, str | int) else None,
+        )
+        entry = _Ask(msg, decision, tool, time.monotonic())
+        with self._lock:  # registered before ask(): on_done may run inside it
+            self._pending[msg.id] = entry
+        if request.progress_token is not None:
+            threading.Thread(
+                target=self._progress,
+                args=(entry, request.progress_token),
+                name=f"ask-progress-{msg.id}",
+                daemon=True,
+            ).start()
+        log.info("asking a human about %s (id=%r, %s)", tool, msg.id, request.rule)
+        request_id = msg.id
+        try:
+            self._client.ask(request, lambda result: self._on_done(request_id, result))
+        except Exception:  # fail closed: a broken client is an unavailable approver
+            log.exception("approval client failed")
+            self._on_done(request_id, AskResult(Outcome.APPROVER_UNAVAILABLE))
+
+    def cancel(self, request_id: RequestId) -> None:
+        log.info("client cancelled pending ask id=%r", request_id)
+        if not self._client.cancel(request_id):
+            self._on_done(request_id, AskResult(Outcome.CANCELLED))
+
+    def close(self) -> None:
+        """Deny what is still waiting (the client answers SHUTDOWN) and release the client."""
+        try:
+            self._client.close()
+        finally:
+            with self._lock:
+                left = list(self._pending)
+            for request_id in left:
+                self._on_done(request_id, AskResult(Outcome.SHUTDOWN))
+
+    def _on_done(self, request_id: RequestId, result: AskResult) -> None:
+        """Runs exactly once per ask (later calls find nothing), on any thread."""
+        with self._lock:
+            entry = self._pending.pop(request_id, None)
+        if entry is None:
+            return
+        entry.done.set()
+        s, d, msg = self._session, entry.decision, entry.msg
+        outcome = result.outcome
+        fields: dict[str, Any] = {
+            "tool": entry.tool,
+            "arguments": msg.obj["params"].get("arguments", {}),
+            "request_id": request_id,
+            "rule": d.rule.label if d.rule is not None else None,
+            "extra": dict(result.info) or None,
+        }
+        if outcome is Outcome.HUMAN_APPROVED:
+            if s.closed:
+                outcome = Outcome.SERVER_EXITED
+                s.reply_error(request_id, outcome, tool=entry.tool)
+            elif not s.forward(msg, "tools/call", entry.tool):
+                outcome = Outcome.SERVER_EXITED
+            s.record(outcome, **fields)
+            return
+        if outcome not in _DENY_OR_CANCEL:
+            log.error("approval client returned %s for an ask; denying", outcome.value)
+            outcome = Outcome.INTERNAL_ERROR
+        if d.token_reserved and d.rule is not None:
+            s.limiter.give_back(d.rule)
+        if outcome is not Outcome.CANCELLED:
+            s.reply_error(request_id, outcome, tool=entry.tool)
+        s.record(outcome, **fields)
+
+    def _progress(self, entry: _Ask, token: str | int) -> None:
+        while not entry.done.wait(self._progress_interval_s):
+            waited = round(time.monotonic() - entry.started, 1)
+            params = {
+                "progressToken": token,
+                "progress": waited,
+                "message": "waiting for human approval",
+            }
+            if not self._session.host.write(notification_line("notifications/progress", params)):
+                return
+
+
+_DENY_OR_CANCEL: Final = frozenset(
+    {
+        Outcome.DENIED_BY_USER,
+        Outcome.TIMEOUT,
+        Outcome.APPROVER_UNAVAILABLE,
+        Outcome.APPROVER_UNTRUSTED,
+        Outcome.QUEUE_FULL,
+        Outcome.ASK_RATE_LIMITED,
+        Outcome.NO_DISPLAY,
+        Outcome.DIALOG_ERROR,
+        Outcome.SHUTDOWN,
+        Outcome.AUDIT_UNAVAILABLE,
+        Outcome.TOO_LARGE_TO_REVIEW,
+        Outcome.CANCELLED,
+        Outcome.DLP,
+        Outcome.RATE_LIMITED,
+        Outcome.SERVER_EXITED,
+        Outcome.INTERNAL_ERROR,
+    }
+)

@@ -1,0 +1,157 @@
+"""``aip-proxy``: command line (DESIGN §3), policy loading, claiming stdout, exit codes.
+
+Exit 2 for a usage or configuration error (no policy is an error, never allow-all), the MCP
+server's exit code (128+N for signal N) otherwise. Stdout is the JSON-RPC wire: it is taken
+before anything else runs, and fd 1 then points at stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import Final
+
+from aip.proxy.stdio import claim_stdout
+from aip.shared import logs
+
+log = logging.getLogger(__name__)
+
+EXIT_USAGE: Final = 2
+_LAUNCHERS: Final = frozenset(
+    {"python", "python3", "node", "npx", "uv", "uvx", "bunx", "bun", "deno", "docker", "pipx"}
+)
+# Test seams and tuning knobs (DESIGN §3 fixes the flags; timings come from the environment).
+ENV_STDIN_GRACE: Final = "AIP_PROXY_STDIN_GRACE_S"
+ENV_TERM_GRACE: Final = "AIP_PROXY_TERM_GRACE_S"
+ENV_PROGRESS: Final = "AIP_PROXY_PROGRESS_INTERVAL_S"
+ENV_MAX_LINE: Final = "AIP_MAX_LINE_BYTES"
+
+
+class UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aip-proxy",
+        description="Run an MCP stdio server behind an AgentPolicy: allow, block or ask a human.",
+        usage="%(prog)s [--policy FILE] [--approver ENDPOINT] [--agent-id ID] "
+        '[--server-name NAME] [--verbose] (-- COMMAND [ARG...] | --target "COMMAND ARG...")',
+    )
+    p.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="policy file (else $AIP_POLICY, else ~/.config/aip/policy.yaml)",
+    )
+    p.add_argument(
+        "--approver",
+        metavar="ENDPOINT",
+        help="approver endpoint (else $AIP_APPROVER_ENDPOINT, else the per-user socket)",
+    )
+    p.add_argument("--agent-id", metavar="ID", help="agent id for the audit log")
+    p.add_argument("--server-name", metavar="NAME", help="server name shown in dialogs and logs")
+    p.add_argument("--verbose", "-v", action="store_true", help="trace messages (no arguments)")
+    p.add_argument("--target", metavar='"COMMAND ARG..."', help="server command, shell-split")
+    p.add_argument(
+        "--max-line-bytes",
+        type=int,
+        metavar="N",
+        help=f"longest accepted client line (default 4 MiB, or ${ENV_MAX_LINE})",
+    )
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Options before ``--``, the server command after it (or from ``--target``)."""
+    argv = list(argv)
+    command: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1 :]
+    ns = build_parser().parse_args(argv)
+    if ns.target is not None:
+        if command:
+            raise UsageError("give the server command either after -- or with --target, not both")
+        try:
+            command = shlex.split(ns.target)
+        except ValueError as exc:
+            raise UsageError(f"--target: {exc}") from None
+    if not command:
+        raise UsageError("no MCP server command: use -- COMMAND [ARG...] or --target")
+    return ns, command
+
+
+def server_name_for(command: Sequence[str]) -> str:
+    """A readable default name: the program, or its script/package for launchers."""
+    name = os.path.basename(command[0])
+    if name.rstrip("0123456789.") in _LAUNCHERS:
+        for arg in command[1:]:
+            if not arg.startswith("-"):
+                return os.path.basename(arg.rstrip("/")) or name
+    return name
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"${name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise UsageError(f"${name} must not be negative")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    wire_fd = claim_stdout()  # first: nothing may write to the JSON-RPC wire by accident
+    try:
+        return _main(sys.argv[1:] if argv is None else argv, wire_fd)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv: Sequence[str], wire_fd: int) -> int:
+    from aip.proxy.asking import PROGRESS_INTERVAL_S
+    from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S
+    from aip.proxy.runner import Settings, run  # after the stdout claim; keeps --help fast
+    from aip.shared.errors import ConfigError
+    from aip.shared.jsonrpc import MAX_LINE_BYTES
+    from aip.shared.loader import check_policy_file_safety, find_policy_path, load_policy
+
+    try:
+        ns, command = parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except UsageError as exc:
+        sys.stderr.write(f"aip-proxy: error: {exc}\n")
+        return EXIT_USAGE
+    server_name = ns.server_name or server_name_for(command)
+    logs.configure("aip-proxy", tag=server_name, verbose=ns.verbose)
+    try:
+        max_line = ns.max_line_bytes or int(_env_number(ENV_MAX_LINE, MAX_LINE_BYTES))
+        if max_line < 1024:
+            raise UsageError("--max-line-bytes must be at least 1024")
+        settings = Settings(
+            command=command,
+            server_name=server_name,
+            approver=ns.approver,
+            agent_id=ns.agent_id,
+            max_line_bytes=max_line,
+            stdin_grace_s=_env_number(ENV_STDIN_GRACE, STDIN_CLOSE_GRACE_S),
+            term_grace_s=_env_number(ENV_TERM_GRACE, TERM_GRACE_S),
+            progress_interval_s=_env_number(ENV_PROGRESS, PROGRESS_INTERVAL_S)
+            or PROGRESS_INTERVAL_S,
+        )
+        path = find_policy_path(ns.policy)
+        check_policy_file_safety(path)
+        policy = load_policy(path)
+    except (UsageError, ConfigError, OSError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    return run(settings, policy, wire_fd)

@@ -1,0 +1,98 @@
+"""Record each policy decision: one JSON line on stderr with the guide's audit fields.
+
+``record_decision`` is the one place the proxy reports decisions; the central audit log
+(approver) will re-target it. Fields follow DESIGN §8; values pass through ``redact`` first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from aip.shared.outcomes import Outcome, audit_decision, row
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+
+
+def _no_redaction(value: Any) -> Any:
+    return value
+
+
+@dataclass(slots=True)
+class Recorder:
+    """Who is deciding: the fields every record of this proxy session shares."""
+
+    session: str
+    server: str
+    policy_name: str
+    policy_sha256: str
+    mode: str
+    agent_id: str
+    fd: int = 2
+    redact: Callable[[Any], Any] = _no_redaction  # DLP plugs in here
+    seq: int = field(default=0)
+
+
+def timestamp() -> str:
+    """UTC RFC 3339 with milliseconds, ``Z`` suffix."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record_decision(
+    rec: Recorder,
+    outcome: Outcome,
+    *,
+    tool: str | None = None,
+    arguments: Any = None,
+    request_id: str | int | None = None,
+    rule: str | None = None,
+    detail: str | None = None,
+    monitor_would: str | None = None,
+    event: str = "decision",
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write one decision record. ``monitor_would`` set: the call was forwarded in monitor
+    mode and the record says what enforce mode would have done."""
+    r = row(outcome)
+    record: dict[str, Any] = {
+        "timestamp": timestamp(),
+        "event": event,
+        "agent_id": rec.agent_id,
+        "tool": tool,
+        "arguments": rec.redact(arguments) if arguments is not None else None,
+        "decision": "allow" if monitor_would is not None else audit_decision(outcome),
+        "reason": "monitor" if monitor_would is not None else r.audit_reason,
+        "outcome": outcome.value,
+        "error_code": r.code,
+        "request_id": request_id,
+        "session": rec.session,
+        "server": rec.server,
+        "pid": os.getpid(),
+        "policy": {"name": rec.policy_name, "sha256": rec.policy_sha256},
+        "rule": rule,
+        "mode": rec.mode,
+    }
+    if monitor_would is not None:
+        record["monitor"] = {"would": monitor_would}
+    if detail:
+        record["detail"] = detail
+    if extra:
+        for key, value in extra.items():
+            record.setdefault(key, value)
+    with _lock:
+        rec.seq += 1
+        record["rseq"] = rec.seq
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        try:
+            os.write(rec.fd, line)
+        except OSError:
+            log.warning("cannot write decision record (stderr closed?)")

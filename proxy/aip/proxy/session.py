@@ -1,0 +1,151 @@
+"""One proxy session: the state both relay threads share, and the only ways to reach a side.
+
+Tracks the client requests forwarded to the server and not yet answered (answered with
+``server_exited`` when the server goes), and the server's requests to the client (so only
+real answers pass back). Every write to the host or the server goes through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aip.proxy.decisions import Recorder, record_decision
+from aip.proxy.stdio import Wire
+from aip.shared.engine import Context
+from aip.shared.jsonrpc import Kind, Message, RequestId, RpcReject, error_line
+from aip.shared.outcomes import Outcome
+from aip.shared.policy import Policy
+
+if TYPE_CHECKING:
+    from aip.proxy.asking import Asks
+    from aip.shared.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A forwarded client request awaiting the server's response."""
+
+    method: str  # normalized
+    tool: str | None
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        limiter: RateLimiter,
+        context: Context,
+        recorder: Recorder,
+        host: Wire,
+        server: Wire,
+        agent_id_fixed: bool,
+    ) -> None:
+        self.policy = policy
+        self.limiter = limiter
+        self.context = context
+        self.recorder = recorder
+        self.host = host
+        self.server = server
+        self.agent_id_fixed = agent_id_fixed  # --agent-id / $AIP_AGENT_ID beat clientInfo
+        self.asks: Asks | None = None  # set by the runner once the approval client exists
+        self._lock = threading.Lock()
+        self._pending: dict[RequestId, Pending] = {}
+        self._server_requests: set[RequestId] = set()
+        self._closed = False  # the server is gone: nothing more is forwarded
+
+    # ---- client -> server ----
+
+    def is_in_flight(self, request_id: RequestId) -> bool:
+        with self._lock:
+            return request_id in self._pending
+
+    def forward(self, msg: Message, method: str, tool: str | None) -> bool:
+        """Send a checked message to the server; a request whose send fails (server gone) is
+        answered ``server_exited`` so the client never waits forever."""
+        if msg.kind is Kind.REQUEST:
+            assert msg.id is not None
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    self._pending[msg.id] = Pending(method, tool)
+            if closed:
+                self.reply_error(msg.id, Outcome.SERVER_EXITED, tool=tool)
+                return False
+        if self.server.write(msg.wire + b"\n"):
+            return True
+        if msg.kind is Kind.REQUEST and msg.id is not None and self.take_pending(msg.id):
+            self.reply_error(msg.id, Outcome.SERVER_EXITED, tool=tool)
+        return False
+
+    def take_pending(self, request_id: RequestId | None) -> Pending | None:
+        if request_id is None:
+            return None
+        with self._lock:
+            return self._pending.pop(request_id, None)
+
+    # ---- server -> client ----
+
+    def note_server_request(self, request_id: RequestId) -> None:
+        with self._lock:
+            self._server_requests.add(request_id)
+
+    def take_server_request(self, request_id: RequestId | None) -> bool:
+        with self._lock:
+            if request_id in self._server_requests:
+                self._server_requests.discard(request_id)
+                return True
+            return False
+
+    # ---- replies to the client ----
+
+    def reply_error(
+        self,
+        request_id: RequestId | None,
+        outcome: Outcome,
+        *,
+        tool: str | None = None,
+        detail: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.host.write(error_line(request_id, outcome, tool=tool, detail=detail, extra=extra))
+
+    def reject(self, exc: RpcReject) -> None:
+        """Malformed input: answer it and record it (DESIGN §5 ``malformed input``)."""
+        log.warning("rejected client line: %s", exc.detail)
+        self.reply_error(exc.request_id, exc.outcome, detail=exc.detail)
+        self.record(exc.outcome, request_id=exc.request_id, detail=exc.detail)
+
+    def record(self, outcome: Outcome, **fields: Any) -> None:
+        record_decision(self.recorder, outcome, **fields)
+
+    def set_client_name(self, name: object) -> None:
+        if self.agent_id_fixed or type(name) is not str or not name:
+            return
+        self.recorder.agent_id = f"{name}-{self.recorder.session[:6]}"
+
+    # ---- end of the session ----
+
+    def close(self, on_closed: Callable[[], None] | None = None) -> None:
+        """The server is gone: answer every forwarded request still waiting."""
+        with self._lock:
+            self._closed = True
+            orphans = list(self._pending.items())
+            self._pending.clear()
+        for request_id, pending in orphans:
+            self.reply_error(request_id, Outcome.SERVER_EXITED, tool=pending.tool)
+            if pending.tool is not None:
+                self.record(Outcome.SERVER_EXITED, tool=pending.tool, request_id=request_id)
+        if on_closed is not None:
+            on_closed()
+
+    @property
+    def closed(self) -> bool:
+        with self._lock:
+            return self._closed

@@ -1,0 +1,177 @@
+"""Host -> server pump: every client line is parsed strictly, decided, then forwarded, answered
+with an error, dropped (notifications), or handed to a human (asks).
+
+What reaches the server is always the re-serialization of the object that was checked.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import IO, Any
+
+from aip.proxy.session import Session
+from aip.proxy.stdio import read_lines
+from aip.shared import engine
+from aip.shared.engine import Decision, Verdict
+from aip.shared.jsonrpc import (
+    Kind,
+    Message,
+    RpcReject,
+    check_tool_call,
+    parse_client_line,
+    valid_id,
+)
+from aip.shared.names import normalize
+from aip.shared.outcomes import Outcome
+
+log = logging.getLogger(__name__)
+
+TOOLS_CALL = "tools/call"
+CANCELLED = "notifications/cancelled"
+
+
+def pump(session: Session, reader: IO[bytes], max_line_bytes: int) -> None:
+    """Run until the host closes our stdin."""
+    for line in read_lines(reader, max_line_bytes):
+        if line is None:
+            session.reject(
+                RpcReject(Outcome.INVALID_REQUEST, None, f"line over {max_line_bytes} bytes")
+            )
+            continue
+        if not line.strip():
+            continue
+        try:
+            handle_line(session, line)
+        except Exception:  # task boundary: never let one message stop the relay
+            log.exception("internal error handling a client line; failing closed")
+            session.reply_error(None, Outcome.INTERNAL_ERROR)
+    log.info("agent closed stdin")
+
+
+def handle_line(session: Session, line: bytes) -> None:
+    try:
+        msg = parse_client_line(line)
+        method = normalize(msg.method) if msg.method is not None else ""
+        if method == TOOLS_CALL:
+            check_tool_call(msg)
+    except RpcReject as exc:
+        session.reject(exc)
+        return
+    if log.isEnabledFor(logging.DEBUG):  # never the params: they may hold secrets
+        log.debug("-> %s %s id=%r", msg.kind.value, msg.method, msg.id)
+    if msg.kind is Kind.RESPONSE:
+        _client_response(session, msg)
+        return
+    if msg.kind is Kind.REQUEST and _duplicate(session, msg):
+        return
+    if method == CANCELLED and _cancel_ask(session, msg):
+        return
+    if method == "initialize":
+        params = msg.obj.get("params") or {}
+        info = params.get("clientInfo")
+        session.set_client_name(info.get("name") if isinstance(info, dict) else None)
+    try:
+        decision = engine.decide(session.policy, msg.obj, session.limiter, session.context)
+    except Exception:
+        log.exception("policy engine failed; denying")
+        _deny(session, msg, method, Outcome.INTERNAL_ERROR, tool=_tool(msg, method))
+        return
+    _apply(session, msg, method, decision)
+
+
+def _apply(session: Session, msg: Message, method: str, d: Decision) -> None:
+    tool = d.tool if d.tool is not None else _tool(msg, method)
+    if d.verdict is Verdict.FORWARD:
+        if method == TOOLS_CALL:
+            would = d.monitor_would.value if isinstance(d.monitor_would, Outcome) else None
+            if would is None and d.monitor_would is not None:
+                would = str(d.monitor_would)
+            session.record(
+                Outcome.POLICY_ALLOWED,
+                tool=tool,
+                arguments=_arguments(msg),
+                request_id=msg.id,
+                rule=d.rule.label if d.rule is not None else None,
+                monitor_would=would,
+            )
+        session.forward(msg, method, tool)
+        return
+    if d.verdict is Verdict.ASK and msg.kind is Kind.REQUEST and session.asks is not None:
+        session.asks.start(msg, d, tool)
+        return
+    if d.token_reserved and d.rule is not None:
+        session.limiter.give_back(d.rule)
+    outcome = d.outcome if d.outcome is not None else Outcome.NOT_ALLOWED
+    detail = d.detail
+    if d.verdict is Verdict.ASK:
+        detail = "ask rule on a notification: no answer possible, dropped"
+    _deny(session, msg, method, outcome, tool=tool, decision=d, detail=detail)
+
+
+def _deny(
+    session: Session,
+    msg: Message,
+    method: str,
+    outcome: Outcome,
+    *,
+    tool: str | None,
+    decision: Decision | None = None,
+    detail: str = "",
+) -> None:
+    rule = decision.rule.label if decision is not None and decision.rule is not None else None
+    fields: dict[str, Any] = {
+        "tool": tool,
+        "arguments": _arguments(msg) if method == TOOLS_CALL else None,
+        "request_id": msg.id,
+        "rule": rule,
+        "detail": detail or None,
+    }
+    if msg.kind is Kind.NOTIFICATION:
+        log.warning("dropped notification %r: %s", msg.method, outcome.value)
+        session.record(outcome, event="dropped_notification", **fields)
+        return
+    extra = dict(decision.data) if decision is not None else None
+    session.reply_error(msg.id, outcome, tool=tool, detail=detail or None, extra=extra)
+    session.record(outcome, **fields)
+
+
+def _client_response(session: Session, msg: Message) -> None:
+    """The client's answer to a server-initiated request (sampling, elicitation, roots,
+    ping): forwarded only when it answers a request the server really sent."""
+    if session.take_server_request(msg.id):
+        session.forward(msg, "", None)
+    else:
+        log.warning("dropped client response to unknown server request id=%r", msg.id)
+
+
+def _duplicate(session: Session, msg: Message) -> bool:
+    assert msg.id is not None
+    asks = session.asks
+    if session.is_in_flight(msg.id) or (asks is not None and asks.is_pending(msg.id)):
+        session.reject(RpcReject(Outcome.INVALID_REQUEST, None, "request id already in flight"))
+        return True
+    return False
+
+
+def _cancel_ask(session: Session, msg: Message) -> bool:
+    """A cancel for a pending ask withdraws the ask; the server never saw that request, so the
+    cancel is not forwarded."""
+    params = msg.obj.get("params")
+    request_id = params.get("requestId") if isinstance(params, dict) else None
+    asks = session.asks
+    if asks is None or not valid_id(request_id) or not asks.is_pending(request_id):
+        return False
+    asks.cancel(request_id)
+    return True
+
+
+def _tool(msg: Message, method: str) -> str | None:
+    if method != TOOLS_CALL:
+        return None
+    name = msg.obj["params"].get("name")
+    return name if isinstance(name, str) else None
+
+
+def _arguments(msg: Message) -> Any:
+    params = msg.obj.get("params")
+    return params.get("arguments", {}) if isinstance(params, dict) else None

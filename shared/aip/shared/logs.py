@@ -1,0 +1,67 @@
+"""Diagnostic logging for both processes: always stderr (or a file), never stdout.
+
+``configure()`` is called once from each ``cli.main``; the format names the process role, its
+pid and a tag (the MCP server name for a proxy) so logs of many proxies can be told apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Final, TextIO
+
+FORMAT: Final = (
+    "%(asctime)s %(process_role)s[%(process)d] %(tag)s%(levelname)s %(name)s: %(message)s"
+)
+
+
+class _Context(logging.Filter):
+    def __init__(self, role: str, tag: str) -> None:
+        super().__init__()
+        self._role = role
+        self._tag = f"{tag}: " if tag else ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.process_role = self._role
+        record.tag = self._tag
+        return True
+
+
+def configure(
+    process: str,
+    *,
+    tag: str = "",
+    verbose: bool = False,
+    stream: TextIO | None = None,
+    path: str | None = None,
+) -> logging.Handler:
+    """Install one handler on the ``aip`` logger (stderr unless ``path``); returns it.
+
+    ``verbose`` enables debug level (message traces); ``$AIP_LOG_LEVEL`` overrides the level.
+    """
+    if path is not None:
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(_Context(process, tag))
+    logger = logging.getLogger("aip")
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+    logger.addHandler(handler)
+    logger.propagate = False
+    level = os.environ.get("AIP_LOG_LEVEL", "").upper()
+    if level in logging.getLevelNamesMapping():
+        logger.setLevel(level)
+    else:
+        logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    return handler
+
+
+def set_tag(tag: str) -> None:
+    """Change the tag after start-up (e.g. once the server name is known)."""
+    for handler in logging.getLogger("aip").handlers:
+        for flt in handler.filters:
+            if isinstance(flt, _Context):
+                flt._tag = f"{tag}: " if tag else ""

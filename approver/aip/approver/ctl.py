@@ -1,0 +1,69 @@
+"""``aipctl``: the user's command line around the proxy and the approver.
+
+Only the dispatcher lives here. Each subcommand group is its own module exposing
+``register(subparsers)``; a handler is stored as ``func`` and returns the exit code
+(0 success, 1 a problem found or an operation failed, 2 usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aip.approver import ctl_install
+
+log = logging.getLogger(__name__)
+
+# Groups owned by other modules of the team that may not exist yet in a given checkout: an
+# absent module simply means no such group (never a crash of every other command).
+_OPTIONAL_GROUPS = ("aip.approver.ctl_audit",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aipctl",
+        description="Policy tools, desktop start-up, client wiring and diagnostics for aip-proxy "
+        "and aip-approver.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND")
+    for module in (ctl_install,):
+        module.register(groups)
+    for name in _OPTIONAL_GROUPS:
+        try:
+            optional = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the module exists but is broken: say so, keep the rest
+                log.warning("aipctl: %s could not be imported: %s", name, exc)
+            continue
+        optional.register(groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="aipctl: %(message)s",
+        stream=sys.stderr,
+    )
+    func: Callable[[argparse.Namespace], Any] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        result = func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `aipctl ... | head`: the reader left, that is not our failure
+        return 0
+    return 0 if result is None else int(result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""``aipctl approver install|uninstall``: start the approver with the desktop login.
+
+Linux with a systemd user manager: a user unit tied to graphical-session.target; other Linux
+desktops: an XDG autostart entry; macOS: a launchd LaunchAgent; Windows: printed instructions.
+``--dry-run`` prints every file and command instead of writing or running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+from aip.approver import startup_files
+from aip.approver.ctl_console import err, out, paint
+from aip.approver.startup_files import LAUNCHD_LABEL, UNIT_NAME, StartupFile
+
+COMMAND_TIMEOUT_S: Final = 30.0
+# What the approver needs from the login session to reach the display and the session bus.
+SESSION_VARS: Final = ("DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS")
+METHODS: Final = ("auto", "systemd", "autostart", "launchd", "windows")
+
+
+def register(groups: Any) -> None:
+    group = groups.add_parser("approver", help="start the approver with your desktop login")
+    group.set_defaults(func=lambda _args: _usage(group))
+    actions = group.add_subparsers(dest="action", metavar="ACTION")
+
+    install = actions.add_parser(
+        "install",
+        help="write and enable the start-up file for this platform",
+        description="Write the file that starts aip-approver with your desktop login and enable "
+        "it. Arguments after -- are passed to aip-approver (e.g. -- --dialog zenity).",
+    )
+    install.add_argument("--method", choices=METHODS, default="auto", help="default: detected")
+    install.add_argument("--dry-run", action="store_true", help="print, write and run nothing")
+    install.add_argument("--no-start", action="store_true", help="enable only; do not start now")
+    install.add_argument("--force", action="store_true", help="replace a file aipctl did not write")
+    install.add_argument("approver_args", nargs="*", metavar="-- APPROVER_ARG")
+    install.set_defaults(func=run_install)
+
+    uninstall = actions.add_parser("uninstall", help="stop and remove every start-up file")
+    uninstall.add_argument("--dry-run", action="store_true", help="print, remove and run nothing")
+    uninstall.add_argument(
+        "--force", action="store_true", help="also remove files aipctl did not write"
+    )
+    uninstall.set_defaults(func=run_uninstall)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def detect_method() -> str:
+    if sys.platform == "darwin":
+        return "launchd"
+    if os.name == "nt":
+        return "windows"
+    return "systemd" if systemd_user_manager() else "autostart"
+
+
+def systemd_user_manager() -> bool:
+    """A running systemd user manager: systemd is PID 1 and this user's manager has its
+    runtime directory (sd_booted() and the user-manager half of it)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    return (
+        shutil.which("systemctl") is not None
+        and Path("/run/systemd/system").is_dir()
+        and bool(runtime)
+        and Path(runtime, "systemd").is_dir()
+    )
+
+
+def _session_vars() -> list[str]:
+    return [name for name in SESSION_VARS if os.environ.get(name)]
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _install_commands(method: str, file: StartupFile, start: bool) -> list[list[str]]:
+    if method == "systemd":
+        cmds = [["systemctl", "--user", "daemon-reload"]]
+        if _session_vars():
+            cmds.append(["systemctl", "--user", "import-environment", *_session_vars()])
+        cmds.append(["systemctl", "--user", "enable", UNIT_NAME])
+        if start:  # restart: an updated unit takes effect now; starts it when not running
+            cmds.append(["systemctl", "--user", "restart", UNIT_NAME])
+        return cmds
+    if method == "launchd":
+        domain = f"gui/{os.getuid()}"
+        # bootout first (may fail: not loaded), so a re-install loads the new file.
+        cmds = [["launchctl", "bootout", f"{domain}/{LAUNCHD_LABEL}"]]
+        return [*cmds, ["launchctl", "bootstrap", domain, str(file.path)]] if start else cmds
+    return []
+
+
+def run_install(args: argparse.Namespace) -> int:
+    method = detect_method() if args.method == "auto" else args.method
+    extra = [a for a in args.approver_args if a != "--"][:]
+    argv = startup_files.approver_argv(extra)
+    if method == "windows":
+        out(startup_files.render_windows(argv))
+        return 0
+    render = {
+        "systemd": startup_files.render_unit,
+        "autostart": startup_files.render_desktop,
+        "launchd": startup_files.render_plist,
+    }[method]
+    file = render(argv)
+    if file.path.exists() and not startup_files.written_by_us(method, file.path) and not args.force:
+        err(f"{file.path} exists and was not written by aipctl; not replacing it.")
+        err("Move it away, or run again with --force to replace it.")
+        return 1
+    start = not args.no_start and (method == "launchd" or _has_display())
+    commands = _install_commands(method, file, start)
+    if args.dry_run:
+        out(f"# {method}: would write {file.path}")
+        out(file.text.rstrip("\n"))
+        for cmd in commands:
+            out(f"# would run: {shlex.join(cmd)}")
+        return 0
+    _write(file)
+    out(f"wrote {file.path}")
+    if method == "launchd":
+        startup_files.launchd_log_path().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = _run_all(commands, tolerate={("launchctl", "bootout")})
+    if method == "autostart" and start and status == 0:
+        status = _start_detached(argv)
+    _explain_after_install(method, start)
+    return status
+
+
+def _write(file: StartupFile) -> None:
+    file.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.path.with_name(f".{file.path.name}.tmp")
+    tmp.write_text(file.text, encoding="utf-8")
+    os.chmod(tmp, 0o644)  # start-up files hold no secret; launchd refuses group-writable ones
+    os.replace(tmp, file.path)
+
+
+def _run_all(commands: list[list[str]], tolerate: set[tuple[str, str]] | None = None) -> int:
+    """Run each command; on the first failure say what failed and what is left to run."""
+    for i, cmd in enumerate(commands):
+        ok, detail = _run(cmd)
+        if ok or (cmd[0], cmd[1]) in (tolerate or set()):
+            continue
+        err(paint(f"failed: {shlex.join(cmd)}", "red", sys.stderr))
+        if detail:
+            err(detail)
+        err("Fix the cause, then run:")
+        for rest in commands[i:]:
+            err(f"  {shlex.join(rest)}")
+        return 1
+    return 0
+
+
+def _run(cmd: list[str]) -> tuple[bool, str]:
+    if shutil.which(cmd[0]) is None:
+        return False, f"{cmd[0]} not found on PATH"
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    out(f"ran {shlex.join(cmd)}")
+    return done.returncode == 0, (done.stderr or done.stdout).strip()
+
+
+def _start_detached(argv: list[str]) -> int:
+    """Start the approver now for an autostart install (the entry itself acts at next login).
+    Its own log goes where it logs; our end of stdio is closed so it outlives this shell."""
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        err(f"could not start {argv[0]}: {exc}")
+        return 1
+    out(f"started aip-approver (pid {proc.pid})")
+    return 0
+
+
+def _explain_after_install(method: str, started: bool) -> None:
+    if method == "systemd":
+        if not _session_vars():
+            err(
+                "No DISPLAY or WAYLAND_DISPLAY in this shell: the approver starts with your next "
+                "graphical login. If your session does not export its display to systemd, add "
+                "`dbus-update-activation-environment --systemd DISPLAY WAYLAND_DISPLAY XAUTHORITY` "
+                "to your session start-up."
+            )
+        if started and not _graphical_target_active():
+            err(
+                "graphical-session.target is not active in this session (common with a window "
+                "manager started by startx): the unit will not start at login. Use "
+                "`aipctl approver install --method autostart` instead."
+            )
+    elif not started and method != "launchd":
+        err("The approver starts with your next desktop login.")
+    out("Check it with: aipctl doctor")
+
+
+def _graphical_target_active() -> bool:
+    ok, _ = _run_quiet(["systemctl", "--user", "is-active", "graphical-session.target"])
+    return ok
+
+
+def _run_quiet(cmd: list[str]) -> tuple[bool, str]:
+    if shutil.which(cmd[0]) is None:
+        return False, ""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False, ""
+    return done.returncode == 0, done.stdout.strip()
+
+
+def installed_files() -> list[tuple[str, Path]]:
+    """Start-up files present for this user (any method), for uninstall and doctor."""
+    candidates = [
+        ("systemd", startup_files.unit_path()),
+        ("autostart", startup_files.desktop_path()),
+        ("launchd", startup_files.plist_path()),
+    ]
+    return [(m, p) for m, p in candidates if p.exists() or p.is_symlink()]
+
+
+def run_uninstall(args: argparse.Namespace) -> int:
+    found = installed_files()
+    if not found:
+        out("No aip-approver start-up file is installed.")
+        return 0
+    status = 0
+    for method, path in found:
+        if not startup_files.written_by_us(method, path) and not args.force:
+            err(f"{path} was not written by aipctl; left in place (use --force to remove it).")
+            status = 1
+            continue
+        before, after = _uninstall_commands(method)
+        if args.dry_run:
+            for cmd in before:
+                out(f"# would run: {shlex.join(cmd)}")
+            out(f"# would remove {path}")
+            for cmd in after:
+                out(f"# would run: {shlex.join(cmd)}")
+            continue
+        for cmd in before:  # best effort: the manager may not be running (e.g. over SSH)
+            ok, detail = _run(cmd)
+            if not ok:
+                err(f"note: {shlex.join(cmd)}: {detail or 'failed'}")
+        path.unlink()
+        out(f"removed {path}")
+        for cmd in after:
+            _run(cmd)
+        if method == "autostart":
+            err("An approver started from the autostart entry keeps running until you log out.")
+    return status
+
+
+def _uninstall_commands(method: str) -> tuple[list[list[str]], list[list[str]]]:
+    if method == "systemd" and shutil.which("systemctl"):
+        return (
+            [["systemctl", "--user", "disable", "--now", UNIT_NAME]],
+            [["systemctl", "--user", "daemon-reload"]],
+        )
+    if method == "launchd" and shutil.which("launchctl"):
+        return [["launchctl", "bootout", f"gui/{os.getuid()}/{LAUNCHD_LABEL}"]], []
+    return [], []

@@ -1,0 +1,138 @@
+"""The files that start ``aip-approver`` with a desktop login, rendered from ``templates/``.
+
+Pure functions: where each file goes, and its text with the approver's command line quoted
+for that format (systemd unit, XDG autostart entry, launchd plist, Windows instructions).
+Each value is escaped for its format; nothing here runs a command or writes a file.
+"""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import re
+import string
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+TEMPLATES: Final = Path(__file__).resolve().parent / "templates"
+UNIT_NAME: Final = "aip-approver.service"
+DESKTOP_NAME: Final = "aip-approver.desktop"
+LAUNCHD_LABEL: Final = "io.aip.approver"
+# The first line of the unit and the desktop entry: uninstall removes only files carrying it.
+MARKER: Final = "# Written by `aipctl approver install`"
+
+# Arguments made only of these need no quoting in a unit's ExecStart or a desktop Exec line.
+_PLAIN = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class StartupFile:
+    method: str  # systemd | autostart | launchd
+    path: Path
+    text: str
+
+
+def approver_argv(extra: list[str]) -> list[str]:
+    """The installed approver as absolute paths: the script beside this interpreter (the same
+    installation as this aipctl, never a PATH lookup that may find another one or a shim)."""
+    exe = Path(sys.executable)
+    script = exe.parent / ("aip-approver.exe" if os.name == "nt" else "aip-approver")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script.absolute()), *extra]
+    return [str(exe.absolute()), "-m", "aip.approver", *extra]
+
+
+def config_home() -> Path:
+    value = os.environ.get("XDG_CONFIG_HOME", "")
+    # The XDG spec: a relative value is invalid and must be ignored.
+    return Path(value) if value and os.path.isabs(value) else Path.home() / ".config"
+
+
+def unit_path() -> Path:
+    return config_home() / "systemd" / "user" / UNIT_NAME
+
+
+def desktop_path() -> Path:
+    return config_home() / "autostart" / DESKTOP_NAME
+
+
+def plist_path() -> Path:
+    return Path.home() / "Library" / "LaunchAgents" / f"{LAUNCHD_LABEL}.plist"
+
+
+def launchd_log_path() -> Path:
+    return Path.home() / "Library" / "Logs" / "aip" / "approver.log"
+
+
+def _template(name: str) -> string.Template:
+    return string.Template((TEMPLATES / name).read_text(encoding="utf-8"))
+
+
+def systemd_quote(arg: str) -> str:
+    """One ExecStart word: ``%`` is a specifier and ``$`` a variable to systemd, so both are
+    doubled; anything else unusual goes in double quotes with C escapes."""
+    arg = arg.replace("%", "%%").replace("$", "$$")
+    if _PLAIN.fullmatch(arg):
+        return arg
+    escaped = (
+        arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def desktop_quote(arg: str) -> str:
+    """One Exec word (Desktop Entry spec: quoting rules, then the string-type escape of ``\\``,
+    and ``%`` doubled so no field code is expanded)."""
+    arg = arg.replace("%", "%%")
+    if _PLAIN.fullmatch(arg):
+        return arg
+    if "\n" in arg or "\t" in arg:
+        raise ValueError(f"cannot put a newline or tab in a desktop Exec argument: {arg!r}")
+    inner = re.sub(r'(["`$\\])', r"\\\1", arg)
+    return '"' + inner.replace("\\", "\\\\") + '"'
+
+
+def render_unit(argv: list[str]) -> StartupFile:
+    text = _template(UNIT_NAME).substitute(exec_start=" ".join(systemd_quote(a) for a in argv))
+    return StartupFile("systemd", unit_path(), text)
+
+
+def render_desktop(argv: list[str]) -> StartupFile:
+    text = _template(DESKTOP_NAME).substitute(exec_line=" ".join(desktop_quote(a) for a in argv))
+    return StartupFile("autostart", desktop_path(), text)
+
+
+def render_plist(argv: list[str]) -> StartupFile:
+    # plistlib does the XML escaping; the template fixes every other key.
+    data = plistlib.loads((TEMPLATES / f"{LAUNCHD_LABEL}.plist").read_bytes())
+    data["ProgramArguments"] = list(argv)
+    data["StandardErrorPath"] = str(launchd_log_path())
+    text = plistlib.dumps(data, sort_keys=False).decode("utf-8")
+    return StartupFile("launchd", plist_path(), text)
+
+
+def render_windows(argv: list[str]) -> str:
+    target, rest = argv[0], argv[1:]
+    arguments = subprocess.list2cmdline(rest)
+    return _template("windows-startup.txt").substitute(
+        target=target.replace("'", "''"),
+        arguments=arguments.replace("'", "''"),
+        task_command=subprocess.list2cmdline(argv).replace('"', '\\"'),
+    )
+
+
+def written_by_us(method: str, path: Path) -> bool:
+    """True when ``path`` is a file ``aipctl approver install`` wrote (safe to replace/remove)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if method == "launchd":
+        try:
+            return bool(plistlib.loads(data).get("Label") == LAUNCHD_LABEL)
+        except (plistlib.InvalidFileException, ValueError, AttributeError):
+            return False
+    return data.startswith(MARKER.encode())

@@ -1,0 +1,220 @@
+"""``aipctl approver install|uninstall`` run as the real console script against a private HOME.
+
+systemctl and launchctl are replaced by recording stand-ins on PATH (CI has no user manager);
+the generated unit is checked with the real ``systemd-analyze verify`` where it exists.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import plistlib
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+AIPCTL = str(Path(sys.executable).parent / "aipctl")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    runtime = tmp_path / "run"
+    fakebin = tmp_path / "bin"
+    for d in (home, runtime, fakebin):
+        d.mkdir(mode=0o700)
+    # Stand-ins that record their argv: the commands install runs are part of the contract.
+    for tool in ("systemctl", "launchctl"):
+        script = fakebin / tool
+        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{tmp_path}/calls.log"\nexit 0\n')
+        script.chmod(0o755)
+    keep = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "SYSTEMROOT")}
+    return {
+        **keep,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "PATH": f"{fakebin}:{os.environ['PATH']}",
+    }
+
+
+def aipctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [AIPCTL, *args], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def calls(env: dict[str, str]) -> list[str]:
+    log = Path(env["HOME"]).parent / "calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def parse_ini(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
+    parser.read_string(text)
+    return parser
+
+
+def unit_file(env: dict[str, str]) -> Path:
+    return Path(env["XDG_CONFIG_HOME"], "systemd", "user", "aip-approver.service")
+
+
+def test_dry_run_writes_nothing_and_shows_the_unit(env: dict[str, str]) -> None:
+    done = aipctl(env, "approver", "install", "--method", "systemd", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert f"would write {unit_file(env)}" in done.stdout
+    assert "would run: systemctl --user enable aip-approver.service" in done.stdout
+    assert not unit_file(env).exists()
+    assert calls(env) == []
+
+
+def test_systemd_unit_installs_imports_the_display_and_verifies(env: dict[str, str]) -> None:
+    env = {**env, "DISPLAY": ":42", "XAUTHORITY": "/tmp/xauth-test"}
+    done = aipctl(env, "approver", "install", "--method", "systemd", "--", "--timeout", "30")
+    assert done.returncode == 0, done.stderr
+    unit = parse_ini(unit_file(env).read_text())
+    argv = shlex.split(unit["Service"]["ExecStart"])
+    assert Path(argv[0]).is_absolute()
+    assert os.access(argv[0], os.X_OK)
+    assert argv[-2:] == ["--timeout", "30"]
+    assert unit["Unit"]["PartOf"] == "graphical-session.target"
+    assert unit["Install"]["WantedBy"] == "graphical-session.target"
+    assert "DISPLAY" in unit["Service"]["PassEnvironment"].split()
+    assert calls(env)[:4] == [
+        "systemctl --user daemon-reload",
+        "systemctl --user import-environment DISPLAY XAUTHORITY",
+        "systemctl --user enable aip-approver.service",
+        "systemctl --user restart aip-approver.service",
+    ]
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not available")
+    verify = subprocess.run(
+        [analyze, "--user", "verify", str(unit_file(env))],
+        env={**os.environ, "XDG_RUNTIME_DIR": env["XDG_RUNTIME_DIR"]},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stderr
+
+
+def test_unit_quotes_unusual_arguments(env: dict[str, str]) -> None:
+    odd = "exec:/opt/my dialogs/ask $HOME 100%"
+    done = aipctl(env, "approver", "install", "--method", "systemd", "--dry-run", "--", odd)
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("ExecStart="))
+    assert line.endswith('"exec:/opt/my dialogs/ask $$HOME 100%%"')
+
+
+def test_systemd_uninstall_disables_and_removes(env: dict[str, str]) -> None:
+    assert aipctl(env, "approver", "install", "--method", "systemd").returncode == 0
+    done = aipctl(env, "approver", "uninstall")
+    assert done.returncode == 0, done.stderr
+    assert not unit_file(env).exists()
+    assert "systemctl --user disable --now aip-approver.service" in calls(env)
+    assert calls(env)[-1] == "systemctl --user daemon-reload"
+    again = aipctl(env, "approver", "uninstall")
+    assert again.returncode == 0
+    assert "No aip-approver start-up file" in again.stdout
+
+
+def test_install_without_display_enables_but_does_not_start(env: dict[str, str]) -> None:
+    done = aipctl(env, "approver", "install", "--method", "systemd")
+    assert done.returncode == 0, done.stderr
+    assert "systemctl --user restart aip-approver.service" not in calls(env)
+    assert "dbus-update-activation-environment --systemd" in done.stderr
+
+
+def test_autostart_entry(env: dict[str, str]) -> None:
+    done = aipctl(env, "approver", "install", "--method", "autostart", "--no-start")
+    assert done.returncode == 0, done.stderr
+    path = Path(env["XDG_CONFIG_HOME"], "autostart", "aip-approver.desktop")
+    entry = parse_ini(path.read_text())["Desktop Entry"]
+    assert entry["Type"] == "Application"
+    assert entry["Terminal"] == "false"
+    exe = shlex.split(entry["Exec"])[0]
+    assert Path(exe).is_absolute()
+    assert os.access(exe, os.X_OK)
+    desktop_validate = shutil.which("desktop-file-validate")
+    if desktop_validate:
+        check = subprocess.run([desktop_validate, str(path)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout
+    assert aipctl(env, "approver", "uninstall").returncode == 0
+    assert not path.exists()
+
+
+def test_launchd_agent(env: dict[str, str]) -> None:
+    done = aipctl(env, "approver", "install", "--method", "launchd")
+    assert done.returncode == 0, done.stderr
+    path = Path(env["HOME"], "Library", "LaunchAgents", "io.aip.approver.plist")
+    plist = plistlib.loads(path.read_bytes())
+    assert plist["Label"] == "io.aip.approver"
+    assert Path(plist["ProgramArguments"][0]).is_absolute()
+    assert plist["RunAtLoad"] is True
+    assert plist["LimitLoadToSessionType"] == "Aqua"  # a GUI login only: dialogs need it
+    assert Path(plist["StandardErrorPath"]).parent.is_dir()
+    uid = os.getuid()
+    assert calls(env) == [
+        f"launchctl bootout gui/{uid}/io.aip.approver",
+        f"launchctl bootstrap gui/{uid} {path}",
+    ]
+    assert aipctl(env, "approver", "uninstall").returncode == 0
+    assert not path.exists()
+    assert calls(env)[-1] == f"launchctl bootout gui/{uid}/io.aip.approver"
+
+
+def test_foreign_file_is_not_replaced_without_force(env: dict[str, str]) -> None:
+    unit_file(env).parent.mkdir(parents=True)
+    unit_file(env).write_text("[Service]\nExecStart=/bin/true\n")
+    refused = aipctl(env, "approver", "install", "--method", "systemd")
+    assert refused.returncode == 1
+    assert "not written by aipctl" in refused.stderr
+    assert unit_file(env).read_text() == "[Service]\nExecStart=/bin/true\n"
+    kept = aipctl(env, "approver", "uninstall")
+    assert kept.returncode == 1
+    assert unit_file(env).exists()
+    forced = aipctl(env, "approver", "install", "--method", "systemd", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "aipctl approver install" in unit_file(env).read_text()
+
+
+def test_reinstall_replaces_our_own_file(env: dict[str, str]) -> None:
+    assert aipctl(env, "approver", "install", "--method", "systemd").returncode == 0
+    done = aipctl(env, "approver", "install", "--method", "systemd", "--", "--dialog", "zenity")
+    assert done.returncode == 0, done.stderr
+    assert "--dialog zenity" in unit_file(env).read_text()
+
+
+def test_missing_systemctl_names_the_commands_to_run(env: dict[str, str]) -> None:
+    (Path(env["HOME"]).parent / "bin" / "systemctl").unlink()
+    env = {**env, "PATH": str(Path(env["HOME"]).parent / "bin")}
+    done = aipctl(env, "approver", "install", "--method", "systemd")
+    assert done.returncode == 1
+    assert "systemctl not found" in done.stderr
+    assert "systemctl --user enable aip-approver.service" in done.stderr
+    assert unit_file(env).exists()  # the file is in place; only enabling is left to do
+
+
+def test_auto_picks_autostart_without_a_systemd_user_manager(env: dict[str, str]) -> None:
+    if Path("/run/systemd/system").is_dir():
+        pytest.skip("this machine runs systemd")
+    done = aipctl(env, "approver", "install", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("# autostart: would write")
+
+
+def test_windows_instructions_are_printed(env: dict[str, str]) -> None:
+    done = aipctl(env, "approver", "install", "--method", "windows", "--", "--dialog", "powershell")
+    assert done.returncode == 0, done.stderr
+    assert "schtasks /Create" in done.stdout
+    assert "Startup" in done.stdout
+    assert "--dialog powershell" in done.stdout
+    assert not any(Path(env["HOME"]).rglob("*aip*"))

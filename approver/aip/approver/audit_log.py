@@ -1,0 +1,392 @@
+"""The single writer of the central audit log (DESIGN §8): chain, rotation, group commit.
+
+One ``write()`` per record on the event loop (strict order keeps the chain); fsync runs in a
+thread. ``append(durable=True)`` returns once the record is on disk (an ask's allow is sent
+only after that). Any write/fsync failure makes the log unavailable until a probe reopens it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pwd
+import secrets
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Final
+
+from aip.approver import audit_file
+from aip.approver.audit_chain import (
+    chain_anchor,
+    iter_lines_backwards,
+    line_hash,
+    parse_line,
+    read_tail,
+)
+from aip.approver.audit_dedup import SeenPairs, rebuild
+from aip.shared.audit_record import (
+    Event,
+    cap_record,
+    load_or_create_key,
+    meta_record,
+    serialize,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES: Final = 64 << 20  # rotate the current file beyond this size
+COMMIT_INTERVAL_S: Final = 0.05  # group commit: fsync at most this long after a write ...
+COMMIT_RECORDS: Final = 64  # ... or once this many records are unsynced
+PROBE_INTERVAL_S: Final = 1.0  # while unavailable, try to reopen this often
+DEDUP_WINDOW_BYTES: Final = 8 << 20  # tail scanned at start for (session, rseq) pairs
+BACKLOG_MAX: Final = 10000  # own records kept in memory while the log is unavailable
+MAX_FIRST_LINE_BYTES: Final = 65536
+
+
+class AuditUnavailable(Exception):
+    """The log cannot be written now: asks are denied ``audit_unavailable``."""
+
+
+class AuditLog:
+    """``async with AuditLog(path) as audit: await audit.append(record, durable=...)``."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        key: bytes | None = None,
+        max_bytes: int = MAX_BYTES,
+        commit_interval_s: float = COMMIT_INTERVAL_S,
+        commit_records: int = COMMIT_RECORDS,
+        probe_interval_s: float = PROBE_INTERVAL_S,
+        ops: audit_file.FileOps | None = None,
+        user: str | None = None,
+    ) -> None:
+        self.path = path
+        self._user = user or default_user()
+        self._key = key
+        self._max_bytes = max_bytes
+        self._commit_interval_s = commit_interval_s
+        self._commit_records = commit_records
+        self._probe_interval_s = probe_interval_s
+        self._ops = ops or audit_file.FileOps()
+        self._fd = -1
+        self._size = 0
+        self._seq = 0
+        self._last_hash = ""
+        self._chain_id = ""
+        self._seen = SeenPairs()
+        self._unsynced = 0
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._backlog: deque[dict[str, Any]] = deque(maxlen=BACKLOG_MAX)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rotated_to: str | None = None
+        self.error: str | None = "not opened"
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> AuditLog:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open (or fail into unavailable and keep probing); never raises for I/O."""
+        self._tasks.append(asyncio.create_task(self._committer(), name="audit-commit"))
+        if not self._try_open():
+            self._start_probe()
+
+    async def close(self) -> None:
+        """Flush and fsync what is written, stop the tasks, close the file."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                self._ops.sync(self._fd)
+            self._release_waiters(None)
+            os.close(self._fd)
+            self._fd = -1
+        self._release_waiters(AuditUnavailable("audit log closed"))
+
+    @property
+    def available(self) -> bool:
+        return self._fd >= 0
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    # --- appending ----------------------------------------------------------------------
+
+    async def append(self, record: dict[str, Any], *, durable: bool = False) -> int:
+        """Write one record; its ``seq``. ``durable``: return only after fsync, raise
+        AuditUnavailable if it cannot be made durable. Not durable while unavailable: the
+        record waits in a bounded in-memory backlog, written when the log is back."""
+        if not self.available:
+            if durable:
+                raise AuditUnavailable(self.error)
+            if len(self._backlog) == self._backlog.maxlen:
+                log.warning("audit backlog full; dropping the oldest waiting record")
+            self._backlog.append(record)
+            return 0
+        seq = self._write(record)
+        if durable:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            self._wake.set()
+            await waiter
+        return seq
+
+    def seen(self, session: str, rseq: int) -> bool:
+        return (session, rseq) in self._seen
+
+    async def append_proxy_records(self, records: list[dict[str, Any]]) -> tuple[int, int]:
+        """Records sent by a proxy, each with ``session`` and ``rseq``: pairs already in the
+        log are dropped. Returns (written, duplicates) once every record is ``write()``-n; on
+        AuditUnavailable the caller must not ack (the proxy keeps them in its spool)."""
+        written = dropped = 0
+        for record in records:
+            session, rseq = record.get("session"), record.get("rseq")
+            if isinstance(session, str) and isinstance(rseq, int) and self.seen(session, rseq):
+                dropped += 1
+                continue
+            if not self.available:
+                raise AuditUnavailable(self.error)
+            self._write(record)
+            written += 1
+        return written, dropped
+
+    def _write(self, record: dict[str, Any]) -> int:
+        if "user" in record and not record["user"]:
+            record = {**record, "user": self._user}
+        if self._key is not None:
+            record = cap_record(record, self._key)
+        line = self._line(record, self._seq + 1, self._last_hash)
+        if self._size + len(line) + 1 > self._max_bytes and self._size > 0:
+            self._rotate()
+            line = self._line(record, self._seq + 1, self._last_hash)
+        self._write_line(line)
+        session, rseq = record.get("session"), record.get("rseq")
+        if isinstance(session, str) and isinstance(rseq, int):
+            self._seen.add(session, rseq)
+        return self._seq
+
+    @staticmethod
+    def _line(record: dict[str, Any], seq: int, prev: str) -> bytes:
+        out = {k: v for k, v in record.items() if k not in ("seq", "prev")}
+        out["seq"] = seq
+        out["prev"] = prev
+        return serialize(out)
+
+    def _write_line(self, line: bytes) -> None:
+        """One write(); on any failure the file is cut back and the log goes unavailable."""
+        data = line + b"\n"
+        try:
+            n = self._ops.write(self._fd, data)
+            if n != len(data):
+                raise OSError(f"short write: {n} of {len(data)} bytes")
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # else the next open repairs the torn tail
+                self._ops.truncate(self._fd, self._size)
+            self._fail(f"write failed: {exc}")
+            raise AuditUnavailable(self.error) from exc
+        self._size += len(data)
+        self._seq += 1
+        self._last_hash = line_hash(line)
+        self._unsynced += 1
+        if self._unsynced >= self._commit_records:
+            self._wake.set()
+        elif self._unsynced == 1:
+            self._wake.set()  # start the interval clock
+
+    # --- group commit -------------------------------------------------------------------
+
+    async def _committer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._waiters and self._unsynced < self._commit_records:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._commit_interval_s):
+                        while not self._waiters and self._unsynced < self._commit_records:
+                            await self._wake.wait()
+                            self._wake.clear()
+            if self._fd < 0 or (self._unsynced == 0 and not self._waiters):
+                continue
+            waiters, self._waiters = self._waiters, []
+            self._unsynced = 0
+            fd = os.dup(self._fd)  # rotation may close the original while we sync
+            try:
+                await loop.run_in_executor(None, self._ops.sync, fd)
+            except OSError as exc:
+                # fsyncgate: a failed fsync is never retried as if it had worked.
+                self._fail(f"fsync failed: {exc}")
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(AuditUnavailable(self.error))
+                continue
+            finally:
+                os.close(fd)
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    def _release_waiters(self, exc: Exception | None) -> None:
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if w.done():
+                continue
+            if exc is None:
+                w.set_result(None)
+            else:
+                w.set_exception(exc)
+
+    async def flush(self) -> None:
+        """fsync everything written so far (used at shutdown and by tests)."""
+        if not self.available or not self._unsynced:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        await waiter
+
+    # --- opening, repair, rotation ------------------------------------------------------
+
+    def _try_open(self) -> bool:
+        try:
+            self._open_and_repair()
+        except OSError as exc:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            self.error = f"cannot open {self.path}: {exc}"
+            log.warning("audit log unavailable: %s", self.error)
+            return False
+        self.error = None
+        self._drain_backlog()
+        return True
+
+    def _open_and_repair(self) -> None:
+        audit_file.prepare_dir(self.path.parent)
+        if self._key is None:
+            try:
+                self._key = load_or_create_key(self.path.parent / "audit-hmac.key")
+            except ValueError as exc:
+                raise OSError(str(exc)) from exc
+        fd = audit_file.open_log(self.path)
+        self._fd = fd
+        size = os.fstat(fd).st_size
+        tail = read_tail(fd, size)
+        if tail.discarded:
+            side = self.path.with_name(f"{self.path.name}.torn-{int(time.time() * 1000)}")
+            audit_file.write_side_file(side, tail.discarded)
+            self._ops.truncate(fd, tail.good_size)
+            self._ops.sync(fd)
+        self._size = tail.good_size
+        if tail.last is not None and tail.last_line is not None:
+            first = parse_line(os.pread(fd, MAX_FIRST_LINE_BYTES, 0).split(b"\n", 1)[0])
+            if first is None or first.get("event") != Event.GENESIS.value:
+                raise OSError(f"{self.path}: does not start with a genesis record")
+            self._seq = tail.last["seq"]
+            self._last_hash = line_hash(tail.last_line)
+            self._chain_id = str(first.get("chain_id", ""))
+            complete = self._size <= DEDUP_WINDOW_BYTES and first.get("prev_file") is None
+            lines = iter_lines_backwards(fd, self._size, DEDUP_WINDOW_BYTES)
+            self._seen = rebuild(lines, window_complete=complete)
+        else:
+            self._start_file(prev_file=self._rotated_to)
+        if tail.discarded:
+            self._write(
+                meta_record(
+                    Event.RECOVERED_TAIL,
+                    discarded_bytes=len(tail.discarded),
+                    discarded_sha256=line_hash(tail.discarded),
+                    side_file=side.name,
+                )
+            )
+            log.warning("audit log: discarded a torn tail of %d bytes", len(tail.discarded))
+
+    def _start_file(self, prev_file: str | None) -> None:
+        """Write the genesis of the (empty) current file and make its creation durable."""
+        if prev_file is None:  # a file without a predecessor starts a fresh chain
+            self._chain_id = secrets.token_hex(32)
+            self._last_hash = chain_anchor(self._chain_id)
+            self._seq = 0
+        genesis = meta_record(Event.GENESIS, chain_id=self._chain_id, prev_file=prev_file, format=1)
+        self._write_line(self._line(genesis, self._seq + 1, self._last_hash))
+        self._ops.sync(self._fd)
+        audit_file.fsync_dir(self.path.parent)
+        self._unsynced = 0
+        self._rotated_to = None
+
+    def _rotate(self) -> None:
+        """rotate record -> fsync -> rename -> new file -> genesis (synchronous: rare)."""
+        target = audit_file.rotated_path(self.path, self._seq + 1)
+        rotate = meta_record(Event.ROTATE, next_file=self.path.name, rotated_to=target.name)
+        self._write_line(self._line(rotate, self._seq + 1, self._last_hash))
+        try:
+            self._ops.sync(self._fd)
+            os.rename(self.path, target)
+            self._rotated_to = target.name  # if the new file fails, the probe links to it
+            old = self._fd
+            self._fd = audit_file.open_log(self.path)
+            os.close(old)
+            self._size = 0
+            self._release_waiters(None)  # everything before the rotate is on disk
+            self._start_file(prev_file=target.name)
+        except OSError as exc:
+            self._fail(f"rotation failed: {exc}")
+            raise AuditUnavailable(self.error) from exc
+        log.info("audit log rotated to %s", target)
+
+    # --- failure and recovery -----------------------------------------------------------
+
+    def _fail(self, why: str) -> None:
+        if self._fd < 0:
+            return
+        self.error = why
+        log.warning("audit log unavailable, asks will be denied: %s", why)
+        os.close(self._fd)
+        self._fd = -1
+        self._unsynced = 0
+        self._release_waiters(AuditUnavailable(why))
+        self._start_probe()
+
+    def _start_probe(self) -> None:
+        self._tasks = [t for t in self._tasks if not t.done()]
+        if not any(t.get_name() == "audit-probe" for t in self._tasks):
+            self._tasks.append(asyncio.create_task(self._probe(), name="audit-probe"))
+
+    async def _probe(self) -> None:
+        while not self.available:
+            await asyncio.sleep(self._probe_interval_s)
+            if self._try_open():
+                log.info("audit log writable again: %s", self.path)
+
+    def _drain_backlog(self) -> None:
+        while self._backlog and self.available:
+            record = self._backlog.popleft()
+            try:
+                self._write(record)
+            except AuditUnavailable:
+                self._backlog.appendleft(record)
+
+
+def default_user() -> str:
+    """DESIGN §8: ``$AIP_USER``, else our login name (peers are checked to be our uid)."""
+    name = os.environ.get("AIP_USER")
+    if name:
+        return name
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid-{os.getuid()}"

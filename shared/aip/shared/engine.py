@@ -1,41 +1,174 @@
 """Pure policy decision (DESIGN §4): decide(policy, message, limiter, context) -> Decision.
 
-INTERFACE STUB written first so the proxy can be built against it; the policy work replaces
-the body. The signature and the Decision fields are the contract.
+Order: method check (§4.6); then, for a normalized ``tools/call``, the tool decision of §4.4
+(denied_tools -> protected_paths -> ordered tool_rules, first match wins -> allowed_tools);
+monitor mode (§4.8) relaxes only tool authorization. The only state touched is the rate
+limiter's. ``filter_tools_list`` applies §4.7 to a tools/list result.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
+from aip.shared.decision import Context, Decision, Verdict
+from aip.shared.names import normalize
 from aip.shared.outcomes import Outcome
-from aip.shared.policy import Policy, ToolRule
+from aip.shared.policy import ALWAYS_ALLOWED_METHODS, DEFAULT_METHODS, Mode, Policy
+from aip.shared.protected import ProtectedRoots, TooManyCandidates
+from aip.shared.ratelimit import RateLimiter
+from aip.shared.tooldecision import authorize
+
+__all__ = ["Context", "Decision", "Verdict", "decide", "filter_tools_list", "method_allowed"]
+
+TOOLS_CALL: Final = "tools/call"
+RESOURCES_READ: Final = "resources/read"
+WOULD_ASK: Final = "ask"  # Decision.monitor_would when enforce mode would have asked
 
 
-class Verdict(enum.StrEnum):
-    FORWARD = "forward"  # send it on (policy allow, or monitor mode)
-    BLOCK = "block"  # answer with the outcome's error (requests) or drop (notifications)
-    ASK = "ask"  # ask a human; the outcome comes from the approver
+_FORWARD_OTHER: Final = Decision(Verdict.FORWARD, Outcome.POLICY_ALLOWED, detail="method allowed")
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What the decision needs besides the policy: where the child runs and what is always
-    protected (the policy file, the aip state/runtime dirs, the audit log; DESIGN §4.5)."""
+def decide(
+    policy: Policy, message: dict[str, Any], limiter: RateLimiter, context: Context
+) -> Decision:
+    """The decision for one client -> server message that has a ``method`` (DESIGN §4.3)."""
+    method = message.get("method")
+    if type(method) is not str:
+        return _invalid("the message has no method name")
+    kind = normalize(method)
+    if not method_allowed(policy, kind):
+        return Decision(
+            Verdict.BLOCK,
+            Outcome.METHOD_NOT_ALLOWED,
+            detail=f"method {method!r} is not allowed by the policy",
+            data={"method": method},
+        )
+    params = message.get("params")
+    if kind == TOOLS_CALL:
+        return _tool_call(policy, params, limiter, context)
+    if kind == RESOURCES_READ and params is not None:
+        hit = _protected_hit(policy, context, params, None)
+        if hit is not None:
+            return hit
+    return _FORWARD_OTHER
 
-    cwd: str
-    always_protected: tuple[str, ...] = ()
+
+def method_allowed(policy: Policy, kind: str) -> bool:
+    """§4.6 on a normalized method name."""
+    if kind in policy.denied_methods:
+        return False
+    if kind in ALWAYS_ALLOWED_METHODS:
+        return True
+    allowed = DEFAULT_METHODS if policy.allowed_methods is None else policy.allowed_methods
+    return kind in allowed or "*" in allowed
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    verdict: Verdict
-    outcome: Outcome | None  # None only for ASK; POLICY_ALLOWED for a forward
-    rule: ToolRule | None = None  # the rule that decided, if any
-    detail: str = ""  # readable why, e.g. "tool_rules[2] (postgres_query block) matched"
-    data: dict[str, Any] = field(default_factory=dict)  # extra error data (argument, pattern)
-    monitor_would: Outcome | str | None = None  # monitor mode: what enforce would have done
-    token_reserved: bool = False  # an ASK holding a rate-limit token: give it back on deny
-    tool: str | None = None  # raw tool name for tools/call, else None
+def _tool_call(policy: Policy, params: object, limiter: RateLimiter, context: Context) -> Decision:
+    if not isinstance(params, dict):
+        return _invalid("tools/call needs params with a tool name")
+    name = params.get("name")
+    if type(name) is not str:
+        return _invalid("tools/call needs a string params.name")
+    args = params.get("arguments")
+    if args is None:  # absent (or null, as some SDKs send it): no arguments
+        args = {}
+    elif not isinstance(args, dict):
+        return _invalid("tools/call params.arguments must be an object", name)
+    tool = normalize(name)
+    monitor = policy.mode is Mode.MONITOR
+    if not monitor and tool in policy.denied_tools:
+        return Decision(
+            Verdict.BLOCK,
+            Outcome.DENIED_TOOL,
+            detail=f"tool {name!r} is in denied_tools",
+            tool=name,
+        )
+    hit = _protected_hit(policy, context, args, name)
+    if hit is not None:  # enforced in monitor mode too
+        return hit
+    decision = authorize(policy, tool, name, args, limiter)
+    if monitor and decision.verdict is not Verdict.FORWARD:
+        # Forwarded without a dialog; an ask's token stays spent because the call goes on.
+        would = WOULD_ASK if decision.outcome is None else decision.outcome
+        return Decision(
+            Verdict.FORWARD,
+            Outcome.POLICY_ALLOWED,
+            rule=decision.rule,
+            detail=f"monitor mode, enforce would block or ask: {decision.detail}",
+            data=decision.data,
+            monitor_would=would,
+            tool=name,
+        )
+    return decision
+
+
+def _protected_hit(
+    policy: Policy, context: Context, value: object, tool: str | None
+) -> Decision | None:
+    roots = _roots(policy, context)
+    try:
+        hit = roots.hit(value)
+    except TooManyCandidates:
+        return Decision(
+            Verdict.BLOCK,
+            Outcome.PROTECTED_PATH,
+            detail="too many path-like values to check; refused",
+            tool=tool,
+        )
+    if hit is None:
+        return None
+    candidate, root = hit
+    return Decision(
+        Verdict.BLOCK,
+        Outcome.PROTECTED_PATH,
+        detail=f"{candidate!r} is or lies under the protected path {root!r}",
+        tool=tool,
+    )
+
+
+def _roots(policy: Policy, context: Context) -> ProtectedRoots:
+    last = policy.memo.get("last_roots")
+    if last is not None and last[0] is context:  # a session passes the same Context each time
+        return last[1]  # type: ignore[no-any-return]
+    key = ("protected", context)
+    roots = policy.memo.get(key)
+    if roots is None:
+        paths = [*policy.protected_paths, *context.always_protected]
+        if policy.path:
+            paths.append(policy.path)  # the policy file itself, whoever built the Context
+        roots = policy.memo[key] = ProtectedRoots(paths, context.cwd)
+    policy.memo["last_roots"] = (context, roots)
+    return roots
+
+
+def _invalid(detail: str, tool: str | None = None) -> Decision:
+    return Decision(Verdict.BLOCK, Outcome.INVALID_REQUEST, detail=detail, tool=tool)
+
+
+def filter_tools_list(policy: Policy, result: dict[str, Any]) -> dict[str, Any] | None:
+    """§4.7: the tools/list ``result`` without the tools the policy never lets through.
+
+    None when nothing changes (monitor mode, nothing removed, no ``tools`` list), so the
+    caller can relay the original bytes untouched.
+    """
+    if policy.mode is Mode.MONITOR:
+        return None
+    tools = result.get("tools")
+    if not isinstance(tools, list):
+        return None
+    kept = [t for t in tools if _listed(policy, t)]
+    if len(kept) == len(tools):
+        return None
+    return {**result, "tools": kept}
+
+
+def _listed(policy: Policy, entry: object) -> bool:
+    if not isinstance(entry, dict) or type(entry.get("name")) is not str:
+        return False  # nothing a client could call by name
+    tool = normalize(entry["name"])
+    if tool in policy.denied_tools:
+        return False
+    rules = policy.rules_for(tool)
+    if rules:
+        return any(r.action.value != "block" for r in rules)
+    return tool in policy.allowed_tools

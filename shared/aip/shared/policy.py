@@ -8,7 +8,9 @@ Built only by ``aip.shared.loader``; read by the engine, the proxy and ``aipctl`
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 DEFAULT_METHODS: Final = frozenset(
@@ -73,11 +75,15 @@ class ToolRule:
     strict_args: bool | None  # None: use spec.strict_args_default
     rate_limit: RateLimit | None
     line: int  # 1-based line in the policy file, for messages
+    # Derived, not init arguments: names in allow_args (for strict_args) and the label.
+    arg_names: frozenset[str] = field(init=False, repr=False, compare=False)
+    label: str = field(init=False, repr=False, compare=False)
+    """How dialogs, errors and the audit log name a rule: ``tool_rules[2] (write_file ask)``."""
 
-    @property
-    def label(self) -> str:
-        """How dialogs, errors and the audit log name the rule: ``tool_rules[2] (write_file ask)``."""
-        return f"tool_rules[{self.index}] ({self.tool_raw} {self.action.value})"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arg_names", frozenset(a.name for a in self.allow_args))
+        label = f"tool_rules[{self.index}] ({self.tool_raw} {self.action.value})"
+        object.__setattr__(self, "label", label)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +122,20 @@ class Policy:
     dlp: DlpConfig = field(default_factory=DlpConfig)
     version: str | None = None
     owner: str | None = None
+    # Derived once, here, so every way of building a Policy gets it: the engine's hot path
+    # looks rules up by tool instead of scanning the list.
+    rules_by_tool: Mapping[str, tuple[ToolRule, ...]] = field(init=False, repr=False, compare=False)
+    # Memo of data its readers derive from this policy (the engine's protected-path roots per
+    # Context). Never part of equality or repr.
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[ToolRule]] = {}
+        for rule in self.tool_rules:
+            index.setdefault(rule.tool, []).append(rule)
+        frozen = MappingProxyType({tool: tuple(rules) for tool, rules in index.items()})
+        object.__setattr__(self, "rules_by_tool", frozen)
 
     def rules_for(self, tool: str) -> tuple[ToolRule, ...]:
         """Rules for a normalized tool name, in file order."""
-        return tuple(r for r in self.tool_rules if r.tool == tool)
+        return self.rules_by_tool.get(tool, ())

@@ -1,0 +1,42 @@
+"""What the engine returns (DESIGN §4): ``Verdict``, ``Decision``, and the ``Context`` it needs.
+
+The proxy codes against these names (through ``aip.shared.engine``): a FORWARD carries
+POLICY_ALLOWED, a BLOCK the outcome whose error (DESIGN §5) answers the request, an ASK no
+outcome until the approver gives one.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from aip.shared.outcomes import Outcome
+from aip.shared.policy import ToolRule
+
+
+class Verdict(enum.StrEnum):
+    FORWARD = "forward"  # send it on (policy allow, or monitor mode)
+    BLOCK = "block"  # answer with the outcome's error (requests) or drop (notifications)
+    ASK = "ask"  # ask a human; the outcome comes from the approver
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the decision needs besides the policy: where the child runs and what is always
+    protected (the policy file, the aip state/runtime dirs, the audit log; DESIGN §4.5)."""
+
+    cwd: str
+    always_protected: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    outcome: Outcome | None  # None only for ASK; POLICY_ALLOWED for a forward
+    rule: ToolRule | None = None  # the rule that decided, if any
+    detail: str = ""  # readable why, e.g. "tool_rules[2] (postgres_query block) matched"
+    data: dict[str, Any] = field(default_factory=dict)  # extra error data (argument, pattern)
+    monitor_would: Outcome | str | None = None  # monitor mode: what enforce would have done
+    token_reserved: bool = False  # an ASK holding a rate-limit token: give it back on deny
+    tool: str | None = None  # raw tool name for tools/call, else None

@@ -1,0 +1,345 @@
+"""Strict loader for ``AgentPolicy`` YAML (DESIGN §4.1): text in, immutable ``Policy`` out.
+
+Validation runs over the composed node graph (``aip.shared.yamlnodes``) and collects every
+problem with its line and key before raising one ``PolicyError``; a policy is either fully
+valid or not loaded at all. Names are stored normalized (§4.2), regexes compiled with RE2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Final
+
+import yaml
+
+from aip.shared.errors import PolicyError
+from aip.shared.loader_dlp import read_dlp
+from aip.shared.names import normalize
+from aip.shared.policy import (
+    Action,
+    ArgPattern,
+    DlpConfig,
+    Mode,
+    Policy,
+    RateLimit,
+    ToolRule,
+)
+from aip.shared.policyfile import (
+    check_policy_file_safety,
+    find_policy_path,
+    read_policy_file,
+)
+from aip.shared.regexes import RegexError, compile_pattern
+from aip.shared.yamlnodes import NodeReader, compose, join
+
+__all__ = ["check_policy_file_safety", "find_policy_path", "load_policy", "load_policy_text"]
+
+API_VERSIONS: Final = ("aip.io/v1alpha1", "aip.io/v1alpha2")
+KIND: Final = "AgentPolicy"
+
+_TOP: Final = frozenset({"apiVersion", "kind", "metadata", "spec"})
+_METADATA: Final = frozenset({"name", "version", "owner"})
+_METADATA_UNSUPPORTED: Final = frozenset({"signature"})
+_SPEC: Final = frozenset(
+    {
+        "mode",
+        "allowed_tools",
+        "denied_tools",
+        "tool_rules",
+        "strict_args_default",
+        "allowed_methods",
+        "denied_methods",
+        "protected_paths",
+        "dlp",
+    }
+)
+# v1alpha2/v1alpha3 features we do not implement: refusing them beats silently ignoring them.
+_SPEC_UNSUPPORTED: Final = frozenset({"identity", "server", "registry", "aat"})
+_RULE: Final = frozenset({"tool", "action", "allow_args", "strict_args", "rate_limit"})
+_RULE_UNSUPPORTED: Final = frozenset({"schema_hash"})
+
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
+_RATE_RE: Final = re.compile(r"\s*([0-9]+)\s*/\s*([A-Za-z]+)\s*")
+_PERIODS_S: Final = {
+    "second": 1.0, "sec": 1.0, "s": 1.0,
+    "minute": 60.0, "min": 60.0, "m": 60.0,
+    "hour": 3600.0, "hr": 3600.0, "h": 3600.0,
+}  # fmt: skip
+_MAX_RATE_COUNT: Final = 1_000_000
+_GLOB_CHARS: Final = frozenset("*?[")
+
+
+def load_policy(path: str | os.PathLike[str], *, check_safety: bool = True) -> Policy:
+    """Load and validate the policy file at ``path``; raise PolicyError listing every problem."""
+    absolute = os.path.abspath(os.fspath(path))
+    data = read_policy_file(absolute, check_safety=check_safety)
+    return _load_bytes(data, absolute, absolute)
+
+
+def load_policy_text(text: str, source: str = "<string>") -> Policy:
+    """Validate policy YAML given as text (tests, ``aipctl policy check -``)."""
+    return _load_bytes(text.encode("utf-8", "surrogatepass"), source, None)
+
+
+def _load_bytes(data: bytes, source: str, path: str | None) -> Policy:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PolicyError.single(source, "the policy file must be UTF-8", line) from None
+    text = text.removeprefix("\ufeff")
+    root, problems = compose(text)
+    if problems:
+        raise PolicyError(source, problems)
+    if root is None:
+        raise PolicyError.single(source, "the policy file is empty")
+    base_dir = os.path.dirname(path) if path else os.getcwd()
+    builder = _Builder(base_dir)
+    policy = builder.build(root, path, hashlib.sha256(data).hexdigest())
+    if builder.problems or policy is None:
+        raise PolicyError(source, builder.problems)
+    return policy
+
+
+class _Builder(NodeReader):
+    def __init__(self, base_dir: str) -> None:
+        super().__init__()
+        self._base_dir = base_dir
+
+    def build(self, root: yaml.Node, path: str | None, sha256: str) -> Policy | None:
+        top = self.mapping(root, "", _TOP)
+        if top is None:
+            return None
+        api_version = self._api_version(top.get("apiVersion"), root)
+        kind_node = top.get("kind")
+        if kind_node is None:
+            self.problem(root, "kind", f"required: kind: {KIND}")
+        elif (kind := self.string(kind_node, "kind")) is not None and kind != KIND:
+            self.problem(kind_node, "kind", f"must be {KIND}, not {kind!r}")
+        name, version, owner = self._metadata(top.get("metadata"), root)
+        spec_node = top.get("spec")
+        if spec_node is None:
+            self.problem(root, "spec", "required (an empty spec: {} blocks every tool)")
+            return None
+        spec = self.mapping(spec_node, "spec", _SPEC, _SPEC_UNSUPPORTED)
+        if spec is None:
+            return None
+        # Every part is read (and every problem recorded) before deciding whether to build.
+        mode = self._mode(spec.get("mode"))
+        allowed_tools = self._names(spec.get("allowed_tools"), "spec.allowed_tools")
+        denied_tools = self._names(spec.get("denied_tools"), "spec.denied_tools")
+        tool_rules = self._rules(spec.get("tool_rules"))
+        strict_default = self._flag(spec.get("strict_args_default"), "spec.strict_args_default")
+        allowed_methods = (
+            self._names(spec["allowed_methods"], "spec.allowed_methods")
+            if "allowed_methods" in spec
+            else None
+        )
+        denied_methods = self._names(spec.get("denied_methods"), "spec.denied_methods")
+        protected = self._protected(spec.get("protected_paths"))
+        dlp = read_dlp(self, spec["dlp"], "spec.dlp") if "dlp" in spec else DlpConfig()
+        if self.problems or api_version is None or name is None:
+            return None
+        return Policy(
+            name=name,
+            api_version=api_version,
+            path=path,
+            sha256=sha256,
+            mode=mode,
+            allowed_tools=allowed_tools,
+            denied_tools=denied_tools,
+            tool_rules=tool_rules,
+            strict_args_default=strict_default,
+            allowed_methods=allowed_methods,
+            denied_methods=denied_methods,
+            protected_paths=protected,
+            dlp=dlp,
+            version=version,
+            owner=owner,
+        )
+
+    def _api_version(self, node: yaml.Node | None, root: yaml.Node) -> str | None:
+        if node is None:
+            self.problem(root, "apiVersion", f"required: one of {', '.join(API_VERSIONS)}")
+            return None
+        value = self.string(node, "apiVersion")
+        if value is not None and value not in API_VERSIONS:
+            self.problem(
+                node,
+                "apiVersion",
+                f"{value!r} is not supported; use one of {', '.join(API_VERSIONS)}",
+            )
+            return None
+        return value
+
+    def _metadata(self, node: yaml.Node | None, root: yaml.Node) -> tuple[str | None, ...]:
+        if node is None:
+            self.problem(root, "metadata", "required, with at least metadata.name")
+            return None, None, None
+        meta = self.mapping(node, "metadata", _METADATA, _METADATA_UNSUPPORTED)
+        if meta is None:
+            return None, None, None
+        name = None
+        if "name" not in meta:
+            self.problem(node, "metadata.name", "required")
+        elif (
+            name := self.string(meta["name"], "metadata.name")
+        ) is not None and not _NAME_RE.fullmatch(name):
+            self.problem(
+                meta["name"], "metadata.name",
+                "use letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+            )  # fmt: skip
+            name = None
+        version = self.string(meta["version"], "metadata.version") if "version" in meta else None
+        owner = self.string(meta["owner"], "metadata.owner") if "owner" in meta else None
+        return name, version, owner
+
+    def _mode(self, node: yaml.Node | None) -> Mode:
+        if node is None:
+            return Mode.ENFORCE
+        value = self.string(node, "spec.mode")
+        try:
+            return Mode(value.strip().lower()) if value is not None else Mode.ENFORCE
+        except ValueError:
+            self.problem(node, "spec.mode", f"must be enforce or monitor, not {value!r}")
+            return Mode.ENFORCE
+
+    def _flag(self, node: yaml.Node | None, path: str) -> bool:
+        return bool(self.boolean(node, path)) if node is not None else False
+
+    def _names(self, node: yaml.Node | None, path: str) -> frozenset[str]:
+        if node is None:
+            return frozenset()
+        out = set()
+        for value, item in self.string_list(node, path):
+            name = normalize(value)
+            if not name:
+                self.problem(item, path, f"{value!r} is empty once normalized")
+            out.add(name)
+        return frozenset(out)
+
+    def _rules(self, node: yaml.Node | None) -> tuple[ToolRule, ...]:
+        if node is None:
+            return ()
+        rules: list[ToolRule] = []
+        for path, item in self.sequence(node, "spec.tool_rules"):
+            rule = self._rule(item, path, len(rules))
+            if rule is not None:
+                rules.append(rule)
+        return tuple(rules)
+
+    def _rule(self, node: yaml.Node, path: str, index: int) -> ToolRule | None:
+        fields = self.mapping(node, path, _RULE, _RULE_UNSUPPORTED)
+        if fields is None:
+            return None
+        ok = True
+        tool_raw = None
+        if "tool" not in fields:
+            self.problem(node, join(path, "tool"), "required")
+        elif (
+            tool_raw := self.string(fields["tool"], join(path, "tool"))
+        ) is not None and not normalize(tool_raw):
+            self.problem(
+                fields["tool"], join(path, "tool"), f"{tool_raw!r} is empty once normalized"
+            )
+            tool_raw = None
+        action = None
+        if "action" not in fields:
+            self.problem(node, join(path, "action"), "required: allow, ask or block")
+        elif (word := self.string(fields["action"], join(path, "action"))) is not None:
+            try:
+                action = Action(word.strip().lower())
+            except ValueError:
+                self.problem(
+                    fields["action"],
+                    join(path, "action"),
+                    f"must be allow, ask or block, not {word!r}",
+                )
+        before = len(self.problems)
+        allow_args = self._allow_args(fields.get("allow_args"), join(path, "allow_args"))
+        strict = (
+            self.boolean(fields["strict_args"], join(path, "strict_args"))
+            if "strict_args" in fields
+            else None
+        )
+        rate = self._rate(fields.get("rate_limit"), join(path, "rate_limit"))
+        ok = len(self.problems) == before
+        if tool_raw is None or action is None or not ok:
+            return None
+        return ToolRule(
+            index=index,
+            tool=normalize(tool_raw),
+            tool_raw=tool_raw,
+            action=action,
+            allow_args=allow_args,
+            strict_args=strict,
+            rate_limit=rate,
+            line=node.start_mark.line + 1,
+        )
+
+    def _allow_args(self, node: yaml.Node | None, path: str) -> tuple[ArgPattern, ...]:
+        if node is None:
+            return ()
+        if not isinstance(node, yaml.MappingNode):
+            self.mapping(node, path, frozenset())  # records "must be a mapping"
+            return ()
+        names = frozenset(k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode))
+        fields = self.mapping(node, path, names)
+        out = []
+        for name, value_node in (fields or {}).items():
+            pattern = self.string(value_node, join(path, name), allow_empty=True)
+            if pattern is None:
+                continue
+            try:
+                out.append(ArgPattern(name, pattern, compile_pattern(pattern)))
+            except RegexError as exc:
+                self.problem(value_node, join(path, name), f"bad regex {pattern!r}: {exc}")
+        return tuple(out)
+
+    def _rate(self, node: yaml.Node | None, path: str) -> RateLimit | None:
+        if node is None:
+            return None
+        text = self.string(node, path)
+        if text is None:
+            return None
+        match = _RATE_RE.fullmatch(text)
+        period = _PERIODS_S.get(match.group(2).lower()) if match else None
+        if match is None or period is None:
+            self.problem(node, path, f"{text!r} is not N/second, N/minute or N/hour")
+            return None
+        count = int(match.group(1))
+        if not 0 < count <= _MAX_RATE_COUNT:
+            self.problem(node, path, f"the count must be between 1 and {_MAX_RATE_COUNT}")
+            return None
+        return RateLimit(count, period, text.strip())
+
+    def _protected(self, node: yaml.Node | None) -> tuple[str, ...]:
+        if node is None:
+            return ()
+        out: list[str] = []
+        for value, item in self.string_list(node, "spec.protected_paths"):
+            if _GLOB_CHARS & set(value):
+                self.problem(
+                    item,
+                    "spec.protected_paths",
+                    f"{value!r}: globs are not supported; name a file or directory",
+                )
+                continue
+            expanded = _expand_home(value.strip())
+            # Relative entries are taken relative to the policy file's folder: the only place
+            # that is the same for every agent host that starts the proxy.
+            absolute = os.path.normpath(os.path.join(self._base_dir, expanded))
+            if absolute not in out:
+                out.append(absolute)
+        return tuple(out)
+
+
+def _expand_home(value: str) -> str:
+    home = os.environ.get("HOME") or str(Path.home())
+    for prefix in ("$HOME", "${HOME}"):
+        if value == prefix or value.startswith(prefix + "/"):
+            return home + value[len(prefix) :]
+    return os.path.expanduser(value)

@@ -1,0 +1,111 @@
+"""Where the policy file is and whether it may be trusted (DESIGN §3).
+
+Lookup: ``--policy``, else ``$AIP_POLICY``, else ``~/.config/aip/policy.yaml`` — never the
+current directory (a cloned repository or the agent itself could plant one there). A file
+that is group/world-writable, or owned by someone other than the user (or root), is refused,
+and so is a symlink to one. Checks run on the open descriptor that is then read (no TOCTOU).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+from aip.shared.errors import PolicyError
+
+MAX_POLICY_BYTES: Final = 1 << 20
+DEFAULT_POLICY: Final = Path(".config") / "aip" / "policy.yaml"  # under $HOME
+
+
+def find_policy_path(cli_value: str | None, env: Mapping[str, str] = os.environ) -> Path:
+    """The policy file to load, absolute. Raises PolicyError when there is none to find."""
+    if cli_value:
+        return Path(os.path.abspath(os.path.expanduser(cli_value)))
+    from_env = env.get("AIP_POLICY", "")
+    if from_env:
+        return Path(os.path.abspath(os.path.expanduser(from_env)))
+    home = env.get("HOME") or os.path.expanduser("~")
+    default = Path(home) / DEFAULT_POLICY
+    if not default.exists():
+        raise PolicyError.single(
+            str(default),
+            "no policy: pass --policy FILE, set $AIP_POLICY, or create this file "
+            "(a missing policy never means allow-all)",
+        )
+    return default
+
+
+def check_policy_file_safety(path: str | os.PathLike[str]) -> None:
+    """Raise PolicyError unless ``path`` (after symlinks) is a file only its owner can change."""
+    fd = _open(os.fspath(path))
+    try:
+        _check(os.fspath(path), fd)
+    finally:
+        os.close(fd)
+
+
+def read_policy_file(path: str | os.PathLike[str], *, check_safety: bool = True) -> bytes:
+    """The file's bytes (at most MAX_POLICY_BYTES), after the ownership and mode checks."""
+    name = os.fspath(path)
+    fd = _open(name)
+    try:
+        if check_safety:
+            _check(name, fd)
+        elif not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PolicyError.single(name, "not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_POLICY_BYTES:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_POLICY_BYTES:
+        raise PolicyError.single(name, f"policy file is larger than {MAX_POLICY_BYTES} bytes")
+    return b"".join(chunks)
+
+
+def _open(name: str) -> int:
+    try:
+        # O_NONBLOCK: opening a FIFO planted at the path must not hang the proxy.
+        return os.open(
+            name, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        )
+    except FileNotFoundError:
+        raise PolicyError.single(name, "policy file not found") from None
+    except OSError as exc:
+        raise PolicyError.single(name, f"cannot open policy file: {exc.strerror}") from None
+
+
+def _trusted_owner(uid: int) -> bool:
+    # Root-owned files are accepted too: only root can change them (an admin-managed policy).
+    return uid in (os.geteuid(), 0)
+
+
+def _check(name: str, fd: int) -> None:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise PolicyError.single(name, "not a regular file")
+    if not _trusted_owner(st.st_uid):
+        raise PolicyError.single(
+            name, f"refused: owned by uid {st.st_uid}, not by you (uid {os.geteuid()})"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PolicyError.single(
+            name,
+            f"refused: group- or world-writable (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"run: chmod go-w {name}",
+        )
+    try:
+        link = os.lstat(name)
+    except OSError:
+        return
+    if stat.S_ISLNK(link.st_mode) and not _trusted_owner(link.st_uid):
+        # Whoever owns the link decides which file it names.
+        raise PolicyError.single(name, f"refused: symlink owned by uid {link.st_uid}")

@@ -1,0 +1,150 @@
+"""Protected paths (DESIGN §4.5): does any string in a message name a protected file?
+
+A string leaf (at any depth, dict keys included) and each whitespace-separated token of it is
+a path candidate when it starts with ``/``, ``~``, ``$HOME``, ``.`` or ``file://``. Candidates
+are expanded, made absolute against the child's working directory, ``normpath``-ed and
+``realpath``-ed (strict=False); they hit when equal to or under a protected root, compared
+both lexically and after symlinks, case-folded on macOS and Windows. Ancestors never hit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Final
+from urllib.parse import unquote, urlsplit
+
+CASE_INSENSITIVE: Final = sys.platform in ("darwin", "win32")
+# A message with more candidates than this is refused rather than checked for minutes:
+# each candidate costs a realpath (a few syscalls).
+MAX_CANDIDATES: Final = 4096
+_STARTS: Final = ("/", "~", "$HOME", "${HOME}", ".", "file://")
+_EDGE_CHARS: Final = "'\"`()[]{}<>,;"  # quoting around a token does not hide a path
+
+
+class TooManyCandidates(Exception):
+    """More path-like strings than MAX_CANDIDATES: treated as a hit (fail closed)."""
+
+
+class ProtectedRoots:
+    """The protected roots for one policy and working directory, precomputed once."""
+
+    def __init__(
+        self,
+        paths: Iterable[str],
+        cwd: str,
+        *,
+        home: str | None = None,
+        case_insensitive: bool = CASE_INSENSITIVE,
+    ) -> None:
+        self.cwd = cwd
+        self.home = (
+            home if home is not None else (os.environ.get("HOME") or os.path.expanduser("~"))
+        )
+        self.case_insensitive = case_insensitive
+        roots: dict[str, str] = {}  # comparable form -> as shown in messages
+        for path in paths:
+            absolute = self._absolute(self._expand(path))
+            for form in (absolute, _realpath(absolute)):
+                roots.setdefault(self._fold(form), absolute)
+        self._roots = roots
+        self._prefixes = tuple(
+            (r if r.endswith("/") else r + "/", shown) for r, shown in roots.items()
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self._roots)
+
+    def hit(self, value: object) -> tuple[str, str] | None:
+        """(candidate as written, protected root) for the first hit in ``value``, else None.
+
+        Raises TooManyCandidates when ``value`` holds more than MAX_CANDIDATES candidates.
+        """
+        if not self._roots:
+            return None
+        for count, candidate in enumerate(_candidates(value), 1):
+            if count > MAX_CANDIDATES:
+                raise TooManyCandidates
+            root = self._check(candidate)
+            if root is not None:
+                return candidate, root
+        return None
+
+    def _check(self, candidate: str) -> str | None:
+        absolute = self._absolute(self._expand(candidate))
+        for form in (absolute, _realpath(absolute)):
+            folded = self._fold(form)
+            shown = self._roots.get(folded)
+            if shown is not None:
+                return shown
+            for prefix, shown in self._prefixes:
+                if folded.startswith(prefix):
+                    return shown
+        return None
+
+    def _expand(self, path: str) -> str:
+        path = path.split("\x00", 1)[0]  # C APIs stop at NUL: so does the check
+        if path.startswith("file://"):
+            path = unquote(urlsplit(path).path)
+        for prefix in ("$HOME", "${HOME}"):
+            if path == prefix or path.startswith(prefix + "/"):
+                return self.home + path[len(prefix) :]
+        if path == "~" or path.startswith("~/"):
+            return self.home + path[1:]
+        return os.path.expanduser(path)  # ~user/...
+
+    def _absolute(self, path: str) -> str:
+        path = os.path.normpath(os.path.join(self.cwd, path))
+        if path.startswith("//"):  # POSIX keeps a leading "//"; the kernel treats it as "/"
+            path = "/" + path.lstrip("/")
+        return path
+
+    def _fold(self, path: str) -> str:
+        return path.casefold() if self.case_insensitive else path
+
+
+def _realpath(path: str) -> str:
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return path
+
+
+def _candidates(value: object) -> Iterator[str]:
+    """Every path-like string in a JSON value: leaves, dict keys, and their tokens."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield from _tokens(item)
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if isinstance(key, str):
+                    yield from _tokens(key)
+                stack.append(inner)
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _tokens(text: str) -> Iterator[str]:
+    # Every candidate contains one of these characters; most argument values contain none,
+    # and four C-level scans are far cheaper than splitting.
+    if "/" not in text and "~" not in text and "." not in text and "$" not in text:
+        return
+    whole = text.startswith(_STARTS)
+    if whole:
+        yield text
+    for part in text.split():
+        for token in _variants(part):
+            if token.startswith(_STARTS) and not (whole and token == text):
+                yield token
+
+
+def _variants(token: str) -> Iterator[str]:
+    yield token
+    stripped = token.strip(_EDGE_CHARS)
+    if stripped != token:
+        yield stripped
+    if "=" in stripped:  # --file=/etc/x, PATH=~/.ssh
+        yield stripped.split("=", 1)[1].strip(_EDGE_CHARS)

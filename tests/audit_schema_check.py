@@ -1,0 +1,104 @@
+"""Every audit record the test suite writes must match ``aip/shared/audit_schema.json``.
+
+A pytest plugin (registered in tests/conftest.py): at session end it finds every audit log
+under the session's base temp dir (files whose first line is a ``genesis`` record, rotated
+files included) and validates each line; tests can also call ``assert_valid_log`` directly.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+
+import aip.shared.audit_record
+
+SCHEMA_PATH = Path(aip.shared.audit_record.__file__).with_name("audit_schema.json")
+_checked: set[Path] = set()
+
+
+@functools.cache
+def validator() -> jsonschema.Draft202012Validator:
+    schema = orjson.loads(SCHEMA_PATH.read_bytes())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def record_errors(record: Any) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<record>'}: {e.message}"
+        for e in validator().iter_errors(record)
+    ]
+
+
+def log_errors(path: Path) -> list[str]:
+    """Schema errors of every complete line (a torn last line is the writer's to repair)."""
+    errors: list[str] = []
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                errors.append(f"{path}:{lineno}: not JSON: {exc}")
+                continue
+            errors.extend(f"{path}:{lineno}: {err}" for err in record_errors(record))
+    _checked.add(path.resolve())
+    return errors
+
+
+def assert_valid_log(path: Path) -> int:
+    """Validate every line of one log file; the number of records."""
+    errors = log_errors(path)
+    assert not errors, "\n".join(errors[:20])
+    return sum(1 for _ in path.open("rb"))
+
+
+def is_audit_log(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline(65536)
+        record = orjson.loads(first)
+    except (OSError, orjson.JSONDecodeError):
+        return False
+    return isinstance(record, dict) and record.get("event") == "genesis" and "chain_id" in record
+
+
+def find_logs(root: Path) -> Iterator[Path]:
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and is_audit_log(path):
+            yield path
+
+
+@pytest.fixture(scope="session")
+def audit_schema() -> jsonschema.Draft202012Validator:
+    """The schema validator (session scoped); also proves the schema itself is valid."""
+    return validator()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    try:
+        base = factory.getbasetemp()
+    except (OSError, ValueError):
+        return
+    errors: list[str] = []
+    count = 0
+    for path in find_logs(base):
+        count += 1
+        errors.extend(log_errors(path))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and count:
+        reporter.write_line(f"audit schema: {count} audit log file(s) checked")
+    if errors:
+        if reporter is not None:
+            reporter.write_line("audit schema violations:\n" + "\n".join(errors[:50]), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aip.approver import ctl_install
+from aip.approver import ctl_config, ctl_install
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND")
-    for module in (ctl_install,):
+    for module in (ctl_install, ctl_config):
         module.register(groups)
     for name in _OPTIONAL_GROUPS:
         try:
@@ -46,7 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is a command line of its own (the server to wrap, the
+    # proxy to diagnose, arguments for the approver). Split here: argparse cannot place a
+    # trailing `nargs="*"` positional after options reliably.
+    tail: list[str] | None = None
+    if "--" in words:
+        cut = words.index("--")
+        words, tail = words[:cut], words[cut + 1 :]
+    args = parser.parse_args(words)
+    if tail is not None and not getattr(args, "takes_command", False):
+        parser.error("this command takes no arguments after --")
+    args.command = tail or []
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="aipctl: %(message)s",

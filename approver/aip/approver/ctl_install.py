@@ -35,14 +35,14 @@ def register(groups: Any) -> None:
         "install",
         help="write and enable the start-up file for this platform",
         description="Write the file that starts aip-approver with your desktop login and enable "
-        "it. Arguments after -- are passed to aip-approver (e.g. -- --dialog zenity).",
+        "it. Arguments after -- are passed to aip-approver: aipctl approver install -- --dialog "
+        "zenity",
     )
     install.add_argument("--method", choices=METHODS, default="auto", help="default: detected")
     install.add_argument("--dry-run", action="store_true", help="print, write and run nothing")
     install.add_argument("--no-start", action="store_true", help="enable only; do not start now")
     install.add_argument("--force", action="store_true", help="replace a file aipctl did not write")
-    install.add_argument("approver_args", nargs="*", metavar="-- APPROVER_ARG")
-    install.set_defaults(func=run_install)
+    install.set_defaults(func=run_install, takes_command=True)
 
     uninstall = actions.add_parser("uninstall", help="stop and remove every start-up file")
     uninstall.add_argument("--dry-run", action="store_true", help="print, remove and run nothing")
@@ -104,8 +104,7 @@ def _install_commands(method: str, file: StartupFile, start: bool) -> list[list[
 
 def run_install(args: argparse.Namespace) -> int:
     method = detect_method() if args.method == "auto" else args.method
-    extra = [a for a in args.approver_args if a != "--"][:]
-    argv = startup_files.approver_argv(extra)
+    argv = startup_files.approver_argv(args.command)
     if method == "windows":
         out(startup_files.render_windows(argv))
         return 0

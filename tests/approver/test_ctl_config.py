@@ -1,0 +1,261 @@
+"""``aipctl config``: snippets per client, and in-place rewrites of real config files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+AIPCTL = str(Path(sys.executable).parent / "aipctl")
+PROXY = str(Path(sys.executable).parent / "aip-proxy")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    (home / ".config" / "aip").mkdir(parents=True)
+    (home / ".config" / "aip" / "policy.yaml").write_text("apiVersion: aip.io/v1alpha1\n")
+    return {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "PATH": os.environ["PATH"],
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+    }
+
+
+def aipctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [AIPCTL, *args], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def policy(env: dict[str, str]) -> str:
+    return str(Path(env["HOME"], ".config", "aip", "policy.yaml"))
+
+
+def expected_args(env: dict[str, str], name: str, *command: str) -> list[str]:
+    return ["--policy", policy(env), "--server-name", name, "--", *command]
+
+
+@pytest.mark.parametrize("client", ["claude-desktop", "cursor"])
+def test_mcpservers_snippet_has_absolute_paths(env: dict[str, str], client: str) -> None:
+    done = aipctl(env, "config", client, "--", "sh", "-c", "exec cat")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stdout)["mcpServers"]["sh"]
+    assert entry["command"] == PROXY
+    assert entry["args"] == expected_args(env, "sh", "/usr/bin/sh", "-c", "exec cat") or entry[
+        "args"
+    ] == expected_args(env, "sh", "/bin/sh", "-c", "exec cat")
+    assert "--rewrite" in done.stderr
+
+
+def test_server_name_from_npx_package(env: dict[str, str]) -> None:
+    done = aipctl(
+        env, "config", "cursor", "--", "npx", "-y", "@modelcontextprotocol/server-filesystem", "/d"
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(json.loads(done.stdout)["mcpServers"]) == ["filesystem"]
+
+
+def test_claude_code_command_line_and_mcp_json(env: dict[str, str], tmp_path: Path) -> None:
+    pol = tmp_path / "p.yaml"
+    line = aipctl(env, "config", "claude-code", "--policy", str(pol), "--name", "fs", "--", "true")
+    assert line.returncode == 0, line.stderr
+    words = shlex.split(line.stdout)
+    assert words[:7] == ["claude", "mcp", "add", "--scope", "user", "fs", "--"]
+    assert words[7] == PROXY
+    assert words[8:12] == ["--policy", str(pol), "--server-name", "fs"]
+    assert "does not exist yet" in line.stderr
+    mcp = aipctl(env, "config", "claude-code", "--json", "--name", "fs", "--", "true")
+    entry = json.loads(mcp.stdout)["mcpServers"]["fs"]
+    assert entry["type"] == "stdio"
+    assert entry["command"] == PROXY
+
+
+def test_codex_snippet_is_valid_toml(env: dict[str, str]) -> None:
+    done = aipctl(env, "config", "codex", "--name", 'we"ird name', "--", "echo", 'a"b\\c')
+    assert done.returncode == 0, done.stderr
+    server = tomllib.loads(done.stdout)["mcp_servers"]['we"ird name']
+    assert server["command"] == PROXY
+    assert server["args"][-2:] == [server["args"][-2], 'a"b\\c']
+
+
+def test_command_is_required_without_rewrite(env: dict[str, str]) -> None:
+    assert aipctl(env, "config", "cursor").returncode == 2
+
+
+CLAUDE_DESKTOP: dict[str, Any] = {
+    "globalShortcut": "Ctrl+Space",
+    "mcpServers": {
+        "filesystem": {
+            "command": "npx",
+            "args": ["-y", "@modelcontextprotocol/server-filesystem", "/data"],
+            "env": {"DEBUG": "1"},
+        },
+        "remote": {"url": "https://example.com/mcp", "headers": {"x": "y"}},
+        "git": {"command": "uvx", "args": ["mcp-server-git"], "x-unknown": [1, 2]},
+    },
+}
+
+
+def test_rewrite_json_wraps_stdio_servers_keeps_the_rest(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "claude_desktop_config.json"
+    path.write_text(json.dumps(CLAUDE_DESKTOP, indent=4))
+    path.chmod(0o640)
+    done = aipctl(env, "config", "claude-desktop", "--rewrite", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "filesystem: wrapped" in done.stdout
+    assert "remote: not stdio" in done.stdout
+    data = json.loads(path.read_text())
+    fs = data["mcpServers"]["filesystem"]
+    assert fs["command"] == PROXY
+    assert fs["args"] == expected_args(
+        env, "filesystem", "npx", "-y", "@modelcontextprotocol/server-filesystem", "/data"
+    )
+    assert fs["env"] == {"DEBUG": "1"}
+    assert data["mcpServers"]["remote"] == CLAUDE_DESKTOP["mcpServers"]["remote"]
+    assert data["mcpServers"]["git"]["x-unknown"] == [1, 2]
+    assert data["globalShortcut"] == "Ctrl+Space"
+    assert path.read_text().startswith('{\n    "globalShortcut"')  # the user's indent kept
+    assert path.stat().st_mode & 0o777 == 0o640
+    (backup,) = tmp_path.glob("claude_desktop_config.json.aip-backup-*")
+    assert json.loads(backup.read_text()) == CLAUDE_DESKTOP
+
+    again = aipctl(env, "config", "claude-desktop", "--rewrite", str(path))
+    assert again.returncode == 0, again.stderr
+    assert "filesystem: already wrapped" in again.stdout
+    assert "nothing to change" in again.stdout
+    assert len(list(tmp_path.glob("*.aip-backup-*"))) == 1  # no change, no new backup
+
+
+def test_rewrite_claude_code_projects_and_add_a_server(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / ".claude.json"
+    path.write_text(
+        json.dumps(
+            {
+                "numStartups": 3,
+                "projects": {"/repo": {"mcpServers": {"db": {"type": "stdio", "command": "pg"}}}},
+            }
+        )
+    )
+    done = aipctl(
+        env, "config", "claude-code", "--name", "fs", "--rewrite", str(path), "--", "/bin/echo"
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(path.read_text())
+    db = data["projects"]["/repo"]["mcpServers"]["db"]
+    assert db["type"] == "stdio"
+    assert db["args"] == expected_args(env, "db", "pg")
+    assert data["mcpServers"]["fs"]["args"] == expected_args(env, "fs", "/bin/echo")
+    assert data["numStartups"] == 3
+
+
+def test_rewrite_refuses_invalid_json_and_leaves_it(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    broken = '{"mcpServers": {"a": {"command": "x",}}}\n'
+    path.write_text(broken)
+    done = aipctl(env, "config", "cursor", "--rewrite", str(path))
+    assert done.returncode == 1
+    assert "not valid JSON" in done.stderr
+    assert path.read_text() == broken
+    assert not list(tmp_path.glob("*.aip-backup-*"))
+
+
+def test_rewrite_follows_a_symlink(env: dict[str, str], tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "mcp.json"
+    real.parent.mkdir()
+    real.write_text('{"mcpServers": {"a": {"command": "x"}}}')
+    link = tmp_path / "mcp.json"
+    link.symlink_to(real)
+    assert aipctl(env, "config", "cursor", "--rewrite", str(link)).returncode == 0
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["mcpServers"]["a"]["command"] == PROXY
+
+
+CODEX = """\
+# my codex config
+model = "o4-mini"
+
+[mcp_servers.docs]
+command = "npx"   # the docs server
+args = [
+  "-y",
+  "docs-mcp",  # pinned
+]
+env = { "API_KEY" = "k" }
+startup_timeout_sec = 20
+
+[mcp_servers.remote]
+url = "https://example.com/mcp"
+
+[mcp_servers."my server".env]
+A = "1"
+
+[mcp_servers."my server"]
+command = "/opt/my server/bin/run"
+
+[profiles.fast]
+model = "gpt-x"
+"""
+
+
+def test_rewrite_codex_toml(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(CODEX)
+    done = aipctl(env, "config", "codex", "--rewrite", str(path))
+    assert done.returncode == 0, done.stderr
+    text = path.read_text()
+    assert text.startswith("# my codex config\n")
+    data = tomllib.loads(text)
+    before = tomllib.loads(CODEX)
+    docs = data["mcp_servers"]["docs"]
+    assert docs["command"] == PROXY
+    assert docs["args"] == expected_args(env, "docs", "npx", "-y", "docs-mcp")
+    assert docs["env"] == {"API_KEY": "k"}
+    assert docs["startup_timeout_sec"] == 20
+    mine = data["mcp_servers"]["my server"]
+    assert mine["args"] == expected_args(env, "my server", "/opt/my server/bin/run")
+    assert mine["env"] == {"A": "1"}
+    assert data["mcp_servers"]["remote"] == before["mcp_servers"]["remote"]
+    assert data["profiles"] == before["profiles"]
+    assert data["model"] == "o4-mini"
+    again = aipctl(env, "config", "codex", "--rewrite", str(path))
+    assert "nothing to change" in again.stdout
+    assert path.read_text() == text
+
+
+def test_rewrite_codex_refuses_a_layout_it_cannot_edit(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    inline = 'mcp_servers = { docs = { command = "npx", args = ["docs"] } }\n'
+    path.write_text(inline)
+    done = aipctl(env, "config", "codex", "--rewrite", str(path))
+    assert done.returncode == 1
+    assert "not rewritten" in done.stderr
+    assert path.read_text() == inline
+
+
+def test_rewrite_codex_adds_a_server_to_a_new_file(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "codex" / "config.toml"
+    done = aipctl(env, "config", "codex", "--rewrite", str(path), "--name", "fs", "--", "/bin/cat")
+    assert done.returncode == 0, done.stderr
+    server = tomllib.loads(path.read_text())["mcp_servers"]["fs"]
+    assert server["args"] == expected_args(env, "fs", "/bin/cat")
+
+
+def test_rewrite_dry_run_writes_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    original = '{"mcpServers": {"a": {"command": "x"}}}'
+    path.write_text(original)
+    done = aipctl(env, "config", "cursor", "--rewrite", str(path), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "would write" in done.stdout
+    assert path.read_text() == original

@@ -119,20 +119,20 @@ class Asks:
         }
         if outcome is Outcome.HUMAN_APPROVED:
             if s.closed:
-                outcome = Outcome.SERVER_EXITED
-                s.reply_error(request_id, outcome, tool=entry.tool)
-            elif not s.forward(msg, "tools/call", entry.tool):
-                outcome = Outcome.SERVER_EXITED
+                s.record(Outcome.SERVER_EXITED, **fields)
+                s.reply_error(request_id, Outcome.SERVER_EXITED, tool=entry.tool)
+                return
             s.record(outcome, **fields)
+            s.forward(msg, "tools/call", entry.tool)  # a failed send answers server_exited
             return
         if outcome not in _DENY_OR_CANCEL:
             log.error("approval client returned %s for an ask; denying", outcome.value)
             outcome = Outcome.INTERNAL_ERROR
         if d.token_reserved and d.rule is not None:
             s.limiter.give_back(d.rule)
+        s.record(outcome, **fields)
         if outcome is not Outcome.CANCELLED:
             s.reply_error(request_id, outcome, tool=entry.tool)
-        s.record(outcome, **fields)
 
     def _progress(self, entry: _Ask, token: str | int) -> None:
         while not entry.done.wait(self._progress_interval_s):

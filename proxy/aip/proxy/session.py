@@ -119,8 +119,8 @@ class Session:
     def reject(self, exc: RpcReject) -> None:
         """Malformed input: answer it and record it (DESIGN §5 ``malformed input``)."""
         log.warning("rejected client line: %s", exc.detail)
-        self.reply_error(exc.request_id, exc.outcome, detail=exc.detail)
         self.record(exc.outcome, request_id=exc.request_id, detail=exc.detail)
+        self.reply_error(exc.request_id, exc.outcome, detail=exc.detail)
 
     def record(self, outcome: Outcome, **fields: Any) -> None:
         record_decision(self.recorder, outcome, **fields)
@@ -139,9 +139,9 @@ class Session:
             orphans = list(self._pending.items())
             self._pending.clear()
         for request_id, pending in orphans:
-            self.reply_error(request_id, Outcome.SERVER_EXITED, tool=pending.tool)
             if pending.tool is not None:
                 self.record(Outcome.SERVER_EXITED, tool=pending.tool, request_id=request_id)
+            self.reply_error(request_id, Outcome.SERVER_EXITED, tool=pending.tool)
         if on_closed is not None:
             on_closed()
 

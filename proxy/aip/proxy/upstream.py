@@ -131,8 +131,8 @@ def _deny(
         session.record(outcome, event="dropped_notification", **fields)
         return
     extra = dict(decision.data) if decision is not None else None
+    session.record(outcome, **fields)  # recorded before the client hears of it
     session.reply_error(msg.id, outcome, tool=tool, detail=detail or None, extra=extra)
-    session.record(outcome, **fields)
 
 
 def _client_response(session: Session, msg: Message) -> None:

@@ -1,0 +1,45 @@
+"""Fixtures for proxy tests: real ``aip-proxy`` processes, always reaped."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # make ``tests.support`` importable however pytest is started
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy  # noqa: E402
+
+DEFAULT_SPEC = """
+allowed_tools: [read_file, echo, slow, chatty, ask_llm, client_roots, roots]
+denied_tools: [delete_file]
+tool_rules:
+  - tool: write_file
+    action: ask
+"""
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> Path:
+    return write_policy(tmp_path, DEFAULT_SPEC)
+
+
+@pytest.fixture
+def make_proxy(tmp_path: Path, policy: Path) -> Iterator[Callable[..., ProxyProcess]]:
+    started: list[ProxyProcess] = []
+
+    def make(
+        server: list[str] | None = None, *, policy_path: Path | None = None, **kw: Any
+    ) -> ProxyProcess:
+        proc = ProxyProcess(policy_path or policy, server or RAW_SERVER, tmp_path, **kw)
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.kill()

@@ -1,0 +1,201 @@
+"""Drive a real ``aip-proxy`` process over raw pipes, with deadlines and no sleeps.
+
+``ProxyProcess`` starts the installed console script in its own session with stderr going to
+a file, sends lines, reads replies with a deadline (select), and on close kills its group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SUPPORT = Path(__file__).resolve().parent
+RAW_SERVER = [sys.executable, str(SUPPORT / "raw_server.py")]
+MCP_SERVER = [sys.executable, str(SUPPORT / "mcp_server.py")]
+
+# Short graces so supervision tests take well under a second each.
+FAST_ENV = {
+    "AIP_PROXY_STDIN_GRACE_S": "0.3",
+    "AIP_PROXY_TERM_GRACE_S": "0.3",
+    "AIP_PROXY_PROGRESS_INTERVAL_S": "0.2",
+}
+
+
+def proxy_command() -> list[str]:
+    exe = shutil.which("aip-proxy")
+    return [exe] if exe else [sys.executable, "-m", "aip.proxy"]
+
+
+def write_policy(directory: Path, spec_yaml: str, name: str = "test") -> Path:
+    """A policy file only its owner can write (the proxy refuses anything else)."""
+    path = directory / f"{name}.yaml"
+    body = "\n".join("  " + line for line in spec_yaml.strip("\n").splitlines())
+    head = f"apiVersion: aip.io/v1alpha1\nkind: AgentPolicy\nmetadata:\n  name: {name}\n"
+    path.write_text(f"{head}spec:\n{body}\n")
+    path.chmod(0o600)
+    return path
+
+
+class ProxyProcess:
+    def __init__(
+        self,
+        policy: Path | None,
+        server: list[str],
+        tmp_path: Path,
+        *,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.stderr_path = tmp_path / f"proxy-{time.monotonic_ns()}.stderr"
+        args = proxy_command()
+        if policy is not None:
+            args += ["--policy", str(policy)]
+        args += [*list(extra_args or []), "--", *server]
+        full_env = {k: v for k, v in os.environ.items() if k != "AIP_AGENT_ID"}
+        full_env.update({**FAST_ENV, **(env or {})})
+        with self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=full_env,
+                start_new_session=True,
+                bufsize=0,
+            )
+        self._buf = b""
+
+    # ---- I/O ----
+
+    def send(self, message: dict[str, Any] | bytes) -> None:
+        data = message if isinstance(message, bytes) else json.dumps(message).encode() + b"\n"
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+
+    def recv_line(self, timeout: float = 10.0) -> bytes:
+        """The next stdout line; AssertionError (with the proxy's log) at the deadline."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no reply within {timeout}s; proxy log:\n{self.log()}")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    raise AssertionError(f"proxy closed stdout; log:\n{self.log()}")
+                self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
+    def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        obj = json.loads(self.recv_line(timeout))
+        assert isinstance(obj, dict)
+        return obj
+
+    def recv_id(self, request_id: Any, timeout: float = 10.0) -> dict[str, Any]:
+        """Skip notifications and other ids until the reply to ``request_id``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.recv(max(deadline - time.monotonic(), 0.01))
+            if "method" not in msg and msg.get("id") == request_id:
+                return msg
+
+    def request(
+        self,
+        request_id: Any,
+        method: str,
+        params: dict[str, Any] | None = None,
+        timeout: float = 10.0,
+    ) -> dict[str, Any]:
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send(msg)
+        return self.recv_id(request_id, timeout)
+
+    def call(self, request_id: Any, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return self.request(request_id, "tools/call", {"name": tool, "arguments": arguments})
+
+    def initialize(self) -> dict[str, Any]:
+        reply = self.request(
+            0,
+            "initialize",
+            {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "rawtest", "version": "1"},
+            },
+        )
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return reply
+
+    def assert_silent(self, timeout: float = 0.3) -> None:
+        """Nothing arrives for ``timeout`` (used after a dropped notification: a ping that
+        follows is answered, proving the drop was processed, so this bound is only a guard)."""
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout.fileno()], [], [], timeout)
+        assert not ready, "unexpected output"
+        assert b"\n" not in self._buf, "unexpected output"
+
+    def close_stdin(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+    def wait(self, timeout: float = 10.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"proxy still running; log:\n{self.log()}") from None
+
+    def log(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return "<no log>"
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """The decision records the proxy wrote on stderr."""
+        out = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    def kill(self) -> None:
+        """Teardown: the proxy's group, and its descendants (the server has its own group)."""
+        import psutil
+
+        try:
+            family = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            family = []
+        for p in family:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+
+
+def read_log_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,134 @@
+"""A raw JSON-RPC stdio "MCP server" for proxy tests, with misbehaviours on demand.
+
+Usage: raw_server.py [--log FILE] [--tools a,b,c] [--payload N] [--mode MODE [ARG]]
+
+Answers ``initialize``, ``tools/list`` (the --tools names), ``ping`` and ``tools/call`` (the
+result text is the JSON of the arguments it received, or N bytes of ``x``). ``--log`` appends
+every line received, so tests can assert what was (not) forwarded. Modes:
+  echo                 well behaved (default)
+  tree PIDFILE         ignores SIGTERM and stdin EOF; starts a same-group grandchild and a
+                       setsid grandchild (both ignore SIGTERM); writes all pids to PIDFILE
+  crash CODE           on tools/call, exits with CODE without answering
+  junk                 writes non-JSON junk before every response
+  flood N              writes N log notifications before every response
+  bigline BYTES        writes one line of BYTES before every response
+  server-request       on tools/call "roots", asks the client roots/list, answers with its reply
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+SLEEPER = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(600)\n"
+SETSID_SLEEPER = "import os\nos.setsid()\n" + SLEEPER
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    opts = {"--log": None, "--tools": "read_file,write_file,delete_file", "--payload": "0"}
+    mode, mode_arg = "echo", None
+    while args:
+        flag = args.pop(0)
+        if flag == "--mode":
+            mode = args.pop(0)
+            if args and not args[0].startswith("--"):
+                mode_arg = args.pop(0)
+        else:
+            opts[flag] = args.pop(0)
+    log = open(opts["--log"], "ab") if opts["--log"] else None  # noqa: SIM115
+    tools = [t for t in (opts["--tools"] or "").split(",") if t]
+    payload = int(opts["--payload"] or 0)
+    out = sys.stdout.buffer
+    if mode == "tree":
+        start_tree(str(mode_arg))
+    next_server_id = 1000
+    waiting_roots: dict[int, object] = {}
+
+    def send(obj: dict[str, object]) -> None:
+        out.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+        out.flush()
+
+    for line in sys.stdin.buffer:
+        if log:
+            log.write(line)
+            log.flush()
+        msg = json.loads(line)
+        if "method" not in msg:  # the client's answer to our request
+            orig = waiting_roots.pop(msg.get("id"), None)
+            if orig is not None:
+                text = json.dumps(msg.get("result"))
+                send({"jsonrpc": "2.0", "id": orig, "result": text_result(text)})
+            continue
+        if "id" not in msg:
+            continue
+        mid, method = msg["id"], msg["method"]
+        if mode == "junk":
+            out.write(b"hello, this is not JSON\n[1,2,3]\n{broken\n")
+        elif mode == "flood":
+            for i in range(int(mode_arg or 100)):
+                note = {"level": "info", "data": f"flood {i}"}
+                send({"jsonrpc": "2.0", "method": "notifications/message", "params": note})
+        elif mode == "bigline":
+            out.write(b'{"jsonrpc":"2.0","id":' + str(mid).encode() + b',"result":"')
+            out.write(b"y" * int(mode_arg or 0) + b'"}\n')
+        if method == "initialize":
+            result: object = {
+                "protocolVersion": msg.get("params", {}).get("protocolVersion", "2025-06-18"),
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "raw-test-server", "version": "1"},
+            }
+        elif method == "tools/list":
+            result = {"tools": [{"name": t, "inputSchema": {"type": "object"}} for t in tools]}
+        elif method == "tools/call":
+            if mode == "crash":
+                out.flush()
+                os._exit(int(mode_arg or 3))
+            if mode == "server-request" and msg["params"].get("name") == "roots":
+                next_server_id += 1
+                waiting_roots[next_server_id] = mid
+                send({"jsonrpc": "2.0", "id": next_server_id, "method": "roots/list"})
+                continue
+            args_seen = msg["params"].get("arguments", {})
+            text = "x" * payload if payload else json.dumps(args_seen, sort_keys=True)
+            result = text_result(text)
+        else:
+            result = {}
+        send({"jsonrpc": "2.0", "id": mid, "result": result})
+    if mode == "tree":
+        time.sleep(600)  # ignore stdin EOF too: the proxy must escalate
+
+
+def text_result(text: str) -> dict[str, object]:
+    return {"content": [{"type": "text", "text": text}], "isError": False}
+
+
+def start_tree(pidfile: str) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    same = subprocess.Popen(
+        [sys.executable, "-c", SLEEPER], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
+    escaped = subprocess.Popen(
+        [sys.executable, "-c", SETSID_SLEEPER], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
+    # Wait until the escaper really left our session, so the test is about setsid.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if os.getsid(escaped.pid) == escaped.pid:
+                break
+        except ProcessLookupError:
+            break
+        time.sleep(0.01)
+    tmp = pidfile + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump([os.getpid(), same.pid, escaped.pid], f)
+    os.replace(tmp, pidfile)
+
+
+if __name__ == "__main__":
+    main()

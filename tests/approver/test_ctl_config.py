@@ -61,7 +61,9 @@ def test_server_name_from_npx_package(env: dict[str, str]) -> None:
         env, "config", "cursor", "--", "npx", "-y", "@modelcontextprotocol/server-filesystem", "/d"
     )
     assert done.returncode == 0, done.stderr
-    assert list(json.loads(done.stdout)["mcpServers"]) == ["filesystem"]
+    assert list(json.loads(done.stdout)["mcpServers"]) == [
+        "server-filesystem"
+    ]  # as aip-proxy names it
 
 
 def test_claude_code_command_line_and_mcp_json(env: dict[str, str], tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import shutil
 import sys
@@ -21,10 +20,9 @@ from typing import Any, Final
 from aip.approver import client_config
 from aip.approver.client_config import UnsafeRewrite
 from aip.approver.ctl_console import err, out, out_json
+from aip.proxy.cli import server_name_for
 
 CLIENTS: Final = ("claude-desktop", "cursor", "claude-code", "codex")
-# Launchers whose first plain argument names the server better than the launcher itself.
-_LAUNCHERS: Final = {"npx", "uvx", "bunx", "pnpx", "node", "python", "python3"}
 
 
 def register(groups: Any) -> None:
@@ -92,19 +90,6 @@ def policy_path(given: str | None) -> Path:
     return Path(raw).expanduser().resolve()
 
 
-def server_name(command: list[str]) -> str:
-    """``npx -y @modelcontextprotocol/server-filesystem /data`` -> ``filesystem``."""
-    words = command[:1]
-    if Path(command[0]).name.lower() in _LAUNCHERS:
-        words = [w for w in command[1:] if not w.startswith("-")][:1] or words
-    base = Path(words[0]).name.split("@")[0] or Path(words[0]).name
-    base = re.sub(
-        r"^(mcp[-_]server[-_]|server[-_]|mcp[-_])|([-_]mcp([-_]server)?|\.py|\.js)$", "", base
-    )
-    base = re.sub(r"[^A-Za-z0-9_-]+", "-", base).strip("-")
-    return base or "server"
-
-
 def _wrapper(args: argparse.Namespace, policy: Path) -> client_config.Wrapper:
     proxy = proxy_command()
 
@@ -130,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             err(f"note: {command[0]} is not on PATH here; the client must be able to find it.")
         else:  # absolute: GUI clients start servers with a minimal PATH
             command = [str(Path(resolved).absolute()), *command[1:]]
-    name = args.name or (server_name(command) if command else "")
+    name = args.name or (server_name_for(command) if command else "")
     wrap = _wrapper(args, policy)
     if args.rewrite is not None:
         target = (

@@ -13,6 +13,8 @@ every line received, so tests can assert what was (not) forwarded. Modes:
   flood N              writes N log notifications before every response
   bigline BYTES        writes one line of BYTES before every response
   server-request       on tools/call "roots", asks the client roots/list, answers with its reply
+--orphan PIDFILE starts a grandchild that keeps our stdout open and outlives us (a graceful
+exit must not look like a hang, and the grandchild must still be reaped); pids to PIDFILE.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ SETSID_SLEEPER = "import os\nos.setsid()\n" + SLEEPER
 
 def main() -> None:
     args = sys.argv[1:]
-    opts = {"--log": None, "--tools": "read_file,write_file,delete_file", "--payload": "0"}
+    opts = {
+        "--log": None,
+        "--tools": "read_file,write_file,delete_file",
+        "--payload": "0",
+        "--orphan": None,
+    }
     mode, mode_arg = "echo", None
     while args:
         flag = args.pop(0)
@@ -46,6 +53,11 @@ def main() -> None:
     out = sys.stdout.buffer
     if mode == "tree":
         start_tree(str(mode_arg))
+    if opts["--orphan"]:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(600)"], stdin=subprocess.DEVNULL
+        )  # inherits our stdout
+        write_pids(opts["--orphan"], [os.getpid(), holder.pid])
     next_server_id = 1000
     waiting_roots: dict[int, object] = {}
 
@@ -124,9 +136,13 @@ def start_tree(pidfile: str) -> None:
         except ProcessLookupError:
             break
         time.sleep(0.01)
+    write_pids(pidfile, [os.getpid(), same.pid, escaped.pid])
+
+
+def write_pids(pidfile: str, pids: list[int]) -> None:
     tmp = pidfile + ".tmp"
     with open(tmp, "w") as f:
-        json.dump([os.getpid(), same.pid, escaped.pid], f)
+        json.dump(pids, f)
     os.replace(tmp, pidfile)
 
 

@@ -1,0 +1,133 @@
+"""Child supervision with real process trees: nothing survives the proxy, a crashing server's
+pending requests are answered, and the proxy exits with the server's code."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.proxyproc import RAW_SERVER, ProxyProcess
+
+Make = Callable[..., ProxyProcess]
+
+
+def _wait_for_pids(path: Path, proxy: ProxyProcess, timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline or proxy.proc.poll() is not None:
+            raise AssertionError(f"server tree did not start; log:\n{proxy.log()}")
+        time.sleep(0.01)  # polling a file the server writes, bounded by the deadline
+    pids = json.loads(path.read_text())
+    assert isinstance(pids, list)
+    return [int(p) for p in pids]
+
+
+def _assert_all_gone(pids: list[int]) -> None:
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=3)
+    alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"survivors: {alive}"
+
+
+@pytest.mark.parametrize("how", ["stdin-eof", "sigterm", "sigint"])
+def test_sigterm_ignoring_tree_is_fully_reaped(make_proxy: Make, tmp_path: Path, how: str) -> None:
+    pidfile = tmp_path / "pids.json"
+    p = make_proxy([*RAW_SERVER, "--mode", "tree", str(pidfile)])
+    pids = _wait_for_pids(pidfile, p)
+    server, same_group, escaped = pids
+    assert os.getpgid(same_group) == os.getpgid(server)
+    assert os.getsid(escaped) == escaped != os.getsid(server)
+    assert p.initialize()["result"]
+    t0 = time.monotonic()
+    if how == "stdin-eof":
+        p.close_stdin()
+    else:
+        p.proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
+    code = p.wait()
+    # stdin grace + TERM grace (0.3 s each in tests), then SIGKILL for the whole tree
+    assert time.monotonic() - t0 < 5
+    assert code == 128 + signal.SIGKILL
+    _assert_all_gone(pids)
+    assert "ignored SIGTERM" in p.log()
+
+
+def test_well_behaved_server_exits_on_stdin_close(make_proxy: Make) -> None:
+    p = make_proxy()
+    p.initialize()
+    t0 = time.monotonic()
+    p.close_stdin()
+    assert p.wait() == 0
+    assert time.monotonic() - t0 < 2
+
+
+def test_crash_mid_request_answers_pending_and_exits_with_its_code(make_proxy: Make) -> None:
+    p = make_proxy([*RAW_SERVER, "--mode", "crash", "3"])
+    p.initialize()
+    reply = p.call(9, "read_file", {"path": "/tmp/a"})
+    err = reply["error"]
+    assert err["code"] == -32603
+    assert err["message"] == "MCP server exited"
+    assert err["data"]["reason"] == "server_exited"
+    assert err["data"]["request_id"] == 9
+    assert p.wait() == 3
+    recs = [r for r in p.decisions() if r["outcome"] == "server_exited"]
+    assert recs
+    assert recs[0]["request_id"] == 9
+
+
+def test_server_killed_by_signal_gives_128_plus_signal(make_proxy: Make) -> None:
+    p = make_proxy()
+    p.initialize()
+    (server,) = psutil.Process(p.proc.pid).children()
+    server.send_signal(signal.SIGKILL)
+    assert p.wait() == 128 + signal.SIGKILL
+
+
+def test_pending_request_answered_when_proxy_is_stopped(make_proxy: Make) -> None:
+    p = make_proxy([*RAW_SERVER, "--mode", "server-request"])
+    p.initialize()
+    p.send(
+        {
+            "jsonrpc": "2.0",
+            "id": "in-flight",
+            "method": "tools/call",
+            "params": {"name": "roots", "arguments": {}},
+        }
+    )
+    assert p.recv()["method"] == "roots/list"  # the server now waits for us
+    p.proc.send_signal(signal.SIGTERM)
+    reply = p.recv_id("in-flight")
+    assert reply["error"]["data"]["reason"] == "server_exited"
+    assert p.wait() == 0  # the raw server exits 0 on stdin EOF
+
+
+@pytest.mark.parametrize("ending", ["stdin-eof", "crash"])
+def test_grandchild_holding_stdout_neither_hangs_nor_survives(
+    make_proxy: Make, tmp_path: Path, ending: str
+) -> None:
+    pidfile = tmp_path / "pids.json"
+    mode = ["--mode", "crash", "4"] if ending == "crash" else []
+    p = make_proxy([*RAW_SERVER, "--orphan", str(pidfile), *mode])
+    pids = _wait_for_pids(pidfile, p)
+    p.initialize()
+    t0 = time.monotonic()
+    if ending == "crash":
+        assert p.call(1, "read_file", {"path": "/x"})["error"]["data"]["reason"] == "server_exited"
+        assert p.wait() == 4
+    else:
+        p.close_stdin()
+        assert p.wait() == 0
+    assert time.monotonic() - t0 < 3
+    _assert_all_gone(pids)

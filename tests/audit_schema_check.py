@@ -97,6 +97,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         errors.extend(log_errors(path))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and count:
+        reporter.ensure_newline()
         reporter.write_line(f"audit schema: {count} audit log file(s) checked")
     if errors:
         if reporter is not None:

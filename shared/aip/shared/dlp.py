@@ -1,0 +1,243 @@
+"""DLP: find secrets in JSON-RPC messages, tool arguments and stderr and redact them (DESIGN §8).
+
+Each match becomes ``[REDACTED:<rule name>]``; policy patterns come first in list order, then
+the built-ins. Rules this module decides (security.md §6):
+- Oversize: a message longer than ``max_scan_size`` bytes is not scanned and must not be
+  forwarded (``LineResult.oversize``); the proxy answers a request with an error instead.
+- Media: base64 ``data`` of image/audio items and image/audio/video blobs is scanned with the
+  built-in rules only (on the base64 text; they never fire on random base64) and on a hit the
+  whole field becomes the base64 of the markers. Other blobs are decoded and redacted; a binary
+  blob with a hit becomes the markers. Data that is not base64 is an ordinary string.
+- Split secrets: matches across adjacent text items of one array (content items, resource
+  text, plain strings; joined with "" and "\\n") are redacted in every item they touch.
+- Object keys are redacted like values; the top-level ``jsonrpc``, ``id`` and ``method`` never.
+- Long integers (13+ digits) are scanned as digits; on a hit the number becomes the marker.
+Not covered: secrets split across messages or object fields, inside pictures, compressed or
+encrypted, reversed, or spelled with look-alike characters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from aip.shared.dlp_builtin import BUILTIN_RULES
+from aip.shared.dlp_scan import DlpError, Rule, Scanner
+from aip.shared.dlp_walk import ENVELOPE_KEYS, Walker
+from aip.shared.policy import DlpConfig
+
+__all__ = ["DlpError", "LineResult", "Redactor", "StderrFilter"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SCAN_BYTES: Final = DlpConfig().max_scan_size
+STDERR_MAX_LINE_BYTES: Final = 64 * 1024
+STDERR_CUT_WINDOW_BYTES: Final = 4096  # look this far back for whitespace to cut a long line
+
+
+def _builtin_rules() -> list[Rule]:
+    return [
+        Rule(r.name, r.pattern, r.prefilter, r.validator, escape_safe=True) for r in BUILTIN_RULES
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """What to do with one message line from the server (see ``Redactor.redact_line``)."""
+
+    line: bytes | None  # the bytes to forward (the input itself if clean); None: do not forward
+    message: Any  # the (redacted) message when it had to be decoded, else the caller's object
+    counts: Counter[str] = field(default_factory=Counter)
+    oversize: bool = False  # over max_scan_size: not scanned, so not forwarded
+
+
+class Redactor:
+    """A compiled rule set with the operations the proxy and the approver need.
+
+    Immutable after construction; build it once per policy and share it.
+    """
+
+    def __init__(
+        self,
+        rules: list[Rule],
+        *,
+        detect_encoding: bool = False,
+        max_scan_size: int = DEFAULT_MAX_SCAN_BYTES,
+    ) -> None:
+        self._scanner = Scanner(rules, detect_encoding=detect_encoding)
+        builtin_names = {r.name for r in BUILTIN_RULES}
+        media_rules = [r for r in rules if r.escape_safe and r.name in builtin_names]
+        media = None
+        if media_rules:
+            media = Scanner(media_rules, detect_encoding=False)
+        self._walker = Walker(self._scanner, media)
+        self.max_scan_size = max_scan_size
+
+    @classmethod
+    def from_config(cls, cfg: DlpConfig, *, for_display: bool = False) -> Redactor:
+        """Policy patterns first, then the built-ins when ``cfg.builtin`` or ``for_display``.
+
+        ``for_display`` is the redactor for ask and audit payloads: always the built-ins, and
+        always the decoding of encoded runs (those payloads are small).
+        """
+        rules = [Rule(p.name, p.pattern) for p in cfg.patterns]
+        if cfg.builtin or for_display:
+            rules += _builtin_rules()
+        return cls(
+            rules,
+            detect_encoding=cfg.detect_encoding or for_display,
+            max_scan_size=cfg.max_scan_size,
+        )
+
+    @classmethod
+    def builtin_only(cls) -> Redactor:
+        """The approver's second pass over what proxies send it."""
+        return cls(_builtin_rules(), detect_encoding=True)
+
+    @property
+    def rule_names(self) -> tuple[str, ...]:
+        return self._scanner.names
+
+    # -- raw lines -------------------------------------------------------------------------
+
+    def might_contain_secret(self, raw: bytes) -> bool:
+        """One RE2 pass over a JSON text: False means no string in it can hold a match.
+
+        True also for anything the decoded walk must look at: JSON escapes that could hide
+        a secret (``\\u0041KIA``), several text items, string arrays, blobs, and (with
+        ``detect_encoding``) candidate encoded runs; and for lines over ``max_scan_size``.
+        """
+        if len(raw) > self.max_scan_size:
+            return True
+        return self._scanner.maybe(raw)
+
+    def redact_line(self, raw: bytes, message: Any = None) -> LineResult:
+        """The child -> host path: fast pass, then decode + walk + re-encode only on a hit.
+
+        ``raw`` is one JSON text without its newline; ``message`` its decoded form if the
+        caller has it already. Raises ``DlpError`` if the line is not JSON or the rebuilt
+        message would not be the same JSON-RPC message; the caller must then not forward it.
+        """
+        if len(raw) > self.max_scan_size:
+            log.warning("message of %d bytes is over max_scan_size; not forwarded", len(raw))
+            return LineResult(None, message, Counter(), oversize=True)
+        if not self._scanner.maybe(raw):
+            return LineResult(raw, message)
+        if message is None:
+            try:
+                message = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise DlpError(f"not JSON: {exc}") from None
+        new, counts = self.redact_message(message)
+        if not counts:
+            return LineResult(raw, message)
+        _check_envelope(message, new)
+        return LineResult(orjson.dumps(new), new, counts)
+
+    # -- decoded values --------------------------------------------------------------------
+
+    def redact_message(self, obj: Any) -> tuple[Any, Counter[str]]:
+        """Redact every string leaf and key of a server message; the envelope stays as is."""
+        counts: Counter[str] = Counter()
+        return self._walker.message(obj, counts), counts
+
+    def scan_arguments(self, args: Any) -> tuple[Any, Counter[str]]:
+        """Redact tool-call arguments (keys and values); counts empty means clean."""
+        return self.redact_value(args)
+
+    def redact_value(self, value: Any) -> tuple[Any, Counter[str]]:
+        """Redact any decoded JSON value (ask and audit payloads, arguments)."""
+        counts: Counter[str] = Counter()
+        return self._walker.value(value, counts), counts
+
+    def redact_text(self, s: str) -> tuple[str, Counter[str]]:
+        counts: Counter[str] = Counter()
+        return self._walker.text(s, counts), counts
+
+    def redact_bytes(self, b: bytes) -> tuple[bytes, Counter[str]]:
+        return self._scanner.redact(b)
+
+
+def _check_envelope(old: Any, new: Any) -> None:
+    """The redacted message must still be the same JSON-RPC message (security.md §6.3)."""
+    pairs = list(zip(old, new, strict=True)) if isinstance(old, list) else [(old, new)]
+    for a, b in pairs:
+        if isinstance(a, dict):
+            if not isinstance(b, dict) or a.keys() != b.keys():
+                raise DlpError("redaction changed the message structure")
+            if any(a.get(k) != b.get(k) for k in ENVELOPE_KEYS):
+                raise DlpError("redaction changed the JSON-RPC envelope")
+
+
+class StderrFilter:
+    """Redacts a child's stderr line by line, whatever the write boundaries.
+
+    Bytes are held until a newline, so a secret split across two writes is still seen whole.
+    A line longer than ``max_line_bytes`` is flushed in parts, cut after the last whitespace
+    in the final ``STDERR_CUT_WINDOW_BYTES`` if there is one (secrets hold no whitespace; a
+    secret straddling a forced cut in a whitespace-free run can be split). The lines of a
+    private key block (BEGIN line to END line) are dropped after the BEGIN line's marker.
+    """
+
+    def __init__(self, redactor: Redactor, *, max_line_bytes: int = STDERR_MAX_LINE_BYTES) -> None:
+        self._redactor = redactor
+        self._max = max_line_bytes
+        self._buf = bytearray()
+        self._in_key = False
+        self._key_lines = 0
+        self._guard_keys = "private-key" in redactor.rule_names
+        self.counts: Counter[str] = Counter()
+
+    def feed(self, data: bytes) -> bytes:
+        self._buf += data
+        out: list[bytes] = []
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                break
+            line = bytes(self._buf[: nl + 1])
+            del self._buf[: nl + 1]
+            out.append(self._line(line))
+        while len(self._buf) > self._max:
+            window = self._buf[self._max - STDERR_CUT_WINDOW_BYTES : self._max]
+            cut = max(window.rfind(b" "), window.rfind(b"\t"))
+            end = self._max - STDERR_CUT_WINDOW_BYTES + cut + 1 if cut >= 0 else self._max
+            part = bytes(self._buf[:end])
+            del self._buf[:end]
+            out.append(self._line(part))
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        """Flush what is left (a last line without a newline)."""
+        rest = bytes(self._buf)
+        self._buf.clear()
+        return self._line(rest) if rest else b""
+
+    def _line(self, line: bytes) -> bytes:
+        if self._in_key:
+            self._key_lines += 1
+            if _KEY_END in line.upper() or self._key_lines > _MAX_KEY_LINES:
+                self._in_key = False
+            return b""
+        red, counts = self._redactor.redact_bytes(line)
+        self.counts.update(counts)
+        if self._guard_keys and counts.get("private-key") and _opens_key(line):
+            self._in_key, self._key_lines = True, 0
+            if not red.endswith(b"\n"):
+                red += b"\n"
+        return red
+
+
+_KEY_BEGIN: Final = b"-----BEGIN"
+_KEY_END: Final = b"-----END"
+_MAX_KEY_LINES: Final = 200  # a 16384-bit RSA key is ~190 lines of 64
+
+
+def _opens_key(line: bytes) -> bool:
+    upper = line.upper()
+    begin = upper.rfind(_KEY_BEGIN)
+    return begin >= 0 and b"PRIVATE KEY" in upper[begin:] and _KEY_END not in upper[begin:]

@@ -1,0 +1,128 @@
+"""The built-in DLP rule set (``spec.dlp.builtin: true``; always on for ask and audit payloads).
+
+RE2 patterns adapted from gitleaks (security.md §6.1), written to over-redact rather than miss:
+there is deliberately no allowlist for documentation keys such as ``AKIA...EXAMPLE``. Card
+numbers are a regex candidate confirmed in Python (length, issuer prefix, Luhn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+# A validator gets the matched bytes and returns how many of them are the secret (a prefix of
+# the match), or None when the candidate is not a secret after all.
+Validator = Callable[[bytes], int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinRule:
+    name: str
+    pattern: str
+    # A looser pattern for the raw-line prefilter (dlp_scan): it must match the raw JSON text
+    # wherever ``pattern`` matches a decoded string. Needed where the pattern itself matches
+    # characters that JSON escapes (newlines in a key block) or needs escape-sensitive context.
+    prefilter: str | None = None
+    validator: Validator | None = None
+
+
+CARD_MIN_DIGITS: Final = 13
+CARD_MAX_DIGITS: Final = 19
+
+
+def luhn_ok(digits: bytes) -> bool:
+    """The mod-10 check of ISO/IEC 7812 over ASCII digits."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ch - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _issuer_ok(digits: bytes) -> bool:
+    """Issuer prefixes of the major schemes (Visa, Mastercard, Amex, Discover, Diners, JCB,
+    UnionPay, Maestro); rules out most Luhn-valid IDs and counters that merely look like PANs."""
+    if digits[:1] == b"4":
+        return True
+    two = int(digits[:2])
+    four = int(digits[:4])
+    return (
+        51 <= two <= 55
+        or 2221 <= four <= 2720
+        or two in (34, 35, 36, 37, 38, 39, 50, 62, 65)
+        or 56 <= two <= 69
+        or 300 <= int(digits[:3]) <= 305
+    )
+
+
+def card_validator(match: bytes) -> int | None:
+    """Accept the longest prefix of the candidate, ending after a digit, that is a card.
+
+    The regex is greedy: "4111 1111 1111 1111 7" is one 17-digit candidate that fails Luhn
+    while its first 16 digits are a card, so shorter prefixes are tried too.
+    """
+    ends: list[tuple[int, bytes]] = []
+    digits = bytearray()
+    for i, ch in enumerate(match):
+        if 48 <= ch <= 57:
+            digits.append(ch)
+            if CARD_MIN_DIGITS <= len(digits) <= CARD_MAX_DIGITS:
+                ends.append((i + 1, bytes(digits)))
+    for end, candidate in reversed(ends):
+        nxt = match[end : end + 1]
+        if nxt.isdigit():
+            continue  # would cut a run of digits in two
+        if _issuer_ok(candidate) and luhn_ok(candidate):
+            return end
+    return None
+
+
+_PK_LABEL: Final = r"[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
+
+BUILTIN_RULES: Final[tuple[BuiltinRule, ...]] = (
+    # Access key ids; [A-Z0-9] instead of gitleaks' base32 [A-Z2-7] so made-up keys match too.
+    BuiltinRule("aws-access-key", r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"),
+    BuiltinRule(
+        "aws-secret-key",
+        r"(?i:\baws_?secret(?:_?access)?_?key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}",
+        prefilter=r"(?i)aws_?secret",
+    ),
+    BuiltinRule("github-token", r"\b(?:ghp|gho|ghu|ghs|ghr)_[0-9A-Za-z]{36}\b"),
+    BuiltinRule("github-fine-grained-pat", r"\bgithub_pat_[0-9A-Za-z_]{60,}"),
+    BuiltinRule(
+        "slack-token",
+        r"\bxox[abeoprs]-(?:[0-9]+-)+[0-9A-Za-z][0-9A-Za-z-]{7,}|\bxapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+",
+    ),
+    BuiltinRule(
+        "slack-webhook",
+        r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}",
+    ),
+    # A whole key block; a BEGIN line without its END (truncated output) is redacted to the
+    # end of the text, and key lines ending in an END line without their BEGIN (the BEGIN was
+    # in an earlier message) are redacted from the first base64 line.
+    BuiltinRule(
+        "private-key",
+        rf"(?i:-----BEGIN{_PK_LABEL})(?:[\s\S]*?(?i:-----END{_PK_LABEL})|[\s\S]*$)"
+        rf"|(?:[A-Za-z0-9+/=]{{16,}}\r?\n)+(?i:-----END{_PK_LABEL})",
+        prefilter=r"(?i)PRIVATE KEY",
+    ),
+    # Header and payload are base64url JSON objects: both start with "eyJ" ('{"').
+    BuiltinRule("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+    BuiltinRule("stripe-key", r"\b(?:sk|rk)_(?:live|test|prod)_[0-9A-Za-z]{10,99}\b"),
+    BuiltinRule("google-api-key", r"\bAIza[0-9A-Za-z_-]{35}"),
+    # Anthropic before OpenAI: "sk-ant-..." also fits the OpenAI shape; the first rule names it.
+    BuiltinRule("anthropic-key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
+    BuiltinRule(
+        "openai-key", r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}|\bsk-[A-Za-z0-9]{32,}\b"
+    ),
+    BuiltinRule(
+        "card-number",
+        r"\b[2-6](?:[ -]?[0-9]){12,18}\b",
+        validator=card_validator,
+    ),
+)

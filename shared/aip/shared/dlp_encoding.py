@@ -1,0 +1,69 @@
+"""Encoded runs for ``detect_encoding``: base64 (standard and URL-safe), hex and percent-encoding.
+
+``decoded_runs`` yields each candidate run with its decoded bytes; the scanner rescans those
+(up to ``MAX_DECODE_DEPTH`` levels, like gitleaks' ``--max-decode-depth``) and redacts the whole
+encoded run on a hit. Decoding is best effort: a run that does not decode is simply skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from typing import Any, Final
+from urllib.parse import unquote_to_bytes
+
+MAX_DECODE_DEPTH: Final = 2
+MIN_BASE64_CHARS: Final = 16  # 12 decoded bytes: shorter runs cannot hold a useful secret
+MIN_HEX_CHARS: Final = 32
+
+# Candidate runs. The alphanumeric run covers base64 (both alphabets) and hex; a percent run
+# is any run of URL characters holding at least one %XX escape.
+ALNUM_RUN: Final = rb"[A-Za-z0-9+/_-]{16,}={0,2}"
+PERCENT_RUN: Final = rb"[^\s\"'<>%]*(?:%[0-9A-Fa-f]{2}[^\s\"'<>%]*)+"
+# For the raw-line prefilter: anything that could start a candidate run.
+PREFILTER_TRIGGER: Final = rb"[A-Za-z0-9+/_-]{16}|%[0-9A-Fa-f]{2}"
+
+_HEX_DIGITS: Final = frozenset(b"0123456789abcdefABCDEF")
+_URLSAFE_ONLY: Final = frozenset(b"-_")
+_STD_ONLY: Final = frozenset(b"+/")
+
+
+class EncodingScanner:
+    """Finds candidate runs in bytes and decodes them; compiled once per redactor."""
+
+    def __init__(self, options: Any) -> None:
+        import re2
+
+        self._alnum = re2.compile(ALNUM_RUN, options)
+        self._percent = re2.compile(PERCENT_RUN, options)
+
+    def decoded_runs(self, text: bytes) -> Iterator[tuple[int, int, bytes]]:
+        """Yield ``(start, end, decoded)`` for every run that decodes to something."""
+        for m in self._percent.finditer(text):
+            yield m.start(), m.end(), unquote_to_bytes(m.group())
+        for m in self._alnum.finditer(text):
+            run = m.group()
+            for decoded in _decode_alnum(run):
+                yield m.start(), m.end(), decoded
+
+
+def _decode_alnum(run: bytes) -> Iterator[bytes]:
+    body = run.rstrip(b"=")
+    hex_body = body[2:] if body[:2] in (b"0x", b"0X") else body
+    if len(hex_body) >= MIN_HEX_CHARS and all(c in _HEX_DIGITS for c in hex_body):
+        even = hex_body[: len(hex_body) // 2 * 2]
+        yield binascii.unhexlify(even)
+    chars = set(body)
+    if chars & _URLSAFE_ONLY and chars & _STD_ONLY:
+        return  # both alphabets mixed: not base64
+    if len(body) % 4 == 1:
+        body = body[:-1]  # a dangling sixth of a byte; decode the rest
+    padded = body + b"=" * (-len(body) % 4)
+    try:
+        if chars & _URLSAFE_ONLY:
+            yield base64.urlsafe_b64decode(padded)
+        else:
+            yield base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return

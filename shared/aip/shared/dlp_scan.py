@@ -1,0 +1,264 @@
+"""Span finding and redaction over UTF-8 bytes: the engine under ``aip.shared.dlp``.
+
+Every rule is searched on its own (after one combined RE2 pass says there is anything at all)
+and the matches of all rules are merged, so a secret overlapped by another rule's match is still
+covered whole. Each merged region becomes ``[REDACTED:<name>]``, named by the rule whose match
+starts first (ties: the earlier rule, i.e. policy patterns before built-ins). Redaction repeats
+until nothing outside a marker matches, which makes it idempotent.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aip.shared.dlp_builtin import Validator
+from aip.shared.dlp_encoding import MAX_DECODE_DEPTH, PREFILTER_TRIGGER, EncodingScanner
+from aip.shared.dlp_loose import loosen
+
+MAX_PASSES: Final = 4  # fixpoint bound; in practice one or two passes
+MARKER_PREFIX: Final = b"[REDACTED:"
+
+# Raw-line triggers (dlp.Redactor.might_contain_secret): JSON escapes the decoded walk would
+# undo, several text items (a secret split across them), arrays of adjacent strings, and
+# base64 resource blobs (text blobs are decoded and scanned).
+_ESCAPE_TRIGGER: Final = rb"\\u|\\/"
+_ANY_ESCAPE_TRIGGER: Final = rb"\\"
+_STRUCTURE_TRIGGERS: Final = (
+    rb"\"text\"\s*:[\s\S]*\"text\"\s*:",
+    rb"\"\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*[,\]]",
+    rb"\"blob\"\s*:",
+)
+
+
+class DlpError(Exception):
+    """DLP could not scan or rebuild a message; the caller must not forward it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    pattern: str
+    prefilter: str | None = None  # None: loosen(pattern)
+    validator: Validator | None = None
+    # True when the pattern cannot match a character JSON escapes (", \, control characters),
+    # so the raw line without decoding is enough for the prefilter.
+    escape_safe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int
+    rule: int  # index into Scanner.rules
+
+
+def re2_options() -> Any:
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    return options
+
+
+class Scanner:
+    """Compiled rule set; immutable after construction and safe to share."""
+
+    def __init__(self, rules: Sequence[Rule], *, detect_encoding: bool) -> None:
+        import re2
+
+        opts = re2_options()
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        self.names: tuple[str, ...] = tuple(r.name for r in self.rules)
+        self.markers: tuple[bytes, ...] = tuple(
+            MARKER_PREFIX + n.encode() + b"]" for n in self.names
+        )
+        self._regexes = [re2.compile(r.pattern.encode(), opts) for r in self.rules]
+        self._any: Any = None
+        self._set: Any = None
+        if self.rules:
+            self._any = re2.compile(b"|".join(b"(?:%s)" % r.pattern.encode() for r in rules), opts)
+            self._set = re2.Set.SearchSet(opts)
+            for r in self.rules:
+                self._set.Add(r.pattern.encode())
+            self._set.Compile()
+        names = b"|".join(re2.escape(n.encode()) for n in sorted(set(self.names)))
+        self._marker_re = re2.compile(rb"\[REDACTED:(?:%s)\]" % names, opts) if names else None
+        self.encoding = EncodingScanner(opts) if detect_encoding else None
+        self._prefilter = self._compile_prefilter(re2, opts)
+
+    def _compile_prefilter(self, re2: Any, opts: Any) -> Any:
+        parts: list[bytes] = [_ESCAPE_TRIGGER, *_STRUCTURE_TRIGGERS]
+        if self.encoding is not None:
+            parts.append(PREFILTER_TRIGGER)
+        for rule in self.rules:
+            loose = rule.prefilter if rule.prefilter is not None else loosen(rule.pattern)
+            try:
+                re2.compile(loose.encode(), opts)
+            except re2.error:
+                return None  # cannot build a sound prefilter: every line is "maybe"
+            parts.append(b"(?:%s)" % loose.encode())
+            if not rule.escape_safe:
+                parts.append(_ANY_ESCAPE_TRIGGER)
+        return re2.compile(b"|".join(dict.fromkeys(parts)), opts)
+
+    def maybe(self, raw: bytes) -> bool:
+        """False only when no rule can match any string decoded from the JSON text ``raw``."""
+        if self._prefilter is None:
+            return True
+        return self._prefilter.search(raw) is not None
+
+    # -- finding ---------------------------------------------------------------------------
+
+    def spans(self, text: bytes, depth: int = 0) -> list[Span]:
+        """Every validated match of every rule (overlapping allowed), plus encoded runs."""
+        found: list[Span] = []
+        if self._any is not None and self._any.search(text) is not None:
+            # RE2::Set can give up (DFA memory) and report nothing: then try every rule.
+            hits = self._set.Match(text) or range(len(self.rules))
+            for idx in hits:
+                validator = self.rules[idx].validator
+                for m in self._regexes[idx].finditer(text):
+                    start, end = m.span()
+                    if validator is not None:
+                        keep = validator(m.group())
+                        if keep is None:
+                            continue
+                        end = start + keep
+                    if end > start:
+                        found.append(Span(start, end, idx))
+        if self.encoding is not None and depth < MAX_DECODE_DEPTH:
+            for start, end, decoded in self.encoding.decoded_runs(text):
+                inner = self.spans(decoded, depth + 1)
+                if inner:
+                    found.append(Span(start, end, min(s.rule for s in inner)))
+        return found
+
+    def _marker_spans(self, text: bytes) -> list[tuple[int, int]]:
+        if self._marker_re is None or MARKER_PREFIX not in text:
+            return []
+        return [m.span() for m in self._marker_re.finditer(text)]
+
+    def _fresh(self, text: bytes, spans: list[Span]) -> list[Span]:
+        """Drop matches lying wholly inside an existing marker (a pattern matching "REDACTED")."""
+        marks = self._marker_spans(text)
+        if not marks:
+            return spans
+        starts = [s for s, _ in marks]
+        out = []
+        for sp in spans:
+            i = bisect.bisect_right(starts, sp.start) - 1
+            if i >= 0 and marks[i][1] >= sp.end:
+                continue
+            out.append(sp)
+        return out
+
+    # -- redacting -------------------------------------------------------------------------
+
+    def redact(self, text: bytes) -> tuple[bytes, Counter[str]]:
+        counts: Counter[str] = Counter()
+        for _ in range(MAX_PASSES):
+            spans = self._fresh(text, self.spans(text))
+            if not spans:
+                return text, counts
+            text = self._apply(text, spans, counts)
+        spans = self._fresh(text, self.spans(text))
+        if spans:  # did not settle: give up on this text as a whole
+            first = min(spans, key=lambda s: (s.start, s.rule))
+            counts[self.names[first.rule]] += 1
+            return self.markers[first.rule], counts
+        return text, counts
+
+    def _apply(self, text: bytes, spans: list[Span], counts: Counter[str]) -> bytes:
+        out: list[bytes] = []
+        pos = 0
+        for start, end, rule in merge(spans, self._marker_spans(text)):
+            out.append(text[pos:start])
+            out.append(self.markers[rule])
+            counts[self.names[rule]] += 1
+            pos = end
+        out.append(text[pos:])
+        return b"".join(out)
+
+    def redact_pieces(
+        self, pieces: list[bytes], sep: bytes
+    ) -> tuple[list[bytes], Counter[str]] | None:
+        """Redact matches that cross piece boundaries of ``sep.join(pieces)``.
+
+        Each piece loses the part of the match that lies in it (replaced by the marker).
+        Returns None when no match crosses a boundary.
+        """
+        counts: Counter[str] = Counter()
+        changed = False
+        for attempt in range(MAX_PASSES + 1):
+            bounds, joined = _join(pieces, sep)
+            crossing = [
+                s
+                for s in self._fresh(joined, self.spans(joined))
+                if _piece_at(bounds, s.start) != _piece_at(bounds, s.end - 1)
+            ]
+            if not crossing:
+                break
+            changed = True
+            last = attempt == MAX_PASSES  # did not settle: whole pieces go
+            cuts: list[list[tuple[int, int, int]]] = [[] for _ in pieces]
+            for start, end, rule in merge(crossing, self._marker_spans(joined)):
+                counts[self.names[rule]] += 1
+                for i, (pstart, pend) in enumerate(bounds):
+                    lo, hi = max(start, pstart), min(end, pend)
+                    if lo >= hi:
+                        continue
+                    if last:
+                        cuts[i] = [(0, pend - pstart, rule)]
+                    else:
+                        cuts[i].append((lo - pstart, hi - pstart, rule))
+            pieces = [_cut(p, c, self.markers) for p, c in zip(pieces, cuts, strict=True)]
+        return (pieces, counts) if changed else None
+
+
+def merge(spans: list[Span], marks: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Union of overlapping spans as (start, end, rule); markers overlapping a span join it."""
+    # Sorted by start, then rule order: the first-starting match names the region.
+    items = sorted((s.start, s.rule, s.end) for s in spans)
+    marks_sorted = sorted(marks)
+    regions: list[list[int]] = []
+    for start, rule, end in items:
+        if regions and start < regions[-1][1]:
+            regions[-1][1] = max(regions[-1][1], end)
+        else:
+            regions.append([start, end, rule])
+    # Absorb markers that overlap a region, so a redaction never cuts a marker in half.
+    for region in regions:
+        for ms, me in marks_sorted:
+            if ms < region[1] and region[0] < me:
+                region[0], region[1] = min(region[0], ms), max(region[1], me)
+    out: list[tuple[int, int, int]] = []
+    for start, end, rule in regions:
+        if out and start < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end), out[-1][2])
+        else:
+            out.append((start, end, rule))
+    return out
+
+
+def _join(pieces: list[bytes], sep: bytes) -> tuple[list[tuple[int, int]], bytes]:
+    bounds = []
+    pos = 0
+    for p in pieces:
+        bounds.append((pos, pos + len(p)))
+        pos += len(p) + len(sep)
+    return bounds, sep.join(pieces)
+
+
+def _piece_at(bounds: list[tuple[int, int]], offset: int) -> int:
+    """Index of the piece holding ``offset``; a separator byte belongs to the piece before it."""
+    return bisect.bisect_right([b[0] for b in bounds], offset) - 1
+
+
+def _cut(piece: bytes, cuts: list[tuple[int, int, int]], markers: tuple[bytes, ...]) -> bytes:
+    for lo, hi, rule in sorted(cuts, reverse=True):
+        piece = piece[:lo] + markers[rule] + piece[hi:]
+    return piece

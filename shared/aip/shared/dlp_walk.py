@@ -1,0 +1,192 @@
+"""Redaction over decoded JSON: every string leaf and object key, media data and resource blobs.
+
+The input is never mutated; unchanged subtrees are shared with the output (treat both as
+immutable). The JSON-RPC envelope (``jsonrpc``, ``id``, ``method`` of the top-level object) is
+never touched, so the output stays valid JSON-RPC with the same id and method.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import Counter
+from typing import Any, Final
+
+from aip.shared.dlp_scan import MARKER_PREFIX, Scanner
+
+ENVELOPE_KEYS: Final = frozenset({"jsonrpc", "id", "method"})
+MEDIA_ITEM_TYPES: Final = frozenset({"image", "audio"})
+MEDIA_MIME_PREFIXES: Final = ("image/", "audio/", "video/")
+# A card number or other long digit string sent as a JSON number is scanned as its digits.
+LARGE_INT: Final = 10**12
+_TEXT_MIME_WORDS: Final = ("json", "xml", "yaml", "javascript", "ecmascript", "toml", "csv")
+_TEXT_MIMES: Final = frozenset(
+    {"application/x-sh", "application/sql", "application/graphql", "application/x-httpd-php"}
+)
+
+
+def is_text_mime(mime: str) -> bool:
+    base = mime.split(";", 1)[0].strip().lower()
+    if base.startswith("text/") or base in _TEXT_MIMES:
+        return True
+    return base.startswith("application/") and any(w in base for w in _TEXT_MIME_WORDS)
+
+
+def _b64decode(data: str) -> bytes | None:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+class Walker:
+    """Applies a ``Scanner`` to decoded JSON values, counting redactions per rule name.
+
+    ``media`` is the scanner for base64 image/audio/video data: the built-in rules only, which
+    do not fire on random base64; free-form policy patterns would (``[A-Za-z0-9]{32}``) and turn
+    a picture into garbage. None: media data is left alone.
+    """
+
+    def __init__(self, scanner: Scanner, media: Scanner | None) -> None:
+        self._scanner = scanner
+        self._media = media
+
+    def message(self, obj: Any, counts: Counter[str]) -> Any:
+        if isinstance(obj, dict):
+            return self._dict(obj, counts, top=True)
+        if isinstance(obj, list):  # a JSON-RPC batch: each element is a message
+            new = [self.message(item, counts) for item in obj]
+            return obj if all(a is b for a, b in zip(new, obj, strict=True)) else new
+        return self.value(obj, counts)
+
+    def value(self, v: Any, counts: Counter[str]) -> Any:
+        if isinstance(v, str):
+            return self.text(v, counts)
+        if isinstance(v, dict):
+            return self._dict(v, counts, top=False)
+        if isinstance(v, list):
+            return self._list(v, counts)
+        if type(v) is int and abs(v) >= LARGE_INT:
+            red = self.text(str(v), counts)
+            return v if red == str(v) else red
+        return v
+
+    def text(self, s: str, counts: Counter[str]) -> str:
+        raw = s.encode("utf-8", "surrogatepass")
+        red, c = self._scanner.redact(raw)
+        if not c:
+            return s
+        counts.update(c)
+        return red.decode("utf-8", "surrogatepass")
+
+    def _dict(self, d: dict[Any, Any], counts: Counter[str], *, top: bool) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        changed = False
+        media = d.get("type") in MEDIA_ITEM_TYPES and isinstance(d.get("data"), str)
+        blob = isinstance(d.get("blob"), str)
+        for key, v in d.items():
+            if top and key in ENVELOPE_KEYS:
+                out[key] = v
+                continue
+            new_key = self.text(key, counts) if isinstance(key, str) and not top else key
+            if media and key == "data":
+                new_v = self._media_data(v, counts)
+            elif blob and key == "blob":
+                new_v = self._blob(v, str(d.get("mimeType") or ""), counts)
+            else:
+                new_v = self.value(v, counts)
+            if new_key is not key or new_v is not v:
+                changed = True
+            while new_key in out:  # two keys redacted alike: keep both values
+                new_key = f"{new_key}'"
+            out[new_key] = new_v
+        return out if changed else d
+
+    def _media_data(self, data: str, counts: Counter[str]) -> str:
+        if not data.isascii() or _b64decode(data) is None:
+            return self.text(data, counts)  # not base64: an ordinary string
+        if self._media is None:
+            return data
+        _, c = self._media.redact(data.encode())
+        if not c:
+            return data
+        counts.update(c)
+        # Splicing a marker into base64 would make it invalid; the media is lost either way,
+        # so the whole field becomes the markers, base64-encoded.
+        return base64.b64encode(_markers(c)).decode()
+
+    def _blob(self, blob: str, mime: str, counts: Counter[str]) -> str:
+        if mime.lower().startswith(MEDIA_MIME_PREFIXES):
+            return self._media_data(blob, counts)
+        decoded = _b64decode(blob) if blob.isascii() else None
+        if decoded is None:
+            return self.text(blob, counts)
+        red, c = self._scanner.redact(decoded)
+        if not c:
+            return blob
+        counts.update(c)
+        if not is_text_mime(mime):
+            try:
+                decoded.decode("utf-8")
+            except UnicodeDecodeError:
+                # Binary content with a secret inside: a patched binary is still a leak
+                # waiting to happen and no longer the file; send only the markers.
+                red = _markers(c)
+        return base64.b64encode(red).decode()
+
+    def _list(self, items: list[Any], counts: Counter[str]) -> list[Any]:
+        new = [self.value(x, counts) for x in items]
+        new = self._split_pass(new, counts)
+        return items if all(a is b for a, b in zip(new, items, strict=True)) else new
+
+    def _split_pass(self, items: list[Any], counts: Counter[str]) -> list[Any]:
+        """Catch a secret split across adjacent text items (joined with "" and with "\\n")."""
+        where: list[tuple[int, str]] = []
+        for i, item in enumerate(items):
+            if isinstance(item, str):
+                where.append((i, ""))
+            elif isinstance(item, dict):
+                if isinstance(item.get("text"), str):
+                    where.append((i, "text"))
+                elif isinstance(item.get("resource"), dict) and isinstance(
+                    item["resource"].get("text"), str
+                ):
+                    where.append((i, "resource"))
+        if len(where) < 2:
+            return items
+        pieces = [_text_of(items[i], kind).encode("utf-8", "surrogatepass") for i, kind in where]
+        changed = False
+        for sep in (b"", b"\n"):
+            res = self._scanner.redact_pieces(pieces, sep)
+            if res is not None:
+                pieces, c = res
+                counts.update(c)
+                changed = True
+        if not changed:
+            return items
+        out = list(items)
+        for (i, kind), piece in zip(where, pieces, strict=True):
+            text = piece.decode("utf-8", "surrogatepass")
+            if text != _text_of(items[i], kind):
+                out[i] = _with_text(items[i], kind, text)
+        return out
+
+
+def _markers(counts: Counter[str]) -> bytes:
+    return b"".join(MARKER_PREFIX + name.encode() + b"]" for name in counts)
+
+
+def _text_of(item: Any, kind: str) -> str:
+    if kind == "":
+        return str(item)
+    if kind == "text":
+        return str(item["text"])
+    return str(item["resource"]["text"])
+
+
+def _with_text(item: Any, kind: str, text: str) -> Any:
+    if kind == "":
+        return text
+    if kind == "text":
+        return {**item, "text": text}
+    return {**item, "resource": {**item["resource"], "text": text}}

@@ -1,0 +1,192 @@
+"""The proxy's spool: audit records it could not hand to the approver, kept in order.
+
+``<state dir>/aip/spool/<session>.jsonl``, 0600 in a 0700 directory, one orjson line per
+record (each keeps its ``session`` + ``rseq``). The proxy holds an flock on it while alive, so
+the approver ingests only spools of proxies that are gone; a live proxy re-sends its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import stat
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from aip.shared import paths
+
+log = logging.getLogger(__name__)
+
+SPOOL_DIR_NAME: Final = "spool"
+MAX_SPOOL_BYTES: Final = 256 << 20  # beyond this, new records are dropped (and logged)
+
+
+def spool_dir() -> Path:
+    """Where every proxy of this user spools; the approver ingests from here at start."""
+    return paths.state_dir() / SPOOL_DIR_NAME
+
+
+def read_records(data: bytes) -> list[dict[str, Any]]:
+    """Records of a spool file in order; a torn last line (crash mid-write) is skipped."""
+    records: list[dict[str, Any]] = []
+    for line in data.split(b"\n")[:-1]:  # the part after the last newline is torn or empty
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            log.warning("spool: skipping a line that is not JSON")
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _open_private(path: Path, flags: int) -> int:
+    fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        os.close(fd)
+        raise PermissionError(f"{path}: not a private regular file of ours")
+    return fd
+
+
+class Spool:
+    """Append, read back in order, drop what the approver acknowledged. Thread-safe."""
+
+    def __init__(self, session: str, directory: Path | None = None) -> None:
+        self.directory = directory or spool_dir()
+        self.path = self.directory / f"{session}.jsonl"
+        self._lock = threading.Lock()
+        self._fd = -1
+        self.dropped = 0
+
+    def _ensure_open(self) -> int:
+        if self._fd < 0:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            problem = paths.dir_problem(self.directory)
+            if problem is not None:
+                raise PermissionError(f"spool directory unsafe: {problem}")
+            fd = _open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while we live
+            self._fd = fd
+        return self._fd
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        """One write() for the batch. OSError if the spool cannot be written."""
+        data = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
+        if not data:
+            return
+        with self._lock:
+            fd = self._ensure_open()
+            if os.fstat(fd).st_size + len(data) > MAX_SPOOL_BYTES:
+                self.dropped += data.count(b"\n")
+                log.warning("spool %s is full; %d audit records dropped", self.path, self.dropped)
+                return
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(f"spool: short write ({written} of {len(data)} bytes)")
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Every spooled record, oldest first."""
+        with self._lock:
+            if self._fd < 0 and not self.path.exists():
+                return []
+            fd = self._ensure_open()
+            return read_records(os.pread(fd, os.fstat(fd).st_size, 0))
+
+    def __len__(self) -> int:
+        return len(self.pending())
+
+    def ack(self, rseqs: Iterable[int]) -> None:
+        """Forget the records the approver has written (by ``rseq``)."""
+        done = set(rseqs)
+        with self._lock:
+            if self._fd < 0 or not done:
+                return
+            fd = self._fd
+            records = read_records(os.pread(fd, os.fstat(fd).st_size, 0))
+            keep = [r for r in records if r.get("rseq") not in done]
+            if len(keep) == len(records):
+                return
+            if not keep:
+                os.ftruncate(fd, 0)  # atomic, and nothing is left to lose
+                return
+            # Write the rest to a new locked file and rename it over: a crash never loses
+            # a record. Someone ingesting the old inode later only finds acked duplicates.
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            new = _open_private(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
+            fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            data = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in keep)
+            os.write(new, data)
+            os.fsync(new)
+            os.rename(tmp, self.path)
+            os.close(fd)
+            self._fd = new
+
+    def close(self) -> None:
+        """Release the lock; an empty spool file is removed, a non-empty one stays for the
+        approver to ingest."""
+        with self._lock:
+            if self._fd < 0:
+                return
+            if os.fstat(self._fd).st_size == 0:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+            os.close(self._fd)
+            self._fd = -1
+
+
+def claim_orphans(directory: Path | None = None) -> list[tuple[Path, int]]:
+    """Spool files whose proxy is gone (their flock is free): (path, locked fd) pairs for the
+    approver, which ingests each in order, then calls ``release_orphan``."""
+    found: list[tuple[Path, int]] = []
+    folder = directory or spool_dir()
+    try:
+        names = sorted(p for p in folder.iterdir() if p.suffix == ".jsonl")
+    except FileNotFoundError:
+        return found
+    for path in names:
+        try:
+            fd = _open_private(path, os.O_RDWR)
+        except OSError as exc:
+            log.warning("spool %s skipped: %s", path, exc)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # a live proxy: it re-sends its own spool
+            continue
+        if not _same_file(path, fd):  # compacted (renamed over) since we opened it
+            os.close(fd)
+            continue
+        found.append((path, fd))
+    return found
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def read_orphan(fd: int) -> list[dict[str, Any]]:
+    return read_records(os.pread(fd, os.fstat(fd).st_size, 0))
+
+
+def release_orphan(path: Path, fd: int, *, ingested: bool) -> None:
+    """After a successful ingest the file is removed (still under our lock)."""
+    try:
+        if ingested and _same_file(path, fd):
+            path.unlink()
+    finally:
+        os.close(fd)

@@ -1,0 +1,120 @@
+"""Recording the approver's decisions: the seam the central audit log plugs into.
+
+The server calls ``DecisionLog.record`` for every decision on an ask (before replying; an
+allow is only sent once ``record(durable=True)`` returned) and ``ingest`` for the records
+proxies send in ``audit`` messages. ``StderrLog`` writes each record as one JSON line on
+stderr until the central audit writer replaces it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pwd
+import sys
+from typing import Any, Protocol, TextIO
+
+from aip.shared import outcomes
+from aip.shared.outcomes import Outcome
+from aip.shared.protocol import Ask, HumanDecision, PolicyRef
+
+
+class DecisionLog(Protocol):
+    def available(self) -> bool:
+        """False while records cannot be written: asks are then denied audit_unavailable."""
+        ...
+
+    async def record(self, record: dict[str, Any], *, durable: bool) -> None:
+        """Append one record; raise on failure. ``durable``: on disk before returning."""
+        ...
+
+    async def ingest(self, records: list[dict[str, Any]]) -> list[int]:
+        """Append proxy records (skipping known (session, rseq) pairs); the rseqs to ack."""
+        ...
+
+
+def utc_now() -> str:
+    """UTC RFC 3339 with milliseconds, as the guide's records show."""
+    now = dt.datetime.now(dt.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def user_name(uid: int | None = None) -> str:
+    """``$AIP_USER``, else the login name of ``uid`` (the peer's), else the uid as text."""
+    env = os.environ.get("AIP_USER")
+    if env:
+        return env
+    uid = os.getuid() if uid is None else uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def decision_record(
+    *,
+    ask: Ask,
+    agent_id: str,
+    user: str,
+    server: str,
+    pid: int,
+    policy: PolicyRef,
+    outcome: Outcome,
+    human: HumanDecision | None,
+    queue_wait_ms: int,
+) -> dict[str, Any]:
+    """The guide's decision record for one answered ask (DESIGN §8 fields)."""
+    row = outcomes.row(outcome)
+    record: dict[str, Any] = {
+        "event": "decision",
+        "timestamp": utc_now(),
+        "agent_id": agent_id,
+        "user": user,
+        "tool": ask.tool,
+        "arguments": ask.arguments,
+        "decision": outcomes.audit_decision(outcome),
+        "reason": row.audit_reason,
+    }
+    if human is not None:
+        record["human_decision"] = {
+            "approved": human.approved,
+            "response_time_ms": human.response_time_ms,
+            "dialog_shown_at": human.dialog_shown_at,
+        }
+    record.update(
+        request_id=ask.request_id,
+        session=ask.session,
+        server=server,
+        pid=pid,
+        policy={"name": policy.name, "sha256": policy.sha256},
+        rule=ask.rule,
+        mode="enforce",
+        outcome=outcome.value,
+        error_code=row.code,
+        queue_wait_ms=queue_wait_ms,
+    )
+    return record
+
+
+class StderrLog:
+    """Interim sink: one JSON line per record on stderr, never stdout."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+
+    def available(self) -> bool:
+        return True
+
+    async def record(self, record: dict[str, Any], *, durable: bool) -> None:
+        stream = self._stream if self._stream is not None else sys.stderr
+        # ASCII only, like the audit file: bidi or control characters in an argument must
+        # not reorder or hide anything on the terminal that shows this log.
+        line = json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+        stream.write(line.replace("\x7f", "\\u007f") + "\n")
+        stream.flush()
+
+    async def ingest(self, records: list[dict[str, Any]]) -> list[int]:
+        for record in records:
+            await self.record(record, durable=False)
+        return [int(record["rseq"]) for record in records]

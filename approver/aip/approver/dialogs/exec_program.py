@@ -1,0 +1,71 @@
+"""``--dialog exec:PROGRAM`` (DESIGN §3): a program decides; the test seam and an extension point.
+
+Started without a shell, no arguments, environment PATH=/usr/bin:/bin + HOME + LANG + AIP_*;
+one JSON line on stdin, written asynchronously then closed. Exit 0 with first line ``allow``
+-> allow, ``deny`` -> deny, anything else -> dialog error; at the deadline it is killed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from aip.approver.dialogs.base import SAFE_PATH, Answer, Prompt, run_dialog
+from aip.shared.errors import ConfigError
+from aip.shared.protocol import PROTOCOL_VERSION
+
+
+def program_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.startswith("AIP_")}
+    for key in ("HOME", "LANG"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    env["PATH"] = SAFE_PATH
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class ExecProgram:
+    program: str
+    name: str = "exec"
+
+    @classmethod
+    def from_spec(cls, spec: str) -> ExecProgram:
+        """``exec:/abs/path``: one absolute path, no arguments, an executable file."""
+        program = spec.removeprefix("exec:")
+        path = Path(program)
+        if not path.is_absolute() or any(ch.isspace() for ch in program):
+            raise ConfigError(f"--dialog exec:PROGRAM needs one absolute path, got {program!r}")
+        if not path.is_file() or not os.access(path, os.X_OK):
+            raise ConfigError(f"--dialog exec: {program} is not an executable file")
+        return cls(program)
+
+    def request_line(self, prompt: Prompt) -> bytes:
+        return orjson.dumps(
+            {
+                "v": PROTOCOL_VERSION,
+                "request_id": prompt.request_id,
+                "agent_id": prompt.agent_id,
+                "server": prompt.server,
+                "tool": prompt.tool,
+                "arguments": prompt.arguments,
+                "text": prompt.text,
+                "rule": prompt.rule,
+                "seconds_left": prompt.seconds_left,
+                "queue_position": prompt.queue_position,
+            },
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
+
+    async def show(self, prompt: Prompt) -> Answer:
+        done = await run_dialog([self.program], program_env(), self.request_line(prompt))
+        if done.returncode == 0:
+            word = done.first_line()
+            if word == "allow":
+                return Answer.ALLOW
+            if word == "deny":
+                return Answer.DENY
+        return Answer.ERROR

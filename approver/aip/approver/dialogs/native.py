@@ -1,0 +1,157 @@
+"""The macOS and Windows backends: constant scripts, data never part of the code.
+
+osascript gets the script on stdin (``osascript -``) and the text as an argv item;
+PowerShell gets a constant ``-EncodedCommand`` and the text as JSON on stdin
+(security.md §1.5, §1.6). Deny is the default button; Allow needs rc 0 and ``allow`` out.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+
+from aip.approver.dialogs.base import Answer, Prompt, run_dialog
+from aip.approver.render import TITLE
+
+OSASCRIPT: Final = "/usr/bin/osascript"
+# "cancel button" turns Deny and Escape into error -128, which we answer with "deny".
+OSA_SCRIPT: Final = f"""on run argv
+  set msg to item 1 of argv
+  set secs to (item 2 of argv) as integer
+  try
+    set r to display dialog msg with title "{TITLE}" buttons {{"Deny", "Allow"}} ¬
+      default button "Deny" cancel button "Deny" with icon caution giving up after secs
+  on error number -128
+    return "deny"
+  end try
+  if gave up of r then return "timeout"
+  if button returned of r is "Allow" then return "allow"
+  return "deny"
+end run
+"""
+
+POWERSHELL_SCRIPT: Final = f"""$ErrorActionPreference = 'Stop'
+$req = [Console]::In.ReadToEnd() | ConvertFrom-Json
+Add-Type -AssemblyName System.Windows.Forms
+Add-Type -AssemblyName System.Drawing
+$form = New-Object System.Windows.Forms.Form
+$form.Text = '{TITLE}'
+$form.TopMost = $true
+$form.AutoSize = $true
+$form.AutoSizeMode = 'GrowAndShrink'
+$form.StartPosition = 'CenterScreen'
+$form.FormBorderStyle = 'FixedDialog'
+$form.MinimizeBox = $false
+$form.MaximizeBox = $false
+$label = New-Object System.Windows.Forms.Label
+$label.UseMnemonic = $false
+$label.AutoSize = $true
+$label.MaximumSize = New-Object System.Drawing.Size(720, 0)
+$label.Font = New-Object System.Drawing.Font('Consolas', 9)
+$label.Text = [string]$req.text
+$label.Location = New-Object System.Drawing.Point(12, 12)
+$form.Controls.Add($label)
+$y = $label.PreferredSize.Height + 24
+$deny = New-Object System.Windows.Forms.Button
+$deny.Text = 'Deny'
+$deny.DialogResult = [System.Windows.Forms.DialogResult]::No
+$deny.Location = New-Object System.Drawing.Point(12, $y)
+$allow = New-Object System.Windows.Forms.Button
+$allow.Text = 'Allow'
+$allow.DialogResult = [System.Windows.Forms.DialogResult]::Yes
+$allow.Location = New-Object System.Drawing.Point(120, $y)
+$form.Controls.Add($deny)
+$form.Controls.Add($allow)
+$form.AcceptButton = $deny
+$form.CancelButton = $deny
+$form.ActiveControl = $deny
+$timer = New-Object System.Windows.Forms.Timer
+$timer.Interval = [Math]::Max(1, [int]$req.seconds) * 1000
+$timer.Add_Tick({{
+  $form.DialogResult = [System.Windows.Forms.DialogResult]::Abort
+  $form.Close()
+}})
+$timer.Start()
+$result = $form.ShowDialog()
+if ($result -eq [System.Windows.Forms.DialogResult]::Yes) {{ 'allow' }}
+elseif ($result -eq [System.Windows.Forms.DialogResult]::Abort) {{ 'timeout' }}
+else {{ 'deny' }}
+"""
+
+
+def powershell_path(system_root: str | None = None) -> str:
+    root = system_root or os.environ.get("SystemRoot")  # noqa: SIM112 - Windows spells it so
+    root = root or "C:\\Windows"
+    return root + "\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
+
+
+def encoded_command(script: str = POWERSHELL_SCRIPT) -> str:
+    """``-EncodedCommand`` takes base64 of UTF-16LE; the script is a constant."""
+    return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Osascript:
+    binary: str = OSASCRIPT
+    name: str = "osascript"
+
+    def argv(self, prompt: Prompt) -> list[str]:
+        # "-" = script from stdin; the items after it are argv of the run handler.
+        return [self.binary, "-", prompt.text, str(max(1, prompt.seconds_left))]
+
+    def env(self) -> dict[str, str]:
+        keep = ("HOME", "LANG", "TMPDIR", "USER")
+        env = {k: os.environ[k] for k in keep if os.environ.get(k)}
+        env["PATH"] = "/usr/bin:/bin"
+        return env
+
+    async def show(self, prompt: Prompt) -> Answer:
+        done = await run_dialog(self.argv(prompt), self.env(), OSA_SCRIPT.encode())
+        if done.returncode != 0:
+            return Answer.ERROR
+        return _by_word(done.first_line())
+
+
+@dataclass(frozen=True, slots=True)
+class PowerShell:
+    binary: str
+    name: str = "powershell"
+
+    def argv(self) -> list[str]:
+        """Identical for every request: the data goes on stdin."""
+        return [
+            self.binary,
+            "-NoProfile",
+            "-NonInteractive",
+            "-ExecutionPolicy",
+            "Bypass",
+            "-EncodedCommand",
+            encoded_command(),
+        ]
+
+    def stdin(self, prompt: Prompt) -> bytes:
+        return orjson.dumps({"text": prompt.text, "seconds": max(1, prompt.seconds_left)})
+
+    def env(self) -> dict[str, str]:
+        keep = ("SystemRoot", "windir", "TEMP", "TMP", "USERPROFILE", "APPDATA", "LOCALAPPDATA")
+        env = {k: os.environ[k] for k in keep if os.environ.get(k)}
+        env["PATH"] = env.get("SystemRoot", "C:\\Windows") + "\\System32"
+        return env
+
+    async def show(self, prompt: Prompt) -> Answer:
+        done = await run_dialog(self.argv(), self.env(), self.stdin(prompt))
+        if done.returncode != 0:
+            return Answer.ERROR
+        return _by_word(done.first_line())
+
+
+def _by_word(word: str) -> Answer:
+    if word == "allow":
+        return Answer.ALLOW
+    if word == "deny":
+        return Answer.DENY
+    return Answer.ERROR  # "timeout" (we kill at the deadline first) or anything unexpected

@@ -1,0 +1,231 @@
+"""The approval desk: admits asks, owns their deadlines, shows one dialog at a time.
+
+Every admitted ask ends exactly once through ``finish`` (answered, timed out, cancelled or
+shut down). Deadline = arrival + timeout on the loop's monotonic clock: an ask that expires
+while queued is denied without being shown; an open dialog is closed at its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aip.approver import render
+from aip.approver.decisions import utc_now
+from aip.approver.dialogs.base import Answer, Backend, Prompt
+from aip.approver.queue import AskQueue
+from aip.approver.sessions import Session
+from aip.shared.outcomes import Outcome
+from aip.shared.protocol import Ask, HumanDecision
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False, slots=True)
+class Ticket:
+    ask: Ask
+    session: Session
+    arrival: float  # loop time
+    deadline: float
+    ordinal: int = 0
+    timer: asyncio.TimerHandle | None = None
+    dialog: asyncio.Future[Answer | None] | None = None  # set while on screen
+    shown_at: float | None = None
+    shown_wall: str = ""
+    stop_reason: Outcome = Outcome.CANCELLED  # why an open dialog was closed early
+    finished: bool = False
+    key: tuple[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = (self.ask.session, self.ask.nonce)
+
+
+# finish callback: (ticket, outcome, human decision or None, queue wait in ms)
+Finish = Callable[[Ticket, Outcome, HumanDecision | None, int], None]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        backend: Backend,
+        queue: AskQueue[Ticket],
+        finish: Finish,
+        timeout_s: float,
+    ) -> None:
+        self._backend = backend
+        self._queue = queue
+        self._finish_cb = finish
+        self.timeout_s = timeout_s
+        self._tickets: dict[tuple[str, str], Ticket] = {}
+        self._wake = asyncio.Event()
+        self._active: Ticket | None = None
+
+    @property
+    def active(self) -> Ticket | None:
+        return self._active
+
+    def knows(self, session: str, nonce: str) -> bool:
+        return (session, nonce) in self._tickets
+
+    def submit(self, ask: Ask, session: Session) -> Outcome | None:
+        """Queue an ask; returns the refusal outcome (queue full, over budget) or None."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        refused, ordinal = self._queue.admit(ask.session, now)
+        if refused is not None:
+            return refused
+        ticket = Ticket(ask, session, now, now + self.timeout_s, ordinal)
+        ticket.timer = loop.call_at(ticket.deadline, self._expire, ticket)
+        self._tickets[ticket.key] = ticket
+        self._queue.push(ask.session, ticket)
+        self._wake.set()
+        return None
+
+    def cancel(self, session: str, nonce: str, reason: Outcome = Outcome.CANCELLED) -> bool:
+        ticket = self._tickets.get((session, nonce))
+        if ticket is None:
+            return False
+        self._stop(ticket, reason)
+        return True
+
+    def drop_session(self, session: str, reason: Outcome = Outcome.CANCELLED) -> int:
+        """The proxy left (bye, disconnect): its asks end without a reply."""
+        mine = [t for t in self._tickets.values() if t.ask.session == session]
+        for ticket in mine:
+            self._stop(ticket, reason)
+        self._queue.forget(session)
+        return len(mine)
+
+    def shutdown(self) -> None:
+        """Deny everything pending with SHUTDOWN at once; the open dialog is being closed."""
+        for ticket in list(self._tickets.values()):
+            if ticket.dialog is not None:
+                ticket.dialog.cancel()
+            else:
+                self._queue.unqueue(ticket.ask.session, ticket)
+            self._end(ticket, Outcome.SHUTDOWN, None)
+
+    async def run(self) -> None:
+        """The one dialog slot: show queued asks one after another, forever."""
+        while True:
+            ticket = self._queue.pop_next()
+            if ticket is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._show(ticket)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _stop(self, ticket: Ticket, reason: Outcome) -> None:
+        if ticket.finished:
+            return
+        if ticket.dialog is not None:  # on screen: close it, ``_show`` finishes the ticket
+            ticket.stop_reason = reason
+            ticket.dialog.cancel()
+            return
+        self._queue.unqueue(ticket.ask.session, ticket)
+        self._end(ticket, reason, None)
+
+    def _expire(self, ticket: Ticket) -> None:
+        if ticket.dialog is None and not ticket.finished:
+            log.info("ask %s expired while queued; never shown", ticket.ask.request_id)
+            self._queue.unqueue(ticket.ask.session, ticket)
+            self._end(ticket, Outcome.TIMEOUT, None)
+
+    def _end(self, ticket: Ticket, outcome: Outcome, human: HumanDecision | None) -> None:
+        if ticket.finished:
+            return
+        ticket.finished = True
+        if ticket.timer is not None:
+            ticket.timer.cancel()
+        self._tickets.pop(ticket.key, None)
+        self._queue.finish(ticket.ask.session)
+        loop_now = asyncio.get_running_loop().time()
+        waited = (ticket.shown_at if ticket.shown_at is not None else loop_now) - ticket.arrival
+        self._finish_cb(ticket, outcome, human, max(0, round(waited * 1000)))
+
+    async def _show(self, ticket: Ticket) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if ticket.finished:
+            return
+        if now >= ticket.deadline:
+            self._end(ticket, Outcome.TIMEOUT, None)
+            return
+        prompt = self._prompt(ticket, now)
+        ticket.shown_at, ticket.shown_wall = now, utc_now()
+        ticket.dialog = asyncio.ensure_future(self._dialog(prompt, ticket.deadline))
+        self._active = ticket
+        try:
+            await asyncio.wait([ticket.dialog])  # unlike ``await``, never eats our own cancel
+        except asyncio.CancelledError:
+            ticket.dialog.cancel()  # the worker itself is stopping: close the dialog first
+            await asyncio.wait([ticket.dialog])
+            raise
+        finally:
+            self._active = None
+        outcome, shown = self._outcome(ticket.dialog, ticket)
+        elapsed_ms = max(0, round((loop.time() - now) * 1000))
+        human = None
+        if shown:
+            approved = outcome is Outcome.HUMAN_APPROVED
+            human = HumanDecision(
+                approved=approved, response_time_ms=elapsed_ms, dialog_shown_at=ticket.shown_wall
+            )
+        ticket.dialog = None
+        self._end(ticket, outcome, human)
+
+    async def _dialog(self, prompt: Prompt, deadline: float) -> Answer | None:
+        """The backend's answer, or None at the deadline (the dialog is killed then)."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._backend.show(prompt)
+        except TimeoutError:
+            return None
+
+    def _outcome(
+        self, dialog: asyncio.Future[Answer | None], ticket: Ticket
+    ) -> tuple[Outcome, bool]:
+        """(outcome, whether a human saw a dialog that ended in a decision or the deadline)."""
+        if dialog.cancelled():
+            return ticket.stop_reason, False
+        exc = dialog.exception()
+        if exc is not None:
+            log.error("dialog %s failed: %r", self._backend.name, exc)
+            return Outcome.DIALOG_ERROR, False
+        answer = dialog.result()
+        if answer is None:
+            return Outcome.TIMEOUT, True
+        if answer is Answer.ALLOW:
+            return Outcome.HUMAN_APPROVED, True
+        if answer is Answer.DENY:
+            return Outcome.DENIED_BY_USER, True
+        return Outcome.DIALOG_ERROR, False
+
+    def _prompt(self, ticket: Ticket, now: float) -> Prompt:
+        ask, session = ticket.ask, ticket.session
+        agent_id = ask.agent_id or session.agent_id
+        facts = render.DialogFacts(
+            tool=ask.tool,
+            agent_id=agent_id,
+            server=session.server,
+            rule=ask.rule,
+            ordinal=ticket.ordinal,
+            seconds_left=max(1, math.floor(ticket.deadline - now)),
+            waiting=self._queue.waiting(),
+        )
+        return Prompt(
+            request_id=ask.request_id,
+            agent_id=render.show_value(agent_id),
+            server=render.show_value(session.server),
+            tool=render.show_name(ask.tool),
+            arguments=render.display_arguments(ask.arguments),
+            text=render.dialog_text(facts, ask.arguments),
+            rule=render.show_value(ask.rule),
+            seconds_left=facts.seconds_left,
+            queue_position=facts.waiting,
+        )

@@ -1,0 +1,308 @@
+"""The approver's ROUTER loop: peers, sessions, dispatch, and replies sent exactly once.
+
+One ROUTER bound on an ipc endpoint; each frame is checked (peer uid, size, strict schema)
+before anything else. The socket monitor is drained before every message, so a connection
+that dropped is forgotten before a new one that reuses its fd can speak (DESIGN §6, §7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Final
+
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from aip.approver.decisions import DecisionLog, decision_record, user_name
+from aip.approver.dialogs.choose import Choice
+from aip.approver.queue import MAX_PENDING, MAX_PENDING_SESSION, AskQueue
+from aip.approver.scheduler import Scheduler, Ticket
+from aip.approver.sessions import Session, SessionTable
+from aip.shared import protocol as p
+from aip.shared.outcomes import Outcome
+from aip.shared.paths import socket_path
+
+log = logging.getLogger(__name__)
+
+RECV_BATCH: Final = 64  # messages per wake-up before yielding to the dialog and timers
+HEARTBEAT_IVL_MS: Final = 1000
+HEARTBEAT_TIMEOUT_MS: Final = 3000
+SHUTDOWN_LINGER_MS: Final = 1000  # let the last SHUTDOWN decisions reach their proxies
+WATCHDOG_S: Final = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    endpoint: str
+    timeout_s: float = p.DEFAULT_TIMEOUT_S
+    audit_path: str = ""
+    max_ask_bytes: int = p.MAX_ASK_BYTES
+    max_frame_bytes: int = p.MAX_FRAME_BYTES
+    max_pending_session: int = MAX_PENDING_SESSION
+    max_pending: int = MAX_PENDING
+    watchdog_s: float = WATCHDOG_S
+
+
+class ApprovalServer:
+    def __init__(self, config: ServerConfig, choice: Choice, decisions: DecisionLog) -> None:
+        self._config = config
+        self._choice = choice
+        self._log = decisions
+        self._sessions = SessionTable()
+        self._queue: AskQueue[Ticket] = AskQueue(
+            max_per_session=config.max_pending_session, max_total=config.max_pending
+        )
+        self._scheduler: Scheduler | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._router: zmq.Socket[bytes] | None = None
+        self._refused: set[bytes] = set()
+        self._uid = os.getuid()
+        self.exit_code = 0
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> int:
+        """Serve until ``stop`` is set (signals) or the endpoint is stolen; returns exit code."""
+        ctx = zmq.asyncio.Context()
+        router = ctx.socket(zmq.ROUTER)
+        router.linger = 0
+        router.maxmsgsize = self._config.max_frame_bytes  # bigger peers are disconnected
+        router.heartbeat_ivl = HEARTBEAT_IVL_MS
+        router.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
+        monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        try:
+            router.bind(self._config.endpoint)
+            inode = socket_path(self._config.endpoint).stat().st_ino
+            self._router = zmq.Socket.shadow(router.underlying)  # sync ops, NOBLOCK only
+            sync_monitor: zmq.Socket[bytes] = zmq.Socket.shadow(monitor.underlying)
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                loops = [tg.create_task(self._receive(router, monitor, sync_monitor))]
+                if self._choice.backend is not None:
+                    self._scheduler = Scheduler(
+                        self._choice.backend, self._queue, self._finished, self._config.timeout_s
+                    )
+                    loops.append(tg.create_task(self._scheduler.run()))
+                stolen = tg.create_task(self._watch_endpoint(inode))
+                if ready is not None:
+                    ready.set()
+                waiter = tg.create_task(stop.wait())
+                await asyncio.wait([waiter, stolen], return_when=asyncio.FIRST_COMPLETED)
+                log.info("shutting down: denying every pending ask")
+                if self._scheduler is not None:
+                    self._scheduler.shutdown()  # replies are queued as tasks in tg
+                for task in (*loops, stolen, waiter):
+                    task.cancel()
+        finally:
+            router.linger = SHUTDOWN_LINGER_MS
+            monitor.close(linger=0)
+            router.close()
+            ctx.term()
+        return self.exit_code
+
+    # -- receiving ----------------------------------------------------------------------
+
+    async def _receive(
+        self,
+        router: zmq.asyncio.Socket,
+        monitor: zmq.asyncio.Socket,
+        sync_monitor: zmq.Socket[bytes],
+    ) -> None:
+        assert self._router is not None
+        poller = zmq.asyncio.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        while True:
+            await poller.poll()
+            for _ in range(RECV_BATCH):
+                self._drain_monitor(sync_monitor)
+                try:
+                    frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self._on_frames(frames)
+            self._drain_monitor(sync_monitor)
+
+    def _drain_monitor(self, monitor: zmq.Socket[bytes]) -> None:
+        while True:
+            try:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                for session in self._sessions.on_fd(event["value"]):
+                    log.info("proxy session %s disconnected", session.sid)
+                    self._forget(session.sid)
+
+    def _on_frames(self, frames: list[zmq.Frame]) -> None:
+        if len(frames) != 2:
+            log.warning("dropping a message of %d frames", len(frames))
+            return
+        route, body = frames[0].bytes, frames[1]
+        uid, peer_pid = _peer(body)
+        if uid != self._uid:
+            if route not in self._refused and len(self._refused) < 4096:
+                self._refused.add(route)
+                log.warning("refused peer uid=%s pid=%s: not our user", uid, peer_pid)
+            return
+        data = body.bytes
+        try:
+            msg = p.decode_to_approver(data)
+        except p.ProtocolError as exc:
+            log.warning("malformed message from pid %s: %s", peer_pid, exc)
+            self._send(route, p.Error(code=p.ErrorCode.MALFORMED, detail=str(exc)[:200]))
+            return
+        if isinstance(msg, p.Hello):
+            fd = _srcfd(body)
+            session = self._sessions.hello(msg, route, fd, uid, peer_pid or 0, user_name(uid))
+            log.info("hello from session %s (pid %s, server %r)", msg.session, peer_pid, msg.server)
+            self._send(route, self._welcome(session))
+            return
+        session_or_none = self._sessions.lookup(msg.session, route)
+        if session_or_none is None:
+            if not isinstance(msg, p.Bye):
+                ref = str(msg.batch) if isinstance(msg, p.Audit) else msg.nonce
+                self._send(route, p.Error(code=p.ErrorCode.HELLO_REQUIRED, about=msg.type, ref=ref))
+            return
+        if isinstance(msg, p.Ask):
+            self._on_ask(msg, session_or_none, len(data))
+        elif isinstance(msg, p.Cancel):
+            if self._scheduler is not None:
+                self._scheduler.cancel(msg.session, msg.nonce)
+        elif isinstance(msg, p.Audit):
+            self._spawn(self._ingest(session_or_none, msg))
+        else:
+            log.info("bye from session %s", msg.session)
+            self._forget(msg.session)
+
+    def _on_ask(self, ask: p.Ask, session: Session, size: int) -> None:
+        refused: Outcome | None
+        if size > self._config.max_ask_bytes:
+            refused = Outcome.TOO_LARGE_TO_REVIEW
+        elif self._scheduler is None:
+            refused = self._choice.unavailable or Outcome.DIALOG_ERROR
+        elif not self._log.available():
+            refused = Outcome.AUDIT_UNAVAILABLE
+        elif self._scheduler.knows(ask.session, ask.nonce):
+            return  # a duplicate: the first one is answered
+        else:
+            refused = self._scheduler.submit(ask, session)
+        if refused is not None:
+            log.info(
+                "ask %s from session %s denied at once: %s", ask.request_id, session.sid, refused
+            )
+            self._spawn(self._deliver(ask, session, refused, None, 0))
+
+    def _forget(self, sid: str) -> None:
+        if self._scheduler is not None:
+            self._scheduler.drop_session(sid)
+        self._sessions.remove(sid)
+
+    # -- replying -----------------------------------------------------------------------
+
+    def _finished(
+        self, ticket: Ticket, outcome: Outcome, human: p.HumanDecision | None, wait_ms: int
+    ) -> None:
+        self._spawn(self._deliver(ticket.ask, ticket.session, outcome, human, wait_ms))
+
+    async def _deliver(
+        self,
+        ask: p.Ask,
+        session: Session,
+        outcome: Outcome,
+        human: p.HumanDecision | None,
+        wait_ms: int,
+    ) -> None:
+        """Record, then reply: an allow leaves only once its record is durable."""
+        record = decision_record(
+            ask=ask,
+            agent_id=ask.agent_id or session.agent_id,
+            user=session.user,
+            server=session.server,
+            pid=session.pid,
+            policy=session.policy,
+            outcome=outcome,
+            human=human,
+            queue_wait_ms=wait_ms,
+        )
+        try:
+            await self._log.record(record, durable=outcome is Outcome.HUMAN_APPROVED)
+        except Exception:  # a task boundary: whatever broke the log, fail closed
+            log.exception("could not record the decision on ask %s", ask.request_id)
+            if outcome is Outcome.HUMAN_APPROVED:
+                outcome, human = Outcome.AUDIT_UNAVAILABLE, None
+        if outcome is Outcome.CANCELLED:
+            return  # the proxy withdrew the ask (or is gone): nobody waits for a reply
+        reply = p.Decision(
+            session=ask.session,
+            request_id=ask.request_id,
+            nonce=ask.nonce,
+            digest=ask.digest,
+            outcome=outcome,
+            human_decision=human,
+            queue_wait_ms=wait_ms,
+        )
+        self._send(session.route, reply)
+
+    async def _ingest(self, session: Session, msg: p.Audit) -> None:
+        try:
+            rseqs = await self._log.ingest(msg.records)
+        except Exception:  # a task boundary: no ack, the proxy keeps its spool
+            log.exception("could not ingest audit batch %d of session %s", msg.batch, msg.session)
+            return
+        self._send(session.route, p.AuditAck(session=msg.session, batch=msg.batch, rseqs=rseqs))
+
+    def _welcome(self, session: Session) -> p.Welcome:
+        return p.Welcome(
+            session=session.sid,
+            timeout_s=self._config.timeout_s,
+            max_ask_bytes=self._config.max_ask_bytes,
+            audit_path=self._config.audit_path,
+        )
+
+    def _send(self, route: bytes, msg: p.ToProxy) -> None:
+        assert self._router is not None
+        try:
+            self._router.send_multipart([route, p.encode(msg)], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # peer gone or its queue full: it will deny by itself
+            log.warning("could not send %s: %s", msg.type, exc)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._tg is not None
+        self._tg.create_task(coro)
+
+    async def _watch_endpoint(self, inode: int) -> None:
+        """libzmq lets a second binder silently take the path over: notice it and exit."""
+        path = socket_path(self._config.endpoint)
+        while True:
+            await asyncio.sleep(self._config.watchdog_s)
+            try:
+                now = path.stat().st_ino
+            except FileNotFoundError:
+                now = -1
+            if now != inode:
+                log.error("endpoint %s was replaced by another process; exiting", path)
+                self.exit_code = 1
+                return
+
+
+def _peer(frame: zmq.Frame) -> tuple[int | None, int | None]:
+    """(uid, pid) from libzmq's ``Peer-Address`` property (``host:uid:gid:pid`` on ipc)."""
+    try:
+        address = frame.get("Peer-Address")
+    except zmq.ZMQError:
+        return None, None
+    parts = str(address).rsplit(":", 3)
+    if len(parts) != 4 or not parts[1].isdigit() or not parts[3].isdigit():
+        return None, None
+    return int(parts[1]), int(parts[3])
+
+
+def _srcfd(frame: zmq.Frame) -> int:
+    try:
+        return int(frame.get(zmq.SRCFD))
+    except zmq.ZMQError:
+        return -1

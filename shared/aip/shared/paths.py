@@ -1,0 +1,153 @@
+"""Where aip keeps its files (DESIGN §3), and the owner/mode/symlink checks that guard them.
+
+Runtime dir (socket + lock): ``$XDG_RUNTIME_DIR/aip``, macOS ``$TMPDIR/aip``, else
+``/tmp/aip-$UID``; always 0700, owned by us, not a symlink. State dir (audit log):
+``$XDG_STATE_HOME/aip`` or ``~/.local/state/aip`` (macOS ``~/Library/Logs/aip``).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Final
+
+from aip.shared.errors import ConfigError
+
+ENDPOINT_ENV: Final = "AIP_APPROVER_ENDPOINT"
+AUDIT_LOG_ENV: Final = "AIP_AUDIT_LOG"
+POLICY_ENV: Final = "AIP_POLICY"
+SOCKET_NAME: Final = "approver.sock"
+AUDIT_NAME: Final = "aip-audit.jsonl"
+IPC_PREFIX: Final = "ipc://"
+MAX_IPC_PATH: Final = 103  # sun_path is 104 bytes on macOS, 108 on Linux, NUL included
+
+
+class UnsafePathError(ConfigError):
+    """A directory or file that another user could control."""
+
+
+class DirState(enum.Enum):
+    OK = "ok"
+    MISSING = "missing"
+    UNTRUSTED = "untrusted"
+
+
+def runtime_dir() -> Path:
+    """The per-user runtime directory for the approver socket (not created here)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and sys.platform != "darwin":
+        return Path(xdg) / "aip"
+    tmp = os.environ.get("TMPDIR")
+    if sys.platform == "darwin" and tmp:
+        return Path(tmp) / "aip"
+    return Path(f"/tmp/aip-{os.getuid()}")  # noqa: S108 - private 0700 dir, checked on use
+
+
+def default_endpoint() -> str:
+    """``$AIP_APPROVER_ENDPOINT``, else ``ipc://<runtime dir>/approver.sock``."""
+    return os.environ.get(ENDPOINT_ENV) or IPC_PREFIX + str(runtime_dir() / SOCKET_NAME)
+
+
+def socket_path(endpoint: str) -> Path:
+    """The filesystem path of an ``ipc://`` endpoint. Anything else is refused: TCP has no
+    peer uid and the abstract namespace (``ipc://@``) ignores permissions (security §2.1)."""
+    if not endpoint.startswith(IPC_PREFIX):
+        raise ConfigError(f"endpoint {endpoint!r}: only ipc:// endpoints are supported")
+    raw = endpoint[len(IPC_PREFIX) :]
+    if not raw.startswith("/"):
+        raise ConfigError(f"endpoint {endpoint!r}: needs an absolute path (no abstract socket)")
+    if len(raw.encode()) > MAX_IPC_PATH:
+        raise ConfigError(f"endpoint {endpoint!r}: path longer than {MAX_IPC_PATH} bytes")
+    return Path(raw)
+
+
+def lock_path(endpoint: str) -> Path:
+    """The single-instance lock beside the socket (``approver.sock.lock``)."""
+    sock = socket_path(endpoint)
+    return sock.with_name(sock.name + ".lock")
+
+
+def state_dir() -> Path:
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Logs" / "aip"
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "aip"
+
+
+def default_audit_log() -> Path:
+    """``$AIP_AUDIT_LOG``, else ``<state dir>/aip-audit.jsonl``."""
+    env = os.environ.get(AUDIT_LOG_ENV)
+    return Path(env) if env else state_dir() / AUDIT_NAME
+
+
+def default_policy() -> Path:
+    """``$AIP_POLICY``, else ``~/.config/aip/policy.yaml`` (never the current directory)."""
+    env = os.environ.get(POLICY_ENV)
+    return Path(env) if env else Path.home() / ".config" / "aip" / "policy.yaml"
+
+
+def dir_problem(path: Path) -> str | None:
+    """Why ``path`` is not a private directory of ours, or None when it is (lstat: a symlink
+    is refused, never followed)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path} is a symlink"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} is not a directory"
+    if st.st_uid != os.getuid():
+        return f"{path} is owned by uid {st.st_uid}, not {os.getuid()}"
+    if st.st_mode & 0o077:
+        return f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, expected 0700"
+    return None
+
+
+def check_private_dir(path: Path) -> tuple[DirState, str]:
+    """The proxy's check before connecting: OK, MISSING (no approver) or UNTRUSTED."""
+    problem = dir_problem(path)
+    if problem is None:
+        return DirState.OK, ""
+    if not os.path.lexists(path):
+        return DirState.MISSING, problem
+    return DirState.UNTRUSTED, problem
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (0700) if needed, then verify it; raise UnsafePathError otherwise.
+
+    The parent of a runtime dir from ``$XDG_RUNTIME_DIR`` is checked too: it must be ours
+    and 0700 as the XDG spec demands (don't trust the environment blindly)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and path.parent == Path(xdg):
+        problem = dir_problem(path.parent)
+        if problem is not None:
+            raise UnsafePathError(f"XDG_RUNTIME_DIR unusable: {problem}")
+    try:
+        path.mkdir(mode=0o700, parents=False)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+    problem = dir_problem(path)
+    if problem is not None:
+        raise UnsafePathError(problem)
+    return path
+
+
+def socket_problem(path: Path) -> str | None:
+    """Why the socket file itself is not trustworthy (wrong owner, not a socket)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    if not stat.S_ISSOCK(st.st_mode):
+        return f"{path} is not a socket"
+    if st.st_uid != os.getuid():
+        return f"{path} is owned by uid {st.st_uid}, not {os.getuid()}"
+    return None

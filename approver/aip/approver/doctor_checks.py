@@ -1,0 +1,289 @@
+"""The checks behind ``aipctl doctor``: each looks at one thing and says how to fix it.
+
+A check never changes anything. Reachability is a real ``hello``/``welcome`` exchange with the
+approver (then ``bye``), so "reachable" means it answers the protocol, not only that a socket
+file exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import os
+import secrets
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import zmq
+
+from aip.approver import startup_files
+from aip.approver.dialogs.choose import choose
+from aip.shared import paths, protocol
+from aip.shared.errors import ConfigError
+
+SYSTEMCTL_TIMEOUT_S: Final = 5.0
+DISPLAY_VARS: Final = ("DISPLAY", "WAYLAND_DISPLAY")
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    INFO = "info"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(slots=True)
+class Check:
+    name: str
+    status: Status
+    summary: str
+    details: list[str] = field(default_factory=list)
+    fix: str | None = None  # the command (or step) that fixes it
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the approver said in its welcome."""
+
+    timeout_s: float
+    audit_path: str
+
+
+def say_hello(endpoint: str, timeout_s: float) -> Reply | None:
+    """A hello/welcome round trip as a short-lived client, then bye. None: no answer in time."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    session = secrets.token_hex(8)
+    try:
+        sock.connect(endpoint)
+        hello = protocol.Hello(
+            session=session,
+            pid=os.getpid(),
+            agent_id="aipctl-doctor",
+            server="aipctl doctor",
+            policy=protocol.PolicyRef(name="aipctl-doctor", sha256="0" * 64),
+        )
+        # Not immediate: the frame waits for the connection, and the poll below bounds it.
+        sock.send(protocol.encode(hello), flags=zmq.NOBLOCK)
+        deadline_ms = int(timeout_s * 1000)
+        while sock.poll(deadline_ms, zmq.POLLIN):
+            try:
+                msg = protocol.decode_to_proxy(sock.recv(zmq.NOBLOCK))
+            except protocol.ProtocolError:
+                continue
+            if isinstance(msg, protocol.Welcome) and msg.session == session:
+                with contextlib.suppress(zmq.ZMQError):
+                    sock.send(protocol.encode(protocol.Bye(session=session)), flags=zmq.NOBLOCK)
+                return Reply(msg.timeout_s, msg.audit_path)
+        return None
+    except zmq.ZMQError:
+        return None
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+def lock_held(lock: Path) -> bool:
+    """Whether a process holds the approver's single-instance lock (it runs, maybe hung)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing releases a lock we may have taken
+    return False
+
+
+def check_runtime_dir(endpoint: str) -> Check:
+    try:
+        sock = paths.socket_path(endpoint)
+    except ConfigError as exc:
+        return Check("socket", Status.FAIL, str(exc), fix=f"unset {paths.ENDPOINT_ENV}")
+    directory = sock.parent
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and directory.parent == Path(xdg):
+        parent_problem = paths.dir_problem(Path(xdg))
+        if parent_problem is not None:
+            return Check(
+                "socket",
+                Status.FAIL,
+                f"XDG_RUNTIME_DIR is not private: {parent_problem}",
+                fix="log out and in again (the login manager creates it), or unset XDG_RUNTIME_DIR",
+            )
+    state, problem = paths.check_private_dir(directory)
+    if state is paths.DirState.MISSING:
+        return Check("socket", Status.INFO, f"{directory} does not exist yet (no approver ran)")
+    if state is paths.DirState.UNTRUSTED:
+        st = directory.lstat()
+        ours = st.st_uid == os.getuid() and not stat.S_ISLNK(st.st_mode)
+        fix = (
+            f"chmod 700 {shlex.quote(str(directory))}"
+            if ours and stat.S_ISDIR(st.st_mode)
+            else f"sudo rm -rf {shlex.quote(str(directory))}   # not yours: remove, then restart "
+            "the approver"
+        )
+        return Check(
+            "socket",
+            Status.FAIL,
+            f"socket directory refused: {problem}",
+            ["the proxy will not connect through it; every ask is denied (approver_untrusted)"],
+            fix,
+        )
+    sock_problem = paths.socket_problem(sock)
+    if sock_problem is None:
+        mode = stat.S_IMODE(directory.lstat().st_mode)
+        return Check("socket", Status.OK, f"{sock} (directory {mode:04o}, yours)")
+    if not os.path.lexists(sock):
+        return Check("socket", Status.INFO, f"no socket at {sock} (approver not running)")
+    return Check("socket", Status.FAIL, sock_problem, fix=f"rm {shlex.quote(str(sock))}")
+
+
+def check_approver(endpoint: str, timeout_s: float) -> tuple[Check, Reply | None]:
+    try:
+        listening = os.path.lexists(paths.socket_path(endpoint))
+    except ConfigError:
+        listening = False
+    # No socket file: nobody can answer, so do not wait for the timeout.
+    reply = say_hello(endpoint, timeout_s) if listening else None
+    if reply is not None:
+        return Check(
+            "approver",
+            Status.OK,
+            f"running and answering at {endpoint}",
+            [f"ask deadline {reply.timeout_s:g} s", f"audit log {reply.audit_path}"],
+        ), reply
+    running = False
+    with contextlib.suppress(ConfigError):
+        running = lock_held(paths.lock_path(endpoint))
+    if running:
+        return Check(
+            "approver",
+            Status.FAIL,
+            f"an approver holds the lock but did not answer within {timeout_s:g} s",
+            fix=_restart_command(),
+        ), None
+    return Check(
+        "approver",
+        Status.FAIL,
+        f"no approver answers at {endpoint}: every ask is denied (approver_unavailable)",
+        fix=_start_command(),
+    ), None
+
+
+def _start_command() -> str:
+    installed = {method for method, _ in _installed()}
+    if "systemd" in installed:
+        return (
+            f"systemctl --user start {startup_files.UNIT_NAME}   "
+            f"(why it stopped: journalctl --user -u {startup_files.UNIT_NAME})"
+        )
+    if "launchd" in installed:
+        return f"launchctl kickstart gui/{os.getuid()}/{startup_files.LAUNCHD_LABEL}"
+    if installed:
+        return "aip-approver &   (the autostart entry starts it at your next login)"
+    return "aipctl approver install   (starts it now and with every desktop login)"
+
+
+def _restart_command() -> str:
+    installed = {method for method, _ in _installed()}
+    if "systemd" in installed:
+        return f"systemctl --user restart {startup_files.UNIT_NAME}"
+    return "pkill -u $USER -x aip-approver; aip-approver &"
+
+
+def _installed() -> list[tuple[str, Path]]:
+    from aip.approver.ctl_install import installed_files  # a cycle at import time otherwise
+
+    return installed_files()
+
+
+def check_startup() -> list[Check]:
+    found = _installed()
+    if not found:
+        return [
+            Check(
+                "start-up",
+                Status.WARN,
+                "the approver does not start with your desktop login",
+                fix="aipctl approver install",
+            )
+        ]
+    checks = [Check("start-up", Status.OK, f"{method}: {path}") for method, path in found]
+    if any(m == "systemd" for m, _ in found) and shutil.which("systemctl"):
+        checks.append(_systemd_environment())
+    return checks
+
+
+def _systemd_environment() -> Check:
+    try:
+        done = subprocess.run(
+            ["systemctl", "--user", "show-environment"],
+            capture_output=True,
+            text=True,
+            timeout=SYSTEMCTL_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("unit env", Status.WARN, f"cannot ask the systemd user manager: {exc}")
+    if done.returncode != 0:
+        return Check("unit env", Status.WARN, "no systemd user manager reachable from this shell")
+    names = {line.split("=", 1)[0] for line in done.stdout.splitlines()}
+    if names & set(DISPLAY_VARS):
+        return Check("unit env", Status.OK, "the user manager has the session's display")
+    return Check(
+        "unit env",
+        Status.FAIL,
+        "the systemd user manager has no DISPLAY/WAYLAND_DISPLAY: the unit's dialogs cannot show",
+        fix="systemctl --user import-environment DISPLAY WAYLAND_DISPLAY XAUTHORITY "
+        f"DBUS_SESSION_BUS_ADDRESS && systemctl --user restart {startup_files.UNIT_NAME}",
+    )
+
+
+def check_dialog() -> Check:
+    """Which backend ``--dialog auto`` picks for an approver started with this environment."""
+    display = any(os.environ.get(v) for v in DISPLAY_VARS)
+    where = "display " + ", ".join(
+        f"{v}={os.environ[v]}" for v in DISPLAY_VARS if os.environ.get(v)
+    )
+    # tty=False: the approver runs as a desktop service, not in this terminal.
+    choice = choose("auto", tty=False)
+    backend = choice.backend
+    if backend is not None:
+        name = backend.name
+        details = [where] if display else []
+        if sys.platform == "darwin":
+            details.append(
+                "no dialog? allow your terminal in System Settings > Privacy & Security > "
+                'Accessibility; test: osascript -e \'display dialog "Test" buttons '
+                '{"Allow", "Deny"}\''
+            )
+        return Check("dialog", Status.OK, f"--dialog auto uses {name}", details)
+    why, outcome = choice.why, choice.unavailable
+    if not display and sys.platform.startswith("linux"):
+        return Check(
+            "dialog",
+            Status.FAIL,
+            f"no display in this environment ({why}): asks are denied ({outcome})",
+            ["a desktop login has DISPLAY or WAYLAND_DISPLAY; SSH and cron do not"],
+            fix="run the approver in your desktop session (aipctl approver install), or "
+            "`aip-approver --dialog terminal` in a terminal you watch",
+        )
+    return Check(
+        "dialog",
+        Status.FAIL,
+        f"{why}: asks are denied ({outcome})",
+        fix="sudo apt-get install zenity   # Fedora: sudo dnf install zenity",
+    )

@@ -1,0 +1,131 @@
+"""``aipctl doctor`` checks of files: the audit log (place, permissions, hash chain) and the
+policy a given ``aip-proxy`` command line would load."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aip.approver.audit_chain import verify_files
+from aip.approver.audit_file import chain_files
+from aip.approver.doctor_checks import Check, Status
+from aip.shared import paths
+from aip.shared.errors import PolicyError
+from aip.shared.loader import find_policy_path, load_policy
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyLine:
+    """What doctor needs from an ``aip-proxy`` command line."""
+
+    policy: str | None
+    endpoint: str | None
+    error: str | None = None
+
+
+def parse_proxy_line(words: list[str]) -> ProxyLine:
+    """Read ``aip-proxy [options] -- COMMAND`` with the proxy's own parser, so doctor sees the
+    same policy and endpoint the proxy would."""
+    from aip.proxy.cli import UsageError, parse_args
+
+    if words and Path(words[0]).name in ("aip-proxy", "aip-proxy.exe"):
+        words = words[1:]
+    elif words[:3] and words[1:3] == ["-m", "aip.proxy"]:
+        words = words[3:]
+    try:
+        ns, _command = parse_args(words)
+    except UsageError as exc:
+        return ProxyLine(None, None, str(exc))
+    except SystemExit:  # argparse has printed why
+        return ProxyLine(None, None, "aip-proxy would refuse this command line (see above)")
+    return ProxyLine(ns.policy, ns.approver)
+
+
+def check_policy(cli_value: str | None, for_line: bool) -> Check:
+    where = "for this proxy command line" if for_line else "for a proxy without --policy"
+    try:
+        path = find_policy_path(cli_value)
+    except PolicyError as exc:
+        return Check(
+            "policy",
+            Status.WARN if not for_line else Status.FAIL,
+            f"{exc.problems[0].message} ({where})",
+            fix=f"write {exc.source} (see docs/install.md), then: aipctl policy check {exc.source}",
+        )
+    try:
+        policy = load_policy(path)
+    except PolicyError as exc:
+        shown = [p.render(exc.source) for p in exc.problems[:5]]
+        if len(exc.problems) > 5:
+            shown.append(f"... {len(exc.problems) - 5} more")
+        return Check(
+            "policy",
+            Status.FAIL,
+            f"{path} cannot be used {where}: the proxy would refuse to start",
+            shown,
+            fix=f"aipctl policy check {shlex.quote(str(path))}",
+        )
+    details = [
+        f"mode {policy.mode.value}, {len(policy.tool_rules)} rule(s), "
+        f"{len(policy.allowed_tools)} allowed tool(s), {len(policy.denied_tools)} denied",
+        f"sha256 {policy.sha256[:16]}...",
+    ]
+    return Check("policy", Status.OK, f"{path}: {policy.name!r} {where}", details)
+
+
+def check_audit_log(path: Path, progress: Callable[[int, int], None] | None) -> Check:
+    fix_dir = f"chmod 700 {shlex.quote(str(path.parent))}"
+    problem = paths.dir_problem(path.parent)
+    if problem is not None and path.parent.exists():
+        return Check("audit log", Status.FAIL, f"audit directory refused: {problem}", fix=fix_dir)
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return Check("audit log", Status.INFO, f"{path} does not exist yet (no approver ran)")
+    if not stat.S_ISREG(st.st_mode):
+        return Check("audit log", Status.FAIL, f"{path} is not a regular file")
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return Check(
+            "audit log",
+            Status.FAIL,
+            f"{path}: owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}; expected "
+            f"yours and 0600",
+            fix=f"chmod 600 {shlex.quote(str(path))}",
+        )
+    report = verify_files(chain_files(path), progress=progress)
+    files = f"{len(report.files)} file(s)"
+    if report.broken is None:
+        return Check(
+            "audit log",
+            Status.OK,
+            f"{path}: {report.records} records in {files}, hash chain intact",
+            list(report.notes),
+        )
+    broken = report.broken
+    return Check(
+        "audit log",
+        Status.FAIL,
+        f"{path}: hash chain broken at {broken.file}:{broken.line}: {broken.why}",
+        ["keep the file as evidence; records after the break cannot be trusted"],
+        fix=f"aipctl audit verify {shlex.quote(str(path))}",
+    )
+
+
+def audit_progress() -> Callable[[int, int], None] | None:
+    """A percentage on stderr for long verifies, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        if total >= 8 << 20:  # small logs verify in a blink: no flicker
+            sys.stderr.write(f"\rverifying audit log: {100 * done // max(total, 1)}%")
+            if done >= total:
+                sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+    return show

@@ -1,0 +1,247 @@
+"""``aipctl doctor`` against real sockets, a real approver and real files (CI runs as root:
+ownership problems are made with chown to nobody, never chmod alone)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+AIPCTL = str(Path(sys.executable).parent / "aipctl")
+NOBODY = 65534
+READY_TIMEOUT_S = 10.0
+
+POLICY = """\
+apiVersion: aip.io/v1alpha1
+kind: AgentPolicy
+metadata:
+  name: doctor-test
+spec:
+  allowed_tools: [read_file]
+  tool_rules:
+    - tool: write_file
+      action: ask
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    # A short runtime dir: ipc:// paths are limited to ~100 bytes and tmp_path can be long.
+    runtime = Path(tempfile.mkdtemp(prefix="aipd-", dir="/tmp"))
+    home = tmp_path / "home"
+    home.mkdir()
+    yield {
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "PATH": os.environ["PATH"],
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+    }
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def doctor(env: dict[str, str], *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    done = subprocess.run(
+        [AIPCTL, "doctor", "--json", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    report = json.loads(done.stdout)
+    assert report["ok"] is (done.returncode == 0)
+    return done.returncode, {c["name"]: c for c in report["checks"]}
+
+
+def socket_dir(env: dict[str, str]) -> Path:
+    return Path(env["XDG_RUNTIME_DIR"], "aip")
+
+
+def test_no_display_no_approver(env: dict[str, str]) -> None:
+    rc, checks = doctor(env)
+    assert rc == 1
+    assert checks["approver"]["status"] == "fail"
+    assert "approver_unavailable" in checks["approver"]["summary"]
+    assert checks["approver"]["fix"].startswith("aipctl approver install")
+    assert checks["dialog"]["status"] == "fail"
+    assert "no_display" in checks["dialog"]["summary"]
+    assert checks["dialog"]["fix"]
+    assert checks["start-up"]["fix"] == "aipctl approver install"
+    assert checks["socket"]["status"] == "info"
+
+
+def test_human_output_names_fixes_and_has_no_colour_in_a_pipe(env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [AIPCTL, "doctor"], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 1
+    assert "[FAIL] approver" in done.stdout
+    assert "fix: aipctl approver install" in done.stdout
+    assert "\x1b[" not in done.stdout
+
+
+def test_socket_directory_owned_by_nobody(env: dict[str, str]) -> None:
+    planted = socket_dir(env)
+    planted.mkdir(mode=0o700)
+    os.chown(planted, NOBODY, NOBODY)
+    rc, checks = doctor(env)
+    assert rc == 1
+    assert checks["socket"]["status"] == "fail"
+    assert f"owned by uid {NOBODY}" in checks["socket"]["summary"]
+    assert checks["socket"]["fix"].startswith(f"sudo rm -rf {planted}")
+    assert "not contacted" in checks["approver"]["summary"]
+
+
+def test_socket_directory_with_open_mode(env: dict[str, str]) -> None:
+    socket_dir(env).mkdir(mode=0o700)
+    socket_dir(env).chmod(0o755)
+    rc, checks = doctor(env)
+    assert rc == 1
+    assert checks["socket"]["fix"] == f"chmod 700 {socket_dir(env)}"
+
+
+def test_locked_but_silent_approver(env: dict[str, str]) -> None:
+    """A process holds the lock and the socket is bound, but nothing answers."""
+    socket_dir(env).mkdir(mode=0o700)
+    endpoint = f"ipc://{socket_dir(env)}/approver.sock"
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    lock = os.open(socket_dir(env) / "approver.sock.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        router.bind(endpoint)
+        started = time.monotonic()
+        rc, checks = doctor(env, "--timeout", "0.3")
+        assert time.monotonic() - started < 10
+    finally:
+        router.close()
+        ctx.term()
+        os.close(lock)
+    assert rc == 1
+    assert "holds the lock but did not answer" in checks["approver"]["summary"]
+    assert checks["approver"]["fix"]
+
+
+@pytest.fixture
+def approver(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The real approver, started as the desktop would start it (no display here)."""
+    log = tmp_path / "approver.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aip.approver", "--timeout", "7"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=sink,
+            start_new_session=True,
+        )
+    try:
+        give_up = time.monotonic() + READY_TIMEOUT_S
+        while b"ready" not in log.read_bytes():
+            if time.monotonic() > give_up:
+                pytest.fail(f"approver did not start:\n{log.read_text()}")
+            try:  # waits on the process itself between looks at its readiness line
+                proc.wait(timeout=0.02)
+                pytest.fail(f"approver exited:\n{log.read_text()}")
+            except subprocess.TimeoutExpired:
+                pass
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_reachable_real_approver(env: dict[str, str], approver: subprocess.Popen[bytes]) -> None:
+    rc, checks = doctor(env)
+    assert checks["approver"]["status"] == "ok"
+    assert "ask deadline 7 s" in checks["approver"]["details"]
+    assert checks["socket"]["status"] == "ok"
+    assert "0700" in checks["socket"]["summary"]
+    assert rc == 1  # still no display: the dialog check fails
+    assert approver.poll() is None
+
+
+def write_policy(env: dict[str, str], text: str, mode: int = 0o600) -> Path:
+    path = Path(env["HOME"], "p.yaml")
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_policy_of_a_proxy_command_line(env: dict[str, str]) -> None:
+    path = write_policy(env, POLICY)
+    _, checks = doctor(env, "--", "aip-proxy", "--policy", str(path), "--", "cat")
+    assert checks["policy"]["status"] == "ok"
+    assert "'doctor-test'" in checks["policy"]["summary"]
+    assert "1 rule(s)" in checks["policy"]["details"][0]
+
+
+def test_invalid_policy_lists_problems_with_lines(env: dict[str, str]) -> None:
+    bad = POLICY.replace("action: ask", "action: maybe") + "  bogus_key: 1\n"
+    path = write_policy(env, bad)
+    _, checks = doctor(env, "--", "aip-proxy", "--policy", str(path), "--", "cat")
+    policy = checks["policy"]
+    assert policy["status"] == "fail"
+    assert policy["fix"] == f"aipctl policy check {path}"
+    assert len(policy["details"]) >= 2
+    assert all(f"{path}:" in d for d in policy["details"])
+
+
+def test_group_writable_policy_is_refused(env: dict[str, str]) -> None:
+    path = write_policy(env, POLICY, mode=0o664)
+    _, checks = doctor(env, "--", "aip-proxy", "--policy", str(path), "--", "cat")
+    assert checks["policy"]["status"] == "fail"
+    assert "chmod go-w" in checks["policy"]["details"][0]
+
+
+def test_policy_from_environment_when_the_line_has_none(env: dict[str, str]) -> None:
+    path = write_policy(env, POLICY)
+    _, checks = doctor({**env, "AIP_POLICY": str(path)}, "--", "aip-proxy", "--", "cat")
+    assert checks["policy"]["status"] == "ok"
+
+
+def test_unusable_proxy_line(env: dict[str, str]) -> None:
+    rc, checks = doctor(env, "--", "aip-proxy", "--policy", "x.yaml")
+    assert rc == 1
+    assert checks["proxy"]["status"] == "fail"
+
+
+def test_audit_log_problems(env: dict[str, str]) -> None:
+    log_dir = Path(env["XDG_STATE_HOME"], "aip")
+    log_dir.mkdir(parents=True, mode=0o700)
+    log = log_dir / "aip-audit.jsonl"
+    log.write_text('{"event": "decision"}\n')
+    log.chmod(0o644)
+    _, checks = doctor(env)
+    assert checks["audit log"]["fix"] == f"chmod 600 {log}"
+    log.chmod(0o600)
+    _, checks = doctor(env)
+    assert checks["audit log"]["status"] == "fail"
+    assert "hash chain broken" in checks["audit log"]["summary"]
+
+
+def test_dialog_backend_with_a_display(env: dict[str, str]) -> None:
+    if shutil.which("zenity", path="/usr/bin:/bin") is None:
+        pytest.skip("zenity not installed")
+    _, checks = doctor({**env, "DISPLAY": ":77"})
+    assert checks["dialog"]["status"] == "ok"
+    assert checks["dialog"]["summary"] == "--dialog auto uses zenity"

@@ -119,15 +119,18 @@ class VerifyReport:
         return self.broken is None
 
 
-def _why_prev(seq: int, want_seq: int, lineno: int) -> str:
+def _why_prev(seq: int, want_seq: int, lineno: int) -> tuple[int, str]:
+    """Where the chain breaks and why: (line to report, reason)."""
     if seq > want_seq:
-        return f"seq jumps from {want_seq - 1} to {seq}: line(s) deleted before this one"
+        return lineno, f"seq jumps from {want_seq - 1} to {seq}: line(s) deleted or moved"
     if seq < want_seq:
-        return f"seq goes back from {want_seq - 1} to {seq}: lines reordered or repeated"
-    return (
-        f"prev is not the SHA-256 of line {lineno - 1}: that line was edited "
-        "(or this line's prev was)"
-    )
+        return lineno, f"seq goes back from {want_seq - 1} to {seq}: lines reordered or repeated"
+    if lineno > 1:
+        return lineno - 1, (
+            f"line {lineno - 1} was edited: its SHA-256 is not the prev of line {lineno}"
+            f" (or line {lineno}'s prev was edited)"
+        )
+    return lineno, "prev is not the SHA-256 of the previous file's last line (edited)"
 
 
 class _Verifier:
@@ -137,7 +140,9 @@ class _Verifier:
         self.chain_id: str | None = None
         self.after_rotate = False
 
-    def check(self, rec: dict[str, Any], lineno: int, first_in_file: bool) -> str | None:
+    def check(
+        self, rec: dict[str, Any], lineno: int, first_in_file: bool
+    ) -> tuple[int, str] | str | None:
         event, seq, prev = rec.get("event"), rec.get("seq"), rec.get("prev")
         if not isinstance(prev, str) or not isinstance(seq, int):
             return "record without seq/prev"
@@ -211,7 +216,8 @@ def verify_files(
                     )
                 why = v.check(rec, lineno, lineno == 1)
                 if why is not None:
-                    report.broken = Broken(str(path), lineno, why)
+                    at, text = why if isinstance(why, tuple) else (lineno, why)
+                    report.broken = Broken(str(path), at, text)
                     return report
                 v.accept(line, rec)
                 report.records += 1

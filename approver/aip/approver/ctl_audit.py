@@ -1,0 +1,274 @@
+"""``aipctl audit verify|tail|query``: check the hash chain, follow and search the audit log.
+
+Everything printed is printable ASCII (values are re-escaped, as in the log itself), so a
+crafted tool name or argument cannot drive the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from aip.approver.audit_chain import line_hash, verify_files
+from aip.approver.audit_file import chain_files
+from aip.shared import paths
+from aip.shared.audit_record import ascii_json
+
+PROGRESS_MIN_BYTES = 16 << 20  # show progress (TTY only) for verifies at least this big
+FOLLOW_POLL_S = 0.2
+RECORD_EVENTS = ("decision", "dropped_notification", "not_forwarded")
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser("audit", help="verify, follow and search the audit log")
+    sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+
+    verify = sub.add_parser("verify", help="check the hash chain (across rotated files)")
+    verify.add_argument("files", nargs="*", type=Path, metavar="FILE", help="oldest first")
+    verify.set_defaults(func=cmd_verify)
+
+    tail = sub.add_parser("tail", help="show the newest records, human readable")
+    tail.add_argument("file", nargs="?", type=Path, metavar="FILE")
+    tail.add_argument("-n", "--lines", type=int, default=10, help="how many (default 10)")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    tail.set_defaults(func=cmd_tail)
+
+    query = sub.add_parser("query", help="records matching simple filters")
+    query.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    query.add_argument("--decision", choices=("allow", "deny"))
+    query.add_argument("--reason", help='audit reason ("human approved") or outcome (timeout)')
+    query.add_argument("--tool")
+    query.add_argument("--agent", help="agent_id")
+    query.add_argument("--server")
+    query.add_argument("--since", help="ISO time (2026-03-03T16:00Z) or age: 30s, 15m, 2h, 7d")
+    query.add_argument("--json", action="store_true", help="print the JSON lines (for jq)")
+    query.set_defaults(func=cmd_query)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _default_files() -> list[Path]:
+    return chain_files(paths.default_audit_log())
+
+
+# --- verify --------------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    files: list[Path] = list(args.files) or _default_files()
+    if not files:
+        _err(f"aipctl audit verify: no audit log at {paths.default_audit_log()}")
+        return 1
+    for f in files:
+        if not f.is_file():
+            _err(f"aipctl audit verify: {f}: not a file")
+            return 1
+    total = sum(f.stat().st_size for f in files)
+    show = sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES
+
+    def progress(done: int, all_bytes: int) -> None:
+        if show:
+            sys.stderr.write(f"\rverifying... {100 * done // max(all_bytes, 1):3d}%")
+            sys.stderr.flush()
+
+    report = verify_files(files, progress=progress)
+    if show:
+        sys.stderr.write("\r" + " " * 20 + "\r")
+    for note in report.notes:
+        _out(f"note: {_safe(note)}")
+    if report.broken is not None:
+        b = report.broken
+        _out(f"BROKEN: {_safe(b.file)}:{b.line}: {b.why}")
+        _out(f"({report.records} records verified before it)")
+        return 1
+    head = _last_line_hash(files[-1])
+    _out(f"OK: {report.records} records in {len(files)} file(s), chain intact")
+    _out(f"head: {head}  (keep a copy elsewhere: cutting the newest lines is only")
+    _out("detectable against an earlier head)")
+    return 0
+
+
+def _last_line_hash(path: Path) -> str:
+    with path.open("rb") as fh:
+        fh.seek(max(0, path.stat().st_size - (1 << 20)))
+        last = fh.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return line_hash(last)
+
+
+# --- tail ----------------------------------------------------------------------------------
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    path: Path = args.file or paths.default_audit_log()
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        _err(f"aipctl audit tail: {exc}")
+        return 1
+    with fh:
+        data = fh.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        for line in complete.splitlines()[-args.lines :] if args.lines > 0 else []:
+            _print_line(line, sys.stdout)
+        sys.stdout.flush()
+        if args.follow:
+            _follow(path, fh, data[len(complete) :])
+    return 0
+
+
+def _follow(path: Path, fh: Any, pending: bytes) -> None:
+    """Print records as they are appended; reopen when the log is rotated."""
+    inode = os.fstat(fh.fileno()).st_ino
+    while True:
+        chunk = fh.read()
+        if chunk:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                _print_line(line, sys.stdout)
+            sys.stdout.flush()
+            continue
+        try:
+            if os.stat(path).st_ino != inode:  # rotated: drain the old file, open the new
+                fh.close()
+                fh = path.open("rb")
+                inode = os.fstat(fh.fileno()).st_ino
+                pending = b""
+                continue
+        except FileNotFoundError:
+            pass
+        time.sleep(FOLLOW_POLL_S)
+
+
+def _print_line(line: bytes, out: TextIO) -> None:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        out.write(f"[unreadable line: {_safe(line.decode('utf-8', 'replace'))[:200]}]\n")
+        return
+    if isinstance(record, dict):
+        out.write(format_record(record) + "\n")
+
+
+def _safe(value: Any) -> str:
+    """Printable ASCII: strings with anything else are shown as escaped JSON."""
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    if re.fullmatch(r"[\x20-\x7e]*", text):
+        return text
+    return ascii_json(orjson.dumps(text)).decode("ascii")
+
+
+def format_record(r: dict[str, Any]) -> str:
+    """One human-readable line per record."""
+    ts = _safe(r.get("timestamp", "?"))
+    event = r.get("event")
+    if event in ("decision", "dropped_notification"):
+        what = _safe(r.get("tool") or r.get("method") or "-")
+        args = r.get("arguments")
+        parts = [
+            ts,
+            f"{_safe(r.get('decision', '?')):5}",
+            f"{_safe(r.get('reason', '?')):28}",
+            f"agent={_safe(r.get('agent_id'))}",
+            f"server={_safe(r.get('server'))}",
+            what if args is None else f"{what} {ascii_json(orjson.dumps(args)).decode()}",
+        ]
+        hd = r.get("human_decision")
+        if isinstance(hd, dict):
+            parts.append(f"(human: {hd.get('response_time_ms')} ms)")
+        if event == "dropped_notification":
+            parts.append("[notification dropped]")
+        return "  ".join(parts)
+    if event == "not_forwarded":
+        return (
+            f"{ts}  not forwarded: request {_safe(r.get('request_id'))} "
+            f"({_safe(r.get('tool'))}): {_safe(r.get('why'))}"
+        )
+    extra = {k: v for k, v in r.items() if k not in ("timestamp", "event", "seq", "prev")}
+    return f"{ts}  [{_safe(event)}] {ascii_json(orjson.dumps(extra)).decode()}"
+
+
+# --- query ---------------------------------------------------------------------------------
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return (now or datetime.now(UTC)) - timedelta(**{unit: int(m.group(1))})
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _records(files: Sequence[Path]) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    for path in files:
+        with path.open("rb") as fh:
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break  # a torn last line
+                try:
+                    record = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(record, dict):
+                    yield raw[:-1], record
+
+
+def matches(r: dict[str, Any], args: argparse.Namespace, since: datetime | None) -> bool:
+    if r.get("event") not in RECORD_EVENTS:
+        return False
+    if args.decision and r.get("decision") != args.decision:
+        return False
+    if args.reason and args.reason not in (r.get("reason"), r.get("outcome")):
+        return False
+    for field, want in (("tool", args.tool), ("agent_id", args.agent), ("server", args.server)):
+        if want is not None and r.get(field) != want:
+            return False
+    if since is not None:
+        try:
+            ts = datetime.fromisoformat(str(r.get("timestamp")).replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        if ts < since:
+            return False
+    return True
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    files: list[Path] = list(args.files) or _default_files()
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError:
+        _err(f"aipctl audit query: --since {args.since!r}: not a time or age")
+        return 2
+    found = 0
+    try:
+        for line, record in _records(files):
+            if matches(record, args, since):
+                found += 1
+                out = ascii_json(line).decode("ascii") if args.json else format_record(record)
+                sys.stdout.write(out + "\n")
+    except OSError as exc:
+        _err(f"aipctl audit query: {exc}")
+        return 1
+    sys.stdout.flush()
+    if not args.json:
+        _err(f"({found} record(s))")
+    return 0

@@ -1,0 +1,66 @@
+"""Proxy records into the log: checking them, and ingesting spools of proxies that are gone.
+
+A proxy that could not hand over its records keeps them in its spool (aip.proxy.spool). A
+live proxy re-sends them itself; the approver ingests the spools whose flock is free, in
+order, at start and whenever asked. ``(session, rseq)`` dedup makes a re-send harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any, Final
+
+from aip.approver.audit_log import AuditLog, AuditUnavailable
+from aip.proxy.spool import claim_orphans, read_orphan, release_orphan
+from aip.shared.audit_record import Event
+
+log = logging.getLogger(__name__)
+
+PROXY_EVENTS: Final = frozenset(
+    {Event.DECISION, Event.NOT_FORWARDED, Event.DROPPED_NOTIFICATION, Event.POLICY_RELOAD}
+)
+BATCH: Final = 64
+_SESSION = re.compile(r"[0-9a-f]{16}")
+
+
+def proxy_record_problem(record: Any) -> str | None:
+    """Why a record sent by a proxy cannot go into the log (None: it can)."""
+    if not isinstance(record, dict):
+        return "not an object"
+    if record.get("event") not in PROXY_EVENTS:
+        return f"event {record.get('event')!r} is not one a proxy may send"
+    session, rseq = record.get("session"), record.get("rseq")
+    if not isinstance(session, str) or not _SESSION.fullmatch(session):
+        return "no valid session"
+    if type(rseq) is not int or rseq < 0:
+        return "no valid rseq"
+    return None
+
+
+async def ingest_orphan_spools(audit: AuditLog, directory: Path | None = None) -> int:
+    """Write the records of every orphaned spool; the number written. A spool is removed only
+    once all its records are in the log; if the log fails midway it stays for next time."""
+    total = 0
+    for path, fd in claim_orphans(directory):
+        done = False
+        try:
+            records = read_orphan(fd)
+            good = [r for r in records if proxy_record_problem(r) is None]
+            if len(good) != len(records):
+                log.warning(
+                    "spool %s: %d malformed records skipped", path, len(records) - len(good)
+                )
+            for start in range(0, len(good), BATCH):
+                written, _dups = await audit.append_proxy_records(good[start : start + BATCH])
+                total += written
+            done = True
+        except AuditUnavailable as exc:
+            log.warning("spool %s not ingested: %s", path, exc)
+            break
+        finally:
+            release_orphan(path, fd, ingested=done)
+    if total:
+        log.info("ingested %d audit records from proxy spools", total)
+    return total

@@ -8,10 +8,12 @@ a verified, in-time allow is a deny.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aip.shared.errors import AipError
 from aip.shared.outcomes import Outcome
 
 
@@ -61,5 +63,23 @@ class UnavailableApprover:
 
 def make_approval_client(endpoint: str | None, hello: dict[str, Any]) -> ApprovalClient:
     """The approval client for this proxy session (``hello``: session, pid, agent_id, server,
-    policy {name, sha256}). Until the approver's client exists, every ask is denied."""
-    return UnavailableApprover()
+    policy {name, sha256}): a ZeroMQ client of the approver at ``endpoint`` (default: DESIGN
+    §3). A hello or endpoint that cannot be used gives a client that denies every ask."""
+    # Imported here: pyzmq is only loaded by proxies that can ask.
+    from aip.proxy.ask import ZmqApprovalClient
+    from aip.shared import paths, protocol
+
+    try:
+        message = protocol.Hello(
+            session=hello["session"],
+            pid=hello["pid"],
+            agent_id=hello["agent_id"],
+            server=hello["server"],
+            policy=protocol.PolicyRef(**hello["policy"]),
+        )
+        target = endpoint or paths.default_endpoint()
+        paths.socket_path(target)  # only ipc:// with an absolute path
+    except (KeyError, TypeError, ValueError, AipError) as exc:
+        logging.getLogger(__name__).error("approval disabled, every ask is denied: %s", exc)
+        return UnavailableApprover()
+    return ZmqApprovalClient(target, message)

@@ -135,8 +135,11 @@ class Asks:
             s.reply_error(request_id, outcome, tool=entry.tool)
 
     def _progress(self, entry: _Ask, token: str | int) -> None:
+        last = 0.0
         while not entry.done.wait(self._progress_interval_s):
-            waited = round(time.monotonic() - entry.started, 1)
+            # MCP: progress must increase with each notification.
+            waited = max(round(time.monotonic() - entry.started, 3), last + 0.001)
+            last = waited
             params = {
                 "progressToken": token,
                 "progress": waited,

@@ -1,0 +1,450 @@
+"""``ZmqApprovalClient``: the proxy's DEALER to the approver, owned by one background thread.
+
+``ask``/``cancel``/``close`` may be called from any thread: they hand a command to the client
+thread (a SimpleQueue plus a wake-up pipe in its zmq.Poller) and return at once. The thread
+alone touches the socket. Every ask ends exactly once in ``on_done`` (on the client thread):
+a decision that matches request_id, nonce and digest in time, else a deny (DESIGN §6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from aip.proxy.approval import AskRequest, AskResult, OnDone
+from aip.shared import protocol as p
+from aip.shared.errors import ConfigError
+from aip.shared.outcomes import Outcome
+from aip.shared.paths import DirState, check_private_dir, socket_path, socket_problem
+
+log = logging.getLogger(__name__)
+
+CONNECT_WAIT_S: Final = 0.5  # asks made while the first connection is being set up wait this long
+HEARTBEAT_IVL_MS: Final = 1000
+HEARTBEAT_TIMEOUT_MS: Final = 3000
+JOIN_S: Final = 2.0
+_MONITOR_EVENTS: Final = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    request: AskRequest
+    on_done: OnDone
+    nonce: str
+    frame: bytes = b""
+    sent_at: float | None = None  # monotonic; None while waiting for the first connection
+    hello_resent: bool = False
+
+
+class ZmqApprovalClient:
+    """Asks the approver at ``endpoint``; fail-closed in every path."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        hello: p.Hello,
+        *,
+        grace_s: float = p.FALLBACK_GRACE_S,
+        connect_wait_s: float = CONNECT_WAIT_S,
+        heartbeat_ivl_ms: int = HEARTBEAT_IVL_MS,
+        heartbeat_timeout_ms: int = HEARTBEAT_TIMEOUT_MS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._endpoint = endpoint
+        self._hello = hello
+        self._grace_s = grace_s
+        self._connect_wait_s = connect_wait_s
+        self._heartbeat = (heartbeat_ivl_ms, heartbeat_timeout_ms)
+        self._clock = clock
+        self._lock = threading.Lock()  # guards _pending and _closed
+        self._pending: dict[str, _Pending] = {}  # nonce -> ask
+        self._closed = False
+        self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        # Thread state (touched only by the client thread):
+        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._poller = zmq.Poller()
+        self._sock: zmq.Socket[bytes] | None = None
+        self._monitor: zmq.Socket[bytes] | None = None
+        self._connected = False
+        self._connect_by: float | None = None  # end of the first-connection grace
+        self._welcome: p.Welcome | None = None
+        self._thread = threading.Thread(target=self._run, name="aip-approval", daemon=True)
+        self._thread.start()
+
+    # -- the ApprovalClient interface (any thread) ---------------------------------------
+
+    def ask(self, request: AskRequest, on_done: OnDone) -> None:
+        entry = _Pending(request, on_done, p.new_nonce())
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._pending[entry.nonce] = entry
+        if closed:  # deny here: the client thread is gone
+            on_done(AskResult(Outcome.SHUTDOWN))
+            return
+        self._command("ask", None)
+
+    def cancel(self, request_id: str | int) -> bool:
+        with self._lock:
+            mine = [e for e in self._pending.values() if _same_id(e.request.request_id, request_id)]
+            for entry in mine:
+                del self._pending[entry.nonce]
+        for entry in mine:
+            self._command("cancel", entry)
+        return bool(mine)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._command("close", None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(JOIN_S)
+
+    def set_agent_id(self, agent_id: str) -> None:
+        """The agent id became known (``initialize``): introduce ourselves again."""
+        self._command("agent_id", agent_id)
+
+    # -- the client thread ----------------------------------------------------------------
+
+    def _command(self, name: str, arg: Any) -> None:
+        self._commands.put((name, arg))
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"!")
+
+    def _run(self) -> None:
+        self._ctx = zmq.Context()
+        try:
+            self._poller.register(self._wake_r, zmq.POLLIN)
+            self._connect()
+            while True:
+                events = dict(self._poller.poll(self._poll_timeout_ms()))
+                if self._wake_r in events and not self._drain_commands():
+                    break
+                if self._monitor is not None and self._monitor in events:
+                    self._on_monitor(self._monitor)
+                if self._sock is not None and self._sock in events:
+                    self._on_replies()
+                self._expire()
+        except Exception:  # the thread's boundary: nothing may leave an ask unanswered
+            log.exception("approval client failed; denying every pending ask")
+        finally:
+            self._deny_all(Outcome.SHUTDOWN)
+            if self._sock is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.send(p.encode(p.Bye(session=self._hello.session)), zmq.NOBLOCK)
+                self._sock.close(linger=100)
+            if self._monitor is not None:
+                self._monitor.close(linger=0)
+            self._ctx.term()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _connect(self) -> Outcome | None:
+        """Connect once the socket directory is ours and 0700 (checked before connecting);
+        None when connected (or connecting), else why we cannot."""
+        if self._sock is not None:
+            return None
+        verdict = self._dir_verdict()
+        if verdict is not None:
+            return verdict
+        assert self._ctx is not None
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.immediate = True  # queue only on a live connection: no stale ask later
+        sock.heartbeat_ivl, sock.heartbeat_timeout = self._heartbeat
+        self._monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
+        sock.connect(self._endpoint)
+        self._sock = sock
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+        self._connect_by = self._clock() + self._connect_wait_s
+        return None
+
+    def _dir_verdict(self) -> Outcome | None:
+        """None when we may talk to the endpoint; else why not."""
+        try:
+            path = socket_path(self._endpoint)
+        except ConfigError as exc:
+            log.error("approver endpoint refused: %s", exc)
+            return Outcome.APPROVER_UNTRUSTED
+        state, why = check_private_dir(path.parent)
+        if state is DirState.UNTRUSTED:
+            log.warning("approver socket directory is not trustworthy: %s", why)
+            return Outcome.APPROVER_UNTRUSTED
+        if state is DirState.MISSING:
+            return Outcome.APPROVER_UNAVAILABLE
+        problem = socket_problem(path)
+        if problem is None:
+            return None
+        if os.path.lexists(path):
+            log.warning("approver socket is not trustworthy: %s", problem)
+            return Outcome.APPROVER_UNTRUSTED
+        return Outcome.APPROVER_UNAVAILABLE
+
+    def _drain_commands(self) -> bool:
+        """Run queued commands; False once ``close`` was asked for."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+        while True:
+            try:
+                name, arg = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            if name == "close":
+                return False
+            if name == "cancel":
+                self._send_cancel(arg)
+            elif name == "agent_id":
+                self._hello = p.Hello(**{**_fields(self._hello), "agent_id": arg})
+                if self._connected:
+                    self._send(p.encode(self._hello))
+        self._send_new_asks()
+        return True
+
+    def _send_new_asks(self) -> None:
+        with self._lock:
+            waiting = [e for e in self._pending.values() if e.sent_at is None]
+        for entry in waiting:
+            self._try_send(entry)
+
+    def _try_send(self, entry: _Pending) -> None:
+        if not entry.frame:
+            req = entry.request
+            entry.frame = p.encode(
+                p.Ask(
+                    session=self._hello.session,
+                    request_id=req.request_id,
+                    nonce=entry.nonce,
+                    digest=req.digest,
+                    tool=req.tool,
+                    arguments=req.arguments,
+                    rule=req.rule,
+                    size=req.size,
+                    agent_id=self._hello.agent_id,
+                )
+            )
+        limit = self._welcome.max_ask_bytes if self._welcome is not None else p.MAX_ASK_BYTES
+        if len(entry.frame) > limit:
+            self._done(entry, Outcome.TOO_LARGE_TO_REVIEW)
+            return
+        verdict = self._connect()
+        if verdict is not None:
+            self._done(entry, verdict)
+            return
+        if self._send(entry.frame):
+            entry.sent_at = self._clock()
+        elif self._connected or not self._in_connect_grace():
+            self._done(entry, Outcome.APPROVER_UNAVAILABLE)
+        # else: the first connection is still being made; _expire retries or denies
+
+    def _in_connect_grace(self) -> bool:
+        return self._connect_by is not None and self._clock() < self._connect_by
+
+    def _send(self, frame: bytes) -> bool:
+        if self._sock is None:
+            return False
+        try:
+            self._sock.send(frame, zmq.NOBLOCK)  # NOBLOCK + immediate: no peer -> Again
+        except zmq.ZMQError:
+            return False
+        return True
+
+    def _send_cancel(self, entry: _Pending) -> None:
+        if entry.sent_at is not None:
+            msg = p.Cancel(
+                session=self._hello.session, request_id=entry.request.request_id, nonce=entry.nonce
+            )
+            self._send(p.encode(msg))
+        self._call(entry, AskResult(Outcome.CANCELLED))
+
+    def _on_monitor(self, monitor: zmq.Socket[bytes]) -> None:
+        while True:
+            try:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._on_connected()
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                log.warning("lost the approver connection; denying pending asks")
+                self._connected = False
+                self._welcome = None
+                self._deny_sent(Outcome.APPROVER_UNAVAILABLE)
+
+    def _on_connected(self) -> None:
+        verdict = self._dir_verdict()
+        if verdict is not None:  # the endpoint changed hands since we checked
+            log.warning("approver endpoint no longer trusted; disconnecting")
+            assert self._sock is not None
+            with contextlib.suppress(zmq.ZMQError):
+                self._sock.disconnect(self._endpoint)
+            self._deny_all(verdict)
+            return
+        self._connected = True
+        self._connect_by = None
+        self._send(p.encode(self._hello))  # on every (re)connect
+        self._send_new_asks()
+
+    def _on_replies(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                frame = self._sock.recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if not _from_our_uid(frame):
+                log.warning("ignoring a message from an approver of another user")
+                continue
+            try:
+                msg = p.decode_to_proxy(frame.bytes)
+            except p.ProtocolError as exc:
+                log.warning("ignoring a malformed approver message: %s", exc)
+                continue
+            if isinstance(msg, p.Decision):
+                self._on_decision(msg)
+            elif isinstance(msg, p.Welcome):
+                self._on_welcome(msg)
+            elif isinstance(msg, p.Error):
+                self._on_error(msg)
+            # AuditAck: the proxy's audit spool is not sent through this client yet
+
+    def _on_welcome(self, msg: p.Welcome) -> None:
+        if msg.session == self._hello.session:
+            self._welcome = msg
+
+    def _on_decision(self, msg: p.Decision) -> None:
+        with self._lock:
+            entry = self._pending.get(msg.nonce)
+            if (
+                entry is None
+                or entry.sent_at is None
+                or msg.session != self._hello.session
+                or not _same_id(entry.request.request_id, msg.request_id)
+                or msg.digest != entry.request.digest
+                or self._clock() >= self._fallback_at(entry)
+            ):
+                entry = None
+            else:
+                del self._pending[msg.nonce]  # used once
+        if entry is None:
+            log.warning("dropping a late, unknown or mismatched decision for %r", msg.request_id)
+            return
+        info: dict[str, Any] = {"queue_wait_ms": msg.queue_wait_ms}
+        if msg.human_decision is not None:
+            info["human_decision"] = _fields(msg.human_decision)
+        self._call(entry, AskResult(msg.outcome, info))
+
+    def _on_error(self, msg: p.Error) -> None:
+        log.debug("approver error %s about %s %s: %s", msg.code, msg.about, msg.ref, msg.detail)
+        if msg.code is not p.ErrorCode.HELLO_REQUIRED or msg.about is not p.MsgType.ASK:
+            return
+        with self._lock:
+            entry = self._pending.get(msg.ref)
+        if entry is None or entry.sent_at is None:
+            return
+        if entry.hello_resent:
+            self._done(entry, Outcome.APPROVER_UNAVAILABLE)
+            return
+        entry.hello_resent = True  # hello, then the message once more
+        if not (self._send(p.encode(self._hello)) and self._send(entry.frame)):
+            self._done(entry, Outcome.APPROVER_UNAVAILABLE)
+
+    def _fallback_at(self, entry: _Pending) -> float:
+        timeout_s = self._welcome.timeout_s if self._welcome is not None else p.DEFAULT_TIMEOUT_S
+        assert entry.sent_at is not None
+        return entry.sent_at + timeout_s + self._grace_s
+
+    def _poll_timeout_ms(self) -> int | None:
+        with self._lock:
+            entries = list(self._pending.values())
+        times = [self._fallback_at(e) for e in entries if e.sent_at is not None]
+        if self._connect_by is not None and any(e.sent_at is None for e in entries):
+            times.append(self._connect_by)
+        if not times:
+            return None
+        return max(0, int((min(times) - self._clock()) * 1000) + 1)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        with self._lock:
+            entries = list(self._pending.values())
+        for entry in entries:
+            if entry.sent_at is None:
+                if not self._in_connect_grace():
+                    self._try_send(entry)  # last chance, then denied unavailable
+                    if entry.sent_at is None:
+                        self._done(entry, Outcome.APPROVER_UNAVAILABLE)
+            elif now >= self._fallback_at(entry):
+                log.warning("approver did not answer ask %r in time", entry.request.request_id)
+                self._done(entry, Outcome.TIMEOUT)
+
+    def _deny_sent(self, outcome: Outcome) -> None:
+        with self._lock:
+            sent = [e for e in self._pending.values() if e.sent_at is not None]
+        for entry in sent:
+            self._done(entry, outcome)
+
+    def _deny_all(self, outcome: Outcome) -> None:
+        with self._lock:
+            entries = list(self._pending.values())
+        for entry in entries:
+            self._done(entry, outcome)
+
+    def _done(self, entry: _Pending, outcome: Outcome) -> None:
+        """End a still-pending ask with ``outcome`` (no-op if it already ended)."""
+        with self._lock:
+            if self._pending.get(entry.nonce) is not entry:
+                return
+            del self._pending[entry.nonce]
+        if entry.sent_at is not None and outcome is not Outcome.SHUTDOWN:
+            # The approver may still hold it (e.g. our fallback fired first): withdraw it.
+            self._send(
+                p.encode(
+                    p.Cancel(
+                        session=self._hello.session,
+                        request_id=entry.request.request_id,
+                        nonce=entry.nonce,
+                    )
+                )
+            )
+        self._call(entry, AskResult(outcome))
+
+    @staticmethod
+    def _call(entry: _Pending, result: AskResult) -> None:
+        try:
+            entry.on_done(result)
+        except Exception:  # the relay's callback failed; the ask is over either way
+            log.exception("on_done failed for ask %r", entry.request.request_id)
+
+
+def _same_id(a: str | int, b: str | int) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+def _from_our_uid(frame: zmq.Frame) -> bool:
+    """libzmq's ``Peer-Address`` is ``host:uid:gid:pid`` on ipc (SO_PEERCRED)."""
+    try:
+        parts = str(frame.get("Peer-Address")).rsplit(":", 3)
+    except zmq.ZMQError:
+        return False
+    return len(parts) == 4 and parts[1] == str(os.getuid())

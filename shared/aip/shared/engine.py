@@ -117,11 +117,12 @@ def _protected_hit(
         )
     if hit is None:
         return None
-    candidate, root = hit
+    candidate, _root = hit
     return Decision(
         Verdict.BLOCK,
         Outcome.PROTECTED_PATH,
-        detail=f"{candidate!r} is or lies under the protected path {root!r}",
+        # The protected root itself is not named: the detail may reach the agent.
+        detail=f"{candidate!r} is or lies under a protected path",
         tool=tool,
     )
 

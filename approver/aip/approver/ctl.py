@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aip.approver import ctl_config, ctl_doctor, ctl_install
+from aip.approver import ctl_config, ctl_doctor, ctl_install, ctl_policy
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND")
-    for module in (ctl_install, ctl_config, ctl_doctor):
+    for module in (ctl_policy, ctl_install, ctl_config, ctl_doctor):
         module.register(groups)
     for name in _OPTIONAL_GROUPS:
         try:

@@ -16,7 +16,7 @@ from mcp.server.mcpserver import MCPServer
 server = MCPServer("aip-demo", instructions="A toy file system and database, all in memory.")
 
 FILES: dict[str, str] = {
-    "/tmp/aip-demo/notes.txt": "Buy milk.\n",
+    "/tmp/aip-demo/notes.txt": "Buy milk.\n",  # noqa: S108 - a key in memory, not a file
     "/etc/config.yaml": "debug: false\n",
     "/home/user/.ssh/id_ed25519": "-----BEGIN OPENSSH PRIVATE KEY----- (fake)\n",
 }

@@ -1,0 +1,255 @@
+"""The real approver process over a raw DEALER: answers, deadlines, faults, limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from aip.shared import protocol as p
+from aip.shared.outcomes import Outcome
+from tests.support.approverproc import Approver, Dealer, answer_program, new_session, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_allow_deny_and_the_decision_line(folder: Path) -> None:
+    control = folder / "answer.txt"
+    control.write_text("allow\n")
+    prog = answer_program(folder)
+    env = {**os.environ, "AIP_TEST_ANSWER_FILE": str(control)}
+    with (
+        Approver(folder, f"exec:{prog}", env=env).wait_ready() as approver,
+        Dealer(approver.endpoint) as d,
+    ):
+        welcome = d.hello()
+        assert welcome.timeout_s == 5.0
+        assert welcome.audit_path == str(folder / "audit.jsonl")
+        sent = d.ask(7)
+        got = d.decision()
+        assert (got.request_id, got.nonce, got.digest) == (7, sent.nonce, sent.digest)
+        assert got.outcome is Outcome.HUMAN_APPROVED
+        assert got.human_decision is not None
+        assert got.human_decision.approved
+        control.write_text("deny\n")
+        d.ask("x")
+        got = d.decision()
+        assert got.outcome is Outcome.DENIED_BY_USER
+        assert got.human_decision is not None
+        assert not got.human_decision.approved
+        wait_for(lambda: len(approver.decisions()) == 2, 5, "two decision lines")
+        first, second = approver.decisions()
+        assert first["decision"] == "allow"
+        assert first["reason"] == "human approved"
+        assert first["tool"] == "write_file"
+        assert first["arguments"] == {"path": "/etc/config.yaml"}
+        assert set(first["human_decision"]) == {"approved", "response_time_ms", "dialog_shown_at"}
+        assert first["agent_id"] == "agent-test"
+        assert "timestamp" in first
+        assert second["decision"] == "deny"
+        assert second["reason"] == "human denied"
+
+
+def test_no_answer_times_out_at_the_approvers_deadline(folder: Path) -> None:
+    prog = answer_program(folder, "never")
+    with (
+        Approver(folder, f"exec:{prog}", timeout_s=0.5).wait_ready() as approver,
+        Dealer(approver.endpoint) as d,
+    ):
+        d.hello()
+        t0 = time.monotonic()
+        d.ask(1)
+        got = d.decision()
+        elapsed = time.monotonic() - t0
+        assert got.outcome is Outcome.TIMEOUT
+        assert 0.45 <= elapsed < 1.5
+        assert got.human_decision is not None
+        assert not got.human_decision.approved
+
+
+def test_unknown_session_gets_hello_required(folder: Path) -> None:
+    prog = answer_program(folder, "allow")
+    with Approver(folder, f"exec:{prog}").wait_ready() as approver, Dealer(approver.endpoint) as d:
+        sent = d.ask(1)
+        err = d.recv()
+        assert isinstance(err, p.Error)
+        assert (err.code, err.about, err.ref) == (
+            p.ErrorCode.HELLO_REQUIRED,
+            p.MsgType.ASK,
+            sent.nonce,
+        )
+        d.hello()
+        d.send(sent)
+        assert d.decision().outcome is Outcome.HUMAN_APPROVED
+
+
+def test_malformed_and_oversized_frames_do_not_stop_the_approver(folder: Path) -> None:
+    prog = answer_program(folder, "allow")
+    with Approver(folder, f"exec:{prog}").wait_ready() as approver, Dealer(approver.endpoint) as d:
+        d.hello()
+        for junk in (b"", b"garbage", b"[]", b'{"v":2,"type":"ask"}', b'{"v":1,"type":"hello"}'):
+            d.send(junk)
+            err = d.recv()
+            assert isinstance(err, p.Error)
+            assert err.code is p.ErrorCode.MALFORMED
+        d.send(b"x" * (p.MAX_FRAME_BYTES + 10))  # over MAXMSGSIZE: libzmq drops the peer
+        with Dealer(approver.endpoint) as other:
+            other.hello()
+            other.ask(5)
+            assert other.decision().outcome is Outcome.HUMAN_APPROVED
+        assert approver.proc.poll() is None
+
+
+def test_an_ask_over_max_ask_bytes_is_denied_without_a_dialog(folder: Path) -> None:
+    record = folder / "record.jsonl"
+    prog = answer_program(folder, "allow")
+    env = {**os.environ, "AIP_TEST_RECORD": str(record)}
+    with (
+        Approver(folder, f"exec:{prog}", env=env).wait_ready() as approver,
+        Dealer(approver.endpoint) as d,
+    ):
+        d.hello()
+        d.ask(1, content="A" * (p.MAX_ASK_BYTES + 1))
+        assert d.decision().outcome is Outcome.TOO_LARGE_TO_REVIEW
+        assert not record.exists()
+
+
+def test_second_approver_is_refused_and_the_first_keeps_serving(folder: Path) -> None:
+    prog = answer_program(folder, "allow")
+    with Approver(folder, f"exec:{prog}").wait_ready() as first:
+        second = Approver(folder, f"exec:{prog}", endpoint=first.endpoint)
+        assert second.proc.wait(10) == 1
+        assert "already" in second.log()
+        assert "not starting a second one" in second.log()
+        with Dealer(first.endpoint) as d:
+            d.hello()
+            d.ask(1)
+            assert d.decision().outcome is Outcome.HUMAN_APPROVED
+
+
+def test_sigterm_denies_everything_pending_with_shutdown(folder: Path) -> None:
+    prog = answer_program(folder, "never")
+    with (
+        Approver(folder, f"exec:{prog}", timeout_s=30).wait_ready() as approver,
+        Dealer(approver.endpoint) as d,
+    ):
+        d.hello()
+        for i in range(3):
+            d.ask(i)
+        wait_for(lambda: "hello from session" in approver.log(), 5, "hello logged")
+        time.sleep(0.2)  # let the three asks arrive (nothing observable to wait on)
+        t0 = time.monotonic()
+        approver.proc.send_signal(signal.SIGTERM)
+        outcomes = {d.decision().outcome for _ in range(3)}
+        assert outcomes == {Outcome.SHUTDOWN}
+        assert time.monotonic() - t0 < 1.5
+        assert approver.proc.wait(5) == 0
+
+
+def test_cancel_and_disconnect_close_the_open_dialog(folder: Path) -> None:
+    record = folder / "record.jsonl"
+    prog = answer_program(folder, "never")
+    env = {**os.environ, "AIP_TEST_RECORD": str(record)}
+    with Approver(folder, f"exec:{prog}", timeout_s=30, env=env).wait_ready() as approver:
+        with Dealer(approver.endpoint) as d:
+            d.hello()
+            sent = d.ask(1)
+            wait_for(lambda: len(_records(record)) == 1, 5, "dialog open")
+            pid = _records(record)[0]["pid"]
+            d.send(p.Cancel(session=d.session, request_id=1, nonce=sent.nonce))
+            wait_for(lambda: not _alive(pid), 5, "dialog killed after cancel")
+            assert d.nothing(0.2)  # a cancelled ask gets no reply
+            d.ask(2)
+            wait_for(lambda: len(_records(record)) == 2, 5, "second dialog open")
+            pid = _records(record)[1]["pid"]
+        # The DEALER is gone (as if the proxy was killed): the dialog goes too.
+        wait_for(lambda: not _alive(pid), 5, "dialog killed after disconnect")
+        assert "disconnected" in approver.log()
+
+
+def test_no_display_denies_at_once_and_says_so(folder: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    with Approver(folder, "auto", env=env).wait_ready() as approver, Dealer(approver.endpoint) as d:
+        assert "every ask will be denied" in approver.log()
+        d.hello()
+        t0 = time.monotonic()
+        d.ask(1)
+        got = d.decision()
+        assert got.outcome is Outcome.NO_DISPLAY
+        assert got.human_decision is None
+        assert time.monotonic() - t0 < 0.5
+        wait_for(lambda: approver.decisions(), 5, "decision line")
+        assert approver.decisions()[0]["reason"] == "approval unavailable: no_display"
+
+
+def test_peer_of_another_uid_is_refused(folder: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    prog = answer_program(folder, "allow")
+    with Approver(folder, f"exec:{prog}").wait_ready() as approver:
+        (folder / "run").chmod(0o711)  # test only: let 'nobody' reach the socket
+        sock = folder / "run" / "approver.sock"
+        sock.chmod(0o777)
+        folder.chmod(0o711)
+        pid = os.fork()  # the interpreter lives under /root: fork, then drop to nobody
+        if pid == 0:  # pragma: no cover - child
+            code = 2
+            try:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                ctx = zmq.Context()
+                s = ctx.socket(zmq.DEALER)
+                s.linger = 0
+                s.connect(approver.endpoint)
+                s.send(p.encode(p.Bye(session="0123456789abcdef")))
+                s.send(b"garbage")
+                code = 0 if s.poll(1000) == 0 else 1  # no reply, not even "malformed"
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        wait_for(lambda: "refused peer uid=65534" in approver.log(), 5, "refusal logged")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purpose
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_router_sees_peer_credentials(folder: Path) -> None:
+    """The approver's uid check relies on libzmq's Peer-Address (uid:gid:pid) on ipc."""
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    dealer = ctx.socket(zmq.DEALER)
+    try:
+        router.bind(f"ipc://{folder}/peer.sock")
+        dealer.connect(f"ipc://{folder}/peer.sock")
+        dealer.send(b"hi")
+        assert router.poll(5000)
+        frames = router.recv_multipart(copy=False)
+        _host, uid, gid, pid = str(frames[-1].get("Peer-Address")).rsplit(":", 3)
+        assert (int(uid), int(gid), int(pid)) == (os.getuid(), os.getgid(), os.getpid())
+    finally:
+        dealer.close(0)
+        router.close(0)
+        ctx.term()
+    _ = new_session

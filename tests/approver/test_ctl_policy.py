@@ -141,9 +141,8 @@ def test_shipped_examples_are_valid(example: Path) -> None:
 
 
 def explain(path: Path, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    done = aipctl("policy", "explain", str(path), "--tool", tool, "--args", json.dumps(args))
-    assert done.returncode == 0, done.stderr
     human = aipctl("policy", "explain", str(path), "--tool", tool, "--args", json.dumps(args))
+    assert human.returncode == 0, human.stderr
     assert "enforce mode" in human.stdout
     as_json = aipctl(
         "policy", "explain", "--json", str(path), "--tool", tool, "--args", json.dumps(args)

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # Groups owned by other modules of the team that may not exist yet in a given checkout: an
 # absent module simply means no such group (never a crash of every other command).
 _OPTIONAL_GROUPS = ("aip.approver.ctl_audit",)
+# Commands that take a command line of their own after `--` (their parsers set takes_command).
+_TAKES_COMMAND = (("approver", "install"), ("config",), ("doctor",))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,14 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything after the first `--` is a command line of its own (the server to wrap, the
     # proxy to diagnose, arguments for the approver). Split here: argparse cannot place a
     # trailing `nargs="*"` positional after options reliably.
-    tail: list[str] | None = None
-    if "--" in words:
+    head, tail = words, []
+    plain = (
+        [w for w in words[: words.index("--")] if not w.startswith("-")] if "--" in words else []
+    )
+    if any(plain[: len(prefix)] == list(prefix) for prefix in _TAKES_COMMAND):
         cut = words.index("--")
-        words, tail = words[:cut], words[cut + 1 :]
-    args = parser.parse_args(words)
-    if tail is not None and not getattr(args, "takes_command", False):
-        parser.error("this command takes no arguments after --")
-    args.command = tail or []
+        head, tail = words[:cut], words[cut + 1 :]
+    args = parser.parse_args(head)  # elsewhere a `--` keeps its usual argparse meaning
+    if getattr(args, "takes_command", False):
+        args.command = tail
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="aipctl: %(message)s",

@@ -1,0 +1,40 @@
+"""The ``aipctl`` dispatcher: groups, usage errors, and what happens to words after ``--``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+AIPCTL = str(Path(sys.executable).parent / "aipctl")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policies" / "hitl-example.yaml"
+
+
+def aipctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AIPCTL, *args], capture_output=True, text=True, timeout=30)
+
+
+def test_no_command_is_a_usage_error() -> None:
+    done = aipctl()
+    assert done.returncode == 2
+    assert "COMMAND" in done.stderr
+
+
+def test_groups_are_listed() -> None:
+    done = aipctl("--help")
+    assert done.returncode == 0
+    for group in ("policy", "approver", "config", "doctor"):
+        assert group in done.stdout
+
+
+def test_a_group_without_action_shows_its_usage() -> None:
+    for group in ("policy", "approver"):
+        done = aipctl(group)
+        assert done.returncode == 2
+        assert "ACTION" in done.stderr
+
+
+def test_double_dash_keeps_its_meaning_for_file_arguments() -> None:
+    done = aipctl("policy", "check", "--", str(EXAMPLE))
+    assert done.returncode == 0, done.stderr
+    assert "OK" in done.stdout

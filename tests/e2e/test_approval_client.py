@@ -1,0 +1,316 @@
+"""``ZmqApprovalClient`` (the proxy side) against a real approver and against a scripted ROUTER."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from aip.proxy.approval import AskRequest, AskResult, make_approval_client
+from aip.proxy.ask import ZmqApprovalClient
+from aip.shared import protocol as p
+from aip.shared.outcomes import Outcome
+from tests.support.approverproc import (
+    Approver,
+    answer_program,
+    hello,
+    new_session,
+    short_dir,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    with short_dir() as path:
+        yield path
+
+
+class Result:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.results: list[AskResult] = []
+        self.thread: str = ""
+
+    def __call__(self, result: AskResult) -> None:
+        self.results.append(result)
+        self.thread = threading.current_thread().name
+        self.done.set()
+
+    def wait(self, timeout_s: float = 10.0) -> AskResult:
+        assert self.done.wait(timeout_s), "on_done not called in time"
+        assert len(self.results) == 1, self.results
+        return self.results[0]
+
+
+def request(request_id: str | int = 1, **arguments: object) -> AskRequest:
+    return AskRequest(
+        request_id=request_id,
+        tool="write_file",
+        arguments=dict(arguments) or {"path": "/etc/config.yaml"},
+        rule="write_file ask",
+        digest="b" * 64,
+        size=20,
+    )
+
+
+def client(endpoint: str, **kw: object) -> ZmqApprovalClient:
+    return ZmqApprovalClient(endpoint, hello(new_session()), **kw)  # type: ignore[arg-type]
+
+
+def test_no_approver_denies_well_under_a_second(folder: Path) -> None:
+    for endpoint in (f"ipc://{folder}/none/approver.sock", f"ipc://{folder}/approver.sock"):
+        c = client(endpoint)
+        try:
+            r = Result()
+            t0 = time.monotonic()
+            c.ask(request(), r)
+            assert r.wait().outcome is Outcome.APPROVER_UNAVAILABLE
+            assert time.monotonic() - t0 < 0.2
+            assert r.thread == "aip-approval"
+        finally:
+            c.close()
+
+
+def test_socket_dir_of_another_user_is_untrusted(folder: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("chown needs root")
+    run = folder / "run"
+    run.mkdir(mode=0o700)
+    shutil.chown(run, "nobody")
+    c = client(f"ipc://{run}/approver.sock")
+    try:
+        r = Result()
+        c.ask(request(), r)
+        assert r.wait().outcome is Outcome.APPROVER_UNTRUSTED
+    finally:
+        c.close()
+
+
+def test_allow_deny_and_info_through_a_real_approver(folder: Path) -> None:
+    control = folder / "answer.txt"
+    control.write_text("allow\n")
+    env = {**os.environ, "AIP_TEST_ANSWER_FILE": str(control)}
+    with Approver(folder, f"exec:{answer_program(folder)}", env=env).wait_ready() as approver:
+        c = client(approver.endpoint)
+        try:
+            r = Result()
+            c.ask(request(1), r)
+            got = r.wait()
+            assert got.outcome is Outcome.HUMAN_APPROVED
+            assert got.info["human_decision"]["approved"] is True
+            assert set(got.info["human_decision"]) == {
+                "approved",
+                "response_time_ms",
+                "dialog_shown_at",
+            }
+            assert got.info["queue_wait_ms"] >= 0
+            control.write_text("deny\n")
+            r = Result()
+            c.ask(request("two"), r)
+            assert r.wait().outcome is Outcome.DENIED_BY_USER
+            r = Result()
+            t0 = time.monotonic()
+            c.ask(request(3, content="A" * (p.MAX_ASK_BYTES + 1)), r)
+            assert r.wait().outcome is Outcome.TOO_LARGE_TO_REVIEW
+            assert time.monotonic() - t0 < 0.2
+        finally:
+            c.close()
+
+
+def test_approver_killed_mid_dialog_then_restarted(folder: Path) -> None:
+    prog = answer_program(folder, "never")
+    approver = Approver(folder, f"exec:{prog}", timeout_s=30).wait_ready()
+    c = client(approver.endpoint)
+    try:
+        r = Result()
+        c.ask(request(1), r)
+        deadline = time.monotonic() + 5
+        while "hello from session" not in approver.log() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the ask is on its way to the dialog; nothing to observe
+        t0 = time.monotonic()
+        approver.kill()  # SIGKILL: no SHUTDOWN reply, the connection just drops
+        assert r.wait().outcome is Outcome.APPROVER_UNAVAILABLE
+        assert time.monotonic() - t0 < 1.0  # the monitor saw the disconnect
+        allow = answer_program(folder, "allow", name="allow")
+        with Approver(folder, f"exec:{allow}").wait_ready() as again:
+            # The client reconnects and says hello on its own; asks made before the
+            # connection is back are denied at once, never queued for later.
+            deadline = time.monotonic() + 10
+            while True:
+                r = Result()
+                c.ask(request(2), r)
+                outcome = r.wait().outcome
+                if outcome is Outcome.HUMAN_APPROVED:
+                    break
+                assert outcome is Outcome.APPROVER_UNAVAILABLE
+                assert time.monotonic() < deadline, "client never reconnected"
+                time.sleep(0.05)
+            assert again.log().count("hello from session") >= 1
+    finally:
+        c.close()
+        approver.kill()
+
+
+def test_cancel_and_close(folder: Path) -> None:
+    record = folder / "record.jsonl"
+    env = {**os.environ, "AIP_TEST_RECORD": str(record)}
+    prog = answer_program(folder, "never")
+    with Approver(folder, f"exec:{prog}", timeout_s=30, env=env).wait_ready() as approver:
+        c = client(approver.endpoint)
+        r1, r2 = Result(), Result()
+        c.ask(request(1), r1)
+        deadline = time.monotonic() + 5
+        while not record.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert c.cancel(1) is True
+        assert r1.wait().outcome is Outcome.CANCELLED
+        assert c.cancel(1) is False
+        c.ask(request(2), r2)
+        c.close()
+        assert r2.wait().outcome is Outcome.SHUTDOWN
+        r3 = Result()
+        c.ask(request(3), r3)
+        assert r3.wait().outcome is Outcome.SHUTDOWN
+        # The approver forgets the session (its bye, or the disconnect seen first).
+        wait_for(
+            lambda: "disconnected" in approver.log() or "bye from" in approver.log(), 5, "gone"
+        )
+
+
+class FakeApprover:
+    """A scripted ROUTER: lets a test send any decision it likes."""
+
+    def __init__(self, folder: Path, timeout_s: float = 0.3) -> None:
+        run = folder / "fake"
+        run.mkdir(mode=0o700)
+        self.endpoint = f"ipc://{run}/approver.sock"
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.bind(self.endpoint)
+        self.timeout_s = timeout_s
+
+    def recv(self) -> tuple[bytes, p.ToApprover]:
+        assert self.sock.poll(5000), "nothing from the client"
+        route, body = self.sock.recv_multipart()
+        return route, p.decode_to_approver(body)
+
+    def send(self, route: bytes, msg: p.ToProxy) -> None:
+        self.sock.send_multipart([route, p.encode(msg)])
+
+    def welcome(self) -> tuple[bytes, p.Hello]:
+        route, msg = self.recv()
+        assert isinstance(msg, p.Hello)
+        self.send(
+            route,
+            p.Welcome(
+                session=msg.session, timeout_s=self.timeout_s, max_ask_bytes=4096, audit_path="/x"
+            ),
+        )
+        return route, msg
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+
+def _decision(ask: p.Ask, **changes: object) -> p.Decision:
+    fields = {
+        "session": ask.session,
+        "request_id": ask.request_id,
+        "nonce": ask.nonce,
+        "digest": ask.digest,
+        "outcome": Outcome.HUMAN_APPROVED,
+        **changes,
+    }
+    return p.Decision(**fields)  # type: ignore[arg-type]
+
+
+def test_only_a_matching_in_time_decision_counts(folder: Path) -> None:
+    fake = FakeApprover(folder)
+    c = client(fake.endpoint, grace_s=0.2)
+    try:
+        r = Result()
+        c.ask(request(1), r)
+        route, _ = fake.welcome()
+        _, ask = fake.recv()
+        assert isinstance(ask, p.Ask)
+        fake.send(route, _decision(ask, nonce=p.new_nonce()))  # wrong nonce
+        fake.send(route, _decision(ask, digest="c" * 64))  # other bytes
+        fake.send(route, _decision(ask, request_id="1"))  # "1" is not 1
+        fake.send(route, b"junk" and p.Error(code=p.ErrorCode.MALFORMED))
+        t0 = time.monotonic()
+        got = r.wait()
+        assert got.outcome is Outcome.TIMEOUT  # welcome.timeout_s + grace, not an allow
+        assert time.monotonic() - t0 < 1.0
+        late = _decision(ask)
+        fake.send(route, late)  # after the fallback: dropped
+        r2 = Result()
+        c.ask(request(2), r2)
+        _, ask2 = fake.recv()
+        if isinstance(ask2, p.Cancel):  # the client withdrew the timed-out ask first
+            _, ask2 = fake.recv()
+        assert isinstance(ask2, p.Ask)
+        fake.send(route, _decision(ask2, outcome=Outcome.DENIED_BY_USER))
+        fake.send(route, _decision(ask2))  # a duplicate: used once
+        assert r2.wait().outcome is Outcome.DENIED_BY_USER
+        assert len(r.results) == 1
+        # max_ask_bytes comes from the welcome (4096 here)
+        r3 = Result()
+        c.ask(request(3, content="x" * 5000), r3)
+        assert r3.wait().outcome is Outcome.TOO_LARGE_TO_REVIEW
+    finally:
+        c.close()
+        fake.close()
+
+
+def test_hello_required_resends_hello_then_the_ask_once(folder: Path) -> None:
+    fake = FakeApprover(folder, timeout_s=5)
+    c = client(fake.endpoint)
+    try:
+        r = Result()
+        c.ask(request(1), r)
+        route, first_hello = fake.welcome()
+        _, ask = fake.recv()
+        assert isinstance(ask, p.Ask)
+        fake.send(
+            route, p.Error(code=p.ErrorCode.HELLO_REQUIRED, about=p.MsgType.ASK, ref=ask.nonce)
+        )
+        _, again = fake.recv()
+        assert again == first_hello
+        _, resent = fake.recv()
+        assert resent == ask
+        fake.send(route, _decision(ask))
+        assert r.wait().outcome is Outcome.HUMAN_APPROVED
+    finally:
+        c.close()
+        fake.close()
+
+
+def test_make_approval_client_builds_the_zmq_client(folder: Path) -> None:
+    hello_dict = {
+        "session": new_session(),
+        "pid": os.getpid(),
+        "agent_id": "a",
+        "server": "s",
+        "policy": {"name": "n", "sha256": "0" * 64},
+    }
+    made = make_approval_client(f"ipc://{folder}/approver.sock", hello_dict)
+    try:
+        assert isinstance(made, ZmqApprovalClient)
+    finally:
+        made.close()
+    refused = make_approval_client("tcp://127.0.0.1:5555", hello_dict)
+    r = Result()
+    refused.ask(request(), r)
+    assert r.wait().outcome is Outcome.APPROVER_UNAVAILABLE

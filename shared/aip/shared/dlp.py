@@ -185,7 +185,7 @@ class StderrFilter:
 
     def __init__(self, redactor: Redactor, *, max_line_bytes: int = STDERR_MAX_LINE_BYTES) -> None:
         self._redactor = redactor
-        self._max = max_line_bytes
+        self._max = max(1, max_line_bytes)
         self._buf = bytearray()
         self._in_key = False
         self._key_lines = 0
@@ -203,9 +203,10 @@ class StderrFilter:
             del self._buf[: nl + 1]
             out.append(self._line(line))
         while len(self._buf) > self._max:
-            window = self._buf[self._max - STDERR_CUT_WINDOW_BYTES : self._max]
+            lo = max(1, self._max - STDERR_CUT_WINDOW_BYTES)
+            window = self._buf[lo : self._max]
             cut = max(window.rfind(b" "), window.rfind(b"\t"))
-            end = self._max - STDERR_CUT_WINDOW_BYTES + cut + 1 if cut >= 0 else self._max
+            end = lo + cut + 1 if cut >= 0 else self._max
             part = bytes(self._buf[:end])
             del self._buf[:end]
             out.append(self._line(part))

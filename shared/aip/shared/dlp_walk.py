@@ -12,7 +12,7 @@ import binascii
 from collections import Counter
 from typing import Any, Final
 
-from aip.shared.dlp_scan import MARKER_PREFIX, Scanner
+from aip.shared.dlp_scan import MARKER_PREFIX, MAX_PASSES, Scanner
 
 ENVELOPE_KEYS: Final = frozenset({"jsonrpc", "id", "method"})
 MEDIA_ITEM_TYPES: Final = frozenset({"image", "audio"})
@@ -156,12 +156,22 @@ class Walker:
             return items
         pieces = [_text_of(items[i], kind).encode("utf-8", "surrogatepass") for i, kind in where]
         changed = False
-        for sep in (b"", b"\n"):
-            res = self._scanner.redact_pieces(pieces, sep)
-            if res is not None:
-                pieces, c = res
-                counts.update(c)
-                changed = True
+        for _ in range(MAX_PASSES):
+            before = pieces
+            for sep in (b"", b"\n"):
+                res = self._scanner.redact_pieces(pieces, sep)
+                if res is not None:
+                    pieces, c = res
+                    counts.update(c)
+            if pieces is before:
+                break
+            changed = True
+            # A cut can expose a new match inside one piece (an encoded run that now stands
+            # alone, a word boundary next to the marker): redact the pieces on their own again.
+            for n, (old, new) in enumerate(zip(before, pieces, strict=True)):
+                if new != old:
+                    pieces[n], c = self._scanner.redact(new)
+                    counts.update(c)
         if not changed:
             return items
         out = list(items)

@@ -1,0 +1,142 @@
+"""Hypothesis properties: redaction output holds nothing the redactor would still flag (so it
+is idempotent), and the raw-line prefilter never says "clean" for a message with a secret."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aip.shared.dlp import Redactor
+from aip.shared.policy import DlpConfig, DlpPattern
+from aip.shared.regexes import compile_pattern
+
+AWS = "AKIA" + "IOSFODNN7EXAMPLE"
+FRAGMENTS = [
+    AWS,
+    "AKIA",
+    "IOSFODNN",
+    "7EXAMPLE",
+    "ghp_",
+    "aB3dE5gH7jK9mN1pQ2rS4tU6vW8xY0zA1234",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "-----END RSA PRIVATE KEY-----",
+    "MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn",
+    "4111",
+    " 1111",
+    "-1111",
+    "[REDACTED:",
+    "[REDACTED:aws-access-key]",
+    "aws-access-key",
+    "]",
+    "%41",
+    "%4B",
+    base64.b64encode(AWS.encode()).decode(),
+    AWS.encode().hex(),
+    "sk-",
+    "sk_live_",
+    "xoxb-1234567890-",
+    "eyJhbGciOiJIUzI1NiJ9",
+    ".",
+    "SECRET_",
+    "ABC",
+    "password: ",
+    "hunter22",
+    "\n",
+    " ",
+    '"',
+    "\\",
+    "/",
+    "\u00e9",
+    "\u2028",
+]
+texts = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=8)), max_size=12).map(
+    "".join
+)
+
+
+def _cfg(detect: bool) -> DlpConfig:
+    pats = [
+        ("anchored", r"^SECRET_[A-Z]+$"),
+        ("secret", r"\bSECRET_[A-Z]{3}\b"),
+        ("caps", r"[A-Z]{6,}"),
+        ("password", r"password:\s+\S{6,}"),
+        ("quote", r"\"[a-z]+\""),
+    ]
+    return DlpConfig(
+        enabled=True,
+        patterns=tuple(DlpPattern(n, p, compile_pattern(p)) for n, p in pats),
+        builtin=True,
+        detect_encoding=detect,
+    )
+
+
+REDACTORS = [
+    Redactor.builtin_only(),
+    Redactor.from_config(DlpConfig(enabled=True, builtin=True)),
+    Redactor.from_config(_cfg(False)),
+    Redactor.from_config(_cfg(True)),
+]
+redactors = st.sampled_from(REDACTORS)
+QUICK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@QUICK
+@given(redactors, texts)
+def test_output_holds_nothing_flaggable_and_is_idempotent(red: Redactor, s: str) -> None:
+    once, _ = red.redact_text(s)
+    again, counts = red.redact_text(once)
+    assert not counts, (s, once, again)
+    assert again == once
+
+
+def _message(parts: list[str], shape: int) -> dict[str, Any]:
+    if shape == 0:
+        result: dict[str, Any] = {"content": [{"type": "text", "text": p} for p in parts]}
+    elif shape == 1:
+        result = {"content": [{"type": "text", "text": "".join(parts)}]}
+    elif shape == 2:
+        result = {"content": [], "structuredContent": {"lines": parts, "n": len(parts)}}
+    else:
+        result = {"content": [], "structuredContent": {p: i for i, p in enumerate(parts)}}
+    return {"jsonrpc": "2.0", "id": 1, "result": result}
+
+
+@QUICK
+@given(redactors, st.lists(texts, min_size=1, max_size=4), st.integers(0, 3))
+def test_message_redaction_is_idempotent_and_keeps_the_envelope(
+    red: Redactor, parts: list[str], shape: int
+) -> None:
+    msg = _message(parts, shape)
+    once, _ = red.redact_message(msg)
+    again, counts = red.redact_message(once)
+    assert not counts
+    assert again == once
+    assert (once["jsonrpc"], once["id"]) == ("2.0", 1)
+    orjson.loads(orjson.dumps(once))
+
+
+def _serializations(msg: dict[str, Any]) -> list[bytes]:
+    """The same message as different servers write it (escapes differ, content does not)."""
+    return [
+        orjson.dumps(msg),
+        json.dumps(msg).encode(),  # ensure_ascii: non-ASCII as \\uXXXX
+        json.dumps(msg, ensure_ascii=False, indent=1).encode(),
+        json.dumps(msg, ensure_ascii=False).replace("/", "\\/").encode(),
+    ]
+
+
+@QUICK
+@given(redactors, st.lists(texts, min_size=1, max_size=4), st.integers(0, 3))
+def test_prefilter_never_misses(red: Redactor, parts: list[str], shape: int) -> None:
+    msg = _message(parts, shape)
+    _, counts = red.redact_message(msg)
+    if counts:
+        for raw in _serializations(msg):
+            assert red.might_contain_secret(raw), raw
+            out = red.redact_line(raw)
+            assert out.counts == counts

@@ -468,3 +468,13 @@ def test_lists_must_be_lists() -> None:
         "spec.allowed_tools", "must be a list, not a string",
     )  # fmt: skip
     assert "write [] for an empty list" in one_problem(wrap("allowed_tools:"))[2]
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: "])
+def test_deep_nesting_is_refused_before_the_composer_recurses(opening: str) -> None:
+    closing = "]" if opening == "[" else "}"
+    n = 200_000  # deep enough to crash libyaml's recursive composer
+    start = time.monotonic()
+    line, _, message = one_problem("a: " + opening * n + closing * n)
+    assert (line, message) == (1, "nested deeper than 32")
+    assert time.monotonic() - start < 2.0

@@ -56,3 +56,9 @@ def test_output_is_printable_lowercase_nfkc_and_stable(raw: str) -> None:
 @given(st.text(alphabet=st.characters(codec="ascii", categories=["L", "N", "P"]), min_size=1))
 def test_printable_ascii_names_only_lose_case(raw: str) -> None:
     assert normalize(raw) == raw.lower().strip()
+
+
+def test_long_names_are_normalized_the_same_without_the_cache() -> None:
+    long_name = "\uff41" * 300 + " "
+    assert normalize(long_name) == "a" * 300
+    assert normalize("X" * 256) == "x" * 256

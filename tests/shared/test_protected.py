@@ -199,3 +199,14 @@ def test_resources_read_uris_are_checked_when_the_method_is_allowed() -> None:
     assert run(pol, ok).verdict is Verdict.FORWARD
     default = policy("protected_paths: [/etc]")
     assert run(default, ok).outcome is Outcome.METHOD_NOT_ALLOWED
+
+
+def test_dotdot_after_a_symlink_is_resolved_as_the_kernel_does(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / "dir").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(home / "dir")
+    r = ProtectedRoots([str(home / ".ssh")], "/", home=str(home), case_insensitive=False)
+    # Lexically this is <tmp>/.ssh/id_rsa; open() goes through the link first: <home>/.ssh.
+    assert r.hit(f"{link}/../.ssh/id_rsa") is not None

@@ -25,9 +25,6 @@ RESOURCES_READ: Final = "resources/read"
 WOULD_ASK: Final = "ask"  # Decision.monitor_would when enforce mode would have asked
 
 
-_FORWARD_OTHER: Final = Decision(Verdict.FORWARD, Outcome.POLICY_ALLOWED, detail="method allowed")
-
-
 def decide(
     policy: Policy, message: dict[str, Any], limiter: RateLimiter, context: Context
 ) -> Decision:
@@ -50,7 +47,8 @@ def decide(
         hit = _protected_hit(policy, context, params, None)
         if hit is not None:
             return hit
-    return _FORWARD_OTHER
+    # A fresh Decision each time: ``data`` is a dict a caller may add to.
+    return Decision(Verdict.FORWARD, Outcome.POLICY_ALLOWED, detail="method allowed")
 
 
 def method_allowed(policy: Policy, kind: str) -> bool:

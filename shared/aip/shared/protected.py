@@ -45,8 +45,9 @@ class ProtectedRoots:
         self.case_insensitive = case_insensitive
         roots: dict[str, str] = {}  # comparable form -> as shown in messages
         for path in paths:
-            absolute = self._absolute(self._expand(path))
-            for form in (absolute, _realpath(absolute)):
+            joined = os.path.join(self.cwd, self._expand(path))
+            absolute = _collapse(os.path.normpath(joined))
+            for form in (absolute, _realpath(joined)):
                 roots.setdefault(self._fold(form), absolute)
         self._roots = roots
         self._prefixes = tuple(
@@ -72,8 +73,11 @@ class ProtectedRoots:
         return None
 
     def _check(self, candidate: str) -> str | None:
-        absolute = self._absolute(self._expand(candidate))
-        for form in (absolute, _realpath(absolute)):
+        joined = os.path.join(self.cwd, self._expand(candidate))
+        # Both views: the lexical one (normpath) and the kernel's. realpath gets the path
+        # before normpath: it resolves a symlink before the ".." that follows it, as open()
+        # does ("/tmp/link/../.ssh/x" with link -> ~/dir opens ~/.ssh/x).
+        for form in (_collapse(os.path.normpath(joined)), _realpath(joined)):
             folded = self._fold(form)
             shown = self._roots.get(folded)
             if shown is not None:
@@ -94,19 +98,19 @@ class ProtectedRoots:
             return self.home + path[1:]
         return os.path.expanduser(path)  # ~user/...
 
-    def _absolute(self, path: str) -> str:
-        path = os.path.normpath(os.path.join(self.cwd, path))
-        if path.startswith("//"):  # POSIX keeps a leading "//"; the kernel treats it as "/"
-            path = "/" + path.lstrip("/")
-        return path
-
     def _fold(self, path: str) -> str:
         return path.casefold() if self.case_insensitive else path
 
 
+def _collapse(path: str) -> str:
+    if path.startswith("//"):  # POSIX keeps a leading "//"; the kernel treats it as "/"
+        return "/" + path.lstrip("/")
+    return path
+
+
 def _realpath(path: str) -> str:
     try:
-        return os.path.realpath(path)
+        return _collapse(os.path.realpath(path))
     except (OSError, ValueError):
         return path
 

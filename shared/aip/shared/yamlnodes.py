@@ -22,6 +22,7 @@ INT: Final = _T + "int"
 NULL: Final = _T + "null"
 MERGE: Final = _T + "merge"
 
+MAX_DEPTH: Final = 32  # a policy needs 5 levels; the C composer recurses per level
 _LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when built
 _TYPE_NAMES: Final = {
     BOOL: "a boolean",
@@ -52,9 +53,17 @@ def compose(text: str) -> tuple[yaml.Node | None, list[PolicyProblem]]:
     alias bomb is refused without ever being walked.
     """
     problems: list[PolicyProblem] = []
+    depth = 0
     try:
         for event in yaml.parse(text, Loader=_LOADER):
             line = event.start_mark.line + 1 if event.start_mark is not None else 0
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:  # the composer recurses in C: stop before it can crash
+                    problems.append(PolicyProblem(line, "", f"nested deeper than {MAX_DEPTH}"))
+                    break
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
             if isinstance(event, yaml.AliasEvent):
                 problems.append(
                     PolicyProblem(line, "", f"YAML alias *{event.anchor} is not allowed")

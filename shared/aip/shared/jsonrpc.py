@@ -41,7 +41,7 @@ class RpcReject(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per message, frozen __init__ costs more
 class Message:
     """A checked client message and the exact bytes that would be forwarded (no newline)."""
 

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Benchmark aip-proxy against a direct pipe to the same echo MCP server, side by side.
+
+One run measures both chains with the same driver: p50/p99 round trip with one call in flight,
+calls/s with 64 in flight (small and 100 KB results), start-up (first answered ``initialize``
+through the proxy minus the server alone) and the proxy's RSS without its child. The proxy
+runs a 20-rule policy; every call is an allowed ``tools/call`` checked against a regex rule.
+
+    scripts/bench_proxy.py                 # unpinned
+    scripts/bench_proxy.py --pin           # every process on CPU 0 (taskset -c 0): stable ratios
+    scripts/bench_proxy.py --both          # both, one table each
+
+Targets (issue 2): added p50 <= 100 us, added p99 <= 500 us, 64-in-flight throughput >= 30 %
+of direct, added start-up <= 200 ms, proxy RSS <= 35 MB. Not a timed test; see README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+REQ = (
+    b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"read_file",'
+    b'"arguments":{"path":"/home/user/project/src/main.py","encoding":"utf-8"}}}\n'
+)
+INIT = (
+    b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+    b'"capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}\n'
+)
+TARGETS = {"p50_us": 100.0, "p99_us": 500.0, "tp_ratio": 0.30, "startup_ms": 200.0, "rss_mb": 35.0}
+
+
+def serve(payload: int) -> None:
+    """The echo MCP server (like research/perf-scripts/echo_server.py): orjson, flush per reply."""
+    import orjson
+
+    text = "ok" if payload == 0 else "x" * payload
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        msg = orjson.loads(line)
+        mid = msg.get("id")
+        if mid is None:
+            continue
+        if msg.get("method") == "initialize":
+            result: Any = {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "echo", "version": "1"},
+            }
+        else:
+            result = {"content": [{"type": "text", "text": text}], "isError": False}
+        out.write(orjson.dumps({"jsonrpc": "2.0", "id": mid, "result": result}) + b"\n")
+        out.flush()
+
+
+def write_policy(directory: Path) -> Path:
+    """20 rules; the benchmarked call matches the last one (the engine scans them all)."""
+    rules = []
+    for i in range(19):
+        rules.append(
+            f"    - tool: tool_{i}\n      action: allow\n      allow_args:\n"
+            f'        arg: "^value-{i}-[a-z]+$"\n'
+        )
+    rules.append(
+        "    - tool: read_file\n      action: allow\n      allow_args:\n"
+        '        path: "^/home/user/project/[A-Za-z0-9_./-]*$"\n'
+        '        encoding: "^(utf-8|ascii|latin-1)$"\n'
+    )
+    text = (
+        "apiVersion: aip.io/v1alpha1\nkind: AgentPolicy\nmetadata:\n  name: bench-20\n"
+        "spec:\n  tool_rules:\n" + "".join(rules)
+    )
+    path = directory / "bench-20.yaml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    k = (len(xs) - 1) * p / 100.0
+    f = int(k)
+    c = min(f + 1, len(xs) - 1)
+    return xs[f] + (xs[c] - xs[f]) * (k - f)
+
+
+def chain(kind: str, payload: int, policy: Path, pin: bool) -> list[str]:
+    server = [sys.executable, str(HERE), "--serve", str(payload)]
+    if kind == "direct":
+        cmd = server
+    else:
+        # The console script next to this interpreter (a pyenv shim would add its own start-up).
+        exe = Path(sys.executable).parent / "aip-proxy"
+        proxy = [str(exe)] if exe.exists() else [sys.executable, "-m", "aip.proxy"]
+        cmd = [*proxy, "--policy", str(policy), "--", *server]
+    return ["taskset", "-c", "0", *cmd] if pin else cmd
+
+
+def run_chain(cmd: list[str], n_lat: int, n_tp: int, window: int = 64) -> dict[str, float]:
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    wfd = proc.stdin.fileno()
+    rd = io.BufferedReader(proc.stdout, buffer_size=1 << 20)  # type: ignore[arg-type]
+    res: dict[str, float] = {}
+    os.write(wfd, INIT)
+    assert b'"result"' in rd.readline()
+    i = 1
+    for _ in range(300):  # warm-up
+        os.write(wfd, REQ % i)
+        line = rd.readline()
+        i += 1
+    if not (line.startswith(b'{"jsonrpc":"2.0","id":') and b'"result"' in line[:40]):
+        raise RuntimeError(f"the benchmarked call was not allowed: {line[:200]!r}")
+    pc = time.perf_counter_ns
+    lat = []
+    for _ in range(n_lat):
+        t0 = pc()
+        os.write(wfd, REQ % i)
+        if not rd.readline():
+            raise RuntimeError("EOF")
+        lat.append(pc() - t0)
+        i += 1
+    res["p50_us"] = pct(lat, 50) / 1e3
+    res["p99_us"] = pct(lat, 99) / 1e3
+    sent = 0
+    t_start = pc()
+    for _ in range(min(window, n_tp)):
+        os.write(wfd, REQ % (i + sent))
+        sent += 1
+    for _ in range(n_tp):
+        if not rd.readline():
+            raise RuntimeError("EOF")
+        if sent < n_tp:
+            os.write(wfd, REQ % (i + sent))
+            sent += 1
+    res["tp_per_s"] = n_tp / ((pc() - t_start) / 1e9)
+    import psutil  # here, so the echo server (this file with --serve) starts light
+
+    # taskset execs, so proc.pid is the chain's first process: the proxy, or the direct server
+    res["rss_mb"] = psutil.Process(proc.pid).memory_info().rss / 2**20
+    proc.stdin.close()
+    proc.wait(30)
+    return res
+
+
+def startup_ms(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.write(INIT)
+    line = proc.stdout.readline()
+    elapsed = (time.perf_counter() - t0) * 1e3
+    assert b'"result"' in line, line
+    proc.stdin.close()
+    proc.wait(30)
+    return elapsed
+
+
+def measure(mode: str, policy: Path, reps: int, quick: bool) -> dict[str, Any]:
+    pin = mode == "pinned"
+    out: dict[str, Any] = {}
+    for payload, (n_lat, n_tp) in ((0, (3000, 20000)), (102400, (600, 2000))):
+        if quick:
+            n_lat, n_tp = n_lat // 10, n_tp // 10
+        runs: dict[str, list[dict[str, float]]] = {"direct": [], "proxy": []}
+        for _ in range(reps):
+            for kind in ("direct", "proxy"):  # interleaved so drift hits both alike
+                runs[kind].append(run_chain(chain(kind, payload, policy, pin), n_lat, n_tp))
+        for kind, rs in runs.items():
+            out[(kind, payload)] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+    starts: dict[str, list[float]] = {"direct": [], "proxy": []}
+    for _ in range(3 if quick else 10):
+        for kind in ("direct", "proxy"):
+            starts[kind].append(startup_ms(chain(kind, 0, policy, pin)))
+    out["startup"] = {k: statistics.median(v) for k, v in starts.items()}
+    return out
+
+
+def table(mode: str, r: dict[str, Any]) -> str:
+    rows = [
+        f"### {mode}",
+        "",
+        "| measure | direct | via aip-proxy | added | ratio to direct | target | ok |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for payload, label in ((0, "small"), (102400, "100 KB")):
+        d, p = r[("direct", payload)], r[("proxy", payload)]
+        for key, name in (("p50_us", "p50 µs"), ("p99_us", "p99 µs")):
+            added = p[key] - d[key]
+            ok = "yes" if added <= TARGETS[key] else "NO"
+            rows.append(
+                f"| {label} {name} (1 in flight) | {d[key]:.1f} | {p[key]:.1f} | "
+                f"+{added:.1f} | {p[key] / d[key]:.2f}x | added ≤ {TARGETS[key]:.0f} | {ok} |"
+            )
+        ratio = p["tp_per_s"] / d["tp_per_s"]
+        ok = "yes" if ratio >= TARGETS["tp_ratio"] else "NO"
+        rows.append(
+            f"| {label} calls/s (64 in flight) | {d['tp_per_s']:,.0f} | {p['tp_per_s']:,.0f} "
+            f"| | {ratio:.2f}x | ≥ 0.30x | {ok} |"
+        )
+    s = r["startup"]
+    added = s["proxy"] - s["direct"]
+    ok = "yes" if added <= TARGETS["startup_ms"] else "NO"
+    rows.append(
+        f"| start-up to first initialize, ms | {s['direct']:.1f} | {s['proxy']:.1f} | "
+        f"+{added:.1f} | {s['proxy'] / s['direct']:.2f}x | added ≤ 200 | {ok} |"
+    )
+    rss = max(r[("proxy", 0)]["rss_mb"], r[("proxy", 102400)]["rss_mb"])
+    ok = "yes" if rss <= TARGETS["rss_mb"] else "NO"
+    rows.append(f"| proxy RSS without its child, MB | | {rss:.1f} | | | ≤ 35 | {ok} |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--serve", type=int, metavar="PAYLOAD", help=argparse.SUPPRESS)
+    ap.add_argument("--pin", action="store_true", help="pin every process to CPU 0")
+    ap.add_argument("--both", action="store_true", help="run unpinned, then pinned")
+    ap.add_argument("--reps", type=int, default=3, help="runs per chain (median is reported)")
+    ap.add_argument("--quick", action="store_true", help="10x fewer messages (smoke test)")
+    ns = ap.parse_args()
+    if ns.serve is not None:
+        serve(ns.serve)
+        return 0
+    if (ns.pin or ns.both) and not shutil.which("taskset"):
+        sys.exit("--pin needs taskset (util-linux)")
+    modes = ["unpinned", "pinned"] if ns.both else ["pinned" if ns.pin else "unpinned"]
+    print(
+        f"# aip-proxy benchmark ({os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
+        f"load {os.getloadavg()[0]:.2f}, {ns.reps} reps, median)\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="aip-bench-") as tmp:
+        policy = write_policy(Path(tmp))
+        for mode in modes:
+            print(table(mode, measure(mode, policy, ns.reps, ns.quick)) + "\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -113,10 +113,11 @@ def test_message_without_a_method_is_invalid() -> None:
     )
 
 
-def test_absent_or_null_arguments_mean_none() -> None:
+def test_absent_arguments_mean_none_but_null_is_invalid() -> None:
     pol = policy("allowed_tools: [t]")
     assert run(pol, call("t")).verdict is Verdict.FORWARD
-    assert run(pol, msg("tools/call", {"name": "t", "arguments": None})).verdict is Verdict.FORWARD
+    null_args = msg("tools/call", {"name": "t", "arguments": None})
+    assert run(pol, null_args).outcome is Outcome.INVALID_REQUEST
 
 
 def test_notifications_are_decided_like_requests() -> None:

@@ -67,10 +67,8 @@ def _tool_call(policy: Policy, params: object, limiter: RateLimiter, context: Co
     name = params.get("name")
     if type(name) is not str:
         return _invalid("tools/call needs a string params.name")
-    args = params.get("arguments")
-    if args is None:  # absent (or null, as some SDKs send it): no arguments
-        args = {}
-    elif not isinstance(args, dict):
+    args = params.get("arguments", {})  # absent: no arguments; null is not an object
+    if not isinstance(args, dict):
         return _invalid("tools/call params.arguments must be an object", name)
     tool = normalize(name)
     monitor = policy.mode is Mode.MONITOR

@@ -70,6 +70,7 @@ class Approver:
         argv += ["--dialog", dialog, "--timeout", str(timeout_s), *args]
         full_env = dict(os.environ if env is None else env)
         full_env.setdefault("AIP_AUDIT_LOG", str(folder / "audit.jsonl"))
+        self.audit_path = Path(full_env["AIP_AUDIT_LOG"])
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 argv,
@@ -97,9 +98,17 @@ class Approver:
         return self.log_path.read_text(errors="replace")
 
     def decisions(self) -> list[dict[str, Any]]:
+        """The decision records of the central audit log (complete lines only)."""
         import json
 
-        return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
+        try:
+            data = self.audit_path.read_text()
+        except FileNotFoundError:
+            return []
+        records = [
+            json.loads(line) for line in data.splitlines(keepends=True) if line.endswith("\n")
+        ]
+        return [r for r in records if r.get("event") == "decision"]
 
     def stop(self, timeout_s: float = 5.0) -> int:
         if self.proc.poll() is None:

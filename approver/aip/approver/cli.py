@@ -13,8 +13,9 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from aip.approver.decisions import StderrLog
+from aip.approver.audit_sink import AuditSink
 from aip.approver.dialogs.choose import CHOICES, Choice, choose
 from aip.approver.instance import AlreadyRunning, InstanceLock
 from aip.approver.queue import MAX_PENDING, MAX_PENDING_SESSION
@@ -139,17 +140,19 @@ async def _serve(config: ServerConfig, choice: Choice) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ready = asyncio.Event()
-    server = ApprovalServer(config, choice, StderrLog())
-    task = asyncio.ensure_future(server.run(stop, ready))
-    waiter = asyncio.ensure_future(ready.wait())
-    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-    if ready.is_set():
-        backend = choice.backend.name if choice.backend is not None else "none"
-        sys.stderr.write(
-            f"{READY_LINE} endpoint={config.endpoint} backend={backend} pid={os.getpid()}\n"
-        )
-        sys.stderr.flush()
-    waiter.cancel()
-    code = await task
+    # The central audit log (sole writer); closing it fsyncs what is written (SIGTERM too).
+    async with AuditSink(Path(config.audit_path)) as audit:
+        server = ApprovalServer(config, choice, audit)
+        task = asyncio.ensure_future(server.run(stop, ready))
+        waiter = asyncio.ensure_future(ready.wait())
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        if ready.is_set():
+            backend = choice.backend.name if choice.backend is not None else "none"
+            sys.stderr.write(
+                f"{READY_LINE} endpoint={config.endpoint} backend={backend} pid={os.getpid()}\n"
+            )
+            sys.stderr.flush()
+        waiter.cancel()
+        code = await task
     log.info("aip-approver stopped")
     return code

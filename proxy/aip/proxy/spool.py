@@ -1,6 +1,6 @@
 """The proxy's spool: audit records it could not hand to the approver, kept in order.
 
-``<state dir>/aip/spool/<session>.jsonl``, 0600 in a 0700 directory, one orjson line per
+``<audit log dir>/spool/<session>.jsonl``, 0600 in a 0700 directory, one orjson line per
 record (each keeps its ``session`` + ``rseq``). The proxy holds an flock on it while alive, so
 the approver ingests only spools of proxies that are gone; a live proxy re-sends its own.
 """
@@ -27,9 +27,10 @@ SPOOL_DIR_NAME: Final = "spool"
 MAX_SPOOL_BYTES: Final = 256 << 20  # beyond this, new records are dropped (and logged)
 
 
-def spool_dir() -> Path:
-    """Where every proxy of this user spools; the approver ingests from here at start."""
-    return paths.state_dir() / SPOOL_DIR_NAME
+def spool_dir(audit_log: Path | None = None) -> Path:
+    """``spool/`` beside the audit log (default: DESIGN §3's, ``$AIP_AUDIT_LOG`` honoured):
+    proxies spool there and the approver writing that log ingests from there."""
+    return (audit_log or paths.default_audit_log()).parent / SPOOL_DIR_NAME
 
 
 def read_records(data: bytes) -> list[dict[str, Any]]:

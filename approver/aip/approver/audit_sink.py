@@ -1,0 +1,139 @@
+"""The approver's ``DecisionLog`` backed by the central audit log (aip.approver.audit_log).
+
+The server records each answered ask here (an allow durably, before it is sent) and hands
+over the proxies' ``audit`` batches; spools left by proxies that are gone are ingested at
+start, whenever the log becomes writable again, and every ``ingest_interval_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any, Final
+
+from aip.approver.audit_ingest import ingest_orphan_spools, proxy_record_problem
+from aip.approver.audit_log import AuditLog, AuditUnavailable
+from aip.proxy.spool import spool_dir as proxy_spool_dir
+from aip.shared.audit_record import Event, decision_record, not_forwarded_record
+from aip.shared.outcomes import Outcome
+
+log = logging.getLogger(__name__)
+
+INGEST_INTERVAL_S: Final = 60.0
+
+
+def _complete(record: dict[str, Any]) -> dict[str, Any]:
+    """Fill the DESIGN §8 fields a producer left out (an ask is always a tools/call)."""
+    if record.get("event") != Event.DECISION.value:
+        return record
+    out = dict(record)
+    for key, value in (("rseq", None), ("method", "tools/call"), ("dlp", []), ("monitor", None)):
+        out.setdefault(key, value)
+    return out
+
+
+class AuditSink:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        spool_dir: Path | None = None,
+        ingest_interval_s: float = INGEST_INTERVAL_S,
+        **log_options: Any,
+    ) -> None:
+        self.log = AuditLog(path, **log_options)
+        self._spool_dir = spool_dir or proxy_spool_dir(path)
+        self._ingest_interval_s = ingest_interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._next = 0.0  # loop time of the next periodic spool scan
+
+    async def __aenter__(self) -> AuditSink:
+        await self.log.open()
+        self._task = asyncio.create_task(self._ingest_loop(), name="audit-spools")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.log.close()
+
+    # --- DecisionLog ----------------------------------------------------------------------
+
+    def available(self) -> bool:
+        return self.log.available
+
+    async def record(self, record: dict[str, Any], *, durable: bool) -> None:
+        """Append one of the approver's records. A durable append that fails leaves a record
+        of what really happened (the allow is not sent) for when the log is back."""
+        record = _complete(record)
+        before = self.log.seq
+        try:
+            await self.log.append(record, durable=durable)
+        except AuditUnavailable:
+            if durable:
+                await self.log.append(self._fallback(record, written=self.log.seq > before))
+            raise
+
+    async def ingest(self, records: list[dict[str, Any]]) -> list[int]:
+        """Write a proxy's batch; the rseqs to ack. Raises AuditUnavailable: no ack, the proxy
+        keeps the records. A malformed record is acked (it can never be written) and logged."""
+        good = []
+        for record in records:
+            problem = proxy_record_problem(record)
+            if problem is None:
+                good.append(_complete(record))
+            else:
+                log.warning("dropping a malformed audit record from a proxy: %s", problem)
+        await self.log.append_proxy_records(good)
+        return [r["rseq"] for r in records if isinstance(r, dict) and type(r.get("rseq")) is int]
+
+    # --- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _fallback(record: dict[str, Any], *, written: bool) -> dict[str, Any]:
+        session = str(record.get("session", ""))
+        if written:  # the allow line was written but is not durable: it was never acted on
+            return not_forwarded_record(
+                session=session,
+                request_id=record.get("request_id"),
+                why="approval unavailable: audit_unavailable (allow record not durable)",
+                agent_id=str(record.get("agent_id", "")),
+                tool=record.get("tool"),
+                server=record.get("server"),
+                pid=record.get("pid"),
+            )
+        return decision_record(
+            outcome=Outcome.AUDIT_UNAVAILABLE,
+            session=session,
+            agent_id=str(record.get("agent_id", "")),
+            user=record.get("user"),
+            server=record.get("server"),
+            pid=record.get("pid"),
+            tool=record.get("tool"),
+            arguments=record.get("arguments"),
+            method="tools/call",
+            request_id=record.get("request_id"),
+            policy=record.get("policy"),
+            rule=record.get("rule"),
+            queue_wait_ms=record.get("queue_wait_ms"),
+        )
+
+    async def _ingest_loop(self) -> None:
+        was_available = False
+        while True:
+            now_available = self.log.available
+            if now_available and (not was_available or self._due()):
+                try:
+                    await ingest_orphan_spools(self.log, self._spool_dir)
+                except OSError as exc:
+                    log.warning("could not ingest proxy spools: %s", exc)
+                self._next = asyncio.get_running_loop().time() + self._ingest_interval_s
+            was_available = now_available
+            await asyncio.sleep(min(1.0, self._ingest_interval_s))
+
+    def _due(self) -> bool:
+        return asyncio.get_running_loop().time() >= self._next

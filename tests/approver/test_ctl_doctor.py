@@ -245,3 +245,47 @@ def test_dialog_backend_with_a_display(env: dict[str, str]) -> None:
     _, checks = doctor({**env, "DISPLAY": ":77"})
     assert checks["dialog"]["status"] == "ok"
     assert checks["dialog"]["summary"] == "--dialog auto uses zenity"
+
+
+def fake_systemctl(env: dict[str, str], tmp_path: Path, manager_env: str) -> dict[str, str]:
+    """A systemctl whose user manager has ``manager_env``; the unit file is really written."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "systemctl"
+    script.write_text(
+        '#!/bin/sh\ncase "$*" in\n'
+        f"  *show-environment*) printf '{manager_env}' ;;\n"
+        "esac\nexit 0\n"
+    )
+    script.chmod(0o755)
+    env = {**env, "PATH": f"{bin_dir}:{env['PATH']}"}
+    done = subprocess.run(
+        [AIPCTL, "approver", "install", "--method", "systemd", "--no-start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return env
+
+
+def test_unit_judged_by_the_user_managers_environment(env: dict[str, str], tmp_path: Path) -> None:
+    if shutil.which("zenity", path="/usr/bin:/bin") is None:
+        pytest.skip("zenity not installed")
+    env = fake_systemctl(env, tmp_path, "HOME=/x\\nDISPLAY=:5\\n")
+    _, checks = doctor(env)  # this shell has no DISPLAY; the manager does
+    assert checks["start-up"]["status"] == "ok"
+    assert checks["unit env"]["status"] == "ok"
+    assert checks["dialog"]["status"] == "ok"
+    assert checks["dialog"]["details"] == ["the systemd user manager: DISPLAY=:5"]
+
+
+def test_unit_without_display_in_the_user_manager(env: dict[str, str], tmp_path: Path) -> None:
+    env = fake_systemctl(env, tmp_path, "HOME=/x\\n")
+    rc, checks = doctor({**env, "DISPLAY": ":9"})  # a display here does not help the unit
+    assert rc == 1
+    assert checks["unit env"]["status"] == "fail"
+    assert checks["unit env"]["fix"].startswith("systemctl --user import-environment DISPLAY")
+    assert "systemd user manager" in checks["dialog"]["summary"]

@@ -225,18 +225,8 @@ def _run_quiet(cmd: list[str]) -> tuple[bool, str]:
     return done.returncode == 0, done.stdout.strip()
 
 
-def installed_files() -> list[tuple[str, Path]]:
-    """Start-up files present for this user (any method), for uninstall and doctor."""
-    candidates = [
-        ("systemd", startup_files.unit_path()),
-        ("autostart", startup_files.desktop_path()),
-        ("launchd", startup_files.plist_path()),
-    ]
-    return [(m, p) for m, p in candidates if p.exists() or p.is_symlink()]
-
-
 def run_uninstall(args: argparse.Namespace) -> int:
-    found = installed_files()
+    found = startup_files.installed_files()
     if not found:
         out("No aip-approver start-up file is installed.")
         return 0

@@ -17,6 +17,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -185,7 +186,7 @@ def check_approver(endpoint: str, timeout_s: float) -> tuple[Check, Reply | None
 
 
 def _start_command() -> str:
-    installed = {method for method, _ in _installed()}
+    installed = {method for method, _ in startup_files.installed_files()}
     if "systemd" in installed:
         return (
             f"systemctl --user start {startup_files.UNIT_NAME}   "
@@ -199,20 +200,14 @@ def _start_command() -> str:
 
 
 def _restart_command() -> str:
-    installed = {method for method, _ in _installed()}
+    installed = {method for method, _ in startup_files.installed_files()}
     if "systemd" in installed:
         return f"systemctl --user restart {startup_files.UNIT_NAME}"
     return "pkill -u $USER -x aip-approver; aip-approver &"
 
 
-def _installed() -> list[tuple[str, Path]]:
-    from aip.approver.ctl_install import installed_files  # a cycle at import time otherwise
-
-    return installed_files()
-
-
-def check_startup() -> list[Check]:
-    found = _installed()
+def check_startup(manager_env: Mapping[str, str] | None) -> list[Check]:
+    found = startup_files.installed_files()
     if not found:
         return [
             Check(
@@ -223,12 +218,15 @@ def check_startup() -> list[Check]:
             )
         ]
     checks = [Check("start-up", Status.OK, f"{method}: {path}") for method, path in found]
-    if any(m == "systemd" for m, _ in found) and shutil.which("systemctl"):
-        checks.append(_systemd_environment())
+    if any(m == "systemd" for m, _ in found):
+        checks.append(_unit_env(manager_env))
     return checks
 
 
-def _systemd_environment() -> Check:
+def systemd_manager_env() -> dict[str, str] | None:
+    """The environment the systemd user manager gives its services (None: not reachable)."""
+    if shutil.which("systemctl") is None:
+        return None
     try:
         done = subprocess.run(
             ["systemctl", "--user", "show-environment"],
@@ -236,12 +234,17 @@ def _systemd_environment() -> Check:
             text=True,
             timeout=SYSTEMCTL_TIMEOUT_S,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return Check("unit env", Status.WARN, f"cannot ask the systemd user manager: {exc}")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
     if done.returncode != 0:
+        return None
+    return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+
+
+def _unit_env(manager_env: Mapping[str, str] | None) -> Check:
+    if manager_env is None:
         return Check("unit env", Status.WARN, "no systemd user manager reachable from this shell")
-    names = {line.split("=", 1)[0] for line in done.stdout.splitlines()}
-    if names & set(DISPLAY_VARS):
+    if any(manager_env.get(v) for v in DISPLAY_VARS):
         return Check("unit env", Status.OK, "the user manager has the session's display")
     return Check(
         "unit env",
@@ -252,18 +255,16 @@ def _systemd_environment() -> Check:
     )
 
 
-def check_dialog() -> Check:
-    """Which backend ``--dialog auto`` picks for an approver started with this environment."""
-    display = any(os.environ.get(v) for v in DISPLAY_VARS)
-    where = "display " + ", ".join(
-        f"{v}={os.environ[v]}" for v in DISPLAY_VARS if os.environ.get(v)
-    )
+def check_dialog(env: Mapping[str, str], where: str) -> Check:
+    """Which backend ``--dialog auto`` picks for an approver started with ``env``."""
+    display = any(env.get(v) for v in DISPLAY_VARS)
     # tty=False: the approver runs as a desktop service, not in this terminal.
-    choice = choose("auto", tty=False)
+    choice = choose("auto", env=env, tty=False)
     backend = choice.backend
     if backend is not None:
         name = backend.name
-        details = [where] if display else []
+        shown = ", ".join(f"{v}={env[v]}" for v in DISPLAY_VARS if env.get(v))
+        details = [f"{where}: {shown}"] if display else [where]
         if sys.platform == "darwin":
             details.append(
                 "no dialog? allow your terminal in System Settings > Privacy & Security > "
@@ -276,7 +277,7 @@ def check_dialog() -> Check:
         return Check(
             "dialog",
             Status.FAIL,
-            f"no display in this environment ({why}): asks are denied ({outcome})",
+            f"no display in {where} ({why}): asks are denied ({outcome})",
             ["a desktop login has DISPLAY or WAYLAND_DISPLAY; SSH and cron do not"],
             fix="run the approver in your desktop session (aipctl approver install), or "
             "`aip-approver --dialog terminal` in a terminal you watch",

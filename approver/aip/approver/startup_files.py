@@ -67,6 +67,16 @@ def launchd_log_path() -> Path:
     return Path.home() / "Library" / "Logs" / "aip" / "approver.log"
 
 
+def installed_files() -> list[tuple[str, Path]]:
+    """Start-up files present for this user (any method), for uninstall and doctor."""
+    candidates = [
+        ("systemd", unit_path()),
+        ("autostart", desktop_path()),
+        ("launchd", plist_path()),
+    ]
+    return [(m, p) for m, p in candidates if p.exists() or p.is_symlink()]
+
+
 def _template(name: str) -> string.Template:
     return string.Template((TEMPLATES / name).read_text(encoding="utf-8"))
 

@@ -21,6 +21,7 @@ from aip.shared.outcomes import Outcome, audit_decision, row
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
+_TAIL_KEYS = frozenset({"session", "server", "pid", "policy", "mode"})
 
 
 def _no_redaction(value: Any) -> Any:
@@ -40,6 +41,20 @@ class Recorder:
     fd: int = 2
     redact: Callable[[Any], Any] = _no_redaction  # DLP plugs in here
     seq: int = field(default=0)
+    _tail: bytes = field(default=b"", init=False, repr=False)
+
+    def tail(self) -> bytes:
+        """The session-constant fields, serialized once: ``,"session":...}`` (allow path)."""
+        if not self._tail:
+            static = {
+                "session": self.session,
+                "server": self.server,
+                "pid": os.getpid(),
+                "policy": {"name": self.policy_name, "sha256": self.policy_sha256},
+                "mode": self.mode,
+            }
+            self._tail = b"," + orjson.dumps(static)[1:]
+        return self._tail
 
 
 _second: list[Any] = [None, ""]  # (whole second, its formatted prefix): one strftime a second
@@ -82,12 +97,7 @@ def record_decision(
         "outcome": outcome.value,
         "error_code": r.code,
         "request_id": request_id,
-        "session": rec.session,
-        "server": rec.server,
-        "pid": os.getpid(),
-        "policy": {"name": rec.policy_name, "sha256": rec.policy_sha256},
         "rule": rule,
-        "mode": rec.mode,
     }
     if monitor_would is not None:
         record["monitor"] = {"would": monitor_would}
@@ -95,11 +105,13 @@ def record_decision(
         record["detail"] = detail
     if extra:
         for key, value in extra.items():
-            record.setdefault(key, value)
+            if key not in _TAIL_KEYS:  # the tail is appended as bytes: no duplicate keys
+                record.setdefault(key, value)
+    tail = rec.tail()
     with _lock:
         rec.seq += 1
         record["rseq"] = rec.seq
-        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        line = orjson.dumps(record)[:-1] + tail + b"\n"
         try:
             os.write(rec.fd, line)
         except OSError:

@@ -1,7 +1,7 @@
 """Protected paths (DESIGN §4.5): does any string in a message name a protected file?
 
 A string leaf (at any depth, dict keys included) and each whitespace-separated token of it is
-a path candidate when it starts with ``/``, ``~``, ``$HOME``, ``.`` or ``file://``. Candidates
+a path candidate when it starts with ``/``, ``~``, ``$HOME``, ``.`` or ``file:``. Candidates
 are expanded, made absolute against the child's working directory, ``normpath``-ed and
 ``realpath``-ed (strict=False); they hit when equal to or under a protected root, compared
 both lexically and after symlinks, case-folded on macOS and Windows. Ancestors never hit.
@@ -10,6 +10,7 @@ both lexically and after symlinks, case-folded on macOS and Windows. Ancestors n
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Final
@@ -18,9 +19,9 @@ from urllib.parse import unquote, urlsplit
 CASE_INSENSITIVE: Final = sys.platform in ("darwin", "win32")
 # A message with more candidates than this is refused rather than checked for minutes:
 # each candidate costs a realpath (a few syscalls).
-MAX_CANDIDATES: Final = 4096
-_STARTS: Final = ("/", "~", "$HOME", "${HOME}", ".", "file://")
-_EDGE_CHARS: Final = "'\"`()[]{}<>,;"  # quoting around a token does not hide a path
+MAX_CANDIDATES: Final = 65536  # distinct ones; far beyond any honest message
+_STARTS: Final = ("/", "~", "$HOME", "${HOME}", ".", "file:")
+_GLUE: Final = re.compile(r"[\s;|&<>,()'\"`={}\[\]]+")
 
 
 class TooManyCandidates(Exception):
@@ -64,9 +65,13 @@ class ProtectedRoots:
         """
         if not self._roots:
             return None
-        for count, candidate in enumerate(_candidates(value), 1):
-            if count > MAX_CANDIDATES:
+        seen: set[str] = set()
+        for candidate in _candidates(value):
+            if candidate in seen:
+                continue
+            if len(seen) >= MAX_CANDIDATES:
                 raise TooManyCandidates
+            seen.add(candidate)
             root = self._check(candidate)
             if root is not None:
                 return candidate, root
@@ -89,7 +94,7 @@ class ProtectedRoots:
 
     def _expand(self, path: str) -> str:
         path = path.split("\x00", 1)[0]  # C APIs stop at NUL: so does the check
-        if path.startswith("file://"):
+        if path.startswith("file:"):  # file:///x, file://localhost/x, file:/x
             path = unquote(urlsplit(path).path)
         for prefix in ("$HOME", "${HOME}"):
             if path == prefix or path.startswith(prefix + "/"):
@@ -132,23 +137,22 @@ def _candidates(value: object) -> Iterator[str]:
 
 
 def _tokens(text: str) -> Iterator[str]:
+    """The whole string, its whitespace tokens (DESIGN §4.5), and pieces glued to shell or
+    list punctuation (``cat</etc/shadow``, ``a;cat ~/.ssh/x``, ``--key=~/.ssh/id``,
+    ``host:/etc/shadow``): more candidates only ever block more."""
     # Every candidate contains one of these characters; most argument values contain none,
     # and four C-level scans are far cheaper than splitting.
     if "/" not in text and "~" not in text and "." not in text and "$" not in text:
         return
-    whole = text.startswith(_STARTS)
-    if whole:
+    if text.startswith(_STARTS):
         yield text
     for part in text.split():
-        for token in _variants(part):
-            if token.startswith(_STARTS) and not (whole and token == text):
-                yield token
-
-
-def _variants(token: str) -> Iterator[str]:
-    yield token
-    stripped = token.strip(_EDGE_CHARS)
-    if stripped != token:
-        yield stripped
-    if "=" in stripped:  # --file=/etc/x, PATH=~/.ssh
-        yield stripped.split("=", 1)[1].strip(_EDGE_CHARS)
+        if part.startswith(_STARTS):
+            yield part
+    for piece in _GLUE.split(text):
+        if piece.startswith(_STARTS):
+            yield piece
+        if ":" in piece and not piece.startswith("file:"):
+            for sub in piece.split(":")[1:]:
+                if sub.startswith(_STARTS):
+                    yield sub

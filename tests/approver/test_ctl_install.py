@@ -218,3 +218,16 @@ def test_windows_instructions_are_printed(env: dict[str, str]) -> None:
     assert "Startup" in done.stdout
     assert "--dialog powershell" in done.stdout
     assert not any(Path(env["HOME"]).rglob("*aip*"))
+
+
+def test_unwritable_target_fails_cleanly(env: dict[str, str]) -> None:
+    """A directory where the unit file goes (root-proof: no chmod)."""
+    unit_file(env).mkdir(parents=True)
+    refused = aipctl(env, "approver", "install", "--method", "systemd")
+    assert refused.returncode == 1
+    assert "not written by aipctl" in refused.stderr
+    forced = aipctl(env, "approver", "install", "--method", "systemd", "--force")
+    assert forced.returncode == 1
+    assert f"cannot write {unit_file(env)}" in forced.stderr
+    assert "Traceback" not in forced.stderr
+    assert calls(env) == []

@@ -158,7 +158,7 @@ def _rewrite(
     path = target.resolve()  # a symlinked config: edit the file it points to, keep the link
     try:
         text = path.read_text(encoding="utf-8") if path.exists() else ""
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         err(f"cannot read {target}: {exc}")
         return 1
     try:
@@ -186,8 +186,12 @@ def _rewrite(
         out(f"# would write {target}:")
         out(new_text.rstrip("\n"))
         return 0
-    backup = _backup(path) if path.exists() else None
-    _replace(path, new_text)
+    try:
+        backup = _backup(path) if path.exists() else None
+        _replace(path, new_text)
+    except OSError as exc:
+        err(f"{target}: not rewritten: {exc}")
+        return 1
     out(f"rewrote {target}" + (f" (backup: {backup})" if backup else ""))
     err("Restart the client so it starts the servers through aip-proxy.")
     return 0

@@ -126,10 +126,14 @@ def run_install(args: argparse.Namespace) -> int:
         for cmd in commands:
             out(f"# would run: {shlex.join(cmd)}")
         return 0
-    _write(file)
+    try:
+        _write(file)
+        if method == "launchd":  # launchd does not create the log's directory
+            startup_files.launchd_log_path().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        err(f"cannot write {file.path}: {exc}")
+        return 1
     out(f"wrote {file.path}")
-    if method == "launchd":
-        startup_files.launchd_log_path().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     status = _run_all(commands, tolerate={("launchctl", "bootout")})
     if method == "autostart" and start and status == 0:
         status = _start_detached(argv)
@@ -248,7 +252,12 @@ def run_uninstall(args: argparse.Namespace) -> int:
             ok, detail = _run(cmd)
             if not ok:
                 err(f"note: {shlex.join(cmd)}: {detail or 'failed'}")
-        path.unlink()
+        try:
+            path.unlink()
+        except OSError as exc:
+            err(f"cannot remove {path}: {exc}")
+            status = 1
+            continue
         out(f"removed {path}")
         for cmd in after:
             _run(cmd)

@@ -17,23 +17,15 @@ import yaml
 
 from aip.shared.errors import PolicyError
 from aip.shared.loader_dlp import read_dlp
+from aip.shared.loader_rules import read_rules
 from aip.shared.names import normalize
-from aip.shared.policy import (
-    Action,
-    ArgPattern,
-    DlpConfig,
-    Mode,
-    Policy,
-    RateLimit,
-    ToolRule,
-)
+from aip.shared.policy import DlpConfig, Mode, Policy
 from aip.shared.policyfile import (
     check_policy_file_safety,
     find_policy_path,
     read_policy_file,
 )
-from aip.shared.regexes import RegexError, compile_pattern
-from aip.shared.yamlnodes import NodeReader, compose, join
+from aip.shared.yamlnodes import NodeReader, compose
 
 __all__ = ["check_policy_file_safety", "find_policy_path", "load_policy", "load_policy_text"]
 
@@ -58,17 +50,8 @@ _SPEC: Final = frozenset(
 )
 # v1alpha2/v1alpha3 features we do not implement: refusing them beats silently ignoring them.
 _SPEC_UNSUPPORTED: Final = frozenset({"identity", "server", "registry", "aat"})
-_RULE: Final = frozenset({"tool", "action", "allow_args", "strict_args", "rate_limit"})
-_RULE_UNSUPPORTED: Final = frozenset({"schema_hash"})
 
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
-_RATE_RE: Final = re.compile(r"\s*([0-9]+)\s*/\s*([A-Za-z]+)\s*")
-_PERIODS_S: Final = {
-    "second": 1.0, "sec": 1.0, "s": 1.0,
-    "minute": 60.0, "min": 60.0, "m": 60.0,
-    "hour": 3600.0, "hr": 3600.0, "h": 3600.0,
-}  # fmt: skip
-_MAX_RATE_COUNT: Final = 1_000_000
 _GLOB_CHARS: Final = frozenset("*?[")
 
 
@@ -131,7 +114,7 @@ class _Builder(NodeReader):
         mode = self._mode(spec.get("mode"))
         allowed_tools = self._names(spec.get("allowed_tools"), "spec.allowed_tools")
         denied_tools = self._names(spec.get("denied_tools"), "spec.denied_tools")
-        tool_rules = self._rules(spec.get("tool_rules"))
+        tool_rules = read_rules(self, spec.get("tool_rules"), "spec.tool_rules")
         strict_default = self._flag(spec.get("strict_args_default"), "spec.strict_args_default")
         allowed_methods = (
             self._names(spec["allowed_methods"], "spec.allowed_methods")
@@ -214,107 +197,15 @@ class _Builder(NodeReader):
         if node is None:
             return frozenset()
         out = set()
-        for value, item in self.string_list(node, path):
+        for item_path, item in self.sequence(node, path):
+            value = self.string(item, item_path)
+            if value is None:
+                continue
             name = normalize(value)
             if not name:
-                self.problem(item, path, f"{value!r} is empty once normalized")
+                self.problem(item, item_path, f"{value!r} is empty once normalized")
             out.add(name)
         return frozenset(out)
-
-    def _rules(self, node: yaml.Node | None) -> tuple[ToolRule, ...]:
-        if node is None:
-            return ()
-        rules: list[ToolRule] = []
-        for path, item in self.sequence(node, "spec.tool_rules"):
-            rule = self._rule(item, path, len(rules))
-            if rule is not None:
-                rules.append(rule)
-        return tuple(rules)
-
-    def _rule(self, node: yaml.Node, path: str, index: int) -> ToolRule | None:
-        fields = self.mapping(node, path, _RULE, _RULE_UNSUPPORTED)
-        if fields is None:
-            return None
-        ok = True
-        tool_raw = None
-        if "tool" not in fields:
-            self.problem(node, join(path, "tool"), "required")
-        elif (
-            tool_raw := self.string(fields["tool"], join(path, "tool"))
-        ) is not None and not normalize(tool_raw):
-            self.problem(
-                fields["tool"], join(path, "tool"), f"{tool_raw!r} is empty once normalized"
-            )
-            tool_raw = None
-        action = None
-        if "action" not in fields:
-            self.problem(node, join(path, "action"), "required: allow, ask or block")
-        elif (word := self.string(fields["action"], join(path, "action"))) is not None:
-            try:
-                action = Action(word.strip().lower())
-            except ValueError:
-                self.problem(
-                    fields["action"],
-                    join(path, "action"),
-                    f"must be allow, ask or block, not {word!r}",
-                )
-        before = len(self.problems)
-        allow_args = self._allow_args(fields.get("allow_args"), join(path, "allow_args"))
-        strict = (
-            self.boolean(fields["strict_args"], join(path, "strict_args"))
-            if "strict_args" in fields
-            else None
-        )
-        rate = self._rate(fields.get("rate_limit"), join(path, "rate_limit"))
-        ok = len(self.problems) == before
-        if tool_raw is None or action is None or not ok:
-            return None
-        return ToolRule(
-            index=index,
-            tool=normalize(tool_raw),
-            tool_raw=tool_raw,
-            action=action,
-            allow_args=allow_args,
-            strict_args=strict,
-            rate_limit=rate,
-            line=node.start_mark.line + 1,
-        )
-
-    def _allow_args(self, node: yaml.Node | None, path: str) -> tuple[ArgPattern, ...]:
-        if node is None:
-            return ()
-        if not isinstance(node, yaml.MappingNode):
-            self.mapping(node, path, frozenset())  # records "must be a mapping"
-            return ()
-        names = frozenset(k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode))
-        fields = self.mapping(node, path, names)
-        out = []
-        for name, value_node in (fields or {}).items():
-            pattern = self.string(value_node, join(path, name), allow_empty=True)
-            if pattern is None:
-                continue
-            try:
-                out.append(ArgPattern(name, pattern, compile_pattern(pattern)))
-            except RegexError as exc:
-                self.problem(value_node, join(path, name), f"bad regex {pattern!r}: {exc}")
-        return tuple(out)
-
-    def _rate(self, node: yaml.Node | None, path: str) -> RateLimit | None:
-        if node is None:
-            return None
-        text = self.string(node, path)
-        if text is None:
-            return None
-        match = _RATE_RE.fullmatch(text)
-        period = _PERIODS_S.get(match.group(2).lower()) if match else None
-        if match is None or period is None:
-            self.problem(node, path, f"{text!r} is not N/second, N/minute or N/hour")
-            return None
-        count = int(match.group(1))
-        if not 0 < count <= _MAX_RATE_COUNT:
-            self.problem(node, path, f"the count must be between 1 and {_MAX_RATE_COUNT}")
-            return None
-        return RateLimit(count, period, text.strip())
 
     def _protected(self, node: yaml.Node | None) -> tuple[str, ...]:
         if node is None:

@@ -68,6 +68,16 @@ def test_denied_methods_win_over_everything() -> None:
     assert run(pol, call("t")).outcome is Outcome.METHOD_NOT_ALLOWED
 
 
+def test_star_in_denied_methods_keeps_only_the_lifecycle() -> None:
+    pol = policy("allowed_methods: ['*']\ndenied_methods: ['*']")
+    assert run(pol, msg("tools/list")).outcome is Outcome.METHOD_NOT_ALLOWED
+    assert run(pol, msg("ping")).verdict is Verdict.FORWARD
+    assert (
+        run(policy("denied_methods: ['*', ping]"), msg("ping")).outcome
+        is Outcome.METHOD_NOT_ALLOWED
+    )
+
+
 def test_method_blocks_stay_enforced_in_monitor_mode() -> None:
     assert run(policy("mode: monitor"), msg("resources/read")).outcome is Outcome.METHOD_NOT_ALLOWED
 

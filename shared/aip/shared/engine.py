@@ -13,7 +13,7 @@ from typing import Any, Final
 from aip.shared.decision import Context, Decision, Verdict
 from aip.shared.names import normalize
 from aip.shared.outcomes import Outcome
-from aip.shared.policy import ALWAYS_ALLOWED_METHODS, DEFAULT_METHODS, Mode, Policy
+from aip.shared.policy import ALWAYS_ALLOWED_METHODS, DEFAULT_METHODS, Action, Mode, Policy
 from aip.shared.protected import ProtectedRoots, TooManyCandidates
 from aip.shared.ratelimit import RateLimiter
 from aip.shared.tooldecision import authorize
@@ -52,11 +52,15 @@ def decide(
 
 
 def method_allowed(policy: Policy, kind: str) -> bool:
-    """§4.6 on a normalized method name."""
-    if kind in policy.denied_methods:
+    """§4.6 on a normalized method name. A ``*`` in denied_methods denies every method but
+    the lifecycle ones, which only go when named there."""
+    denied = policy.denied_methods
+    if kind in denied:
         return False
     if kind in ALWAYS_ALLOWED_METHODS:
         return True
+    if "*" in denied:
+        return False
     allowed = DEFAULT_METHODS if policy.allowed_methods is None else policy.allowed_methods
     return kind in allowed or "*" in allowed
 
@@ -167,5 +171,5 @@ def _listed(policy: Policy, entry: object) -> bool:
         return False
     rules = policy.rules_for(tool)
     if rules:
-        return any(r.action.value != "block" for r in rules)
+        return any(r.action is not Action.BLOCK for r in rules)
     return tool in policy.allowed_tools

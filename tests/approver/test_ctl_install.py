@@ -231,3 +231,12 @@ def test_unwritable_target_fails_cleanly(env: dict[str, str]) -> None:
     assert f"cannot write {unit_file(env)}" in forced.stderr
     assert "Traceback" not in forced.stderr
     assert calls(env) == []
+
+
+def test_switching_method_removes_the_other_file(env: dict[str, str]) -> None:
+    assert aipctl(env, "approver", "install", "--method", "systemd").returncode == 0
+    done = aipctl(env, "approver", "install", "--method", "autostart", "--no-start")
+    assert done.returncode == 0, done.stderr
+    assert not unit_file(env).exists()
+    assert Path(env["XDG_CONFIG_HOME"], "autostart", "aip-approver.desktop").exists()
+    assert "systemctl --user disable --now aip-approver.service" in calls(env)

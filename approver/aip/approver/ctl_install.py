@@ -120,6 +120,13 @@ def run_install(args: argparse.Namespace) -> int:
         return 1
     start = not args.no_start and (method == "launchd" or _has_display())
     commands = _install_commands(method, file, start)
+    # Switching methods (e.g. to autostart when graphical-session.target never starts): two
+    # start-up files would start two approvers, and the second would fail on the lock.
+    for other, path in startup_files.installed_files():
+        if other != method and startup_files.written_by_us(other, path):
+            out(f"# replacing the {other} start-up file" if args.dry_run else f"replacing {path}")
+            if _remove(other, path, args.dry_run) != 0:
+                return 1
     if args.dry_run:
         out(f"# {method}: would write {file.path}")
         out(file.text.rstrip("\n"))
@@ -240,30 +247,35 @@ def run_uninstall(args: argparse.Namespace) -> int:
             err(f"{path} was not written by aipctl; left in place (use --force to remove it).")
             status = 1
             continue
-        before, after = _uninstall_commands(method)
-        if args.dry_run:
-            for cmd in before:
-                out(f"# would run: {shlex.join(cmd)}")
-            out(f"# would remove {path}")
-            for cmd in after:
-                out(f"# would run: {shlex.join(cmd)}")
-            continue
-        for cmd in before:  # best effort: the manager may not be running (e.g. over SSH)
-            ok, detail = _run(cmd)
-            if not ok:
-                err(f"note: {shlex.join(cmd)}: {detail or 'failed'}")
-        try:
-            path.unlink()
-        except OSError as exc:
-            err(f"cannot remove {path}: {exc}")
-            status = 1
-            continue
-        out(f"removed {path}")
-        for cmd in after:
-            _run(cmd)
-        if method == "autostart":
-            err("An approver started from the autostart entry keeps running until you log out.")
+        status = max(status, _remove(method, path, args.dry_run))
     return status
+
+
+def _remove(method: str, path: Path, dry_run: bool) -> int:
+    """Stop what the file started (best effort), then remove the file."""
+    before, after = _uninstall_commands(method)
+    if dry_run:
+        for cmd in before:
+            out(f"# would run: {shlex.join(cmd)}")
+        out(f"# would remove {path}")
+        for cmd in after:
+            out(f"# would run: {shlex.join(cmd)}")
+        return 0
+    for cmd in before:  # the manager may not be running (e.g. over SSH): say so, go on
+        ok, detail = _run(cmd)
+        if not ok:
+            err(f"note: {shlex.join(cmd)}: {detail or 'failed'}")
+    try:
+        path.unlink()
+    except OSError as exc:
+        err(f"cannot remove {path}: {exc}")
+        return 1
+    out(f"removed {path}")
+    for cmd in after:
+        _run(cmd)
+    if method == "autostart":
+        err("An approver started from the autostart entry keeps running until you log out.")
+    return 0
 
 
 def _uninstall_commands(method: str) -> tuple[list[list[str]], list[list[str]]]:

@@ -478,3 +478,14 @@ def test_deep_nesting_is_refused_before_the_composer_recurses(opening: str) -> N
     line, _, message = one_problem("a: " + opening * n + closing * n)
     assert (line, message) == (1, "nested deeper than 32")
     assert time.monotonic() - start < 2.0
+
+
+def test_thousands_of_problems_are_kept_but_the_message_stays_readable() -> None:
+    text = "".join(f"k{i}: &a{i} 1\n" for i in range(5000))
+    with pytest.raises(PolicyError) as info:
+        load_policy_text(text)
+    assert len(info.value.problems) == 5000
+    lines = str(info.value).splitlines()
+    assert lines[0] == "5000 problems in policy <string>:"
+    assert lines[-1] == "... and 4900 more"
+    assert len(lines) == 102

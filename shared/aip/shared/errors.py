@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
+
+MAX_RENDERED_PROBLEMS: Final = 100  # a broken 1 MiB file can have thousands
 
 
 class AipError(Exception):
@@ -45,10 +48,13 @@ class PolicyError(ConfigError):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        lines = [p.render(self.source) for p in self.problems]
-        if len(lines) == 1:
+        lines = [p.render(self.source) for p in self.problems[:MAX_RENDERED_PROBLEMS]]
+        if len(self.problems) == 1:
             return lines[0]
-        return f"{len(lines)} problems in policy {self.source}:\n" + "\n".join(lines)
+        more = len(self.problems) - len(lines)
+        if more:
+            lines.append(f"... and {more} more")
+        return f"{len(self.problems)} problems in policy {self.source}:\n" + "\n".join(lines)
 
     @classmethod
     def single(cls, source: str, message: str, line: int = 0, key_path: str = "") -> PolicyError:

@@ -289,3 +289,37 @@ def test_unit_without_display_in_the_user_manager(env: dict[str, str], tmp_path:
     assert checks["unit env"]["status"] == "fail"
     assert checks["unit env"]["fix"].startswith("systemctl --user import-environment DISPLAY")
     assert "systemd user manager" in checks["dialog"]["summary"]
+
+
+def run_on_a_terminal(env: dict[str, str]) -> str:
+    """Run doctor with its stdout on a pseudo-terminal; return what it wrote."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [AIPCTL, "doctor"],
+            env={**env, "TERM": "xterm"},
+            stdout=follower,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(30)
+    finally:
+        os.close(leader)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_colour_only_on_a_terminal(env: dict[str, str]) -> None:
+    assert "\x1b[31m[FAIL]" in run_on_a_terminal(env)
+    assert "\x1b[" not in run_on_a_terminal({**env, "NO_COLOR": "1"})

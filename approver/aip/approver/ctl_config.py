@@ -21,6 +21,7 @@ from aip.approver import client_config
 from aip.approver.client_config import UnsafeRewrite
 from aip.approver.ctl_console import err, out, out_json
 from aip.proxy.cli import server_name_for
+from aip.shared import paths
 
 CLIENTS: Final = ("claude-desktop", "cursor", "claude-code", "codex")
 
@@ -82,12 +83,8 @@ def proxy_command() -> list[str]:
 
 
 def policy_path(given: str | None) -> Path:
-    raw = (
-        given
-        or os.environ.get("AIP_POLICY")
-        or str(Path.home() / ".config" / "aip" / "policy.yaml")
-    )
-    return Path(raw).expanduser().resolve()
+    """Absolute: the client may start the proxy in any directory."""
+    return (Path(given) if given else paths.default_policy()).expanduser().resolve()
 
 
 def _wrapper(args: argparse.Namespace, policy: Path) -> client_config.Wrapper:

@@ -14,6 +14,7 @@ from pathlib import Path
 from aip.approver.audit_chain import verify_files
 from aip.approver.audit_file import chain_files
 from aip.approver.doctor_checks import Check, Status
+from aip.proxy.cli import UsageError, parse_args
 from aip.shared import paths
 from aip.shared.errors import PolicyError
 from aip.shared.loader import find_policy_path, load_policy
@@ -31,11 +32,9 @@ class ProxyLine:
 def parse_proxy_line(words: list[str]) -> ProxyLine:
     """Read ``aip-proxy [options] -- COMMAND`` with the proxy's own parser, so doctor sees the
     same policy and endpoint the proxy would."""
-    from aip.proxy.cli import UsageError, parse_args
-
     if words and Path(words[0]).name in ("aip-proxy", "aip-proxy.exe"):
         words = words[1:]
-    elif words[:3] and words[1:3] == ["-m", "aip.proxy"]:
+    elif words[1:3] == ["-m", "aip.proxy"]:  # python -m aip.proxy
         words = words[3:]
     try:
         ns, _command = parse_args(words)

@@ -21,7 +21,12 @@ PROXY = str(Path(sys.executable).parent / "aip-proxy")
 def env(tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "home"
     (home / ".config" / "aip").mkdir(parents=True)
-    (home / ".config" / "aip" / "policy.yaml").write_text("apiVersion: aip.io/v1alpha1\n")
+    policy = home / ".config" / "aip" / "policy.yaml"
+    policy.write_text(
+        "apiVersion: aip.io/v1alpha1\nkind: AgentPolicy\nmetadata: {name: t}\n"
+        "spec: {allowed_tools: [a]}\n"
+    )
+    policy.chmod(0o600)
     return {
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
@@ -261,3 +266,15 @@ def test_rewrite_dry_run_writes_nothing(env: dict[str, str], tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert "would write" in done.stdout
     assert path.read_text() == original
+
+
+def test_invalid_policy_is_noted(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: aip.io/v1alpha1\nkind: AgentPolicy\n")
+    bad.chmod(0o600)
+    done = aipctl(env, "config", "cursor", "--policy", str(bad), "--", "true")
+    assert done.returncode == 0  # the snippet is still printed
+    assert "aip-proxy would refuse" in done.stderr
+    assert f"aipctl policy check {bad}" in done.stderr
+    good = aipctl(env, "config", "cursor", "--", "true")
+    assert "note:" not in good.stderr

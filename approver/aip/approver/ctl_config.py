@@ -22,6 +22,8 @@ from aip.approver.client_config import UnsafeRewrite
 from aip.approver.ctl_console import err, out, out_json
 from aip.proxy.cli import server_name_for
 from aip.shared import paths
+from aip.shared.errors import PolicyError
+from aip.shared.loader import load_policy
 
 CLIENTS: Final = ("claude-desktop", "cursor", "claude-code", "codex")
 
@@ -87,6 +89,18 @@ def policy_path(given: str | None) -> Path:
     return (Path(given) if given else paths.default_policy()).expanduser().resolve()
 
 
+def _note_policy_problems(policy: Path) -> None:
+    """The proxy refuses to start without a valid policy: say so now, not at the first call."""
+    if not policy.is_file():
+        err(f"note: {policy} does not exist yet; write it and check it with `aipctl policy check`.")
+        return
+    try:
+        load_policy(policy)
+    except PolicyError as exc:
+        err(f"note: aip-proxy would refuse {policy}: {exc.problems[0].render(exc.source)}")
+        err(f"      see every problem with: aipctl policy check {shlex.quote(str(policy))}")
+
+
 def _wrapper(args: argparse.Namespace, policy: Path) -> client_config.Wrapper:
     proxy = proxy_command()
 
@@ -101,8 +115,7 @@ def _wrapper(args: argparse.Namespace, policy: Path) -> client_config.Wrapper:
 def run(args: argparse.Namespace) -> int:
     command: list[str] = args.command
     policy = policy_path(args.policy)
-    if not policy.is_file():
-        err(f"note: {policy} does not exist yet; write it and check it with `aipctl policy check`.")
+    _note_policy_problems(policy)
     if args.rewrite is None and not command:
         err("give the server's command after --, or --rewrite CONFIG_FILE to wrap a whole config.")
         return 2

@@ -84,7 +84,7 @@ class Harness:
             server=Wire(server_w, "server"),
             agent_id_fixed=False,
         )
-        self.asks = Asks(self.session, self.client, progress_interval_s=0.05)
+        self.asks = Asks(self.session, lambda: self.client, progress_interval_s=0.05)
         self.session.asks = self.asks
         self._fds = [self.host_r, host_w, self.server_r, server_w]
 

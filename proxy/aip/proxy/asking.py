@@ -10,6 +10,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -39,14 +40,38 @@ class Asks:
     def __init__(
         self,
         session: Session,
-        client: ApprovalClient,
+        connect: Callable[[], ApprovalClient],
         progress_interval_s: float = PROGRESS_INTERVAL_S,
     ) -> None:
+        """``connect`` makes the approval client, on ``connect()`` or at the first ask, so the
+        approver's hello can carry the agent id learnt from ``initialize``."""
         self._session = session
-        self._client = client
+        self._connect = connect
+        self._client_obj: ApprovalClient | None = None
         self._progress_interval_s = progress_interval_s
         self._lock = threading.Lock()
+        self._connect_lock = threading.Lock()
         self._pending: dict[RequestId, _Ask] = {}
+
+    def connect(self) -> ApprovalClient:
+        with self._connect_lock:  # not self._lock: the relay must not wait on a handshake
+            if self._client_obj is None:
+                self._client_obj = self._connect()
+            return self._client_obj
+
+    def connect_soon(self) -> None:
+        """Connect in the background (importing pyzmq and the handshake stay off the relay)."""
+        threading.Thread(target=self._connect_logged, name="approval-connect", daemon=True).start()
+
+    def _connect_logged(self) -> None:
+        try:
+            self.connect()
+        except Exception:  # thread boundary: the first ask will try again and fail closed
+            log.exception("cannot set up the approval client")
+
+    @property
+    def _client(self) -> ApprovalClient:
+        return self._client_obj if self._client_obj is not None else self.connect()
 
     def is_pending(self, request_id: RequestId) -> bool:
         with self._lock:
@@ -94,7 +119,8 @@ class Asks:
     def close(self) -> None:
         """Deny what is still waiting (the client answers SHUTDOWN) and release the client."""
         try:
-            self._client.close()
+            if self._client_obj is not None:
+                self._client_obj.close()
         finally:
             with self._lock:
                 left = list(self._pending)

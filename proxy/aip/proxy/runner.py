@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any, Final
 
 from aip.proxy import downstream, upstream
-from aip.proxy.approval import make_approval_client
+from aip.proxy.approval import ApprovalClient, make_approval_client
 from aip.proxy.asking import PROGRESS_INTERVAL_S, Asks
 from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S, Child, become_subreaper
 from aip.proxy.child import exit_status as child_exit_status
@@ -99,16 +99,20 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
         server=Wire(child.stdin.fileno(), "server stdin", closer=child.stdin.close),
         agent_id_fixed=fixed_agent is not None,
     )
-    hello: dict[str, Any] = {
-        "session": session_id,
-        "pid": os.getpid(),
-        "agent_id": recorder.agent_id,
-        "server": settings.server_name,
-        "policy": {"name": policy.name, "sha256": policy.sha256},
-    }
-    asks = Asks(
-        session, make_approval_client(settings.approver, hello), settings.progress_interval_s
-    )
+
+    def connect() -> ApprovalClient:
+        hello: dict[str, Any] = {
+            "session": session_id,
+            "pid": os.getpid(),
+            "agent_id": recorder.agent_id,  # as known when the first ask comes, or initialize
+            "server": settings.server_name,
+            "policy": {"name": policy.name, "sha256": policy.sha256},
+        }
+        return make_approval_client(settings.approver, hello)
+
+    asks = Asks(session, connect, settings.progress_interval_s)
+    if fixed_agent is not None:
+        asks.connect_soon()  # else at initialize, once clientInfo names the agent
     session.asks = asks
     _on_signals(stop)
 

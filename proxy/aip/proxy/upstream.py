@@ -70,6 +70,8 @@ def handle_line(session: Session, line: bytes) -> None:
         params = msg.obj.get("params") or {}
         info = params.get("clientInfo")
         session.set_client_name(info.get("name") if isinstance(info, dict) else None)
+        if session.asks is not None:
+            session.asks.connect_soon()
     try:
         decision = engine.decide(session.policy, msg.obj, session.limiter, session.context)
     except Exception:

@@ -7,7 +7,7 @@ import pytest
 import re2
 
 from aip.shared.dlp import Redactor
-from aip.shared.dlp_loose import loosen
+from aip.shared.dlp_loose import escape_safe, loosen
 from aip.shared.policy import DlpConfig, DlpPattern
 from aip.shared.regexes import compile_pattern
 
@@ -51,7 +51,7 @@ def test_policy_pattern_that_cannot_be_loosened_makes_every_line_maybe() -> None
     assert red.might_contain_secret(b'{"jsonrpc":"2.0","id":1,"result":{}}')
 
 
-def test_policy_patterns_treat_any_backslash_as_maybe() -> None:
+def test_unsafe_policy_patterns_treat_any_backslash_as_maybe() -> None:
     red = _policy_redactor(r"password:\s+\S+")
     with_newline = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": {"t": "password:\nxyz"}})
     assert red.might_contain_secret(with_newline)
@@ -84,3 +84,39 @@ def test_detect_encoding_makes_candidate_runs_maybe() -> None:
     assert not red.might_contain_secret(b'{"t":"short words only"}')
     assert red.might_contain_secret(b'{"t":"run QUtJQUlPU0ZPRE5ON0VYQU1QTEU="}')
     assert red.might_contain_secret(b'{"t":"pct %41KIA"}')
+
+
+@pytest.mark.parametrize(
+    ("pattern", "safe"),
+    [
+        (r"(AKIA|AGPA)[A-Z0-9]{16}", True),
+        (r"[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}", True),
+        (r"\b\d{3}-\d{2}-\d{4}\b", True),
+        (r"-----BEGIN (RSA |EC )?PRIVATE KEY-----", True),
+        (r"(?i)secret_[[:alpha:]]+", True),
+        (r"\Qa.b\E", True),
+        (r"password:\s+\S+", False),
+        (r".+", False),
+        (r"[^a]", False),
+        (r"[ -~]", False),  # the range holds " and \
+        (r"[!-#]", False),
+        (r"\n", False),
+        (r"\\", False),
+        (r'a"b', False),
+        (r"[[:space:]]", False),
+        (r"\pL", False),
+        (r"\x41", False),
+        (r'\Qa"b\E', False),
+    ],
+)
+def test_escape_safe(pattern: str, safe: bool) -> None:
+    assert escape_safe(pattern) is safe
+
+
+def test_escape_safe_policy_pattern_keeps_the_fast_path_on_multiline_text() -> None:
+    red = _policy_redactor(r"\b\d{3}-\d{2}-\d{4}\b")
+    clean = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": {"t": "line one\nline two"}})
+    assert not red.might_contain_secret(clean)
+    dirty = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": {"t": "ssn:\n123-45-6789"}})
+    assert red.might_contain_secret(dirty)
+    assert red.redact_line(dirty).counts == {"p0": 1}

@@ -331,3 +331,32 @@ def test_display_redactor_always_has_builtins() -> None:
     assert "aws-access-key" in shown.rule_names
     assert shown.redact_text(f"SECRET_X {AWS}")[0] == f"[REDACTED:mine] {AWS_MARK}"
     assert Redactor.builtin_only().redact_text("SECRET_X")[0] == "SECRET_X"
+
+
+def test_too_deeply_nested_message_is_an_error_not_a_pass(red: Redactor) -> None:
+    deep: Any = AWS
+    for _ in range(1000):
+        deep = [deep]
+    with pytest.raises(DlpError):
+        red.redact_message({"jsonrpc": "2.0", "id": 1, "result": {"x": deep}})
+    with pytest.raises(DlpError):
+        red.scan_arguments({"x": deep})
+
+
+def test_redactor_from_a_loaded_policy() -> None:
+    from aip.shared.loader import load_policy_text
+
+    policy = load_policy_text(
+        "apiVersion: aip.io/v1alpha2\nkind: AgentPolicy\nmetadata:\n  name: dlp\n"
+        "spec:\n  allowed_tools: [t]\n  dlp:\n    builtin: true\n    detect_encoding: true\n"
+        "    max_scan_size: 2KB\n    patterns:\n"
+        "      - name: Ticket\n        regex: 'TCK-[0-9]{6}'\n"
+    )
+    red = Redactor.from_config(policy.dlp)
+    assert red.rule_names[0] == "Ticket"
+    assert red.max_scan_size == 2048
+    enc = base64.b64encode(AWS.encode()).decode()
+    out, counts = red.redact_text(f"TCK-123456 {enc}")
+    assert out == f"[REDACTED:Ticket] {AWS_MARK}"
+    assert counts == {"Ticket": 1, "aws-access-key": 1}
+    assert red.redact_line(orjson.dumps(result(text("x" * 3000)))).oversize

@@ -53,6 +53,9 @@ FRAGMENTS = [
     "/",
     "\u00e9",
     "\u2028",
+    "bob@example.org",
+    "@",
+    ".io",
 ]
 texts = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=8)), max_size=12).map(
     "".join
@@ -75,7 +78,23 @@ def _cfg(detect: bool) -> DlpConfig:
     )
 
 
+def _safe_cfg() -> DlpConfig:
+    """Only escape-safe policy patterns: the prefilter runs on raw lines without decoding."""
+    pats = [
+        ("anchored", r"^SECRET_[A-Z]+$"),
+        ("secret", r"\bSECRET_[A-Z]{3}\b"),
+        ("caps", r"[A-Z]{6,}"),
+        ("mail", r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}"),
+    ]
+    return DlpConfig(
+        enabled=True,
+        patterns=tuple(DlpPattern(n, p, compile_pattern(p)) for n, p in pats),
+        builtin=True,
+    )
+
+
 REDACTORS = [
+    Redactor.from_config(_safe_cfg()),
     Redactor.builtin_only(),
     Redactor.from_config(DlpConfig(enabled=True, builtin=True)),
     Redactor.from_config(_cfg(False)),

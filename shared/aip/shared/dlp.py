@@ -12,6 +12,8 @@ the built-ins. Rules this module decides (security.md §6):
   text, plain strings; joined with "" and "\\n") are redacted in every item they touch.
 - Object keys are redacted like values; the top-level ``jsonrpc``, ``id`` and ``method`` never.
 - Long integers (13+ digits) are scanned as digits; on a hit the number becomes the marker.
+- Anything that cannot be scanned (not JSON, nested deeper than Python's recursion limit
+  allows) raises ``DlpError``: the caller blocks the message, never relays it unscanned.
 Not covered: secrets split across messages or object fields, inside pictures, compressed or
 encrypted, reversed, or spelled with look-alike characters.
 """
@@ -26,6 +28,7 @@ from typing import Any, Final
 import orjson
 
 from aip.shared.dlp_builtin import BUILTIN_RULES
+from aip.shared.dlp_loose import escape_safe
 from aip.shared.dlp_scan import DlpError, Rule, Scanner
 from aip.shared.dlp_walk import ENVELOPE_KEYS, Walker
 from aip.shared.policy import DlpConfig
@@ -84,7 +87,7 @@ class Redactor:
         ``for_display`` is the redactor for ask and audit payloads: always the built-ins, and
         always the decoding of encoded runs (those payloads are small).
         """
-        rules = [Rule(p.name, p.pattern) for p in cfg.patterns]
+        rules = [Rule(p.name, p.pattern, escape_safe=escape_safe(p.pattern)) for p in cfg.patterns]
         if cfg.builtin or for_display:
             rules += _builtin_rules()
         return cls(
@@ -132,7 +135,7 @@ class Redactor:
                 message = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise DlpError(f"not JSON: {exc}") from None
-        new, counts = self.redact_message(message)
+        new, counts = self.redact_message(message)  # DlpError when nested too deeply
         if not counts:
             return LineResult(raw, message)
         _check_envelope(message, new)
@@ -143,7 +146,10 @@ class Redactor:
     def redact_message(self, obj: Any) -> tuple[Any, Counter[str]]:
         """Redact every string leaf and key of a server message; the envelope stays as is."""
         counts: Counter[str] = Counter()
-        return self._walker.message(obj, counts), counts
+        try:
+            return self._walker.message(obj, counts), counts
+        except RecursionError:
+            raise DlpError("message nested too deeply to scan") from None
 
     def scan_arguments(self, args: Any) -> tuple[Any, Counter[str]]:
         """Redact tool-call arguments (keys and values); counts empty means clean."""
@@ -152,7 +158,10 @@ class Redactor:
     def redact_value(self, value: Any) -> tuple[Any, Counter[str]]:
         """Redact any decoded JSON value (ask and audit payloads, arguments)."""
         counts: Counter[str] = Counter()
-        return self._walker.value(value, counts), counts
+        try:
+            return self._walker.value(value, counts), counts
+        except RecursionError:
+            raise DlpError("value nested too deeply to scan") from None
 
     def redact_text(self, s: str) -> tuple[str, Counter[str]]:
         counts: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-"""Loosened DLP patterns for the raw-line prefilter: the same pattern without position assertions.
+"""Prefilter analysis of DLP patterns: loosened forms (no position assertions), escape safety.
 
 Removing ``^ $ \\A \\z \\b \\B`` (outside character classes and ``\\Q...\\E``) can only add
 matches, so a loosened pattern matches the raw JSON line wherever the original matches one of
@@ -72,3 +72,82 @@ def _class_end(pattern: str, start: int) -> int:
         else:
             i += 1
     return n
+
+
+# Characters a JSON encoder must escape (", \, C0 controls); "/" and non-ASCII may be escaped
+# too, but the prefilter treats every \/ and \u escape in a line as "maybe" anyway.
+_ESCAPED: Final = frozenset(['"', "\\", *map(chr, range(0x20))])
+_SAFE_CLASS_ESCAPES: Final = frozenset("dw")  # \d \w: digits, letters, underscore
+_SAFE_POSIX: Final = frozenset({"alpha", "digit", "alnum", "upper", "lower", "xdigit", "word"})
+
+
+def escape_safe(pattern: str) -> bool:
+    """True when no match of ``pattern`` can contain a character JSON escapes.
+
+    Conservative: ``.``, negated classes, ``\\s \\S \\W \\D \\p``, octal and hex escapes and
+    unknown constructs count as unsafe. A safe pattern's matches appear verbatim in the raw
+    JSON line, so the line with escapes still in it can be prefiltered without decoding.
+    """
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            if nxt == "Q":
+                end = pattern.find("\\E", i + 2)
+                literal = pattern[i + 2 : n if end < 0 else end]
+                if any(c in _ESCAPED for c in literal):
+                    return False
+                i = n if end < 0 else end + 2
+                continue
+            if not (nxt in _DROPPED_ESCAPES or nxt in _SAFE_CLASS_ESCAPES or _safe_escaped(nxt)):
+                return False
+            i += 2
+        elif ch == "[":
+            end = _class_end(pattern, i)
+            if not _class_safe(pattern[i + 1 : end - 1]):
+                return False
+            i = end
+        elif ch == "." or ch in _ESCAPED:
+            return False
+        else:
+            i += 1
+    return True
+
+
+def _safe_escaped(ch: str) -> bool:
+    """An escaped punctuation character stands for itself; letters and digits are classes,
+    control escapes (\\n \\t ...) or numeric escapes, all treated as unsafe."""
+    return not ch.isalnum() and ch not in _ESCAPED
+
+
+def _class_safe(body: str) -> bool:
+    if body.startswith("^"):
+        return False
+    chars: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = body[i + 1]
+            if nxt in _SAFE_CLASS_ESCAPES:
+                i += 2
+                continue
+            if not _safe_escaped(nxt):
+                return False
+            chars.append(nxt)
+            i += 2
+        elif body.startswith("[:", i):
+            close = body.find(":]", i + 2)
+            if close < 0 or body[i + 2 : close] not in _SAFE_POSIX:
+                return False
+            i = close + 2
+        else:
+            chars.append(ch)
+            i += 1
+        # A range a-b: check every escaped character against its bounds.
+        if len(chars) >= 3 and chars[-2] == "-":  # conservative: an escaped \- counts too
+            lo, hi = chars[-3], chars[-1]
+            if any(lo <= c <= hi for c in _ESCAPED):
+                return False
+    return not any(c in _ESCAPED for c in chars)

@@ -144,6 +144,8 @@ class Scanner:
 
     def _fresh(self, text: bytes, spans: list[Span]) -> list[Span]:
         """Drop matches lying wholly inside an existing marker (a pattern matching "REDACTED")."""
+        if not spans:
+            return spans
         marks = self._marker_spans(text)
         if not marks:
             return spans

@@ -7,14 +7,19 @@ the generated unit is checked with the real ``systemd-analyze verify`` where it 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import plistlib
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 AIPCTL = str(Path(sys.executable).parent / "aipctl")
@@ -240,3 +245,33 @@ def test_switching_method_removes_the_other_file(env: dict[str, str]) -> None:
     assert not unit_file(env).exists()
     assert Path(env["XDG_CONFIG_HOME"], "autostart", "aip-approver.desktop").exists()
     assert "systemctl --user disable --now aip-approver.service" in calls(env)
+
+
+def test_autostart_from_a_desktop_starts_the_approver_now(env: dict[str, str]) -> None:
+    runtime = tempfile.mkdtemp(prefix="aipi-", dir="/tmp")  # ipc paths must stay short
+    env = {**env, "DISPLAY": ":98", "XDG_RUNTIME_DIR": runtime}
+    done = aipctl(env, "approver", "install", "--method", "autostart")
+    assert done.returncode == 0, done.stderr
+    found = re.search(r"started aip-approver \(pid (\d+)\); its log: (\S+)", done.stdout)
+    assert found is not None, done.stdout
+    proc = psutil.Process(int(found.group(1)))
+    log = Path(found.group(2))
+    try:
+        assert log.parent == Path(env["XDG_STATE_HOME"], "aip")
+        assert log.stat().st_mode & 0o777 == 0o600
+        exec_line = parse_ini(
+            Path(env["XDG_CONFIG_HOME"], "autostart", "aip-approver.desktop").read_text()
+        )["Desktop Entry"]["Exec"]
+        assert shlex.split(exec_line)[0] in proc.cmdline()  # the same program, started now
+        give_up = time.monotonic() + 10
+        while "aip-approver ready" not in log.read_text():  # it runs and serves
+            assert time.monotonic() < give_up, log.read_text()
+            with contextlib.suppress(psutil.TimeoutExpired):
+                proc.wait(0.05)  # waits on the process between looks at its log
+                raise AssertionError(f"approver exited:\n{log.read_text()}")
+    finally:
+        proc.terminate()
+        _gone, alive = psutil.wait_procs([proc], timeout=5)
+        for p in alive:
+            p.kill()
+        shutil.rmtree(runtime, ignore_errors=True)

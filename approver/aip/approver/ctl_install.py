@@ -19,6 +19,8 @@ from typing import Any, Final
 from aip.approver import startup_files
 from aip.approver.ctl_console import err, out, paint
 from aip.approver.startup_files import LAUNCHD_LABEL, UNIT_NAME, StartupFile
+from aip.shared import paths
+from aip.shared.errors import ConfigError
 
 COMMAND_TIMEOUT_S: Final = 30.0
 # What the approver needs from the login session to reach the display and the session bus.
@@ -184,20 +186,29 @@ def _run(cmd: list[str]) -> tuple[bool, str]:
 
 
 def _start_detached(argv: list[str]) -> int:
-    """Start the approver now for an autostart install (the entry itself acts at next login).
-    Its own log goes where it logs; our end of stdio is closed so it outlives this shell."""
+    """Start the approver now for an autostart install (the entry itself acts at next login),
+    in its own session so it outlives this shell; its stderr goes to a 0600 log file."""
+    log_path = paths.state_dir() / "approver.log"
+    try:
+        paths.ensure_private_dir(paths.state_dir())
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    except (OSError, ConfigError) as exc:
+        err(f"cannot open {log_path}: {exc}")
+        return 1
     try:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log_fd,
             start_new_session=True,
         )
     except OSError as exc:
         err(f"could not start {argv[0]}: {exc}")
         return 1
-    out(f"started aip-approver (pid {proc.pid})")
+    finally:
+        os.close(log_fd)
+    out(f"started aip-approver (pid {proc.pid}); its log: {log_path}")
     return 0
 
 

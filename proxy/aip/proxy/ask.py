@@ -9,6 +9,7 @@ a decision that matches request_id, nonce and digest in time, else a deny (DESIG
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -22,6 +23,8 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from aip.proxy.approval import AskRequest, AskResult, OnDone
+from aip.proxy.audit_outbox import outbox_for
+from aip.proxy.decisions import record_late_allow
 from aip.shared import protocol as p
 from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome
@@ -33,6 +36,7 @@ CONNECT_WAIT_S: Final = 0.5  # asks made while the first connection is being set
 HEARTBEAT_IVL_MS: Final = 1000
 HEARTBEAT_TIMEOUT_MS: Final = 3000
 JOIN_S: Final = 2.0
+ENDED_MEMORY: Final = 1024  # asks we ended ourselves, remembered to spot a late allow
 _MONITOR_EVENTS: Final = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 
@@ -81,8 +85,15 @@ class ZmqApprovalClient:
         self._connected = False
         self._connect_by: float | None = None  # end of the first-connection grace
         self._welcome: p.Welcome | None = None
+        # The central audit log: our records go out as ``audit`` batches (DESIGN §6, §8).
+        self._audit = outbox_for(hello.session)
+        self._ended: dict[str, str | int] = {}  # nonce -> request_id of asks we denied
+        self._on_late_allow: Callable[[str | int], None] | None = functools.partial(
+            record_late_allow, hello.session
+        )
         self._thread = threading.Thread(target=self._run, name="aip-approval", daemon=True)
         self._thread.start()
+        self._audit.attach(lambda: self._command("audit", None))
 
     # -- the ApprovalClient interface (any thread) ---------------------------------------
 
@@ -115,6 +126,11 @@ class ZmqApprovalClient:
         if threading.current_thread() is not self._thread:
             self._thread.join(JOIN_S)
 
+    def set_late_allow_handler(self, handler: Callable[[str | int], None]) -> None:
+        """``handler(request_id)`` runs when an allow arrives for an ask we already ended
+        (the approver recorded it; the caller records that it was not forwarded)."""
+        self._on_late_allow = handler
+
     def set_agent_id(self, agent_id: str) -> None:
         """The agent id became known (``initialize``): introduce ourselves again."""
         self._command("agent_id", agent_id)
@@ -140,6 +156,8 @@ class ZmqApprovalClient:
                 if self._sock is not None and self._sock in events:
                     self._on_replies()
                 self._expire()
+                self._audit.expire(self._clock())
+                self._send_audit()
         except Exception:  # the thread's boundary: nothing may leave an ask unanswered
             log.exception("approval client failed; denying every pending ask")
         finally:
@@ -215,7 +233,23 @@ class ZmqApprovalClient:
                 if self._connected:
                     self._send(p.encode(self._hello))
         self._send_new_asks()
+        self._send_audit()
         return True
+
+    def _send_audit(self) -> None:
+        """Hand queued audit records to the approver (only once it welcomed us)."""
+        if not self._connected or self._welcome is None:
+            return
+        for batch, records in self._audit.take_batches(self._clock()):
+            try:
+                msg = p.Audit(session=self._hello.session, batch=batch, records=records)
+            except p.ProtocolError as exc:  # never sendable: do not retry it forever
+                log.error("dropping an audit batch that does not fit the protocol: %s", exc)
+                self._audit.on_ack(batch, [r["rseq"] for r in records if "rseq" in r])
+                continue
+            if not self._send(p.encode(msg)):
+                self._audit.resend_all()
+                return
 
     def _send_new_asks(self) -> None:
         with self._lock:
@@ -285,6 +319,7 @@ class ZmqApprovalClient:
                 log.warning("lost the approver connection; denying pending asks")
                 self._connected = False
                 self._welcome = None
+                self._audit.resend_all()
                 self._deny_sent(Outcome.APPROVER_UNAVAILABLE)
 
     def _on_connected(self) -> None:
@@ -322,11 +357,14 @@ class ZmqApprovalClient:
                 self._on_welcome(msg)
             elif isinstance(msg, p.Error):
                 self._on_error(msg)
-            # AuditAck: the proxy's audit spool is not sent through this client yet
+            elif msg.session == self._hello.session:  # AuditAck: those records are written
+                self._audit.on_ack(msg.batch, msg.rseqs)
 
     def _on_welcome(self, msg: p.Welcome) -> None:
         if msg.session == self._hello.session:
             self._welcome = msg
+            self._audit.resend_all()  # batches in flight before may be lost: send again
+            self._send_audit()
 
     def _on_decision(self, msg: p.Decision) -> None:
         with self._lock:
@@ -344,14 +382,21 @@ class ZmqApprovalClient:
                 del self._pending[msg.nonce]  # used once
         if entry is None:
             log.warning("dropping a late, unknown or mismatched decision for %r", msg.request_id)
+            late = self._ended.pop(msg.nonce, None)
+            if late is not None and msg.outcome is Outcome.HUMAN_APPROVED and self._on_late_allow:
+                self._on_late_allow(late)  # the approver logged an allow we never acted on
             return
-        info: dict[str, Any] = {"queue_wait_ms": msg.queue_wait_ms}
+        info: dict[str, Any] = {"queue_wait_ms": msg.queue_wait_ms, "answered_by_approver": True}
         if msg.human_decision is not None:
             info["human_decision"] = _fields(msg.human_decision)
         self._call(entry, AskResult(msg.outcome, info))
 
     def _on_error(self, msg: p.Error) -> None:
         log.debug("approver error %s about %s %s: %s", msg.code, msg.about, msg.ref, msg.detail)
+        if msg.code is p.ErrorCode.HELLO_REQUIRED and msg.about is p.MsgType.AUDIT:
+            self._send(p.encode(self._hello))  # then the unacknowledged records again
+            self._audit.resend_all()
+            return
         if msg.code is not p.ErrorCode.HELLO_REQUIRED or msg.about is not p.MsgType.ASK:
             return
         with self._lock:
@@ -376,6 +421,9 @@ class ZmqApprovalClient:
         times = [self._fallback_at(e) for e in entries if e.sent_at is not None]
         if self._connect_by is not None and any(e.sent_at is None for e in entries):
             times.append(self._connect_by)
+        audit_deadline = self._audit.next_deadline()
+        if audit_deadline is not None:
+            times.append(audit_deadline)
         if not times:
             return None
         return max(0, int((min(times) - self._clock()) * 1000) + 1)
@@ -412,6 +460,10 @@ class ZmqApprovalClient:
             if self._pending.get(entry.nonce) is not entry:
                 return
             del self._pending[entry.nonce]
+        if entry.sent_at is not None:
+            self._ended[entry.nonce] = entry.request.request_id
+            while len(self._ended) > ENDED_MEMORY:
+                del self._ended[next(iter(self._ended))]
         if entry.sent_at is not None and outcome is not Outcome.SHUTDOWN:
             # The approver may still hold it (e.g. our fallback fired first): withdraw it.
             self._send(

@@ -62,8 +62,7 @@ class AuditOutbox:
         """The approval client: ``wake`` makes its thread call ``take_batches`` soon."""
         with self._lock:
             self._wake = wake
-            self._reload = True  # records made before it was attached are in the spool
-        wake()
+            self._reload = True  # records made before it was attached: sent after welcome
 
     # --- the approval client's thread -----------------------------------------------------
 

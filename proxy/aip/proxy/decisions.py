@@ -24,6 +24,7 @@ from aip.shared.outcomes import Outcome, audit_decision, row
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
+_recorders: dict[str, Recorder] = {}
 _TAIL_KEYS = frozenset({"session", "server", "pid", "policy", "mode"})
 
 
@@ -45,6 +46,9 @@ class Recorder:
     redact: Callable[[Any], Any] = _no_redaction  # DLP plugs in here
     seq: int = field(default=0)
     _tail: bytes = field(default=b"", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _recorders[self.session] = self  # found by session for late allows (see below)
 
     def tail(self) -> bytes:
         """The session-constant fields, serialized once: ``,"session":...}`` (allow path)."""
@@ -119,6 +123,13 @@ def record_decision(
             os.write(rec.fd, line)
         except OSError:
             log.warning("cannot write decision record (stderr closed?)")
+        if extra and extra.get("answered_by_approver"):
+            # The approver already wrote this ask's one decision record; an allow we then
+            # could not forward gets a not_forwarded record instead (DESIGN §8).
+            if outcome is not Outcome.SERVER_EXITED:
+                return
+            rec.seq += 1
+            line = _not_forwarded_line(rec, request_id, why="server exited", tool=tool)
         # To the central audit log: spooled, then sent by the approval client (in rseq order).
         outbox_for(rec.session).submit(rec.seq, line)
 
@@ -129,19 +140,33 @@ def record_not_forwarded(
     """An ask the approver allowed (and recorded) that we did not forward (DESIGN §8)."""
     with _lock:
         rec.seq += 1
-        record = not_forwarded_record(
-            session=rec.session,
-            request_id=request_id,
-            why=why,
-            agent_id=rec.agent_id,
-            tool=tool,
-            server=rec.server,
-            pid=os.getpid(),
-            rseq=rec.seq,
-        )
-        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        line = _not_forwarded_line(rec, request_id, why=why, tool=tool)
         try:
             os.write(rec.fd, line)
         except OSError:
             log.warning("cannot write decision record (stderr closed?)")
         outbox_for(rec.session).submit(rec.seq, line)
+
+
+def record_late_allow(session: str, request_id: str | int) -> None:
+    """The approver's allow for an ask we had already ended came in (the approval client
+    calls this): it is in the log as allowed, so say that it was not forwarded."""
+    rec = _recorders.get(session)
+    if rec is not None:
+        record_not_forwarded(rec, request_id, why="late decision: the ask had already ended")
+
+
+def _not_forwarded_line(
+    rec: Recorder, request_id: str | int | None, *, why: str, tool: str | None
+) -> bytes:
+    record = not_forwarded_record(
+        session=rec.session,
+        request_id=request_id,
+        why=why,
+        agent_id=rec.agent_id,
+        tool=tool,
+        server=rec.server,
+        pid=os.getpid(),
+        rseq=rec.seq,
+    )
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)

@@ -117,3 +117,8 @@ async def test_from_policy_to_an_approved_call(tmp_path: Path) -> None:
             ]
             assert [r["tool"] for r in approved] == ["write_file"]
             assert approved[0]["server"] == "files"
+
+            after = aipctl(env, "doctor", "--json")
+            audit = {c["name"]: c for c in json.loads(after.stdout)["checks"]}["audit log"]
+            assert audit["status"] == "ok", audit
+            assert "hash chain intact" in audit["summary"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aip.shared.errors import ConfigError, PolicyError, PolicyProblem
 from aip.shared.loader import load_policy, load_policy_text
@@ -489,3 +492,41 @@ def test_thousands_of_problems_are_kept_but_the_message_stays_readable() -> None
     assert lines[0] == "5000 problems in policy <string>:"
     assert lines[-1] == "... and 4900 more"
     assert len(lines) == 102
+
+
+_FRAGMENTS = st.sampled_from(
+    [
+        "apiVersion: aip.io/v1alpha1\n", "kind: AgentPolicy\n", "metadata:\n", "  name: t\n",
+        "spec:\n", "  tool_rules:\n", "    - tool: t\n", "      action: ask\n",
+        "      allow_args:\n", "        p: '^a$'\n", "        p: '(?!'\n",
+        "  allowed_tools: [a, no, 1]\n", "  dlp:\n", "    patterns: [{name: a, regex: b}]\n",
+        "    max_scan_size: 1MB\n", "&a ", "*a\n", "!!str ", "<<: {}\n", "- ", "[", "]", "{",
+        "}", ": ", "\t", "'", '"', "\\", "\x00", "\ufeff", "#", "  rate_limit: 1/s\n",
+        "  mode: monitor\n", "---\n", "...\n", "%YAML 1.1\n", "? ",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(_FRAGMENTS, max_size=25).map("".join), st.text(max_size=200)))
+def test_load_policy_text_only_ever_raises_policy_error(text: str) -> None:
+    try:
+        pol = load_policy_text(text)
+    except PolicyError as exc:
+        problems = exc.problems
+    else:
+        assert pol.name
+        return
+    assert problems
+    assert all(isinstance(p.line, int) and p.message for p in problems)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_load_policy_bytes_only_ever_raises_policy_error(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "p.yaml"
+    path.write_bytes(data)
+    with contextlib.suppress(PolicyError):
+        load_policy(path)

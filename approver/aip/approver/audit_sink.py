@@ -25,13 +25,32 @@ INGEST_INTERVAL_S: Final = 60.0
 
 
 def _complete(record: dict[str, Any]) -> dict[str, Any]:
-    """Fill the DESIGN §8 fields a producer left out (an ask is always a tools/call)."""
-    if record.get("event") != Event.DECISION.value:
+    """Fill the DESIGN §8 fields a producer left out (a record with a tool is a tools/call)."""
+    if record.get("event") not in _DECISION_EVENTS:
         return record
     out = dict(record)
-    for key, value in (("rseq", None), ("method", "tools/call"), ("dlp", []), ("monitor", None)):
+    out.setdefault("user", None)  # the writer fills in the user name
+    if out.get("tool") is not None:
+        out.setdefault("method", "tools/call")
+    for key, value in _DEFAULTS:
         out.setdefault(key, value)
     return out
+
+
+_DECISION_EVENTS: Final = frozenset({Event.DECISION.value, Event.DROPPED_NOTIFICATION.value})
+_DEFAULTS: Final[tuple[tuple[str, Any], ...]] = (
+    ("rseq", None),
+    ("method", None),
+    ("dlp", []),
+    ("monitor", None),
+    ("queue_wait_ms", None),
+    ("policy", None),
+    ("server", None),
+    ("pid", None),
+    ("rule", None),
+    ("request_id", None),
+    ("mode", "enforce"),
+)
 
 
 class AuditSink:

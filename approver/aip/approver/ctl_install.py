@@ -174,14 +174,16 @@ def _run_all(commands: list[list[str]], tolerate: set[tuple[str, str]] | None = 
     return 0
 
 
-def _run(cmd: list[str]) -> tuple[bool, str]:
+def _run(cmd: list[str], *, quiet: bool = False) -> tuple[bool, str]:
+    """(succeeded, what it said). Not quiet: the user sees each command that changed things."""
     if shutil.which(cmd[0]) is None:
         return False, f"{cmd[0]} not found on PATH"
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, str(exc)
-    out(f"ran {shlex.join(cmd)}")
+    if not quiet:
+        out(f"ran {shlex.join(cmd)}")
     return done.returncode == 0, (done.stderr or done.stdout).strip()
 
 
@@ -233,18 +235,8 @@ def _explain_after_install(method: str, started: bool) -> None:
 
 
 def _graphical_target_active() -> bool:
-    ok, _ = _run_quiet(["systemctl", "--user", "is-active", "graphical-session.target"])
+    ok, _ = _run(["systemctl", "--user", "is-active", "graphical-session.target"], quiet=True)
     return ok
-
-
-def _run_quiet(cmd: list[str]) -> tuple[bool, str]:
-    if shutil.which(cmd[0]) is None:
-        return False, ""
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired):
-        return False, ""
-    return done.returncode == 0, done.stdout.strip()
 
 
 def run_uninstall(args: argparse.Namespace) -> int:

@@ -448,7 +448,7 @@ def _oracle_allows(pol: Policy, tool: str, args: dict[str, Any]) -> tuple[bool, 
     return False, False
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     pol=_policies(),
     tool=st.sampled_from(["t", "T", "u", "v", "w"]),
@@ -464,3 +464,43 @@ def test_decide_is_deny_unless_an_allow_rule_full_matches(
     if d.verdict is Verdict.BLOCK:
         assert d.outcome is not None
         assert d.outcome is not Outcome.POLICY_ALLOWED
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_FUZZ_POLICY = policy(
+    """
+    allowed_methods: [tools/call, resources/read]
+    allowed_tools: [a]
+    protected_paths: [/etc]
+    tool_rules:
+      - {tool: t, action: allow, strict_args: true, allow_args: {x: "^[a-z]*$"}}
+      - {tool: t, action: ask, rate_limit: 1/hour}
+    """
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    method=st.sampled_from(["tools/call", "TOOLS/CALL", "resources/read", "ping", "x"])
+    | st.text(max_size=8),
+    params=_JSON,
+    name=st.sampled_from(["t", "a", "T\u200b"]) | _JSON,
+    arguments=_JSON,
+)
+def test_decide_never_raises_on_any_json(
+    method: str, params: Any, name: Any, arguments: Any
+) -> None:
+    limiter = RateLimiter(clock=lambda: 0.0)
+    for message in (
+        {"method": method, "params": params},
+        {"method": "tools/call", "params": {"name": name, "arguments": arguments}},
+        {"method": "resources/read", "params": {"uri": arguments}},
+    ):
+        d = decide(_FUZZ_POLICY, message, limiter, CTX)
+        assert (d.outcome is None) == (d.verdict is Verdict.ASK)

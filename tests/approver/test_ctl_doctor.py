@@ -333,3 +333,16 @@ def test_dialog_judged_by_the_running_approvers_environment(
     assert checks["approver"]["details"][0] == f"pid {approver.pid}"
     assert checks["dialog"]["status"] == "fail"
     assert f"the running approver (pid {approver.pid})" in checks["dialog"]["summary"]
+
+
+def test_policy_warnings_are_pointed_out(env: dict[str, str]) -> None:
+    risky = POLICY.replace(
+        "    - tool: write_file\n      action: ask\n",
+        "    - tool: write_file\n      action: allow\n"
+        "      allow_args:\n        path: '^/tmp/.*$'\n",
+    )
+    path = write_policy(env, risky)
+    _, checks = doctor(env, "--", "aip-proxy", "--policy", str(path), "--", "cat")
+    assert checks["policy"]["status"] == "warn"
+    assert "/tmp/../../etc/shadow" in checks["policy"]["details"][-1]
+    assert checks["policy"]["fix"] == f"aipctl policy check {path}"

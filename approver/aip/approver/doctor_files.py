@@ -14,6 +14,7 @@ from pathlib import Path
 from aip.approver.audit_chain import verify_files
 from aip.approver.audit_file import chain_files
 from aip.approver.doctor_checks import Check, Status
+from aip.approver.policy_lint import lint
 from aip.proxy.cli import UsageError, parse_args
 from aip.shared import paths
 from aip.shared.errors import PolicyError
@@ -74,6 +75,18 @@ def check_policy(cli_value: str | None, for_line: bool) -> Check:
         f"{len(policy.allowed_tools)} allowed tool(s), {len(policy.denied_tools)} denied",
         f"sha256 {policy.sha256[:16]}...",
     ]
+    warnings = [f for f in lint(policy) if f.severity == "warning"]
+    if warnings:  # valid, so not a failure; but worth a look
+        details.append(
+            f"{len(warnings)} warning(s), e.g. line {warnings[0].line}: {warnings[0].message}"
+        )
+        return Check(
+            "policy",
+            Status.WARN,
+            f"{path}: {policy.name!r} {where}",
+            details,
+            fix=f"aipctl policy check {shlex.quote(str(path))}",
+        )
     return Check("policy", Status.OK, f"{path}: {policy.name!r} {where}", details)
 
 

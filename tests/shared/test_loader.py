@@ -530,3 +530,14 @@ def test_load_policy_bytes_only_ever_raises_policy_error(
     path.write_bytes(data)
     with contextlib.suppress(PolicyError):
         load_policy(path)
+
+
+def test_non_string_keys_say_quote_it() -> None:
+    text = wrap("tool_rules:\n  - {tool: t, action: allow, allow_args: {no: x, 1: y}}")
+    assert [(k, m) for _, k, m in problems(text)] == [
+        (
+            "spec.tool_rules[0].allow_args",
+            "key 'no' is read by YAML as a boolean; quote it: \"no\"",
+        ),
+        ("spec.tool_rules[0].allow_args", "key '1' is read by YAML as a number; quote it: \"1\""),
+    ]

@@ -133,10 +133,15 @@ class NodeReader:
             if key_node.tag == MERGE:
                 self.problem(key_node, path, "YAML merge keys (<<) are not allowed")
                 continue
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != STR:
-                shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(key_node, path, f"a key must be a string, not {describe(key_node)}")
+                continue
+            if key_node.tag != STR:
                 self.problem(
-                    key_node, path, f"key {shown!r} is {describe(key_node)}; keys must be strings"
+                    key_node,
+                    path,
+                    f"key {key_node.value!r} is read by YAML as {describe(key_node)}; "
+                    f'quote it: "{key_node.value}"',
                 )
                 continue
             key = key_node.value

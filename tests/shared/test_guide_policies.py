@@ -6,16 +6,17 @@ or SQL parsers (``/tmp/../etc/shadow`` and ``SELECT 1; DROP TABLE users`` are al
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aip.shared.engine import Verdict, filter_tools_list
-from aip.shared.loader import load_policy
+from aip.shared.loader import load_policy, load_policy_text
 from aip.shared.outcomes import Outcome, row
 from aip.shared.policy import Policy
-from tests.shared.enginekit import EXAMPLES, call, run
+from tests.shared.enginekit import EXAMPLES, call, run, wrap
 
 ALLOW, ASK = "allow", "ask"
 
@@ -244,3 +245,14 @@ def test_demo_select_rate_limit() -> None:
     assert run(pol, select, limiter).outcome is Outcome.RATE_LIMITED
     now[0] += 1.0  # one token per second comes back
     assert run(pol, select, limiter).verdict is Verdict.FORWARD
+
+
+def test_the_policy_reference_snippets_load() -> None:
+    text = (EXAMPLES / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    envelope, rule, dlp = blocks
+    assert load_policy_text(envelope).name == "my-policy"
+    pol = load_policy_text(wrap("tool_rules:\n" + textwrap.indent(rule, "  ")))
+    assert pol.tool_rules[0].rate_limit is not None
+    assert pol.tool_rules[0].strict_args is True
+    assert load_policy_text(wrap(dlp)).dlp.on_request_match.value == "block"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -504,3 +505,14 @@ def test_decide_never_raises_on_any_json(
     ):
         d = decide(_FUZZ_POLICY, message, limiter, CTX)
         assert (d.outcome is None) == (d.verdict is Verdict.ASK)
+
+
+def test_redos_shaped_patterns_run_in_linear_time() -> None:
+    pol = policy(
+        "tool_rules:\n  - {tool: t, action: allow, allow_args: {q: '^(a+)+$', r: '^(a|a)*$'}}"
+    )
+    evil = "a" * 100_000 + "!"
+    start = time.process_time()
+    d = run(pol, call("t", q=evil, r=evil))
+    assert d.outcome is Outcome.ARGUMENT_INVALID
+    assert time.process_time() - start < 0.05  # Python's re takes hours on this

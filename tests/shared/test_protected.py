@@ -267,3 +267,9 @@ def test_siblings_sharing_the_roots_prefix_never_hit(suffix: str, tail: list[str
     ):
         return  # e.g. ".ssh." + "/.." segments that climb back in
     assert roots("~/.ssh").hit(path) is None, path
+
+
+def test_a_relative_cwd_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = ProtectedRoots([str(tmp_path / "secret")], ".", home=HOME, case_insensitive=False)
+    assert r.hit("./secret/x") is not None

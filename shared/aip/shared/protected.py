@@ -39,7 +39,7 @@ class ProtectedRoots:
         home: str | None = None,
         case_insensitive: bool = CASE_INSENSITIVE,
     ) -> None:
-        self.cwd = cwd
+        self.cwd = os.path.abspath(cwd)  # a relative cwd would make every candidate miss
         self.home = (
             home if home is not None else (os.environ.get("HOME") or os.path.expanduser("~"))
         )

@@ -20,6 +20,7 @@ from typing import Any, Final
 from aip.approver import client_config
 from aip.approver.client_config import UnsafeRewrite
 from aip.approver.ctl_console import err, out, out_json
+from aip.approver.startup_files import installed_program
 from aip.proxy.cli import server_name_for
 from aip.shared import paths
 from aip.shared.errors import PolicyError
@@ -75,15 +76,6 @@ def default_config_path(client: str) -> Path:
     return Path(os.environ.get("CODEX_HOME", home / ".codex")) / "config.toml"
 
 
-def proxy_command() -> list[str]:
-    """aip-proxy of this installation, absolute (GUI clients start servers with a bare PATH)."""
-    exe = Path(sys.executable)
-    script = exe.parent / ("aip-proxy.exe" if os.name == "nt" else "aip-proxy")
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script.absolute())]
-    return [str(exe.absolute()), "-m", "aip.proxy"]
-
-
 def policy_path(given: str | None) -> Path:
     """Absolute: the client may start the proxy in any directory."""
     return (Path(given) if given else paths.default_policy()).expanduser().resolve()
@@ -102,7 +94,8 @@ def _note_policy_problems(policy: Path) -> None:
 
 
 def _wrapper(args: argparse.Namespace, policy: Path) -> client_config.Wrapper:
-    proxy = proxy_command()
+    # Absolute, from this installation: GUI clients start servers with a minimal PATH.
+    proxy = installed_program("aip-proxy", "aip.proxy")
 
     def wrap(name: str, command: list[str]) -> tuple[str, list[str]]:
         extra = ["--agent-id", args.agent_id] if args.agent_id else []

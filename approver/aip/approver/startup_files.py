@@ -7,6 +7,8 @@ Each value is escaped for its format; nothing here runs a command or writes a fi
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import os
 import plistlib
 import re
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+DISTRIBUTION: Final = "aip-approval"
 TEMPLATES: Final = Path(__file__).resolve().parent / "templates"
 UNIT_NAME: Final = "aip-approver.service"
 DESKTOP_NAME: Final = "aip-approver.desktop"
@@ -35,14 +38,30 @@ class StartupFile:
     text: str
 
 
-def approver_argv(extra: list[str]) -> list[str]:
-    """The installed approver as absolute paths: the script beside this interpreter (the same
-    installation as this aipctl, never a PATH lookup that may find another one or a shim)."""
+def installed_program(script: str, module: str) -> list[str]:
+    """How to start one of our console scripts, absolute, from this very installation: the
+    script its package record lists (``pip install --user`` puts it in ~/.local/bin, not beside
+    the interpreter), else the one beside this interpreter, else ``python -m module``. Never a
+    PATH lookup, which may find another installation or a version manager's shim."""
+    names = (script, f"{script}.exe")
+    candidates: list[Path] = []
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        dist = importlib.metadata.distribution(DISTRIBUTION)
+        candidates += [
+            Path(os.path.normpath(str(dist.locate_file(f))))
+            for f in dist.files or ()
+            if f.name in names and f.parent.name in ("bin", "Scripts")
+        ]
     exe = Path(sys.executable)
-    script = exe.parent / ("aip-approver.exe" if os.name == "nt" else "aip-approver")
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script.absolute()), *extra]
-    return [str(exe.absolute()), "-m", "aip.approver", *extra]
+    candidates += [exe.parent / name for name in names]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return [str(path.absolute())]
+    return [str(exe.absolute()), "-m", module]
+
+
+def approver_argv(extra: list[str]) -> list[str]:
+    return [*installed_program("aip-approver", "aip.approver"), *extra]
 
 
 def config_home() -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 from aip.approver.audit_sink import AuditSink
 from aip.approver.dialogs.choose import CHOICES, Choice, choose
 from aip.approver.instance import AlreadyRunning, InstanceLock
-from aip.approver.queue import MAX_PENDING, MAX_PENDING_SESSION
+from aip.approver.queue import BUDGET_BURST, BUDGET_PER_MINUTE, MAX_PENDING, MAX_PENDING_SESSION
 from aip.approver.server import ApprovalServer, ServerConfig
 from aip.shared import logs, paths
 from aip.shared.errors import ConfigError
@@ -80,6 +80,20 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="pending asks overall (default 256)",
     )
+    ap.add_argument(
+        "--ask-rate",
+        type=_positive(float),
+        default=BUDGET_PER_MINUTE,
+        metavar="N",
+        help="asks a proxy session may raise per minute (default 12)",
+    )
+    ap.add_argument(
+        "--ask-burst",
+        type=_positive(float),
+        default=BUDGET_BURST,
+        metavar="N",
+        help="... of which at most this many at once (default 6)",
+    )
     ap.add_argument("--verbose", action="store_true", help="debug logging")
     return ap
 
@@ -110,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             audit_path=audit_path,
             max_pending_session=args.max_pending_session,
             max_pending=args.max_pending,
+            ask_per_minute=args.ask_rate,
+            ask_burst=args.ask_burst,
         )
         _announce(config, choice)
         return asyncio.run(_serve(config, choice))

@@ -281,11 +281,20 @@ class ZmqApprovalClient:
         if verdict is not None:
             self._done(entry, verdict)
             return
+        if not self._connected and self._monitor is not None:
+            self._on_monitor(self._monitor)  # a handshake we have not seen yet?
+            if entry.sent_at is not None or self._pending.get(entry.nonce) is not entry:
+                return  # sent (or ended) by the connect handler just now
+        if not self._connected:
+            # Never ahead of our hello. While the first connection is being made the ask
+            # waits (``_on_connected`` sends it); otherwise there is nobody to ask.
+            if not self._in_connect_grace():
+                self._done(entry, Outcome.APPROVER_UNAVAILABLE)
+            return
         if self._send(entry.frame):
             entry.sent_at = self._clock()
-        elif self._connected or not self._in_connect_grace():
+        else:
             self._done(entry, Outcome.APPROVER_UNAVAILABLE)
-        # else: the first connection is still being made; _expire retries or denies
 
     def _in_connect_grace(self) -> bool:
         return self._connect_by is not None and self._clock() < self._connect_by

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from aip.approver.dialogs.spawn import FAST_PATH, spawn_and_wait
+
 log = logging.getLogger(__name__)
 
 SAFE_PATH: Final = "/usr/bin:/bin"
@@ -109,6 +111,11 @@ async def run_dialog(
 ) -> Finished:
     """Run one dialog process to completion. If the caller is cancelled (deadline, cancel,
     shutdown) the process group is killed before this returns."""
+    if FAST_PATH:
+        rc, out, err = await spawn_and_wait(
+            argv, env, stdin_data, MAX_OUTPUT_BYTES, MAX_STDERR_BYTES, REAP_S
+        )
+        return Finished(rc, out, err)
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,

@@ -360,3 +360,20 @@ def test_redactor_from_a_loaded_policy() -> None:
     assert out == f"[REDACTED:Ticket] {AWS_MARK}"
     assert counts == {"Ticket": 1, "aws-access-key": 1}
     assert red.redact_line(orjson.dumps(result(text("x" * 3000)))).oversize
+
+
+def test_odd_shapes_are_walked_without_errors(red: Redactor) -> None:
+    odd = {
+        "type": ["image"],
+        "data": {"d": AWS},
+        "blob": 5,
+        "mimeType": {"x": 1},
+        "resource": [AWS],
+        "text": None,
+        "n": [1.5, None, True, -(10**15)],
+    }
+    new, counts = red.redact_value([odd, odd, {"type": "image", "data": None}, "", []])
+    assert counts == {"aws-access-key": 4}
+    assert new[0]["data"] == {"d": AWS_MARK}
+    assert new[0]["resource"] == [AWS_MARK]
+    assert new[0]["n"] == [1.5, None, True, -(10**15)]

@@ -159,3 +159,42 @@ def test_prefilter_never_misses(red: Redactor, parts: list[str], shape: int) -> 
             assert red.might_contain_secret(raw), raw
             out = red.redact_line(raw)
             assert out.counts == counts
+
+
+_KEYS = st.one_of(
+    st.sampled_from(["type", "text", "data", "blob", "mimeType", "resource", "image", AWS]),
+    texts,
+)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    texts,
+    st.sampled_from(["image", "audio", "text/plain", "image/png", "QUtJQQ==", "4111111111111111"]),
+)
+json_values = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@QUICK
+@given(redactors, json_values)
+def test_any_json_value_is_walked_safely_and_idempotently(red: Redactor, value: Any) -> None:
+    once, _ = red.redact_value(value)
+    orjson.dumps(once)  # still JSON
+    again, counts = red.redact_value(once)
+    assert not counts, (value, once, again)
+    assert again == once
+
+
+@QUICK
+@given(redactors, json_values)
+def test_prefilter_never_misses_in_any_result(red: Redactor, value: Any) -> None:
+    msg = {"jsonrpc": "2.0", "id": 1, "result": {"structuredContent": value}}
+    _, counts = red.redact_message(msg)
+    if counts:
+        for raw in _serializations(msg):
+            assert red.might_contain_secret(raw), raw

@@ -82,7 +82,10 @@ class Walker:
     def _dict(self, d: dict[Any, Any], counts: Counter[str], *, top: bool) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         changed = False
-        media = d.get("type") in MEDIA_ITEM_TYPES and isinstance(d.get("data"), str)
+        kind = d.get("type")
+        media = (
+            isinstance(kind, str) and kind in MEDIA_ITEM_TYPES and isinstance(d.get("data"), str)
+        )
         blob = isinstance(d.get("blob"), str)
         for key, v in d.items():
             if top and key in ENVELOPE_KEYS:

@@ -225,3 +225,16 @@ def test_explain_refuses_bad_input(tmp_path: Path) -> None:
     done = aipctl("policy", "explain", str(broken), "--tool", "a")
     assert done.returncode == 1
     assert "aipctl policy check" in done.stderr
+
+
+def test_unsafe_but_loadable_file_still_gets_its_warnings(tmp_path: Path) -> None:
+    spec = "  tool_rules:\n    - tool: run\n      action: allow\n"
+    spec += "      allow_args:\n        cmd: '.*'\n"
+    path = write(tmp_path, spec, mode=0o664)
+    rc, report = check_json(path)
+    assert rc == 1
+    assert "group- or world-writable" in report["errors"][0]["message"]
+    assert [w["code"] for w in report["warnings"]] == [
+        "matches-everything",
+        "rules-without-allowed-tools",
+    ]

@@ -51,7 +51,8 @@ def register(groups: Any) -> None:
 
 
 def _load(source: str) -> tuple[Policy | None, list[dict[str, Any]]]:
-    """The policy, or every problem: file safety (as the proxy checks it) and content."""
+    """The policy (if its content loads) and every problem: file safety, as the proxy checks
+    it, and content. The proxy would refuse the file when the list is not empty."""
     errors: list[dict[str, Any]] = []
     try:
         if source == "-":
@@ -63,7 +64,7 @@ def _load(source: str) -> tuple[Policy | None, list[dict[str, Any]]]:
         policy = load_policy(source, check_safety=False)
     except PolicyError as exc:
         return None, _dedupe(errors + _problems(exc))
-    return (None if errors else policy), errors
+    return policy, errors
 
 
 def _problems(exc: PolicyError) -> list[dict[str, Any]]:
@@ -84,8 +85,6 @@ def run_check(args: argparse.Namespace) -> int:
     reports = []
     for source in args.files:
         policy, errors = _load(source)
-        if policy is None and not errors:  # safety passed but the content did not load
-            errors = [{"line": 0, "key": "", "message": "not loaded", "text": source}]
         findings = lint(policy) if policy is not None else []
         reports.append((source, policy, errors, findings))
     if args.json:
@@ -143,7 +142,7 @@ def run_explain(args: argparse.Namespace) -> int:
         err('--args must be a JSON object, e.g. \'{"path": "/tmp/x"}\'')
         return 2
     policy, errors = _load(args.file)
-    if policy is None:
+    if policy is None or errors:
         for e in errors:
             err(e["text"])
         err(f"fix the policy first: aipctl policy check {args.file}")

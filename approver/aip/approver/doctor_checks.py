@@ -90,21 +90,57 @@ def say_hello(endpoint: str, timeout_s: float) -> Reply | None:
         ctx.term()
 
 
-def lock_held(lock: Path) -> bool:
-    """Whether a process holds the approver's single-instance lock (it runs, maybe hung)."""
+def lock_holder(lock: Path) -> int | None:
+    """The pid holding the approver's single-instance flock, or None when nobody holds it.
+
+    Linux: read from /proc/locks, which never touches the lock. Elsewhere: try a shared lock
+    for an instant (an approver starting in that instant would fail and be restarted) and
+    take the pid the approver wrote into the file."""
+    try:
+        st = os.stat(lock, follow_symlinks=False)
+    except OSError:
+        return None
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return _probe_flock(lock)
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:16039977 0 EOF" (waiters have "->" first)
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        device = fields[5].split(":")
+        with contextlib.suppress(ValueError):
+            if (
+                len(device) == 3
+                and (
+                    int(device[0], 16),
+                    int(device[1], 16),
+                    int(device[2]),
+                )
+                == want
+            ):
+                return int(fields[4])
+    return None
+
+
+def _probe_flock(lock: Path) -> int | None:
     try:
         fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return False
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
+        with contextlib.suppress(OSError, ValueError):
+            return int(os.pread(fd, 32, 0).decode(errors="replace").strip())
+        return 0  # held, pid unknown
     except OSError:
-        return False
+        return None
     finally:
         os.close(fd)  # closing releases a lock we may have taken
-    return False
+    return None
 
 
 def check_runtime_dir(endpoint: str) -> Check:
@@ -167,7 +203,7 @@ def check_approver(endpoint: str, timeout_s: float) -> tuple[Check, Reply | None
         ), reply
     running = False
     with contextlib.suppress(ConfigError):
-        running = lock_held(paths.lock_path(endpoint))
+        running = lock_holder(paths.lock_path(endpoint)) is not None
     if running:
         return Check(
             "approver",

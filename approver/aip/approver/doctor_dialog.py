@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from aip.approver.dialogs.choose import choose
-from aip.approver.doctor_checks import DISPLAY_VARS, Check, Status, lock_held
+from aip.approver.doctor_checks import DISPLAY_VARS, Check, Status, lock_holder
 from aip.shared import paths
 from aip.shared.errors import ConfigError
 
@@ -32,17 +32,13 @@ def running_approver(endpoint: str) -> RunningApprover | None:
         lock = paths.lock_path(endpoint)
     except ConfigError:
         return None
-    if not lock_held(lock):
+    pid = lock_holder(lock)
+    if not pid:
         return None
     try:
-        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            pid = int(os.pread(fd, 32, 0).decode(errors="replace").strip())
-        finally:
-            os.close(fd)
         proc = psutil.Process(pid)
         argv, env, terminal = proc.cmdline(), proc.environ(), proc.terminal()
-    except (OSError, ValueError, psutil.Error):
+    except psutil.Error:
         return None
     return RunningApprover(pid, _dialog_flag(argv), env, terminal is not None, readable=True)
 

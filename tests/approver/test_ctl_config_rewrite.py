@@ -100,3 +100,16 @@ def test_toml_with_a_server_outside_its_own_table_is_refused() -> None:
     dotted = '[mcp_servers]\ndocs.command = "npx"\n'
     with pytest.raises(UnsafeRewrite, match=r"own \[mcp_servers\.docs\] table"):
         rewrite_toml(dotted, wrap)
+
+
+def test_servers_behind_a_proxy_are_left_alone() -> None:
+    config = {
+        "mcpServers": {
+            "go": {"command": "/usr/local/bin/aip", "args": ["--policy", "p", "--target", "x"]},
+            "py": {"command": "/usr/bin/python3", "args": ["-m", "aip.proxy", "--", "x"]},
+            "ours": {"command": "aip-proxy", "args": ["--", "x"]},
+        }
+    }
+    text, changes = rewrite_json(json.dumps(config), wrap)
+    assert json.loads(text) == config
+    assert {c.status for c in changes} == {"already wrapped"}

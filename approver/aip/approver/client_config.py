@@ -32,7 +32,11 @@ class ServerChange:
 
 
 def is_wrapped(command: str, args: list[str]) -> bool:
+    """Ours (script or ``python -m aip.proxy``), or the Go reference's ``aip --target``: a
+    second policy proxy in front of one would only double every question."""
     name = PurePath(command).name.lower()
+    if name in ("aip", "aip.exe") and "--target" in args:
+        return True
     return name in ("aip-proxy", "aip-proxy.exe") or args[:2] == ["-m", "aip.proxy"]
 
 

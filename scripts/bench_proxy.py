@@ -33,6 +33,12 @@ REQ = (
     b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"read_file",'
     b'"arguments":{"path":"/home/user/project/src/main.py","encoding":"utf-8"}}}\n'
 )
+# --relative-path: the same call without a path-like value, so the engine's protected-path
+# check (a realpath per absolute path, DESIGN §4.5) is skipped: shows what that check costs.
+REQ_RELATIVE = (
+    b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"read_file",'
+    b'"arguments":{"path":"project/src/main.py","encoding":"utf-8"}}}\n'
+)
 INIT = (
     b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
     b'"capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}\n'
@@ -73,7 +79,7 @@ def write_policy(directory: Path) -> Path:
         )
     rules.append(
         "    - tool: read_file\n      action: allow\n      allow_args:\n"
-        '        path: "^/home/user/project/[A-Za-z0-9_./-]*$"\n'
+        '        path: "^(/home/user/)?project/[A-Za-z0-9_./-]*$"\n'
         '        encoding: "^(utf-8|ascii|latin-1)$"\n'
     )
     text = (
@@ -106,7 +112,9 @@ def chain(kind: str, payload: int, policy: Path, pin: bool) -> list[str]:
     return ["taskset", "-c", "0", *cmd] if pin else cmd
 
 
-def run_chain(cmd: list[str], n_lat: int, n_tp: int, window: int = 64) -> dict[str, float]:
+def run_chain(
+    cmd: list[str], n_lat: int, n_tp: int, req: bytes = REQ, window: int = 64
+) -> dict[str, float]:
     proc = subprocess.Popen(
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
     )
@@ -119,7 +127,7 @@ def run_chain(cmd: list[str], n_lat: int, n_tp: int, window: int = 64) -> dict[s
     assert b'"result"' in rd.readline()
     i = 1
     for _ in range(300):  # warm-up
-        os.write(wfd, REQ % i)
+        os.write(wfd, req % i)
         line = rd.readline()
         i += 1
     if not (line.startswith(b'{"jsonrpc":"2.0","id":') and b'"result"' in line[:40]):
@@ -128,29 +136,34 @@ def run_chain(cmd: list[str], n_lat: int, n_tp: int, window: int = 64) -> dict[s
     lat = []
     for _ in range(n_lat):
         t0 = pc()
-        os.write(wfd, REQ % i)
+        os.write(wfd, req % i)
         if not rd.readline():
             raise RuntimeError("EOF")
         lat.append(pc() - t0)
         i += 1
     res["p50_us"] = pct(lat, 50) / 1e3
     res["p99_us"] = pct(lat, 99) / 1e3
+    import psutil  # here, so the echo server (this file with --serve) starts light
+
+    # taskset execs, so proc.pid is the chain's first process: the proxy, or the direct server
+    top = psutil.Process(proc.pid)
+    cpu0 = top.cpu_times()
     sent = 0
     t_start = pc()
     for _ in range(min(window, n_tp)):
-        os.write(wfd, REQ % (i + sent))
+        os.write(wfd, req % (i + sent))
         sent += 1
     for _ in range(n_tp):
         if not rd.readline():
             raise RuntimeError("EOF")
         if sent < n_tp:
-            os.write(wfd, REQ % (i + sent))
+            os.write(wfd, req % (i + sent))
             sent += 1
     res["tp_per_s"] = n_tp / ((pc() - t_start) / 1e9)
-    import psutil  # here, so the echo server (this file with --serve) starts light
-
-    # taskset execs, so proc.pid is the chain's first process: the proxy, or the direct server
-    res["rss_mb"] = psutil.Process(proc.pid).memory_info().rss / 2**20
+    cpu1 = top.cpu_times()
+    spent = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    res["cpu_us_per_msg"] = spent / n_tp * 1e6  # of the first process (user + system)
+    res["rss_mb"] = top.memory_info().rss / 2**20
     proc.stdin.close()
     proc.wait(30)
     return res
@@ -172,7 +185,7 @@ def startup_ms(cmd: list[str]) -> float:
     return elapsed
 
 
-def measure(mode: str, policy: Path, reps: int, quick: bool) -> dict[str, Any]:
+def measure(mode: str, policy: Path, reps: int, quick: bool, req: bytes) -> dict[str, Any]:
     pin = mode == "pinned"
     out: dict[str, Any] = {}
     for payload, (n_lat, n_tp) in ((0, (3000, 20000)), (102400, (600, 2000))):
@@ -181,7 +194,7 @@ def measure(mode: str, policy: Path, reps: int, quick: bool) -> dict[str, Any]:
         runs: dict[str, list[dict[str, float]]] = {"direct": [], "proxy": []}
         for _ in range(reps):
             for kind in ("direct", "proxy"):  # interleaved so drift hits both alike
-                runs[kind].append(run_chain(chain(kind, payload, policy, pin), n_lat, n_tp))
+                runs[kind].append(run_chain(chain(kind, payload, policy, pin), n_lat, n_tp, req))
         for kind, rs in runs.items():
             out[(kind, payload)] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
     starts: dict[str, list[float]] = {"direct": [], "proxy": []}
@@ -221,6 +234,9 @@ def table(mode: str, r: dict[str, Any]) -> str:
         f"| start-up to first initialize, ms | {s['direct']:.1f} | {s['proxy']:.1f} | "
         f"+{added:.1f} | {s['proxy'] / s['direct']:.2f}x | added ≤ 200 | {ok} |"
     )
+    for payload, label in ((0, "small"), (102400, "100 KB")):
+        cpu = r[("proxy", payload)]["cpu_us_per_msg"]
+        rows.append(f"| proxy CPU µs per {label} call (64 in flight) | | {cpu:.1f} | | | | |")
     rss = max(r[("proxy", 0)]["rss_mb"], r[("proxy", 102400)]["rss_mb"])
     ok = "yes" if rss <= TARGETS["rss_mb"] else "NO"
     rows.append(f"| proxy RSS without its child, MB | | {rss:.1f} | | | ≤ 35 | {ok} |")
@@ -234,6 +250,11 @@ def main() -> int:
     ap.add_argument("--both", action="store_true", help="run unpinned, then pinned")
     ap.add_argument("--reps", type=int, default=3, help="runs per chain (median is reported)")
     ap.add_argument("--quick", action="store_true", help="10x fewer messages (smoke test)")
+    ap.add_argument(
+        "--relative-path",
+        action="store_true",
+        help="call with a relative path: no protected-path check in the engine",
+    )
     ns = ap.parse_args()
     if ns.serve is not None:
         serve(ns.serve)
@@ -248,7 +269,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="aip-bench-") as tmp:
         policy = write_policy(Path(tmp))
         for mode in modes:
-            print(table(mode, measure(mode, policy, ns.reps, ns.quick)) + "\n", flush=True)
+            req = REQ_RELATIVE if ns.relative_path else REQ
+            label = f"{mode}, relative path argument" if ns.relative_path else mode
+            print(table(label, measure(mode, policy, ns.reps, ns.quick, req)) + "\n", flush=True)
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from aip.proxy.audit_outbox import outbox_for
+from aip.proxy.stdio import Wire
 from aip.shared.audit_record import not_forwarded_record
 from aip.shared.outcomes import Outcome, audit_decision, row
 
@@ -44,6 +45,7 @@ class Recorder:
     agent_id: str
     fd: int = 2
     redact: Callable[[Any], Any] = _no_redaction  # DLP plugs in here
+    sink: Wire | None = None  # when set, records go through it (the relay batches them)
     seq: int = field(default=0)
     _tail: bytes = field(default=b"", init=False, repr=False)
 
@@ -119,19 +121,23 @@ def record_decision(
         rec.seq += 1
         record["rseq"] = rec.seq
         line = orjson.dumps(record)[:-1] + tail + b"\n"
+        # First to the central audit log (spooled, then sent by the approval client, in
+        # rseq order), whatever happens to the local stderr copy below.
+        if not (extra and extra.get("answered_by_approver")):
+            outbox_for(rec.session).submit(rec.seq, line)
+        elif outcome is Outcome.SERVER_EXITED:
+            # The approver already wrote this ask's one decision record (an allow); that we
+            # then could not forward it gets a not_forwarded record (DESIGN §8).
+            rec.seq += 1
+            nf = _not_forwarded_line(rec, request_id, why="server exited", tool=tool)
+            outbox_for(rec.session).submit(rec.seq, nf)
+        if rec.sink is not None:
+            rec.sink.write(line)
+            return
         try:
             os.write(rec.fd, line)
         except OSError:
             log.warning("cannot write decision record (stderr closed?)")
-        if extra and extra.get("answered_by_approver"):
-            # The approver already wrote this ask's one decision record; an allow we then
-            # could not forward gets a not_forwarded record instead (DESIGN §8).
-            if outcome is not Outcome.SERVER_EXITED:
-                return
-            rec.seq += 1
-            line = _not_forwarded_line(rec, request_id, why="server exited", tool=tool)
-        # To the central audit log: spooled, then sent by the approval client (in rseq order).
-        outbox_for(rec.session).submit(rec.seq, line)
 
 
 def record_not_forwarded(
@@ -141,11 +147,14 @@ def record_not_forwarded(
     with _lock:
         rec.seq += 1
         line = _not_forwarded_line(rec, request_id, why=why, tool=tool)
+        outbox_for(rec.session).submit(rec.seq, line)
+        if rec.sink is not None:
+            rec.sink.write(line)
+            return
         try:
             os.write(rec.fd, line)
         except OSError:
             log.warning("cannot write decision record (stderr closed?)")
-        outbox_for(rec.session).submit(rec.seq, line)
 
 
 def record_late_allow(session: str, request_id: str | int) -> None:

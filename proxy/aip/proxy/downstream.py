@@ -9,12 +9,11 @@ step every server line takes, so response redaction (DLP) goes there.
 from __future__ import annotations
 
 import logging
-from typing import IO
 
 import orjson
 
 from aip.proxy.session import Session
-from aip.proxy.stdio import read_lines
+from aip.proxy.stdio import read_bursts
 from aip.shared import engine
 from aip.shared.jsonrpc import Kind, ServerLine, classify_server_line, message_line
 from aip.shared.outcomes import Outcome
@@ -22,16 +21,22 @@ from aip.shared.outcomes import Outcome
 log = logging.getLogger(__name__)
 
 
-def pump(session: Session, reader: IO[bytes], max_line_bytes: int) -> None:
-    """Run until the server's stdout reaches EOF."""
-    for line in read_lines(reader, max_line_bytes):
-        if line is None:
-            log.warning("dropped a server line over %d bytes", max_line_bytes)
-            continue
+def pump(session: Session, fd: int, max_line_bytes: int) -> None:
+    """Run until the server's stdout reaches EOF; each burst reaches the host in one write."""
+    host = session.host
+    for burst in read_bursts(fd, max_line_bytes):
+        host.hold()
         try:
-            relay_server_line(session, line)
-        except Exception:  # task boundary: one bad line must not stop the relay
-            log.exception("internal error relaying a server line; dropped")
+            for line in burst:
+                if line is None:
+                    log.warning("dropped a server line over %d bytes", max_line_bytes)
+                    continue
+                try:
+                    relay_server_line(session, line)
+                except Exception:  # task boundary: one bad line must not stop the relay
+                    log.exception("internal error relaying a server line; dropped")
+        finally:
+            host.flush()
     log.info("MCP server closed its stdout")
 
 

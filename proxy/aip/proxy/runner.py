@@ -24,7 +24,7 @@ from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S, Child, become_sub
 from aip.proxy.child import exit_status as child_exit_status
 from aip.proxy.decisions import Recorder
 from aip.proxy.session import Session
-from aip.proxy.stdio import Wire, open_reader
+from aip.proxy.stdio import Wire
 from aip.shared.engine import Context
 from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
 from aip.shared.policy import Policy
@@ -73,6 +73,7 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
         policy_sha256=policy.sha256,
         mode=policy.mode.value,
         agent_id=fixed_agent or f"unknown-{session_id[:6]}",
+        sink=Wire(2, "stderr (decision records)"),
     )
     stop = _Stop()
     become_subreaper()
@@ -117,22 +118,20 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
     _on_signals(stop)
 
     down_done = threading.Event()
-    server_out = open_reader(child.stdout.fileno())  # Popen's file object keeps the fd
     _thread(
         "relay-down",
         down_done.set,
         downstream.pump,
         session,
-        server_out,
+        child.stdout.fileno(),  # Popen's file object keeps owning the fd
         settings.max_server_line_bytes,
     )
-    host_in = open_reader(stdin_fd)
     _thread(
         "relay-up",
         lambda: stop("agent closed stdin"),
         upstream.pump,
         session,
-        host_in,
+        stdin_fd,
         settings.max_line_bytes,
     )
 

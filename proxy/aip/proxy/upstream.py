@@ -7,10 +7,10 @@ What reaches the server is always the re-serialization of the object that was ch
 from __future__ import annotations
 
 import logging
-from typing import IO, Any
+from typing import Any
 
 from aip.proxy.session import Session
-from aip.proxy.stdio import read_lines
+from aip.proxy.stdio import read_bursts
 from aip.shared import engine
 from aip.shared.engine import Decision, Verdict
 from aip.shared.jsonrpc import (
@@ -30,22 +30,35 @@ TOOLS_CALL = "tools/call"
 CANCELLED = "notifications/cancelled"
 
 
-def pump(session: Session, reader: IO[bytes], max_line_bytes: int) -> None:
-    """Run until the host closes our stdin."""
-    for line in read_lines(reader, max_line_bytes):
-        if line is None:
-            session.reject(
-                RpcReject(Outcome.INVALID_REQUEST, None, f"line over {max_line_bytes} bytes")
-            )
-            continue
-        if not line.strip():
-            continue
+def pump(session: Session, fd: int, max_line_bytes: int) -> None:
+    """Run until the host closes our stdin. Writes of one burst are held and flushed together:
+    records first, so a decision is on record before the client or the server sees it."""
+    wires = [w for w in (session.recorder.sink, session.server, session.host) if w is not None]
+    for burst in read_bursts(fd, max_line_bytes):
+        for wire in wires:
+            wire.hold()
         try:
-            handle_line(session, line)
-        except Exception:  # task boundary: never let one message stop the relay
-            log.exception("internal error handling a client line; failing closed")
-            session.reply_error(None, Outcome.INTERNAL_ERROR)
+            for line in burst:
+                _one_line(session, line, max_line_bytes)
+        finally:
+            for wire in wires:
+                wire.flush()
     log.info("agent closed stdin")
+
+
+def _one_line(session: Session, line: bytes | None, max_line_bytes: int) -> None:
+    if line is None:
+        session.reject(
+            RpcReject(Outcome.INVALID_REQUEST, None, f"line over {max_line_bytes} bytes")
+        )
+        return
+    if not line.strip():
+        return
+    try:
+        handle_line(session, line)
+    except Exception:  # task boundary: never let one message stop the relay
+        log.exception("internal error handling a client line; failing closed")
+        session.reply_error(None, Outcome.INTERNAL_ERROR)
 
 
 def handle_line(session: Session, line: bytes) -> None:

@@ -377,3 +377,40 @@ def test_odd_shapes_are_walked_without_errors(red: Redactor) -> None:
     assert new[0]["data"] == {"d": AWS_MARK}
     assert new[0]["resource"] == [AWS_MARK]
     assert new[0]["n"] == [1.5, None, True, -(10**15)]
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "AKIA\u200bIOSFODNN7EXAMPLE",  # zero-width space
+        "AKIA\u2060IOSF\u200dODNN7EXAMPLE",  # word joiner, zero-width joiner
+        "\uff21\uff2b\uff29\uff21IOSFODNN7EXAMPLE",  # fullwidth letters
+        "AKIA\u202eIOSFODNN7EXAMPLE",  # bidi override
+    ],
+)
+def test_look_alike_spellings_are_caught(red: Redactor, spelled: str) -> None:
+    raw = orjson.dumps(result(text(f"key {spelled} end")))
+    assert red.might_contain_secret(raw)
+    out = red.redact_line(raw)
+    assert out.line is not None
+    assert orjson.loads(out.line)["result"]["content"][0]["text"] == f"key {AWS_MARK} end"
+    assert red.redact_line(out.line).counts == {}
+
+
+def test_text_with_look_alike_characters_but_no_secret_is_kept(red: Redactor) -> None:
+    msg = result(text("日本語\uff0cテキスト\u200b\uff08全角\uff09"))
+    out = red.redact_line(orjson.dumps(msg))
+    assert not out.counts
+    assert orjson.loads(out.line or b"") == msg
+
+
+def test_shadow_trigger_and_table_cover_the_same_characters() -> None:
+    import re2
+
+    from aip.shared.dlp_scan import _SHADOW_TRIGGER
+    from aip.shared.dlp_walk import _SHADOW_TABLE
+
+    trigger = re2.compile(_SHADOW_TRIGGER)
+    surrogates = range(0xD800, 0xE000)
+    hits = {c for c in range(0x10000) if c not in surrogates and trigger.search(chr(c).encode())}
+    assert hits == set(_SHADOW_TABLE)

@@ -54,6 +54,9 @@ FRAGMENTS = [
     "\u00e9",
     "\u2028",
     "bob@example.org",
+    "\u200b",
+    "\uff21\uff2b",
+    "\u00ad",
     "@",
     ".io",
 ]

@@ -27,6 +27,11 @@ MARKER_PREFIX: Final = b"[REDACTED:"
 # base64 resource blobs (text blobs are decoded and scanned).
 _ESCAPE_TRIGGER: Final = rb"\\u|\\/"
 _ANY_ESCAPE_TRIGGER: Final = rb"\\"
+# Look-alike characters the walk folds away (dlp_walk.SHADOW_PATTERN, as RE2 code points).
+_SHADOW_TRIGGER: Final = (
+    rb"[\x{00AD}\x{180E}\x{200B}-\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}"
+    rb"\x{2066}-\x{2069}\x{FEFF}\x{FF01}-\x{FF5E}]"
+)
 _STRUCTURE_TRIGGERS: Final = (
     rb"\"text\"\s*:[\s\S]*?\"text\"\s*:",  # lazy: the search stops at the second one
     rb"\"\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*[,\]]",
@@ -91,7 +96,7 @@ class Scanner:
         self._prefilter = self._compile_prefilter(re2, opts)
 
     def _compile_prefilter(self, re2: Any, opts: Any) -> Any:
-        parts: list[bytes] = [_ESCAPE_TRIGGER, *_STRUCTURE_TRIGGERS]
+        parts: list[bytes] = [_ESCAPE_TRIGGER, _SHADOW_TRIGGER, *_STRUCTURE_TRIGGERS]
         if self.encoding is not None:
             parts.append(PREFILTER_TRIGGER)
         for rule in self.rules:

@@ -238,7 +238,9 @@ def _decision(ask: p.Ask, **changes: object) -> p.Decision:
 
 def test_only_a_matching_in_time_decision_counts(folder: Path) -> None:
     fake = FakeApprover(folder)
+    late_allows: list[str | int] = []
     c = client(fake.endpoint, grace_s=0.2)
+    c.set_late_allow_handler(late_allows.append)
     try:
         r = Result()
         c.ask(request(1), r)
@@ -254,7 +256,7 @@ def test_only_a_matching_in_time_decision_counts(folder: Path) -> None:
         assert got.outcome is Outcome.TIMEOUT  # welcome.timeout_s + grace, not an allow
         assert time.monotonic() - t0 < 1.0
         late = _decision(ask)
-        fake.send(route, late)  # after the fallback: dropped
+        fake.send(route, late)  # after the fallback: dropped, but recorded as not forwarded
         r2 = Result()
         c.ask(request(2), r2)
         _, ask2 = fake.recv()
@@ -265,6 +267,7 @@ def test_only_a_matching_in_time_decision_counts(folder: Path) -> None:
         fake.send(route, _decision(ask2))  # a duplicate: used once
         assert r2.wait().outcome is Outcome.DENIED_BY_USER
         assert len(r.results) == 1
+        assert late_allows == [1]  # the approver logged that allow: "not forwarded"
         # max_ask_bytes comes from the welcome (4096 here)
         r3 = Result()
         c.ask(request(3, content="x" * 5000), r3)

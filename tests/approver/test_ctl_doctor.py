@@ -64,6 +64,8 @@ def doctor(env: dict[str, str], *args: str) -> tuple[int, dict[str, dict[str, An
     )
     report = json.loads(done.stdout)
     assert report["ok"] is (done.returncode == 0)
+    for check in report["checks"]:  # every problem comes with the command that fixes it
+        assert check["status"] in ("ok", "info") or check["fix"], check
     return done.returncode, {c["name"]: c for c in report["checks"]}
 
 

@@ -52,7 +52,14 @@ def diagnose(args: argparse.Namespace) -> list[Check]:
     if args.command:
         line = doctor_files.parse_proxy_line(list(args.command))
         if line.error is not None:
-            checks.append(Check("proxy", Status.FAIL, f"command line refused: {line.error}"))
+            checks.append(
+                Check(
+                    "proxy",
+                    Status.FAIL,
+                    f"command line refused: {line.error}",
+                    fix="aip-proxy [--policy FILE] [--approver ENDPOINT] -- COMMAND [ARG...]",
+                )
+            )
     endpoint = args.endpoint or line.endpoint or paths.default_endpoint()
 
     socket = doctor_checks.check_runtime_dir(endpoint)
@@ -60,7 +67,14 @@ def diagnose(args: argparse.Namespace) -> list[Check]:
     reply = running = None
     if socket.status is Status.FAIL:
         # The proxy refuses this socket; talking to whoever is behind it proves nothing.
-        checks.append(Check("approver", Status.FAIL, "not contacted: the socket is not trusted"))
+        checks.append(
+            Check(
+                "approver",
+                Status.FAIL,
+                "not contacted: the socket is not trusted",
+                fix="fix the socket line above first",
+            )
+        )
     else:
         approver, reply = doctor_checks.check_approver(endpoint, args.timeout)
         running = doctor_dialog.running_approver(endpoint)

@@ -277,7 +277,12 @@ def systemd_manager_env() -> dict[str, str] | None:
 
 def _unit_env(manager_env: Mapping[str, str] | None) -> Check:
     if manager_env is None:
-        return Check("unit env", Status.WARN, "no systemd user manager reachable from this shell")
+        return Check(
+            "unit env",
+            Status.WARN,
+            "no systemd user manager reachable from this shell (SSH, sudo or a container?)",
+            fix="run aipctl doctor again from a terminal in your desktop session",
+        )
     if any(manager_env.get(v) for v in DISPLAY_VARS):
         return Check("unit env", Status.OK, "the user manager has the session's display")
     return Check(

@@ -60,7 +60,12 @@ def check_dialog(
     try:
         choice = choose(spec, env=env, tty=tty)
     except ConfigError as exc:
-        return Check("dialog", Status.FAIL, f"{where}: {exc}: every ask is denied")
+        return Check(
+            "dialog",
+            Status.FAIL,
+            f"{where}: {exc}: every ask is denied",
+            fix="aipctl approver install -- --dialog auto   # a dialog program that exists here",
+        )
     backend = choice.backend
     if backend is not None:
         shown = ", ".join(f"{v}={env[v]}" for v in DISPLAY_VARS if env.get(v))

@@ -100,7 +100,13 @@ def check_audit_log(path: Path, progress: Callable[[int, int], None] | None) -> 
     except FileNotFoundError:
         return Check("audit log", Status.INFO, f"{path} does not exist yet (no approver ran)")
     if not stat.S_ISREG(st.st_mode):
-        return Check("audit log", Status.FAIL, f"{path} is not a regular file")
+        quoted = shlex.quote(str(path))
+        return Check(
+            "audit log",
+            Status.FAIL,
+            f"{path} is not a regular file: the approver cannot log, so asks are denied",
+            fix=f"mv {quoted} {quoted}.not-a-log   # then restart the approver",
+        )
     if st.st_uid != os.getuid() or st.st_mode & 0o077:
         return Check(
             "audit log",

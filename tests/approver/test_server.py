@@ -253,3 +253,21 @@ def test_router_sees_peer_credentials(folder: Path) -> None:
         router.close(0)
         ctx.term()
     _ = new_session
+
+
+def test_socket_is_private_and_a_stolen_endpoint_stops_the_approver(folder: Path) -> None:
+    prog = answer_program(folder, "allow")
+    with Approver(folder, f"exec:{prog}").wait_ready() as approver:
+        run = folder / "run"
+        assert run.stat().st_mode & 0o777 == 0o700
+        assert (run / "approver.sock").stat().st_mode & 0o077 == 0  # umask 077 before bind
+        assert (run / "approver.sock.lock").read_text().strip() == str(approver.proc.pid)
+        ctx = zmq.Context()
+        thief = ctx.socket(zmq.ROUTER)
+        try:
+            thief.bind(approver.endpoint)  # libzmq unlinks the path and binds anew
+            assert approver.proc.wait(10) == 1
+            assert "was replaced by another process" in approver.log()
+        finally:
+            thief.close(0)
+            ctx.term()

@@ -196,7 +196,10 @@ def _rewrite(
         err(f"{target}: not rewritten: {exc}")
         return 1
     out(f"rewrote {target}" + (f" (backup: {backup})" if backup else ""))
-    err("Restart the client so it starts the servers through aip-proxy.")
+    if client == "claude-code" and path.name == ".claude.json":
+        err("Running Claude Code sessions rewrite this file: quit them all, then start again.")
+    else:
+        err("Restart the client so it starts the servers through aip-proxy.")
     return 0
 
 

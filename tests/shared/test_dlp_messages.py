@@ -10,7 +10,7 @@ import mcp.types
 import orjson
 import pytest
 
-from aip.shared.dlp import DlpError, Redactor
+from aip.shared.dlp import DlpError, Redactor, summarize
 from aip.shared.policy import DlpConfig, DlpPattern
 from aip.shared.regexes import compile_pattern
 
@@ -414,3 +414,16 @@ def test_shadow_trigger_and_table_cover_the_same_characters() -> None:
     surrogates = range(0xD800, 0xE000)
     hits = {c for c in range(0x10000) if c not in surrogates and trigger.search(chr(c).encode())}
     assert hits == set(_SHADOW_TABLE)
+
+
+def test_line_keeps_its_newline_and_counts_summarize(red: Redactor) -> None:
+    raw = orjson.dumps(
+        result(text(f"{AWS} {AWS} eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.x"))
+    )
+    out = red.redact_line(raw + b"\n")
+    assert out.line is not None
+    assert out.line.endswith(b"}\n")
+    assert out.line.count(b"\n") == 1
+    assert summarize(out.counts) == ["aws-access-key:2", "jwt:1"]
+    clean = orjson.dumps(result(text("ok"))) + b"\n"
+    assert red.redact_line(clean).line is clean

@@ -14,8 +14,11 @@ the built-ins. Rules this module decides (security.md §6):
 - Long integers (13+ digits) are scanned as digits; on a hit the number becomes the marker.
 - Anything that cannot be scanned (not JSON, nested deeper than Python's recursion limit
   allows) raises ``DlpError``: the caller blocks the message, never relays it unscanned.
+- Look-alikes: a string holding zero-width, bidi-control or soft-hyphen characters or
+  fullwidth ASCII is also scanned in a "shadow" view (those removed / folded); when that view
+  holds a match, the string is replaced by its redacted shadow view (JSON walk only).
 Not covered: secrets split across messages or object fields, inside pictures, compressed or
-encrypted, reversed, or spelled with look-alike characters.
+encrypted, reversed, or written with homoglyphs from other scripts (a Cyrillic "A" in "AKIA").
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from aip.shared.dlp_scan import DlpError, Rule, Scanner
 from aip.shared.dlp_walk import ENVELOPE_KEYS, Walker
 from aip.shared.policy import DlpConfig
 
-__all__ = ["DlpError", "LineResult", "Redactor", "StderrFilter"]
+__all__ = ["DlpError", "LineResult", "Redactor", "StderrFilter", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +124,10 @@ class Redactor:
     def redact_line(self, raw: bytes, message: Any = None) -> LineResult:
         """The child -> host path: fast pass, then decode + walk + re-encode only on a hit.
 
-        ``raw`` is one JSON text without its newline; ``message`` its decoded form if the
-        caller has it already. Raises ``DlpError`` if the line is not JSON or the rebuilt
-        message would not be the same JSON-RPC message; the caller must then not forward it.
+        ``raw`` is one JSON text, with or without its newline (a redacted line keeps it);
+        ``message`` its decoded form if the caller has it already. Raises ``DlpError`` if
+        the line is not JSON, is nested too deeply, or the rebuilt message would not be the
+        same JSON-RPC message; the caller must then not forward it.
         """
         if len(raw) > self.max_scan_size:
             log.warning("message of %d bytes is over max_scan_size; not forwarded", len(raw))
@@ -139,7 +143,8 @@ class Redactor:
         if not counts:
             return LineResult(raw, message)
         _check_envelope(message, new)
-        return LineResult(orjson.dumps(new), new, counts)
+        eol = b"\n" if raw.endswith(b"\n") else b""
+        return LineResult(orjson.dumps(new) + eol, new, counts)
 
     # -- decoded values --------------------------------------------------------------------
 
@@ -169,6 +174,14 @@ class Redactor:
 
     def redact_bytes(self, b: bytes) -> tuple[bytes, Counter[str]]:
         return self._scanner.redact(b)
+
+
+def summarize(counts: Counter[str]) -> list[str]:
+    """Rules that fired and how often, for the audit record's ``dlp`` list: ``["jwt:2"]``.
+
+    Rule names never contain ":" (the loader's name rule; built-in names are fixed).
+    """
+    return [f"{name}:{n}" for name, n in sorted(counts.items())]
 
 
 def _check_envelope(old: Any, new: Any) -> None:

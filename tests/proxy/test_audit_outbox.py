@@ -1,0 +1,105 @@
+"""The proxy's audit outbox: spool first, batches of <= 64, ack trims, re-send from the spool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from aip.proxy import audit_outbox, spool
+from aip.proxy.audit_outbox import AuditOutbox
+from aip.proxy.spool import Spool
+
+SESSION = "0123456789abcdef"
+
+
+def line(rseq: int, size: int = 10) -> bytes:
+    record = {"event": "decision", "session": SESSION, "rseq": rseq, "pad": "x" * size}
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def fill(outbox: AuditOutbox, n: int, size: int = 10) -> None:
+    for rseq in range(1, n + 1):
+        outbox.submit(rseq, line(rseq, size))
+
+
+def rseqs(batch: list[dict[str, Any]]) -> list[int]:
+    return [r["rseq"] for r in batch]
+
+
+def test_records_are_spooled_then_batched_by_64(tmp_path: Path) -> None:
+    outbox = AuditOutbox(Spool(SESSION, tmp_path))
+    wakes: list[int] = []
+    fill(outbox, 3)
+    outbox.attach(lambda: wakes.append(1))
+    fill_more = [line(r) for r in range(4, 151)]
+    for rseq, data in zip(range(4, 151), fill_more, strict=True):
+        outbox.submit(rseq, data)
+    assert len(rseqs(outbox.spool.pending())) == 150  # on disk before anything is sent
+    batches = outbox.take_batches(now=0.0)
+    assert [len(b) for _, b in batches] == [64, 64, 22]  # earlier records come from the spool
+    assert rseqs([r for _, b in batches for r in b]) == list(range(1, 151))
+    assert not wakes
+    outbox.submit(151, line(151))
+    assert wakes == [1]  # a record arriving on an empty queue wakes the client thread
+
+
+def test_window_and_ack_trim_the_spool(tmp_path: Path) -> None:
+    outbox = AuditOutbox(Spool(SESSION, tmp_path))
+    outbox.attach(lambda: None)
+    fill(outbox, 64 * 6)
+    first = outbox.take_batches(now=0.0)
+    assert len(first) == audit_outbox.WINDOW
+    assert outbox.take_batches(now=0.0) == []  # window full
+    for batch, records in first:
+        outbox.on_ack(batch, rseqs(records))
+    second = outbox.take_batches(now=0.0)
+    assert [len(b) for _, b in second] == [64, 64]
+    for batch, records in second:
+        outbox.on_ack(batch, rseqs(records))
+    assert outbox.spool.pending() == []
+    assert outbox.spool.path.stat().st_size == 0  # everything acknowledged: cut to zero
+
+
+def test_big_records_split_batches_by_bytes(tmp_path: Path) -> None:
+    outbox = AuditOutbox(Spool(SESSION, tmp_path))
+    outbox.attach(lambda: None)
+    fill(outbox, 10, size=200 * 1024)
+    sent: list[int] = []
+    while len(sent) < 10:
+        batches = outbox.take_batches(now=0.0)
+        assert all(sum(len(orjson.dumps(r)) for r in b) <= 512 * 1024 for _, b in batches)
+        for batch, records in batches:
+            sent += rseqs(records)
+            outbox.on_ack(batch, rseqs(records))
+    assert sent == list(range(1, 11))
+
+
+def test_reconnect_or_overdue_ack_resends_everything_unacked(tmp_path: Path) -> None:
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), resend_s=5.0)
+    outbox.attach(lambda: None)
+    fill(outbox, 100)
+    (b1, r1), (_b2, _r2) = outbox.take_batches(now=0.0)
+    outbox.on_ack(b1, rseqs(r1))
+    assert outbox.next_deadline() == 5.0
+    outbox.expire(now=4.9)
+    assert outbox.take_batches(now=4.9) == []
+    outbox.expire(now=5.0)  # batch 2 was never acknowledged: send it (and the rest) again
+    again = outbox.take_batches(now=5.0)
+    assert rseqs([r for _, b in again for r in b]) == list(range(65, 101))
+    outbox.resend_all()  # e.g. a reconnect
+    assert rseqs([r for _, b in outbox.take_batches(now=6.0) for r in b]) == list(range(65, 101))
+
+
+def test_compaction_keeps_only_unacked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spool, "COMPACT_MIN_RECORDS", 10)
+    store = Spool(SESSION, tmp_path)
+    store.append([{"session": SESSION, "rseq": r} for r in range(1, 41)])
+    inode = store.path.stat().st_ino
+    store.ack(range(1, 31))
+    assert store.path.stat().st_ino != inode  # rewritten and renamed over
+    assert [r["rseq"] for r in spool.read_records(store.path.read_bytes())] == list(range(31, 41))
+    assert [r["rseq"] for r in store.pending()] == list(range(31, 41))
+    store.close()

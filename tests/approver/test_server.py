@@ -62,9 +62,11 @@ def test_allow_deny_and_the_decision_line(folder: Path) -> None:
 
 
 def test_no_answer_times_out_at_the_approvers_deadline(folder: Path) -> None:
+    record = folder / "record.jsonl"
+    env = {**os.environ, "AIP_TEST_RECORD": str(record)}
     prog = answer_program(folder, "never")
     with (
-        Approver(folder, f"exec:{prog}", timeout_s=0.5).wait_ready() as approver,
+        Approver(folder, f"exec:{prog}", timeout_s=0.5, env=env).wait_ready() as approver,
         Dealer(approver.endpoint) as d,
     ):
         d.hello()
@@ -76,6 +78,8 @@ def test_no_answer_times_out_at_the_approvers_deadline(folder: Path) -> None:
         assert 0.45 <= elapsed < 1.5
         assert got.human_decision is not None
         assert not got.human_decision.approved
+        dialog = _records(record)[0]["pid"]
+        wait_for(lambda: not _alive(dialog), 2, "the dialog killed at the deadline")
 
 
 def test_unknown_session_gets_hello_required(folder: Path) -> None:

@@ -30,6 +30,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
         "PATH": os.environ["PATH"],
         "LANG": os.environ.get("LANG", "C.UTF-8"),
     }
@@ -45,8 +46,21 @@ def policy(env: dict[str, str]) -> str:
     return str(Path(env["HOME"], ".config", "aip", "policy.yaml"))
 
 
+def endpoint(env: dict[str, str]) -> str:
+    return f"ipc://{env['XDG_RUNTIME_DIR']}/aip/approver.sock"
+
+
 def expected_args(env: dict[str, str], name: str, *command: str) -> list[str]:
-    return ["--policy", policy(env), "--server-name", name, "--", *command]
+    return [
+        "--policy",
+        policy(env),
+        "--approver",
+        endpoint(env),
+        "--server-name",
+        name,
+        "--",
+        *command,
+    ]
 
 
 @pytest.mark.parametrize("client", ["claude-desktop", "cursor"])
@@ -78,7 +92,7 @@ def test_claude_code_command_line_and_mcp_json(env: dict[str, str], tmp_path: Pa
     words = shlex.split(line.stdout)
     assert words[:7] == ["claude", "mcp", "add", "--scope", "user", "fs", "--"]
     assert words[7] == PROXY
-    assert words[8:12] == ["--policy", str(pol), "--server-name", "fs"]
+    assert words[8:14] == ["--policy", str(pol), "--approver", endpoint(env), "--server-name", "fs"]
     assert "does not exist yet" in line.stderr
     mcp = aipctl(env, "config", "claude-code", "--json", "--name", "fs", "--", "true")
     entry = json.loads(mcp.stdout)["mcpServers"]["fs"]
@@ -278,3 +292,19 @@ def test_invalid_policy_is_noted(env: dict[str, str], tmp_path: Path) -> None:
     assert f"aipctl policy check {bad}" in done.stderr
     good = aipctl(env, "config", "cursor", "--", "true")
     assert "note:" not in good.stderr
+
+
+def test_approver_endpoint_is_pinned_for_minimal_client_environments(env: dict[str, str]) -> None:
+    """MCP SDK clients pass no XDG_RUNTIME_DIR: the entry must name the approver itself."""
+    done = aipctl(
+        {**env, "AIP_APPROVER_ENDPOINT": "ipc:///tmp/elsewhere.sock"},
+        "config",
+        "cursor",
+        "--",
+        "true",
+    )
+    args = json.loads(done.stdout)["mcpServers"]["true"]["args"]
+    assert args[args.index("--approver") + 1] == "ipc:///tmp/elsewhere.sock"
+    given = aipctl(env, "config", "cursor", "--approver", "ipc:///tmp/x.sock", "--", "true")
+    args = json.loads(given.stdout)["mcpServers"]["true"]["args"]
+    assert args[args.index("--approver") + 1] == "ipc:///tmp/x.sock"

@@ -86,7 +86,14 @@ async def test_from_policy_to_an_approved_call(tmp_path: Path) -> None:
             rewrite = aipctl(env, "config", "claude-desktop", "--rewrite")  # the default file
             assert rewrite.returncode == 0, rewrite.stderr
             entry: dict[str, Any] = json.loads(config.read_text())["mcpServers"]["files"]
-            assert entry["args"][:4] == ["--policy", str(policy), "--server-name", "files"]
+            assert entry["args"][:6] == [
+                "--policy",
+                str(policy),
+                "--approver",
+                approver.endpoint,
+                "--server-name",
+                "files",
+            ]
 
             doctor = aipctl(env, "doctor", "--json", "--", entry["command"], *entry["args"])
             checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
@@ -94,8 +101,13 @@ async def test_from_policy_to_an_approved_call(tmp_path: Path) -> None:
             assert checks["policy"]["status"] == "ok", checks["policy"]
             assert "'my-desktop'" in checks["policy"]["summary"]
 
-            # What Claude Desktop does with the entry: start it with its own environment.
-            params = StdioServerParameters(command=entry["command"], args=entry["args"], env=env)
+            # What an MCP SDK client does with the entry: start it with a minimal environment
+            # (HOME, LOGNAME, PATH, SHELL, TERM, USER): no AIP_* and no XDG_RUNTIME_DIR, so
+            # the pinned --approver is what finds the approver.
+            client_env = {"HOME": str(home), **FAST_ENV}
+            params = StdioServerParameters(
+                command=entry["command"], args=entry["args"], env=client_env
+            )
             with (tmp_path / "proxy.stderr").open("w") as errlog:
                 async with (
                     stdio_client(params, errlog=errlog) as (read, write),

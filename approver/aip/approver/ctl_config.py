@@ -46,6 +46,12 @@ def register(groups: Any) -> None:
     parser.add_argument("--name", help="server name in the client (default: from COMMAND)")
     parser.add_argument("--agent-id", help="passed to aip-proxy as --agent-id")
     parser.add_argument(
+        "--approver",
+        metavar="ENDPOINT",
+        help="approver endpoint written into the entry (default: the one aip-approver uses "
+        "when started from this shell's session)",
+    )
+    parser.add_argument(
         "--rewrite",
         nargs="?",
         const="",
@@ -96,10 +102,26 @@ def _note_policy_problems(policy: Path) -> None:
 def _wrapper(args: argparse.Namespace, policy: Path) -> client_config.Wrapper:
     # Absolute, from this installation: GUI clients start servers with a minimal PATH.
     proxy = installed_program("aip-proxy", "aip.proxy")
+    # Pinned: MCP clients start servers with a minimal environment (the MCP SDKs pass on only
+    # HOME, LOGNAME, PATH, SHELL, TERM and USER), so without it a proxy would look for the
+    # approver under /tmp/aip-$UID instead of $XDG_RUNTIME_DIR (macOS: $TMPDIR) and deny every
+    # ask as approver_unavailable.
+    endpoint = args.approver or paths.default_endpoint()
 
     def wrap(name: str, command: list[str]) -> tuple[str, list[str]]:
         extra = ["--agent-id", args.agent_id] if args.agent_id else []
-        rest = [*proxy[1:], "--policy", str(policy), "--server-name", name, *extra, "--", *command]
+        rest = [
+            *proxy[1:],
+            "--policy",
+            str(policy),
+            "--approver",
+            endpoint,
+            "--server-name",
+            name,
+            *extra,
+            "--",
+            *command,
+        ]
         return proxy[0], rest
 
     return wrap

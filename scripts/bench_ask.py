@@ -4,13 +4,14 @@
 200 sessions holding asks against one approver (all answered, deadline accuracy); approver idle
 RSS and RSS per connected proxy session.
 
-    python scripts/bench_ask.py [--asks 300] [--sessions 200] [--timeout 2] [--json OUT]
+    python scripts/bench_ask.py [--asks 300] [--sessions 200] [--timeout 2] [--pin 0] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aip.shared import protocol as p  # noqa: E402
-from tests.support.approverproc import Approver, hello, new_session  # noqa: E402
+from tests.support.approverproc import Approver, Dealer, hello, new_session  # noqa: E402
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy  # noqa: E402
 
 ECHO_SERVER = """
@@ -132,6 +133,21 @@ def through_proxy(folder: Path, endpoint: str, n: int) -> dict[str, Any]:
         proxy.kill()
 
 
+def approver_only(endpoint: str, n: int) -> dict[str, float]:
+    """Ask -> decision over a raw DEALER: the approver's share (dialog + durable audit)."""
+    with Dealer(endpoint) as d:
+        d.hello()
+        times = []
+        for i in range(n + 20):
+            t0 = time.perf_counter()
+            d.ask(i)
+            got = d.decision()
+            if i >= 20:
+                times.append(time.perf_counter() - t0)
+            assert got.outcome.value == "human_approved", got
+    return summary(times)
+
+
 def hold_asks(folder: Path, sessions: int, timeout_s: float) -> dict[str, Any]:
     """``sessions`` DEALERs each hold one ask; the dialog never answers: every ask must end
     with TIMEOUT at its own deadline (arrival + timeout)."""
@@ -210,7 +226,10 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=200)
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--pin", type=int, help="run everything on this CPU (children inherit it)")
     args = ap.parse_args()
+    if args.pin is not None:
+        os.sched_setaffinity(0, {args.pin})
     folder = Path(tempfile.mkdtemp(prefix="aip-b-", dir="/tmp"))
     try:
         (folder / "hold").mkdir()
@@ -226,6 +245,7 @@ def main() -> int:
             args=["--ask-rate", "1000000", "--ask-burst", "1000000"],
         ) as approver:
             approver.wait_ready()
+            results["approver_only"] = approver_only(approver.endpoint, args.asks)
             results.update(through_proxy(folder, approver.endpoint, args.asks))
         ask, allow, alone = (
             results["ask_path"],

@@ -56,8 +56,10 @@ def truncate(text: str, limit: int = VALUE_MAX) -> str:
     """Head + marker + tail: the dangerous part of an attack often sits at the end."""
     if len(text) <= limit:
         return text
-    omitted = len(text) - HEAD - TAIL
-    return f"{text[:HEAD]} ...[{omitted} chars omitted]... {text[-TAIL:]}"
+    # Head and tail scale with the limit (160 + 60 at the default of 240).
+    head, tail = min(HEAD, limit * 2 // 3), min(TAIL, max(limit // 4, 12))
+    omitted = len(text) - head - tail
+    return f"{text[:head]} ...[{omitted} chars omitted]... {text[-tail:]}"
 
 
 def wrap(line: str, indent: str = "    ", width: int = WIDTH) -> list[str]:
@@ -99,7 +101,23 @@ def flags(value: Any) -> list[str]:
 
 
 def dialog_text(facts: DialogFacts, arguments: dict[str, Any]) -> str:
-    """The full dialog body (the title is separate and constant)."""
+    """The full dialog body (the title is separate and constant).
+
+    Many long arguments could exceed TEXT_MAX; rather than cutting the end of the text (the
+    tails of the last values and the trusted closing lines), values are shown shorter."""
+    text = ""
+    for value_max in _VALUE_LIMITS:
+        text = _dialog_text(facts, arguments, value_max)
+        if len(text) <= TEXT_MAX:
+            return text
+    return text[: TEXT_MAX - 20] + "\n...[text cut]"  # unreachable with the limits above
+
+
+_VALUE_LIMITS: Final = (VALUE_MAX, 120, 64, 40)
+KEY_MAX: Final = 48  # escaped chars of an argument name
+
+
+def _dialog_text(facts: DialogFacts, arguments: dict[str, Any], value_max: int) -> str:
     lines = ["The agent wants to call:", ""]
     lines += wrap(f"Tool: {show_name(facts.tool)}")
     tool_flags = flags(facts.tool)
@@ -112,11 +130,12 @@ def dialog_text(facts: DialogFacts, arguments: dict[str, Any]) -> str:
             lines.append(f"  (+{len(arguments) - MAX_ARGS_SHOWN} more arguments not shown)")
             break
         shown = show_value(value)
-        cut = truncate(shown)
-        lines += wrap(f"  {show_name(key)}: {cut}")
+        cut = truncate(shown, value_max)
+        name = truncate(show_name(key), KEY_MAX)
+        lines += wrap(f"  {name}: {cut}")
         marks = flags(value) + (["truncated"] if cut != shown else [])
         if marks:
-            warnings.append(f"[!] {truncate(show_name(key), 40)}: {', '.join(marks)}")
+            warnings.append(f"[!] {truncate(show_name(key), 24)}: {', '.join(marks)}")
     lines += warnings
     lines.append("")
     lines += wrap(f"Agent: {truncate(show_value(facts.agent_id), 120)}")
@@ -126,10 +145,7 @@ def dialog_text(facts: DialogFacts, arguments: dict[str, Any]) -> str:
     lines.append(f"Auto-deny in {facts.seconds_left} s.")
     if facts.waiting:
         lines.append(f"{facts.waiting} more request(s) waiting.")
-    text = "\n".join(lines)
-    if len(text) > TEXT_MAX:  # a safety net; the limits above keep us under it
-        text = text[: TEXT_MAX - 20] + "\n...[text cut]"
-    return text
+    return "\n".join(lines)
 
 
 def ordinal(n: int) -> str:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 TOOLS_CALL = "tools/call"
 CANCELLED = "notifications/cancelled"
+INITIALIZED = "notifications/initialized"
 
 
 def pump(session: Session, fd: int, max_line_bytes: int) -> None:
@@ -83,8 +84,10 @@ def handle_line(session: Session, line: bytes) -> None:
         params = msg.obj.get("params") or {}
         info = params.get("clientInfo")
         session.set_client_name(info.get("name") if isinstance(info, dict) else None)
-        if session.asks is not None:
-            session.asks.connect_soon()
+    elif method == INITIALIZED and session.asks is not None:
+        # Connect to the approver now that the agent is named, but after the handshake: the
+        # import of pyzmq in that thread would otherwise hold the GIL while we relay it.
+        session.asks.connect_soon()
     try:
         decision = engine.decide(session.policy, msg.obj, session.limiter, session.context)
     except Exception:

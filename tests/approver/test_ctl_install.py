@@ -163,6 +163,10 @@ def test_launchd_agent(env: dict[str, str]) -> None:
     plist = plistlib.loads(path.read_bytes())
     assert plist["Label"] == "io.aip.approver"
     assert Path(plist["ProgramArguments"][0]).is_absolute()
+    assert plist["ProgramArguments"][-2:] == [
+        "--endpoint",
+        f"ipc://{env['XDG_RUNTIME_DIR']}/aip/approver.sock",
+    ]
     assert plist["RunAtLoad"] is True
     assert plist["LimitLoadToSessionType"] == "Aqua"  # a GUI login only: dialogs need it
     assert Path(plist["StandardErrorPath"]).parent.is_dir()

@@ -106,7 +106,12 @@ def _install_commands(method: str, file: StartupFile, start: bool) -> list[list[
 
 def run_install(args: argparse.Namespace) -> int:
     method = detect_method() if args.method == "auto" else args.method
-    argv = startup_files.approver_argv(args.command)
+    extra = list(args.command)
+    if method == "launchd" and not any(a.startswith("--endpoint") for a in extra):
+        # Pinned: whether launchd gives an agent this shell's $TMPDIR is not ours to rely on,
+        # and `aipctl config` pins the same endpoint into every client entry.
+        extra = ["--endpoint", paths.default_endpoint(), *extra]
+    argv = startup_files.approver_argv(extra)
     if method == "windows":
         out(startup_files.render_windows(argv))
         return 0

@@ -211,12 +211,30 @@ def check_approver(endpoint: str, timeout_s: float) -> tuple[Check, Reply | None
             f"an approver holds the lock but did not answer within {timeout_s:g} s",
             fix=_restart_command(),
         ), None
+    elsewhere = _session_socket(endpoint)
+    if elsewhere is not None:  # e.g. doctor run over SSH, without the desktop's runtime dir
+        return Check(
+            "approver",
+            Status.FAIL,
+            f"no approver answers at {endpoint}, but a socket exists at {elsewhere}",
+            ["this shell's XDG_RUNTIME_DIR differs from your desktop session's"],
+            fix=f"aipctl doctor --endpoint ipc://{elsewhere}",
+        ), None
     return Check(
         "approver",
         Status.FAIL,
         f"no approver answers at {endpoint}: every ask is denied (approver_unavailable)",
         fix=_start_command(),
     ), None
+
+
+def _session_socket(endpoint: str) -> Path | None:
+    """The approver socket of this user's login session (/run/user/UID), if it exists and is
+    not the endpoint already tried."""
+    candidate = Path(f"/run/user/{os.getuid()}/aip/{paths.SOCKET_NAME}")
+    if endpoint == paths.IPC_PREFIX + str(candidate) or paths.socket_problem(candidate):
+        return None
+    return candidate
 
 
 def _start_command() -> str:

@@ -122,7 +122,7 @@ def _dialog_text(facts: DialogFacts, arguments: dict[str, Any], value_max: int) 
     lines += wrap(f"Tool: {show_name(facts.tool)}")
     tool_flags = flags(facts.tool)
     if tool_flags:
-        lines.append(f"[!] tool name contains: {', '.join(tool_flags)}")
+        lines += wrap(f"[!] tool name contains: {', '.join(tool_flags)}")
     lines.append("Arguments:" if arguments else "Arguments: (none)")
     warnings: list[str] = []
     for index, (key, value) in enumerate(arguments.items()):
@@ -135,7 +135,7 @@ def _dialog_text(facts: DialogFacts, arguments: dict[str, Any], value_max: int) 
         lines += wrap(f"  {name}: {cut}")
         marks = flags(value) + (["truncated"] if cut != shown else [])
         if marks:
-            warnings.append(f"[!] {truncate(show_name(key), 24)}: {', '.join(marks)}")
+            warnings += wrap(f"[!] {truncate(show_name(key), 24)}: {', '.join(marks)}")
     lines += warnings
     lines.append("")
     lines += wrap(f"Agent: {truncate(show_value(facts.agent_id), 120)}")

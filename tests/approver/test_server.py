@@ -275,3 +275,20 @@ def test_socket_is_private_and_a_stolen_endpoint_stops_the_approver(folder: Path
         finally:
             thief.close(0)
             ctx.term()
+
+
+def test_the_approver_redacts_builtin_secrets_before_display(folder: Path) -> None:
+    record = folder / "record.jsonl"
+    env = {**os.environ, "AIP_TEST_RECORD": str(record)}
+    prog = answer_program(folder, "deny")
+    with (
+        Approver(folder, f"exec:{prog}", env=env).wait_ready() as approver,
+        Dealer(approver.endpoint) as d,
+    ):
+        d.hello()
+        d.ask(1, key="AKIAIOSFODNN7EXAMPLE", path="/etc/x")
+        assert d.decision().outcome is Outcome.DENIED_BY_USER
+    request = _records(record)[0]["request"]
+    assert "AKIAIOSFODNN7EXAMPLE" not in json.dumps(request)
+    assert request["arguments"]["key"] == '"[REDACTED:aws-access-key]"'
+    assert "[REDACTED:aws-access-key]" in request["text"]

@@ -8,6 +8,7 @@ that dropped is forgotten before a new one that reuses its fd can speak (DESIGN 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Coroutine
@@ -29,6 +30,7 @@ from aip.approver.queue import (
 from aip.approver.scheduler import Scheduler, Ticket
 from aip.approver.sessions import Session, SessionTable
 from aip.shared import protocol as p
+from aip.shared.dlp import DlpError, Redactor
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import socket_path
 
@@ -72,6 +74,7 @@ class ApprovalServer:
         self._router: zmq.Socket[bytes] | None = None
         self._wake = asyncio.Event()
         self._refused: set[bytes] = set()
+        self._redactor: Redactor | None = None
         self._uid = os.getuid()
         self.exit_code = 0
 
@@ -194,22 +197,41 @@ class ApprovalServer:
             self._forget(msg.session)
 
     def _on_ask(self, ask: p.Ask, session: Session, size: int) -> None:
-        refused: Outcome | None
+        if self._scheduler is not None and self._scheduler.knows(ask.session, ask.nonce):
+            return  # a duplicate: the first one is answered
+        refused: Outcome | None = None
         if size > self._config.max_ask_bytes:
             refused = Outcome.TOO_LARGE_TO_REVIEW
-        elif self._scheduler is None:
-            refused = self._choice.unavailable or Outcome.DIALOG_ERROR
-        elif not self._log.available():
-            refused = Outcome.AUDIT_UNAVAILABLE
-        elif self._scheduler.knows(ask.session, ask.nonce):
-            return  # a duplicate: the first one is answered
         else:
-            refused = self._scheduler.submit(ask, session)
+            try:
+                ask = self._redacted(ask)
+            except DlpError as exc:  # cannot be scanned, so it cannot be shown
+                log.warning("ask %s cannot be scanned for secrets: %s", ask.request_id, exc)
+                refused = Outcome.TOO_LARGE_TO_REVIEW
+        if refused is None:
+            if self._scheduler is None:
+                refused = self._choice.unavailable or Outcome.DIALOG_ERROR
+            elif not self._log.available():
+                refused = Outcome.AUDIT_UNAVAILABLE
+            else:
+                refused = self._scheduler.submit(ask, session)
         if refused is not None:
             log.info(
-                "ask %s from session %s denied at once: %s", ask.request_id, session.sid, refused
+                "ask %s of session %s denied at once: %s", ask.request_id, session.sid, refused
             )
             self._spawn(self._deliver(ask, session, refused, None, 0))
+
+    def _redacted(self, ask: p.Ask) -> p.Ask:
+        """The built-in DLP rules once more (DESIGN §8): proxies redact with their policy's
+        rules before sending, and nothing unredacted may reach a screen or ``ps``."""
+        if self._redactor is None:
+            self._redactor = Redactor.builtin_only()
+        arguments, counts = self._redactor.redact_value(ask.arguments)
+        tool, tool_counts = self._redactor.redact_text(ask.tool)
+        if not counts and not tool_counts:
+            return ask
+        log.warning("ask %s still held secrets; redacted before display", ask.request_id)
+        return dataclasses.replace(ask, arguments=arguments, tool=tool)
 
     def _forget(self, sid: str) -> None:
         if self._scheduler is not None:

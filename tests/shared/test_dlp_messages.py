@@ -309,3 +309,11 @@ def test_line_keeps_its_newline_and_counts_summarize(red: Redactor) -> None:
     assert summarize(out.counts) == ["aws-access-key:2", "jwt:1"]
     clean = orjson.dumps(result(text("ok"))) + b"\n"
     assert red.redact_line(clean).line is clean
+
+
+def test_redactor_without_rules_passes_everything_untouched() -> None:
+    red = Redactor.from_config(DlpConfig(enabled=True))
+    raw = rb'{"jsonrpc":"2.0","id":1,"result":{"t":"\u0041KIAIOSFODNN7EXAMPLE","l":["a","b"]}}'
+    assert not red.might_contain_secret(raw)
+    assert red.redact_line(raw).line is raw
+    assert red.redact_text(AWS) == (AWS, {})

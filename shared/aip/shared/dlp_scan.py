@@ -112,6 +112,8 @@ class Scanner:
 
     def maybe(self, raw: bytes) -> bool:
         """False only when no rule can match any string decoded from the JSON text ``raw``."""
+        if not self.rules:
+            return False
         if self._prefilter is None:
             return True
         return self._prefilter.search(raw) is not None

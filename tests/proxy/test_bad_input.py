@@ -3,13 +3,14 @@ proxy keeps serving the next line (DESIGN §4.3, issue 2)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.proxyproc import RAW_SERVER, ProxyProcess
+from tests.proxy.conftest import DEFAULT_SPEC
+from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
 
 CALL = b'"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/tmp/a"}}'
 
@@ -66,6 +67,19 @@ CASES: list[tuple[str, bytes, int, Any]] = [
 ]
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProxyProcess, Path]]:
+    """One proxy for the whole table: each case also proves the proxy keeps serving."""
+    folder = tmp_path_factory.mktemp("bad-input")
+    log = folder / "server.log"
+    p = ProxyProcess(write_policy(folder, DEFAULT_SPEC), [*RAW_SERVER, "--log", str(log)], folder)
+    try:
+        p.initialize()
+        yield p, log
+    finally:
+        p.kill()
+
+
 @pytest.fixture
 def proxy(make_proxy: Callable[..., ProxyProcess], tmp_path: Path) -> ProxyProcess:
     p = make_proxy([*RAW_SERVER, "--log", str(tmp_path / "server.log")])
@@ -77,8 +91,9 @@ def proxy(make_proxy: Callable[..., ProxyProcess], tmp_path: Path) -> ProxyProce
     ("line", "code", "reply_id"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_bad_line_is_rejected_and_the_next_line_served(
-    proxy: ProxyProcess, tmp_path: Path, line: bytes, code: int, reply_id: Any
+    shared: tuple[ProxyProcess, Path], line: bytes, code: int, reply_id: Any
 ) -> None:
+    proxy, log = shared
     proxy.send(line + b"\n")
     reply = proxy.recv()
     assert reply["id"] == reply_id
@@ -87,7 +102,7 @@ def test_bad_line_is_rejected_and_the_next_line_served(
         "parse_error" if code == -32700 else "invalid_request"
     )
     assert proxy.call(100, "read_file", {"path": "/tmp/next"})["result"]["content"]
-    forwarded = (tmp_path / "server.log").read_bytes()
+    forwarded = log.read_bytes()
     assert b"/tmp/a" not in forwarded
     assert b"/etc/passwd" not in forwarded
 

@@ -247,3 +247,13 @@ def test_backend_selection() -> None:
         choose("qarma", env={}, tty=False)
     with pytest.raises(ConfigError):
         choose("powershell", env={"SystemRoot": "/nonexistent"}, tty=False)
+
+
+def test_gui_dialogs_die_with_the_approver() -> None:
+    from aip.approver.dialogs.gui import SETPRIV, orphan_proof
+
+    wrapped = orphan_proof(["/usr/bin/zenity", "--question"])
+    if Path(SETPRIV).exists():
+        assert wrapped == [SETPRIV, "--pdeathsig", "KILL", "--", "/usr/bin/zenity", "--question"]
+    else:
+        assert wrapped == ["/usr/bin/zenity", "--question"]

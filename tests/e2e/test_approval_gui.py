@@ -156,3 +156,18 @@ def test_zenity_dialog_answers(approver: Approver, display: str, press: str) -> 
         assert got.human_decision is not None
     finally:
         d.close()
+
+
+def test_a_killed_approver_takes_its_dialog_with_it(display: str) -> None:
+    env = {**os.environ, "DISPLAY": display}
+    with short_dir() as folder, Approver(folder, "zenity", timeout_s=20, env=env) as approver:
+        approver.wait_ready()
+        d, _ = _ask(approver, display)
+        try:
+            approver.proc.kill()  # SIGKILL: no chance to close the dialog itself
+            deadline = time.monotonic() + 5
+            while _xdo(display, "search", "--onlyvisible", "--name", TITLE).split():
+                assert time.monotonic() < deadline, "the orphaned dialog stayed on screen"
+                time.sleep(0.05)
+        finally:
+            d.close()

@@ -7,12 +7,14 @@ everywhere, and Allow needs exit code 0 (plus ``allow`` on stdout for kdialog's 
 from __future__ import annotations
 
 import html
+import os
 from dataclasses import dataclass
 from typing import Final
 
 from aip.approver.dialogs.base import Answer, Prompt, gui_env, run_dialog
 from aip.approver.render import TITLE
 
+SETPRIV: Final = "/usr/bin/setpriv"  # util-linux
 XDIALOG_TEXT_MAX: Final = 1500  # Xdialog silently cuts its label at 2048 bytes
 FULLWIDTH_BACKSLASH: Final = "\uff3c"  # Xdialog turns the two chars \n into a newline
 
@@ -43,7 +45,7 @@ class Zenity:
         ]
 
     async def show(self, prompt: Prompt) -> Answer:
-        done = await run_dialog(self.argv(prompt), gui_env())
+        done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env())
         if b"cannot open display" in done.stderr:  # rc 1 here would look like a Deny
             return Answer.ERROR
         return _by_returncode(done.returncode)
@@ -74,7 +76,7 @@ class Kdialog:
         ]
 
     async def show(self, prompt: Prompt) -> Answer:
-        done = await run_dialog(self.argv(prompt), gui_env())
+        done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env())
         if done.returncode == 0 and done.first_line() == "allow":
             return Answer.ALLOW
         return Answer.DENY if done.returncode in (0, 1, 2) else Answer.ERROR
@@ -107,8 +109,16 @@ class Xdialog:
         ]
 
     async def show(self, prompt: Prompt) -> Answer:
-        done = await run_dialog(self.argv(prompt), gui_env())
+        done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env())
         return _by_returncode(done.returncode)
+
+
+def orphan_proof(argv: list[str]) -> list[str]:
+    """Run a dialog so that it dies with the approver (Linux parent-death signal, kept
+    across exec): a killed approver must not leave a question on screen that nobody hears."""
+    if os.path.exists(SETPRIV):
+        return [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+    return argv
 
 
 def _by_returncode(returncode: int) -> Answer:

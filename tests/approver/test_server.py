@@ -292,3 +292,26 @@ def test_the_approver_redacts_builtin_secrets_before_display(folder: Path) -> No
     assert "AKIAIOSFODNN7EXAMPLE" not in json.dumps(request)
     assert request["arguments"]["key"] == '"[REDACTED:aws-access-key]"'
     assert "[REDACTED:aws-access-key]" in request["text"]
+
+
+def test_queue_caps_deny_at_once(folder: Path) -> None:
+    prog = answer_program(folder, "never")
+    args = ["--max-pending-session", "2", "--max-pending", "3", "--ask-burst", "100"]
+    with (
+        Approver(folder, f"exec:{prog}", timeout_s=30, args=args).wait_ready() as approver,
+        Dealer(approver.endpoint) as a,
+        Dealer(approver.endpoint) as b,
+    ):
+        a.hello()
+        b.hello()
+        a.ask(1)
+        a.ask(2)
+        t0 = time.monotonic()
+        a.ask(3)  # over the per-session cap
+        got = a.decision()
+        assert (got.request_id, got.outcome) == (3, Outcome.QUEUE_FULL)
+        b.ask(4)
+        b.ask(5)  # over the overall cap
+        got = b.decision()
+        assert (got.request_id, got.outcome) == (5, Outcome.QUEUE_FULL)
+        assert time.monotonic() - t0 < 1.0

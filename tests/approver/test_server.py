@@ -315,3 +315,50 @@ def test_queue_caps_deny_at_once(folder: Path) -> None:
         got = b.decision()
         assert (got.request_id, got.outcome) == (5, Outcome.QUEUE_FULL)
         assert time.monotonic() - t0 < 1.0
+
+
+def test_fuzzed_frames_leave_the_approver_serving(folder: Path) -> None:
+    import random
+
+    rng = random.Random(1234)
+    ask_json = p.encode(
+        p.Ask(
+            session="0123456789abcdef",
+            request_id=1,
+            nonce="0" * 32,
+            digest="a" * 64,
+            tool="t",
+            arguments={},
+            rule="r",
+            size=1,
+        )
+    )
+    prog = answer_program(folder, "allow")
+    with Approver(folder, f"exec:{prog}").wait_ready() as approver, Dealer(approver.endpoint) as d:
+        d.hello()
+        for _ in range(300):
+            kind = rng.randrange(4)
+            if kind == 0:
+                frame = rng.randbytes(rng.randrange(0, 200))
+            elif kind == 1:  # a valid message with bytes flipped
+                raw = bytearray(ask_json)
+                for _ in range(3):
+                    raw[rng.randrange(len(raw))] = rng.randrange(256)
+                frame = bytes(raw)
+            elif kind == 2:
+                frame = json.dumps(
+                    {
+                        "v": 1,
+                        "type": rng.choice(["ask", "hello", "audit", "bye"]),
+                        "session": rng.choice([d.session, 5, None, "x" * 16]),
+                    }
+                ).encode()
+            else:  # several frames in one message
+                d.sock.send_multipart([b"a", b"b", rng.randbytes(10)])
+                continue
+            d.send(frame)
+        with Dealer(approver.endpoint) as other:
+            other.hello()
+            other.ask(9)
+            assert other.decision().outcome is Outcome.HUMAN_APPROVED
+        assert approver.proc.poll() is None

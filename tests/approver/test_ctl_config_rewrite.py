@@ -26,8 +26,8 @@ def wrap(name: str, command: list[str]) -> tuple[str, list[str]]:
     return PROXY, ["--policy", "/p.yaml", "--server-name", name, "--", *command]
 
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
-names = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=10)
+text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+names = st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=10)
 stdio = st.fixed_dictionaries(
     {"command": text.filter(bool), "args": st.lists(text, max_size=4)},
     optional={"env": st.dictionaries(names, text, max_size=2), "cwd": text},

@@ -317,3 +317,22 @@ def test_redactor_without_rules_passes_everything_untouched() -> None:
     assert not red.might_contain_secret(raw)
     assert red.redact_line(raw).line is raw
     assert red.redact_text(AWS) == (AWS, {})
+
+
+def test_split_across_a_string_and_a_text_object_in_one_array(red: Redactor) -> None:
+    msg = result(text("ok"), structuredContent={"items": ["AKIAIOSF", {"text": "ODNN7EXAMPLE"}]})
+    raw = orjson.dumps(msg)
+    assert red.might_contain_secret(raw)
+    out = red.redact_line(raw)
+    assert out.line is not None
+    assert orjson.loads(out.line)["result"]["structuredContent"]["items"] == [
+        AWS_MARK,
+        {"text": AWS_MARK},
+    ]
+
+
+def test_a_non_text_item_ends_a_run_of_text_items(red: Redactor) -> None:
+    items = ["AKIAIOSF", 5, "ODNN7EXAMPLE"]
+    new, counts = red.redact_value({"items": items})
+    assert new == {"items": items}
+    assert not counts

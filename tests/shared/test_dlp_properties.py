@@ -123,13 +123,23 @@ def _message(parts: list[str], shape: int) -> dict[str, Any]:
         result = {"content": [{"type": "text", "text": "".join(parts)}]}
     elif shape == 2:
         result = {"content": [], "structuredContent": {"lines": parts, "n": len(parts)}}
-    else:
+    elif shape == 3:
         result = {"content": [], "structuredContent": {p: i for i, p in enumerate(parts)}}
+    elif shape == 4:  # strings and text objects mixed in one array
+        mixed = [p if i % 2 else {"text": p} for i, p in enumerate(parts)]
+        result = {"content": [], "structuredContent": {"items": mixed}}
+    elif shape == 5:  # text items with other items between them
+        others: list[Any] = [5, {"type": "image", "data": "eA==", "mimeType": "image/png"}, None]
+        mixed = [x for i, p in enumerate(parts) for x in (p, others[i % 3])]
+        result = {"content": [], "structuredContent": {"items": mixed}}
+    else:  # embedded resources with text
+        res = [{"type": "resource", "resource": {"uri": "u", "text": p}} for p in parts]
+        result = {"content": res}
     return {"jsonrpc": "2.0", "id": 1, "result": result}
 
 
 @QUICK
-@given(redactors, st.lists(texts, min_size=1, max_size=4), st.integers(0, 3))
+@given(redactors, st.lists(texts, min_size=1, max_size=4), st.integers(0, 6))
 def test_message_redaction_is_idempotent_and_keeps_the_envelope(
     red: Redactor, parts: list[str], shape: int
 ) -> None:
@@ -153,7 +163,7 @@ def _serializations(msg: dict[str, Any]) -> list[bytes]:
 
 
 @QUICK
-@given(redactors, st.lists(texts, min_size=1, max_size=4), st.integers(0, 3))
+@given(redactors, st.lists(texts, min_size=1, max_size=4), st.integers(0, 6))
 def test_prefilter_never_misses(red: Redactor, parts: list[str], shape: int) -> None:
     msg = _message(parts, shape)
     _, counts = red.redact_message(msg)

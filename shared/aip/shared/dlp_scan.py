@@ -34,7 +34,9 @@ _SHADOW_TRIGGER: Final = (
 )
 _STRUCTURE_TRIGGERS: Final = (
     rb"\"text\"\s*:[\s\S]*?\"text\"\s*:",  # lazy: the search stops at the second one
-    rb"\"\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*[,\]]",
+    rb"\"\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*[,\]]",  # two strings in an array
+    rb"\"\s*,\s*\{",  # a string then an object, in an array
+    rb"\}\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*[,\]]",  # an object then a string, in an array
     rb"\"blob\"\s*:",
 )
 

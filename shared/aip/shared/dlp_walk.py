@@ -170,21 +170,35 @@ class Walker:
         return items if all(a is b for a, b in zip(new, items, strict=True)) else new
 
     def _split_pass(self, items: list[Any], counts: Counter[str]) -> list[Any]:
-        """Catch a secret split across adjacent text items (joined with "" and with "\\n")."""
-        where: list[tuple[int, str]] = []
+        """Catch a secret split across consecutive text items (joined with "" and "\n").
+
+        A text item is a string, or an object with a string ``text`` or ``resource.text``;
+        any other item ends the run (the raw prefilter looks for exactly these neighbours).
+        """
+        runs: list[list[tuple[int, str]]] = [[]]
         for i, item in enumerate(items):
-            if isinstance(item, str):
-                where.append((i, ""))
-            elif isinstance(item, dict):
-                if isinstance(item.get("text"), str):
-                    where.append((i, "text"))
-                elif isinstance(item.get("resource"), dict) and isinstance(
-                    item["resource"].get("text"), str
-                ):
-                    where.append((i, "resource"))
-        if len(where) < 2:
-            return items
-        pieces = [_text_of(items[i], kind).encode("utf-8", "surrogatepass") for i, kind in where]
+            kind = _text_kind(item)
+            if kind is None:
+                runs.append([])
+            else:
+                runs[-1].append((i, kind))
+        out = items
+        for run in runs:
+            if len(run) < 2:
+                continue
+            texts = [_text_of(items[i], kind) for i, kind in run]
+            new = self._split_run(texts, counts)
+            if new is None:
+                continue
+            if out is items:
+                out = list(items)
+            for (i, kind), old, text in zip(run, texts, new, strict=True):
+                if text != old:
+                    out[i] = _with_text(items[i], kind, text)
+        return out
+
+    def _split_run(self, texts: list[str], counts: Counter[str]) -> list[str] | None:
+        pieces = [t.encode("utf-8", "surrogatepass") for t in texts]
         changed = False
         for _ in range(MAX_PASSES):
             before = pieces
@@ -203,13 +217,20 @@ class Walker:
                     pieces[n], c = self._scanner.redact(new)
                     counts.update(c)
         if not changed:
-            return items
-        out = list(items)
-        for (i, kind), piece in zip(where, pieces, strict=True):
-            text = piece.decode("utf-8", "surrogatepass")
-            if text != _text_of(items[i], kind):
-                out[i] = _with_text(items[i], kind, text)
-        return out
+            return None
+        return [p.decode("utf-8", "surrogatepass") for p in pieces]
+
+
+def _text_kind(item: Any) -> str | None:
+    if isinstance(item, str):
+        return ""
+    if isinstance(item, dict):
+        if isinstance(item.get("text"), str):
+            return "text"
+        resource = item.get("resource")
+        if isinstance(resource, dict) and isinstance(resource.get("text"), str):
+            return "resource"
+    return None
 
 
 def _markers(counts: Counter[str]) -> bytes:

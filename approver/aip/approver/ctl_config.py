@@ -32,6 +32,7 @@ CLIENTS: Final = ("claude-desktop", "cursor", "claude-code", "codex")
 def register(groups: Any) -> None:
     parser = groups.add_parser(
         "config",
+        usage="aipctl config CLIENT [options] [--rewrite [CONFIG_FILE]] [-- COMMAND [ARG...]]",
         help="wire aip-proxy into Claude Desktop, Cursor, Claude Code or Codex",
         description="Print the snippet that starts COMMAND behind aip-proxy in CLIENT's config, "
         "or rewrite a config file in place (--rewrite) so every stdio server goes through "

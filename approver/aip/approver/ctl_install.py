@@ -35,6 +35,7 @@ def register(groups: Any) -> None:
 
     install = actions.add_parser(
         "install",
+        usage="aipctl approver install [options] [-- APPROVER_ARG...]",
         help="write and enable the start-up file for this platform",
         description="Write the file that starts aip-approver with your desktop login and enable "
         "it. Arguments after -- are passed to aip-approver: aipctl approver install -- --dialog "

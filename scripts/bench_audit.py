@@ -236,6 +236,36 @@ async def idle_durable(workdir: Path, n: int) -> dict[str, float]:
     }
 
 
+async def moderate_durable(workdir: Path, n: int, rate: int) -> dict[str, float]:
+    """Durable appends (one every 5 ms) while other records arrive at ``rate`` per second."""
+    async with AuditLog(workdir / "moderate" / "aip-audit.jsonl") as audit:
+        stop = asyncio.Event()
+
+        async def background() -> None:
+            rseq = 0
+            while not stop.is_set():
+                for _ in range(rate // 100):
+                    rseq += 1
+                    await audit.append(make_record("d" * 16, rseq))
+                await asyncio.sleep(0.01)
+
+        bg = asyncio.create_task(background())
+        durable = []
+        for i in range(n):
+            t = time.perf_counter()
+            await audit.append(make_record("c" * 16, i + 1), durable=True)
+            durable.append(time.perf_counter() - t)
+            await asyncio.sleep(0.005)
+        stop.set()
+        await bg
+    return {
+        "rate": rate,
+        "durable_p50_ms": pct(durable, 50) * 1000,
+        "durable_p99_ms": pct(durable, 99) * 1000,
+        "durable_max_ms": max(durable) * 1000,
+    }
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else 0.0
@@ -249,6 +279,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for mode in MODES:
                 runs[mode].append(await one_run(args, mode, workdir))
         idle = await idle_durable(workdir, args.durable_n)
+        moderate = await moderate_durable(workdir, args.durable_n, args.moderate_rate)
     med = {
         mode: {k: statistics.median(r[k] for r in rs) for k in ("msgs_per_s", "records_per_s")}
         for mode, rs in runs.items()
@@ -264,6 +295,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "ratio_msgs": med["audit"]["msgs_per_s"] / med["echo"]["msgs_per_s"],
         "runs_msgs_per_s": {m: [round(r["msgs_per_s"]) for r in rs] for m, rs in runs.items()},
         "durable_idle": idle,
+        "durable_moderate": moderate,
         "durable_under_load": {
             "n": len(loaded),
             "p50_ms": pct(loaded, 50),
@@ -288,6 +320,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--durable-n", type=int, default=300)
     ap.add_argument("--commit-records", type=int, default=64, help="group commit count")
+    ap.add_argument("--moderate-rate", type=int, default=2000, help="records/s beside asks")
     ap.add_argument("--dir", help="where the logs go (default: system temp)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -311,6 +344,11 @@ def main() -> int:
     print(
         f"idle append      : plain p50 {i['plain_p50_ms']:.3f} ms p99 {i['plain_p99_ms']:.3f} ms;"
         f" durable p50 {i['durable_p50_ms']:.3f} ms p99 {i['durable_p99_ms']:.3f} ms"
+    )
+    m = result["durable_moderate"]
+    print(
+        f"durable beside {m['rate']} rec/s: p50 {m['durable_p50_ms']:.3f} ms"
+        f" p99 {m['durable_p99_ms']:.3f} ms max {m['durable_max_ms']:.3f} ms"
     )
     print(
         f"durable under load ({u['n']} asks): p50 {u['p50_ms']:.3f} ms p99 {u['p99_ms']:.3f} ms"

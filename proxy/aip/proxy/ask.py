@@ -1,9 +1,9 @@
 """``ZmqApprovalClient``: the proxy's DEALER to the approver, owned by one background thread.
 
 ``ask``/``cancel``/``close`` may be called from any thread: they hand a command to the client
-thread (a SimpleQueue plus a wake-up pipe in its zmq.Poller) and return at once. The thread
-alone touches the socket. Every ask ends exactly once in ``on_done`` (on the client thread):
-a decision that matches request_id, nonce and digest in time, else a deny (DESIGN §6).
+thread (``ask_link.Mailbox``) and return at once; the thread alone touches the socket. Every
+ask ends exactly once in ``on_done`` (on the client thread): a decision that matches
+request_id, nonce and digest in time, else a deny (DESIGN §6).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -23,12 +21,11 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from aip.proxy.approval import AskRequest, AskResult, OnDone
+from aip.proxy.ask_link import Mailbox, as_dict, endpoint_verdict, from_our_uid, same_id
 from aip.proxy.audit_outbox import outbox_for
 from aip.proxy.decisions import record_late_allow
 from aip.shared import protocol as p
-from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome
-from aip.shared.paths import DirState, check_private_dir, socket_path, socket_problem
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +70,7 @@ class ZmqApprovalClient:
         self._lock = threading.Lock()  # guards _pending and _closed
         self._pending: dict[str, _Pending] = {}  # nonce -> ask
         self._closed = False
-        self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._mailbox = Mailbox()  # commands from any thread to the client thread
         # Thread state (touched only by the client thread):
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self._poller = zmq.Poller()
@@ -110,7 +104,7 @@ class ZmqApprovalClient:
 
     def cancel(self, request_id: str | int) -> bool:
         with self._lock:
-            mine = [e for e in self._pending.values() if _same_id(e.request.request_id, request_id)]
+            mine = [e for e in self._pending.values() if same_id(e.request.request_id, request_id)]
             for entry in mine:
                 del self._pending[entry.nonce]
         for entry in mine:
@@ -138,18 +132,16 @@ class ZmqApprovalClient:
     # -- the client thread ----------------------------------------------------------------
 
     def _command(self, name: str, arg: Any) -> None:
-        self._commands.put((name, arg))
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"!")
+        self._mailbox.put(name, arg)
 
     def _run(self) -> None:
         self._ctx = zmq.Context()
         try:
-            self._poller.register(self._wake_r, zmq.POLLIN)
+            self._poller.register(self._mailbox.fd, zmq.POLLIN)
             self._connect()
             while True:
                 events = dict(self._poller.poll(self._poll_timeout_ms()))
-                if self._wake_r in events and not self._drain_commands():
+                if self._mailbox.fd in events and not self._drain_commands():
                     break
                 if self._monitor is not None and self._monitor in events:
                     self._on_monitor(self._monitor)
@@ -169,15 +161,14 @@ class ZmqApprovalClient:
             if self._monitor is not None:
                 self._monitor.close(linger=0)
             self._ctx.term()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._mailbox.close()
 
     def _connect(self) -> Outcome | None:
         """Connect once the socket directory is ours and 0700 (checked before connecting);
         None when connected (or connecting), else why we cannot."""
         if self._sock is not None:
             return None
-        verdict = self._dir_verdict()
+        verdict = endpoint_verdict(self._endpoint)
         if verdict is not None:
             return verdict
         assert self._ctx is not None
@@ -193,43 +184,15 @@ class ZmqApprovalClient:
         self._connect_by = self._clock() + self._connect_wait_s
         return None
 
-    def _dir_verdict(self) -> Outcome | None:
-        """None when we may talk to the endpoint; else why not."""
-        try:
-            path = socket_path(self._endpoint)
-        except ConfigError as exc:
-            log.error("approver endpoint refused: %s", exc)
-            return Outcome.APPROVER_UNTRUSTED
-        state, why = check_private_dir(path.parent)
-        if state is DirState.UNTRUSTED:
-            log.warning("approver socket directory is not trustworthy: %s", why)
-            return Outcome.APPROVER_UNTRUSTED
-        if state is DirState.MISSING:
-            return Outcome.APPROVER_UNAVAILABLE
-        problem = socket_problem(path)
-        if problem is None:
-            return None
-        if os.path.lexists(path):
-            log.warning("approver socket is not trustworthy: %s", problem)
-            return Outcome.APPROVER_UNTRUSTED
-        return Outcome.APPROVER_UNAVAILABLE
-
     def _drain_commands(self) -> bool:
         """Run queued commands; False once ``close`` was asked for."""
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
-                pass
-        while True:
-            try:
-                name, arg = self._commands.get_nowait()
-            except queue.Empty:
-                break
+        for name, arg in self._mailbox.take():
             if name == "close":
                 return False
             if name == "cancel":
                 self._send_cancel(arg)
             elif name == "agent_id":
-                self._hello = p.Hello(**{**_fields(self._hello), "agent_id": arg})
+                self._hello = p.Hello(**{**as_dict(self._hello), "agent_id": arg})
                 if self._connected:
                     self._send(p.encode(self._hello))
         self._send_new_asks()
@@ -332,7 +295,7 @@ class ZmqApprovalClient:
                 self._deny_sent(Outcome.APPROVER_UNAVAILABLE)
 
     def _on_connected(self) -> None:
-        verdict = self._dir_verdict()
+        verdict = endpoint_verdict(self._endpoint)
         if verdict is not None:  # the endpoint changed hands since we checked
             log.warning("approver endpoint no longer trusted; disconnecting")
             assert self._sock is not None
@@ -352,7 +315,7 @@ class ZmqApprovalClient:
                 frame = self._sock.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            if not _from_our_uid(frame):
+            if not from_our_uid(frame):
                 log.warning("ignoring a message from an approver of another user")
                 continue
             try:
@@ -382,7 +345,7 @@ class ZmqApprovalClient:
                 entry is None
                 or entry.sent_at is None
                 or msg.session != self._hello.session
-                or not _same_id(entry.request.request_id, msg.request_id)
+                or not same_id(entry.request.request_id, msg.request_id)
                 or msg.digest != entry.request.digest
                 or self._clock() >= self._fallback_at(entry)
             ):
@@ -397,7 +360,7 @@ class ZmqApprovalClient:
             return
         info: dict[str, Any] = {"queue_wait_ms": msg.queue_wait_ms, "answered_by_approver": True}
         if msg.human_decision is not None:
-            info["human_decision"] = _fields(msg.human_decision)
+            info["human_decision"] = as_dict(msg.human_decision)
         self._call(entry, AskResult(msg.outcome, info))
 
     def _on_error(self, msg: p.Error) -> None:
@@ -492,20 +455,3 @@ class ZmqApprovalClient:
             entry.on_done(result)
         except Exception:  # the relay's callback failed; the ask is over either way
             log.exception("on_done failed for ask %r", entry.request.request_id)
-
-
-def _same_id(a: str | int, b: str | int) -> bool:
-    return type(a) is type(b) and a == b
-
-
-def _fields(obj: Any) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}
-
-
-def _from_our_uid(frame: zmq.Frame) -> bool:
-    """libzmq's ``Peer-Address`` is ``host:uid:gid:pid`` on ipc (SO_PEERCRED)."""
-    try:
-        parts = str(frame.get("Peer-Address")).rsplit(":", 3)
-    except zmq.ZMQError:
-        return False
-    return len(parts) == 4 and parts[1] == str(os.getuid())

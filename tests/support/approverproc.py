@@ -123,6 +123,9 @@ class Approver:
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
+        from tests.audit_schema_check import check_later
+
+        check_later(self.audit_path)  # every record the suite writes must match the schema
 
     def __enter__(self) -> Approver:
         return self

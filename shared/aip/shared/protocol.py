@@ -377,27 +377,21 @@ def _first_fit(options: list[_Check], value: Any) -> Any:
     raise ProtocolError(" or ".join(errors))
 
 
+def _kind(cls: type[Any]) -> str:
+    """A message class's ``type`` (the default of its ``type`` field)."""
+    return str(next(f.default for f in dataclasses.fields(cls) if f.name == "type"))
+
+
 def _checks_for(cls: type[Any]) -> dict[str, _Check]:
     hints = typing.get_type_hints(cls)
     return {f.name: _checker(hints[f.name]) for f in dataclasses.fields(cls)}
 
 
-_ALL: Final = (PolicyRef, HumanDecision, Hello, Ask, Cancel, Audit, Bye)
+_TO_APPROVER: Final = {_kind(c): c for c in (Hello, Ask, Cancel, Audit, Bye)}
+_TO_PROXY: Final = {_kind(c): c for c in (Welcome, Decision, AuditAck, Error)}
 _CHECKS: Final[dict[type[Any], dict[str, _Check]]] = {
-    cls: _checks_for(cls) for cls in (*_ALL, Welcome, Decision, AuditAck, Error)
-}
-_TO_APPROVER: Final[dict[str, type[Any]]] = {
-    "hello": Hello,
-    "ask": Ask,
-    "cancel": Cancel,
-    "audit": Audit,
-    "bye": Bye,
-}
-_TO_PROXY: Final[dict[str, type[Any]]] = {
-    "welcome": Welcome,
-    "decision": Decision,
-    "audit_ack": AuditAck,
-    "error": Error,
+    cls: _checks_for(cls)
+    for cls in (PolicyRef, HumanDecision, *_TO_APPROVER.values(), *_TO_PROXY.values())
 }
 
 

@@ -20,6 +20,7 @@ import aip.shared.audit_record
 
 SCHEMA_PATH = Path(aip.shared.audit_record.__file__).with_name("audit_schema.json")
 _checked: set[Path] = set()
+_late_errors: list[str] = []  # from check_later(): reported at the end of the session
 
 
 @functools.cache
@@ -60,6 +61,16 @@ def assert_valid_log(path: Path) -> int:
     return sum(1 for _ in path.open("rb"))
 
 
+def check_later(log: Path) -> None:
+    """For fixtures whose logs live outside the session's temp dir (and are deleted with
+    it): validate the log and its rotated files now, report at the end of the session."""
+    if not log.is_file():
+        return
+    for path in [*sorted(log.parent.glob(log.name + ".[0-9]*")), log]:
+        if path.resolve() not in _checked and is_audit_log(path):
+            _late_errors.extend(log_errors(path))
+
+
 def is_audit_log(path: Path) -> bool:
     try:
         with path.open("rb") as fh:
@@ -90,11 +101,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         base = factory.getbasetemp()
     except (OSError, ValueError):
         return
-    errors: list[str] = []
-    count = 0
+    errors: list[str] = list(_late_errors)
+    count = len(_checked)
     for path in find_logs(base):
-        count += 1
-        errors.extend(log_errors(path))
+        if path.resolve() not in _checked:
+            count += 1
+            errors.extend(log_errors(path))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and count:
         reporter.ensure_newline()

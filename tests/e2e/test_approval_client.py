@@ -127,16 +127,15 @@ def test_allow_deny_and_info_through_a_real_approver(folder: Path) -> None:
 
 
 def test_approver_killed_mid_dialog_then_restarted(folder: Path) -> None:
+    record = folder / "record.jsonl"
+    env = {**os.environ, "AIP_TEST_RECORD": str(record)}
     prog = answer_program(folder, "never")
-    approver = Approver(folder, f"exec:{prog}", timeout_s=30).wait_ready()
+    approver = Approver(folder, f"exec:{prog}", timeout_s=30, env=env).wait_ready()
     c = client(approver.endpoint)
     try:
         r = Result()
         c.ask(request(1), r)
-        deadline = time.monotonic() + 5
-        while "hello from session" not in approver.log() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.1)  # the ask is on its way to the dialog; nothing to observe
+        wait_for(record.exists, 10, "the dialog to open")
         t0 = time.monotonic()
         approver.kill()  # SIGKILL: no SHUTDOWN reply, the connection just drops
         assert r.wait().outcome is Outcome.APPROVER_UNAVAILABLE
@@ -169,9 +168,7 @@ def test_cancel_and_close(folder: Path) -> None:
         c = client(approver.endpoint)
         r1, r2 = Result(), Result()
         c.ask(request(1), r1)
-        deadline = time.monotonic() + 5
-        while not record.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(record.exists, 10, "the dialog to open")
         assert c.cancel(1) is True
         assert r1.wait().outcome is Outcome.CANCELLED
         assert c.cancel(1) is False

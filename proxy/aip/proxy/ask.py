@@ -447,7 +447,10 @@ class ZmqApprovalClient:
                     )
                 )
             )
-        self._call(entry, AskResult(outcome))
+        lost = entry.sent_at is not None and outcome is Outcome.APPROVER_UNAVAILABLE
+        # Sent, then the connection died: the approver may have logged an allow it could not
+        # deliver; the recorder adds a not_forwarded record next to our deny (DESIGN §8).
+        self._call(entry, AskResult(outcome, {"sent_to_approver": True} if lost else {}))
 
     @staticmethod
     def _call(entry: _Pending, result: AskResult) -> None:

@@ -7,9 +7,11 @@ to stop (agent closed stdin, server exited, host gone, SIGTERM/SIGINT) and then 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+import select
 import signal
 import threading
 from collections.abc import Callable
@@ -51,16 +53,38 @@ class Settings:
 
 
 class _Stop:
-    """The first reason to stop wins; the main thread waits for it."""
+    """The first reason to stop wins; the main thread waits for it.
+
+    The main thread waits in ``select`` on a self-pipe that is also the signal wakeup fd: the
+    kernel may hand SIGTERM to any thread, and a main thread blocked on a lock would then not
+    run the Python handler until something else woke it."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason = ""
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
 
     def __call__(self, reason: str) -> None:
         if not self.event.is_set():
             self.reason = reason
             self.event.set()
+        with contextlib.suppress(OSError):  # full pipe: a wake-up is already pending
+            os.write(self._w, b"\0")
+
+    def install_signal_handlers(self) -> None:
+        # The handler only records the reason; the main thread does the work (STYLE §4.3.5).
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self(f"signal {signal.Signals(signum).name}")
+
+        signal.set_wakeup_fd(self._w)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, handler)
+
+    def wait(self) -> None:
+        while not self.event.is_set():
+            select.select([self._r], [], [])
+            os.read(self._r, 512)  # the signal handler (if any) runs right after this call
 
 
 def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> int:
@@ -76,6 +100,7 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
         sink=Wire(2, "stderr (decision records)"),
     )
     stop = _Stop()
+    stop.install_signal_handlers()  # before the server exists: a SIGTERM now still cleans up
     become_subreaper()
     try:
         child = Child(settings.command, on_exit=lambda: stop("MCP server exited"))
@@ -115,7 +140,6 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
     if fixed_agent is not None:
         asks.connect_soon()  # else at initialize, once clientInfo names the agent
     session.asks = asks
-    _on_signals(stop)
 
     down_done = threading.Event()
     _thread(
@@ -135,7 +159,7 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
         settings.max_line_bytes,
     )
 
-    stop.event.wait()
+    stop.wait()
     log.info("stopping: %s", stop.reason)
     # Last resort: a host that stopped reading our stdout could block the final writes.
     _watchdog(settings.stdin_grace_s + 3 * settings.term_grace_s + WATCHDOG_EXTRA_S, child)
@@ -177,12 +201,3 @@ def _thread(name: str, on_end: Callable[[], None], target: Callable[..., None], 
             on_end()
 
     threading.Thread(target=body, name=name, daemon=True).start()
-
-
-def _on_signals(stop: _Stop) -> None:
-    # The handler only records the reason; the main thread does the work (STYLE §4.3.5).
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop(f"signal {signal.Signals(signum).name}")
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, handler)

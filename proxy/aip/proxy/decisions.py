@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _recorders: dict[str, Recorder] = {}
+_CONTROL_KEYS = frozenset({"answered_by_approver", "sent_to_approver"})  # never recorded
 _TAIL_KEYS = frozenset({"session", "server", "pid", "policy", "mode"})
 
 
@@ -112,6 +113,10 @@ def record_decision(
         record["monitor"] = {"would": monitor_would}
     if detail:
         record["detail"] = detail
+    answered = bool(extra and extra.get("answered_by_approver"))
+    lost = bool(extra and extra.get("sent_to_approver"))
+    if extra:
+        extra = {k: v for k, v in extra.items() if k not in _CONTROL_KEYS}
     if extra:
         for key, value in extra.items():
             if key not in _TAIL_KEYS:  # the tail is appended as bytes: no duplicate keys
@@ -123,8 +128,14 @@ def record_decision(
         line = orjson.dumps(record)[:-1] + tail + b"\n"
         # First to the central audit log (spooled, then sent by the approval client, in
         # rseq order), whatever happens to the local stderr copy below.
-        if not (extra and extra.get("answered_by_approver")):
+        if not answered:
             outbox_for(rec.session).submit(rec.seq, line)
+            if lost:
+                rec.seq += 1
+                why = "approver connection lost after the ask was sent: an allow it may have"
+                why += " recorded was not acted on"
+                nf = _not_forwarded_line(rec, request_id, why=why, tool=tool)
+                outbox_for(rec.session).submit(rec.seq, nf)
         elif outcome is Outcome.SERVER_EXITED:
             # The approver already wrote this ask's one decision record (an allow); that we
             # then could not forward it gets a not_forwarded record (DESIGN §8).

@@ -103,3 +103,18 @@ def test_compaction_keeps_only_unacked(tmp_path: Path, monkeypatch: pytest.Monke
     assert [r["rseq"] for r in spool.read_records(store.path.read_bytes())] == list(range(31, 41))
     assert [r["rseq"] for r in store.pending()] == list(range(31, 41))
     store.close()
+
+
+def test_a_huge_record_is_capped_before_it_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIP_AUDIT_LOG", str(tmp_path / "log" / "aip-audit.jsonl"))
+    monkeypatch.setattr(audit_outbox, "_key", [])
+    outbox = AuditOutbox(Spool(SESSION, tmp_path))
+    outbox.attach(lambda: None)
+    record = {"event": "decision", "session": SESSION, "rseq": 1, "arguments": {"c": "x" * 2**21}}
+    outbox.submit(1, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+    [(_, [sent])] = outbox.take_batches(now=0.0)
+    assert len(orjson.dumps(sent)) < 20000
+    assert "hmac-sha256:" in sent["arguments"]["c"]
+    assert (tmp_path / "log" / "audit-hmac.key").stat().st_mode & 0o777 == 0o600

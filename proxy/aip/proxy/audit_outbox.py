@@ -10,6 +10,7 @@ the approver drops ``(session, rseq)`` pairs it already has.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from typing import Any, Final
 import orjson
 
 from aip.proxy.spool import Spool
+from aip.shared import paths
+from aip.shared.audit_record import HMAC_KEY_BYTES, cap_record, load_or_create_key
 from aip.shared.protocol import MAX_AUDIT_RECORDS
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES: Final = 512 * 1024  # well under the approver's frame limit
 WINDOW: Final = 4  # batches in flight
 RESEND_S: Final = 5.0  # an unacknowledged batch is re-sent (with the rest) after this
+MAX_RECORD_BYTES: Final = 64 * 1024  # bigger records are capped (head + tail + HMAC) first
 MAX_QUEUED: Final = 10000  # beyond this, records wait only in the spool until a reconnect
 
 
@@ -83,7 +87,11 @@ class AuditOutbox:
                     if batch and size + item_bytes > MAX_BATCH_BYTES:
                         break
                     self._queue.popleft()
-                    batch.append(orjson.loads(item) if isinstance(item, bytes) else item)
+                    record = orjson.loads(item) if isinstance(item, bytes) else item
+                    if item_bytes > MAX_RECORD_BYTES:  # never a frame the approver refuses
+                        record = cap_record(record, _cap_key())
+                        item_bytes = len(orjson.dumps(record))
+                    batch.append(record)
                     size += item_bytes
                 self._batch += 1
                 self._inflight[self._batch] = now
@@ -131,3 +139,20 @@ def outbox_for(session: str) -> AuditOutbox:
         if outbox is None:
             outbox = _outboxes[session] = AuditOutbox(Spool(session))
         return outbox
+
+
+_key: list[bytes] = []
+
+
+def _cap_key() -> bytes:
+    """The per-install HMAC key beside the audit log (as the approver uses); a random one for
+    this process if it cannot be read (the capped value is then only comparable within it)."""
+    if not _key:
+        try:
+            path = paths.default_audit_log().parent / "audit-hmac.key"
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _key.append(load_or_create_key(path))
+        except (OSError, ValueError) as exc:
+            log.warning("audit HMAC key unusable (%s); capping with a per-process key", exc)
+            _key.append(os.urandom(HMAC_KEY_BYTES))
+    return _key[0]

@@ -323,3 +323,16 @@ def test_rlimit_fsize_makes_it_unavailable(tmp_path: Path) -> None:
     report = verify_files([path])  # the partial record was cut back: the chain is whole
     assert report.ok, report.broken
     assert report.records == result["written"] + 1
+
+
+async def test_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)  # root-proof: owned by nobody
+    if theirs.stat().st_uid == os.getuid():
+        pytest.skip("cannot give the directory away")
+    async with AuditLog(theirs / "aip-audit.jsonl", probe_interval_s=60) as audit:
+        assert not audit.available
+        assert "not by us" in str(audit.error)
+        with pytest.raises(AuditUnavailable):
+            await audit.append(rec(1), durable=True)

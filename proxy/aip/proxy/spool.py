@@ -67,6 +67,7 @@ class Spool:
         self._fd = -1
         self._unacked: set[int] = set()  # rseqs in the file not yet acknowledged
         self._acked = 0  # acknowledged records still in the file (dropped by compaction)
+        self._size = 0
         self.dropped = 0
 
     def _ensure_open(self) -> int:
@@ -78,6 +79,7 @@ class Spool:
             fd = _open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while we live
             self._fd = fd
+            self._size = os.fstat(fd).st_size
         return self._fd
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
@@ -92,11 +94,12 @@ class Spool:
             return
         with self._lock:
             fd = self._ensure_open()
-            if os.fstat(fd).st_size + len(data) > MAX_SPOOL_BYTES:
+            if self._size + len(data) > MAX_SPOOL_BYTES:  # size kept here: no fstat per record
                 self.dropped += data.count(b"\n")
                 log.warning("spool %s is full; %d audit records dropped", self.path, self.dropped)
                 return
             written = os.write(fd, data)
+            self._size += max(written, 0)
             if written != len(data):
                 raise OSError(f"spool: short write ({written} of {len(data)} bytes)")
             self._unacked.update(rseqs)
@@ -131,6 +134,7 @@ class Spool:
             if not self._unacked:
                 os.ftruncate(self._fd, 0)  # atomic, and nothing is left to lose
                 self._acked = 0
+                self._size = 0
             elif self._acked > COMPACT_MIN_RECORDS and self._acked > len(self._unacked):
                 self._compact()
 
@@ -151,6 +155,7 @@ class Spool:
         os.close(fd)
         self._fd = new
         self._acked = 0
+        self._size = os.fstat(new).st_size
 
     def close(self) -> None:
         """Release the lock; an empty spool file is removed, a non-empty one stays for the

@@ -218,3 +218,30 @@ def test_ctl_tail_follows_new_records(env_log: Path, tail_proc: subprocess.Popen
     assert "human approval timed out" in line
     assert "\\u001b[2J" in line
     assert "\x1b" not in line
+
+
+def test_ctl_tail_follows_across_rotation(env_log: Path, tail_proc: subprocess.Popen[str]) -> None:
+    assert tail_proc.stdout is not None
+    tail_proc.stdout.readline()  # the last existing record
+
+    limit = env_log.stat().st_size + 3000
+
+    async def many() -> None:
+        async with AuditLog(env_log, max_bytes=limit) as audit:
+            for i in range(12):
+                await audit.append(
+                    decision_record(
+                        outcome=Outcome.POLICY_ALLOWED,
+                        session=SESSION,
+                        agent_id="a",
+                        tool=f"tool_{i}",
+                        arguments={},
+                    )
+                )
+
+    asyncio.run(many())
+    assert len(chain_files(env_log)) >= 2  # it did rotate
+    seen = ""
+    while "tool_11" not in seen:  # bounded by the pytest timeout
+        seen += tail_proc.stdout.readline()
+    assert all(f"tool_{i} " in seen for i in range(12))

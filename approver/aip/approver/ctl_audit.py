@@ -145,6 +145,11 @@ def _follow(path: Path, fh: Any, pending: bytes) -> None:
             continue
         try:
             if os.stat(path).st_ino != inode:  # rotated: drain the old file, open the new
+                pending += fh.read()  # what was appended between our last read and the rename
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    _print_line(line, sys.stdout)
+                sys.stdout.flush()
                 fh.close()
                 fh = path.open("rb")
                 inode = os.fstat(fh.fileno()).st_ino

@@ -14,7 +14,6 @@ import os
 import pwd
 import secrets
 import sys
-import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Final
@@ -22,14 +21,9 @@ from typing import Any, Final
 import orjson
 
 from aip.approver import audit_file
-from aip.approver.audit_chain import (
-    chain_anchor,
-    iter_lines_backwards,
-    line_hash,
-    parse_line,
-    read_tail,
-)
-from aip.approver.audit_dedup import SeenPairs, rebuild
+from aip.approver.audit_chain import chain_anchor, line_hash
+from aip.approver.audit_dedup import SeenPairs
+from aip.approver.audit_resume import resume
 from aip.shared.audit_record import (
     CAP_CHARS,
     Event,
@@ -45,9 +39,7 @@ MAX_BYTES: Final = 64 << 20  # rotate the current file beyond this size
 COMMIT_INTERVAL_S: Final = 0.05  # group commit: fsync at most this long after a write ...
 COMMIT_RECORDS: Final = 64  # ... or once this many records are unsynced
 PROBE_INTERVAL_S: Final = 1.0  # while unavailable, try to reopen this often
-DEDUP_WINDOW_BYTES: Final = 8 << 20  # tail scanned at start for (session, rseq) pairs
 BACKLOG_MAX: Final = 10000  # own records kept in memory while the log is unavailable
-MAX_FIRST_LINE_BYTES: Final = 65536
 GIL_SWITCH_S: Final = 0.0005
 
 
@@ -294,39 +286,24 @@ class AuditLog:
                 self._key = load_or_create_key(self.path.parent / "audit-hmac.key")
             except ValueError as exc:
                 raise OSError(str(exc)) from exc
-        fd = audit_file.open_log(self.path)
-        self._fd = fd
-        size = os.fstat(fd).st_size
-        tail = read_tail(fd, size)
-        if tail.discarded:
-            side = self.path.with_name(f"{self.path.name}.torn-{int(time.time() * 1000)}")
-            audit_file.write_side_file(side, tail.discarded)
-            self._ops.truncate(fd, tail.good_size)
-            self._ops.sync(fd)
-        self._size = tail.good_size
-        if tail.last is not None and tail.last_line is not None:
-            first = parse_line(os.pread(fd, MAX_FIRST_LINE_BYTES, 0).split(b"\n", 1)[0])
-            if first is None or first.get("event") != Event.GENESIS.value:
-                raise OSError(f"{self.path}: does not start with a genesis record")
-            self._seq = tail.last["seq"]
-            self._last_hash = line_hash(tail.last_line)
-            self._chain_id = str(first.get("chain_id", ""))
-            complete = self._size <= DEDUP_WINDOW_BYTES and first.get("prev_file") is None
-            lines = iter_lines_backwards(fd, self._size, DEDUP_WINDOW_BYTES)
-            self._seen = rebuild(lines, window_complete=complete)
-            self._ops.sync(fd)  # what the file holds is durable before we build on it
+        self._fd = audit_file.open_log(self.path)
+        state = resume(self._fd, self.path, self._ops)
+        self._size = state.size
+        if state.seen is not None:
+            self._seq, self._last_hash, self._chain_id = state.seq, state.last_hash, state.chain_id
+            self._seen = state.seen
         else:
             self._start_file(prev_file=self._rotated_to)
-        if tail.discarded:
+        if state.discarded:
             self._write(
                 meta_record(
                     Event.RECOVERED_TAIL,
-                    discarded_bytes=len(tail.discarded),
-                    discarded_sha256=line_hash(tail.discarded),
-                    side_file=side.name,
+                    discarded_bytes=len(state.discarded),
+                    discarded_sha256=line_hash(state.discarded),
+                    side_file=state.side_file,
                 )
             )
-            log.warning("audit log: discarded a torn tail of %d bytes", len(tail.discarded))
+            log.warning("audit log: discarded a torn tail of %d bytes", len(state.discarded))
 
     def _start_file(self, prev_file: str | None) -> None:
         """Write the genesis of the (empty) current file and make its creation durable."""

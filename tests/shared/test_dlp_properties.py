@@ -211,3 +211,22 @@ def test_prefilter_never_misses_in_any_result(red: Redactor, value: Any) -> None
     if counts:
         for raw in _serializations(msg):
             assert red.might_contain_secret(raw), raw
+
+
+@QUICK
+@given(redactors, json_values, st.lists(texts, min_size=1, max_size=4), st.integers(0, 6))
+def test_walk_shortcut_never_skips_a_redaction(
+    red: Redactor, value: Any, parts: list[str], shape: int
+) -> None:
+    """``Walker.clean`` (one pass over the joined strings) agrees with the full walk."""
+    from collections import Counter
+
+    walker = red._walker
+    for msg, top in ((_message(parts, shape), True), (value, False)):
+        counts: Counter[str] = Counter()
+        if top:
+            walker.message(msg, counts)
+        else:
+            walker.value(msg, counts)
+        if counts:
+            assert not walker.clean(msg, top=top), msg

@@ -151,6 +151,8 @@ class Redactor:
         """Redact every string leaf and key of a server message; the envelope stays as is."""
         counts: Counter[str] = Counter()
         try:
+            if self._walker.clean(obj, top=True):
+                return obj, counts
             return self._walker.message(obj, counts), counts
         except RecursionError:
             raise DlpError("message nested too deeply to scan") from None
@@ -163,6 +165,8 @@ class Redactor:
         """Redact any decoded JSON value (ask and audit payloads, arguments)."""
         counts: Counter[str] = Counter()
         try:
+            if self._walker.clean(value, top=False):
+                return value, counts
             return self._walker.value(value, counts), counts
         except RecursionError:
             raise DlpError("value nested too deeply to scan") from None

@@ -95,10 +95,18 @@ class Scanner:
         names = b"|".join(re2.escape(n.encode()) for n in sorted(set(self.names)))
         self._marker_re = re2.compile(rb"\[REDACTED:(?:%s)\]" % names, opts) if names else None
         self.encoding = EncodingScanner(opts) if detect_encoding else None
-        self._prefilter = self._compile_prefilter(re2, opts)
+        self._prefilter = self._compile_prefilter(re2, opts, raw_json=True)
+        self._decoded_prefilter = self._compile_prefilter(re2, opts, raw_json=False)
 
-    def _compile_prefilter(self, re2: Any, opts: Any) -> Any:
-        parts: list[bytes] = [_ESCAPE_TRIGGER, _SHADOW_TRIGGER, *_STRUCTURE_TRIGGERS]
+    def _compile_prefilter(self, re2: Any, opts: Any, *, raw_json: bool) -> Any:
+        """One alternation of the loosened rules plus triggers; None: cannot be built soundly.
+
+        ``raw_json``: for a JSON line (escape and structure triggers); otherwise for decoded
+        text, where only the look-alike and encoded-run triggers apply.
+        """
+        parts: list[bytes] = [_SHADOW_TRIGGER]
+        if raw_json:
+            parts += [_ESCAPE_TRIGGER, *_STRUCTURE_TRIGGERS]
         if self.encoding is not None:
             parts.append(PREFILTER_TRIGGER)
         for rule in self.rules:
@@ -108,7 +116,7 @@ class Scanner:
             except re2.error:
                 return None  # cannot build a sound prefilter: every line is "maybe"
             parts.append(b"(?:%s)" % loose.encode())
-            if not rule.escape_safe:
+            if raw_json and not rule.escape_safe:
                 parts.append(_ANY_ESCAPE_TRIGGER)
         return re2.compile(b"|".join(dict.fromkeys(parts)), opts)
 
@@ -119,6 +127,14 @@ class Scanner:
         if self._prefilter is None:
             return True
         return self._prefilter.search(raw) is not None
+
+    def maybe_decoded(self, text: bytes) -> bool:
+        """Like ``maybe`` for decoded text (leaves joined by the walker's pre-check)."""
+        if not self.rules:
+            return False
+        if self._decoded_prefilter is None:
+            return True
+        return self._decoded_prefilter.search(text) is not None
 
     # -- finding ---------------------------------------------------------------------------
 

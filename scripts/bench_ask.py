@@ -148,6 +148,44 @@ def approver_only(endpoint: str, n: int) -> dict[str, float]:
     return summary(times)
 
 
+def approver_without_audit(folder: Path, program: Path, n: int) -> dict[str, float]:
+    """The same, with the approver in this process writing decisions to a StringIO: its own
+    cost without the durable audit append (an fsync per allow, DESIGN §8)."""
+    import asyncio
+    import io
+    import threading
+
+    from aip.approver.decisions import StderrLog
+    from aip.approver.dialogs.choose import Choice
+    from aip.approver.dialogs.exec_program import ExecProgram
+    from aip.approver.server import ApprovalServer, ServerConfig
+
+    run = folder / "inproc"
+    run.mkdir(mode=0o700)
+    endpoint = f"ipc://{run}/approver.sock"
+    config = ServerConfig(endpoint=endpoint, ask_per_minute=1e9, ask_burst=1e9)
+    server = ApprovalServer(config, Choice(ExecProgram(str(program))), StderrLog(io.StringIO()))
+    loop = asyncio.new_event_loop()
+    stop, ready = asyncio.Event(), threading.Event()
+
+    async def serve() -> None:
+        up = asyncio.Event()
+        task = asyncio.ensure_future(server.run(stop, up))
+        await up.wait()
+        ready.set()
+        await task
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()))
+    thread.start()
+    ready.wait(10)
+    try:
+        return approver_only(endpoint, n)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
+
+
 def hold_asks(folder: Path, sessions: int, timeout_s: float) -> dict[str, Any]:
     """``sessions`` DEALERs each hold one ask; the dialog never answers: every ask must end
     with TIMEOUT at its own deadline (arrival + timeout)."""
@@ -238,6 +276,7 @@ def main() -> int:
         instant.chmod(0o755)
         results: dict[str, Any] = {"bare_zmq_ipc_echo": bare_zmq(folder, 3000)}
         results["answer_program_alone"] = program_alone(instant, args.asks)
+        results["approver_without_audit"] = approver_without_audit(folder, instant, args.asks)
         with Approver(
             folder,
             f"exec:{instant}",

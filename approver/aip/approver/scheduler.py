@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from aip.approver import render
 from aip.approver.decisions import utc_now
@@ -23,6 +24,12 @@ from aip.shared.protocol import Ask, HumanDecision
 
 log = logging.getLogger(__name__)
 
+_ANSWERS: Final = {
+    Answer.ALLOW: Outcome.HUMAN_APPROVED,
+    Answer.DENY: Outcome.DENIED_BY_USER,
+    Answer.ERROR: Outcome.DIALOG_ERROR,
+}
+
 
 @dataclass(eq=False, slots=True)
 class Ticket:
@@ -32,7 +39,7 @@ class Ticket:
     deadline: float
     ordinal: int = 0
     timer: asyncio.TimerHandle | None = None
-    dialog: asyncio.Future[Answer | None] | None = None  # set while on screen
+    dialog: asyncio.Future[None] | None = None  # set while on screen
     shown_at: float | None = None
     shown_wall: str = ""
     stop_reason: Outcome = Outcome.CANCELLED  # why an open dialog was closed early
@@ -158,53 +165,47 @@ class Scheduler:
             return
         prompt = self._prompt(ticket, now)
         ticket.shown_at, ticket.shown_wall = now, utc_now()
-        ticket.dialog = asyncio.ensure_future(self._dialog(prompt, ticket.deadline))
+        ticket.dialog = dialog = asyncio.ensure_future(self._dialog(ticket, prompt))
         self._active = ticket
         try:
-            await asyncio.wait([ticket.dialog])  # unlike ``await``, never eats our own cancel
+            await asyncio.wait([dialog])  # unlike ``await``, never eats our own cancel
         except asyncio.CancelledError:
-            ticket.dialog.cancel()  # the worker itself is stopping: close the dialog first
-            await asyncio.wait([ticket.dialog])
+            dialog.cancel()  # the worker itself is stopping: close the dialog first
+            await asyncio.wait([dialog])
             raise
         finally:
             self._active = None
-        outcome, shown = self._outcome(ticket.dialog, ticket)
-        elapsed_ms = max(0, round((loop.time() - now) * 1000))
+
+    async def _dialog(self, ticket: Ticket, prompt: Prompt) -> None:
+        """Show one dialog until its answer or deadline (then it is killed), and end the
+        ticket right here, so the reply does not wait for the worker to wake up."""
+        try:
+            async with asyncio.timeout_at(ticket.deadline):
+                answer = await self._backend.show(prompt)
+        except TimeoutError:
+            self._after_dialog(ticket, Outcome.TIMEOUT, shown=True)
+        except asyncio.CancelledError:  # cancel, proxy gone or shutdown: closed early
+            self._after_dialog(ticket, ticket.stop_reason, shown=False)
+            raise
+        except Exception:  # a task boundary: a backend that breaks is a dialog error
+            log.exception("dialog %s failed", self._backend.name)
+            self._after_dialog(ticket, Outcome.DIALOG_ERROR, shown=False)
+        else:
+            outcome = _ANSWERS[answer]
+            self._after_dialog(ticket, outcome, shown=outcome is not Outcome.DIALOG_ERROR)
+
+    def _after_dialog(self, ticket: Ticket, outcome: Outcome, *, shown: bool) -> None:
+        """``shown``: a human saw a dialog that ended in a decision or at the deadline."""
         human = None
-        if shown:
-            approved = outcome is Outcome.HUMAN_APPROVED
+        if shown and ticket.shown_at is not None:
+            elapsed_s = asyncio.get_running_loop().time() - ticket.shown_at
             human = HumanDecision(
-                approved=approved, response_time_ms=elapsed_ms, dialog_shown_at=ticket.shown_wall
+                approved=outcome is Outcome.HUMAN_APPROVED,
+                response_time_ms=max(0, round(elapsed_s * 1000)),
+                dialog_shown_at=ticket.shown_wall,
             )
         ticket.dialog = None
         self._end(ticket, outcome, human)
-
-    async def _dialog(self, prompt: Prompt, deadline: float) -> Answer | None:
-        """The backend's answer, or None at the deadline (the dialog is killed then)."""
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await self._backend.show(prompt)
-        except TimeoutError:
-            return None
-
-    def _outcome(
-        self, dialog: asyncio.Future[Answer | None], ticket: Ticket
-    ) -> tuple[Outcome, bool]:
-        """(outcome, whether a human saw a dialog that ended in a decision or the deadline)."""
-        if dialog.cancelled():
-            return ticket.stop_reason, False
-        exc = dialog.exception()
-        if exc is not None:
-            log.error("dialog %s failed: %r", self._backend.name, exc)
-            return Outcome.DIALOG_ERROR, False
-        answer = dialog.result()
-        if answer is None:
-            return Outcome.TIMEOUT, True
-        if answer is Answer.ALLOW:
-            return Outcome.HUMAN_APPROVED, True
-        if answer is Answer.DENY:
-            return Outcome.DENIED_BY_USER, True
-        return Outcome.DIALOG_ERROR, False
 
     def _prompt(self, ticket: Ticket, now: float) -> Prompt:
         ask, session = ticket.ask, ticket.session

@@ -8,7 +8,7 @@ one JSON line on stdin, written asynchronously then closed. Exit 0 with first li
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -31,6 +31,7 @@ def program_env() -> dict[str, str]:
 class ExecProgram:
     program: str
     name: str = "exec"
+    env: dict[str, str] = field(default_factory=program_env)  # fixed at start-up
 
     @classmethod
     def from_spec(cls, spec: str) -> ExecProgram:
@@ -61,7 +62,7 @@ class ExecProgram:
         )
 
     async def show(self, prompt: Prompt) -> Answer:
-        done = await run_dialog([self.program], program_env(), self.request_line(prompt))
+        done = await run_dialog([self.program], self.env, self.request_line(prompt))
         if done.returncode == 0:
             word = done.first_line()
             if word == "allow":

@@ -28,6 +28,21 @@ class _Pipe:
     data: bytearray = field(default_factory=bytearray)
     eof: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def drain_now(self) -> None:
+        """Read whatever is buffered, without waiting for more."""
+        while not self.eof.is_set():
+            before = len(self.data)
+            try:
+                chunk = os.read(self.fd, READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.eof.set()
+            elif before < self.limit:
+                self.data += chunk[: self.limit - before]
+
     def on_readable(self) -> None:
         try:
             chunk = os.read(self.fd, READ_CHUNK)
@@ -89,12 +104,10 @@ async def spawn_and_wait(
             feeder.start()
         await exited.wait()
         returncode = _reap(pid)
-        # The leader is gone; what it wrote is in the pipes. A helper it left behind may
-        # still hold them open, so take what is there without waiting for EOF.
+        # The leader is gone, so what it wrote is in the pipes: take it now. A helper it
+        # left behind may still hold them open; we do not wait for their EOF.
         for pipe in (out, err):
-            if not pipe.eof.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(pipe.eof.wait(), 0.05)
+            pipe.drain_now()
         return returncode, bytes(out.data), bytes(err.data)
     finally:
         with contextlib.suppress(ProcessLookupError, PermissionError):

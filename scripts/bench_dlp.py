@@ -51,12 +51,15 @@ def messages(size: int) -> dict[str, dict[str, Any]]:
     mid = len(body) // 2
     encoded = base64.b64encode(f"aws_key={AWS}".encode()).decode()
     many = {f"k{i}": f"value {i} {prose(30, i)}" for i in range(max(1, size // 50))}
+    words = prose(size).split()
+    rows = [words[i : i + 5] for i in range(0, len(words), 5)]  # string arrays: the walk runs
     return {
         "clean": result(body),
         "dirty": result(body[:mid] + f" {AWS} " + body[mid:]),
         "split": result(body[:mid] + " AKIAIOSF", "ODNN7EXAMPLE " + body[mid:]),
         "encoded": result(body[:mid] + f" {encoded} " + body[mid:]),
         "many-leaves": result("see structured", structuredContent=many),
+        "string-rows": result("see structured", structuredContent={"rows": rows}),
     }
 
 

@@ -336,3 +336,8 @@ def test_a_non_text_item_ends_a_run_of_text_items(red: Redactor) -> None:
     new, counts = red.redact_value({"items": items})
     assert new == {"items": items}
     assert not counts
+
+
+def test_scan_bytes_is_the_fast_path(red: Redactor) -> None:
+    assert red.scan_bytes(orjson.dumps(result(text(AWS))))
+    assert not red.scan_bytes(orjson.dumps(result(text("fine"))))

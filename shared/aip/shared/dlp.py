@@ -1,24 +1,8 @@
-"""DLP: find secrets in JSON-RPC messages, tool arguments and stderr and redact them (DESIGN §8).
+"""DLP (DESIGN §8): secrets in server messages, tool arguments and stderr become markers.
 
-Each match becomes ``[REDACTED:<rule name>]``; policy patterns come first in list order, then
-the built-ins. Rules this module decides (security.md §6):
-- Oversize: a message longer than ``max_scan_size`` bytes is not scanned and must not be
-  forwarded (``LineResult.oversize``); the proxy answers a request with an error instead.
-- Media: base64 ``data`` of image/audio items and image/audio/video blobs is scanned with the
-  built-in rules only (on the base64 text; they never fire on random base64) and on a hit the
-  whole field becomes the base64 of the markers. Other blobs are decoded and redacted; a binary
-  blob with a hit becomes the markers. Data that is not base64 is an ordinary string.
-- Split secrets: matches across adjacent text items of one array (content items, resource
-  text, plain strings; joined with "" and "\\n") are redacted in every item they touch.
-- Object keys are redacted like values; the top-level ``jsonrpc``, ``id`` and ``method`` never.
-- Long integers (13+ digits) are scanned as digits; on a hit the number becomes the marker.
-- Anything that cannot be scanned (not JSON, nested deeper than Python's recursion limit
-  allows) raises ``DlpError``: the caller blocks the message, never relays it unscanned.
-- Look-alikes: a string holding zero-width, bidi-control or soft-hyphen characters or
-  fullwidth ASCII is also scanned in a "shadow" view (those removed / folded); when that view
-  holds a match, the string is replaced by its redacted shadow view (JSON walk only).
-Not covered: secrets split across messages or object fields, inside pictures, compressed or
-encrypted, reversed, or written with homoglyphs from other scripts (a Cyrillic "A" in "AKIA").
+A message over ``max_scan_size`` bytes is never scanned and never relayed (``LineResult.oversize``;
+the proxy answers with an error instead); what cannot be scanned raises ``DlpError`` and is
+blocked. Never does anything pass unscanned. What is scanned and how: ``Redactor``.
 """
 
 from __future__ import annotations
@@ -64,6 +48,26 @@ class Redactor:
     """A compiled rule set with the operations the proxy and the approver need.
 
     Immutable after construction; build it once per policy and share it.
+
+    Each match becomes ``[REDACTED:<rule name>]``; policy patterns come first in list order, then
+    the built-ins. Rules this module decides (security.md §6):
+    - Oversize: a message longer than ``max_scan_size`` bytes is not scanned and must not be
+      forwarded (``LineResult.oversize``); the proxy answers a request with an error instead.
+    - Media: base64 ``data`` of image/audio items and image/audio/video blobs is scanned with the
+      built-in rules only (on the base64 text; they never fire on random base64) and on a hit the
+      whole field becomes the base64 of the markers. Other blobs are decoded and redacted; a binary
+      blob with a hit becomes the markers. Data that is not base64 is an ordinary string.
+    - Split secrets: matches across adjacent text items of one array (content items, resource
+      text, plain strings; joined with "" and "\\n") are redacted in every item they touch.
+    - Object keys are redacted like values; the top-level ``jsonrpc``, ``id`` and ``method`` never.
+    - Long integers (13+ digits) are scanned as digits; on a hit the number becomes the marker.
+    - Anything that cannot be scanned (not JSON, nested deeper than Python's recursion limit
+      allows) raises ``DlpError``: the caller blocks the message, never relays it unscanned.
+    - Look-alikes: a string holding zero-width, bidi-control or soft-hyphen characters or
+      fullwidth ASCII is also scanned in a "shadow" view (those removed / folded); when that view
+      holds a match, the string is replaced by its redacted shadow view (JSON walk only).
+    Not covered: secrets split across messages or object fields, inside pictures, compressed or
+    encrypted, reversed, or written with homoglyphs from other scripts (a Cyrillic "A" in "AKIA").
     """
 
     def __init__(
@@ -119,6 +123,10 @@ class Redactor:
         if len(raw) > self.max_scan_size:
             return True
         return self._scanner.maybe(raw)
+
+    def scan_bytes(self, raw: bytes) -> bool:
+        """The fast path under the name the task used: ``might_contain_secret``."""
+        return self.might_contain_secret(raw)
 
     def redact_line(self, raw: bytes, message: Any = None) -> LineResult:
         """The child -> host path: fast pass, then decode + walk + re-encode only on a hit.

@@ -1,9 +1,8 @@
-"""Prefilter analysis of DLP patterns: loosened forms (no position assertions), escape safety.
+"""Prefilter analysis of DLP patterns: loosened forms and escape safety.
 
-Removing ``^ $ \\A \\z \\b \\B`` (outside character classes and ``\\Q...\\E``) can only add
-matches, so a loosened pattern matches the raw JSON line wherever the original matches one of
-its decoded strings at a different position or next to different neighbours (a string leaf
-starts after ``"`` in the line, and ``\\n`` before a token is a word character there).
+Dropping ``^ $ \\A \\z \\b \\B`` only adds matches, so a loosened pattern finds in the raw JSON line
+every match of the original in a decoded string, whatever its neighbours there (``"`` or the
+``n`` of a ``\\n`` escape).
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Span finding and redaction over UTF-8 bytes: the engine under ``aip.shared.dlp``.
 
-Every rule is searched on its own (after one combined RE2 pass says there is anything at all)
-and the matches of all rules are merged, so a secret overlapped by another rule's match is still
-covered whole. Each merged region becomes ``[REDACTED:<name>]``, named by the rule whose match
-starts first (ties: the earlier rule, i.e. policy patterns before built-ins). Redaction repeats
-until nothing outside a marker matches, which makes it idempotent.
+All rules' matches are merged, so overlapping rules cover a secret whole; a region is named by
+its first-starting match (ties: policy patterns before built-ins). Redaction repeats until
+nothing outside a marker matches, which makes it idempotent.
 """
 
 from __future__ import annotations

@@ -237,3 +237,43 @@ def test_unwritable_log_denies_asks_until_writable(folder: Path) -> None:
     assert verify_files([log]).ok
     assert_valid_log(log)
     assert isinstance(p.MAX_AUDIT_RECORDS, int)
+
+
+def test_ask_pending_when_the_approver_dies(folder: Path) -> None:
+    """The proxy denies (approver_unavailable), records that, and adds a not_forwarded record;
+    both reach the log once an approver is back."""
+    log, shown = folder / "aip-audit.jsonl", folder / "shown.jsonl"
+    env = {**os.environ, "AIP_AUDIT_LOG": str(log), "AIP_TEST_RECORD": str(shown)}
+    first = Approver(folder, f"exec:{answer_program(folder, 'never')}", env=env, timeout_s=30)
+    first.wait_ready()
+    proxy = start_proxy(folder, first.endpoint, log, "agent-x", RAW_SERVER)
+    try:
+        proxy.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "tools/call",
+                "params": {"name": "write_file", "arguments": {"path": "/etc/x", "content": ""}},
+            }
+        )
+        wait_for(shown.exists, 10, "the dialog to be open")  # the ask reached the approver
+        os.killpg(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(10)
+        reply = proxy.recv_id(7, timeout=20)
+        assert reply["error"]["data"]["reason"] == "approver_unavailable"
+        with Approver(folder, f"exec:{answer_program(folder, 'deny')}", env=env).wait_ready():
+
+            def both() -> bool:
+                return {r["event"] for r in records(log) if r.get("request_id") == 7} == {
+                    "decision",
+                    "not_forwarded",
+                }
+
+            wait_for(both, 20, "the proxy's records for the dead ask", 0.1)
+    finally:
+        first.kill()
+        proxy.kill()
+    mine = [r for r in records(log) if r.get("request_id") == 7]
+    assert [r["event"] for r in mine] == ["decision", "not_forwarded"]
+    assert mine[0]["outcome"] == "approver_unavailable"
+    assert verify_files(chain_files(log)).ok

@@ -341,3 +341,19 @@ def test_a_non_text_item_ends_a_run_of_text_items(red: Redactor) -> None:
 def test_scan_bytes_is_the_fast_path(red: Redactor) -> None:
     assert red.scan_bytes(orjson.dumps(result(text(AWS))))
     assert not red.scan_bytes(orjson.dumps(result(text("fine"))))
+
+
+def test_many_secrets_and_fake_markers_stay_linear(red: Redactor) -> None:
+    """An adversarial server cannot make redaction quadratic (markers x matches, pieces)."""
+    import time
+
+    blob = f"[REDACTED:aws-access-key]{AWS} " * 5000
+    pieces = ["AKIAIOSF", "ODNN7EXAMPLE "] * 2500
+    start = time.monotonic()
+    out, counts = red.redact_text(blob)
+    _, split_counts = red.redact_value(pieces)
+    elapsed = time.monotonic() - start
+    assert counts == {"aws-access-key": 5000}
+    assert split_counts == {"aws-access-key": 2500}
+    assert AWS not in out
+    assert elapsed < 5.0, elapsed

@@ -220,10 +220,11 @@ class Scanner:
         changed = False
         for attempt in range(MAX_PASSES + 1):
             bounds, joined = _join(pieces, sep)
+            starts = [b[0] for b in bounds]
             crossing = [
                 s
                 for s in self._fresh(joined, self.spans(joined))
-                if _piece_at(bounds, s.start) != _piece_at(bounds, s.end - 1)
+                if _piece_at(starts, s.start) != _piece_at(starts, s.end - 1)
             ]
             if not crossing:
                 break
@@ -232,7 +233,8 @@ class Scanner:
             cuts: list[list[tuple[int, int, int]]] = [[] for _ in pieces]
             for start, end, rule in merge(crossing, self._marker_spans(joined)):
                 counts[self.names[rule]] += 1
-                for i, (pstart, pend) in enumerate(bounds):
+                for i in range(_piece_at(starts, start), _piece_at(starts, end - 1) + 1):
+                    pstart, pend = bounds[i]
                     lo, hi = max(start, pstart), min(end, pend)
                     if lo >= hi:
                         continue
@@ -256,10 +258,16 @@ def merge(spans: list[Span], marks: list[tuple[int, int]]) -> list[tuple[int, in
         else:
             regions.append([start, end, rule])
     # Absorb markers that overlap a region, so a redaction never cuts a marker in half.
+    # Both lists are sorted and markers do not overlap: one sweep, linear.
+    j = 0
     for region in regions:
-        for ms, me in marks_sorted:
-            if ms < region[1] and region[0] < me:
-                region[0], region[1] = min(region[0], ms), max(region[1], me)
+        while j < len(marks_sorted) and marks_sorted[j][1] <= region[0]:
+            j += 1
+        k = j
+        while k < len(marks_sorted) and marks_sorted[k][0] < region[1]:
+            ms, me = marks_sorted[k]
+            region[0], region[1] = min(region[0], ms), max(region[1], me)
+            k += 1
     out: list[tuple[int, int, int]] = []
     for start, end, rule in regions:
         if out and start < out[-1][1]:
@@ -278,12 +286,18 @@ def _join(pieces: list[bytes], sep: bytes) -> tuple[list[tuple[int, int]], bytes
     return bounds, sep.join(pieces)
 
 
-def _piece_at(bounds: list[tuple[int, int]], offset: int) -> int:
+def _piece_at(starts: list[int], offset: int) -> int:
     """Index of the piece holding ``offset``; a separator byte belongs to the piece before it."""
-    return bisect.bisect_right([b[0] for b in bounds], offset) - 1
+    return bisect.bisect_right(starts, offset) - 1
 
 
 def _cut(piece: bytes, cuts: list[tuple[int, int, int]], markers: tuple[bytes, ...]) -> bytes:
-    for lo, hi, rule in sorted(cuts, reverse=True):
-        piece = piece[:lo] + markers[rule] + piece[hi:]
-    return piece
+    if not cuts:
+        return piece
+    out: list[bytes] = []
+    pos = 0
+    for lo, hi, rule in sorted(cuts):  # disjoint: they come from merged regions
+        out += (piece[pos:lo], markers[rule])
+        pos = hi
+    out.append(piece[pos:])
+    return b"".join(out)

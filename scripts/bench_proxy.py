@@ -43,6 +43,9 @@ INIT = (
     b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
     b'"capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}\n'
 )
+# Filled in by main(): the proxy spools its audit records (no approver runs here) under a
+# private state directory, not the user's ~/.local/state.
+ENV: dict[str, str] = {}
 TARGETS = {"p50_us": 100.0, "p99_us": 500.0, "tp_ratio": 0.30, "startup_ms": 200.0, "rss_mb": 35.0}
 
 
@@ -116,7 +119,12 @@ def run_chain(
     cmd: list[str], n_lat: int, n_tp: int, req: bytes = REQ, window: int = 64
 ) -> dict[str, float]:
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        bufsize=0,
+        env=ENV,
     )
     assert proc.stdin is not None
     assert proc.stdout is not None
@@ -172,7 +180,12 @@ def run_chain(
 def startup_ms(cmd: list[str]) -> float:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        bufsize=0,
+        env=ENV,
     )
     assert proc.stdin is not None
     assert proc.stdout is not None
@@ -268,6 +281,9 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory(prefix="aip-bench-") as tmp:
         policy = write_policy(Path(tmp))
+        ENV.update(os.environ)
+        ENV["XDG_STATE_HOME"] = tmp
+        ENV["AIP_APPROVER_ENDPOINT"] = f"ipc://{tmp}/no-approver.sock"
         for mode in modes:
             req = REQ_RELATIVE if ns.relative_path else REQ
             label = f"{mode}, relative path argument" if ns.relative_path else mode

@@ -22,11 +22,14 @@ SUPPORT = Path(__file__).resolve().parent
 RAW_SERVER = [sys.executable, str(SUPPORT / "raw_server.py")]
 MCP_SERVER = [sys.executable, str(SUPPORT / "mcp_server.py")]
 
-# Short graces so supervision tests take well under a second each.
+# Short graces so supervision tests take well under a second each. The suite's private state
+# directory rides along: an ``mcp`` stdio client passes only a minimal environment on, and a
+# proxy spools its audit records under $XDG_STATE_HOME (never the real ~/.local/state).
 FAST_ENV = {
     "AIP_PROXY_STDIN_GRACE_S": "0.3",
     "AIP_PROXY_TERM_GRACE_S": "0.3",
     "AIP_PROXY_PROGRESS_INTERVAL_S": "0.2",
+    **{k: os.environ[k] for k in ("XDG_STATE_HOME",) if k in os.environ},
 }
 
 

@@ -120,3 +120,12 @@ def test_escape_safe_policy_pattern_keeps_the_fast_path_on_multiline_text() -> N
     dirty = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": {"t": "ssn:\n123-45-6789"}})
     assert red.might_contain_secret(dirty)
     assert red.redact_line(dirty).counts == {"p0": 1}
+
+
+@pytest.mark.parametrize("pattern", [r"x\Qa.b", r"x\\Qab", r"(a)|b"])
+def test_patterns_combine_into_one_alternation(pattern: str) -> None:
+    red = _policy_redactor(pattern, r"zz")
+    out, counts = red.redact_text(
+        "zz " + {r"x\Qa.b": "xa.b", r"x\\Qab": "x\\Qab"}.get(pattern, "a")
+    )
+    assert counts == {"p0": 1, "p1": 1}, out

@@ -85,7 +85,7 @@ class Scanner:
         self._any: Any = None
         self._set: Any = None
         if self.rules:
-            self._any = re2.compile(b"|".join(b"(?:%s)" % r.pattern.encode() for r in rules), opts)
+            self._any = re2.compile(b"|".join(_group(r.pattern) for r in rules), opts)
             self._set = re2.Set.SearchSet(opts)
             for r in self.rules:
                 self._set.Add(r.pattern.encode())
@@ -113,7 +113,7 @@ class Scanner:
                 re2.compile(loose.encode(), opts)
             except re2.error:
                 return None  # cannot build a sound prefilter: every line is "maybe"
-            parts.append(b"(?:%s)" % loose.encode())
+            parts.append(_group(loose))
             if raw_json and not rule.escape_safe:
                 parts.append(_ANY_ESCAPE_TRIGGER)
         return re2.compile(b"|".join(dict.fromkeys(parts)), opts)
@@ -244,6 +244,22 @@ class Scanner:
                         cuts[i].append((lo - pstart, hi - pstart, rule))
             pieces = [_cut(p, c, self.markers) for p, c in zip(pieces, cuts, strict=True)]
         return (pieces, counts) if changed else None
+
+
+def _group(pattern: str) -> bytes:
+    """``pattern`` as one alternative of a larger alternation.
+
+    A ``\\Q`` without its ``\\E`` quotes to the end of the pattern and would swallow the
+    closing parenthesis: then the quote is closed first.
+    """
+    import re2
+
+    grouped = b"(?:%s)" % pattern.encode()
+    try:
+        re2.compile(grouped, re2_options())
+    except re2.error:
+        return b"(?:%s\\E)" % pattern.encode()
+    return grouped
 
 
 def merge(spans: list[Span], marks: list[tuple[int, int]]) -> list[tuple[int, int, int]]:

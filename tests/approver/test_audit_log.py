@@ -336,3 +336,20 @@ async def test_directory_of_another_user_is_refused(tmp_path: Path) -> None:
         assert "not by us" in str(audit.error)
         with pytest.raises(AuditUnavailable):
             await audit.append(rec(1), durable=True)
+
+
+def test_seen_pairs_in_and_out_of_order_and_bounded() -> None:
+    from aip.approver.audit_dedup import SeenPairs
+
+    seen = SeenPairs(max_sessions=3)
+    for session in "abcde":
+        for rseq in (1, 2, 3):
+            seen.add(session, rseq)
+    assert ("e", 3) in seen
+    assert ("a", 1) not in seen  # least recently written sessions are forgotten
+    seen.add("e", 6)
+    assert ("e", 6) in seen
+    assert ("e", 5) not in seen
+    seen.add("e", 5)
+    seen.add("e", 4)
+    assert all(("e", r) in seen for r in range(1, 7))

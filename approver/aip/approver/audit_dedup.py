@@ -28,7 +28,12 @@ class SeenPairs:
         return rseq in self._above.get(session, ())
 
     def add(self, session: str, rseq: int) -> None:
-        floor = self._floor.get(session, 0)
+        known = self._floor.get(session)
+        if known is not None and rseq == known + 1 and session not in self._above:
+            self._floor[session] = rseq  # the common, in-order case
+            self._floor.move_to_end(session)
+            return
+        floor = known or 0
         self._floor[session] = floor
         self._floor.move_to_end(session)
         if rseq > floor:

@@ -1,0 +1,123 @@
+"""Asks through the whole chain (mcp client -> aip-proxy -> MCPServer, real aip-approver with a
+scripted ``exec:`` human): progress while the human decides, and a client that gives up."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import types
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.approverproc import Approver, answer_program, short_dir, wait_for  # noqa: E402
+from tests.support.proxyproc import FAST_ENV, MCP_SERVER, proxy_command, write_policy  # noqa: E402
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),
+]
+
+SPEC = """
+allowed_tools: [read_file]
+tool_rules:
+  - tool: write_file
+    action: ask
+"""
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    with short_dir() as path:
+        yield path
+
+
+@asynccontextmanager
+async def client(folder: Path, endpoint: str) -> AsyncIterator[ClientSession]:
+    policy = write_policy(folder, SPEC, "asks")
+    cmd = proxy_command()
+    params = StdioServerParameters(
+        command=cmd[0],
+        args=[*cmd[1:], "--policy", str(policy), "--approver", endpoint, "--", *MCP_SERVER],
+        env={**FAST_ENV, "AIP_AGENT_ID": "agent-asks"},  # progress every 0.2 s
+    )
+    with (folder / "proxy.stderr").open("w") as errlog:
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write) as s,
+        ):
+            with anyio.fail_after(20):
+                await s.initialize()
+            yield s
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+async def test_progress_while_the_human_decides_then_the_call_runs(folder: Path) -> None:
+    prog = answer_program(folder, "slow:1.2:allow")
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    with Approver(folder, f"exec:{prog}", timeout_s=10).wait_ready() as approver:
+        async with client(folder, approver.endpoint) as s:
+            with anyio.fail_after(20):
+                result = await s.call_tool(
+                    "write_file",
+                    {"path": "/etc/motd", "content": "hi"},
+                    progress_callback=on_progress,
+                )
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    assert block.text == "wrote 2 bytes to /etc/motd"
+    assert len(progress) >= 2  # a client with a progressToken hears that we are waiting
+    assert progress == sorted(progress)
+
+
+async def test_client_that_gives_up_withdraws_the_ask(folder: Path) -> None:
+    record = folder / "record.jsonl"
+    env = {**os.environ, "AIP_TEST_RECORD": str(record)}
+    prog = answer_program(folder, "never")
+    with Approver(folder, f"exec:{prog}", timeout_s=30, env=env).wait_ready() as approver:
+        async with client(folder, approver.endpoint) as s:
+            with anyio.move_on_after(1.0):  # the mcp client sends notifications/cancelled
+                await s.call_tool("write_file", {"path": "/etc/never", "content": "x"})
+            # the dialog opened and is closed again without an answer
+            wait_for(lambda: any(r["event"] == "open" for r in _records(record)), 10, "dialog")
+            with anyio.fail_after(20):
+                assert _text(await s.call_tool("read_file", {"path": "/tmp/a"})) == (
+                    "contents of /tmp/a"
+                )
+        t0 = time.monotonic()
+        wait_for(
+            lambda: (
+                any(d.get("outcome") == "cancelled" for d in approver.decisions())
+                or "cancel" in (folder / "proxy.stderr").read_text()
+            ),
+            10,
+            "the cancel",
+        )
+        assert time.monotonic() - t0 < 10
+    assert not any(r["event"] == "close" for r in _records(record))  # never answered
+    log = (folder / "proxy.stderr").read_text()
+    assert "client cancelled pending ask" in log
+
+
+def _text(result: types.CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text

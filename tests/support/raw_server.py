@@ -14,6 +14,7 @@ every line received, so tests can assert what was (not) forwarded. Modes:
   bigline BYTES        writes one line of BYTES before every response
   server-request       on tools/call "roots", asks the client roots/list, answers with its reply
   deaf                 never reads stdin (its pipe fills up) and never answers
+  forge                before every response, answers an id nobody asked for
 --orphan PIDFILE starts a grandchild that keeps our stdout open and outlives us (a graceful
 exit must not look like a hang, and the grandchild must still be reaped); pids to PIDFILE.
 """
@@ -88,6 +89,9 @@ def main() -> None:
             for i in range(int(mode_arg or 100)):
                 note = {"level": "info", "data": f"flood {i}"}
                 send({"jsonrpc": "2.0", "method": "notifications/message", "params": note})
+        elif mode == "forge":
+            send({"jsonrpc": "2.0", "id": f"forged-{mid}", "result": {"forged": True}})
+            send({"jsonrpc": "2.0", "id": 424242, "result": {"forged": True}})
         elif mode == "bigline":
             out.write(b'{"jsonrpc":"2.0","id":' + str(mid).encode() + b',"result":"')
             out.write(b"y" * int(mode_arg or 0) + b'"}\n')

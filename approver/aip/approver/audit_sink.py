@@ -26,9 +26,9 @@ INGEST_INTERVAL_S: Final = 60.0
 
 def _complete(record: dict[str, Any]) -> dict[str, Any]:
     """Fill the DESIGN §8 fields a producer left out (a record with a tool is a tools/call)."""
+    out = dict(record)  # a copy: the caller's dict is never changed
     if record.get("event") not in _DECISION_EVENTS:
-        return record
-    out = dict(record)
+        return out
     out.setdefault("user", None)  # the writer fills in the user name
     if out.get("tool") is not None:
         out.setdefault("method", "tools/call")
@@ -104,7 +104,10 @@ class AuditSink:
         for record in records:
             problem = proxy_record_problem(record)
             if problem is None:
-                good.append(_complete(record))
+                record = _complete(record)
+                if "user" in record:  # ours to say (DESIGN §8), not the proxy's: peers are
+                    record["user"] = None  # checked to be our uid, the writer fills our name
+                good.append(record)
             else:
                 log.warning("dropping a malformed audit record from a proxy: %s", problem)
         await self.log.append_proxy_records(good)

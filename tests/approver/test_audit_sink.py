@@ -89,8 +89,9 @@ async def test_failed_fsync_leaves_a_not_forwarded_record(tmp_path: Path) -> Non
             await s.record(approver_record(7), durable=True)
         assert not s.available()
         ops.fail = False
-        while not s.available():
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(5):  # the probe reopens within ~10 ms
+            while not s.available():  # noqa: ASYNC110 - polls writer state, bounded
+                await asyncio.sleep(0.01)
     events = [(r["event"], r.get("request_id")) for r in lines(log)]
     assert ("not_forwarded", 7) in events  # the allow line may exist, but it was never sent
     assert_valid_log(log)

@@ -245,3 +245,16 @@ def test_ctl_tail_follows_across_rotation(env_log: Path, tail_proc: subprocess.P
     while "tool_11" not in seen:  # bounded by the pytest timeout
         seen += tail_proc.stdout.readline()
     assert all(f"tool_{i} " in seen for i in range(12))
+
+
+def test_ctl_verify_progress_only_on_a_tty(
+    env_log: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aip.approver import ctl_audit
+
+    monkeypatch.setattr(ctl_audit, "PROGRESS_MIN_BYTES", 0)  # "long" for this test
+    assert ctl.main(["audit", "verify"]) == 0
+    assert "verifying" not in capsys.readouterr().err  # not a TTY: no progress
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert ctl.main(["audit", "verify"]) == 0
+    assert "verifying... 100%" in capsys.readouterr().err

@@ -118,3 +118,21 @@ def test_a_huge_record_is_capped_before_it_is_sent(
     assert len(orjson.dumps(sent)) < 20000
     assert "hmac-sha256:" in sent["arguments"]["c"]
     assert (tmp_path / "log" / "audit-hmac.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_overflow_waits_in_the_spool_and_is_read_back_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_outbox, "MAX_QUEUED", 100)
+    monkeypatch.setattr(spool, "READ_CHUNK_BYTES", 512)  # several chunks per read-back
+    outbox = AuditOutbox(Spool(SESSION, tmp_path))
+    outbox.attach(lambda: None)
+    outbox.take_batches(now=0.0)  # the attach re-read: nothing yet
+    fill(outbox, 1000)  # the approver is slow: only 100 fit in memory
+    sent: list[int] = []
+    while outbox.has_work():
+        for batch, records in outbox.take_batches(now=0.0):
+            sent += rseqs(records)
+            outbox.on_ack(batch, rseqs(records))
+    assert sent == list(range(1, 1001))
+    assert outbox.spool.pending() == []

@@ -29,7 +29,7 @@ MAX_BATCH_BYTES: Final = 512 * 1024  # well under the approver's frame limit
 WINDOW: Final = 4  # batches in flight
 RESEND_S: Final = 5.0  # an unacknowledged batch is re-sent (with the rest) after this
 MAX_RECORD_BYTES: Final = 64 * 1024  # bigger records are capped (head + tail + HMAC) first
-MAX_QUEUED: Final = 10000  # beyond this, records wait only in the spool until a reconnect
+MAX_QUEUED: Final = 1024  # beyond this, records wait only in the spool (read back later)
 
 
 class AuditOutbox:
@@ -40,7 +40,8 @@ class AuditOutbox:
         self._queue: deque[bytes | dict[str, Any]] = deque()  # lines, or records re-read
         self._inflight: dict[int, float] = {}  # batch -> sent at (client's clock)
         self._batch = 0
-        self._reload = False  # the queue is incomplete: rebuild it from the spool
+        self._reload = False  # re-send everything unacknowledged, from the spool
+        self._more = False  # the spool holds records the queue does not (queue was full)
         self._wake: Callable[[], None] | None = None
 
     # --- any thread -----------------------------------------------------------------------
@@ -55,7 +56,7 @@ class AuditOutbox:
         with self._lock:
             was_empty = not self._queue
             if len(self._queue) >= MAX_QUEUED:
-                self._reload = True  # it is in the spool: read back after a reconnect
+                self._more = True  # it is in the spool: read back once the queue drained
             else:
                 self._queue.append(line)
             wake = self._wake if was_empty else None
@@ -74,10 +75,12 @@ class AuditOutbox:
         """Batches to send now (call only while connected and welcomed)."""
         out: list[tuple[int, list[dict[str, Any]]]] = []
         with self._lock:
-            if self._reload:
+            if self._reload or (self._more and not self._queue and not self._inflight):
                 self._reload = False
                 self._inflight.clear()
-                self._queue = deque(self.spool.pending())
+                pending = self.spool.pending(limit=MAX_QUEUED + 1)  # bounded memory
+                self._more = len(pending) > MAX_QUEUED
+                self._queue = deque(pending[:MAX_QUEUED])
             while self._queue and len(self._inflight) < WINDOW:
                 batch: list[dict[str, Any]] = []
                 size = 0
@@ -124,7 +127,7 @@ class AuditOutbox:
 
     def has_work(self) -> bool:
         with self._lock:
-            return self._reload or bool(self._queue)
+            return self._reload or self._more or bool(self._queue)
 
 
 _outboxes: dict[str, AuditOutbox] = {}

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 SPOOL_DIR_NAME: Final = "spool"
 MAX_SPOOL_BYTES: Final = 256 << 20  # beyond this, new records are dropped (and logged)
+READ_CHUNK_BYTES: Final = 1 << 20
 COMPACT_MIN_RECORDS: Final = 1024  # acknowledged records tolerated in the file before compaction
 
 
@@ -104,16 +105,31 @@ class Spool:
                 raise OSError(f"spool: short write ({written} of {len(data)} bytes)")
             self._unacked.update(rseqs)
 
-    def pending(self) -> list[dict[str, Any]]:
-        """Every spooled record not yet acknowledged, oldest first."""
+    def pending(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Spooled records not yet acknowledged, oldest first (at most ``limit``). Read in
+        chunks from the start, so a big spool is not parsed whole for the first few."""
         with self._lock:
             if self._fd < 0 and not self.path.exists():
                 return []
             fd = self._ensure_open()
-            records = read_records(os.pread(fd, os.fstat(fd).st_size, 0))
-            if not self._unacked and not self._acked:  # a file we did not write ourselves
-                self._unacked = {r["rseq"] for r in records if isinstance(r.get("rseq"), int)}
-            return [r for r in records if r.get("rseq") in self._unacked]
+            foreign = not self._unacked and not self._acked  # a file we did not write
+            out: list[dict[str, Any]] = []
+            offset, rest = 0, b""
+            while limit is None or len(out) < limit:
+                chunk = os.pread(fd, READ_CHUNK_BYTES, offset)
+                if not chunk:
+                    break
+                offset += len(chunk)
+                data = rest + chunk
+                cut = data.rfind(b"\n") + 1
+                data, rest = data[:cut], data[cut:]
+                for record in read_records(data):
+                    rseq = record.get("rseq")
+                    if foreign and isinstance(rseq, int):
+                        self._unacked.add(rseq)
+                    if rseq in self._unacked:
+                        out.append(record)
+            return out if limit is None else out[:limit]
 
     def __len__(self) -> int:
         return len(self.pending())

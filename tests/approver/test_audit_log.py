@@ -353,3 +353,34 @@ def test_seen_pairs_in_and_out_of_order_and_bounded() -> None:
     seen.add("e", 5)
     seen.add("e", 4)
     assert all(("e", r) in seen for r in range(1, 7))
+
+
+async def _crash_during_rotation(path: Path, *, renamed: bool) -> Path:
+    """A log whose writer died right after its rotate record (and maybe the rename)."""
+    from aip.approver.audit_file import rotated_path
+    from aip.shared.audit_record import Event, meta_record
+
+    async with AuditLog(path) as audit:
+        await audit.append(rec(1))
+        target = rotated_path(path, audit.seq + 1)
+        rotate = meta_record(Event.ROTATE, next_file=path.name, rotated_to=target.name)
+        audit._write_line(audit._line(rotate, audit.seq + 1, audit._last_hash))
+    if renamed:
+        os.rename(path, target)
+    return target
+
+
+@pytest.mark.parametrize("renamed", [False, True])
+async def test_a_crash_during_rotation_is_finished_at_start(tmp_path: Path, renamed: bool) -> None:
+    path = tmp_path / "aip-audit.jsonl"
+    target = await _crash_during_rotation(path, renamed=renamed)
+    async with AuditLog(path) as audit:
+        await audit.append(rec(2))
+    assert chain_files(path) == [target, path]
+    assert lines(target)[-1]["event"] == "rotate"
+    genesis = lines(path)[0]
+    assert genesis["event"] == "genesis"
+    assert genesis["prev_file"] == target.name
+    report = verify_files([target, path])
+    assert report.ok, report.broken
+    assert [r.get("rseq") for r in lines(path)] == [None, 2]

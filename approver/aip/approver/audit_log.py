@@ -83,7 +83,6 @@ class AuditLog:
         self._wake = asyncio.Event()
         self._backlog: deque[dict[str, Any]] = deque(maxlen=BACKLOG_MAX)
         self._tasks: list[asyncio.Task[None]] = []
-        self._rotated_to: str | None = None
         self.error: str | None = "not opened"
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -292,8 +291,10 @@ class AuditLog:
         if state.seen is not None:
             self._seq, self._last_hash, self._chain_id = state.seq, state.last_hash, state.chain_id
             self._seen = state.seen
-        else:
-            self._start_file(prev_file=self._rotated_to)
+        if state.rotate_to:  # we crashed between the rotate record and the rename: finish
+            self._finish_rotation(self.path.with_name(state.rotate_to))
+        elif state.prev_file or state.seen is None:
+            self._start_file(prev_file=state.prev_file or None)
         if state.discarded:
             self._write(
                 meta_record(
@@ -317,7 +318,6 @@ class AuditLog:
         audit_file.fsync_dir(self.path.parent)
         self._unsynced = 0
         self._synced_seq = self._seq
-        self._rotated_to = None
 
     def _rotate(self) -> None:
         """rotate record -> fsync -> rename -> new file -> genesis (synchronous: rare)."""
@@ -325,19 +325,25 @@ class AuditLog:
         rotate = meta_record(Event.ROTATE, next_file=self.path.name, rotated_to=target.name)
         self._write_line(self._line(rotate, self._seq + 1, self._last_hash))
         try:
-            self._ops.sync(self._fd)
-            os.rename(self.path, target)
-            self._rotated_to = target.name  # if the new file fails, the probe links to it
-            old = self._fd
-            self._fd = audit_file.open_log(self.path)
-            self._file_id += 1
-            os.close(old)
-            self._size = 0
-            self._start_file(prev_file=target.name)
+            self._finish_rotation(target)
         except OSError as exc:
             self._fail(f"rotation failed: {exc}")
             raise AuditUnavailable(self.error) from exc
         log.info("audit log rotated to %s", target)
+
+    def _finish_rotation(self, target: Path) -> None:
+        """After the rotate record: fsync, rename, new file, genesis. Each step survives a
+        crash: the next start finishes the rename or links the new file (audit_resume)."""
+        self._ops.sync(self._fd)
+        if target.exists():
+            raise OSError(f"{target} already exists")
+        os.rename(self.path, target)
+        old = self._fd
+        self._fd = audit_file.open_log(self.path)
+        self._file_id += 1
+        os.close(old)
+        self._size = 0
+        self._start_file(prev_file=target.name)
 
     # --- failure and recovery -----------------------------------------------------------
 

@@ -30,10 +30,14 @@ class Resume:
     seen: SeenPairs | None = None
     discarded: bytes = b""  # the torn tail that was cut
     side_file: str = ""  # where it was kept
+    rotate_to: str = ""  # the file ends with a rotate record: the rename did not happen yet
+    prev_file: str = ""  # the file is empty and continues the chain of this rotated file
 
 
 def resume(fd: int, path: Path, ops: audit_file.FileOps) -> Resume:
-    """Repair and read the open file ``fd`` (OSError: not a log we can continue)."""
+    """Repair and read the open file ``fd`` (OSError: not a log we can continue).
+    A crash during rotation is picked up: a file ending with its ``rotate`` record says where
+    it was to go; an empty file continues the newest rotated file if that ended rotating."""
     tail = read_tail(fd, os.fstat(fd).st_size)
     state = Resume(size=tail.good_size, discarded=tail.discarded)
     if tail.discarded:
@@ -43,15 +47,45 @@ def resume(fd: int, path: Path, ops: audit_file.FileOps) -> Resume:
         ops.sync(fd)
         state.side_file = side.name
     if tail.last is None or tail.last_line is None:
+        _link_to_predecessor(path, state)
         return state
+    _read_chain(fd, state, path, tail.last, tail.last_line)
+    if tail.last.get("event") == "rotate":
+        state.rotate_to = str(tail.last.get("rotated_to", ""))
+    ops.sync(fd)  # what the file holds is durable before we build on it
+    return state
+
+
+def _read_chain(
+    fd: int, state: Resume, path: Path, last: dict[str, object], last_line: bytes
+) -> None:
     first = parse_line(os.pread(fd, MAX_FIRST_LINE_BYTES, 0).split(b"\n", 1)[0])
     if first is None or first.get("event") != "genesis":
         raise OSError(f"{path}: does not start with a genesis record")
-    state.seq = tail.last["seq"]
-    state.last_hash = line_hash(tail.last_line)
+    size = os.fstat(fd).st_size
+    seq = last.get("seq")
+    state.seq = seq if isinstance(seq, int) else 0
+    state.last_hash = line_hash(last_line)
     state.chain_id = str(first.get("chain_id", ""))
-    complete = state.size <= DEDUP_WINDOW_BYTES and first.get("prev_file") is None
-    lines = iter_lines_backwards(fd, state.size, DEDUP_WINDOW_BYTES)
-    state.seen = rebuild(lines, window_complete=complete)
-    ops.sync(fd)  # what the file holds is durable before we build on it
-    return state
+    complete = size <= DEDUP_WINDOW_BYTES and first.get("prev_file") is None
+    state.seen = rebuild(
+        iter_lines_backwards(fd, size, DEDUP_WINDOW_BYTES), window_complete=complete
+    )
+
+
+def _link_to_predecessor(path: Path, state: Resume) -> None:
+    """An empty current file next to a rotated file that ends with its rotate record: the
+    crash came between the rename and the new genesis. Continue that chain."""
+    rotated = [p for p in audit_file.chain_files(path) if p != path]
+    if not rotated:
+        return
+    newest = rotated[-1]
+    fd = os.open(newest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        tail = read_tail(fd, os.fstat(fd).st_size)
+        if tail.last is None or tail.last_line is None or tail.last.get("event") != "rotate":
+            return
+        _read_chain(fd, state, newest, tail.last, tail.last_line)
+    finally:
+        os.close(fd)
+    state.prev_file = newest.name

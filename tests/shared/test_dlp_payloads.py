@@ -162,3 +162,13 @@ def test_shadow_trigger_and_table_cover_the_same_characters() -> None:
     surrogates = range(0xD800, 0xE000)
     hits = {c for c in range(0x10000) if c not in surrogates and trigger.search(chr(c).encode())}
     assert hits == set(_SHADOW_TABLE)
+
+
+def test_svg_image_is_text_and_is_redacted_inside(red: Redactor) -> None:
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg"><text>{AWS}</text></svg>'.encode()
+    item = {"type": "image", "data": base64.b64encode(svg).decode(), "mimeType": "image/svg+xml"}
+    raw = orjson.dumps(result(item))
+    out = red.redact_line(raw)
+    assert out.line is not None
+    data = orjson.loads(out.line)["result"]["content"][0]["data"]
+    assert base64.b64decode(data, validate=True) == svg.replace(AWS.encode(), AWS_MARK.encode())

@@ -184,7 +184,18 @@ _SCALARS = st.one_of(
     st.integers(-(2**63), 2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     texts,
-    st.sampled_from(["image", "audio", "text/plain", "image/png", "QUtJQQ==", "4111111111111111"]),
+    st.sampled_from(
+        [
+            "image",
+            "audio",
+            "text/plain",
+            "image/png",
+            "image/svg+xml",
+            "QUtJQQ==",
+            base64.b64encode(AWS.encode()).decode(),
+            "4111111111111111",
+        ]
+    ),
 )
 json_values = st.recursive(
     _SCALARS,

@@ -30,12 +30,22 @@ _SHADOW_TRIGGER: Final = (
     rb"[\x{00AD}\x{180E}\x{200B}-\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}"
     rb"\x{2066}-\x{2069}\x{FEFF}\x{FF01}-\x{FF5E}]"
 )
+# Superset of dlp_walk.is_text_mime, for the raw line.
+_TEXT_MIME: Final = (
+    rb"(?i:text/|[^\"]*(?:json|xml|yaml|javascript|ecmascript|toml|csv|x-sh|sql|graphql|php))"
+)
 _STRUCTURE_TRIGGERS: Final = (
     rb"\"text\"\s*:[\s\S]*?\"text\"\s*:",  # lazy: the search stops at the second one
     rb"\"\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*[,\]]",  # two strings in an array
     rb"\"\s*,\s*\{",  # a string then an object, in an array
     rb"\}\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*[,\]]",  # an object then a string, in an array
     rb"\"blob\"\s*:",
+    # media "data" of a text type (an SVG image) is decoded by the walk, like a blob
+    rb"\"data\"\s*:[\s\S]*?\"mimeType\"\s*:\s*\""
+    + _TEXT_MIME
+    + rb"|\"mimeType\"\s*:\s*\""
+    + _TEXT_MIME
+    + rb"[\s\S]*?\"data\"\s*:",
 )
 
 

@@ -45,8 +45,8 @@ _SHADOW_TABLE: Final[dict[int, int | None]] = {
 
 def is_text_mime(mime: str) -> bool:
     base = mime.split(";", 1)[0].strip().lower()
-    if base.startswith("text/") or base in _TEXT_MIMES:
-        return True
+    if base.startswith("text/") or base in _TEXT_MIMES or base.endswith(("+xml", "+json")):
+        return True  # image/svg+xml is text too
     return base.startswith("application/") and any(w in base for w in _TEXT_MIME_WORDS)
 
 
@@ -84,7 +84,9 @@ class Walker:
             out.append(v.encode("utf-8", "surrogatepass"))
         elif isinstance(v, dict):
             if isinstance(v.get("blob"), str):
-                return False
+                return False  # decoded by the walk: not visible here
+            if isinstance(v.get("data"), str) and is_text_mime(str(v.get("mimeType") or "")):
+                return False  # likewise (an SVG image)
             for key, x in v.items():
                 if top and key in ENVELOPE_KEYS:
                     continue
@@ -165,10 +167,8 @@ class Walker:
                 out[key] = v
                 continue
             new_key = self.text(key, counts) if isinstance(key, str) and not top else key
-            if media and key == "data":
-                new_v = self._media_data(v, counts)
-            elif blob and key == "blob":
-                new_v = self._blob(v, str(d.get("mimeType") or ""), counts)
+            if (media and key == "data") or (blob and key == "blob"):
+                new_v = self._blob(v, str(d.get("mimeType") or ""), counts, media=media)
             else:
                 new_v = self.value(v, counts)
             if new_key is not key or new_v is not v:
@@ -191,8 +191,9 @@ class Walker:
         # so the whole field becomes the markers, base64-encoded.
         return base64.b64encode(_markers(c)).decode()
 
-    def _blob(self, blob: str, mime: str, counts: Counter[str]) -> str:
-        if mime.lower().startswith(MEDIA_MIME_PREFIXES):
+    def _blob(self, blob: str, mime: str, counts: Counter[str], *, media: bool = False) -> str:
+        """Base64 data: text types decoded, redacted, re-encoded; media by ``_media_data``."""
+        if not is_text_mime(mime) and (media or mime.lower().startswith(MEDIA_MIME_PREFIXES)):
             return self._media_data(blob, counts)
         decoded = _b64decode(blob) if blob.isascii() else None
         if decoded is None:

@@ -55,8 +55,9 @@ class Redactor:
       forwarded (``LineResult.oversize``); the proxy answers a request with an error instead.
     - Media: base64 ``data`` of image/audio items and image/audio/video blobs is scanned with the
       built-in rules only (on the base64 text; they never fire on random base64) and on a hit the
-      whole field becomes the base64 of the markers. Other blobs are decoded and redacted; a binary
-      blob with a hit becomes the markers. Data that is not base64 is an ordinary string.
+      whole field becomes the base64 of the markers. Other blobs and text-typed media (SVG) are
+      decoded, redacted and re-encoded; a binary blob with a hit becomes the markers. Data that
+      is not base64 is an ordinary string.
     - Split secrets: matches across adjacent text items of one array (content items, resource
       text, plain strings; joined with "" and "\\n") are redacted in every item they touch.
     - Object keys are redacted like values; the top-level ``jsonrpc``, ``id`` and ``method`` never.

@@ -239,6 +239,7 @@ def hold_asks(folder: Path, sessions: int, timeout_s: float) -> dict[str, Any]:
                 assert isinstance(msg, p.Decision)
                 late.append(time.monotonic() - sent[msg.nonce] - timeout_s)
                 outcomes[msg.outcome.value] = outcomes.get(msg.outcome.value, 0) + 1
+        after_rss = proc.memory_info().rss
         for s, _ in socks:
             s.close(0)
         ctx.term()
@@ -253,6 +254,7 @@ def hold_asks(folder: Path, sessions: int, timeout_s: float) -> dict[str, Any]:
         },
         "idle_rss_mb": round(idle_rss / 2**20, 1),
         "rss_per_session_mb": round((connected_rss - idle_rss) / sessions / 2**20, 3),
+        "rss_after_asks_mb": round(after_rss / 2**20, 1),
     }
 
 

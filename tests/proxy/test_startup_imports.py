@@ -1,0 +1,19 @@
+"""Start-up stays light (issue 2: <= 200 ms added, RSS <= 35 MB): the relay's modules do not
+pull in asyncio, pyzmq or psutil; those load only when needed (asks, shutdown)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_relay_modules_do_not_import_heavy_packages() -> None:
+    code = (
+        "import sys, aip.proxy.cli, aip.proxy.runner, aip.proxy.upstream, aip.proxy.downstream;"
+        "import aip.shared.loader, aip.shared.engine;"
+        "print(','.join(m for m in ('asyncio', 'zmq', 'psutil', 'mcp') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == ""

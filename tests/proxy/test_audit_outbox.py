@@ -30,7 +30,7 @@ def rseqs(batch: list[dict[str, Any]]) -> list[int]:
 
 
 def test_records_are_spooled_then_batched_by_64(tmp_path: Path) -> None:
-    outbox = AuditOutbox(Spool(SESSION, tmp_path))
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0)
     wakes: list[int] = []
     fill(outbox, 3)
     outbox.attach(lambda: wakes.append(1))
@@ -47,7 +47,7 @@ def test_records_are_spooled_then_batched_by_64(tmp_path: Path) -> None:
 
 
 def test_window_and_ack_trim_the_spool(tmp_path: Path) -> None:
-    outbox = AuditOutbox(Spool(SESSION, tmp_path))
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0)
     outbox.attach(lambda: None)
     fill(outbox, 64 * 6)
     first = outbox.take_batches(now=0.0)
@@ -64,7 +64,7 @@ def test_window_and_ack_trim_the_spool(tmp_path: Path) -> None:
 
 
 def test_big_records_split_batches_by_bytes(tmp_path: Path) -> None:
-    outbox = AuditOutbox(Spool(SESSION, tmp_path))
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0)
     outbox.attach(lambda: None)
     fill(outbox, 10, size=200 * 1024)
     sent: list[int] = []
@@ -78,7 +78,7 @@ def test_big_records_split_batches_by_bytes(tmp_path: Path) -> None:
 
 
 def test_reconnect_or_overdue_ack_resends_everything_unacked(tmp_path: Path) -> None:
-    outbox = AuditOutbox(Spool(SESSION, tmp_path), resend_s=5.0)
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), resend_s=5.0, flush_s=0)
     outbox.attach(lambda: None)
     fill(outbox, 100)
     (b1, r1), (_b2, _r2) = outbox.take_batches(now=0.0)
@@ -110,7 +110,7 @@ def test_a_huge_record_is_capped_before_it_is_sent(
 ) -> None:
     monkeypatch.setenv("AIP_AUDIT_LOG", str(tmp_path / "log" / "aip-audit.jsonl"))
     monkeypatch.setattr(audit_outbox, "_key", [])
-    outbox = AuditOutbox(Spool(SESSION, tmp_path))
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0)
     outbox.attach(lambda: None)
     record = {"event": "decision", "session": SESSION, "rseq": 1, "arguments": {"c": "x" * 2**21}}
     outbox.submit(1, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
@@ -125,7 +125,7 @@ def test_overflow_waits_in_the_spool_and_is_read_back_in_order(
 ) -> None:
     monkeypatch.setattr(audit_outbox, "MAX_QUEUED", 100)
     monkeypatch.setattr(spool, "READ_CHUNK_BYTES", 512)  # several chunks per read-back
-    outbox = AuditOutbox(Spool(SESSION, tmp_path))
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0)
     outbox.attach(lambda: None)
     outbox.take_batches(now=0.0)  # the attach re-read: nothing yet
     fill(outbox, 1000)  # the approver is slow: only 100 fit in memory
@@ -136,3 +136,35 @@ def test_overflow_waits_in_the_spool_and_is_read_back_in_order(
             outbox.on_ack(batch, rseqs(records))
     assert sent == list(range(1, 1001))
     assert outbox.spool.pending() == []
+
+
+def test_a_few_records_wait_briefly_for_company(tmp_path: Path) -> None:
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0.01)
+    outbox.attach(lambda: None)
+    outbox.take_batches(now=100.0)  # the attach re-read: nothing yet
+    fill(outbox, 3)
+    assert outbox.take_batches(now=100.0) == []  # not yet: more may come
+    assert outbox.next_deadline() == pytest.approx(100.01)
+    [(_, batch)] = outbox.take_batches(now=100.01)
+    assert rseqs(batch) == [1, 2, 3]
+    fill_lines = [line(r) for r in range(4, 4 + 64)]
+    for rseq, data in zip(range(4, 68), fill_lines, strict=True):
+        outbox.submit(rseq, data)
+    assert len(outbox.take_batches(now=100.02)) == 1  # a full batch goes at once
+
+
+def test_no_deadline_while_disconnected(tmp_path: Path) -> None:
+    """A client that cannot send must not be woken again and again (no busy loop)."""
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0.01, resend_s=5.0)
+    outbox.attach(lambda: None)
+    fill(outbox, 100)
+    assert outbox.take_batches(now=1.0)  # 64 are sent, 36 wait
+    assert outbox.next_deadline() is not None
+    outbox.expire(now=7.0)  # overdue: everything unacknowledged goes again, once connected
+    assert outbox.next_deadline() is None
+    outbox.resend_all()  # e.g. the connection dropped
+    fill_more = line(101)
+    outbox.submit(101, fill_more)
+    assert outbox.next_deadline() is None  # nothing to do until take_batches (connected)
+    sent = [r for _, b in outbox.take_batches(now=8.0) for r in b]
+    assert rseqs(sent) == list(range(1, 102))  # all of them, from the spool

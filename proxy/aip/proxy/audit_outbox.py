@@ -28,14 +28,21 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES: Final = 512 * 1024  # well under the approver's frame limit
 WINDOW: Final = 4  # batches in flight
 RESEND_S: Final = 5.0  # an unacknowledged batch is re-sent (with the rest) after this
+# A record waits at most this long for others to share its message: one send (and one ack)
+# per burst instead of per call, so a busy proxy does not pay a round trip per decision.
+FLUSH_S: Final = 0.01
 MAX_RECORD_BYTES: Final = 64 * 1024  # bigger records are capped (head + tail + HMAC) first
 MAX_QUEUED: Final = 1024  # beyond this, records wait only in the spool (read back later)
 
 
 class AuditOutbox:
-    def __init__(self, spool: Spool, *, resend_s: float = RESEND_S) -> None:
+    def __init__(
+        self, spool: Spool, *, resend_s: float = RESEND_S, flush_s: float = FLUSH_S
+    ) -> None:
         self.spool = spool
         self._resend_s = resend_s
+        self._flush_s = flush_s
+        self._waiting_since: float | None = None  # client clock: first take that saw records
         self._lock = threading.Lock()
         self._queue: deque[bytes | dict[str, Any]] = deque()  # lines, or records re-read
         self._inflight: dict[int, float] = {}  # batch -> sent at (client's clock)
@@ -81,6 +88,14 @@ class AuditOutbox:
                 pending = self.spool.pending(limit=MAX_QUEUED + 1)  # bounded memory
                 self._more = len(pending) > MAX_QUEUED
                 self._queue = deque(pending[:MAX_QUEUED])
+            if not self._queue:
+                self._waiting_since = None
+                return out
+            if self._waiting_since is None:
+                self._waiting_since = now
+            due = now - self._waiting_since >= self._flush_s
+            if not due and len(self._queue) < MAX_AUDIT_RECORDS:
+                return out  # wait a moment for more (next_deadline wakes us)
             while self._queue and len(self._inflight) < WINDOW:
                 batch: list[dict[str, Any]] = []
                 size = 0
@@ -99,6 +114,7 @@ class AuditOutbox:
                 self._batch += 1
                 self._inflight[self._batch] = now
                 out.append((self._batch, batch))
+            self._waiting_since = now if self._queue else None
         return out
 
     def on_ack(self, batch: int, rseqs: list[int]) -> None:
@@ -113,14 +129,26 @@ class AuditOutbox:
         """A (re)connect or a lost send: the approver may have missed batches in flight."""
         with self._lock:
             self._reload = True
+            self._inflight.clear()  # no re-send deadline while we wait for a connection
+            self._waiting_since = None
 
     def next_deadline(self) -> float | None:
+        """When the client thread should look at us again (flush or re-send)."""
+        resend = self._resend_deadline()
+        with self._lock:
+            flush = None
+            if self._queue and self._waiting_since is not None:
+                flush = self._waiting_since + self._flush_s
+        times = [t for t in (resend, flush) if t is not None]
+        return min(times) if times else None
+
+    def _resend_deadline(self) -> float | None:
         with self._lock:
             oldest = min(self._inflight.values(), default=None)
         return None if oldest is None else oldest + self._resend_s
 
     def expire(self, now: float) -> None:
-        deadline = self.next_deadline()
+        deadline = self._resend_deadline()
         if deadline is not None and now >= deadline:
             log.warning("audit records not acknowledged in time; re-sending from the spool")
             self.resend_all()

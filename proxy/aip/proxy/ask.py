@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -155,6 +156,9 @@ class ZmqApprovalClient:
         finally:
             self._deny_all(Outcome.SHUTDOWN)
             if self._sock is not None:
+                # Records still waiting for company go now (unacked ones stay in the spool
+                # for the approver to ingest; it drops what it already has).
+                self._send_audit(now=math.inf)
                 with contextlib.suppress(zmq.ZMQError):
                     self._sock.send(p.encode(p.Bye(session=self._hello.session)), zmq.NOBLOCK)
                 self._sock.close(linger=100)
@@ -199,11 +203,11 @@ class ZmqApprovalClient:
         self._send_audit()
         return True
 
-    def _send_audit(self) -> None:
+    def _send_audit(self, now: float | None = None) -> None:
         """Hand queued audit records to the approver (only once it welcomed us)."""
         if not self._connected or self._welcome is None:
             return
-        for batch, records in self._audit.take_batches(self._clock()):
+        for batch, records in self._audit.take_batches(self._clock() if now is None else now):
             try:
                 msg = p.Audit(session=self._hello.session, batch=batch, records=records)
             except p.ProtocolError as exc:  # never sendable: do not retry it forever

@@ -199,6 +199,10 @@ def test_exec_spec_is_checked(tmp_path: Path) -> None:
         ExecProgram.from_spec("exec:/bin/sh -c evil")
     with pytest.raises(ConfigError):
         ExecProgram.from_spec(f"exec:{tmp_path}/missing")
+    writable = answer_program(tmp_path, "allow")
+    writable.chmod(0o777)  # anyone could rewrite what decides the asks
+    with pytest.raises(ConfigError, match="writable"):
+        ExecProgram.from_spec(f"exec:{writable}")
 
 
 async def test_terminal_prompt_flushes_typeahead_and_needs_the_word_allow() -> None:

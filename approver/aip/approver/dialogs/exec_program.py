@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from aip.approver.dialogs.base import SAFE_PATH, Answer, Prompt, run_dialog
+from aip.approver.dialogs.base import SAFE_PATH, Answer, Prompt, binary_problem, run_dialog
 from aip.shared.errors import ConfigError
 from aip.shared.protocol import PROTOCOL_VERSION
 
@@ -42,6 +42,9 @@ class ExecProgram:
             raise ConfigError(f"--dialog exec:PROGRAM needs one absolute path, got {program!r}")
         if not path.is_file() or not os.access(path, os.X_OK):
             raise ConfigError(f"--dialog exec: {program} is not an executable file")
+        problem = binary_problem(path)  # it decides asks: nobody else may be able to edit it
+        if problem is not None:
+            raise ConfigError(f"--dialog exec: {problem}")
         return cls(program)
 
     def request_line(self, prompt: Prompt) -> bytes:

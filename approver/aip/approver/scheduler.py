@@ -163,7 +163,12 @@ class Scheduler:
         if now >= ticket.deadline:
             self._end(ticket, Outcome.TIMEOUT, None)
             return
-        prompt = self._prompt(ticket, now)
+        try:
+            prompt = self._prompt(ticket, now)
+        except Exception:  # the ask's boundary: what cannot be rendered cannot be shown
+            log.exception("cannot render ask %s", ticket.ask.request_id)
+            self._end(ticket, Outcome.DIALOG_ERROR, None)
+            return
         ticket.shown_at, ticket.shown_wall = now, utc_now()
         ticket.dialog = dialog = asyncio.ensure_future(self._dialog(ticket, prompt))
         self._active = ticket

@@ -135,7 +135,10 @@ class ApprovalServer:
                         frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    self._on_frames(frames)
+                    try:
+                        self._on_frames(frames)
+                    except Exception:  # one message's boundary: never stop serving the rest
+                        log.exception("failed to handle a message; dropped")
                 self._drain_monitor(monitor)
                 if _readable(router) or _readable(monitor):
                     await asyncio.sleep(0)  # more to read: let the dialog and timers run first

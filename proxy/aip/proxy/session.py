@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 MAX_SERVER_REQUESTS: Final = 4096  # server -> client requests awaiting the client's answer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per forwarded request: a frozen __init__ costs more
 class Pending:
     """A forwarded client request awaiting the server's response."""
 
@@ -66,8 +66,8 @@ class Session:
     # ---- client -> server ----
 
     def is_in_flight(self, request_id: RequestId) -> bool:
-        with self._lock:
-            return request_id in self._pending
+        # No lock: a dict lookup is atomic (the check and a later insert were never one step).
+        return request_id in self._pending
 
     def forward(self, msg: Message, method: str, tool: str | None) -> bool:
         """Send a checked message to the server; a request whose send fails (server gone) is

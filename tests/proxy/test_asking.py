@@ -272,3 +272,15 @@ def test_ask_on_a_notification_is_dropped(h: Harness) -> None:
     assert not h.client.asks
     assert h.server(0.05) is None
     assert Harness._line(h.host_r, 0.05) is None
+
+
+def test_unavailable_approver_denies_at_once(h: Harness) -> None:
+    from aip.proxy.approval import UnavailableApprover
+
+    h.asks = Asks(h.session, UnavailableApprover, progress_interval_s=0.05)
+    h.session.asks = h.asks
+    h.call(9, "write_file", {"path": "/etc/x"})
+    err = h.host()["error"]
+    assert err["code"] == -32002
+    assert err["data"]["reason"] == "approver_unavailable"
+    assert h.server(0.05) is None

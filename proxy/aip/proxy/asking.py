@@ -52,6 +52,7 @@ class Asks:
         self._lock = threading.Lock()
         self._connect_lock = threading.Lock()
         self._pending: dict[RequestId, _Ask] = {}
+        self._closed = False  # after close(), asks are denied (shutdown), never sent
 
     def connect(self) -> ApprovalClient:
         with self._connect_lock:  # not self._lock: the relay must not wait on a handshake
@@ -105,6 +106,9 @@ class Asks:
             ).start()
         log.info("asking a human about %s (id=%r, %s)", tool, msg.id, request.rule)
         request_id = msg.id
+        if self._closed:  # shutting down: a client made now would reach the approver
+            self._on_done(request_id, AskResult(Outcome.SHUTDOWN))
+            return
         try:
             self._client.ask(request, lambda result: self._on_done(request_id, result))
         except Exception:  # fail closed: a broken client is an unavailable approver
@@ -118,6 +122,7 @@ class Asks:
 
     def close(self) -> None:
         """Deny what is still waiting (the client answers SHUTDOWN) and release the client."""
+        self._closed = True
         try:
             if self._client_obj is not None:
                 self._client_obj.close()

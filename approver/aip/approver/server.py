@@ -18,6 +18,7 @@ from typing import Any, Final
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from aip.approver.audit_log import AuditUnavailable
 from aip.approver.decisions import DecisionLog, decision_record, user_name
 from aip.approver.dialogs.choose import Choice
 from aip.approver.queue import (
@@ -291,6 +292,9 @@ class ApprovalServer:
     async def _ingest(self, session: Session, msg: p.Audit) -> None:
         try:
             rseqs = await self._log.ingest(msg.records)
+        except AuditUnavailable as exc:  # expected while the log is down: no ack, no trace
+            log.debug("audit batch %d of session %s not written: %s", msg.batch, msg.session, exc)
+            return
         except Exception:  # a task boundary: no ack, the proxy keeps its spool
             log.exception("could not ingest audit batch %d of session %s", msg.batch, msg.session)
             return

@@ -314,3 +314,21 @@ def test_make_approval_client_builds_the_zmq_client(folder: Path) -> None:
     r = Result()
     refused.ask(request(), r)
     assert r.wait().outcome is Outcome.APPROVER_UNAVAILABLE
+
+
+def test_a_crashed_client_thread_still_answers_every_ask(folder: Path) -> None:
+    c = client(f"ipc://{folder}/approver.sock")
+
+    def boom() -> None:
+        raise RuntimeError("injected")
+
+    c._expire = boom  # type: ignore[method-assign]  # the thread's next turn fails
+    r1 = Result()
+    c.ask(request(1), r1)  # wakes the thread, which then dies
+    assert r1.wait().outcome in (Outcome.SHUTDOWN, Outcome.APPROVER_UNAVAILABLE)
+    c._thread.join(5)
+    assert not c._thread.is_alive()
+    r2 = Result()
+    c.ask(request(2), r2)
+    assert r2.wait(1).outcome is Outcome.SHUTDOWN
+    c.close()

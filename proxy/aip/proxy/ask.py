@@ -154,6 +154,8 @@ class ZmqApprovalClient:
         except Exception:  # the thread's boundary: nothing may leave an ask unanswered
             log.exception("approval client failed; denying every pending ask")
         finally:
+            with self._lock:  # from now on ask() answers by itself: nobody would here
+                self._closed = True
             self._deny_all(Outcome.SHUTDOWN)
             if self._sock is not None:
                 # Records still waiting for company go now (unacked ones stay in the spool

@@ -138,19 +138,23 @@ def test_overflow_waits_in_the_spool_and_is_read_back_in_order(
     assert outbox.spool.pending() == []
 
 
-def test_a_few_records_wait_briefly_for_company(tmp_path: Path) -> None:
+def test_a_few_records_wait_briefly_for_company(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = [1000.0]  # the outbox's own (real) clock, moved by the test
+    monkeypatch.setattr(audit_outbox.time, "monotonic", lambda: real[0])
     outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0.01)
     outbox.attach(lambda: None)
-    outbox.take_batches(now=100.0)  # the attach re-read: nothing yet
+    outbox.take_batches(now=5.0)  # the attach re-read: nothing yet
     fill(outbox, 3)
-    assert outbox.take_batches(now=100.0) == []  # not yet: more may come
-    assert outbox.next_deadline() == pytest.approx(100.01)
-    [(_, batch)] = outbox.take_batches(now=100.01)
+    assert outbox.take_batches(now=5.0) == []  # not yet: more may come
+    assert outbox.next_deadline() == pytest.approx(5.01)  # in the client's clock
+    real[0] += 0.011  # the client's clock may stand still (a fake one): real time decides
+    [(_, batch)] = outbox.take_batches(now=5.0)
     assert rseqs(batch) == [1, 2, 3]
-    fill_lines = [line(r) for r in range(4, 4 + 64)]
-    for rseq, data in zip(range(4, 68), fill_lines, strict=True):
-        outbox.submit(rseq, data)
-    assert len(outbox.take_batches(now=100.02)) == 1  # a full batch goes at once
+    for rseq in range(4, 68):
+        outbox.submit(rseq, line(rseq))
+    assert len(outbox.take_batches(now=5.0)) == 1  # a full batch goes at once
 
 
 def test_no_deadline_while_disconnected(tmp_path: Path) -> None:

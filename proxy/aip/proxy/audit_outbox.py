@@ -10,8 +10,10 @@ the approver drops ``(session, rseq)`` pairs it already has.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
@@ -42,7 +44,10 @@ class AuditOutbox:
         self.spool = spool
         self._resend_s = resend_s
         self._flush_s = flush_s
-        self._waiting_since: float | None = None  # client clock: first take that saw records
+        # The flush delay runs on the real monotonic clock, whatever clock the client uses
+        # (tests give it a fake one): records are never held back by a clock that stands.
+        self._waiting_since: float | None = None  # time.monotonic() of the first take
+        self._last_now = 0.0  # the client's clock at the last take (for next_deadline)
         self._lock = threading.Lock()
         self._queue: deque[bytes | dict[str, Any]] = deque()  # lines, or records re-read
         self._inflight: dict[int, float] = {}  # batch -> sent at (client's clock)
@@ -88,12 +93,14 @@ class AuditOutbox:
                 pending = self.spool.pending(limit=MAX_QUEUED + 1)  # bounded memory
                 self._more = len(pending) > MAX_QUEUED
                 self._queue = deque(pending[:MAX_QUEUED])
+            self._last_now = now
+            real = time.monotonic()
             if not self._queue:
                 self._waiting_since = None
                 return out
             if self._waiting_since is None:
-                self._waiting_since = now
-            due = now - self._waiting_since >= self._flush_s
+                self._waiting_since = real
+            due = now == math.inf or real - self._waiting_since >= self._flush_s
             if not due and len(self._queue) < MAX_AUDIT_RECORDS:
                 return out  # wait a moment for more (next_deadline wakes us)
             while self._queue and len(self._inflight) < WINDOW:
@@ -114,7 +121,7 @@ class AuditOutbox:
                 self._batch += 1
                 self._inflight[self._batch] = now
                 out.append((self._batch, batch))
-            self._waiting_since = now if self._queue else None
+            self._waiting_since = real if self._queue else None
         return out
 
     def on_ack(self, batch: int, rseqs: list[int]) -> None:
@@ -137,8 +144,9 @@ class AuditOutbox:
         resend = self._resend_deadline()
         with self._lock:
             flush = None
-            if self._queue and self._waiting_since is not None:
-                flush = self._waiting_since + self._flush_s
+            if self._queue and self._waiting_since is not None:  # in the client's clock
+                left = self._waiting_since + self._flush_s - time.monotonic()
+                flush = self._last_now + max(left, 0.0)
         times = [t for t in (resend, flush) if t is not None]
         return min(times) if times else None
 

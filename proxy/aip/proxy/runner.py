@@ -26,7 +26,7 @@ from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S, Child, become_sub
 from aip.proxy.child import exit_status as child_exit_status
 from aip.proxy.decisions import Recorder
 from aip.proxy.session import Session
-from aip.proxy.stdio import Wire
+from aip.proxy.stdio import Wire, widen_pipe
 from aip.shared.engine import Context
 from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
 from aip.shared.policy import Policy
@@ -107,6 +107,8 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
     except OSError as exc:
         log.error("cannot start the MCP server %r: %s", settings.command[0], exc)
         return EXIT_SPAWN_FAILED
+    for fd in (wire_fd, child.stdout.fileno()):  # the direction that carries large results
+        widen_pipe(fd)
     log.info(
         "session %s: policy %r (%s mode), MCP server %r pid=%d",
         session_id,

@@ -1,0 +1,210 @@
+"""DLP in the proxy (DESIGN §8): the redactors of one policy and the four places they act —
+server lines, tool-call arguments (``scan_requests``), ask/audit payloads, the child's stderr.
+
+The relay modules call in here at one spot each; the scanning itself is ``aip.shared.dlp``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, Final
+
+import orjson
+
+from aip.shared.dlp import DlpError, Redactor, StderrFilter, summarize
+from aip.shared.jsonrpc import Kind, Message, ServerLine, error_line
+from aip.shared.outcomes import Outcome
+from aip.shared.policy import OnRequestMatch, Policy
+
+if TYPE_CHECKING:
+    from aip.proxy.session import Session
+
+log = logging.getLogger(__name__)
+
+UNSCANNABLE: Final = "[REDACTED:unscannable]"  # an audit/ask value too deep to scan
+STDERR_READ_BYTES: Final = 64 * 1024
+_MEMO_KEY: Final = "aip.proxy.dlp_filter"
+
+
+class DlpFilter:
+    """The redactors one policy needs, built once (compiling the built-ins takes ~10 ms).
+
+    - ``responses``: server -> host lines, when ``dlp.enabled`` (policy patterns, then the
+      built-ins if ``builtin``); also the request scanner when ``scan_requests``.
+    - ``stderr``: the child's stderr, when ``filter_stderr`` (whatever ``enabled`` says).
+    - ``display``: ask and audit payloads, always (policy patterns + built-ins + decoding).
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        cfg = policy.dlp
+        self.on_request_match = cfg.on_request_match
+        self.responses = Redactor.from_config(cfg) if cfg.enabled else None
+        self.requests = self.responses if cfg.scan_requests else None
+        self.stderr: Redactor | None = None
+        if cfg.filter_stderr:
+            self.stderr = self.responses or Redactor.from_config(cfg)
+        self.display = Redactor.from_config(cfg, for_display=True)
+
+    # ---- ask and audit payloads ----
+
+    def display_scan(self, value: Any) -> tuple[Any, list[str]]:
+        """``value`` as the approver and the audit log may see it, and the rules that fired."""
+        try:
+            new, counts = self.display.redact_value(value)
+        except DlpError as exc:  # fail closed: nothing unscanned leaves the proxy
+            log.warning("a payload could not be scanned for secrets (%s); replaced", exc)
+            return UNSCANNABLE, []
+        return new, summarize(counts)
+
+    def display_value(self, value: Any) -> Any:
+        return self.display_scan(value)[0]
+
+    # ---- client -> server: tool-call arguments ----
+
+    def scan_request(self, msg: Message) -> RequestScan | None:
+        """Scan a ``tools/call``'s arguments (``scan_requests``); None when off or clean."""
+        red = self.requests
+        if red is None:
+            return None
+        params = msg.obj["params"]
+        if "arguments" not in params:
+            return None
+        try:
+            new, counts = red.scan_arguments(params["arguments"])
+        except DlpError as exc:
+            log.warning("tool-call arguments could not be scanned (%s); denied", exc)
+            return RequestScan(msg, [], Outcome.INTERNAL_ERROR, "arguments could not be scanned")
+        if not counts:
+            return None
+        hits = summarize(counts)
+        log.warning("DLP: secret in the arguments of id=%r: %s", msg.id, ", ".join(hits))
+        if self.on_request_match is OnRequestMatch.BLOCK:
+            detail = "secret in arguments: " + ", ".join(sorted(counts))
+            return RequestScan(msg, hits, Outcome.DLP, detail)
+        if self.on_request_match is OnRequestMatch.REDACT:
+            # What the policy checks, the human approves (digest) and the server gets is this
+            # re-serialization; the caller decides on it instead of the original.
+            obj = {**msg.obj, "params": {**params, "arguments": new}}
+            return RequestScan(Message(obj, orjson.dumps(obj), msg.kind, msg.method, msg.id), hits)
+        return RequestScan(msg, hits)  # warn: forwarded unchanged, recorded
+
+    # ---- server -> host ----
+
+    def relay_line(
+        self, session: Session, line: bytes, info: ServerLine, obj: Any, tool: str | None
+    ) -> bytes | None:
+        """The bytes to relay for a server line (``line`` itself when clean), or None when it
+        must not reach the host: an over-size or unscannable response is answered with an
+        internal error instead, a server request with an error to the server, a
+        notification dropped. ``obj`` is ``line`` decoded, or None."""
+        red = self.responses
+        if red is None:
+            return line
+        try:
+            r = red.redact_line(line, obj)
+        except DlpError as exc:
+            log.warning("server %s could not be scanned (%s); not relayed", info.kind.value, exc)
+            problem = f"{_NOUN[info.kind]} could not be scanned"
+        else:
+            if not r.oversize and r.line is not None:
+                if r.counts:
+                    what = ", ".join(summarize(r.counts))
+                    log.info(
+                        "DLP redacted %s in a server %s (id=%r)", what, info.kind.value, info.id
+                    )
+                return r.line
+            problem = f"{_NOUN[info.kind]} over max_scan_size ({red.max_scan_size} bytes)"
+        _refuse(session, info, tool, problem)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestScan:
+    """What request scanning found: ``msg`` is what to decide on and forward (redacted in
+    ``redact`` mode); ``outcome`` set means deny with it; ``dlp`` goes in the record."""
+
+    msg: Message
+    dlp: list[str]
+    outcome: Outcome | None = None
+    detail: str = ""
+
+
+_NOUN: Final = {Kind.RESPONSE: "response", Kind.REQUEST: "request", Kind.NOTIFICATION: "message"}
+
+
+def _refuse(session: Session, info: ServerLine, tool: str | None, problem: str) -> None:
+    if info.kind is Kind.RESPONSE and info.id is not None:
+        session.record(Outcome.INTERNAL_ERROR, tool=tool, request_id=info.id, detail=problem)
+        session.reply_error(info.id, Outcome.INTERNAL_ERROR, tool=tool, detail=problem)
+    elif info.kind is Kind.REQUEST and info.id is not None:
+        # The server waits for an answer the client will never see: give it one.
+        session.take_server_request(info.id)
+        session.server.write(error_line(info.id, Outcome.INTERNAL_ERROR, detail=problem))
+    else:
+        log.warning("dropped a server notification: %s", problem)
+
+
+def for_policy(policy: Policy) -> DlpFilter:
+    """The policy's ``DlpFilter``, built on first use and kept in ``policy.memo`` (the runner
+    builds it before the relay threads start, so they only read it)."""
+    found = policy.memo.get(_MEMO_KEY)
+    if found is None:
+        found = policy.memo[_MEMO_KEY] = DlpFilter(policy)
+    assert isinstance(found, DlpFilter)
+    return found
+
+
+# ---- the child's stderr (filter_stderr) ----
+
+
+def start_stderr_pump(source: IO[bytes], redactor: Redactor, out_fd: int = 2) -> threading.Thread:
+    """Relay the child's stderr pipe to ``out_fd`` line by line, redacted; ends at EOF."""
+    thread = threading.Thread(
+        target=_pump_stderr,
+        args=(source.fileno(), StderrFilter(redactor), out_fd),
+        name="stderr-filter",
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+def _pump_stderr(fd: int, f: StderrFilter, out_fd: int) -> None:
+    writable = True
+    while True:
+        try:
+            chunk = os.read(fd, STDERR_READ_BYTES)
+        except OSError:
+            break
+        if not chunk:
+            break
+        try:
+            data = f.feed(chunk)
+        except Exception:  # fail closed: what cannot be scanned is not shown
+            log.exception("stderr filter failed; %d bytes of server stderr dropped", len(chunk))
+            continue
+        if writable:
+            writable = _write_all(out_fd, data)  # else keep draining: the child must not block
+    try:
+        rest = f.close()
+    except Exception:
+        log.exception("stderr filter failed on the last line; dropped")
+        rest = b""
+    if writable:
+        _write_all(out_fd, rest)
+    if f.counts:
+        log.info("DLP redacted %s in the server's stderr", ", ".join(summarize(f.counts)))
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError:
+            return False
+        view = view[n:]
+    return True

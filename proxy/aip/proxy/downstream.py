@@ -12,6 +12,7 @@ import logging
 
 import orjson
 
+from aip.proxy import dlp_filter
 from aip.proxy.session import Session
 from aip.proxy.stdio import read_bursts
 from aip.shared import engine
@@ -52,20 +53,25 @@ def relay_server_line(session: Session, line: bytes) -> None:
         return
     if log.isEnabledFor(logging.DEBUG):
         log.debug("<- %s id=%r (%d bytes)", info.kind.value, info.id, len(line))
+    obj, tool = info.obj, None
     if info.kind is Kind.RESPONSE:
         pending = session.take_pending(info.id)
         if pending is None:
             log.warning("dropped server response to unknown id=%r", info.id)
             return
+        tool = pending.tool
         if pending.method == "tools/list":
             filtered = _filter_tools_list(session, line, info)
             if filtered is None:
                 return
-            line = filtered
+            if filtered is not line:
+                line, obj = filtered, None
     elif info.kind is Kind.REQUEST:
         assert info.id is not None
         session.note_server_request(info.id)
-    session.host.write(line)
+    redacted = dlp_filter.for_policy(session.policy).relay_line(session, line, info, obj, tool)
+    if redacted is not None:
+        session.host.write(redacted)
 
 
 def _filter_tools_list(session: Session, line: bytes, info: ServerLine) -> bytes | None:

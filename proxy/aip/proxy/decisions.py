@@ -46,6 +46,8 @@ class Recorder:
     agent_id: str
     fd: int = 2
     redact: Callable[[Any], Any] = _no_redaction  # DLP plugs in here
+    # DLP, with the rules that fired (aip.proxy.dlp_filter): used for records when set
+    scan: Callable[[Any], tuple[Any, list[str]]] | None = None
     sink: Wire | None = None  # when set, records go through it (the relay batches them)
     seq: int = field(default=0)
     _tail: bytes = field(default=b"", init=False, repr=False)
@@ -96,12 +98,16 @@ def record_decision(
     """Write one decision record. ``monitor_would`` set: the call was forwarded in monitor
     mode and the record says what enforce mode would have done."""
     r = row(outcome)
+    shown: Any = arguments
+    hits: list[str] | None = None
+    if arguments is not None:
+        shown, hits = rec.scan(arguments) if rec.scan else (rec.redact(arguments), None)
     record: dict[str, Any] = {
         "timestamp": timestamp(),
         "event": event,
         "agent_id": rec.agent_id,
         "tool": tool,
-        "arguments": rec.redact(arguments) if arguments is not None else None,
+        "arguments": shown,
         "decision": "allow" if monitor_would is not None else audit_decision(outcome),
         "reason": "monitor" if monitor_would is not None else r.audit_reason,
         "outcome": outcome.value,
@@ -121,6 +127,8 @@ def record_decision(
         for key, value in extra.items():
             if key not in _TAIL_KEYS:  # the tail is appended as bytes: no duplicate keys
                 record.setdefault(key, value)
+    if hits:  # the request scan's own list (in ``extra``) wins
+        record.setdefault("dlp", hits)
     tail = rec.tail()
     with _lock:
         rec.seq += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aip.proxy import dlp_filter
 from aip.proxy.session import Session
 from aip.proxy.stdio import read_bursts
 from aip.shared import engine
@@ -88,16 +89,29 @@ def handle_line(session: Session, line: bytes) -> None:
         # Connect to the approver now that the agent is named, but after the handshake: the
         # import of pyzmq in that thread would otherwise hold the GIL while we relay it.
         session.asks.connect_soon()
+    hits: list[str] | None = None
+    if method == TOOLS_CALL:  # DLP on the arguments (scan_requests): before any decision
+        scan = dlp_filter.for_policy(session.policy).scan_request(msg)
+        if scan is not None:
+            if scan.outcome is not None:
+                tool = _tool(msg, method)
+                _deny(
+                    session, msg, method, scan.outcome, tool=tool, detail=scan.detail, dlp=scan.dlp
+                )
+                return
+            msg, hits = scan.msg, scan.dlp  # redact mode: the redacted call is decided and sent
     try:
         decision = engine.decide(session.policy, msg.obj, session.limiter, session.context)
     except Exception:
         log.exception("policy engine failed; denying")
-        _deny(session, msg, method, Outcome.INTERNAL_ERROR, tool=_tool(msg, method))
+        _deny(session, msg, method, Outcome.INTERNAL_ERROR, tool=_tool(msg, method), dlp=hits)
         return
-    _apply(session, msg, method, decision)
+    _apply(session, msg, method, decision, hits)
 
 
-def _apply(session: Session, msg: Message, method: str, d: Decision) -> None:
+def _apply(
+    session: Session, msg: Message, method: str, d: Decision, hits: list[str] | None = None
+) -> None:
     tool = d.tool if d.tool is not None else _tool(msg, method)
     if d.verdict is Verdict.FORWARD:
         if method == TOOLS_CALL:
@@ -111,11 +125,12 @@ def _apply(session: Session, msg: Message, method: str, d: Decision) -> None:
                 request_id=msg.id,
                 rule=d.rule.label if d.rule is not None else None,
                 monitor_would=would,
+                extra={"dlp": hits} if hits else None,
             )
         session.forward(msg, method, tool)
         return
     if d.verdict is Verdict.ASK and msg.kind is Kind.REQUEST and session.asks is not None:
-        session.asks.start(msg, d, tool)
+        session.asks.start(msg, d, tool, dlp=hits)
         return
     if d.token_reserved and d.rule is not None:
         session.limiter.give_back(d.rule)
@@ -123,7 +138,7 @@ def _apply(session: Session, msg: Message, method: str, d: Decision) -> None:
     detail = d.detail
     if d.verdict is Verdict.ASK:
         detail = "ask rule on a notification: no answer possible, dropped"
-    _deny(session, msg, method, outcome, tool=tool, decision=d, detail=detail)
+    _deny(session, msg, method, outcome, tool=tool, decision=d, detail=detail, dlp=hits)
 
 
 def _deny(
@@ -135,6 +150,7 @@ def _deny(
     tool: str | None,
     decision: Decision | None = None,
     detail: str = "",
+    dlp: list[str] | None = None,
 ) -> None:
     rule = decision.rule.label if decision is not None and decision.rule is not None else None
     fields: dict[str, Any] = {
@@ -144,6 +160,8 @@ def _deny(
         "rule": rule,
         "detail": detail or None,
     }
+    if dlp:
+        fields["extra"] = {"dlp": dlp}
     if msg.kind is Kind.NOTIFICATION:
         log.warning("dropped notification %r: %s", msg.method, outcome.value)
         session.record(outcome, event="dropped_notification", **fields)

@@ -31,6 +31,7 @@ class _Ask:
     decision: Decision
     tool: str | None
     started: float
+    dlp: list[str] | None = None  # rules the request scan found (audit ``dlp``)
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -78,7 +79,9 @@ class Asks:
         with self._lock:
             return request_id in self._pending
 
-    def start(self, msg: Message, decision: Decision, tool: str | None) -> None:
+    def start(
+        self, msg: Message, decision: Decision, tool: str | None, dlp: list[str] | None = None
+    ) -> None:
         assert msg.id is not None
         params = msg.obj["params"]
         arguments = params.get("arguments", {})
@@ -94,7 +97,7 @@ class Asks:
             size=len(msg.wire),
             progress_token=token if isinstance(token, str | int) else None,
         )
-        entry = _Ask(msg, decision, tool, time.monotonic())
+        entry = _Ask(msg, decision, tool, time.monotonic(), dlp)
         with self._lock:  # registered before ask(): on_done may run inside it
             self._pending[msg.id] = entry
         if request.progress_token is not None:
@@ -148,6 +151,8 @@ class Asks:
             "rule": d.rule.label if d.rule is not None else None,
             "extra": dict(result.info) or None,
         }
+        if entry.dlp:
+            fields["extra"] = {**(fields["extra"] or {}), "dlp": entry.dlp}
         if outcome is Outcome.HUMAN_APPROVED:
             if s.closed:
                 s.record(Outcome.SERVER_EXITED, **fields)

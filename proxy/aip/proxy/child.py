@@ -53,12 +53,15 @@ class Child:
         argv: Sequence[str],
         env: dict[str, str] | None = None,
         on_exit: Callable[[], None] | None = None,
+        stderr: int | None = None,
     ) -> None:
+        """``stderr``: None inherits ours; ``subprocess.PIPE`` for the DLP stderr filter."""
         # bufsize=0: raw pipes; the relay threads do their own (1 MiB) buffering.
         self.proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=stderr,
             bufsize=0,
             env=env,
             start_new_session=True,  # own process group, so killpg reaches grandchildren

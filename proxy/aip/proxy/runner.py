@@ -13,13 +13,14 @@ import os
 import secrets
 import select
 import signal
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Final
 
-from aip.proxy import downstream, upstream
+from aip.proxy import dlp_filter, downstream, upstream
 from aip.proxy.approval import ApprovalClient, make_approval_client
 from aip.proxy.asking import PROGRESS_INTERVAL_S, Asks
 from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S, Child, become_subreaper
@@ -90,6 +91,7 @@ class _Stop:
 def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> int:
     session_id = secrets.token_hex(8)
     fixed_agent = settings.agent_id or os.environ.get("AIP_AGENT_ID") or None
+    dlp = dlp_filter.for_policy(policy)  # compiled now, before the relay threads read it
     recorder = Recorder(
         session=session_id,
         server=settings.server_name,
@@ -98,15 +100,24 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
         mode=policy.mode.value,
         agent_id=fixed_agent or f"unknown-{session_id[:6]}",
         sink=Wire(2, "stderr (decision records)"),
+        redact=dlp.display_value,  # ask payloads
+        scan=dlp.display_scan,  # audit records
     )
     stop = _Stop()
     stop.install_signal_handlers()  # before the server exists: a SIGTERM now still cleans up
     become_subreaper()
     try:
-        child = Child(settings.command, on_exit=lambda: stop("MCP server exited"))
+        child = Child(
+            settings.command,
+            on_exit=lambda: stop("MCP server exited"),
+            stderr=subprocess.PIPE if dlp.stderr is not None else None,  # else inherited
+        )
     except OSError as exc:
         log.error("cannot start the MCP server %r: %s", settings.command[0], exc)
         return EXIT_SPAWN_FAILED
+    stderr_pump = None
+    if dlp.stderr is not None and child.proc.stderr is not None:
+        stderr_pump = dlp_filter.start_stderr_pump(child.proc.stderr, dlp.stderr)
     for fd in (wire_fd, child.stdout.fileno()):  # the direction that carries large results
         widen_pipe(fd)
     log.info(
@@ -175,6 +186,8 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
             settings.stdin_grace_s, settings.term_grace_s, close_stdin=session.server.close
         )
     down_done.wait(settings.term_grace_s)
+    if stderr_pump is not None:
+        stderr_pump.join(settings.term_grace_s)  # the server's last stderr lines, redacted
     session.close()  # every forwarded request still unanswered gets server_exited
     code = child_exit_status(returncode if returncode is not None else -signal.SIGKILL)
     log.info("exiting with %d", code)

@@ -1,0 +1,192 @@
+"""DLP in the relay, over raw pipes: what the server receives in each ``on_request_match``
+mode, records without a ``dlp`` block, and (in-process) what happens to a server line that is
+over ``max_scan_size`` or cannot be scanned: never relayed, the waiting side answered."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from aip.proxy import dlp_filter, downstream
+from aip.proxy.decisions import Recorder
+from aip.proxy.session import Session
+from aip.proxy.stdio import Wire
+from aip.shared.engine import Context
+from aip.shared.jsonrpc import parse_client_line
+from aip.shared.loader import load_policy
+from aip.shared.ratelimit import RateLimiter
+from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
+
+Make = Callable[..., ProxyProcess]
+KEY = "AKIA" + "IOSFODNN7" + "EXAMPLE"
+MARK = "[REDACTED:aws-access-key]"
+
+
+def _spec(dlp: str) -> str:
+    body = "".join(f"  {line}\n" for line in dlp.strip().splitlines())
+    return f"allowed_tools: [read_file, echo]\ndlp:\n{body}"
+
+
+@pytest.mark.parametrize("mode", ["block", "redact", "warn"])
+def test_what_the_server_receives_per_mode(make_proxy: Make, tmp_path: Path, mode: str) -> None:
+    policy = write_policy(
+        tmp_path, _spec(f"scan_requests: true\nbuiltin: true\non_request_match: {mode}"), mode
+    )
+    log = tmp_path / "server.log"
+    p = make_proxy([*RAW_SERVER, "--log", str(log)], policy_path=policy)
+    p.initialize()
+    reply = p.call(1, "echo", {"text": f"k={KEY}", "n": 1})
+    received = log.read_text()
+    if mode == "block":
+        assert reply["error"]["code"] == -32001
+        assert reply["error"]["data"]["reason"] == "dlp"
+        assert "aws-access-key" in reply["error"]["data"]["detail"]
+        assert '"echo"' not in received
+    elif mode == "redact":
+        assert reply["result"]["content"][0]["text"] == json.dumps(
+            {"n": 1, "text": f"k={MARK}"}, sort_keys=True
+        )
+        forwarded = orjson.loads(received.splitlines()[-1])
+        assert forwarded["params"]["arguments"] == {"text": f"k={MARK}", "n": 1}
+        assert KEY not in received
+    else:
+        assert f"k={KEY}" in received  # forwarded unchanged ...
+        assert KEY not in json.dumps(reply)  # ... and its echo redacted on the way back
+    record = next(r for r in p.decisions() if r.get("tool") == "echo")
+    assert record["dlp"] == ["aws-access-key:1"]
+    assert record["arguments"]["text"] == f"k={MARK}"
+    assert KEY not in p.log()
+
+
+def test_records_are_redacted_without_any_dlp_block(make_proxy: Make, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path, "allowed_tools: [read_file]", "nodlp")
+    p = make_proxy(policy_path=policy)
+    p.initialize()
+    allowed = p.call(1, "read_file", {"path": "x", "token": KEY})
+    denied = p.call(2, "drop_db", {"token": KEY})
+    assert KEY in json.dumps(allowed)  # responses are not scanned without dlp
+    assert denied["error"]["data"]["reason"] == "not_allowed"
+    records = {r["tool"]: r for r in p.decisions() if r.get("tool")}
+    assert records["read_file"]["arguments"] == {"path": "x", "token": MARK}
+    assert records["drop_db"]["arguments"] == {"token": MARK}
+    assert records["drop_db"]["dlp"] == ["aws-access-key:1"]
+    assert KEY not in p.log()
+
+
+# ---- in-process: lines the redactor refuses ----
+
+
+class Pipes:
+    def __init__(self) -> None:
+        self.host_r, host_w = os.pipe()
+        self.server_r, server_w = os.pipe()
+        for fd in (self.host_r, self.server_r):
+            os.set_blocking(fd, False)
+        self.host = Wire(host_w, "host")
+        self.server = Wire(server_w, "server")
+
+    def read(self, fd: int) -> bytes:
+        try:
+            return os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return b""
+
+
+@pytest.fixture
+def make_session(tmp_path: Path) -> Iterator[Callable[[str], tuple[Session, Pipes]]]:
+    nulls: list[int] = []
+
+    def make(max_scan_size: str) -> tuple[Session, Pipes]:
+        spec = _spec(f"builtin: true\nmax_scan_size: {max_scan_size}")
+        policy = load_policy(write_policy(tmp_path, spec, f"refuse-{len(nulls)}"))
+        dlp_filter.for_policy(policy)  # as the runner does, before any line
+        pipes = Pipes()
+        null = os.open(os.devnull, os.O_WRONLY)
+        nulls.append(null)
+        rec = Recorder("f" * 16, "test", policy.name, policy.sha256, "enforce", "t", null)
+        rec.sink = Wire(null, "records")
+        session = Session(
+            policy=policy,
+            limiter=RateLimiter(),
+            context=Context(cwd="/", always_protected=()),
+            recorder=rec,
+            host=pipes.host,
+            server=pipes.server,
+            agent_id_fixed=True,
+        )
+        return session, pipes
+
+    yield make
+    for fd in nulls:
+        os.close(fd)
+
+
+@pytest.fixture
+def session(make_session: Callable[[str], tuple[Session, Pipes]]) -> tuple[Session, Pipes]:
+    return make_session("1KB")
+
+
+def _forward(s: Session, pipes: Pipes, request_id: int) -> None:
+    line = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {}}}  # fmt: skip
+    assert s.forward(parse_client_line(orjson.dumps(line)), "tools/call", "echo")
+    assert pipes.read(pipes.server_r)
+
+
+def test_oversize_response_is_answered_internal_error(session: tuple[Session, Pipes]) -> None:
+    s, pipes = session
+    _forward(s, pipes, 5)
+    line = orjson.dumps({"jsonrpc": "2.0", "id": 5, "result": {"text": "y" * 2000}})
+    downstream.relay_server_line(s, line)
+    reply = orjson.loads(pipes.read(pipes.host_r))
+    assert reply["id"] == 5
+    assert reply["error"]["code"] == -32603
+    assert reply["error"]["data"]["detail"] == "response over max_scan_size (1024 bytes)"
+    assert reply["error"]["data"]["tool"] == "echo"
+
+
+def test_unscannable_response_is_answered_internal_error(
+    make_session: Callable[[str], tuple[Session, Pipes]],
+) -> None:
+    s, pipes = make_session("1MB")
+    _forward(s, pipes, 6)
+    # Deeper than the walker can recurse (orjson still parses it): cannot be scanned.
+    deep = b"[" * 990 + b'"' + KEY.encode() + b'"' + b"]" * 990
+    downstream.relay_server_line(s, b'{"jsonrpc":"2.0","id":6,"result":{"v":' + deep + b"}}")
+    out = pipes.read(pipes.host_r)
+    assert KEY.encode() not in out
+    reply = orjson.loads(out)
+    assert reply["error"]["data"]["detail"] == "response could not be scanned"
+
+
+def test_oversize_server_request_is_answered_to_the_server(
+    session: tuple[Session, Pipes],
+) -> None:
+    s, pipes = session
+    line = orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 77,
+            "method": "sampling/createMessage",
+            "params": {"p": "z" * 2000},
+        }
+    )
+    downstream.relay_server_line(s, line)
+    assert pipes.read(pipes.host_r) == b""
+    answer = orjson.loads(pipes.read(pipes.server_r))
+    assert answer["id"] == 77
+    assert answer["error"]["data"]["detail"] == "request over max_scan_size (1024 bytes)"
+    assert not s.take_server_request(77)  # a late client answer would not be forwarded
+
+
+def test_oversize_notification_is_dropped(session: tuple[Session, Pipes]) -> None:
+    s, pipes = session
+    note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"d": "z" * 2000}}
+    downstream.relay_server_line(s, orjson.dumps(note))
+    assert pipes.read(pipes.host_r) == b""
+    assert pipes.read(pipes.server_r) == b""

@@ -190,3 +190,36 @@ def test_oversize_notification_is_dropped(session: tuple[Session, Pipes]) -> Non
     downstream.relay_server_line(s, orjson.dumps(note))
     assert pipes.read(pipes.host_r) == b""
     assert pipes.read(pipes.server_r) == b""
+
+
+# ---- the shipped example policy ----
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policies" / "dlp-example.yaml"
+
+
+def test_shipped_example_blocks_a_call_carrying_a_secret(make_proxy: Make, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    p = make_proxy([*RAW_SERVER, "--log", str(log)], policy_path=EXAMPLE)
+    p.initialize()
+    token = "itk_" + "a1B2" * 8
+    blocked = p.call(1, "read_file", {"path": f"notes/{token}"})
+    assert blocked["error"]["data"]["reason"] == "dlp"
+    assert "internal-token" in blocked["error"]["data"]["detail"]
+    fine = p.call(2, "read_file", {"path": "notes/today.txt"})
+    assert "result" in fine
+    assert token not in log.read_text()
+    assert token not in p.log()
+
+
+def test_shipped_example_redacts_responses() -> None:
+    policy = load_policy(EXAMPLE)
+    f = dlp_filter.DlpFilter(policy)
+    assert f.responses is not None
+    assert f.stderr is not None
+    token = "itk_" + "Zz09" * 8
+    line = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": {"content": [
+        {"type": "text", "text": f"token={token} aws={KEY}"}]}}) + b"\n"  # fmt: skip
+    r = f.responses.redact_line(line)
+    assert r.line is not None
+    text = orjson.loads(r.line)["result"]["content"][0]["text"]
+    assert text == f"token=[REDACTED:internal-token] aws={MARK}"

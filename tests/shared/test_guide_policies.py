@@ -41,6 +41,7 @@ def test_every_example_policy_loads_and_is_tested_here() -> None:
     assert files == sorted(
         [
             "demo.yaml",
+            "dlp-example.yaml",  # tests/proxy/test_dlp_relay.py runs it
             "hitl-example.yaml",
             "guide-1-financial-operations.yaml",
             "guide-2-production-deployments.yaml",

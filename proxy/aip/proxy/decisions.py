@@ -131,8 +131,11 @@ def record_decision(
         record.setdefault("dlp", hits)
     tail = rec.tail()
     with _lock:
-        rec.seq += 1
-        record["rseq"] = rec.seq
+        if not answered:
+            # Only records the approver gets take an rseq: it tracks each session's rseqs as
+            # a contiguous run, and a gap would hold every later rseq in its memory for good.
+            rec.seq += 1
+            record["rseq"] = rec.seq
         line = orjson.dumps(record)[:-1] + tail + b"\n"
         # First to the central audit log (spooled, then sent by the approval client, in
         # rseq order), whatever happens to the local stderr copy below.

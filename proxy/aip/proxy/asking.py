@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aip.proxy.approval import ApprovalClient, AskRequest, AskResult
+from aip.proxy.dlp_filter import UNSCANNABLE
 from aip.proxy.session import Session
 from aip.shared.engine import Decision
 from aip.shared.jsonrpc import Message, RequestId, notification_line
@@ -87,10 +88,11 @@ class Asks:
         arguments = params.get("arguments", {})
         meta = params.get("_meta")
         token = meta.get("progressToken") if isinstance(meta, dict) else None
+        shown = self._session.recorder.redact(arguments)  # DLP: what the approver may see
         request = AskRequest(
             request_id=msg.id,
             tool=tool or "",
-            arguments=self._session.recorder.redact(arguments),
+            arguments=shown,
             rule=decision.rule.label if decision.rule is not None else "",
             # The digest binds the human's answer to exactly these bytes (no newline).
             digest=hashlib.sha256(msg.wire).hexdigest(),
@@ -100,6 +102,9 @@ class Asks:
         entry = _Ask(msg, decision, tool, time.monotonic(), dlp)
         with self._lock:  # registered before ask(): on_done may run inside it
             self._pending[msg.id] = entry
+        if shown == UNSCANNABLE:  # no secret check possible: never ask blind
+            self._on_done(msg.id, AskResult(Outcome.TOO_LARGE_TO_REVIEW))
+            return
         if request.progress_token is not None:
             threading.Thread(
                 target=self._progress,

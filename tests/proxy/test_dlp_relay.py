@@ -8,16 +8,20 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from aip.proxy import dlp_filter, downstream
+from aip.proxy.approval import ApprovalClient
+from aip.proxy.asking import Asks
 from aip.proxy.decisions import Recorder
 from aip.proxy.session import Session
 from aip.proxy.stdio import Wire
+from aip.shared.decision import Decision, Verdict
 from aip.shared.engine import Context
-from aip.shared.jsonrpc import parse_client_line
+from aip.shared.jsonrpc import Kind, Message, parse_client_line
 from aip.shared.loader import load_policy
 from aip.shared.ratelimit import RateLimiter
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
@@ -223,3 +227,26 @@ def test_shipped_example_redacts_responses() -> None:
     assert r.line is not None
     text = orjson.loads(r.line)["result"]["content"][0]["text"]
     assert text == f"token=[REDACTED:internal-token] aws={MARK}"
+
+
+def test_an_ask_whose_arguments_cannot_be_scanned_is_never_shown(
+    session: tuple[Session, Pipes],
+) -> None:
+    """Defence in depth: the wire cannot carry such nesting (orjson re-serializes <= 255
+    levels), but a display payload the scanner gives up on must never be shown to a human."""
+    s, pipes = session
+    s.recorder.redact = dlp_filter.for_policy(s.policy).display_value  # as the runner does
+
+    def no_client() -> ApprovalClient:
+        raise AssertionError("an unscannable ask must not reach the approver")
+
+    deep: Any = "x"
+    for _ in range(1000):
+        deep = [deep]
+    obj = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+           "params": {"name": "write_file", "arguments": {"content": deep}}}  # fmt: skip
+    msg = Message(obj, b"{}", Kind.REQUEST, "tools/call", 9)
+    Asks(s, no_client).start(msg, Decision(Verdict.ASK, None), "write_file")
+    reply = orjson.loads(pipes.read(pipes.host_r))
+    assert reply["error"]["code"] == -32002
+    assert reply["error"]["data"]["reason"] == "too_large_to_review"

@@ -170,7 +170,7 @@ class Asks:
             log.error("approval client returned %s for an ask; denying", outcome.value)
             outcome = Outcome.INTERNAL_ERROR
         if d.token_reserved and d.rule is not None:
-            s.limiter.give_back(d.rule)
+            s.give_back(d.rule)
         s.record(outcome, **fields)
         if outcome is not Outcome.CANCELLED:
             s.reply_error(request_id, outcome, tool=entry.tool)

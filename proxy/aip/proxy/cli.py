@@ -29,6 +29,7 @@ ENV_STDIN_GRACE: Final = "AIP_PROXY_STDIN_GRACE_S"
 ENV_TERM_GRACE: Final = "AIP_PROXY_TERM_GRACE_S"
 ENV_PROGRESS: Final = "AIP_PROXY_PROGRESS_INTERVAL_S"
 ENV_MAX_LINE: Final = "AIP_MAX_LINE_BYTES"
+ENV_RELOAD: Final = "AIP_PROXY_RELOAD_INTERVAL_S"  # policy file poll; 0 = SIGHUP only
 
 
 class UsageError(Exception):
@@ -119,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str], wire_fd: int) -> int:
     from aip.proxy.asking import PROGRESS_INTERVAL_S
     from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S
+    from aip.proxy.reload import POLL_INTERVAL_S
     from aip.proxy.runner import Settings, run  # after the stdout claim; keeps --help fast
     from aip.shared.errors import ConfigError
     from aip.shared.jsonrpc import MAX_LINE_BYTES
@@ -147,6 +149,7 @@ def _main(argv: Sequence[str], wire_fd: int) -> int:
             term_grace_s=_env_number(ENV_TERM_GRACE, TERM_GRACE_S),
             progress_interval_s=_env_number(ENV_PROGRESS, PROGRESS_INTERVAL_S)
             or PROGRESS_INTERVAL_S,
+            reload_interval_s=_env_number(ENV_RELOAD, POLL_INTERVAL_S),
         )
         path = find_policy_path(ns.policy)
         check_policy_file_safety(path)

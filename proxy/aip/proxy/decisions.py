@@ -68,6 +68,11 @@ class Recorder:
             self._tail = b"," + orjson.dumps(static)[1:]
         return self._tail
 
+    def use_policy(self, name: str, sha256: str, mode: str) -> None:
+        """A reloaded policy: later records name it (the tail is rebuilt on next use)."""
+        self.policy_name, self.policy_sha256, self.mode = name, sha256, mode
+        self._tail = b""
+
 
 _second: list[Any] = [None, ""]  # (whole second, its formatted prefix): one strftime a second
 
@@ -160,6 +165,22 @@ def record_decision(
             os.write(rec.fd, line)
         except OSError:
             log.warning("cannot write decision record (stderr closed?)")
+
+
+def record_event(rec: Recorder, record: dict[str, Any]) -> None:
+    """A record that is not about one message (``policy_reload``): it takes the next rseq
+    and goes the way decision records go (central log via the outbox, stderr copy)."""
+    with _lock:
+        rec.seq += 1
+        line = orjson.dumps({**record, "rseq": rec.seq}, option=orjson.OPT_APPEND_NEWLINE)
+        outbox_for(rec.session).submit(rec.seq, line)
+        if rec.sink is not None:
+            rec.sink.write(line)
+            return
+        try:
+            os.write(rec.fd, line)
+        except OSError:
+            log.warning("cannot write an audit record (stderr closed?)")
 
 
 def record_not_forwarded(

@@ -26,6 +26,7 @@ from aip.proxy.asking import PROGRESS_INTERVAL_S, Asks
 from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S, Child, become_subreaper
 from aip.proxy.child import exit_status as child_exit_status
 from aip.proxy.decisions import Recorder
+from aip.proxy.reload import POLL_INTERVAL_S, PolicyReloader
 from aip.proxy.session import Session
 from aip.proxy.stdio import Wire, widen_pipe
 from aip.shared.engine import Context
@@ -50,6 +51,7 @@ class Settings:
     stdin_grace_s: float = STDIN_CLOSE_GRACE_S
     term_grace_s: float = TERM_GRACE_S
     progress_interval_s: float = PROGRESS_INTERVAL_S
+    reload_interval_s: float = POLL_INTERVAL_S  # policy file poll; 0: only SIGHUP reloads
     extra_protected: tuple[str, ...] = field(default=())
 
 
@@ -63,6 +65,7 @@ class _Stop:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason = ""
+        self.on_hup: Callable[[], None] | None = None  # SIGHUP: reload the policy, not stop
         self._r, self._w = os.pipe()
         os.set_blocking(self._w, False)
 
@@ -76,6 +79,10 @@ class _Stop:
     def install_signal_handlers(self) -> None:
         # The handler only records the reason; the main thread does the work (STYLE §4.3.5).
         def handler(signum: int, frame: FrameType | None) -> None:
+            if signum == signal.SIGHUP:
+                if self.on_hup is not None:  # before the session exists: nothing to reload
+                    self.on_hup()
+                return
             self(f"signal {signal.Signals(signum).name}")
 
         signal.set_wakeup_fd(self._w)
@@ -149,6 +156,20 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
         }
         return make_approval_client(settings.approver, hello)
 
+    reloader = None
+    if policy.path is not None:
+        reloader = PolicyReloader(
+            session,
+            recorder,
+            path=policy.path,
+            cwd=os.getcwd(),
+            extra_protected=settings.extra_protected,
+            poll_interval_s=settings.reload_interval_s,
+            stderr_filtered=dlp.stderr is not None,
+        )
+        reloader.start()
+        stop.on_hup = reloader.request
+
     asks = Asks(session, connect, settings.progress_interval_s)
     if fixed_agent is not None:
         asks.connect_soon()  # else at initialize, once clientInfo names the agent
@@ -174,6 +195,9 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
 
     stop.wait()
     log.info("stopping: %s", stop.reason)
+    if reloader is not None:
+        stop.on_hup = None
+        reloader.stop()
     # Last resort: a host that stopped reading our stdout could block the final writes.
     _watchdog(settings.stdin_grace_s + 3 * settings.term_grace_s + WATCHDOG_EXTRA_S, child)
     asks.close()  # pending asks are denied (shutdown); nothing approved is forwarded from now

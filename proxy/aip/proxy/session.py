@@ -22,11 +22,22 @@ from aip.shared.policy import Policy
 
 if TYPE_CHECKING:
     from aip.proxy.asking import Asks
+    from aip.shared.policy import ToolRule
     from aip.shared.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 MAX_SERVER_REQUESTS: Final = 4096  # server -> client requests awaiting the client's answer
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyState:
+    """What one loaded policy decides with. A reload (aip.proxy.reload) swaps the whole
+    object, so a relay thread that reads ``session.state`` once sees one consistent set."""
+
+    policy: Policy
+    limiter: RateLimiter  # keyed by rule index: belongs to exactly this policy
+    context: Context
 
 
 @dataclass(slots=True)  # made per forwarded request: a frozen __init__ costs more
@@ -49,9 +60,7 @@ class Session:
         server: Wire,
         agent_id_fixed: bool,
     ) -> None:
-        self.policy = policy
-        self.limiter = limiter
-        self.context = context
+        self.state = PolicyState(policy, limiter, context)  # one attribute: swapped atomically
         self.recorder = recorder
         self.host = host
         self.server = server
@@ -62,6 +71,28 @@ class Session:
         # insertion-ordered, so a server that never sees answers cannot grow it without bound
         self._server_requests: dict[RequestId, None] = {}
         self._closed = False  # the server is gone: nothing more is forwarded
+
+    # ---- the policy in effect (replaced whole on reload) ----
+
+    @property
+    def policy(self) -> Policy:
+        return self.state.policy
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self.state.limiter
+
+    @property
+    def context(self) -> Context:
+        return self.state.context
+
+    def give_back(self, rule: ToolRule) -> None:
+        """Return a reserved rate-limit token, unless the policy was reloaded since: the
+        token came from the old policy's limiter, which is gone with it."""
+        state = self.state
+        rules = state.policy.tool_rules
+        if rule.index < len(rules) and rules[rule.index] is rule:
+            state.limiter.give_back(rule)
 
     # ---- client -> server ----
 

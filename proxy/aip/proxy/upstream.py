@@ -90,8 +90,9 @@ def handle_line(session: Session, line: bytes) -> None:
         # import of pyzmq in that thread would otherwise hold the GIL while we relay it.
         session.asks.connect_soon()
     hits: list[str] | None = None
+    state = session.state  # read once: a policy reload swaps it whole (aip.proxy.reload)
     if method == TOOLS_CALL:  # DLP on the arguments (scan_requests): before any decision
-        scan = dlp_filter.for_policy(session.policy).scan_request(msg)
+        scan = dlp_filter.for_policy(state.policy).scan_request(msg)
         if scan is not None:
             if scan.outcome is not None:
                 tool = _tool(msg, method)
@@ -101,7 +102,7 @@ def handle_line(session: Session, line: bytes) -> None:
                 return
             msg, hits = scan.msg, scan.dlp  # redact mode: the redacted call is decided and sent
     try:
-        decision = engine.decide(session.policy, msg.obj, session.limiter, session.context)
+        decision = engine.decide(state.policy, msg.obj, state.limiter, state.context)
     except Exception:
         log.exception("policy engine failed; denying")
         _deny(session, msg, method, Outcome.INTERNAL_ERROR, tool=_tool(msg, method), dlp=hits)
@@ -133,7 +134,7 @@ def _apply(
         session.asks.start(msg, d, tool, dlp=hits)
         return
     if d.token_reserved and d.rule is not None:
-        session.limiter.give_back(d.rule)
+        session.give_back(d.rule)
     outcome = d.outcome if d.outcome is not None else Outcome.NOT_ALLOWED
     detail = d.detail
     if d.verdict is Verdict.ASK:

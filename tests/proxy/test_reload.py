@@ -1,0 +1,253 @@
+"""Policy hot reload with a real ``aip-proxy``: valid edits take effect while calls are in flight
+(no answer lost or doubled), invalid or unsafe files are refused with the reason on stderr,
+SIGHUP reloads, and each attempt is a ``policy_reload`` record (stderr and the central log)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.approverproc import Approver, short_dir, wait_for  # noqa: E402
+from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy  # noqa: E402
+
+BEFORE = """
+allowed_tools: [echo]
+tool_rules:
+  - tool: write_file
+    action: ask
+"""
+AFTER = """
+allowed_tools: [echo, read_file]
+tool_rules:
+  - tool: write_file
+    action: block
+"""
+BROKEN = """
+allowed_tools: [echo, read_file]
+tool_rulez: []
+"""
+FAST_POLL = {"AIP_PROXY_RELOAD_INTERVAL_S": "0.05"}
+FORBIDDEN = -32001
+
+
+def replace_policy(path: Path, spec: str, *, owner: int | None = None, mode: int = 0o600) -> None:
+    """Write a new version next to the file and rename it over (what careful editors do)."""
+    new = write_policy(path.parent, spec, name=path.stem + ".new")
+    text = new.read_text().replace(f"name: {path.stem}.new", f"name: {path.stem}")
+    new.write_text(text)
+    new.chmod(mode)
+    if owner is not None:
+        os.chown(new, owner, -1)
+    new.rename(path)
+
+
+def reload_records(proc: ProxyProcess) -> list[dict[str, Any]]:
+    return [r for r in proc.decisions() if r.get("event") == "policy_reload"]
+
+
+def wait_log(proc: ProxyProcess, text: str, count: int = 1, timeout_s: float = 10.0) -> None:
+    try:
+        wait_for(lambda: proc.log().count(text) >= count, timeout_s, repr(text))
+    except AssertionError:
+        raise AssertionError(f"no {text!r} in the proxy log:\n{proc.log()}") from None
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., tuple[ProxyProcess, Path]]]:
+    started: list[ProxyProcess] = []
+
+    def make(spec: str = BEFORE, env: dict[str, str] | None = None, **kw: Any) -> Any:
+        policy = write_policy(tmp_path, spec, name="reload")
+        proc = ProxyProcess(policy, RAW_SERVER, tmp_path, env={**FAST_POLL, **(env or {})}, **kw)
+        started.append(proc)
+        proc.initialize()
+        return proc, policy
+
+    yield make
+    for proc in started:
+        proc.kill()
+
+
+def test_valid_edit_takes_effect_while_calls_are_in_flight(start: Any) -> None:
+    proc, policy = start()
+    answers: dict[Any, list[dict[str, Any]]] = {}
+    sent: list[int] = []
+    stop_sending = threading.Event()
+    reloaded = threading.Event()
+    after_reload = 0
+
+    def sender() -> None:
+        nonlocal after_reload
+        i = 0
+        # Keep calls in flight across the swap, then a few hundred more once it is logged.
+        while not stop_sending.is_set() and i < 200_000:
+            i += 1
+            sent.append(i)
+            msg = {"jsonrpc": "2.0", "id": i, "method": "tools/call"}
+            msg["params"] = {"name": "read_file", "arguments": {"path": f"/tmp/{i}"}}
+            proc.send(msg)
+            if reloaded.is_set():
+                after_reload += 1
+                if after_reload >= 300:
+                    break
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    first = proc.recv_id(1)
+    answers[1] = [first]
+    assert first["error"]["code"] == FORBIDDEN
+    replace_policy(policy, AFTER)
+    wait_log(proc, "policy reloaded (file changed)")
+    reloaded.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    stop_sending.set()
+    while len(answers) < len(sent):
+        msg = proc.recv(10)
+        answers.setdefault(msg["id"], []).append(msg)
+    proc.send({"jsonrpc": "2.0", "id": "last", "method": "ping"})
+    assert proc.recv_id("last") == {"jsonrpc": "2.0", "id": "last", "result": {}}  # no extras
+    assert all(len(v) == 1 for v in answers.values()), "an answer came twice"
+    assert sorted(answers, key=int) == sent
+    allowed = ["result" in answers[i][0] for i in sent]
+    # One switch point: the relay decides in order, each call under exactly one policy.
+    switch = allowed.index(True)
+    assert not any(allowed[:switch])
+    assert all(allowed[switch:])
+    assert all(answers[i][0]["error"]["code"] == FORBIDDEN for i in sent[:switch])
+    assert switch >= 1
+    assert len(sent) - switch >= 300
+    (rec,) = reload_records(proc)
+    assert rec["policy"]["name"] == "reload"
+    assert rec["previous_policy"]["name"] == "reload"
+    assert rec["policy"]["sha256"] != rec["previous_policy"]["sha256"]
+    assert rec["detail"].startswith("reloaded (file changed)")
+    # Decision records after the swap name the new policy.
+    last = [r for r in proc.decisions() if r.get("event") == "decision"][-1]
+    assert last["policy"]["sha256"] == rec["policy"]["sha256"]
+
+
+def test_invalid_edit_is_refused_and_the_old_policy_stays(start: Any) -> None:
+    proc, policy = start()
+    replace_policy(policy, BROKEN)
+    wait_log(proc, "policy reload (file changed) refused")
+    log = proc.log()
+    assert f"{policy}:" in log
+    assert "tool_rulez" in log
+    assert proc.call(2, "read_file", {"path": "/tmp/x"})["error"]["code"] == FORBIDDEN
+    assert "result" in proc.call(3, "echo", {"text": "still here"})
+    (rec,) = reload_records(proc)
+    assert rec["previous_policy"] is None
+    assert rec["detail"].startswith("refused (file changed)")
+    assert "tool_rulez" in rec["detail"]
+    # Fixing the file is picked up on the next change.
+    replace_policy(policy, AFTER)
+    wait_log(proc, "policy reloaded (file changed)")
+    assert "result" in proc.call(4, "read_file", {"path": "/tmp/x"})
+    assert [r["detail"].split(" ")[0] for r in reload_records(proc)] == ["refused", "reloaded"]
+
+
+def test_sighup_reloads(start: Any) -> None:
+    proc, policy = start(env={"AIP_PROXY_RELOAD_INTERVAL_S": "0"})  # no polling at all
+    replace_policy(policy, AFTER)
+    assert proc.call(2, "read_file", {"path": "/tmp/x"})["error"]["code"] == FORBIDDEN
+    proc.proc.send_signal(signal.SIGHUP)
+    wait_log(proc, "policy reloaded (SIGHUP)")
+    assert "result" in proc.call(3, "read_file", {"path": "/tmp/x"})
+    proc.proc.send_signal(signal.SIGHUP)  # unchanged: nothing swapped, still running
+    wait_log(proc, "unchanged")
+    assert "result" in proc.call(4, "echo", {})
+    assert proc.proc.poll() is None
+    assert len(reload_records(proc)) == 1
+
+
+def test_group_writable_file_is_refused(start: Any) -> None:
+    proc, policy = start()
+    replace_policy(policy, AFTER, mode=0o664)
+    wait_log(proc, "refused")
+    assert "group- or world-writable" in proc.log()
+    assert proc.call(2, "read_file", {"path": "/tmp/x"})["error"]["code"] == FORBIDDEN
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to nobody needs root (CI runs as root)")
+def test_file_owned_by_someone_else_is_refused(start: Any) -> None:
+    proc, policy = start()
+    nobody = pwd.getpwnam("nobody").pw_uid
+    replace_policy(policy, AFTER, owner=nobody)
+    wait_log(proc, "refused")
+    assert f"owned by uid {nobody}" in proc.log()
+    assert proc.call(2, "read_file", {"path": "/tmp/x"})["error"]["code"] == FORBIDDEN
+    (rec,) = reload_records(proc)
+    assert "owned by uid" in rec["detail"]
+
+
+def test_ask_in_flight_keeps_its_decision_and_reloads_reach_the_audit_log() -> None:
+    """A real approver: an ask held open across a reload that blocks its tool is still
+    forwarded when allowed; the central log gets both policy_reload records."""
+    with short_dir() as folder:
+        go = folder / "go"
+        prog = folder / "human.sh"
+        # A scripted human that answers "allow" once the test says so (no timing involved).
+        prog.write_text(
+            f"#!/bin/sh\ncat >/dev/null\nwhile [ ! -e {go} ]; do sleep 0.01; done\necho allow\n"
+        )
+        prog.chmod(0o755)
+        with Approver(folder, f"exec:{prog}", timeout_s=20).wait_ready() as approver:
+            policy = write_policy(folder, BEFORE, name="reload")
+            proc = ProxyProcess(
+                policy,
+                RAW_SERVER,
+                folder,
+                extra_args=["--approver", approver.endpoint, "--agent-id", "reload-agent"],
+                env=FAST_POLL,
+            )
+            try:
+                proc.initialize()
+                proc.send(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": 7,
+                        "method": "tools/call",
+                        "params": {"name": "write_file", "arguments": {"path": "/tmp/a"}},
+                    }
+                )
+                wait_log(proc, "asking a human about write_file")
+                replace_policy(policy, BROKEN)
+                wait_log(proc, "refused")
+                replace_policy(policy, AFTER)
+                wait_log(proc, "policy reloaded")
+                go.touch()
+                answer = proc.recv_id(7, 20)
+                assert "result" in answer, answer  # the ask kept its decision
+                blocked = proc.call(8, "write_file", {"path": "/tmp/b"})
+                assert blocked["error"]["code"] == FORBIDDEN  # the new policy blocks it
+
+                def central() -> list[dict[str, Any]]:
+                    if not approver.audit_path.exists():
+                        return []
+                    lines = approver.audit_path.read_text().splitlines()
+                    return [json.loads(x) for x in lines if '"policy_reload"' in x]
+
+                wait_for(lambda: len(central()) == 2, 15, "policy_reload records in the log")
+                refused, done = central()
+                assert refused["detail"].startswith("refused")
+                assert refused["pid"] == proc.proc.pid
+                assert done["previous_policy"]["sha256"] == refused["policy"]["sha256"]
+                assert done["agent_id"] == "reload-agent"
+                assert "seq" in done
+                assert "prev" in done
+            finally:
+                proc.kill()

@@ -250,3 +250,17 @@ def test_an_ask_whose_arguments_cannot_be_scanned_is_never_shown(
     reply = orjson.loads(pipes.read(pipes.host_r))
     assert reply["error"]["code"] == -32002
     assert reply["error"]["data"]["reason"] == "too_large_to_review"
+
+
+def test_monitor_mode_still_blocks_a_secret_in_arguments(make_proxy: Make, tmp_path: Path) -> None:
+    spec = "mode: monitor\n" + _spec("scan_requests: true\nbuiltin: true")
+    log = tmp_path / "server.log"
+    p = make_proxy(
+        [*RAW_SERVER, "--log", str(log)], policy_path=write_policy(tmp_path, spec, "mon")
+    )
+    p.initialize()
+    reply = p.call(1, "not_in_any_list", {"key": KEY})
+    assert reply["error"]["data"]["reason"] == "dlp"
+    assert KEY not in log.read_text()
+    forwarded = p.call(2, "not_in_any_list", {"key": "fine"})  # monitor forwards the rest
+    assert "result" in forwarded

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from aip.approver.client_config import (
     UnsafeRewrite,
+    is_wrapped,
     rewrite_json,
     rewrite_toml,
     toml_key,
@@ -39,7 +40,7 @@ servers = st.dictionaries(names, st.one_of(stdio, remote), max_size=4)
 def expected(servers: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, entry in servers.items():
-        if "command" in entry:
+        if "command" in entry and not is_wrapped(entry["command"], entry.get("args", [])):
             command, args = wrap(name, [entry["command"], *entry.get("args", [])])
             entry = {**entry, "command": command, "args": args}
         out[name] = entry

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ class ServerChange:
 def is_wrapped(command: str, args: list[str]) -> bool:
     """Ours (script or ``python -m aip.proxy``), or the Go reference's ``aip --target``: a
     second policy proxy in front of one would only double every question."""
-    name = PurePath(command).name.lower()
+    name = PurePath(command).name
+    if sys.platform in ("win32", "darwin"):  # case-insensitive file systems by default
+        name = name.lower()
     if name in ("aip", "aip.exe") and "--target" in args:
         return True
     return name in ("aip-proxy", "aip-proxy.exe") or args[:2] == ["-m", "aip.proxy"]

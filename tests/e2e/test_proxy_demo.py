@@ -14,7 +14,11 @@ pytestmark = pytest.mark.e2e
 
 
 def _demo(*args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIP_")}
+    env = {  # no display: the demo would otherwise start a private approver with dialogs
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AIP_") and k not in ("DISPLAY", "WAYLAND_DISPLAY")
+    }
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo"), *args],
         capture_output=True,

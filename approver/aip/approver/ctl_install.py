@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver import startup_files
+from aip.approver import ctl_status, startup_files
 from aip.approver.ctl_console import err, out, paint
 from aip.approver.startup_files import LAUNCHD_LABEL, UNIT_NAME, StartupFile
 from aip.shared import paths
@@ -53,6 +53,7 @@ def register(groups: Any) -> None:
         "--force", action="store_true", help="also remove files aipctl did not write"
     )
     uninstall.set_defaults(func=run_uninstall)
+    ctl_status.register(actions)  # `aipctl approver status` (aip.approver.ctl_status)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -30,6 +30,7 @@ from aip.approver.queue import (
 )
 from aip.approver.scheduler import Scheduler, Ticket
 from aip.approver.sessions import Session, SessionTable
+from aip.approver.status import StatusConfig, status_snapshot
 from aip.shared import protocol as p
 from aip.shared.dlp import DlpError, Redactor
 from aip.shared.outcomes import Outcome
@@ -178,6 +179,9 @@ class ApprovalServer:
             log.warning("malformed message from pid %s: %s", peer_pid, exc)
             self._send(route, p.Error(code=p.ErrorCode.MALFORMED, detail=str(exc)[:200]))
             return
+        if isinstance(msg, p.Status):  # aipctl approver status: our uid, no session needed
+            self._send(route, self._status(msg.ref))
+            return
         if isinstance(msg, p.Hello):
             fd = _srcfd(body)
             session = self._sessions.hello(msg, route, fd, uid, peer_pid or 0, user_name(uid))
@@ -306,6 +310,22 @@ class ApprovalServer:
             timeout_s=self._config.timeout_s,
             max_ask_bytes=self._config.max_ask_bytes,
             audit_path=self._config.audit_path,
+        )
+
+    def _status(self, ref: str) -> p.StatusReply:
+        return status_snapshot(
+            ref,
+            choice=self._choice,
+            active=self._scheduler.active if self._scheduler is not None else None,
+            queue=self._queue,
+            sessions=self._sessions,
+            decisions=self._log,
+            config=StatusConfig(
+                self._config.timeout_s,
+                self._config.max_pending,
+                self._config.max_pending_session,
+                self._config.audit_path,
+            ),
         )
 
     def _send(self, route: bytes, msg: p.ToProxy) -> None:

@@ -7,6 +7,7 @@ proxy side denies everything pending when it sees the disconnect.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aip.shared.protocol import Hello, PolicyRef
@@ -72,3 +73,6 @@ class SessionTable:
 
     def __len__(self) -> int:
         return len(self._by_sid)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._by_sid.values()))  # a copy: callers may remove while iterating

@@ -50,6 +50,8 @@ class MsgType(enum.StrEnum):
     DECISION = "decision"
     AUDIT_ACK = "audit_ack"
     ERROR = "error"
+    STATUS = "status"  # aipctl approver status -> approver
+    STATUS_REPLY = "status_reply"
 
 
 class ErrorCode(enum.StrEnum):
@@ -263,8 +265,70 @@ class Error:
     v: int = PROTOCOL_VERSION
 
 
-ToApprover = Hello | Ask | Cancel | Audit | Bye
-ToProxy = Welcome | Decision | AuditAck | Error
+# ---- aipctl <-> approver: ``aipctl approver status`` ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    """What the approver is doing. Needs no hello (it is no proxy session); the peer uid
+    check is the gate, as for every message. Answered by ``status_reply`` with the same ref."""
+
+    ref: str  # 32 hex chars, like a nonce
+    type: MsgType = MsgType.STATUS
+    v: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        _check_nonce(self.ref)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyStatus:
+    """One connected proxy session, as its hello said; ``pending``: its asks not yet ended."""
+
+    session: str
+    pid: int
+    agent_id: str
+    server: str
+    policy: PolicyRef
+    pending: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialogStatus:
+    """The ask on screen. Display values come DLP-redacted, as the dialog shows them."""
+
+    session: str
+    request_id: str | int
+    agent_id: str
+    server: str
+    tool: str
+    rule: str
+    shown_at: str  # UTC RFC 3339 with ms
+    seconds_left: float  # until the deadline closes it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusReply:
+    ref: str
+    pid: int
+    backend: str  # the dialog backend's name; "" when asks are denied at once
+    unavailable: str  # then: the outcome every ask gets, and why
+    timeout_s: float
+    queued: int  # waiting for the dialog slot
+    pending: int  # admitted and not ended (queued + on screen)
+    max_pending: int
+    max_pending_session: int
+    proxies: list[ProxyStatus]
+    dialog: DialogStatus | None
+    audit_path: str
+    audit_available: bool
+    audit_seq: int | None  # the last record's seq (None: not known)
+    type: MsgType = MsgType.STATUS_REPLY
+    v: int = PROTOCOL_VERSION
+
+
+ToApprover = Hello | Ask | Cancel | Audit | Bye | Status
+ToProxy = Welcome | Decision | AuditAck | Error | StatusReply
 Message = ToApprover | ToProxy
 
 
@@ -275,13 +339,13 @@ def encode(msg: Message) -> bytes:
 
 def decode_to_approver(frame: bytes) -> ToApprover:
     msg = _decode(frame, _TO_APPROVER)
-    assert isinstance(msg, Hello | Ask | Cancel | Audit | Bye)
+    assert isinstance(msg, Hello | Ask | Cancel | Audit | Bye | Status)
     return msg
 
 
 def decode_to_proxy(frame: bytes) -> ToProxy:
     msg = _decode(frame, _TO_PROXY)
-    assert isinstance(msg, Welcome | Decision | AuditAck | Error)
+    assert isinstance(msg, Welcome | Decision | AuditAck | Error | StatusReply)
     return msg
 
 
@@ -387,11 +451,11 @@ def _checks_for(cls: type[Any]) -> dict[str, _Check]:
     return {f.name: _checker(hints[f.name]) for f in dataclasses.fields(cls)}
 
 
-_TO_APPROVER: Final = {_kind(c): c for c in (Hello, Ask, Cancel, Audit, Bye)}
-_TO_PROXY: Final = {_kind(c): c for c in (Welcome, Decision, AuditAck, Error)}
+_TO_APPROVER: Final = {_kind(c): c for c in (Hello, Ask, Cancel, Audit, Bye, Status)}
+_TO_PROXY: Final = {_kind(c): c for c in (Welcome, Decision, AuditAck, Error, StatusReply)}
+_PARTS: Final = (PolicyRef, HumanDecision, ProxyStatus, DialogStatus)
 _CHECKS: Final[dict[type[Any], dict[str, _Check]]] = {
-    cls: _checks_for(cls)
-    for cls in (PolicyRef, HumanDecision, *_TO_APPROVER.values(), *_TO_PROXY.values())
+    cls: _checks_for(cls) for cls in (*_PARTS, *_TO_APPROVER.values(), *_TO_PROXY.values())
 }
 
 

@@ -40,8 +40,9 @@ class EncodingScanner:
 
     def decoded_runs(self, text: bytes) -> Iterator[tuple[int, int, bytes]]:
         """Yield ``(start, end, decoded)`` for every run that decodes to something."""
-        for m in self._percent.finditer(text):
-            yield m.start(), m.end(), unquote_to_bytes(m.group())
+        if b"%" in text:  # every percent run holds a %XX escape; most text has no "%"
+            for m in self._percent.finditer(text):
+                yield m.start(), m.end(), unquote_to_bytes(m.group())
         for m in self._alnum.finditer(text):
             run = m.group()
             for decoded in _decode_alnum(run):

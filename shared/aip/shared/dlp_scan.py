@@ -104,18 +104,22 @@ class Scanner:
         self._marker_re = re2.compile(rb"\[REDACTED:(?:%s)\]" % names, opts) if names else None
         self.encoding = EncodingScanner(opts) if detect_encoding else None
         self._prefilter = self._compile_prefilter(re2, opts, raw_json=True)
-        self._decoded_prefilter = self._compile_prefilter(re2, opts, raw_json=False)
+        # For decoded text, without the encoded-run trigger: with detect_encoding nearly every
+        # path or identifier of 16+ characters is a candidate run, so ``maybe_decoded`` decodes
+        # the runs itself and checks what they decode to (far cheaper than the per-leaf walk).
+        self._rules_prefilter = self._compile_prefilter(re2, opts, raw_json=False, runs=False)
 
-    def _compile_prefilter(self, re2: Any, opts: Any, *, raw_json: bool) -> Any:
+    def _compile_prefilter(self, re2: Any, opts: Any, *, raw_json: bool, runs: bool = True) -> Any:
         """One alternation of the loosened rules plus triggers; None: cannot be built soundly.
 
         ``raw_json``: for a JSON line (escape and structure triggers); otherwise for decoded
-        text, where only the look-alike and encoded-run triggers apply.
+        text, where only the look-alike and encoded-run triggers apply. ``runs=False`` leaves
+        out the encoded-run trigger (the caller then checks the decoded runs itself).
         """
         parts: list[bytes] = [_SHADOW_TRIGGER]
         if raw_json:
             parts += [_ESCAPE_TRIGGER, *_STRUCTURE_TRIGGERS]
-        if self.encoding is not None:
+        if self.encoding is not None and runs:
             parts.append(PREFILTER_TRIGGER)
         for rule in self.rules:
             loose = rule.prefilter if rule.prefilter is not None else loosen(rule.pattern)
@@ -136,13 +140,26 @@ class Scanner:
             return True
         return self._prefilter.search(raw) is not None
 
-    def maybe_decoded(self, text: bytes) -> bool:
-        """Like ``maybe`` for decoded text (leaves joined by the walker's pre-check)."""
+    def maybe_decoded(self, text: bytes, depth: int = 0) -> bool:
+        """Like ``maybe`` for decoded text (leaves joined by the walker's pre-check).
+
+        With ``detect_encoding`` it mirrors ``spans``: the loosened rules over ``text``, then
+        the same check over what each candidate run decodes to, down to MAX_DECODE_DEPTH. So
+        False still means ``spans`` finds nothing, in ``text`` or in any piece of it between
+        newlines (runs never cross a newline: neither run pattern matches whitespace).
+        """
         if not self.rules:
             return False
-        if self._decoded_prefilter is None:
+        if self._rules_prefilter is None:
             return True
-        return self._decoded_prefilter.search(text) is not None
+        if self._rules_prefilter.search(text) is not None:
+            return True
+        if self.encoding is None or depth >= MAX_DECODE_DEPTH:
+            return False  # spans decodes nothing here either
+        for _, _, decoded in self.encoding.decoded_runs(text):
+            if self.maybe_decoded(decoded, depth + 1):
+                return True
+        return False
 
     # -- finding ---------------------------------------------------------------------------
 

@@ -39,8 +39,16 @@ BROKEN = """
 allowed_tools: [echo, read_file]
 tool_rulez: []
 """
+ASK_AGAIN = """
+allowed_tools: [echo, read_file]
+tool_rules:
+  - tool: write_file
+    action: ask
+"""
 FAST_POLL = {"AIP_PROXY_RELOAD_INTERVAL_S": "0.05"}
 FORBIDDEN = -32001
+WINDOW = 32
+AFTER_RELOAD = 300
 
 
 def replace_policy(path: Path, spec: str, *, owner: int | None = None, mode: int = 0o600) -> None:
@@ -85,39 +93,48 @@ def test_valid_edit_takes_effect_while_calls_are_in_flight(start: Any) -> None:
     proc, policy = start()
     answers: dict[Any, list[dict[str, Any]]] = {}
     sent: list[int] = []
-    stop_sending = threading.Event()
+    window = threading.Semaphore(WINDOW)  # calls in flight at any time: up to WINDOW
     reloaded = threading.Event()
-    after_reload = 0
+    done_sending = threading.Event()
+    failures: list[BaseException] = []
 
     def sender() -> None:
-        nonlocal after_reload
-        i = 0
-        # Keep calls in flight across the swap, then a few hundred more once it is logged.
-        while not stop_sending.is_set() and i < 200_000:
-            i += 1
-            sent.append(i)
-            msg = {"jsonrpc": "2.0", "id": i, "method": "tools/call"}
-            msg["params"] = {"name": "read_file", "arguments": {"path": f"/tmp/{i}"}}
-            proc.send(msg)
-            if reloaded.is_set():
-                after_reload += 1
-                if after_reload >= 300:
-                    break
+        # Keep calls in flight across the swap, then AFTER_RELOAD more once it is logged.
+        after = 0
+        try:
+            while after < AFTER_RELOAD and len(sent) < 100_000:
+                assert window.acquire(timeout=20), "no answers for 20 s"
+                n = len(sent) + 1
+                sent.append(n)
+                params = {"name": "read_file", "arguments": {"path": f"/tmp/{n}"}}
+                proc.send({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": params})
+                if reloaded.is_set():
+                    after += 1
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+        finally:
+            done_sending.set()
 
-    thread = threading.Thread(target=sender, daemon=True)
-    thread.start()
-    first = proc.recv_id(1)
-    answers[1] = [first]
-    assert first["error"]["code"] == FORBIDDEN
+    def reader() -> None:
+        try:
+            while not (done_sending.is_set() and len(answers) >= len(sent)):
+                msg = proc.recv(20)
+                answers.setdefault(msg["id"], []).append(msg)
+                window.release()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=t, daemon=True) for t in (sender, reader)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(answers) >= WINDOW or bool(failures), 20, "the first answers")
     replace_policy(policy, AFTER)
     wait_log(proc, "policy reloaded (file changed)")
     reloaded.set()
-    thread.join(30)
-    assert not thread.is_alive()
-    stop_sending.set()
-    while len(answers) < len(sent):
-        msg = proc.recv(10)
-        answers.setdefault(msg["id"], []).append(msg)
+    for t in threads:
+        t.join(60)
+    assert not failures, failures
+    assert not any(t.is_alive() for t in threads)
     proc.send({"jsonrpc": "2.0", "id": "last", "method": "ping"})
     assert proc.recv_id("last") == {"jsonrpc": "2.0", "id": "last", "result": {}}  # no extras
     assert all(len(v) == 1 for v in answers.values()), "an answer came twice"
@@ -128,8 +145,8 @@ def test_valid_edit_takes_effect_while_calls_are_in_flight(start: Any) -> None:
     assert not any(allowed[:switch])
     assert all(allowed[switch:])
     assert all(answers[i][0]["error"]["code"] == FORBIDDEN for i in sent[:switch])
-    assert switch >= 1
-    assert len(sent) - switch >= 300
+    assert switch >= WINDOW
+    assert len(sent) - switch >= AFTER_RELOAD
     (rec,) = reload_records(proc)
     assert rec["policy"]["name"] == "reload"
     assert rec["previous_policy"]["name"] == "reload"
@@ -241,8 +258,16 @@ def test_ask_in_flight_keeps_its_decision_and_reloads_reach_the_audit_log() -> N
                     lines = approver.audit_path.read_text().splitlines()
                     return [json.loads(x) for x in lines if '"policy_reload"' in x]
 
-                wait_for(lambda: len(central()) == 2, 15, "policy_reload records in the log")
-                refused, done = central()
+                # The approver learns of the reload: its record of a later ask names the
+                # policy that decided it.
+                replace_policy(policy, ASK_AGAIN)
+                wait_log(proc, "policy reloaded", count=2)
+                assert "result" in proc.call(9, "write_file", {"path": "/tmp/c"})
+                wait_for(lambda: len(central()) == 3, 15, "policy_reload records in the log")
+                refused, done, again = central()
+                (asked,) = [r for r in approver.decisions() if r["request_id"] == 9]
+                assert asked["reason"] == "human approved"
+                assert asked["policy"] == again["policy"]
                 assert refused["detail"].startswith("refused")
                 assert refused["pid"] == proc.proc.pid
                 assert done["previous_policy"]["sha256"] == refused["policy"]["sha256"]

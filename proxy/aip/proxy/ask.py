@@ -130,6 +130,11 @@ class ZmqApprovalClient:
         """The agent id became known (``initialize``): introduce ourselves again."""
         self._command("agent_id", agent_id)
 
+    def set_policy(self, name: str, sha256: str) -> None:
+        """The policy was reloaded (aip.proxy.reload): introduce ourselves again with it, so
+        the approver's records of later asks name the policy that decided them."""
+        self._command("policy", p.PolicyRef(name=name, sha256=sha256))
+
     # -- the client thread ----------------------------------------------------------------
 
     def _command(self, name: str, arg: Any) -> None:
@@ -199,6 +204,10 @@ class ZmqApprovalClient:
                 self._send_cancel(arg)
             elif name == "agent_id":
                 self._hello = p.Hello(**{**as_dict(self._hello), "agent_id": arg})
+                if self._connected:
+                    self._send(p.encode(self._hello))
+            elif name == "policy":
+                self._hello = p.Hello(**{**as_dict(self._hello), "policy": arg})
                 if self._connected:
                     self._send(p.encode(self._hello))
         self._send_new_asks()
@@ -335,8 +344,9 @@ class ZmqApprovalClient:
                 self._on_welcome(msg)
             elif isinstance(msg, p.Error):
                 self._on_error(msg)
-            elif msg.session == self._hello.session:  # AuditAck: those records are written
-                self._audit.on_ack(msg.batch, msg.rseqs)
+            elif isinstance(msg, p.AuditAck) and msg.session == self._hello.session:
+                self._audit.on_ack(msg.batch, msg.rseqs)  # those records are written
+            # Anything else (a status_reply is for aipctl) is not ours: ignored.
 
     def _on_welcome(self, msg: p.Welcome) -> None:
         if msg.session == self._hello.session:

@@ -72,6 +72,14 @@ class Asks:
         except Exception:  # thread boundary: the first ask will try again and fail closed
             log.exception("cannot set up the approval client")
 
+    def policy_changed(self, name: str, sha256: str) -> None:
+        """A reload swapped the policy: a connected client says hello again with it (one made
+        later reads the new policy itself). Under the connect lock, so none is missed."""
+        with self._connect_lock:
+            setter = getattr(self._client_obj, "set_policy", None)  # UnavailableApprover: none
+            if setter is not None:
+                setter(name, sha256)
+
     @property
     def _client(self) -> ApprovalClient:
         return self._client_obj if self._client_obj is not None else self.connect()

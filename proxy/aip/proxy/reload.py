@@ -163,6 +163,8 @@ class PolicyReloader:
         rec.scan = dlp.display_scan
         rec.use_policy(new.name, new.sha256, new.mode.value)
         self._session.state = state  # the swap: one reference assignment
+        if self._session.asks is not None:
+            self._session.asks.policy_changed(new.name, new.sha256)  # the approver's records
         log.info(
             "policy reloaded (%s): %r sha256 %s -> %r sha256 %s (%s mode)",
             trigger,

@@ -152,7 +152,8 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
             "pid": os.getpid(),
             "agent_id": recorder.agent_id,  # as known when the first ask comes, or initialize
             "server": settings.server_name,
-            "policy": {"name": policy.name, "sha256": policy.sha256},
+            # The policy in effect now (a reload may have replaced the one we started with).
+            "policy": {"name": recorder.policy_name, "sha256": recorder.policy_sha256},
         }
         return make_approval_client(settings.approver, hello)
 

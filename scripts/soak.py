@@ -225,13 +225,34 @@ async def sample_rss(
             return
 
 
+def audit_files(base: Path) -> list[Path]:
+    """The log and its rotated files (``aip-audit.jsonl.<seq>``), oldest first."""
+    folder = base / "state" / "aip"
+    rotated = sorted(q for q in folder.glob("aip-audit.jsonl.*") if q.name[16:].isdigit())
+    return [*rotated, folder / "aip-audit.jsonl"]
+
+
 def audit_records(base: Path) -> list[dict[str, Any]]:
     records = []
-    for path in sorted((base / "state" / "aip").glob("aip-audit*.jsonl")):
+    for path in audit_files(base):
+        if not path.exists():
+            continue
         for line in path.read_text().splitlines():
             if line.endswith("}"):
                 records.append(json.loads(line))
     return records
+
+
+def verify_chain(base: Path) -> subprocess.CompletedProcess[str]:
+    """``aipctl audit verify`` over every file of the log, oldest first."""
+    files = [str(q) for q in audit_files(base)]
+    return subprocess.run(
+        [sys.executable, "-m", "aip.approver.ctl", "audit", "verify", *files],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -282,6 +303,7 @@ async def soak(args: argparse.Namespace, base: Path) -> dict[str, Any]:
             approver.wait(10)
         except subprocess.TimeoutExpired:
             os.killpg(approver.pid, signal.SIGKILL)
+    verify = await asyncio.to_thread(verify_chain, base)
     missing = sorted(wanted - set(seen))
     doubled = sorted(rid for rid in wanted if seen[rid] > 1)
     dialog_log = (base / "dialogs.log").read_text() if (base / "dialogs.log").exists() else ""
@@ -304,6 +326,9 @@ async def soak(args: argparse.Namespace, base: Path) -> dict[str, Any]:
         "audit_missing": len(missing),
         "audit_missing_ids": missing[:20],
         "audit_doubled": len(doubled),
+        "audit_files": len(audit_files(base)),
+        "chain_verifies": verify.returncode == 0,
+        "chain_verify_output": (verify.stdout + verify.stderr)[-500:],
         "dialogs": len(opens),
         "dialogs_doubled": len(opens) - len(set(opens)),
         "dialog_overlaps": overlaps,
@@ -331,6 +356,8 @@ def checks(r: dict[str, Any]) -> list[str]:
         bad.append(
             f"audit: {r['audit_missing']} calls without a record, {r['audit_doubled']} with two"
         )
+    if not r["chain_verifies"]:
+        bad.append(f"audit chain does not verify: {r['chain_verify_output']}")
     if r["dialog_overlaps"] or r["dialogs_doubled"]:
         bad.append(f"dialogs: {r['dialog_overlaps']} overlaps, {r['dialogs_doubled']} doubled")
     if r["dialogs"] != r["asked"]:
@@ -349,7 +376,8 @@ def report(r: dict[str, Any], bad: list[str]) -> str:
         "",
         f"{r['calls']} calls ({', '.join(f'{k} {v}' for k, v in sorted(r['sent'].items()))}); "
         f"{r['dialogs']} dialogs, {r['dialog_overlaps']} overlapping; "
-        f"audit: {r['audit_missing']} missing, {r['audit_doubled']} doubled.",
+        f"audit: {r['audit_missing']} missing, {r['audit_doubled']} doubled, "
+        f"{r['audit_files']} file(s), chain {'verifies' if r['chain_verifies'] else 'BROKEN'}.",
         "",
         "| kind | calls | p50 ms | p99 ms |",
         "|---|---|---|---|",

@@ -15,9 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
 
 DEFAULT_FUZZ_SECONDS = 5.0
-BATCH = 200  # examples per hypothesis run; a run is the unit of the time box
+BATCH = (
+    50  # examples per hypothesis run; a run is the unit of the time box (small: little overshoot)
+)
 # "No hang": one input may take at most this long (generous: CI is a loaded 2-core box).
 PER_INPUT = timedelta(seconds=2)
 
@@ -49,3 +52,21 @@ def run_for(test: Callable[[], Any], seconds: float | None = None) -> int:
         runs += 1
         if time.monotonic() >= deadline:
             return runs
+
+
+# JSON values with the shapes attackers like: big and non-integral numbers, paths, commands.
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**64), 2**64),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.sampled_from(["/etc/shadow", "/etc/../etc/shadow", "~/x", "ls", "ls -l", "DROP t"]),
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)

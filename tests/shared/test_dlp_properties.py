@@ -241,3 +241,72 @@ def test_walk_shortcut_never_skips_a_redaction(
             walker.value(msg, counts)
         if counts:
             assert not walker.clean(msg, top=top), msg
+
+
+# Runs of numbers: card candidates for the pre-check, which validates them on the raw line
+# instead of sending every run of numbers to the walk (issue 5).
+_CARD_PIECES = [
+    "4111",
+    "1111",
+    "5500",
+    "0000",
+    "0004",
+    "62139",
+    "18477",
+    "6665",
+    "3054",
+    "80545",
+    "8818",
+    "58703",
+    "2",
+    "7",
+    "4111111111111111",
+    "378282246310005",
+]
+_SEPARATORS = [" ", "-", "  ", "", "\n", "\t", "x", '"', "\\", "\u00a0", "\u200b", "\uff14"]
+number_runs = st.lists(
+    st.tuples(st.sampled_from(_CARD_PIECES), st.sampled_from(_SEPARATORS)).map("".join),
+    min_size=1,
+    max_size=10,
+).map("".join)
+
+
+@QUICK
+@given(redactors, st.lists(number_runs, min_size=1, max_size=3), st.integers(0, 6))
+def test_prefilter_never_misses_a_card_in_number_runs(
+    red: Redactor, parts: list[str], shape: int
+) -> None:
+    msg = _message(parts, shape)
+    _, counts = red.redact_message(msg)
+    if counts:
+        for raw in _serializations(msg):
+            assert red.might_contain_secret(raw), raw
+            assert red.redact_line(raw).counts == counts
+
+
+@QUICK
+@given(redactors, st.lists(number_runs, min_size=1, max_size=3))
+def test_walk_shortcut_never_skips_a_card_in_number_runs(red: Redactor, parts: list[str]) -> None:
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    red._walker.value(parts, counts)
+    if counts:
+        assert not red._walker.clean(parts, top=False), parts
+
+
+def _text_result(text: str) -> bytes:
+    msg = {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}]}}
+    return orjson.dumps(msg)
+
+
+def test_number_runs_without_a_card_take_the_one_pass_path() -> None:
+    """Runs of numbers that are no card (Luhn, issuer, length) do not send the line to the
+    walk; a line with a card or with a plain trigger after a number run still does."""
+    red = Redactor.from_config(DlpConfig(enabled=True, builtin=True))
+    runs = "word 3054 80545 8818 58703 and 61406 823 78879 then 4321 54479 15026 end " * 50
+    assert not red.might_contain_secret(_text_result(runs))
+    assert red.might_contain_secret(_text_result(runs + " 4111 1111 1111 1111"))
+    assert red.might_contain_secret(_text_result(runs + " " + AWS))
+    assert red.might_contain_secret(_text_result("\n4111111111111111"))
+    assert not red.might_contain_secret(_text_result("\n4111111111111112"))

@@ -30,7 +30,16 @@ DEFAULT_MAX_SCAN_BYTES: Final = DlpConfig().max_scan_size
 
 def _builtin_rules() -> list[Rule]:
     return [
-        Rule(r.name, r.pattern, r.prefilter, r.validator, escape_safe=True) for r in BUILTIN_RULES
+        Rule(
+            r.name,
+            r.pattern,
+            r.prefilter,
+            r.validator,
+            escape_safe=True,
+            candidates=r.candidates,
+            confirm=r.confirm,
+        )
+        for r in BUILTIN_RULES
     ]
 
 

@@ -7,6 +7,7 @@ numbers are a regex candidate confirmed in Python (length, issuer prefix, Luhn).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -25,6 +26,12 @@ class BuiltinRule:
     # characters that JSON escapes (newlines in a key block) or needs escape-sensitive context.
     prefilter: str | None = None
     validator: Validator | None = None
+    # Where the loosened pattern fires on too much ordinary text (numbers for cards), the
+    # pre-check instead finds ``candidates`` in the raw text and asks ``confirm`` about each:
+    # every match of ``pattern`` in a decoded string must lie in a candidate that ``confirm``
+    # accepts, so the pre-check stays sound. Candidates hold no character JSON escapes.
+    candidates: str | None = None
+    confirm: Callable[[bytes], bool] | None = None
 
 
 CARD_MIN_DIGITS: Final = 13
@@ -82,6 +89,52 @@ def card_validator(match: bytes) -> int | None:
     return None
 
 
+# Raw-text card candidates: maximal runs of digit groups (one " " or "-" between groups).
+CARD_RUN: Final = r"[0-9](?:[ -]?[0-9]){12,}"
+_DIGIT_GROUP: Final = re.compile(rb"[0-9]+")
+
+
+def card_spans(run: bytes) -> list[tuple[int, int]]:
+    """The cards in a run of digit groups: windows of 13-19 digits from a group start to a
+    group end with a valid issuer prefix and Luhn sum, as (start, end) offsets.
+
+    Left to right, the longest card at each group start, disjoint. A window never starts or
+    ends inside a group (that would cut a run of digits in two).
+    """
+    groups = [m.span() for m in _DIGIT_GROUP.finditer(run)]
+    out: list[tuple[int, int]] = []
+    i, n = 0, len(groups)
+    while i < n:
+        start = groups[i][0]
+        if run[start] not in b"23456":  # every issuer prefix starts with one of these
+            i += 1
+            continue
+        ends: list[int] = []
+        count = 0
+        for j in range(i, n):
+            count += groups[j][1] - groups[j][0]
+            if count > CARD_MAX_DIGITS:
+                break
+            if count >= CARD_MIN_DIGITS:
+                ends.append(j)
+        found = None
+        if ends and _issuer_ok(run[start : groups[ends[-1]][1]].translate(None, b" -")):
+            for j in reversed(ends):
+                if luhn_ok(run[start : groups[j][1]].translate(None, b" -")):
+                    found = j
+                    break
+        if found is None:
+            i += 1
+            continue
+        out.append((start, groups[found][1]))
+        i = found + 1
+    return out
+
+
+def has_card(run: bytes) -> bool:
+    return bool(card_spans(run))
+
+
 _PK_LABEL: Final = r"[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
 
 BUILTIN_RULES: Final[tuple[BuiltinRule, ...]] = (
@@ -124,5 +177,7 @@ BUILTIN_RULES: Final[tuple[BuiltinRule, ...]] = (
         "card-number",
         r"\b[2-6](?:[ -]?[0-9]){12,18}\b",
         validator=card_validator,
+        candidates=CARD_RUN,
+        confirm=has_card,
     ),
 )

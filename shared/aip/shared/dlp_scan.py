@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from aip.shared.dlp_builtin import Validator
 from aip.shared.dlp_encoding import MAX_DECODE_DEPTH, PREFILTER_TRIGGER, EncodingScanner
 from aip.shared.dlp_loose import loosen
+from aip.shared.dlp_prefilter import Prefilter
 
 MAX_PASSES: Final = 4  # fixpoint bound; in practice one or two passes
 MARKER_PREFIX: Final = b"[REDACTED:"
@@ -62,6 +63,9 @@ class Rule:
     # True when the pattern cannot match a character JSON escapes (", \, control characters),
     # so the raw line without decoding is enough for the prefilter.
     escape_safe: bool = False
+    # Pre-checked by validating candidates instead of the loosened pattern (dlp_builtin).
+    candidates: str | None = None
+    confirm: Callable[[bytes], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +125,15 @@ class Scanner:
             parts += [_ESCAPE_TRIGGER, *_STRUCTURE_TRIGGERS]
         if self.encoding is not None and runs:
             parts.append(PREFILTER_TRIGGER)
+        checked: list[tuple[bytes, Callable[[bytes], bool]]] = []
         for rule in self.rules:
+            if rule.candidates is not None and rule.confirm is not None:
+                # Validated candidates instead of the loosened pattern; they hold no character
+                # JSON escapes, so a raw line needs no escape trigger for them.
+                checked.append((rule.candidates.encode(), rule.confirm))
+                if raw_json and not rule.escape_safe:
+                    parts.append(_ANY_ESCAPE_TRIGGER)
+                continue
             loose = rule.prefilter if rule.prefilter is not None else loosen(rule.pattern)
             try:
                 re2.compile(loose.encode(), opts)
@@ -130,7 +142,7 @@ class Scanner:
             parts.append(_group(loose))
             if raw_json and not rule.escape_safe:
                 parts.append(_ANY_ESCAPE_TRIGGER)
-        return re2.compile(b"|".join(dict.fromkeys(parts)), opts)
+        return Prefilter(list(dict.fromkeys(parts)), list(dict.fromkeys(checked)), opts)
 
     def maybe(self, raw: bytes) -> bool:
         """False only when no rule can match any string decoded from the JSON text ``raw``."""

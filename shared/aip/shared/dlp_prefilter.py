@@ -1,0 +1,60 @@
+"""The DLP pre-check over a raw JSON line or decoded text (``dlp_scan.Scanner.maybe``).
+
+One RE2 pass in the common case; rules whose loosened form fires on ordinary text (card
+numbers on runs of numbers) are decided on the spot by validating their candidates instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+# Past this many candidate bytes in one text, validating them would cost about as much as the
+# walk that would validate them again: answer "maybe" and let the walk decide.
+MAX_CHECKED_BYTES: Final = 16 * 1024
+
+
+class Prefilter:
+    """``search(text)`` is None only when no rule can match in ``text``.
+
+    ``plain``: alternatives (loosened rules, triggers) any match of which means "maybe".
+    ``checked``: (candidate pattern, confirm) pairs; a candidate means "maybe" only when
+    ``confirm`` accepts it. Both compiled into one alternation, so text with neither costs one
+    pass; after the first candidate, the plain part and the candidates are searched separately.
+    """
+
+    def __init__(
+        self, plain: list[bytes], checked: list[tuple[bytes, Callable[[bytes], bool]]], opts: Any
+    ) -> None:
+        import re2
+
+        self._plain = re2.compile(b"|".join(plain), opts)
+        self._checked = [(re2.compile(p, opts), confirm) for p, confirm in checked]
+        # Group numbers of the candidate alternatives in the combined pattern.
+        self._groups: list[int] = []
+        n = self._plain.groups
+        for regex, _ in self._checked:
+            self._groups.append(n + 1)
+            n += 1 + regex.groups
+        alternatives = [*plain, *(b"(%s)" % p for p, _ in checked)]
+        self._any = re2.compile(b"|".join(alternatives), opts)
+
+    def search(self, text: bytes) -> bool | None:
+        """True: something may match (the walk must look); None: nothing can (like re2's)."""
+        m = self._any.search(text)
+        if m is None:
+            return None
+        if not any(m.start(g) >= 0 for g in self._groups):
+            return True  # a plain alternative: RE2 prefers it at the same start
+        # The leftmost match is a candidate: no plain match starts before it, but one may start
+        # inside or after it.
+        pos = m.start()
+        if self._plain.search(text, pos) is not None:
+            return True
+        budget = MAX_CHECKED_BYTES
+        for regex, confirm in self._checked:
+            for c in regex.finditer(text, pos):
+                budget -= c.end() - c.start()
+                if budget < 0 or confirm(c.group()):
+                    return True
+        return None

@@ -194,7 +194,7 @@ def test_sighup_reloads(start: Any) -> None:
 def test_group_writable_file_is_refused(start: Any) -> None:
     proc, policy = start()
     replace_policy(policy, AFTER, mode=0o664)
-    wait_log(proc, "refused")
+    wait_log(proc, "policy reload (file changed) refused")
     assert "group- or world-writable" in proc.log()
     assert proc.call(2, "read_file", {"path": "/tmp/x"})["error"]["code"] == FORBIDDEN
 
@@ -204,7 +204,7 @@ def test_file_owned_by_someone_else_is_refused(start: Any) -> None:
     proc, policy = start()
     nobody = pwd.getpwnam("nobody").pw_uid
     replace_policy(policy, AFTER, owner=nobody)
-    wait_log(proc, "refused")
+    wait_log(proc, "policy reload (file changed) refused")
     assert f"owned by uid {nobody}" in proc.log()
     assert proc.call(2, "read_file", {"path": "/tmp/x"})["error"]["code"] == FORBIDDEN
     (rec,) = reload_records(proc)
@@ -243,7 +243,7 @@ def test_ask_in_flight_keeps_its_decision_and_reloads_reach_the_audit_log() -> N
                 )
                 wait_log(proc, "asking a human about write_file")
                 replace_policy(policy, BROKEN)
-                wait_log(proc, "refused")
+                wait_log(proc, "policy reload (file changed) refused")
                 replace_policy(policy, AFTER)
                 wait_log(proc, "policy reloaded")
                 go.touch()
@@ -276,3 +276,48 @@ def test_ask_in_flight_keeps_its_decision_and_reloads_reach_the_audit_log() -> N
                 assert "prev" in done
             finally:
                 proc.kill()
+
+
+LIMITED = """
+allowed_tools: [echo]
+tool_rules:
+  - tool: echo
+    action: allow
+    rate_limit: "1/minute"
+"""
+LIMITED_WITH_DLP = """
+allowed_tools: [echo]
+tool_rules:
+  - tool: echo
+    action: allow
+    rate_limit: "1/minute"
+dlp:
+  enabled: true
+  patterns:
+    - name: ticket
+      regex: "TICKET-[0-9]{6}"
+"""
+
+
+def test_reload_brings_fresh_rate_buckets_new_dlp_rules_and_keeps_the_file_protected(
+    start: Any,
+) -> None:
+    proc, policy = start(LIMITED)
+    first = proc.call(1, "echo", {"text": "TICKET-123456"})
+    assert "TICKET-123456" in first["result"]["content"][0]["text"]
+    assert proc.call(2, "echo", {"text": "again"})["error"]["code"] == -32003
+    replace_policy(policy, LIMITED_WITH_DLP)
+    wait_log(proc, "policy reloaded")
+    # The limiter belongs to the policy it was made for: the new policy starts with full buckets.
+    reply = proc.call(3, "echo", {"text": "TICKET-123456"})
+    text = reply["result"]["content"][0]["text"]
+    assert "TICKET-123456" not in text  # the reloaded policy's DLP rule redacts the response
+    assert "[REDACTED:ticket]" in text
+    assert proc.call(4, "echo", {"text": "again"})["error"]["code"] == -32003
+    # The policy file stays always-protected under the new policy too.
+    # (protected paths are checked before rules and their rate limits: DESIGN §4.4)
+    hit = proc.call(5, "echo", {"text": f"cat {policy}"})
+    assert hit["error"]["code"] == -32007
+    assert [r["outcome"] for r in proc.decisions() if r.get("request_id") == 5] == [
+        "protected_path"
+    ]

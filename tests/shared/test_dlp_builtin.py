@@ -113,7 +113,7 @@ def test_positive_is_redacted_in_context(rule: str, secret: str) -> None:
 
 @pytest.mark.parametrize(("rule", "secret"), POSITIVES)
 def test_positive_alone_and_raw_prefilter(rule: str, secret: str) -> None:
-    red, _counts = _redactor().redact_text(secret)
+    red, _ = _redactor().redact_text(secret)
     assert red == f"[REDACTED:{rule}]"
     assert _redactor().might_contain_secret(secret.encode())
 
@@ -154,7 +154,39 @@ def test_luhn(digits: bytes, ok: bool) -> None:
     assert luhn_ok(digits) is ok
 
 
-def test_card_validator_returns_the_card_prefix() -> None:
-    assert card_validator(b"4111-1111-1111-1111") == 19
-    assert card_validator(b"4111111111111111") == 16
-    assert card_validator(b"9111111111111111") is None
+def test_card_validator_returns_the_cards_in_the_run() -> None:
+    assert card_validator(b"4111-1111-1111-1111") == [(0, 19)]
+    assert card_validator(b"4111111111111111") == [(0, 16)]
+    assert card_validator(b"9111111111111111") == []
+    assert card_validator(b"2 4111 1111 1111 1111") == [(2, 21)]
+    assert card_validator(b"4111 1111 1111 1111 7") == [(0, 19)]
+    two = b"7 7 9 4111 1111 1111 1111 5500-0000-0000-0004 1"
+    assert [two[a:b] for a, b in card_validator(two)] == [
+        b"4111 1111 1111 1111",
+        b"5500-0000-0000-0004",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2 4111 1111 1111 1111",
+        "qty 3 5500-0000-0000-0004",
+        "5 5 5 5 5 5 5 5 5 5 5 5 5 4111 1111 1111 1111",
+        "ids 4111 1111 1111 1111 5500 0000 0000 0004 done",
+    ],
+)
+def test_a_card_inside_a_longer_run_of_numbers_is_redacted(text: str) -> None:
+    red, counts = _redactor().redact_text(text)
+    assert counts["card-number"] == text.count("4111") + text.count("5500"), red
+    assert "1111 1111" not in red
+    assert "0000-0004" not in red
+
+
+def test_a_card_needs_word_boundaries_but_not_a_clean_run() -> None:
+    assert _redactor().redact_text("x4111 1111 1111 1111")[1] == {}
+    assert _redactor().redact_text("4111 1111 1111 1111x")[1] == {}
+    red, _ = _redactor().redact_text("v2 4111 1111 1111 1111")
+    assert red == "v2 [REDACTED:card-number]"
+    red, _ = _redactor().redact_text("4111 1111 1111 1111 1111x")
+    assert red == "[REDACTED:card-number] 1111x"

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-# A validator gets the matched bytes and returns how many of them are the secret (a prefix of
-# the match), or None when the candidate is not a secret after all.
-Validator = Callable[[bytes], int | None]
+# A validator gets the matched bytes and returns the secrets in them as (start, end) offsets
+# into the match, in order and disjoint; empty when the candidate is not a secret after all.
+Validator = Callable[[bytes], list[tuple[int, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,28 +67,6 @@ def _issuer_ok(digits: bytes) -> bool:
     )
 
 
-def card_validator(match: bytes) -> int | None:
-    """Accept the longest prefix of the candidate, ending after a digit, that is a card.
-
-    The regex is greedy: "4111 1111 1111 1111 7" is one 17-digit candidate that fails Luhn
-    while its first 16 digits are a card, so shorter prefixes are tried too.
-    """
-    ends: list[tuple[int, bytes]] = []
-    digits = bytearray()
-    for i, ch in enumerate(match):
-        if 48 <= ch <= 57:
-            digits.append(ch)
-            if CARD_MIN_DIGITS <= len(digits) <= CARD_MAX_DIGITS:
-                ends.append((i + 1, bytes(digits)))
-    for end, candidate in reversed(ends):
-        nxt = match[end : end + 1]
-        if nxt.isdigit():
-            continue  # would cut a run of digits in two
-        if _issuer_ok(candidate) and luhn_ok(candidate):
-            return end
-    return None
-
-
 # Raw-text card candidates: maximal runs of digit groups (one " " or "-" between groups).
 CARD_RUN: Final = r"[0-9](?:[ -]?[0-9]){12,}"
 _DIGIT_GROUP: Final = re.compile(rb"[0-9]+")
@@ -129,6 +107,15 @@ def card_spans(run: bytes) -> list[tuple[int, int]]:
         out.append((start, groups[found][1]))
         i = found + 1
     return out
+
+
+def card_validator(match: bytes) -> list[tuple[int, int]]:
+    """The cards in a candidate of the card rule, which is a whole run of digit groups.
+
+    A run can hold a card after other digits ("2 4111 1111 1111 1111"), before them ("4111 1111
+    1111 1111 7") or several cards; every window aligned to digit groups is tried.
+    """
+    return card_spans(match)
 
 
 def has_card(run: bytes) -> bool:
@@ -175,7 +162,8 @@ BUILTIN_RULES: Final[tuple[BuiltinRule, ...]] = (
     ),
     BuiltinRule(
         "card-number",
-        r"\b[2-6](?:[ -]?[0-9]){12,18}\b",
+        # A whole run of digit groups; the validator finds the cards in it.
+        r"\b[2-6](?:[ -]?[0-9]){12,}\b",
         validator=card_validator,
         candidates=CARD_RUN,
         confirm=has_card,

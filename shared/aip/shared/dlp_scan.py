@@ -186,11 +186,8 @@ class Scanner:
                 for m in self._regexes[idx].finditer(text):
                     start, end = m.span()
                     if validator is not None:
-                        keep = validator(m.group())
-                        if keep is None:
-                            continue
-                        end = start + keep
-                    if end > start:
+                        found += (Span(start + a, start + b, idx) for a, b in validator(m.group()))
+                    elif end > start:
                         found.append(Span(start, end, idx))
         if self.encoding is not None and depth < MAX_DECODE_DEPTH:
             for start, end, decoded in self.encoding.decoded_runs(text):

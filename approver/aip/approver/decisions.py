@@ -93,6 +93,7 @@ def decision_record(
         outcome=outcome.value,
         error_code=row.code,
         queue_wait_ms=queue_wait_ms,
+        dlp=list(ask.dlp),  # the rules the proxy's (and our) DLP scan fired on the arguments
     )
     return record
 

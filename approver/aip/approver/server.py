@@ -32,7 +32,7 @@ from aip.approver.scheduler import Scheduler, Ticket
 from aip.approver.sessions import Session, SessionTable
 from aip.approver.status import StatusConfig, status_snapshot
 from aip.shared import protocol as p
-from aip.shared.dlp import DlpError, Redactor
+from aip.shared.dlp import DlpError, Redactor, summarize
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import socket_path
 
@@ -240,7 +240,10 @@ class ApprovalServer:
         if not counts and not tool_counts:
             return ask
         log.warning("ask %s still held secrets; redacted before display", ask.request_id)
-        return dataclasses.replace(ask, arguments=arguments, tool=tool)
+        # Rules only this pass found join the proxy's list for the record's ``dlp``.
+        listed = {entry.split(":", 1)[0] for entry in ask.dlp}
+        ours = [e for e in summarize(counts + tool_counts) if e.split(":", 1)[0] not in listed]
+        return dataclasses.replace(ask, arguments=arguments, tool=tool, dlp=[*ask.dlp, *ours])
 
     def _forget(self, sid: str) -> None:
         if self._scheduler is not None:

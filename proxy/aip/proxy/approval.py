@@ -26,6 +26,7 @@ class AskRequest:
     digest: str  # sha256 hex of the exact bytes that will be forwarded on allow
     size: int  # length of those bytes
     progress_token: str | int | None = None  # params._meta.progressToken, if any
+    dlp: list[str] = field(default_factory=list)  # DLP rules that fired on the arguments
 
 
 @dataclass(frozen=True, slots=True)

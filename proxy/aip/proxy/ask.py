@@ -249,6 +249,7 @@ class ZmqApprovalClient:
                     rule=req.rule,
                     size=req.size,
                     agent_id=self._hello.agent_id,
+                    dlp=list(req.dlp),
                 )
             )
         limit = self._welcome.max_ask_bytes if self._welcome is not None else p.MAX_ASK_BYTES

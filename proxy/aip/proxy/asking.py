@@ -96,7 +96,10 @@ class Asks:
         arguments = params.get("arguments", {})
         meta = params.get("_meta")
         token = meta.get("progressToken") if isinstance(meta, dict) else None
-        shown = self._session.recorder.redact(arguments)  # DLP: what the approver may see
+        # DLP: what the approver may see, and the rules that fired (the request scan's own
+        # list wins, as in the proxy's record of the ask: aip.proxy.decisions)
+        rec = self._session.recorder
+        shown, hits = rec.scan(arguments) if rec.scan else (rec.redact(arguments), [])
         request = AskRequest(
             request_id=msg.id,
             tool=tool or "",
@@ -106,6 +109,7 @@ class Asks:
             digest=hashlib.sha256(msg.wire).hexdigest(),
             size=len(msg.wire),
             progress_token=token if isinstance(token, str | int) else None,
+            dlp=list(dlp or hits),
         )
         entry = _Ask(msg, decision, tool, time.monotonic(), dlp)
         with self._lock:  # registered before ask(): on_done may run inside it

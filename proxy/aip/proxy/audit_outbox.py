@@ -55,25 +55,60 @@ class AuditOutbox:
         self._reload = False  # re-send everything unacknowledged, from the spool
         self._more = False  # the spool holds records the queue does not (queue was full)
         self._wake: Callable[[], None] | None = None
+        # Records of a relay burst are spooled with one write() (see ``hold``). This lock
+        # keeps spool and queue in submit (rseq) order across threads.
+        self._order = threading.Lock()
+        self._holders: set[int] = set()  # threads holding their records until ``flush``
+        self._held: list[tuple[int, bytes]] = []
 
     # --- any thread -----------------------------------------------------------------------
 
     def submit(self, rseq: int, line: bytes) -> None:
         """One serialized record (``line`` ends with a newline), in rseq order. Cheap: one
-        write() to the spool; parsing and batching happen on the client's thread."""
-        try:
-            self.spool.append_lines(line, (rseq,))
-        except OSError as exc:  # still try to hand it over directly
-            log.warning("cannot spool an audit record: %s", exc)
-        with self._lock:
-            was_empty = not self._queue
-            if len(self._queue) >= MAX_QUEUED:
-                self._more = True  # it is in the spool: read back once the queue drained
-            else:
-                self._queue.append(line)
-            wake = self._wake if was_empty else None
+        write() to the spool (or none while this thread holds: ``hold``); parsing and
+        batching happen on the client's thread."""
+        with self._order:
+            if self._holders and threading.get_ident() in self._holders:
+                self._held.append((rseq, line))
+                return
+            # Another thread's held records are older: they go first, in the same write.
+            records = [*self._held, (rseq, line)] if self._held else [(rseq, line)]
+            self._held = []
+            wake = self._put(records)
         if wake is not None:
             wake()
+
+    def hold(self) -> None:
+        """Keep this thread's records until ``flush``: a relay burst's records take one
+        spool write. The relay flushes before it writes to the server or the client, so a
+        decision is still spooled before anyone acts on it."""
+        with self._order:
+            self._holders.add(threading.get_ident())
+
+    def flush(self) -> None:
+        """Spool and queue what was held (one write), and stop holding."""
+        with self._order:
+            self._holders.discard(threading.get_ident())
+            records, self._held = self._held, []
+            wake = self._put(records) if records else None
+        if wake is not None:
+            wake()
+
+    def _put(self, records: list[tuple[int, bytes]]) -> Callable[[], None] | None:
+        """Spool then queue ``records`` (called with ``_order`` held); the wake to call."""
+        lines = [line for _, line in records]
+        try:
+            data = lines[0] if len(lines) == 1 else b"".join(lines)
+            self.spool.append_lines(data, [rseq for rseq, _ in records])
+        except OSError as exc:  # still try to hand them over directly
+            log.warning("cannot spool %d audit record(s): %s", len(records), exc)
+        with self._lock:
+            was_empty = not self._queue
+            room = max(MAX_QUEUED - len(self._queue), 0)
+            if room < len(lines):
+                self._more = True  # they are in the spool: read back once the queue drained
+            self._queue.extend(lines[:room])
+            return self._wake if was_empty else None
 
     def attach(self, wake: Callable[[], None]) -> None:
         """The approval client: ``wake`` makes its thread call ``take_batches`` soon."""

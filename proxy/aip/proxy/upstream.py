@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from aip.proxy import dlp_filter
+from aip.proxy.audit_outbox import outbox_for
 from aip.proxy.session import Session
 from aip.proxy.stdio import read_bursts
 from aip.shared import engine
@@ -36,13 +37,16 @@ def pump(session: Session, fd: int, max_line_bytes: int) -> None:
     """Run until the host closes our stdin. Writes of one burst are held and flushed together:
     records first, so a decision is on record before the client or the server sees it."""
     wires = [w for w in (session.recorder.sink, session.server, session.host) if w is not None]
+    audit = outbox_for(session.recorder.session)  # the burst's records: one spool write
     for burst in read_bursts(fd, max_line_bytes):
+        audit.hold()
         for wire in wires:
             wire.hold()
         try:
             for line in burst:
                 _one_line(session, line, max_line_bytes)
         finally:
+            audit.flush()  # spooled before the server or the client sees anything
             for wire in wires:
                 wire.flush()
     log.info("agent closed stdin")

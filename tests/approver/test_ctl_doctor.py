@@ -175,7 +175,8 @@ def approver(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[b
 def test_reachable_real_approver(env: dict[str, str], approver: subprocess.Popen[bytes]) -> None:
     rc, checks = doctor(env)
     assert checks["approver"]["status"] == "ok"
-    assert "ask deadline 7 s" in checks["approver"]["details"]
+    assert checks["approver"]["details"][0] == f"pid {approver.pid}, ask deadline 7 s"
+    assert "0 proxy session(s) connected" in checks["approver"]["details"][1]
     assert checks["socket"]["status"] == "ok"
     assert "0700" in checks["socket"]["summary"]
     assert rc == 1  # still no display: the dialog check fails
@@ -332,9 +333,13 @@ def test_dialog_judged_by_the_running_approvers_environment(
 ) -> None:
     """The approver runs without a display; a display in doctor's own shell changes nothing."""
     _, checks = doctor({**env, "DISPLAY": ":3"})
-    assert checks["approver"]["details"][0] == f"pid {approver.pid}"
+    assert checks["approver"]["details"][0].startswith(f"pid {approver.pid},")
     assert checks["dialog"]["status"] == "fail"
-    assert f"the running approver (pid {approver.pid})" in checks["dialog"]["summary"]
+    # The approver's own answer (status reply), not a guess from doctor's shell.
+    summary = checks["dialog"]["summary"]
+    assert summary.startswith(f"the running approver (pid {approver.pid}) denies every ask")
+    assert "no_display" in summary
+    assert checks["dialog"]["fix"].startswith("run the approver in your desktop session")
 
 
 def test_policy_warnings_are_pointed_out(env: dict[str, str]) -> None:

@@ -98,6 +98,8 @@ async def test_from_policy_to_an_approved_call(tmp_path: Path) -> None:
             doctor = aipctl(env, "doctor", "--json", "--", entry["command"], *entry["args"])
             checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
             assert checks["approver"]["status"] == "ok", checks["approver"]
+            assert checks["dialog"]["status"] == "ok", checks["dialog"]  # its exec: program
+            assert "shows dialogs with" in checks["dialog"]["summary"]
             assert checks["policy"]["status"] == "ok", checks["policy"]
             assert "'my-desktop'" in checks["policy"]["summary"]
 

@@ -17,7 +17,7 @@ from aip.approver.ctl_console import out, out_json, paint
 from aip.approver.doctor_checks import Check, Status
 from aip.shared import paths
 
-HELLO_TIMEOUT_S: Final = 1.0
+HELLO_TIMEOUT_S: Final = 1.0  # the status round trip
 _TAGS: Final = {
     Status.OK: ("[ ok ]", "green"),
     Status.INFO: ("[info]", "dim"),
@@ -80,7 +80,7 @@ def diagnose(args: argparse.Namespace) -> list[Check]:
     else:
         approver, reply = doctor_checks.check_approver(endpoint, args.timeout)
         running = doctor_dialog.running_approver(endpoint)
-        if running is not None:
+        if running is not None and reply is None:
             approver.details.insert(0, f"pid {running.pid}")
         checks.append(approver)
     # Judge the display and dialog program by the environment the approver has (or will
@@ -88,7 +88,7 @@ def diagnose(args: argparse.Namespace) -> list[Check]:
     systemd = any(m == "systemd" for m, _ in startup_files.installed_files())
     manager_env = doctor_checks.systemd_manager_env() if systemd else None
     checks.extend(doctor_checks.check_startup(manager_env))
-    checks.append(doctor_dialog.dialog_check(running, manager_env))
+    checks.append(doctor_dialog.dialog_check(reply, running, manager_env))
     audit_path = Path(reply.audit_path) if reply else paths.default_audit_log()
     checks.append(doctor_files.check_audit_log(audit_path, doctor_files.audit_progress()))
     checks.append(doctor_files.check_policy(line.policy, for_line=bool(args.command)))

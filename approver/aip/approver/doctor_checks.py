@@ -1,8 +1,7 @@
 """The checks behind ``aipctl doctor``: each looks at one thing and says how to fix it.
 
-A check never changes anything. Reachability is a real ``hello``/``welcome`` exchange with the
-approver (then ``bye``), so "reachable" means it answers the protocol, not only that a socket
-file exists.
+A check never changes anything. Reachability is a real ``status`` round trip with the approver,
+so "reachable" means it answers the protocol, not only that a socket file exists.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import contextlib
 import enum
 import fcntl
 import os
-import secrets
 import shlex
 import shutil
 import stat
@@ -21,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import zmq
-
 from aip.approver import startup_files
-from aip.shared import paths, protocol
+from aip.approver.ctl_status import query_status
+from aip.shared import paths
 from aip.shared.errors import ConfigError
+from aip.shared.protocol import StatusReply
 
 SYSTEMCTL_TIMEOUT_S: Final = 5.0
 DISPLAY_VARS: Final = ("DISPLAY", "WAYLAND_DISPLAY")
@@ -45,49 +43,6 @@ class Check:
     summary: str
     details: list[str] = field(default_factory=list)
     fix: str | None = None  # the command (or step) that fixes it
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What the approver said in its welcome."""
-
-    timeout_s: float
-    audit_path: str
-
-
-def say_hello(endpoint: str, timeout_s: float) -> Reply | None:
-    """A hello/welcome round trip as a short-lived client, then bye. None: no answer in time."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.linger = 0
-    session = secrets.token_hex(8)
-    try:
-        sock.connect(endpoint)
-        hello = protocol.Hello(
-            session=session,
-            pid=os.getpid(),
-            agent_id="aipctl-doctor",
-            server="aipctl doctor",
-            policy=protocol.PolicyRef(name="aipctl-doctor", sha256="0" * 64),
-        )
-        # Not immediate: the frame waits for the connection, and the poll below bounds it.
-        sock.send(protocol.encode(hello), flags=zmq.NOBLOCK)
-        deadline_ms = int(timeout_s * 1000)
-        while sock.poll(deadline_ms, zmq.POLLIN):
-            try:
-                msg = protocol.decode_to_proxy(sock.recv(zmq.NOBLOCK))
-            except protocol.ProtocolError:
-                continue
-            if isinstance(msg, protocol.Welcome) and msg.session == session:
-                with contextlib.suppress(zmq.ZMQError):
-                    sock.send(protocol.encode(protocol.Bye(session=session)), flags=zmq.NOBLOCK)
-                return Reply(msg.timeout_s, msg.audit_path)
-        return None
-    except zmq.ZMQError:
-        return None
-    finally:
-        sock.close(linger=0)
-        ctx.term()
 
 
 def lock_holder(lock: Path) -> int | None:
@@ -187,20 +142,36 @@ def check_runtime_dir(endpoint: str) -> Check:
     return Check("socket", Status.FAIL, sock_problem, fix=f"rm {shlex.quote(str(sock))}")
 
 
-def check_approver(endpoint: str, timeout_s: float) -> tuple[Check, Reply | None]:
+def check_approver(endpoint: str, timeout_s: float) -> tuple[Check, StatusReply | None]:
     try:
         listening = os.path.lexists(paths.socket_path(endpoint))
     except ConfigError:
         listening = False
     # No socket file: nobody can answer, so do not wait for the timeout.
-    reply = say_hello(endpoint, timeout_s) if listening else None
+    reply = None
+    if listening:
+        try:
+            reply = query_status(endpoint, timeout_s)
+        except ConfigError as exc:  # it answered, but not the status request
+            return Check(
+                "approver", Status.WARN, f"running at {endpoint}; {exc}", fix=_restart_command()
+            ), None
     if reply is not None:
-        return Check(
-            "approver",
-            Status.OK,
-            f"running and answering at {endpoint}",
-            [f"ask deadline {reply.timeout_s:g} s", f"audit log {reply.audit_path}"],
-        ), reply
+        details = [
+            f"pid {reply.pid}, ask deadline {reply.timeout_s:g} s",
+            f"{len(reply.proxies)} proxy session(s) connected, {reply.pending} ask(s) pending",
+            f"audit log {reply.audit_path}",
+        ]
+        if not reply.audit_available:
+            return Check(
+                "approver",
+                Status.FAIL,
+                f"running at {endpoint}, but it cannot write its audit log: every ask is "
+                "denied (audit_unavailable)",
+                details,
+                fix="free disk space or fix the log's permissions (see the audit log line)",
+            ), reply
+        return Check("approver", Status.OK, f"running and answering at {endpoint}", details), reply
     running = False
     with contextlib.suppress(ConfigError):
         running = lock_holder(paths.lock_path(endpoint)) is not None

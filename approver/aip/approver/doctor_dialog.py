@@ -1,6 +1,6 @@
-"""``aipctl doctor``: which dialog the approver can show, judged by the environment it really
-has: the running approver's own (its pid is in the lock file), else the systemd user
-manager's for an installed unit, else this shell's."""
+"""``aipctl doctor``: which dialog the approver can show. A running approver says so itself
+(status reply); otherwise it is predicted from the environment the approver will have: the
+systemd user manager's for an installed unit, else this shell's."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 import psutil
 
@@ -15,6 +16,14 @@ from aip.approver.dialogs.choose import choose
 from aip.approver.doctor_checks import DISPLAY_VARS, Check, Status, lock_holder
 from aip.shared import paths
 from aip.shared.errors import ConfigError
+from aip.shared.outcomes import Outcome
+from aip.shared.protocol import StatusReply
+
+_NO_DISPLAY_FIX: Final = (
+    "run the approver in your desktop session (aipctl approver install), or "
+    "`aip-approver --dialog terminal` in a terminal you watch"
+)
+_NO_PROGRAM_FIX: Final = "sudo apt-get install zenity   # Fedora: sudo dnf install zenity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,18 +93,47 @@ def check_dialog(
             Status.FAIL,
             f"no display in {where} ({why}): asks are denied ({outcome})",
             ["a desktop login has DISPLAY or WAYLAND_DISPLAY; SSH and cron do not"],
-            fix="run the approver in your desktop session (aipctl approver install), or "
-            "`aip-approver --dialog terminal` in a terminal you watch",
+            fix=_NO_DISPLAY_FIX,
         )
     return Check(
         "dialog",
         Status.FAIL,
         f"{where}: {why}: asks are denied ({outcome})",
-        fix="sudo apt-get install zenity   # Fedora: sudo dnf install zenity",
+        fix=_NO_PROGRAM_FIX,
     )
 
 
-def dialog_check(running: RunningApprover | None, manager_env: Mapping[str, str] | None) -> Check:
+def reported_dialog(reply: StatusReply, running: RunningApprover | None) -> Check:
+    """What the running approver itself says about its dialogs (the authority)."""
+    env = running.env if running is not None and running.readable else {}
+    shown = ", ".join(f"{v}={env[v]}" for v in DISPLAY_VARS if env.get(v))
+    details = [f"its display: {shown}"] if shown else []
+    if reply.backend:
+        return Check(
+            "dialog",
+            Status.OK,
+            f"the running approver (pid {reply.pid}) shows dialogs with {reply.backend}",
+            details,
+        )
+    no_display = reply.unavailable.startswith(Outcome.NO_DISPLAY.value)
+    return Check(
+        "dialog",
+        Status.FAIL,
+        f"the running approver (pid {reply.pid}) denies every ask: {reply.unavailable}",
+        details,
+        fix=_NO_DISPLAY_FIX if no_display else _NO_PROGRAM_FIX,
+    )
+
+
+def dialog_check(
+    reply: StatusReply | None,
+    running: RunningApprover | None,
+    manager_env: Mapping[str, str] | None,
+) -> Check:
+    """The approver's own answer when one runs; else a prediction from the environment the
+    next approver will get."""
+    if reply is not None:
+        return reported_dialog(reply, running)
     if running is not None and running.readable:
         where = f"the running approver (pid {running.pid})"
         return check_dialog(running.env, where, running.dialog, running.tty)

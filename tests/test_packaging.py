@@ -59,7 +59,14 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     (wheel,) = dist.glob("aip_approval-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("aip/proxy/cli.py", "aip/approver/cli.py", "aip/shared/outcomes.py"):
+    for module in (
+        "aip/proxy/cli.py",
+        "aip/approver/cli.py",
+        "aip/approver/ctl.py",
+        "aip/shared/outcomes.py",
+        "aip/shared/audit_schema.json",
+        "aip/approver/templates/aip-approver.service",
+    ):
         assert module in names
     assert "aip/__init__.py" not in names
     assert not any(n.startswith(("shared/", "proxy/", "approver/")) for n in names)

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -157,3 +158,33 @@ def test_two_levels_deep_is_found_three_is_not_required() -> None:
     two = _b64(_b64(AWS))
     assert red._scanner.maybe_decoded(two.encode())
     assert red.redact_text(two)[1]
+
+
+@QUICK
+@given(redactors, st.lists(texts, min_size=1, max_size=6))
+def test_remembered_runs_give_the_same_answers(red: Redactor, parts: list[str]) -> None:
+    """The per-run memo is exact: answers with it warm equal answers from a cold scanner."""
+    from aip.shared.dlp_scan import Scanner
+
+    warm = red._scanner
+    for part in parts:
+        raw = part.encode("utf-8", "surrogatepass")
+        cold = Scanner(warm.rules, detect_encoding=True)
+        assert warm.maybe_decoded(raw) == cold.maybe_decoded(raw), part
+        assert warm.maybe_decoded(raw) == cold.maybe_decoded(raw), part  # both warm now
+
+
+def test_run_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aip.shared import dlp_scan
+
+    monkeypatch.setattr(dlp_scan, "MEMO_RUNS", 8)
+    scanner = Redactor.builtin_only()._scanner
+    for i in range(50):
+        assert not scanner.maybe_decoded(f"/srv/data/directory{i:04d}/file.txt".encode())
+        assert len(scanner._run_memo) <= 8
+    long_run = b"A" * 300 + b"x"
+    scanner.maybe_decoded(long_run)
+    assert all(len(run) <= dlp_scan.MEMO_RUN_BYTES for run, _ in scanner._run_memo)
+    secret_run = _b64(AWS).encode()
+    assert scanner.maybe_decoded(b"key=" + secret_run)
+    assert scanner.maybe_decoded(b"other=" + secret_run)  # remembered as "maybe"

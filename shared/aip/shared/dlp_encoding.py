@@ -48,6 +48,22 @@ class EncodingScanner:
             for decoded in _decode_alnum(run):
                 yield m.start(), m.end(), decoded
 
+    def runs(self, text: bytes) -> Iterator[bytes]:
+        """The candidate runs ``decoded_runs`` would decode, undecoded (see ``decode``)."""
+        if b"%" in text:
+            for m in self._percent.finditer(text):
+                yield m.group()
+        for m in self._alnum.finditer(text):
+            yield m.group()
+
+    @staticmethod
+    def decode(run: bytes) -> Iterator[bytes]:
+        """What ``decoded_runs`` yields for one run from ``runs``."""
+        if b"%" in run:  # a percent run (alnum runs never hold "%")
+            yield unquote_to_bytes(run)
+        else:
+            yield from _decode_alnum(run)
+
 
 def _decode_alnum(run: bytes) -> Iterator[bytes]:
     body = run.rstrip(b"=")

@@ -13,12 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aip.shared.dlp_builtin import Validator
+from aip.shared.dlp_builtin import BUILTIN_RULES, Validator
 from aip.shared.dlp_encoding import MAX_DECODE_DEPTH, PREFILTER_TRIGGER, EncodingScanner
 from aip.shared.dlp_loose import loosen
 from aip.shared.dlp_prefilter import Prefilter
 
 MAX_PASSES: Final = 4  # fixpoint bound; in practice one or two passes
+MEMO_RUNS: Final = 1024  # remembered pre-check answers per encoded run (cleared when full)
+MEMO_RUN_BYTES: Final = 256  # longer runs are not remembered (bounds the memory: ~0.3 MB)
 MARKER_PREFIX: Final = b"[REDACTED:"
 
 # Raw-line triggers (dlp.Redactor.might_contain_secret): JSON escapes the decoded walk would
@@ -112,6 +114,9 @@ class Scanner:
         # path or identifier of 16+ characters is a candidate run, so ``maybe_decoded`` decodes
         # the runs itself and checks what they decode to (far cheaper than the per-leaf walk).
         self._rules_prefilter = self._compile_prefilter(re2, opts, raw_json=False, runs=False)
+        # (run, depth) -> what ``maybe_decoded`` found in its decodings: a pure function of the
+        # bytes, so remembering it is exact. Paths repeat their directories call after call.
+        self._run_memo: dict[tuple[bytes, int], bool] = {}
 
     def _compile_prefilter(self, re2: Any, opts: Any, *, raw_json: bool, runs: bool = True) -> Any:
         """One alternation of the loosened rules plus triggers; None: cannot be built soundly.
@@ -142,7 +147,18 @@ class Scanner:
             parts.append(_group(loose))
             if raw_json and not rule.escape_safe:
                 parts.append(_ANY_ESCAPE_TRIGGER)
-        return Prefilter(list(dict.fromkeys(parts)), list(dict.fromkeys(checked)), opts)
+        # Built-in rules and the triggers never start on a digit, " " or "-" (what candidates
+        # are made of); policy patterns and encoded runs may.
+        builtin = {(r.name, r.pattern) for r in BUILTIN_RULES}
+        inside = (runs and self.encoding is not None) or any(
+            (r.name, r.pattern) not in builtin for r in self.rules
+        )
+        return Prefilter(
+            list(dict.fromkeys(parts)),
+            list(dict.fromkeys(checked)),
+            opts,
+            plain_inside_candidates=inside,
+        )
 
     def maybe(self, raw: bytes) -> bool:
         """False only when no rule can match any string decoded from the JSON text ``raw``."""
@@ -168,8 +184,17 @@ class Scanner:
             return True
         if self.encoding is None or depth >= MAX_DECODE_DEPTH:
             return False  # spans decodes nothing here either
-        for _, _, decoded in self.encoding.decoded_runs(text):
-            if self.maybe_decoded(decoded, depth + 1):
+        memo = self._run_memo
+        for run in self.encoding.runs(text):
+            key = (run, depth)
+            found = memo.get(key)
+            if found is None:
+                found = any(self.maybe_decoded(d, depth + 1) for d in self.encoding.decode(run))
+                if len(run) <= MEMO_RUN_BYTES:
+                    if len(memo) >= MEMO_RUNS:
+                        memo.clear()
+                    memo[key] = found
+            if found:
                 return True
         return False
 

@@ -310,3 +310,21 @@ def test_number_runs_without_a_card_take_the_one_pass_path() -> None:
     assert red.might_contain_secret(_text_result(runs + " " + AWS))
     assert red.might_contain_secret(_text_result("\n4111111111111111"))
     assert not red.might_contain_secret(_text_result("\n4111111111111112"))
+
+
+def test_one_pass_pre_check_only_where_nothing_plain_starts_inside_a_number_run() -> None:
+    """Built-ins alone: one pass resumed after each candidate. Policy patterns or encoded-run
+    detection may match from inside a run of digits: the plain part is searched on its own."""
+    one_pass = {id(r): r._scanner._prefilter._one_pass for r in REDACTORS}
+    assert one_pass[id(REDACTORS[2])] is True  # built-ins only
+    assert one_pass[id(REDACTORS[1])] is False  # builtin_only() detects encoded runs
+    assert one_pass[id(REDACTORS[0])] is False  # policy patterns
+    digits_pattern = DlpConfig(
+        enabled=True,
+        patterns=(DlpPattern("six", r"\d{6}x", compile_pattern(r"\d{6}x")),),
+        builtin=True,
+    )
+    red = Redactor.from_config(digits_pattern)
+    raw = _text_result("3054 80545 8818 58703 123456x")
+    assert red.might_contain_secret(raw)
+    assert red.redact_line(raw).counts == {"six": 1}

@@ -24,9 +24,19 @@ class Prefilter:
     """
 
     def __init__(
-        self, plain: list[bytes], checked: list[tuple[bytes, Callable[[bytes], bool]]], opts: Any
+        self,
+        plain: list[bytes],
+        checked: list[tuple[bytes, Callable[[bytes], bool]]],
+        opts: Any,
+        *,
+        plain_inside_candidates: bool = True,
     ) -> None:
+        """``plain_inside_candidates=False`` promises that no plain alternative can start on a
+        character a candidate consists of (digits, " ", "-"): then one pass over the combined
+        pattern, resumed after each candidate, sees every plain match."""
         import re2
+
+        self._one_pass = not plain_inside_candidates
 
         self._plain = re2.compile(b"|".join(plain), opts)
         self._checked = [(re2.compile(p, opts), confirm) for p, confirm in checked]
@@ -46,6 +56,8 @@ class Prefilter:
             return None
         if not any(m.start(g) >= 0 for g in self._groups):
             return True  # a plain alternative: RE2 prefers it at the same start
+        if self._one_pass:
+            return self._one_pass_search(text, m)
         # The leftmost match is a candidate: no plain match starts before it, but one may start
         # inside or after it.
         pos = m.start()
@@ -57,4 +69,18 @@ class Prefilter:
                 budget -= c.end() - c.start()
                 if budget < 0 or confirm(c.group()):
                     return True
+        return None
+
+    def _one_pass_search(self, text: bytes, first: Any) -> bool | None:
+        """The rest of ``search`` as one pass of the combined pattern from its first match."""
+        budget = MAX_CHECKED_BYTES
+        m = first
+        while m is not None:
+            k = next((i for i, g in enumerate(self._groups) if m.start(g) >= 0), None)
+            if k is None:
+                return True  # a plain match
+            budget -= m.end() - m.start()
+            if budget < 0 or self._checked[k][1](m.group()):
+                return True
+            m = self._any.search(text, m.end())
         return None

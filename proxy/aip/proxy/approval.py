@@ -62,10 +62,15 @@ class UnavailableApprover:
         return None
 
 
-def make_approval_client(endpoint: str | None, hello: dict[str, Any]) -> ApprovalClient:
+def make_approval_client(
+    endpoint: str | None,
+    hello: dict[str, Any],
+    on_audit_path: Callable[[str], None] | None = None,
+) -> ApprovalClient:
     """The approval client for this proxy session (``hello``: session, pid, agent_id, server,
     policy {name, sha256}): a ZeroMQ client of the approver at ``endpoint`` (default: DESIGN
-    §3). A hello or endpoint that cannot be used gives a client that denies every ask."""
+    §3). A hello or endpoint that cannot be used gives a client that denies every ask.
+    ``on_audit_path`` gets the audit log path of each ``welcome`` (client thread)."""
     # Imported here: pyzmq is only loaded by proxies that can ask.
     from aip.proxy.ask import ZmqApprovalClient
     from aip.shared import paths, protocol
@@ -83,4 +88,4 @@ def make_approval_client(endpoint: str | None, hello: dict[str, Any]) -> Approva
     except (KeyError, TypeError, ValueError, AipError) as exc:
         logging.getLogger(__name__).error("approval disabled, every ask is denied: %s", exc)
         return UnavailableApprover()
-    return ZmqApprovalClient(target, message)
+    return ZmqApprovalClient(target, message, on_audit_path=on_audit_path)

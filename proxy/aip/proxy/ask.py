@@ -61,8 +61,12 @@ class ZmqApprovalClient:
         heartbeat_ivl_ms: int = HEARTBEAT_IVL_MS,
         heartbeat_timeout_ms: int = HEARTBEAT_TIMEOUT_MS,
         clock: Callable[[], float] = time.monotonic,
+        on_audit_path: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_audit_path(path)`` runs on the client thread for each ``welcome``: the audit
+        log the approver writes, which the proxy then protects (DESIGN §4.5)."""
         self._endpoint = endpoint
+        self._on_audit_path = on_audit_path
         self._hello = hello
         self._grace_s = grace_s
         self._connect_wait_s = connect_wait_s
@@ -352,6 +356,11 @@ class ZmqApprovalClient:
     def _on_welcome(self, msg: p.Welcome) -> None:
         if msg.session == self._hello.session:
             self._welcome = msg
+            if self._on_audit_path is not None:
+                try:
+                    self._on_audit_path(msg.audit_path)
+                except Exception:  # thread boundary: the client must go on
+                    log.exception("cannot protect the approver's audit log")
             self._audit.resend_all()  # batches in flight before may be lost: send again
             self._send_audit()
 

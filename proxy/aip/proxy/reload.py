@@ -12,14 +12,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any, Final
 
 from aip.proxy import dlp_filter
 from aip.proxy.decisions import Recorder, record_event
-from aip.proxy.session import PolicyState, Session
+from aip.proxy.protection import Protection
+from aip.proxy.session import Session
 from aip.shared.audit_record import Event, meta_record
-from aip.shared.engine import Context
 from aip.shared.errors import PolicyError
 from aip.shared.loader import load_policy
 from aip.shared.policy import Policy
@@ -56,8 +55,7 @@ class PolicyReloader:
         recorder: Recorder,
         *,
         path: str,
-        cwd: str,
-        extra_protected: Sequence[str] = (),
+        protection: Protection,
         poll_interval_s: float = POLL_INTERVAL_S,
         stderr_filtered: bool = False,
     ) -> None:
@@ -66,8 +64,7 @@ class PolicyReloader:
         self._session = session
         self._recorder = recorder
         self._path = path
-        self._cwd = cwd
-        self._extra_protected = tuple(extra_protected)
+        self._protection = protection  # builds the Context, swaps session.state
         self._interval_s = poll_interval_s
         self._stderr_filtered = stderr_filtered
         self._key = stat_key(path)
@@ -156,13 +153,11 @@ class PolicyReloader:
                 "is fixed at start and changes only when the proxy restarts",
                 new.dlp.filter_stderr,
             )
-        protected = tuple(p for p in (new.path, *self._extra_protected) if p)
-        state = PolicyState(new, RateLimiter(), Context(cwd=self._cwd, always_protected=protected))
         rec = self._recorder
         rec.redact = dlp.display_value
         rec.scan = dlp.display_scan
         rec.use_policy(new.name, new.sha256, new.mode.value)
-        self._session.state = state  # the swap: one reference assignment
+        self._protection.install(new, RateLimiter())  # the swap: one reference assignment
         if self._session.asks is not None:
             self._session.asks.policy_changed(new.name, new.sha256)  # the approver's records
         log.info(

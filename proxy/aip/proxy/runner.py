@@ -26,10 +26,10 @@ from aip.proxy.asking import PROGRESS_INTERVAL_S, Asks
 from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S, Child, become_subreaper
 from aip.proxy.child import exit_status as child_exit_status
 from aip.proxy.decisions import Recorder
+from aip.proxy.protection import Protection
 from aip.proxy.reload import POLL_INTERVAL_S, PolicyReloader
 from aip.proxy.session import Session
 from aip.proxy.stdio import Wire, widen_pipe
-from aip.shared.engine import Context
 from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
 from aip.shared.policy import Policy
 from aip.shared.ratelimit import RateLimiter
@@ -135,16 +135,21 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
         settings.server_name,
         child.pid,
     )
-    protected = tuple(p for p in (policy.path, *settings.extra_protected) if p)
+    # DESIGN §4.5: the policy file, the aip runtime and state dirs, the audit logs (the one
+    # the approver announces joins at its welcome); one builder for start, reload, welcome.
+    protection = Protection(
+        cwd=os.getcwd(), endpoint=settings.approver, extra=settings.extra_protected
+    )
     session = Session(
         policy=policy,
         limiter=RateLimiter(),
-        context=Context(cwd=os.getcwd(), always_protected=protected),
+        context=protection.context(policy.path),
         recorder=recorder,
         host=Wire(wire_fd, "host stdout", on_broken=lambda: stop("host closed our stdout")),
         server=Wire(child.stdin.fileno(), "server stdin", closer=child.stdin.close),
         agent_id_fixed=fixed_agent is not None,
     )
+    protection.attach(session)
 
     def connect() -> ApprovalClient:
         hello: dict[str, Any] = {
@@ -155,7 +160,7 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
             # The policy in effect now (a reload may have replaced the one we started with).
             "policy": {"name": recorder.policy_name, "sha256": recorder.policy_sha256},
         }
-        return make_approval_client(settings.approver, hello)
+        return make_approval_client(settings.approver, hello, protection.on_audit_path)
 
     reloader = None
     if policy.path is not None:
@@ -163,8 +168,7 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
             session,
             recorder,
             path=policy.path,
-            cwd=os.getcwd(),
-            extra_protected=settings.extra_protected,
+            protection=protection,
             poll_interval_s=settings.reload_interval_s,
             stderr_filtered=dlp.stderr is not None,
         )

@@ -1,8 +1,9 @@
 """Where aip keeps its files (DESIGN §3), and the owner/mode/symlink checks that guard them.
 
-Runtime dir (socket + lock): ``$XDG_RUNTIME_DIR/aip``, macOS ``$TMPDIR/aip``, else
-``/tmp/aip-$UID``; always 0700, owned by us, not a symlink. State dir (audit log):
-``$XDG_STATE_HOME/aip`` or ``~/.local/state/aip`` (macOS ``~/Library/Logs/aip``).
+Runtime dir (socket + lock): ``$XDG_RUNTIME_DIR/aip``, else ``/run/user/$UID/aip`` when
+that is a private dir of ours, macOS ``$TMPDIR/aip``, else ``/tmp/aip-$UID``; always 0700,
+owned by us, not a symlink. State dir (audit log): ``$XDG_STATE_HOME/aip`` or
+``~/.local/state/aip`` (macOS ``~/Library/Logs/aip``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import enum
 import os
 import stat
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -23,6 +25,10 @@ SOCKET_NAME: Final = "approver.sock"
 AUDIT_NAME: Final = "aip-audit.jsonl"
 IPC_PREFIX: Final = "ipc://"
 MAX_IPC_PATH: Final = 103  # sun_path is 104 bytes on macOS, 108 on Linux, NUL included
+HMAC_KEY_NAME: Final = "audit-hmac.key"  # beside the audit log (approver and proxy)
+SPOOL_DIR_NAME: Final = "spool"  # beside the audit log: records proxies could not hand over
+# Where logind makes $XDG_RUNTIME_DIR; a test seam (tests point it at tmp_path).
+RUN_USER_BASE: Final = Path("/run/user")
 
 
 class UnsafePathError(ConfigError):
@@ -35,11 +41,20 @@ class DirState(enum.Enum):
     UNTRUSTED = "untrusted"
 
 
-def runtime_dir() -> Path:
-    """The per-user runtime directory for the approver socket (not created here)."""
+def runtime_dir(run_user_base: Path | None = None) -> Path:
+    """The per-user runtime directory for the approver socket (not created here).
+
+    MCP clients start servers with a stripped environment (HOME, PATH, USER, ...: no
+    XDG_RUNTIME_DIR), while the approver, started by the desktop session, has it. So without
+    the variable we still pick ``/run/user/$UID`` when it is the private dir logind makes
+    (ours, 0700, not a symlink): both sides then meet at the same socket."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and sys.platform != "darwin":
         return Path(xdg) / "aip"
+    if sys.platform != "darwin":
+        session_dir = (run_user_base or RUN_USER_BASE) / str(os.getuid())
+        if dir_problem(session_dir) is None:
+            return session_dir / "aip"
     tmp = os.environ.get("TMPDIR")
     if sys.platform == "darwin" and tmp:
         return Path(tmp) / "aip"
@@ -87,6 +102,58 @@ def default_policy() -> Path:
     """``$AIP_POLICY``, else ``~/.config/aip/policy.yaml`` (never the current directory)."""
     env = os.environ.get(POLICY_ENV)
     return Path(env) if env else Path.home() / ".config" / "aip" / "policy.yaml"
+
+
+def always_protected(
+    policy_path: str | None, endpoint: str | None = None, audit_logs: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """What DESIGN §4.5 protects whatever the policy says, as absolute path strings: the
+    policy file, the runtime dirs (the default one and the endpoint's), the state dir, and
+    every audit log we know of (``$AIP_AUDIT_LOG`` or the default, and ``audit_logs``: the
+    ones approvers announced in ``welcome``) with its HMAC key and spool beside it.
+
+    The endpoint's directory is protected when it is a private dir of ours that is not home
+    or above it (``ipc:///tmp/x.sock`` or ``ipc://~/x.sock`` would protect all of /tmp or
+    home); otherwise the socket and its lock are. Rotated logs (``<log>.<seq>``) are only
+    covered when they sit in a protected dir (the default state dir is)."""
+    found: list[str] = []
+
+    def add(path: Path | str) -> None:
+        text = os.path.abspath(os.path.expanduser(str(path)))
+        if text not in found:
+            found.append(text)
+
+    if policy_path:
+        add(policy_path)
+    add(runtime_dir())
+    try:
+        sock = socket_path(endpoint or default_endpoint())
+    except ConfigError:
+        sock = None  # asks are refused anyway; nothing of ours lives there
+    if sock is not None:
+        if _own_dir(sock.parent):
+            add(sock.parent)
+        else:
+            add(sock)
+            add(lock_path(IPC_PREFIX + str(sock)))
+    add(state_dir())
+    for log in (str(default_audit_log()), *audit_logs):
+        if not log:
+            continue
+        path = Path(os.path.expanduser(log))
+        add(path)
+        add(path.parent / HMAC_KEY_NAME)
+        add(path.parent / SPOOL_DIR_NAME)
+    return tuple(found)
+
+
+def _own_dir(path: Path) -> bool:
+    """A private dir of ours that holds no home directory (safe to protect whole)."""
+    if dir_problem(path) is not None:
+        return False
+    home = os.path.realpath(os.path.expanduser("~"))
+    here = os.path.realpath(path)
+    return here != "/" and not (home + "/").startswith(here.rstrip("/") + "/")
 
 
 def dir_problem(path: Path) -> str | None:

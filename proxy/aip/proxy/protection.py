@@ -1,0 +1,79 @@
+"""The always-protected paths of one proxy session (DESIGN §4.5) and the one place that swaps
+the session's policy state, so a policy reload and an approver's ``welcome`` (which announces
+its audit log, on the approval client thread) never undo each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from aip.shared import paths
+from aip.shared.engine import Context
+
+if TYPE_CHECKING:
+    from aip.proxy.session import Session
+    from aip.shared.policy import Policy
+    from aip.shared.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+# Audit logs announced over the session's life (an approver restarted with another
+# --audit-log adds one); all stay protected. Bounded: a misbehaving approver of our own uid
+# cannot grow the root list without end.
+MAX_ANNOUNCED: Final = 16
+
+
+class Protection:
+    """Builds the session's ``Context`` from (policy path, endpoint, announced audit logs)
+    and swaps ``session.state`` whole, under one lock, whenever one of them changes."""
+
+    def __init__(self, *, cwd: str, endpoint: str | None, extra: Sequence[str] = ()) -> None:
+        self._cwd = cwd
+        self._endpoint = endpoint
+        self._extra = tuple(extra)
+        self._audit_logs: list[str] = []
+        self._session: Session | None = None
+        self._lock = threading.Lock()
+
+    def context(self, policy_path: str | None) -> Context:
+        """The Context for a policy loaded from ``policy_path`` (None: not from a file)."""
+        protected = paths.always_protected(policy_path, self._endpoint, self._audit_logs)
+        extra = tuple(p for p in self._extra if p and p not in protected)
+        return Context(cwd=self._cwd, always_protected=protected + extra)
+
+    def attach(self, session: Session) -> None:
+        """The session whose state later swaps replace (made with ``context()``)."""
+        self._session = session
+
+    def install(self, policy: Policy, limiter: RateLimiter) -> None:
+        """Swap in a reloaded policy with its fresh limiter (one reference assignment: a
+        relay thread reads ``session.state`` once per message and sees old or new)."""
+        from aip.proxy.session import PolicyState  # session imports the engine: keep lazy
+
+        assert self._session is not None
+        with self._lock:  # the Context must include an audit log announced meanwhile
+            self._session.state = PolicyState(policy, limiter, self.context(policy.path))
+
+    def on_audit_path(self, audit_path: str) -> None:
+        """An approver announced its audit log (``welcome``, approval client thread): keep
+        the policy and limiter, swap in a Context that protects that log too."""
+        from aip.proxy.session import PolicyState
+
+        if not audit_path.startswith("/"):
+            log.warning("ignoring a non-absolute audit log path from the approver")
+            return
+        with self._lock:
+            if audit_path in self._audit_logs:
+                return  # every reconnect says it again
+            if len(self._audit_logs) >= MAX_ANNOUNCED:
+                del self._audit_logs[0]  # the approver we talk to now matters most
+            self._audit_logs.append(audit_path)
+            if self._session is not None:  # else the first context() takes it
+                state = self._session.state
+                self._session.state = PolicyState(
+                    state.policy, state.limiter, self.context(state.policy.path)
+                )
+        log.info("the approver's audit log %s is protected", audit_path)

@@ -18,6 +18,7 @@ def test_defaults_follow_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     assert paths.default_endpoint() == f"ipc://{tmp_path}/aip/approver.sock"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setattr(paths, "RUN_USER_BASE", tmp_path / "no-run-user")
     assert paths.runtime_dir() == Path(f"/tmp/aip-{os.getuid()}")
     monkeypatch.setenv("AIP_APPROVER_ENDPOINT", "ipc:///x/y.sock")
     assert paths.default_endpoint() == "ipc:///x/y.sock"
@@ -109,3 +110,128 @@ def test_socket_problem(tmp_path: Path) -> None:
     assert "does not exist" in (paths.socket_problem(tmp_path / "none") or "")
     (tmp_path / "f").write_text("")
     assert "not a socket" in (paths.socket_problem(tmp_path / "f") or "")
+
+
+# ---- runtime dir without $XDG_RUNTIME_DIR (MCP clients strip the environment) ----
+
+
+def _run_user(tmp_path: Path, mode: int = 0o700) -> tuple[Path, Path]:
+    """A fake /run/user with our uid's session dir in it (the real one is never touched)."""
+    base = tmp_path / "run-user"
+    base.mkdir()
+    mine = base / str(os.getuid())
+    mine.mkdir(mode=mode)
+    mine.chmod(mode)
+    return base, mine
+
+
+@pytest.fixture
+def stripped_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an MCP client passes on: HOME, LOGNAME, PATH, SHELL, TERM, USER only."""
+    monkeypatch.setattr(paths.sys, "platform", "linux")
+    for name in ("XDG_RUNTIME_DIR", "AIP_APPROVER_ENDPOINT", "TMPDIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("stripped_env")
+def test_stripped_env_finds_the_session_runtime_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, mine = _run_user(tmp_path)
+    assert paths.runtime_dir(base) == mine / "aip"
+    monkeypatch.setattr(paths, "RUN_USER_BASE", base)
+    # The proxy (stripped env) and the approver (XDG_RUNTIME_DIR from the session) agree.
+    proxy_side = paths.default_endpoint()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(mine))
+    assert proxy_side == paths.default_endpoint() == f"ipc://{mine}/aip/approver.sock"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    made = paths.ensure_private_dir(paths.runtime_dir())
+    assert made == mine / "aip"
+    assert made.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.usefixtures("stripped_env")
+def test_stripped_env_falls_back_when_the_session_dir_is_unusable(tmp_path: Path) -> None:
+    fallback = Path(f"/tmp/aip-{os.getuid()}")
+    assert paths.runtime_dir(tmp_path / "absent") == fallback
+    base, mine = _run_user(tmp_path, 0o755)
+    assert paths.runtime_dir(base) == fallback  # not 0700
+    mine.chmod(0o700)
+    assert paths.runtime_dir(base) == mine / "aip"
+    mine.rename(tmp_path / "elsewhere")
+    mine.symlink_to(tmp_path / "elsewhere")  # a private dir, but reached through a link
+    assert paths.runtime_dir(base) == fallback
+    mine.unlink()
+    mine.write_text("")  # not a directory
+    assert paths.runtime_dir(base) == fallback
+
+
+@pytest.mark.usefixtures("stripped_env")
+def test_stripped_env_refuses_a_session_dir_of_another_user(tmp_path: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("chown needs root")
+    base, mine = _run_user(tmp_path)
+    shutil.chown(mine, "nobody")
+    assert paths.runtime_dir(base) == Path(f"/tmp/aip-{os.getuid()}")
+
+
+def test_xdg_runtime_dir_wins_and_macos_ignores_run_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _mine = _run_user(tmp_path)
+    monkeypatch.setattr(paths.sys, "platform", "linux")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    assert paths.runtime_dir(base) == tmp_path / "xdg" / "aip"
+    monkeypatch.setattr(paths.sys, "platform", "darwin")
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "T"))
+    assert paths.runtime_dir(base) == tmp_path / "T" / "aip"
+
+
+# ---- always-protected paths (DESIGN §4.5) ----
+
+
+def test_always_protected_names_every_aip_location(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(paths.sys, "platform", "linux")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("AIP_AUDIT_LOG", raising=False)
+    monkeypatch.delenv("AIP_APPROVER_ENDPOINT", raising=False)
+    private = tmp_path / "sock"
+    private.mkdir(mode=0o700)
+    got = paths.always_protected(
+        str(tmp_path / "p.yaml"), f"ipc://{private}/a.sock", [str(tmp_path / "logs" / "a.jsonl")]
+    )
+    state = tmp_path / "state" / "aip"
+    assert set(got) == {
+        str(tmp_path / "p.yaml"),
+        str(tmp_path / "run" / "aip"),
+        str(private),
+        str(state),
+        str(state / "aip-audit.jsonl"),
+        str(state / "audit-hmac.key"),
+        str(state / "spool"),
+        str(tmp_path / "logs" / "a.jsonl"),
+        str(tmp_path / "logs" / "audit-hmac.key"),
+        str(tmp_path / "logs" / "spool"),
+    }
+    assert len(got) == len(set(got))
+    assert got[0] == str(tmp_path / "p.yaml")
+
+
+def test_a_shared_or_home_endpoint_dir_is_not_protected_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir(mode=0o700)
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    shared.chmod(0o1777)
+    for folder in (shared, tmp_path / "home", tmp_path):  # tmp_path holds home
+        got = paths.always_protected(None, f"ipc://{folder}/a.sock")
+        assert str(folder) not in got
+        assert {str(folder / "a.sock"), str(folder / "a.sock.lock")} <= set(got)
+    # A TCP endpoint is refused for asks; nothing of ours to protect, no error.
+    assert paths.always_protected(None, "tcp://127.0.0.1:1")

@@ -1,0 +1,126 @@
+"""DESIGN §4.5 through a real ``aip-proxy`` with a permissive policy: the policy file, the aip
+state and runtime dirs (spool, HMAC key, socket dir) and the audit log a real approver
+announces in ``welcome`` are refused whatever the policy says; other paths pass."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aip.shared.outcomes import Outcome, row
+from tests.support.approverproc import Approver, answer_program, short_dir, wait_for
+from tests.support.proxyproc import ProxyProcess, write_policy
+
+PROTECTED = row(Outcome.PROTECTED_PATH).code
+SPEC = "allowed_tools: [read_file]\n"
+ANNOUNCED = "audit log {} is protected"
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    with short_dir() as path:  # ipc paths must stay short
+        yield path
+
+
+@pytest.fixture
+def aip_env(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Private XDG dirs; no $AIP_AUDIT_LOG / endpoint, so only the defaults and welcome count."""
+    for name in ("AIP_AUDIT_LOG", "AIP_APPROVER_ENDPOINT", "AIP_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    run = folder / "xdg-run"
+    run.mkdir(mode=0o700)
+    return {"XDG_RUNTIME_DIR": str(run), "XDG_STATE_HOME": str(folder / "xdg-state")}
+
+
+def read(proc: ProxyProcess, request_id: int, path: Path | str) -> dict[str, Any]:
+    return proc.call(request_id, "read_file", {"path": str(path)})
+
+
+def assert_protected(proc: ProxyProcess, paths: list[Path | str]) -> None:
+    for n, path in enumerate(paths, start=100):
+        reply = read(proc, n, path)
+        assert reply.get("error", {}).get("code") == PROTECTED, (path, reply, proc.log())
+
+
+def assert_allowed(proc: ProxyProcess, path: Path) -> None:
+    reply = read(proc, 99, path)
+    assert "result" in reply, (reply, proc.log())
+
+
+def test_policy_file_state_and_runtime_dirs_are_always_protected(
+    tmp_path: Path,
+    folder: Path,
+    aip_env: dict[str, str],
+    make_proxy: Callable[..., ProxyProcess],
+) -> None:
+    policy = write_policy(tmp_path, SPEC, "permissive")
+    proc = make_proxy(policy_path=policy, env=aip_env)
+    proc.initialize()
+    state = folder / "xdg-state" / "aip"
+    runtime = folder / "xdg-run" / "aip"
+    assert_protected(
+        proc,
+        [
+            policy,
+            state / "aip-audit.jsonl",
+            state / "notes.txt",
+            state / "spool" / "0123456789abcdef.jsonl",
+            state / "audit-hmac.key",
+            runtime / "approver.sock",
+            runtime / "approver.sock.lock",
+            f"file://{runtime}/x",
+            f"cat {state}/../aip/audit-hmac.key",  # a token of a string, made normal first
+        ],
+    )
+    assert_allowed(proc, tmp_path / "notes.txt")
+    assert_allowed(proc, folder / "xdg-state")  # an ancestor does not hit
+
+
+def test_audit_log_announced_by_the_approver_is_protected_after_reload_too(
+    tmp_path: Path,
+    folder: Path,
+    aip_env: dict[str, str],
+    make_proxy: Callable[..., ProxyProcess],
+) -> None:
+    custom = folder / "logs" / "custom-audit.jsonl"
+    approver_env = {**os.environ, **aip_env, "AIP_AUDIT_LOG": str(custom)}
+    prog = answer_program(folder)
+    with Approver(
+        folder, f"exec:{prog}", args=["--audit-log", str(custom)], env=approver_env
+    ).wait_ready() as approver:
+        policy = write_policy(tmp_path, SPEC, "permissive")
+        proc = make_proxy(
+            policy_path=policy,
+            env={**aip_env, "AIP_PROXY_RELOAD_INTERVAL_S": "0"},  # SIGHUP only
+            extra_args=["--approver", approver.endpoint, "--agent-id", "agent-protect"],
+        )
+        proc.initialize()
+        wait_for(lambda: ANNOUNCED.format(custom) in proc.log(), 10, "the welcome")
+        announced = [
+            custom,
+            folder / "logs" / "audit-hmac.key",
+            folder / "logs" / "spool" / "x.jsonl",
+            folder / "run" / "approver.sock.lock",  # the endpoint's private dir
+        ]
+        assert_protected(proc, announced)
+        assert_allowed(proc, tmp_path / "notes.txt")
+
+        # A reload builds the context afresh: the announced log must stay in it.
+        policy.write_text(policy.read_text().replace("read_file]", "read_file, echo]"))
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "policy reloaded (SIGHUP)" in proc.log(), 10, "the reload")
+        assert_protected(proc, [*announced, policy])
+        assert_allowed(proc, tmp_path / "notes.txt")
+        proc.close_stdin()
+        proc.wait()
+        reason = row(Outcome.PROTECTED_PATH).audit_reason
+        wait_for(
+            lambda: sum(r.get("reason") == reason for r in approver.decisions()) >= 9,
+            10,
+            "the refusals in the central audit log",
+        )

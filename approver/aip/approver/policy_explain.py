@@ -29,15 +29,9 @@ class Explanation:
 
 
 def explain(policy: Policy, tool: str, args: dict[str, Any], cwd: str) -> Explanation:
-    context = Context(
-        cwd=cwd,
-        # DESIGN §4.5: the aip state and runtime directories and the audit log, always.
-        always_protected=(
-            str(paths.state_dir()),
-            str(paths.runtime_dir()),
-            str(paths.default_audit_log()),
-        ),
-    )
+    # DESIGN §4.5, built as the proxy builds it (aip.proxy.protection): the policy file, the
+    # aip state and runtime dirs, the default audit log with its HMAC key and spool.
+    context = Context(cwd=cwd, always_protected=paths.always_protected(policy.path))
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
     message["params"] = {"name": tool, "arguments": args}
     enforce = decide(

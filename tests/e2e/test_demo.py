@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.approverproc import short_dir  # noqa: E402
+from tests.support.approverproc import Approver, answer_program, short_dir  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -138,3 +138,25 @@ def test_demo_without_display_or_terminal_denies_asks_at_once() -> None:
     assert "BLOCKED -32002 Human approval unavailable [approver_unavailable]" in out
     assert "try scripts/demo --answer allow" in out
     assert "private" not in out
+
+
+def test_demo_uses_a_running_approver() -> None:
+    with short_dir() as folder:
+        prog = answer_program(folder, "allow")
+        with Approver(folder, f"exec:{prog}").wait_ready() as approver:
+            env = {**_env(folder), "AIP_APPROVER_ENDPOINT": approver.endpoint}
+            done = subprocess.run(
+                [sys.executable, str(ROOT / "scripts" / "demo")],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            human = [r for r in approver.decisions() if r["reason"] == "human approved"]
+    out = done.stdout
+    assert "asks go to your running aip-approver" in out
+    assert "ALLOWED -> INSERT 0 1 (id 4)" in out
+    assert len(human) == 3  # the demo's three asks reached that approver

@@ -174,3 +174,34 @@ def test_an_unusable_proc_falls_back_to_realpath(
     monkeypatch.setattr(protected, "_proc_fds", broken)
     r = ProtectedRoots([str(tmp_path / "secret")], "/", home=HOME, case_insensitive=False)
     assert r.hit(f"{tmp_path}/link/key") is not None
+
+
+def _old_tokens(text: str) -> set[str]:
+    """The candidate finder before its one-piece shortcut (reference for the property)."""
+    out: set[str] = set()
+    if "/" not in text and "~" not in text and "." not in text and "$" not in text:
+        return out
+    if text.startswith(protected._STARTS):
+        out.add(text)
+    out.update(p for p in text.split() if p.startswith(protected._STARTS))
+    for piece in protected._GLUE.split(text):
+        if piece.startswith(protected._STARTS):
+            out.add(piece)
+        if ":" in piece and not piece.startswith("file:"):
+            out.update(s for s in piece.split(":")[1:] if s.startswith(protected._STARTS))
+    return out
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["/", "~", ".", "$HOME", "file:", ":", "a", "x/y", ";", "="]),
+            st.sampled_from([" ", "\t", "\x1c", "\x1f", "\x85", "\xa0", "\u2028", "\u3000"]),
+            st.text(max_size=3),
+        ),
+        max_size=8,
+    ).map("".join)
+)
+def test_token_shortcut_finds_the_same_candidates(text: str) -> None:
+    assert set(protected._tokens(text)) == _old_tokens(text), repr(text)

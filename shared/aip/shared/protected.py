@@ -86,7 +86,9 @@ class ProtectedRoots:
         return None
 
     def _check(self, candidate: str) -> str | None:
-        joined = os.path.join(self.cwd, self._expand(candidate))
+        expanded = self._expand(candidate)
+        # join() would return an absolute path as it is: skip its Python-level work
+        joined = expanded if expanded.startswith("/") else os.path.join(self.cwd, expanded)
         # Both views: the lexical one (normpath) and the kernel's. realpath gets the path
         # before normpath: it resolves a symlink before the ".." that follows it, as open()
         # does ("/tmp/link/../.ssh/x" with link -> ~/dir opens ~/.ssh/x).
@@ -103,6 +105,8 @@ class ProtectedRoots:
 
     def _expand(self, path: str) -> str:
         path = path.split("\x00", 1)[0]  # C APIs stop at NUL: so does the check
+        if path.startswith("/"):
+            return path  # the common case: nothing below applies to it
         if path.startswith("file:"):  # file:///x, file://localhost/x, file:/x
             path = unquote(urlsplit(path).path)
         for prefix in ("$HOME", "${HOME}"):
@@ -218,12 +222,23 @@ def _tokens(text: str) -> Iterator[str]:
     # and four C-level scans are far cheaper than splitting.
     if "/" not in text and "~" not in text and "." not in text and "$" not in text:
         return
+    pieces = _GLUE.split(text)
+    if len(pieces) == 1:
+        # No whitespace (\s is str.isspace, as split() uses) and no punctuation: the text and
+        # its host:path parts are all the candidates the three passes below would find.
+        if text.startswith(_STARTS):
+            yield text
+        if ":" in text and not text.startswith("file:"):
+            for sub in text.split(":")[1:]:
+                if sub.startswith(_STARTS):
+                    yield sub
+        return
     if text.startswith(_STARTS):
         yield text
     for part in text.split():
         if part.startswith(_STARTS):
             yield part
-    for piece in _GLUE.split(text):
+    for piece in pieces:
         if piece.startswith(_STARTS):
             yield piece
         if ":" in piece and not piece.startswith("file:"):

@@ -126,3 +126,79 @@ def test_audit_log_announced_by_the_approver_is_protected_after_reload_too(
         )
         proc.close_stdin()
         proc.wait()
+
+
+# ---- the builder alone: welcome and reload swaps never undo each other ----
+
+
+def _protection(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    from aip.proxy.protection import Protection
+    from aip.proxy.session import PolicyState
+    from aip.shared.loader import load_policy
+    from aip.shared.ratelimit import RateLimiter
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(folder / "state"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder / "run"))
+    policy = load_policy(write_policy(folder, SPEC, "unit"))
+    guard = Protection(cwd=str(folder), endpoint=None, extra=("/extra/thing",))
+    holder = type("Holder", (), {})()  # stands in for the Session: only .state is used
+    holder.state = PolicyState(policy, RateLimiter(), guard.context(policy.path))
+    guard.attach(holder)
+    return guard, holder
+
+
+def test_welcome_keeps_policy_and_limiter_and_reload_keeps_the_log(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aip.shared.ratelimit import RateLimiter
+
+    guard, holder = _protection(folder, monkeypatch)
+    before = holder.state
+    assert "/extra/thing" in before.context.always_protected
+    assert before.policy.path in before.context.always_protected
+    guard.on_audit_path("relative/log.jsonl")  # never from a sane approver: ignored
+    assert holder.state is before
+    guard.on_audit_path("/logs/a.jsonl")
+    after = holder.state
+    assert after.policy is before.policy
+    assert after.limiter is before.limiter
+    assert {"/logs/a.jsonl", "/logs/audit-hmac.key", "/logs/spool"} <= set(
+        after.context.always_protected
+    )
+    guard.on_audit_path("/logs/a.jsonl")  # every reconnect repeats it: no new swap
+    assert holder.state is after
+    limiter = RateLimiter()
+    guard.install(before.policy, limiter)
+    assert holder.state.limiter is limiter
+    assert "/logs/a.jsonl" in holder.state.context.always_protected
+
+
+def test_concurrent_welcomes_and_reloads_lose_no_path(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from aip.proxy.protection import MAX_ANNOUNCED
+    from aip.shared.ratelimit import RateLimiter
+
+    guard, holder = _protection(folder, monkeypatch)
+    policy = holder.state.policy
+    logs = [f"/logs/{n}/a.jsonl" for n in range(MAX_ANNOUNCED)]
+    go = threading.Barrier(2)
+
+    def welcomes() -> None:
+        go.wait()
+        for log in logs:
+            guard.on_audit_path(log)
+
+    def reloads() -> None:
+        go.wait()
+        for _ in range(200):
+            guard.install(policy, RateLimiter())
+
+    threads = [threading.Thread(target=welcomes), threading.Thread(target=reloads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert set(logs) <= set(holder.state.context.always_protected)

@@ -10,11 +10,11 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
+from aip.proxy.session import PolicyState, Session
 from aip.shared import paths
 from aip.shared.engine import Context
 
 if TYPE_CHECKING:
-    from aip.proxy.session import Session
     from aip.shared.policy import Policy
     from aip.shared.ratelimit import RateLimiter
 
@@ -51,8 +51,6 @@ class Protection:
     def install(self, policy: Policy, limiter: RateLimiter) -> None:
         """Swap in a reloaded policy with its fresh limiter (one reference assignment: a
         relay thread reads ``session.state`` once per message and sees old or new)."""
-        from aip.proxy.session import PolicyState  # session imports the engine: keep lazy
-
         assert self._session is not None
         with self._lock:  # the Context must include an audit log announced meanwhile
             self._session.state = PolicyState(policy, limiter, self.context(policy.path))
@@ -60,8 +58,6 @@ class Protection:
     def on_audit_path(self, audit_path: str) -> None:
         """An approver announced its audit log (``welcome``, approval client thread): keep
         the policy and limiter, swap in a Context that protects that log too."""
-        from aip.proxy.session import PolicyState
-
         if not audit_path.startswith("/"):
             log.warning("ignoring a non-absolute audit log path from the approver")
             return

@@ -321,3 +321,16 @@ def test_reload_brings_fresh_rate_buckets_new_dlp_rules_and_keeps_the_file_prote
     assert [r["outcome"] for r in proc.decisions() if r.get("request_id") == 5] == [
         "protected_path"
     ]
+
+
+def test_a_removed_file_is_refused_and_a_restored_one_reloads(start: Any) -> None:
+    proc, policy = start()
+    saved = policy.read_text()
+    policy.unlink()
+    wait_log(proc, "policy reload (file changed) refused")
+    assert "policy file not found" in proc.log()
+    assert "result" in proc.call(2, "echo", {})  # the old policy still decides
+    replace_policy(policy, AFTER)
+    wait_log(proc, "policy reloaded (file changed)")
+    assert "result" in proc.call(3, "read_file", {"path": "/tmp/x"})
+    assert saved != policy.read_text()

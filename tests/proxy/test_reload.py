@@ -268,6 +268,14 @@ def test_ask_in_flight_keeps_its_decision_and_reloads_reach_the_audit_log() -> N
                 (asked,) = [r for r in approver.decisions() if r["request_id"] == 9]
                 assert asked["reason"] == "human approved"
                 assert asked["policy"] == again["policy"]
+                # ... and `aipctl approver status` lists this proxy with that policy.
+                from aip.approver.ctl_status import query_status
+
+                status = query_status(approver.endpoint, 5)
+                assert status is not None
+                (mine,) = [x for x in status.proxies if x.pid == proc.proc.pid]
+                assert mine.policy.sha256 == again["policy"]["sha256"]
+                assert mine.agent_id == "reload-agent"
                 assert refused["detail"].startswith("refused")
                 assert refused["pid"] == proc.proc.pid
                 assert done["previous_policy"]["sha256"] == refused["policy"]["sha256"]

@@ -8,12 +8,14 @@ to stop (agent closed stdin, server exited, host gone, SIGTERM/SIGINT) and then 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import secrets
 import select
 import signal
 import subprocess
+import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,14 +191,19 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
         child.stdout.fileno(),  # Popen's file object keeps owning the fd
         settings.max_server_line_bytes,
     )
-    _thread(
-        "relay-up",
-        lambda: stop("agent closed stdin"),
-        upstream.pump,
-        session,
-        stdin_fd,
-        settings.max_line_bytes,
-    )
+    up_done = threading.Event()
+
+    def up_ended() -> None:
+        up_done.set()
+        stop("agent closed stdin")
+
+    _thread("relay-up", up_ended, upstream.pump, session, stdin_fd, settings.max_line_bytes)
+    threading.Thread(
+        target=_watch_hangup,
+        args=(stdin_fd, up_done, settings.stdin_grace_s, stop),
+        name="stdin-hangup",
+        daemon=True,
+    ).start()
 
     stop.wait()
     log.info("stopping: %s", stop.reason)
@@ -221,6 +228,33 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
     code = child_exit_status(returncode if returncode is not None else -signal.SIGKILL)
     log.info("exiting with %d", code)
     return code
+
+
+def _watch_hangup(fd: int, up_done: threading.Event, grace_s: float, stop: _Stop) -> None:
+    """Stop when the agent closed stdin but the relay cannot see it: blocked writing to a
+    server that stopped reading, it never reads the EOF. poll() reports POLLHUP on a pipe
+    whose writers are all gone (even with events=0); then, once the relay has made no
+    progress on what is left in the pipe for ``grace_s``, it is stuck (hardening finding)."""
+    poller = select.poll()
+    poller.register(fd, 0)  # only POLLHUP / POLLERR / POLLNVAL wake us
+    try:
+        while not up_done.is_set() and not poller.poll(1000):
+            pass
+        left = -1
+        while not up_done.wait(grace_s):
+            now = _unread_bytes(fd)
+            if now == left:
+                stop("agent closed stdin (the relay is blocked writing to the server)")
+                return
+            left = now
+    except OSError:  # stdin closed under us at shutdown
+        return
+
+
+def _unread_bytes(fd: int) -> int:
+    buf = bytearray(4)
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return int.from_bytes(buf, "little")
 
 
 def _watchdog(after_s: float, child: Child) -> None:

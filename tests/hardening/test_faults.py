@@ -94,14 +94,11 @@ def test_server_that_never_reads_cannot_stop_the_other_direction(
     assert seen == list(range(100))  # server -> host kept flowing, in order
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug: the host->server relay blocked writing to a server that never reads "
-    "cannot see stdin EOF, so closing stdin never stops the proxy (SIGTERM does)",
-)
 def test_stdin_eof_stops_the_proxy_even_when_the_server_never_reads(
     tmp_path: Path, proxies: list[ProxyProcess]
 ) -> None:
+    """Found here: the relay, blocked writing to the deaf server, never read the EOF, so the
+    proxy ran until killed. Fixed in aip.proxy.runner (the stdin hang-up watch)."""
     p = _deaf_proxy(tmp_path, proxies, 1)
     p.close_stdin()
     try:

@@ -3,10 +3,12 @@
 
 The same 20-rule policy as scripts/bench_proxy.py (whose driver this reuses), once without a
 ``dlp`` block and once with ``dlp: {enabled: true, builtin: true}``. The echo server answers
-every call with 1 KB or 100 KB of text with no secret in it, of three kinds:
-  text     words with a number now and then: the one-pass fast path (no decoding)
+every call with 1 KB or 100 KB of text, of four kinds:
+  text     words with a number now and then, no secret: the one-pass fast path (no decoding)
   numbers  words and runs of numbers ("3054 80545 8818 58703" looks like a card number to
-           the raw-line pre-check): decoded and walked, nothing redacted
+           the raw-line pre-check) but no Luhn-valid card (fixed seed, checked at start with
+           the built-in card validator): decoded and walked, nothing redacted
+  card     "numbers" with one test card number: decoded, walked, redacted, re-encoded
   key      "text" with one fake AWS key: decoded, walked, redacted, re-encoded
 Measured: calls/s with 64 in flight and with 1 in flight (1e6 / p50 round trip), p50/p99.
 
@@ -32,6 +34,10 @@ HERE = Path(__file__).resolve()
 SIZES = ((1024, "1 KB", (3000, 20000)), (102400, "100 KB", (600, 2000)))
 TARGET = 0.30
 AWS = "AKIA" + "IOSFODNN7" + "EXAMPLE"
+CARD = "4111 1111" + " 1111 1111"  # the Visa test number
+# prose(..., number_runs=True) with seed 7 holds one Luhn-valid card at 100 KB, which put the
+# "numbers" case on the redaction path; seed 2 holds none at 1 KB and 100 KB (checked in main).
+NUMBERS_SEED = 2
 
 
 def _bench_proxy() -> Any:
@@ -63,17 +69,40 @@ def prose(size: int, number_runs: bool, seed: int = 7) -> str:
     return " ".join(out)[:size]
 
 
-KINDS = ("text", "numbers", "key")
+KINDS = ("text", "numbers", "card", "key")
+
+
+def payload_text(payload: int, kind: str) -> str:
+    """The text result of one call: ``prose`` for the kind, with its one secret mid-way."""
+    if kind == "text":
+        return prose(payload, number_runs=False)
+    text = prose(payload, number_runs=kind != "key", seed=NUMBERS_SEED if kind != "key" else 7)
+    secret = {"card": CARD, "key": AWS}.get(kind)
+    if secret is not None:
+        mid = len(text) // 2
+        text = text[:mid] + f" {secret} " + text[mid + len(secret) + 2 :]
+    return text
+
+
+def check_payloads() -> None:
+    """Each kind holds exactly the secrets it claims, by the built-in scanner (a stray
+    Luhn-valid number would move "numbers" onto the redaction path)."""
+    from aip.shared.dlp import Redactor
+
+    redactor = Redactor.builtin_only()
+    want = {"text": {}, "numbers": {}, "card": {"card-number": 1}, "key": {"aws-access-key": 1}}
+    for payload, label, _ in SIZES:
+        for kind in KINDS:
+            _, counts = redactor.redact_text(payload_text(payload, kind))
+            if dict(counts) != want[kind]:
+                raise SystemExit(f"{label} {kind} payload holds {dict(counts)}, not {want[kind]}")
 
 
 def serve(payload: int, kind: str) -> None:
     """The echo MCP server: one text result of ``payload`` bytes per call."""
     import orjson
 
-    text = prose(payload, number_runs=kind == "numbers")
-    if kind == "key":
-        mid = len(text) // 2
-        text = text[:mid] + f" {AWS} " + text[mid + len(AWS) + 2 :]
+    text = payload_text(payload, kind)
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         msg = orjson.loads(line)
@@ -157,6 +186,7 @@ def main() -> int:
     if ns.serve is not None:
         serve(ns.serve, ns.kind)
         return 0
+    check_payloads()
     bp = _bench_proxy()
     print(
         f"# aip-proxy with DLP on/off ({os.cpu_count()} CPUs, python {sys.version.split()[0]}, "

@@ -19,7 +19,7 @@ from aip.proxy.dlp_filter import UNSCANNABLE
 from aip.proxy.session import Session
 from aip.shared.engine import Decision
 from aip.shared.jsonrpc import Message, RequestId, notification_line
-from aip.shared.outcomes import Outcome
+from aip.shared.outcomes import UNAVAILABLE_OUTCOMES, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -202,23 +202,14 @@ class Asks:
                 return
 
 
-_DENY_OR_CANCEL: Final = frozenset(
-    {
-        Outcome.DENIED_BY_USER,
-        Outcome.TIMEOUT,
-        Outcome.APPROVER_UNAVAILABLE,
-        Outcome.APPROVER_UNTRUSTED,
-        Outcome.QUEUE_FULL,
-        Outcome.ASK_RATE_LIMITED,
-        Outcome.NO_DISPLAY,
-        Outcome.DIALOG_ERROR,
-        Outcome.SHUTDOWN,
-        Outcome.AUDIT_UNAVAILABLE,
-        Outcome.TOO_LARGE_TO_REVIEW,
-        Outcome.CANCELLED,
-        Outcome.DLP,
-        Outcome.RATE_LIMITED,
-        Outcome.SERVER_EXITED,
-        Outcome.INTERNAL_ERROR,
-    }
-)
+# What an ask may end in besides an approval: the human's no, every "unavailable" reason,
+# and what the proxy itself decides around the ask (cancel, DLP, rate limit, server gone).
+_DENY_OR_CANCEL: Final = UNAVAILABLE_OUTCOMES | {
+    Outcome.DENIED_BY_USER,
+    Outcome.TIMEOUT,
+    Outcome.CANCELLED,
+    Outcome.DLP,
+    Outcome.RATE_LIMITED,
+    Outcome.SERVER_EXITED,
+    Outcome.INTERNAL_ERROR,
+}

@@ -135,5 +135,8 @@ def audit_decision(outcome: Outcome) -> str:
     return "allow" if ROWS[outcome].forwards else "deny"
 
 
+UNAVAILABLE_OUTCOMES: Final = frozenset(_UNAVAILABLE_REASONS)
+
+
 def is_unavailable(outcome: Outcome) -> bool:
-    return outcome in _UNAVAILABLE_REASONS
+    return outcome in UNAVAILABLE_OUTCOMES

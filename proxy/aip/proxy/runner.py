@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 EXIT_SPAWN_FAILED: Final = 2  # the server command cannot be started: a configuration error
 WATCHDOG_EXTRA_S: Final = 1.0
+HANGUP_POLL_MS: Final = 1000  # how soon the stdin watch notices the relay ended by itself
+# The host half-closed a socket stdin (Linux only; elsewhere a full close's POLLHUP still counts).
+_HANGUP: Final = getattr(select, "POLLRDHUP", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,15 +233,23 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
     return code
 
 
-def _watch_hangup(fd: int, up_done: threading.Event, grace_s: float, stop: _Stop) -> None:
+def _watch_hangup(
+    fd: int,
+    up_done: threading.Event,
+    grace_s: float,
+    stop: Callable[[str], None],
+    poll_ms: int = HANGUP_POLL_MS,
+) -> None:
     """Stop when the agent closed stdin but the relay cannot see it: blocked writing to a
     server that stopped reading, it never reads the EOF. poll() reports POLLHUP on a pipe
-    whose writers are all gone (even with events=0); then, once the relay has made no
-    progress on what is left in the pipe for ``grace_s``, it is stuck (hardening finding)."""
+    whose writers are all gone, even with unread data left; a socket stdin (Node hosts spawn
+    us with socketpairs) that the host only shut down for writing reports POLLRDHUP alone.
+    Then, once the relay has made no progress on what is left unread for ``grace_s``, it is
+    stuck (hardening finding). A tty reports only a hang-up, never a typed EOF."""
     poller = select.poll()
-    poller.register(fd, 0)  # only POLLHUP / POLLERR / POLLNVAL wake us
+    poller.register(fd, _HANGUP)  # plus POLLHUP / POLLERR / POLLNVAL, always reported
     try:
-        while not up_done.is_set() and not poller.poll(1000):
+        while not up_done.is_set() and not poller.poll(poll_ms):
             pass
         left = -1
         while not up_done.wait(grace_s):

@@ -8,12 +8,14 @@ order, at start and whenever asked. ``(session, rseq)`` dedup makes a re-send ha
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any, Final
 
 from aip.approver.audit_log import AuditLog, AuditUnavailable
-from aip.proxy.spool import claim_orphans, read_orphan, release_orphan
+from aip.proxy.spool import claim_orphans, read_orphan, release_orphan, spool_dir
+from aip.shared import paths
 from aip.shared.audit_record import Event
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,36 @@ def proxy_record_problem(record: Any) -> str | None:
     if type(rseq) is not int or rseq < 0:
         return "no valid rseq"
     return None
+
+
+def orphan_spool_dirs(audit_log: Path) -> list[tuple[Path, bool]]:
+    """Where the approver writing ``audit_log`` looks for orphan spools, as (dir, must be
+    private): beside its log, and where this user's proxies spool by default (the state dir,
+    ``$AIP_AUDIT_LOG`` honoured as the proxy does). A proxy does not know an approver's custom
+    ``--audit-log``, so without the second its exit spool would never be collected. The
+    default dir is only read when it is a private dir of ours (it is shared by every proxy of
+    the user; a symlink or foreign dir there is not ours to ingest)."""
+    beside = spool_dir(audit_log)
+    default = spool_dir()
+    if os.path.abspath(default) == os.path.abspath(beside):
+        return [(beside, False)]
+    return [(beside, False), (default, True)]
+
+
+async def ingest_spool_dirs(audit: AuditLog, dirs: list[tuple[Path, bool]]) -> int:
+    """``ingest_orphan_spools`` for each dir in turn (see ``orphan_spool_dirs``)."""
+    total = 0
+    for directory, must_be_private in dirs:
+        if must_be_private:
+            problem = paths.dir_problem(directory)
+            if problem is not None:
+                if directory.exists() or directory.is_symlink():
+                    log.warning("spool dir skipped: %s", problem)
+                continue
+        if not audit.available:
+            break
+        total += await ingest_orphan_spools(audit, directory)
+    return total
 
 
 async def ingest_orphan_spools(audit: AuditLog, directory: Path | None = None) -> int:

@@ -2,7 +2,8 @@
 
 The server records each answered ask here (an allow durably, before it is sent) and hands
 over the proxies' ``audit`` batches; spools left by proxies that are gone are ingested at
-start, whenever the log becomes writable again, and every ``ingest_interval_s``.
+start, whenever the log becomes writable again, and every ``ingest_interval_s``, from beside
+the log and from the proxies' default spool dir (aip.approver.audit_ingest.orphan_spool_dirs).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver.audit_ingest import ingest_orphan_spools, proxy_record_problem
+from aip.approver.audit_ingest import ingest_spool_dirs, orphan_spool_dirs, proxy_record_problem
 from aip.approver.audit_log import AuditLog, AuditUnavailable
-from aip.proxy.spool import spool_dir as proxy_spool_dir
 from aip.shared.audit_record import Event, decision_record, not_forwarded_record
 from aip.shared.outcomes import Outcome
 
@@ -63,7 +63,9 @@ class AuditSink:
         **log_options: Any,
     ) -> None:
         self.log = AuditLog(path, **log_options)
-        self._spool_dir = spool_dir or proxy_spool_dir(path)
+        # An explicit spool_dir (tests) is the only one scanned; otherwise beside the log and
+        # the default dir, which differ when --audit-log is custom.
+        self._spool_dirs = [(spool_dir, False)] if spool_dir else orphan_spool_dirs(path)
         self._ingest_interval_s = ingest_interval_s
         self._task: asyncio.Task[None] | None = None
         self._next = 0.0  # loop time of the next periodic spool scan
@@ -150,7 +152,7 @@ class AuditSink:
             now_available = self.log.available
             if now_available and (not was_available or self._due()):
                 try:
-                    await ingest_orphan_spools(self.log, self._spool_dir)
+                    await ingest_spool_dirs(self.log, self._spool_dirs)
                 except OSError as exc:
                     log.warning("could not ingest proxy spools: %s", exc)
                 self._next = asyncio.get_running_loop().time() + self._ingest_interval_s

@@ -131,7 +131,8 @@ def main() -> int:
             t0 = time.perf_counter()
             socks = connect_idle(ctx, approver.endpoint, args.sessions)
             result["connect_s"] = round(time.perf_counter() - t0, 2)
-            rss_idle = proc.memory_info().rss
+            if r == 0:  # first round only: pymalloc keeps what later rounds free
+                rss_idle = proc.memory_info().rss
             among = lone_asks(approver.endpoint, args.asks, f"among{r}")
             for sock in socks:
                 sock.close(0)

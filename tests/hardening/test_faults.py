@@ -60,14 +60,21 @@ def proxies(tmp_path: Path) -> Iterator[list[ProxyProcess]]:
         proc.kill()
 
 
-def _fill_until_blocked(p: ProxyProcess, data: bytes) -> int:
+def _fill_until_blocked(p: ProxyProcess, data: bytes, at_least: int) -> int:
     """Write to the proxy's stdin without ever blocking ourselves (a real host writes
-    asynchronously), until the proxy stops reading for half a second."""
+    asynchronously): until the proxy has taken ``at_least`` bytes (deadline: a proxy still
+    importing on a loaded box reads nothing for a while; a stall then once measured exactly
+    the 65536 bytes of our pipe), then until it stops reading for half a second."""
     assert p.proc.stdin is not None
     fd = p.proc.stdin.fileno()
     os.set_blocking(fd, False)
     sent = 0
-    while sent < len(data) and select.select([], [fd], [], 0.5)[1]:
+    deadline = time.monotonic() + 20
+    while sent < len(data):
+        if not select.select([], [fd], [], 0.5)[1]:
+            if sent >= at_least or time.monotonic() > deadline:
+                break
+            continue
         try:
             sent += os.write(fd, data[sent:])
         except BlockingIOError:
@@ -80,8 +87,10 @@ def _deaf_proxy(tmp_path: Path, proxies: list[ProxyProcess], talk: int) -> Proxy
     p = ProxyProcess(policy, [*CHILDREN, "deaf-talker", str(talk)], tmp_path)
     proxies.append(p)
     # More than the pipes and the relay's buffer hold: the relay ends up blocked in a write
-    # to the server, which never reads.
-    sent = _fill_until_blocked(p, BIG_LINE * 20)
+    # to the server, which never reads. The request direction keeps the default 64 KiB
+    # pipes (only the result direction is widened): our pipe, the relay's partial line, the
+    # line it is writing, the server's pipe hold 2-5 lines.
+    sent = _fill_until_blocked(p, BIG_LINE * 20, at_least=2 * len(BIG_LINE) + 1)
     assert 2 * len(BIG_LINE) < sent < 20 * len(BIG_LINE), sent
     return p
 

@@ -211,9 +211,11 @@ def test_always_protected_names_every_aip_location(
         str(private),
         str(state),
         str(state / "aip-audit.jsonl"),
+        str(state / "aip-audit.jsonl") + ".*",  # its rotations and torn copies
         str(state / "audit-hmac.key"),
         str(state / "spool"),
         str(tmp_path / "logs" / "a.jsonl"),
+        str(tmp_path / "logs" / "a.jsonl") + ".*",
         str(tmp_path / "logs" / "audit-hmac.key"),
         str(tmp_path / "logs" / "spool"),
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from aip.shared.errors import ConfigError
+from aip.shared.protected import family
 
 ENDPOINT_ENV: Final = "AIP_APPROVER_ENDPOINT"
 AUDIT_LOG_ENV: Final = "AIP_AUDIT_LOG"
@@ -114,8 +115,9 @@ def always_protected(
 
     The endpoint's directory is protected when it is a private dir of ours that is not home
     or above it (``ipc:///tmp/x.sock`` or ``ipc://~/x.sock`` would protect all of /tmp or
-    home); otherwise the socket and its lock are. Rotated logs (``<log>.<seq>``) are only
-    covered when they sit in a protected dir (the default state dir is)."""
+    home); otherwise the socket and its lock are. Each log is also given as a family root
+    (``<log>.*``, aip.shared.protected): its rotations ``<log>.<seq>`` and torn copies
+    ``<log>.torn-*`` are protected wherever the log sits, not only in the state dir."""
     found: list[str] = []
 
     def add(path: Path | str) -> None:
@@ -142,6 +144,7 @@ def always_protected(
             continue
         path = Path(os.path.expanduser(log))
         add(path)
+        add(family(str(path)))
         add(path.parent / HMAC_KEY_NAME)
         add(path.parent / SPOOL_DIR_NAME)
     return tuple(found)

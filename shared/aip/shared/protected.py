@@ -5,6 +5,7 @@ a path candidate when it starts with ``/``, ``~``, ``$HOME``, ``.`` or ``file:``
 are expanded, made absolute against the child's working directory, ``normpath``-ed and
 ``realpath``-ed (strict=False); they hit when equal to or under a protected root, compared
 both lexically and after symlinks, case-folded on macOS and Windows. Ancestors never hit.
+A root written ``<path>.*`` (see ``family``) also covers every sibling named ``<name>.<...>``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,25 @@ KERNEL_RESOLVE: Final = sys.platform == "linux" and _O_PATH != 0 and os.path.isd
 _MISSING: Final = (errno.ENOENT, errno.ENOTDIR)
 
 
+# "<path>.*": the file and every file whose name starts with "<name>." beside it (an audit
+# log's rotations "<log>.<seq>" and torn copies "<log>.torn-*"). Only a last component with a
+# name before ".*" counts: "/home/u/.*" stays a literal path, never "/home/u" and its siblings.
+FAMILY_SUFFIX: Final = ".*"
+
+
+def family(path: str) -> str:
+    """The root string that protects ``path`` and its ``<path>.<...>`` siblings."""
+    return path + FAMILY_SUFFIX
+
+
+def _family_base(path: str) -> str | None:
+    if not path.endswith(FAMILY_SUFFIX):
+        return None
+    base = path[: -len(FAMILY_SUFFIX)]
+    name = base.rsplit("/", 1)[-1]
+    return base if name not in ("", ".", "..") else None
+
+
 class TooManyCandidates(Exception):
     """More path-like strings than MAX_CANDIDATES: treated as a hit (fail closed)."""
 
@@ -53,15 +73,26 @@ class ProtectedRoots:
         )
         self.case_insensitive = case_insensitive
         roots: dict[str, str] = {}  # comparable form -> as shown in messages
+        siblings: dict[str, str] = {}  # "<dir>/<name>." of a family -> as shown
         for path in paths:
-            joined = os.path.join(self.cwd, self._expand(path))
+            base = _family_base(path)
+            joined = os.path.join(self.cwd, self._expand(base or path))
             absolute = _collapse(os.path.normpath(joined))
             for form in (absolute, _realpath(joined)):
                 roots.setdefault(self._fold(form), absolute)
+            if base is not None:
+                # The siblings' names under the lexical dir and under the dir's and the file's
+                # real paths: a candidate's realpath resolves its dir, and a symlinked log's
+                # rotations may be renamed beside either.
+                head, name = os.path.split(absolute)
+                for form in (absolute, os.path.join(_realpath(head), name), _realpath(joined)):
+                    siblings.setdefault(self._fold(form) + ".", absolute + FAMILY_SUFFIX)
         self._roots = roots
+        # One startswith loop serves both kinds: "<root>/" for everything under a root,
+        # "<name>." for a family's siblings (and anything under them).
         self._prefixes = tuple(
             (r if r.endswith("/") else r + "/", shown) for r, shown in roots.items()
-        )
+        ) + tuple(siblings.items())
 
     def __bool__(self) -> bool:
         return bool(self._roots)

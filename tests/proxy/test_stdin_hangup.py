@@ -5,15 +5,26 @@ The end-to-end case is tests/hardening/test_faults.py (a real proxy, a deaf serv
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from aip.proxy.runner import _watch_hangup
+from tests.support.proxyproc import FAST_ENV, proxy_command, write_policy
+
+PROGRESS = {"progressToken": 1, "progress": 1, "message": "m" * 60_000}  # forwarded
+DEAF_SERVER = [sys.executable, str(Path(__file__).parents[1] / "hardening" / "children.py")]
 
 GRACE_S = 0.1
 POLL_MS = 20
@@ -127,3 +138,49 @@ def test_relay_still_draining_after_the_hangup_is_not_cut_off(pipe: Pipe) -> Non
     relay.join(DEADLINE_S)
     watch.finish()
     assert watch.reasons == []
+
+
+def test_real_proxy_with_a_socket_stdin_stops_on_half_close(tmp_path: Path) -> None:
+    """A Node-like host: stdin is a socketpair end, ``end()`` is shutdown(SHUT_WR), and the
+    server never reads. The proxy must still go through its orderly stop (SIGTERM here)."""
+    policy = write_policy(tmp_path, "allowed_tools: [echo]\n")
+    ours, host = socket.socketpair()
+    env = {k: v for k, v in os.environ.items() if k != "AIP_AGENT_ID"} | FAST_ENV
+    argv = [*proxy_command(), "--policy", str(policy), "--", *DEAF_SERVER, "deaf-talker", "0"]
+    with ours, host, (tmp_path / "proxy.stderr").open("wb") as err:
+        proc = subprocess.Popen(
+            argv,
+            stdin=ours.fileno(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            start_new_session=True,
+        )
+        ours.close()
+        try:
+            line = json.dumps(
+                {"jsonrpc": "2.0", "method": "notifications/progress", "params": PROGRESS}
+            )
+            data = (line.encode() + b"\n") * 60  # more than both socket buffers and a pipe
+            host.setblocking(False)
+            sent, deadline = 0, time.monotonic() + 20
+            while sent < len(data):
+                if not select.select([], [host], [], 0.5)[1]:
+                    if sent > 2 * len(line) or time.monotonic() > deadline:
+                        break  # the proxy took some and then stopped reading: stuck
+                    continue
+                try:
+                    sent += host.send(data[sent:])
+                except BlockingIOError:
+                    continue
+            assert 2 * len(line) < sent < len(data), sent
+            host.shutdown(socket.SHUT_WR)  # our write half only: no POLLHUP for the proxy
+            try:
+                code = proc.wait(5)  # graces of 0.3 s (FAST_ENV)
+            except subprocess.TimeoutExpired:
+                pytest.fail("proxy still running 5 s after the host half-closed its stdin")
+            assert code == 128 + signal.SIGTERM
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from aip.proxy.runner import _watch_hangup
+from aip.proxy.stdio import Wire
 from tests.support.proxyproc import FAST_ENV, proxy_command, write_policy
 
 PROGRESS = {"progressToken": 1, "progress": 1, "message": "m" * 60_000}  # forwarded
@@ -184,3 +185,33 @@ def test_real_proxy_with_a_socket_stdin_stops_on_half_close(tmp_path: Path) -> N
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_wire_closed_under_a_blocked_write_closes_once_the_write_returns() -> None:
+    """Shutdown while the relay is blocked on a server that paused: close() does not close
+    the fd under the writer, but the writer does once the server reads again, so a slow
+    (not deaf) server still gets its EOF within the stdin grace."""
+    r, w = os.pipe()
+    wire = Wire(w, "server stdin")
+    data = b"q" * (4 * 65536)  # more than the pipe holds: the write blocks
+    writer = threading.Thread(target=wire.write, args=(data,))
+    writer.start()
+    try:
+        ready = select.select([r], [], [], DEADLINE_S)[0]
+        assert ready  # the writer has started and filled the pipe
+        wire.close()  # gives up after CLOSE_WAIT_S: the write is blocked
+        assert wire.broken
+        assert writer.is_alive()
+        got = 0
+        while True:  # EOF only once the writer closed the fd
+            assert select.select([r], [], [], DEADLINE_S)[0], "no EOF: the fd stays open"
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            got += len(chunk)
+        assert got == len(data)
+        writer.join(DEADLINE_S)
+        assert not writer.is_alive()
+        assert not wire.write(b"dropped\n")  # nothing more is relayed
+    finally:
+        os.close(r)

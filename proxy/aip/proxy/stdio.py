@@ -129,6 +129,7 @@ class Wire:
         self._on_broken = on_broken
         self._closer = closer  # the owner of the fd closes it (e.g. Popen's stdin file object)
         self._held: dict[int, list[bytes]] = {}  # per holding thread: both pumps may hold
+        self._close_pending = False  # close() gave up waiting for a blocked write
 
     def hold(self) -> None:
         """Hold this thread's writes until ``flush()`` (other threads write through)."""
@@ -159,6 +160,8 @@ class Wire:
             except OSError as exc:
                 log.info("%s closed (%s)", self.name, exc.__class__.__name__)
                 self.broken = True
+            if self._close_pending:  # a slow server that read again now also sees EOF
+                self._close_fd()
         if self.broken:
             if self._on_broken is not None:
                 self._on_broken()
@@ -168,20 +171,37 @@ class Wire:
     def close(self) -> None:
         """Mark broken and close the fd (e.g. the server's stdin at shutdown).
 
-        A writer blocked on a full pipe (a server that stopped reading) holds the lock; then
-        the fd is left to the kill that follows, which makes that write fail and returns."""
+        A writer blocked on a full pipe (a server that stopped reading) holds the lock; the
+        fd is never closed under it (the number could be reused while it writes): the writer
+        closes it when its write returns, when the server reads again or the kill that
+        follows makes the write fail."""
         if not self._lock.acquire(timeout=CLOSE_WAIT_S):
-            log.info("%s: a write is blocked; not closing it under the writer", self.name)
+            log.info("%s: a write is blocked; its writer closes it when it returns", self.name)
+            self._close_pending = True
             self.broken = True
+            if not self._lock.acquire(blocking=False):
+                return
+            # The writer returned just before it could see the flag: close it here.
+            try:
+                self._close_fd()
+            finally:
+                self._lock.release()
             return
         try:
             if self.broken:
                 return
             self.broken = True
-            with contextlib.suppress(OSError):
-                if self._closer is not None:
-                    self._closer()
-                else:
-                    os.close(self._fd)
+            self._close_fd()
         finally:
             self._lock.release()
+
+    def _close_fd(self) -> None:
+        """Under the lock. Once only: the owner's closer, or the fd itself."""
+        if self._fd < 0:
+            return
+        fd, self._fd = self._fd, -1
+        with contextlib.suppress(OSError):
+            if self._closer is not None:
+                self._closer()
+            else:
+                os.close(fd)

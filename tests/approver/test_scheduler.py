@@ -41,6 +41,13 @@ class Scripted:
             self.open -= 1
 
 
+async def shown(backend: Scripted, count: int) -> None:
+    """Wait until ``count`` dialogs have been opened (bounded)."""
+    async with asyncio.timeout(5):
+        while len(backend.shown) < count:  # noqa: ASYNC110 - polls the scripted backend, bounded
+            await asyncio.sleep(0.002)
+
+
 def _session(sid: str) -> Session:
     return Session(sid, b"r", 1, 0, 1, 1, "agent", "srv", p.PolicyRef(name="n", sha256="s"), "u")
 
@@ -73,7 +80,7 @@ async def test_an_ask_expiring_in_the_queue_is_never_shown() -> None:
     worker = asyncio.ensure_future(desk.scheduler.run())
     s1, s2 = new_session(), new_session()
     desk.scheduler.submit(ask(s1, 1), _session(s1))
-    await asyncio.sleep(0.02)
+    await shown(backend, 1)
     desk.scheduler.submit(ask(s2, 2), _session(s2))
     await desk.until(2)
     worker.cancel()
@@ -112,14 +119,14 @@ async def test_cancel_drop_and_shutdown() -> None:
     desk.scheduler.submit(ask(a, 2), _session(a))
     desk.scheduler.submit(ask(b, 3), _session(b))
     desk.scheduler.submit(ask(b, 4), _session(b))
-    await asyncio.sleep(0.05)
+    await shown(backend, 1)
     assert desk.scheduler.cancel(a, first.nonce) is True  # the open dialog
     await desk.until(1)
     assert desk.outcome(1) is Outcome.CANCELLED
     assert desk.scheduler.drop_session(a) == 1  # the queued one of session a
     await desk.until(2)
     assert desk.outcome(2) is Outcome.CANCELLED
-    await asyncio.sleep(0.05)
+    await shown(backend, 2)  # session b's first ask is on screen
     desk.scheduler.shutdown()
     await desk.until(4)
     assert desk.outcome(3) is Outcome.SHUTDOWN

@@ -3,12 +3,10 @@ real aip-approver deciding through an ``exec:`` answer program (allow, deny, no 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
@@ -16,11 +14,11 @@ import psutil
 import pytest
 from mcp import types
 from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 
-from tests.support.approverproc import Approver, answer_program, short_dir, wait_for
-from tests.support.proxyproc import FAST_ENV, MCP_SERVER, ProxyProcess, proxy_command, write_policy
+from tests.support.approverproc import Approver, answer_program, wait_for
+from tests.support.mcpclient import proxied_session, read_json_lines
+from tests.support.proxyproc import MCP_SERVER, ProxyProcess, write_policy
 
 pytestmark = [
     pytest.mark.e2e,
@@ -35,33 +33,9 @@ tool_rules:
 """
 
 
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    with short_dir() as path:
-        yield path
-
-
-@asynccontextmanager
-async def session(folder: Path, endpoint: str) -> AsyncIterator[ClientSession]:
+def session(folder: Path, endpoint: str) -> AbstractAsyncContextManager[ClientSession]:
     policy = write_policy(folder, SPEC, "hitl")
-    cmd = proxy_command()
-    params = StdioServerParameters(
-        command=cmd[0],
-        args=[*cmd[1:], "--policy", str(policy), "--approver", endpoint, "--", *MCP_SERVER],
-        env={**FAST_ENV, "AIP_AGENT_ID": "agent-abc123"},
-    )
-    with (folder / "proxy.stderr").open("w") as errlog:
-        async with (
-            stdio_client(params, errlog=errlog) as (read, write),
-            ClientSession(read, write) as s,
-        ):
-            with anyio.fail_after(20):
-                await s.initialize()
-            yield s
-
-
-def _records(path: Path) -> list[dict[str, object]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    return proxied_session(folder, policy, endpoint, agent_id="agent-abc123")
 
 
 async def test_allow_forwards_deny_and_timeout_give_32002(folder: Path) -> None:
@@ -96,7 +70,7 @@ async def test_allow_forwards_deny_and_timeout_give_32002(folder: Path) -> None:
             assert late.value.data["reason"] == "timeout"
             assert 0.7 <= elapsed < 2.5
         # What the dialog program was shown, and what the approver logged.
-        shown = [r["request"] for r in _records(record) if r["event"] == "open"]
+        shown = [r["request"] for r in read_json_lines(record) if r["event"] == "open"]
         assert [a["arguments"]["path"] for a in shown] == [
             "/etc/config.yaml",
             "/etc/passwd",
@@ -123,7 +97,7 @@ async def test_injection_reaches_the_dialog_escaped(folder: Path) -> None:
         async with session(folder, approver.endpoint) as s:
             with anyio.fail_after(20), pytest.raises(MCPError):
                 await s.call_tool("write_file", {"path": evil, "content": "x"})
-    text = _records(record)[0]["request"]["text"]
+    text = read_json_lines(record)[0]["request"]["text"]
     assert all(0x20 <= ord(c) < 0x7F or c == "\n" for c in text)
     assert max(len(line) for line in text.splitlines()) <= 76
     assert "\\u202efdp.sh\\u200b" in text
@@ -164,8 +138,8 @@ def test_proxy_killed_mid_ask_closes_the_dialog(folder: Path) -> None:
                     },
                 }
             )
-            wait_for(lambda: bool(_records(record)), 20, "the dialog to open")
-            dialog = _records(record)[0]["pid"]
+            wait_for(lambda: bool(read_json_lines(record)), 20, "the dialog to open")
+            dialog = read_json_lines(record)[0]["pid"]
             os.killpg(proxy.proc.pid, signal.SIGKILL)
             wait_for(lambda: not _running(dialog), 5, "the dialog to close")
         finally:

@@ -7,7 +7,6 @@ import itertools
 import json
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,9 @@ import pytest
 from aip.proxy.approval import AskRequest, AskResult
 from aip.proxy.ask import ZmqApprovalClient
 from aip.shared.outcomes import Outcome
-from tests.support.approverproc import Approver, answer_program, hello, new_session, short_dir
+from tests.support.approverproc import Approver, answer_program, hello, new_session
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    with short_dir() as path:
-        yield path
 
 
 def _request(request_id: int) -> AskRequest:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.approverproc import Approver, answer_program, short_dir, wait_for  # noqa: E402
+from tests.support.approverproc import Approver, answer_program, wait_for  # noqa: E402
 from tests.support.proxyproc import FAST_ENV, proxy_command, write_policy  # noqa: E402
 from tests.support.secret_server import AWS_KEY  # noqa: E402
 
@@ -31,12 +31,6 @@ pytestmark = [
 SECRET_SERVER = [sys.executable, str(ROOT / "tests" / "support" / "secret_server.py")]
 MARK = "[REDACTED:aws-access-key]"
 CARD = "4111 1111 1111 1111"
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    with short_dir() as path:  # short: the approver's ipc path must fit
-        yield path
 
 
 @asynccontextmanager

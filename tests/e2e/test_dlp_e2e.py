@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.approverproc import Approver, answer_program, short_dir, wait_for  # noqa: E402
+from tests.support.approverproc import Approver, answer_program, wait_for  # noqa: E402
 from tests.support.proxyproc import FAST_ENV, proxy_command, write_policy  # noqa: E402
 from tests.support.secret_server import AWS_KEY, PNG_B64  # noqa: E402
 
@@ -47,12 +47,6 @@ def spec(dlp: str, extra: str = "") -> str:
 
 
 RESPONSES = spec("enabled: true\nbuiltin: true\nfilter_stderr: true\nmax_scan_size: 64KB")
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    with short_dir() as path:  # short: the approver's ipc path must fit
-        yield path
 
 
 @asynccontextmanager

@@ -3,26 +3,24 @@ scripted ``exec:`` human): progress while the human decides, and a client that g
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
 import pytest
 from mcp import types
 from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.approverproc import Approver, answer_program, short_dir, wait_for  # noqa: E402
-from tests.support.proxyproc import FAST_ENV, MCP_SERVER, proxy_command, write_policy  # noqa: E402
+from tests.support.approverproc import Approver, answer_program, wait_for  # noqa: E402
+from tests.support.mcpclient import proxied_session, read_json_lines  # noqa: E402
+from tests.support.proxyproc import write_policy  # noqa: E402
 
 pytestmark = [
     pytest.mark.e2e,
@@ -37,33 +35,9 @@ tool_rules:
 """
 
 
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    with short_dir() as path:
-        yield path
-
-
-@asynccontextmanager
-async def client(folder: Path, endpoint: str) -> AsyncIterator[ClientSession]:
+def client(folder: Path, endpoint: str) -> AbstractAsyncContextManager[ClientSession]:
     policy = write_policy(folder, SPEC, "asks")
-    cmd = proxy_command()
-    params = StdioServerParameters(
-        command=cmd[0],
-        args=[*cmd[1:], "--policy", str(policy), "--approver", endpoint, "--", *MCP_SERVER],
-        env={**FAST_ENV, "AIP_AGENT_ID": "agent-asks"},  # progress every 0.2 s
-    )
-    with (folder / "proxy.stderr").open("w") as errlog:
-        async with (
-            stdio_client(params, errlog=errlog) as (read, write),
-            ClientSession(read, write) as s,
-        ):
-            with anyio.fail_after(20):
-                await s.initialize()
-            yield s
-
-
-def _records(path: Path) -> list[dict[str, object]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    return proxied_session(folder, policy, endpoint, agent_id="agent-asks")
 
 
 async def test_progress_while_the_human_decides_then_the_call_runs(folder: Path) -> None:
@@ -97,7 +71,9 @@ async def test_client_that_gives_up_withdraws_the_ask(folder: Path) -> None:
             with anyio.move_on_after(1.0):  # the mcp client sends notifications/cancelled
                 await s.call_tool("write_file", {"path": "/etc/never", "content": "x"})
             # the dialog opened and is closed again without an answer
-            wait_for(lambda: any(r["event"] == "open" for r in _records(record)), 10, "dialog")
+            wait_for(
+                lambda: any(r["event"] == "open" for r in read_json_lines(record)), 10, "dialog"
+            )
             with anyio.fail_after(20):
                 assert _text(await s.call_tool("read_file", {"path": "/tmp/a"})) == (
                     "contents of /tmp/a"
@@ -112,7 +88,7 @@ async def test_client_that_gives_up_withdraws_the_ask(folder: Path) -> None:
             "the cancel",
         )
         assert time.monotonic() - t0 < 10
-    assert not any(r["event"] == "close" for r in _records(record))  # never answered
+    assert not any(r["event"] == "close" for r in read_json_lines(record))  # never answered
     log = (folder / "proxy.stderr").read_text()
     assert "client cancelled pending ask" in log
 

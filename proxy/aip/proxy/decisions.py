@@ -158,13 +158,18 @@ def record_decision(
             rec.seq += 1
             nf = _not_forwarded_line(rec, request_id, why="server exited", tool=tool)
             outbox_for(rec.session).submit(rec.seq, nf)
-        if rec.sink is not None:
-            rec.sink.write(line)
-            return
-        try:
-            os.write(rec.fd, line)
-        except OSError:
-            log.warning("cannot write decision record (stderr closed?)")
+        _copy_out(rec, line)
+
+
+def _copy_out(rec: Recorder, line: bytes) -> None:
+    """The local copy of a record: the recorder's sink when it has one, else stderr."""
+    if rec.sink is not None:
+        rec.sink.write(line)
+        return
+    try:
+        os.write(rec.fd, line)
+    except OSError:
+        log.warning("cannot write an audit record (stderr closed?)")
 
 
 def record_event(rec: Recorder, record: dict[str, Any]) -> None:
@@ -174,13 +179,7 @@ def record_event(rec: Recorder, record: dict[str, Any]) -> None:
         rec.seq += 1
         line = orjson.dumps({**record, "rseq": rec.seq}, option=orjson.OPT_APPEND_NEWLINE)
         outbox_for(rec.session).submit(rec.seq, line)
-        if rec.sink is not None:
-            rec.sink.write(line)
-            return
-        try:
-            os.write(rec.fd, line)
-        except OSError:
-            log.warning("cannot write an audit record (stderr closed?)")
+        _copy_out(rec, line)
 
 
 def record_not_forwarded(
@@ -191,13 +190,7 @@ def record_not_forwarded(
         rec.seq += 1
         line = _not_forwarded_line(rec, request_id, why=why, tool=tool)
         outbox_for(rec.session).submit(rec.seq, line)
-        if rec.sink is not None:
-            rec.sink.write(line)
-            return
-        try:
-            os.write(rec.fd, line)
-        except OSError:
-            log.warning("cannot write decision record (stderr closed?)")
+        _copy_out(rec, line)
 
 
 def record_late_allow(session: str, request_id: str | int) -> None:

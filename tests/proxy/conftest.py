@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # make ``tests.support`` importable however pytest is started
     sys.path.insert(0, str(ROOT))
 
+from tests.support.approverproc import short_dir  # noqa: E402
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy  # noqa: E402
 
 DEFAULT_SPEC = """
@@ -43,3 +44,21 @@ def make_proxy(tmp_path: Path, policy: Path) -> Iterator[Callable[..., ProxyProc
     yield make
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    """A private folder with a short path: ipc socket paths must fit sun_path."""
+    with short_dir() as path:
+        yield path
+
+
+@pytest.fixture
+def aip_env(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Private XDG dirs and no $AIP_AUDIT_LOG / endpoint / policy from the caller: only the
+    defaults under ``folder`` and what an approver announces count."""
+    for name in ("AIP_AUDIT_LOG", "AIP_APPROVER_ENDPOINT", "AIP_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    run = folder / "xdg-run"
+    run.mkdir(mode=0o700)
+    return {"XDG_RUNTIME_DIR": str(run), "XDG_STATE_HOME": str(folder / "xdg-state")}

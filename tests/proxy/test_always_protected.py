@@ -6,35 +6,19 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aip.shared.outcomes import Outcome, row
-from tests.support.approverproc import Approver, answer_program, short_dir, wait_for
+from tests.support.approverproc import Approver, answer_program, wait_for
 from tests.support.proxyproc import ProxyProcess, write_policy
 
 PROTECTED = row(Outcome.PROTECTED_PATH).code
 SPEC = "allowed_tools: [read_file]\n"
 ANNOUNCED = "audit log {} is protected"
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    with short_dir() as path:  # ipc paths must stay short
-        yield path
-
-
-@pytest.fixture
-def aip_env(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Private XDG dirs; no $AIP_AUDIT_LOG / endpoint, so only the defaults and welcome count."""
-    for name in ("AIP_AUDIT_LOG", "AIP_APPROVER_ENDPOINT", "AIP_POLICY"):
-        monkeypatch.delenv(name, raising=False)
-    run = folder / "xdg-run"
-    run.mkdir(mode=0o700)
-    return {"XDG_RUNTIME_DIR": str(run), "XDG_STATE_HOME": str(folder / "xdg-state")}
 
 
 def read(proc: ProxyProcess, request_id: int, path: Path | str) -> dict[str, Any]:

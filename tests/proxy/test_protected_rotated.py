@@ -5,23 +5,17 @@ the approver announced the log in ``welcome``; an unrelated file beside them sti
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from aip.shared.outcomes import Outcome, row
-from tests.support.approverproc import Approver, answer_program, short_dir, wait_for
+from tests.support.approverproc import Approver, answer_program, wait_for
 from tests.support.proxyproc import ProxyProcess, write_policy
 
 PROTECTED = row(Outcome.PROTECTED_PATH).code
 SPEC = "allowed_tools: [read_file]\n"
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    with short_dir() as path:  # ipc paths must stay short
-        yield path
 
 
 def test_rotated_and_torn_custom_logs_are_protected(

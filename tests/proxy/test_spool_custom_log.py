@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +17,10 @@ from aip.approver.audit_log import AuditLog
 from aip.proxy.spool import Spool
 from aip.shared.audit_record import decision_record
 from aip.shared.outcomes import Outcome
-from tests.support.approverproc import Approver, answer_program, short_dir, wait_for
+from tests.support.approverproc import Approver, answer_program, wait_for
 from tests.support.proxyproc import ProxyProcess, write_policy
 
 SPEC = "allowed_tools: [read_file]\n"
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    with short_dir() as path:  # ipc paths must stay short
-        yield path
-
-
-@pytest.fixture
-def aip_env(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Private XDG dirs and no $AIP_AUDIT_LOG: proxies spool in <state>/aip/spool."""
-    for name in ("AIP_AUDIT_LOG", "AIP_APPROVER_ENDPOINT", "AIP_POLICY"):
-        monkeypatch.delenv(name, raising=False)
-    run = folder / "xdg-run"
-    run.mkdir(mode=0o700)
-    return {"XDG_RUNTIME_DIR": str(run), "XDG_STATE_HOME": str(folder / "xdg-state")}
 
 
 def records(path: Path) -> list[dict[str, Any]]:

@@ -100,25 +100,7 @@ def check_payloads() -> None:
 
 def serve(payload: int, kind: str) -> None:
     """The echo MCP server: one text result of ``payload`` bytes per call."""
-    import orjson
-
-    text = payload_text(payload, kind)
-    out = sys.stdout.buffer
-    for line in sys.stdin.buffer:
-        msg = orjson.loads(line)
-        mid = msg.get("id")
-        if mid is None:
-            continue
-        if msg.get("method") == "initialize":
-            result: Any = {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": "echo", "version": "1"},
-            }
-        else:
-            result = {"content": [{"type": "text", "text": text}], "isError": False}
-        out.write(orjson.dumps({"jsonrpc": "2.0", "id": mid, "result": result}) + b"\n")
-        out.flush()
+    _bench_proxy().serve_text(payload_text(payload, kind))
 
 
 def policies(bp: Any, directory: Path) -> dict[str, Path]:

@@ -51,9 +51,13 @@ TARGETS = {"p50_us": 100.0, "p99_us": 500.0, "tp_ratio": 0.30, "startup_ms": 200
 
 def serve(payload: int) -> None:
     """The echo MCP server (like research/perf-scripts/echo_server.py): orjson, flush per reply."""
+    serve_text("ok" if payload == 0 else "x" * payload)
+
+
+def serve_text(text: str) -> None:
+    """Answer ``initialize`` and every other request with one text result of ``text``."""
     import orjson
 
-    text = "ok" if payload == 0 else "x" * payload
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         msg = orjson.loads(line)

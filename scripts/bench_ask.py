@@ -155,7 +155,7 @@ def approver_without_audit(folder: Path, program: Path, n: int) -> dict[str, flo
     import io
     import threading
 
-    from aip.approver.decisions import StderrLog
+    from aip.approver.audit.decision_log import StderrLog
     from aip.approver.dialogs.choose import Choice
     from aip.approver.dialogs.exec_program import ExecProgram
     from aip.approver.server import ApprovalServer, ServerConfig

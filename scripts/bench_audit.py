@@ -29,9 +29,9 @@ import orjson
 import zmq
 import zmq.asyncio
 
-from aip.approver.audit_log import AuditLog
+from aip.approver.audit.writer import AuditLog
 from aip.shared import protocol
-from aip.shared.audit_record import decision_record
+from aip.shared.audit.record import decision_record
 from aip.shared.outcomes import Outcome
 
 MODES = ("echo1", "audit1", "echo", "audit")  # "1": one record per message, else --batch

@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from aip.shared.dlp import Redactor
-from aip.shared.policy import DlpConfig
+from aip.shared.dlp.redactor import Redactor
+from aip.shared.policy.model import DlpConfig
 
 AWS = "AKIA" + "IOSFODNN7EXAMPLE"
 

@@ -87,7 +87,7 @@ def payload_text(payload: int, kind: str) -> str:
 def check_payloads() -> None:
     """Each kind holds exactly the secrets it claims, by the built-in scanner (a stray
     Luhn-valid number would move "numbers" onto the redaction path)."""
-    from aip.shared.dlp import Redactor
+    from aip.shared.dlp.redactor import Redactor
 
     redactor = Redactor.builtin_only()
     want = {"text": {}, "numbers": {}, "card": {"card-number": 1}, "key": {"aws-access-key": 1}}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time ``aip.shared.engine.decide`` on typical messages (the proxy's per-call policy cost).
+"""Time ``aip.shared.policy.engine.decide`` on typical messages (the proxy's per-call policy cost).
 
 Usage: python3 scripts/bench_engine.py [--rounds N]. Prints the median of 7 runs, in
 CPU microseconds per decision, for the guide's conditional-approval policy plus 20 other rules.
@@ -14,9 +14,10 @@ import time
 import timeit
 from pathlib import Path
 
-from aip.shared.engine import Context, decide, filter_tools_list
-from aip.shared.loader import load_policy_text
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.policy.decision import Context
+from aip.shared.policy.engine import decide, filter_tools_list
+from aip.shared.policy.load import load_policy_text
+from aip.shared.policy.ratelimit import RateLimiter
 
 POLICY = """\
 apiVersion: aip.io/v1alpha1

@@ -276,15 +276,16 @@ def breakdown(policy: Path) -> str:
 
     import orjson
 
-    from aip.proxy import dlp_filter, downstream, upstream
-    from aip.proxy.decisions import Recorder, record_decision
-    from aip.proxy.session import Pending, Session
+    from aip.proxy.audit.recorder import Recorder, record_decision
+    from aip.proxy.relay import dlp_filter, downstream, upstream
+    from aip.proxy.relay.session import Pending, Session
     from aip.proxy.stdio import Wire
-    from aip.shared.engine import Context, decide
     from aip.shared.jsonrpc import parse_client_line
-    from aip.shared.loader import load_policy
     from aip.shared.outcomes import Outcome
-    from aip.shared.ratelimit import RateLimiter
+    from aip.shared.policy.decision import Context
+    from aip.shared.policy.engine import decide
+    from aip.shared.policy.load import load_policy
+    from aip.shared.policy.ratelimit import RateLimiter
 
     logging.disable(logging.WARNING)
     pol = load_policy(policy)

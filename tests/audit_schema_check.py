@@ -1,4 +1,4 @@
-"""Every audit record the test suite writes must match ``aip/shared/audit_schema.json``.
+"""Every audit record the test suite writes must match ``aip/shared/audit/schema.json``.
 
 A pytest plugin (registered in tests/conftest.py): at session end it finds every audit log
 under the session's base temp dir (files whose first line is a ``genesis`` record, rotated
@@ -16,9 +16,9 @@ import jsonschema
 import orjson
 import pytest
 
-import aip.shared.audit_record
+import aip.shared.audit.record
 
-SCHEMA_PATH = Path(aip.shared.audit_record.__file__).with_name("audit_schema.json")
+SCHEMA_PATH = Path(aip.shared.audit.record.__file__).with_name("schema.json")
 _checked: set[Path] = set()
 _late_errors: list[str] = []  # from check_later(): reported at the end of the session
 

@@ -22,7 +22,7 @@ def _run_isolated(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_only_aip_namespace_is_importable() -> None:
     ok = _run_isolated(
-        "import aip.shared.outcomes, aip.proxy.approval; import aip; print(aip.__file__)"
+        "import aip.shared.outcomes, aip.proxy.approval.api; import aip; print(aip.__file__)"
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == "None", "aip must be a namespace package (no aip/__init__.py)"
@@ -62,10 +62,10 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     for module in (
         "aip/proxy/cli.py",
         "aip/approver/cli.py",
-        "aip/approver/ctl.py",
+        "aip/approver/ctl/main.py",
         "aip/shared/outcomes.py",
-        "aip/shared/audit_schema.json",
-        "aip/approver/templates/aip-approver.service",
+        "aip/shared/audit/schema.json",
+        "aip/approver/ctl/templates/aip-approver.service",
     ):
         assert module in names
     assert "aip/__init__.py" not in names

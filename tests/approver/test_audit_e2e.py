@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from aip.approver import ctl
-from aip.approver.audit_chain import verify_files
-from aip.approver.audit_file import chain_files
+from aip.approver.audit.chain import verify_files
+from aip.approver.audit.files import chain_files
+from aip.approver.ctl import main as ctl
 from aip.shared import protocol as p
 from aip.shared.outcomes import Outcome
 from tests.audit_schema_check import assert_valid_log

@@ -7,11 +7,11 @@ from typing import Any
 
 import orjson
 
-from aip.approver.audit_chain import verify_files
-from aip.approver.audit_ingest import ingest_orphan_spools, proxy_record_problem
-from aip.approver.audit_log import AuditLog
-from aip.proxy.spool import Spool
-from aip.shared.audit_record import decision_record, not_forwarded_record
+from aip.approver.audit.chain import verify_files
+from aip.approver.audit.ingest import ingest_orphan_spools, proxy_record_problem
+from aip.approver.audit.writer import AuditLog
+from aip.shared.audit.record import decision_record, not_forwarded_record
+from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome
 from tests.audit_schema_check import assert_valid_log
 

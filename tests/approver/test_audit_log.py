@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
-from aip.approver.audit_chain import verify_files
-from aip.approver.audit_file import FileOps, chain_files
-from aip.approver.audit_log import AuditLog, AuditUnavailable
-from aip.shared.audit_record import decision_record
+from aip.approver.audit.chain import verify_files
+from aip.approver.audit.files import FileOps, chain_files
+from aip.approver.audit.writer import AuditLog, AuditUnavailable
+from aip.shared.audit.record import decision_record
 from aip.shared.outcomes import Outcome
 from tests.audit_schema_check import assert_valid_log
 
@@ -281,8 +281,8 @@ async def test_short_write_is_cut_back(tmp_path: Path) -> None:
 FSIZE_SCRIPT = r"""
 import asyncio, json, resource, signal, sys
 from pathlib import Path
-from aip.approver.audit_log import AuditLog, AuditUnavailable
-from aip.shared.audit_record import decision_record
+from aip.approver.audit.writer import AuditLog, AuditUnavailable
+from aip.shared.audit.record import decision_record
 from aip.shared.outcomes import Outcome
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process
@@ -339,7 +339,7 @@ async def test_directory_of_another_user_is_refused(tmp_path: Path) -> None:
 
 
 def test_seen_pairs_in_and_out_of_order_and_bounded() -> None:
-    from aip.approver.audit_dedup import SeenPairs
+    from aip.approver.audit.dedup import SeenPairs
 
     seen = SeenPairs(max_sessions=3)
     for session in "abcde":
@@ -357,8 +357,8 @@ def test_seen_pairs_in_and_out_of_order_and_bounded() -> None:
 
 async def _crash_during_rotation(path: Path, *, renamed: bool) -> Path:
     """A log whose writer died right after its rotate record (and maybe the rename)."""
-    from aip.approver.audit_file import rotated_path
-    from aip.shared.audit_record import Event, meta_record
+    from aip.approver.audit.files import rotated_path
+    from aip.shared.audit.record import Event, meta_record
 
     async with AuditLog(path) as audit:
         await audit.append(rec(1))

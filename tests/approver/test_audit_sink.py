@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from aip.approver.audit_file import FileOps
-from aip.approver.audit_log import AuditUnavailable
-from aip.approver.audit_sink import AuditSink
-from aip.shared.audit_record import decision_record
+from aip.approver.audit.files import FileOps
+from aip.approver.audit.sink import AuditSink
+from aip.approver.audit.writer import AuditUnavailable
+from aip.shared.audit.record import decision_record
 from aip.shared.outcomes import Outcome
 from tests.audit_schema_check import assert_valid_log
 
@@ -20,7 +20,7 @@ SESSION = "0123456789abcdef"
 
 
 def approver_record(request_id: int) -> dict[str, Any]:
-    # the shape aip.approver.decisions builds: no rseq, method, dlp or monitor
+    # the shape aip.approver.audit.decision_log builds: no rseq, method, dlp or monitor
     return {
         "event": "decision",
         "timestamp": "2026-03-03T16:45:00.000Z",

@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 import pytest
 
-from aip.approver import ctl
-from aip.approver.audit_chain import verify_files
-from aip.approver.audit_file import chain_files
-from aip.approver.audit_log import AuditLog
-from aip.shared.audit_record import HumanDecision, decision_record
+from aip.approver.audit.chain import verify_files
+from aip.approver.audit.files import chain_files
+from aip.approver.audit.writer import AuditLog
+from aip.approver.ctl import main as ctl
+from aip.shared.audit.record import HumanDecision, decision_record
 from aip.shared.outcomes import Outcome
 
 SESSION = "0123456789abcdef"
@@ -250,7 +250,7 @@ def test_ctl_tail_follows_across_rotation(env_log: Path, tail_proc: subprocess.P
 def test_ctl_verify_progress_only_on_a_tty(
     env_log: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aip.approver import ctl_audit
+    from aip.approver.ctl import audit as ctl_audit
 
     monkeypatch.setattr(ctl_audit, "PROGRESS_MIN_BYTES", 0)  # "long" for this test
     assert ctl.main(["audit", "verify"]) == 0

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aip.approver.client_config import (
+from aip.approver.ctl.client_config import (
     UnsafeRewrite,
     is_wrapped,
     rewrite_json,

@@ -18,8 +18,8 @@ from aip.approver.dialogs.choose import choose
 from aip.approver.dialogs.exec_program import ExecProgram
 from aip.approver.dialogs.gui import Kdialog, Xdialog, Zenity
 from aip.approver.dialogs.native import OSA_SCRIPT, POWERSHELL_SCRIPT, Osascript, PowerShell
+from aip.approver.dialogs.render import DialogFacts, dialog_text
 from aip.approver.dialogs.terminal import Terminal
-from aip.approver.render import DialogFacts, dialog_text
 from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome
 from tests.support.approverproc import answer_program

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from aip.approver import render
-from aip.approver.render import DialogFacts, dialog_text
+from aip.approver.dialogs import render
+from aip.approver.dialogs.render import DialogFacts, dialog_text
 
 FACTS = DialogFacts(
     tool="write_file",

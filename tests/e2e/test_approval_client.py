@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from aip.proxy.approval import AskRequest, AskResult, make_approval_client
-from aip.proxy.ask import ZmqApprovalClient
+from aip.proxy.approval.api import AskRequest, AskResult
+from aip.proxy.approval.connect import make_approval_client
+from aip.proxy.approval.zmq_client import ZmqApprovalClient
 from aip.shared import protocol as p
 from aip.shared.outcomes import Outcome
 from tests.support.approverproc import (

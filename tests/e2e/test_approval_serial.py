@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from aip.proxy.approval import AskRequest, AskResult
-from aip.proxy.ask import ZmqApprovalClient
+from aip.proxy.approval.api import AskRequest, AskResult
+from aip.proxy.approval.zmq_client import ZmqApprovalClient
 from aip.shared.outcomes import Outcome
 from tests.support.approverproc import Approver, answer_program, hello, new_session
 

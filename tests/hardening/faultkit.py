@@ -12,8 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from aip.proxy.approval import AskRequest, AskResult
-from aip.proxy.ask import ZmqApprovalClient
+from aip.proxy.approval.api import AskRequest, AskResult
+from aip.proxy.approval.zmq_client import ZmqApprovalClient
 from tests.support.approverproc import Approver, hello, new_session
 
 # Tests that ask many times in a row are not testing the approval-fatigue budget.

@@ -22,16 +22,16 @@ from typing import Any
 import orjson
 import zmq
 
-from aip.proxy import downstream, upstream
-from aip.proxy.ask import ZmqApprovalClient
-from aip.proxy.asking import Asks
-from aip.proxy.decisions import Recorder
-from aip.proxy.session import Session
+from aip.proxy.approval.zmq_client import ZmqApprovalClient
+from aip.proxy.audit.recorder import Recorder
+from aip.proxy.relay import downstream, upstream
+from aip.proxy.relay.asks import Asks
+from aip.proxy.relay.session import Session
 from aip.proxy.stdio import Wire
 from aip.shared import protocol as p
-from aip.shared.engine import Context
-from aip.shared.loader import load_policy_text
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.policy.decision import Context
+from aip.shared.policy.load import load_policy_text
+from aip.shared.policy.ratelimit import RateLimiter
 
 POLICY = """
 apiVersion: aip.io/v1alpha1
@@ -196,7 +196,7 @@ class Relay:
         self.router = Router(f"ipc://{run}/approver.sock")
         self.clock = FakeClock()
         self.drops = DropCounter()
-        logging.getLogger("aip.proxy.ask").addHandler(self.drops)
+        logging.getLogger("aip.proxy.approval.zmq_client").addHandler(self.drops)
         self.host_r, self.host_w = os.pipe()
         self.server_r, self.server_w = os.pipe()
         self.records_path = self.dir / "records.jsonl"
@@ -253,7 +253,7 @@ class Relay:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.asks.close()
-        logging.getLogger("aip.proxy.ask").removeHandler(self.drops)
+        logging.getLogger("aip.proxy.approval.zmq_client").removeHandler(self.drops)
         self.router.close()
         for fd in (self.host_r, self.host_w, self.server_r, self.server_w, self.records_fd):
             with contextlib.suppress(OSError):

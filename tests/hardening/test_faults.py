@@ -177,7 +177,14 @@ def test_approver_killed_at_each_step_of_its_start_up(folder: Path) -> None:
             c.close()
         approver.stop()
     verify = subprocess.run(
-        [sys.executable, "-m", "aip.approver.ctl", "audit", "verify", str(approver.audit_path)],
+        [
+            sys.executable,
+            "-m",
+            "aip.approver.ctl",
+            "audit",
+            "verify",
+            str(approver.audit_path),
+        ],
         capture_output=True,
         text=True,
         timeout=30,

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from aip.approver.audit_dedup import SeenPairs
-from aip.proxy import decisions
-from aip.shared.dlp import Redactor
+from aip.approver.audit.dedup import SeenPairs
+from aip.proxy.audit import recorder as decisions
+from aip.shared.dlp.redactor import Redactor
 from aip.shared.outcomes import Outcome
 
 
 @pytest.mark.parametrize("text", ["2 4111 1111 1111 1111", "qty 3 5500-0000-0000-0004"])
 def test_card_after_a_lone_digit_is_redacted(text: str) -> None:
     """Found by fuzzing: the card candidate started at the lone digit and the validator only
-    tried prefixes of it. Fixed in aip.shared.dlp_builtin (every group-aligned window)."""
+    tried prefixes of it. Fixed in aip.shared.dlp.builtin (every group-aligned window)."""
     redacted, counts = Redactor.builtin_only().redact_text(text)
     assert counts["card-number"] == 1, redacted
 
@@ -28,7 +28,7 @@ def test_rseqs_sent_to_the_approver_have_no_gaps(
 ) -> None:
     """Found by the soak (approver RSS grew ~0.15 KB per call): the proxy spent an rseq on
     each approver-answered ask's record without sending it, and the approver's dedup keeps
-    every rseq above a gap of a session in a set, forever. Fixed in aip.proxy.decisions."""
+    every rseq above a gap of a session in a set, forever. Fixed in aip.proxy.audit.recorder."""
     sent: list[int] = []
 
     class Outbox:

@@ -14,16 +14,17 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aip.shared import engine
 from aip.shared import protocol as p
-from aip.shared.dlp import DlpError, Redactor
-from aip.shared.engine import Context
+from aip.shared.dlp.redactor import Redactor
+from aip.shared.dlp.scan import DlpError
 from aip.shared.errors import PolicyError
-from aip.shared.loader import load_policy_text
 from aip.shared.outcomes import Outcome
-from aip.shared.policy import DlpConfig, DlpPattern
-from aip.shared.ratelimit import RateLimiter
-from aip.shared.regexes import compile_pattern
+from aip.shared.policy import engine
+from aip.shared.policy.decision import Context
+from aip.shared.policy.load import load_policy_text
+from aip.shared.policy.model import DlpConfig, DlpPattern
+from aip.shared.policy.ratelimit import RateLimiter
+from aip.shared.policy.regexes import compile_pattern
 from tests.hardening.fuzzkit import FUZZ, JSON, SCALARS, run_for
 
 # ---- the policy loader -------------------------------------------------------------------

@@ -16,17 +16,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aip.proxy import upstream
-from aip.proxy.approval import UnavailableApprover
-from aip.proxy.asking import Asks
-from aip.proxy.decisions import Recorder
-from aip.proxy.session import Session
+from aip.proxy.approval.api import UnavailableApprover
+from aip.proxy.audit.recorder import Recorder
+from aip.proxy.relay import upstream
+from aip.proxy.relay.asks import Asks
+from aip.proxy.relay.session import Session
 from aip.proxy.stdio import Wire
-from aip.shared import engine
-from aip.shared.engine import Context, Verdict
-from aip.shared.loader import load_policy_text
-from aip.shared.names import normalize
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.policy import engine
+from aip.shared.policy.decision import Context, Verdict
+from aip.shared.policy.load import load_policy_text
+from aip.shared.policy.names import normalize
+from aip.shared.policy.ratelimit import RateLimiter
 from tests.hardening.fuzzkit import FUZZ, JSON, SCALARS, run_for
 from tests.hardening.relaykit import read_lines
 

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aip.approver import render
-from aip.approver.render import DialogFacts, dialog_text, display_arguments
+from aip.approver.dialogs import render
+from aip.approver.dialogs.render import DialogFacts, dialog_text, display_arguments
 
 # Text that is hostile to a dialog: newlines of every kind, bidi, zero-width, tags, markup.
 NASTY = "\n\r\x0b\x0c\x85\u2028\u2029\u202e\u202c\u2066\u200b\ufeff\U000e0041\u3164<>&\\\"'\x1b\x00"

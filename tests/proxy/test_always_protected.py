@@ -117,9 +117,9 @@ def test_audit_log_announced_by_the_approver_is_protected_after_reload_too(
 
 def _protection(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     from aip.proxy.protection import Protection
-    from aip.proxy.session import PolicyState
-    from aip.shared.loader import load_policy
-    from aip.shared.ratelimit import RateLimiter
+    from aip.proxy.relay.session import PolicyState
+    from aip.shared.policy.load import load_policy
+    from aip.shared.policy.ratelimit import RateLimiter
 
     monkeypatch.setenv("XDG_STATE_HOME", str(folder / "state"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder / "run"))
@@ -134,7 +134,7 @@ def _protection(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any
 def test_welcome_keeps_policy_and_limiter_and_reload_keeps_the_log(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aip.shared.ratelimit import RateLimiter
+    from aip.shared.policy.ratelimit import RateLimiter
 
     guard, holder = _protection(folder, monkeypatch)
     before = holder.state
@@ -163,7 +163,7 @@ def test_concurrent_welcomes_and_reloads_lose_no_path(
     import threading
 
     from aip.proxy.protection import MAX_ANNOUNCED
-    from aip.shared.ratelimit import RateLimiter
+    from aip.shared.policy.ratelimit import RateLimiter
 
     guard, holder = _protection(folder, monkeypatch)
     policy = holder.state.policy

@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 
-from aip.proxy import upstream
-from aip.proxy.approval import AskRequest, AskResult, OnDone
-from aip.proxy.asking import Asks
-from aip.proxy.decisions import Recorder
-from aip.proxy.session import Session
+from aip.proxy.approval.api import AskRequest, AskResult, OnDone
+from aip.proxy.audit.recorder import Recorder
+from aip.proxy.relay import upstream
+from aip.proxy.relay.asks import Asks
+from aip.proxy.relay.session import Session
 from aip.proxy.stdio import Wire
-from aip.shared.engine import Context
-from aip.shared.loader import load_policy_text
 from aip.shared.outcomes import Outcome
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.policy.decision import Context
+from aip.shared.policy.load import load_policy_text
+from aip.shared.policy.ratelimit import RateLimiter
 
 SPEC = """
 apiVersion: aip.io/v1alpha1
@@ -275,7 +275,7 @@ def test_ask_on_a_notification_is_dropped(h: Harness) -> None:
 
 
 def test_unavailable_approver_denies_at_once(h: Harness) -> None:
-    from aip.proxy.approval import UnavailableApprover
+    from aip.proxy.approval.api import UnavailableApprover
 
     h.asks = Asks(h.session, UnavailableApprover, progress_interval_s=0.05)
     h.session.asks = h.asks

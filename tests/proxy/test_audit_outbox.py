@@ -8,9 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from aip.proxy import audit_outbox, spool
-from aip.proxy.audit_outbox import AuditOutbox
-from aip.proxy.spool import Spool
+from aip.proxy.audit import outbox as audit_outbox
+from aip.proxy.audit.outbox import AuditOutbox
+from aip.shared.audit import spool
+from aip.shared.audit.spool import Spool
 
 SESSION = "0123456789abcdef"
 

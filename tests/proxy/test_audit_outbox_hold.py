@@ -11,14 +11,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from aip.proxy import audit_outbox, upstream
-from aip.proxy.audit_outbox import AuditOutbox
-from aip.proxy.decisions import Recorder
-from aip.proxy.session import Session
-from aip.proxy.spool import Spool
+from aip.proxy.audit import outbox as audit_outbox
+from aip.proxy.audit.outbox import AuditOutbox
+from aip.proxy.audit.recorder import Recorder
+from aip.proxy.relay import upstream
+from aip.proxy.relay.session import Session
 from aip.proxy.stdio import Wire
-from aip.shared.engine import Context
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.audit.spool import Spool
+from aip.shared.policy.decision import Context
+from aip.shared.policy.ratelimit import RateLimiter
 from tests.shared.enginekit import policy
 
 SESSION = "0123456789abcdef"

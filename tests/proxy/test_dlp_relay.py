@@ -13,17 +13,16 @@ from typing import Any
 import orjson
 import pytest
 
-from aip.proxy import dlp_filter, downstream
-from aip.proxy.approval import ApprovalClient
-from aip.proxy.asking import Asks
-from aip.proxy.decisions import Recorder
-from aip.proxy.session import Session
+from aip.proxy.approval.api import ApprovalClient
+from aip.proxy.audit.recorder import Recorder
+from aip.proxy.relay import dlp_filter, downstream
+from aip.proxy.relay.asks import Asks
+from aip.proxy.relay.session import Session
 from aip.proxy.stdio import Wire
-from aip.shared.decision import Decision, Verdict
-from aip.shared.engine import Context
 from aip.shared.jsonrpc import Kind, Message, parse_client_line
-from aip.shared.loader import load_policy
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.policy.decision import Context, Decision, Verdict
+from aip.shared.policy.load import load_policy
+from aip.shared.policy.ratelimit import RateLimiter
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
 
 Make = Callable[..., ProxyProcess]

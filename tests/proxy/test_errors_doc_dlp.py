@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import aip.proxy.dlp_filter as dlp_filter
+import aip.proxy.relay.dlp_filter as dlp_filter
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

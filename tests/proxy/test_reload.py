@@ -269,7 +269,7 @@ def test_ask_in_flight_keeps_its_decision_and_reloads_reach_the_audit_log() -> N
                 assert asked["reason"] == "human approved"
                 assert asked["policy"] == again["policy"]
                 # ... and `aipctl approver status` lists this proxy with that policy.
-                from aip.approver.ctl_status import query_status
+                from aip.approver.ctl.approver_status import query_status
 
                 status = query_status(approver.endpoint, 5)
                 assert status is not None

@@ -13,14 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aip.proxy import upstream
-from aip.proxy.decisions import Recorder
-from aip.proxy.session import Session
+from aip.proxy.audit.recorder import Recorder
+from aip.proxy.relay import upstream
+from aip.proxy.relay.session import Session
 from aip.proxy.stdio import Wire
-from aip.shared import engine
-from aip.shared.engine import Context
-from aip.shared.loader import load_policy_text
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.policy import engine
+from aip.shared.policy.decision import Context
+from aip.shared.policy.load import load_policy_text
+from aip.shared.policy.ratelimit import RateLimiter
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess
 
 POLICY = load_policy_text(

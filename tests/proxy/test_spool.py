@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aip.proxy.spool import Spool, claim_orphans, read_orphan, release_orphan
+from aip.shared.audit.spool import Spool, claim_orphans, read_orphan, release_orphan
 
 SESSION = "0123456789abcdef"
 
@@ -77,7 +77,7 @@ def test_unsafe_spool_file_is_refused(tmp_path: Path) -> None:
 HOLDER = r"""
 import sys
 from pathlib import Path
-from aip.proxy.spool import Spool
+from aip.shared.audit.spool import Spool
 spool = Spool(sys.argv[1], Path(sys.argv[2]))
 spool.append([{"event": "decision", "session": sys.argv[1], "rseq": 1}])
 print("ready", flush=True)

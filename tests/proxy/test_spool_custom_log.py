@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from aip.approver.audit_ingest import ingest_spool_dirs, orphan_spool_dirs
-from aip.approver.audit_log import AuditLog
-from aip.proxy.spool import Spool
-from aip.shared.audit_record import decision_record
+from aip.approver.audit.ingest import ingest_spool_dirs, orphan_spool_dirs
+from aip.approver.audit.writer import AuditLog
+from aip.shared.audit.record import decision_record
+from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome
 from tests.support.approverproc import Approver, answer_program, wait_for
 from tests.support.proxyproc import ProxyProcess, write_policy

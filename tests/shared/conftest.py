@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aip.shared.dlp import Redactor
+from aip.shared.dlp.redactor import Redactor
 from tests.shared.dlpkit import cfg
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import mcp.types
 import orjson
 
-from aip.shared.policy import DlpConfig, DlpPattern
-from aip.shared.regexes import compile_pattern
+from aip.shared.policy.model import DlpConfig, DlpPattern
+from aip.shared.policy.regexes import compile_pattern
 
 AWS = "AKIA" + "IOSFODNN7EXAMPLE"
 AWS_MARK = "[REDACTED:aws-access-key]"

@@ -6,10 +6,11 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from aip.shared.engine import Context, Decision, decide
-from aip.shared.loader import load_policy_text
-from aip.shared.policy import Policy
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.policy.decision import Context, Decision
+from aip.shared.policy.engine import decide
+from aip.shared.policy.load import load_policy_text
+from aip.shared.policy.model import Policy
+from aip.shared.policy.ratelimit import RateLimiter
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "policies"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aip.shared import audit_record as ar
+from aip.shared.audit import record as ar
 from aip.shared.outcomes import ROWS, Outcome
 from tests.audit_schema_check import record_errors
 
@@ -119,7 +119,7 @@ def test_meta_and_not_forwarded_records_validate() -> None:
 
 
 def test_schema_reason_enum_is_the_outcome_table() -> None:
-    schema = orjson.loads(Path(ar.__file__).with_name("audit_schema.json").read_bytes())
+    schema = orjson.loads(Path(ar.__file__).with_name("schema.json").read_bytes())
     reasons = set(schema["$defs"]["decision"]["properties"]["reason"]["enum"])
     assert reasons == {r.audit_reason for r in ROWS.values()} | {ar.MONITOR_REASON}
 

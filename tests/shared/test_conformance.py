@@ -14,12 +14,14 @@ import orjson
 import pytest
 import yaml
 
-from aip.shared.engine import Verdict, decide
 from aip.shared.errors import PolicyError
 from aip.shared.jsonrpc import error_line
-from aip.shared.loader import find_policy_path, load_policy_text
 from aip.shared.outcomes import Outcome, row
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.policy.decision import Verdict
+from aip.shared.policy.engine import decide
+from aip.shared.policy.file import find_policy_path
+from aip.shared.policy.load import load_policy_text
+from aip.shared.policy.ratelimit import RateLimiter
 from tests.shared.enginekit import CTX, wrap
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "conformance"

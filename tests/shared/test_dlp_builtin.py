@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aip.shared.dlp import Redactor
-from aip.shared.dlp_builtin import BUILTIN_RULES, card_validator, luhn_ok
+from aip.shared.dlp.builtin import BUILTIN_RULES, card_validator, luhn_ok
+from aip.shared.dlp.redactor import Redactor
 
 # Fake credentials, assembled so the source holds no literal token a scanner would flag.
 B62 = "aB3dE5gH7jK9mN1pQ2rS4tU6vW8xY0zA"  # 32 base62 characters

@@ -16,8 +16,8 @@ import orjson
 import pytest
 import yaml
 
-from aip.shared.dlp import Redactor
-from aip.shared.loader import load_policy_text
+from aip.shared.dlp.redactor import Redactor
+from aip.shared.policy.load import load_policy_text
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "full" / "dlp.yaml"
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aip.shared.dlp import Redactor
-from aip.shared.policy import DlpConfig, DlpPattern
-from aip.shared.regexes import compile_pattern
+from aip.shared.dlp.redactor import Redactor
+from aip.shared.policy.model import DlpConfig, DlpPattern
+from aip.shared.policy.regexes import compile_pattern
 
 AWS = "AKIA" + "IOSFODNN7EXAMPLE"
 GHP = "ghp_" + "aB3dE5gH7jK9mN1pQ2rS4tU6vW8xY0zA1234"
@@ -164,7 +164,7 @@ def test_two_levels_deep_is_found_three_is_not_required() -> None:
 @given(redactors, st.lists(texts, min_size=1, max_size=6))
 def test_remembered_runs_give_the_same_answers(red: Redactor, parts: list[str]) -> None:
     """The per-run memo is exact: answers with it warm equal answers from a cold scanner."""
-    from aip.shared.dlp_scan import Scanner
+    from aip.shared.dlp.scan import Scanner
 
     warm = red._scanner
     for part in parts:
@@ -175,7 +175,7 @@ def test_remembered_runs_give_the_same_answers(red: Redactor, parts: list[str]) 
 
 
 def test_run_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aip.shared import dlp_scan
+    from aip.shared.dlp import scan as dlp_scan
 
     monkeypatch.setattr(dlp_scan, "MEMO_RUNS", 8)
     scanner = Redactor.builtin_only()._scanner

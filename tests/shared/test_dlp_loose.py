@@ -6,10 +6,10 @@ import orjson
 import pytest
 import re2
 
-from aip.shared.dlp import Redactor
-from aip.shared.dlp_loose import escape_safe, loosen
-from aip.shared.policy import DlpConfig, DlpPattern
-from aip.shared.regexes import compile_pattern
+from aip.shared.dlp.loose import escape_safe, loosen
+from aip.shared.dlp.redactor import Redactor
+from aip.shared.policy.model import DlpConfig, DlpPattern
+from aip.shared.policy.regexes import compile_pattern
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ import mcp.types
 import orjson
 import pytest
 
-from aip.shared.dlp import DlpError, Redactor, summarize
-from aip.shared.policy import DlpConfig
+from aip.shared.dlp.redactor import Redactor, summarize
+from aip.shared.dlp.scan import DlpError
+from aip.shared.policy.model import DlpConfig
 from tests.shared.dlpkit import AWS, AWS_MARK, assert_valid_call_result, cfg, result, text
 
 
@@ -249,7 +250,7 @@ def test_too_deeply_nested_message_is_an_error_not_a_pass(red: Redactor) -> None
 
 
 def test_redactor_from_a_loaded_policy() -> None:
-    from aip.shared.loader import load_policy_text
+    from aip.shared.policy.load import load_policy_text
 
     policy = load_policy_text(
         "apiVersion: aip.io/v1alpha2\nkind: AgentPolicy\nmetadata:\n  name: dlp\n"

@@ -9,7 +9,7 @@ import mcp.types
 import orjson
 import pytest
 
-from aip.shared.dlp import Redactor
+from aip.shared.dlp.redactor import Redactor
 from tests.shared.dlpkit import AWS, AWS_MARK, PNG, assert_valid_call_result, cfg, result, text
 
 
@@ -122,8 +122,8 @@ def test_text_with_look_alike_characters_but_no_secret_is_kept(red: Redactor) ->
 def test_shadow_trigger_and_table_cover_the_same_characters() -> None:
     import re2
 
-    from aip.shared.dlp_scan import _SHADOW_TRIGGER
-    from aip.shared.dlp_walk import _SHADOW_TABLE
+    from aip.shared.dlp.scan import _SHADOW_TRIGGER
+    from aip.shared.dlp.walk import _SHADOW_TABLE
 
     trigger = re2.compile(_SHADOW_TRIGGER)
     surrogates = range(0xD800, 0xE000)

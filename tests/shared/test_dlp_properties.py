@@ -11,9 +11,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aip.shared.dlp import Redactor
-from aip.shared.policy import DlpConfig, DlpPattern
-from aip.shared.regexes import compile_pattern
+from aip.shared.dlp.redactor import Redactor
+from aip.shared.policy.model import DlpConfig, DlpPattern
+from aip.shared.policy.regexes import compile_pattern
 
 AWS = "AKIA" + "IOSFODNN7EXAMPLE"
 FRAGMENTS = [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aip.shared.dlp import Redactor, StderrFilter
+from aip.shared.dlp.redactor import Redactor
+from aip.shared.dlp.stderr import StderrFilter
 
 AWS = b"AKIA" + b"IOSFODNN7EXAMPLE"
 MARK = b"[REDACTED:aws-access-key]"
@@ -64,8 +65,8 @@ def test_private_key_block_lines_are_dropped() -> None:
 
 
 def test_policy_patterns_apply_to_stderr() -> None:
-    from aip.shared.policy import DlpConfig, DlpPattern
-    from aip.shared.regexes import compile_pattern
+    from aip.shared.policy.model import DlpConfig, DlpPattern
+    from aip.shared.policy.regexes import compile_pattern
 
     cfg = DlpConfig(
         enabled=True, patterns=(DlpPattern("tok", "tok-[0-9]+", compile_pattern("tok-[0-9]+")),)

@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aip.shared.engine import WOULD_ASK, Verdict, decide, filter_tools_list, method_allowed
-from aip.shared.names import normalize
 from aip.shared.outcomes import Outcome
-from aip.shared.policy import Action, ArgPattern, Mode, Policy, RateLimit, ToolRule
-from aip.shared.ratelimit import RateLimiter
-from aip.shared.regexes import compile_pattern, value_bytes
+from aip.shared.policy.decision import Verdict
+from aip.shared.policy.engine import WOULD_ASK, decide, filter_tools_list, method_allowed
+from aip.shared.policy.model import Action, ArgPattern, Mode, Policy, RateLimit, ToolRule
+from aip.shared.policy.names import normalize
+from aip.shared.policy.ratelimit import RateLimiter
+from aip.shared.policy.regexes import compile_pattern, value_bytes
 from tests.shared.enginekit import CTX, call, policy, run
 
 

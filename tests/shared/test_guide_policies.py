@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from aip.shared.engine import Verdict, filter_tools_list
-from aip.shared.loader import load_policy, load_policy_text
 from aip.shared.outcomes import Outcome, row
-from aip.shared.policy import Policy
+from aip.shared.policy.decision import Verdict
+from aip.shared.policy.engine import filter_tools_list
+from aip.shared.policy.load import load_policy, load_policy_text
+from aip.shared.policy.model import Policy
 from tests.shared.enginekit import EXAMPLES, call, run, wrap
 
 ALLOW, ASK = "allow", "ask"
@@ -236,7 +237,7 @@ def test_demo_policy(tmp_path: Path) -> None:
 
 def test_demo_select_rate_limit() -> None:
     pol = load("demo")
-    from aip.shared.ratelimit import RateLimiter
+    from aip.shared.policy.ratelimit import RateLimiter
 
     now = [0.0]
     limiter = RateLimiter(clock=lambda: now[0])

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aip.shared.errors import ConfigError, PolicyError, PolicyProblem
-from aip.shared.loader import load_policy, load_policy_text
-from aip.shared.policy import Action, Mode, OnRequestMatch
+from aip.shared.policy.load import load_policy, load_policy_text
+from aip.shared.policy.model import Action, Mode, OnRequestMatch
 from tests.shared.enginekit import wrap
 
 HEAD = "apiVersion: aip.io/v1alpha1\nkind: AgentPolicy\nmetadata:\n  name: t\n"
@@ -479,7 +479,10 @@ def test_deep_nesting_is_refused_before_the_composer_recurses(opening: str) -> N
     n = 200_000  # deep enough to crash libyaml's recursive composer
     start = time.monotonic()
     line, _, message = one_problem("a: " + opening * n + closing * n)
-    assert (line, message) == (1, "nested deeper than 32")
+    # Refused on line 1. Newer PyYAML (6.0.4+) refuses deep flow nesting itself, in its own
+    # words, before our 32-level check sees the nodes: either refusal is the product's.
+    assert line == 1
+    assert "nest" in message
     assert time.monotonic() - start < 2.0
 
 

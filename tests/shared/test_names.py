@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aip.shared.names import normalize
+from aip.shared.policy.names import normalize
 
 
 @pytest.mark.parametrize(

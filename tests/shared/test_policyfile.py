@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from aip.shared.errors import PolicyError
-from aip.shared.loader import check_policy_file_safety, find_policy_path, load_policy
+from aip.shared.policy.file import check_policy_file_safety, find_policy_path
+from aip.shared.policy.load import load_policy
 from tests.shared.enginekit import wrap
 
 GOOD = wrap("allowed_tools: [read_file]")

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aip.shared import protected
-from aip.shared.engine import Context, Verdict
 from aip.shared.outcomes import Outcome, row
-from aip.shared.protected import MAX_CANDIDATES, ProtectedRoots, TooManyCandidates
+from aip.shared.policy import protected
+from aip.shared.policy.decision import Context, Verdict
+from aip.shared.policy.protected import MAX_CANDIDATES, ProtectedRoots, TooManyCandidates
 from tests.shared.enginekit import call, policy, run
 
 HOME = "/home/u"
@@ -180,7 +180,7 @@ def test_protected_paths_stay_enforced_in_monitor_mode() -> None:
 
 
 def test_context_and_policy_file_are_always_protected(tmp_path: Path) -> None:
-    from aip.shared.loader import load_policy
+    from aip.shared.policy.load import load_policy
     from tests.shared.enginekit import wrap
 
     path = tmp_path / "policy.yaml"

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aip.shared import paths
-from aip.shared.protected import ProtectedRoots, family
+from aip.shared.policy.protected import ProtectedRoots, family
 
 HOME = "/home/u"
 LOG = "/logs/custom-audit.jsonl"

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aip.shared import protected
-from aip.shared.protected import ProtectedRoots
+from aip.shared.policy import protected
+from aip.shared.policy.protected import ProtectedRoots
 
 pytestmark = pytest.mark.skipif(not protected.KERNEL_RESOLVE, reason="Linux /proc only")
 

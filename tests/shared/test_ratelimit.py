@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from aip.shared.policy import Action, RateLimit, ToolRule
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.policy.model import Action, RateLimit, ToolRule
+from aip.shared.policy.ratelimit import RateLimiter
 
 
 def rule(index: int, limit: RateLimit | None) -> ToolRule:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aip.approver.audit_sink import AuditSink
+from aip.approver.audit.sink import AuditSink
 from aip.approver.dialogs.choose import CHOICES, Choice, choose
 from aip.approver.instance import AlreadyRunning, InstanceLock
 from aip.approver.queue import BUDGET_BURST, BUDGET_PER_MINUTE, MAX_PENDING, MAX_PENDING_SESSION

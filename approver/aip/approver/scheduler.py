@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from aip.approver import render
-from aip.approver.decisions import utc_now
+from aip.approver.audit.decision_log import utc_now
+from aip.approver.dialogs import render
 from aip.approver.dialogs.base import Answer, Backend, Prompt
 from aip.approver.queue import AskQueue
 from aip.approver.sessions import Session

@@ -7,7 +7,7 @@ import asyncio
 import os
 from typing import NamedTuple
 
-from aip.approver.decisions import DecisionLog
+from aip.approver.audit.decision_log import DecisionLog
 from aip.approver.dialogs.choose import Choice
 from aip.approver.queue import AskQueue
 from aip.approver.scheduler import Ticket

@@ -118,13 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str], wire_fd: int) -> int:
-    from aip.proxy.asking import PROGRESS_INTERVAL_S
     from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S
+    from aip.proxy.relay.asks import PROGRESS_INTERVAL_S
     from aip.proxy.reload import POLL_INTERVAL_S
     from aip.proxy.runner import Settings, run  # after the stdout claim; keeps --help fast
     from aip.shared.errors import ConfigError
     from aip.shared.jsonrpc import MAX_LINE_BYTES
-    from aip.shared.loader import check_policy_file_safety, find_policy_path, load_policy
+    from aip.shared.policy.file import check_policy_file_safety, find_policy_path
+    from aip.shared.policy.load import load_policy
 
     try:
         ns, command = parse_args(argv)

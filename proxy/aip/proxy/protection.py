@@ -10,13 +10,13 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from aip.proxy.session import PolicyState, Session
+from aip.proxy.relay.session import PolicyState, Session
 from aip.shared import paths
-from aip.shared.engine import Context
+from aip.shared.policy.decision import Context
 
 if TYPE_CHECKING:
-    from aip.shared.policy import Policy
-    from aip.shared.ratelimit import RateLimiter
+    from aip.shared.policy.model import Policy
+    from aip.shared.policy.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ import threading
 import time
 from typing import Any, Final
 
-from aip.proxy import dlp_filter
-from aip.proxy.decisions import Recorder, record_event
+from aip.proxy.audit.recorder import Recorder, record_event
 from aip.proxy.protection import Protection
-from aip.proxy.session import Session
-from aip.shared.audit_record import Event, meta_record
+from aip.proxy.relay import dlp_filter
+from aip.proxy.relay.session import Session
+from aip.shared.audit.record import Event, meta_record
 from aip.shared.errors import PolicyError
-from aip.shared.loader import load_policy
-from aip.shared.policy import Policy
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.policy.load import load_policy
+from aip.shared.policy.model import Policy
+from aip.shared.policy.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -22,19 +22,20 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Final
 
-from aip.proxy import dlp_filter, downstream, upstream
-from aip.proxy.approval import ApprovalClient, make_approval_client
-from aip.proxy.asking import PROGRESS_INTERVAL_S, Asks
+from aip.proxy.approval.api import ApprovalClient
+from aip.proxy.approval.connect import make_approval_client
+from aip.proxy.audit.recorder import Recorder
 from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S, Child, become_subreaper
 from aip.proxy.child import exit_status as child_exit_status
-from aip.proxy.decisions import Recorder
 from aip.proxy.protection import Protection
+from aip.proxy.relay import dlp_filter, downstream, upstream
+from aip.proxy.relay.asks import PROGRESS_INTERVAL_S, Asks
+from aip.proxy.relay.session import Session
 from aip.proxy.reload import POLL_INTERVAL_S, PolicyReloader
-from aip.proxy.session import Session
 from aip.proxy.stdio import Wire, widen_pipe
 from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
-from aip.shared.policy import Policy
-from aip.shared.ratelimit import RateLimiter
+from aip.shared.policy.model import Policy
+from aip.shared.policy.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 

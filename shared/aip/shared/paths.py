@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from aip.shared.errors import ConfigError
-from aip.shared.protected import family
+from aip.shared.policy.protected import family
 
 ENDPOINT_ENV: Final = "AIP_APPROVER_ENDPOINT"
 AUDIT_LOG_ENV: Final = "AIP_AUDIT_LOG"
@@ -116,7 +116,7 @@ def always_protected(
     The endpoint's directory is protected when it is a private dir of ours that is not home
     or above it (``ipc:///tmp/x.sock`` or ``ipc://~/x.sock`` would protect all of /tmp or
     home); otherwise the socket and its lock are. Each log is also given as a family root
-    (``<log>.*``, aip.shared.protected): its rotations ``<log>.<seq>`` and torn copies
+    (``<log>.*``, aip.shared.policy.protected): its rotations ``<log>.<seq>`` and torn copies
     ``<log>.torn-*`` are protected wherever the log sits, not only in the state dir."""
     found: list[str] = []
 

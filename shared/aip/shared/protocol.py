@@ -149,7 +149,7 @@ class Ask:
     rule: str
     size: int  # length of the bytes to forward
     agent_id: str | None = None  # overrides the hello's agent id when known
-    # DLP rules that fired on the arguments ("rule:count", aip.shared.dlp.summarize), for the
+    # DLP rules that fired on the arguments ("rule:count", dlp.redactor.summarize), for the
     # approver's record of the answered ask. Optional: an ask without it decodes as [].
     dlp: list[str] = dataclasses.field(default_factory=list)
     type: MsgType = MsgType.ASK

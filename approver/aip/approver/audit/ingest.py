@@ -1,6 +1,6 @@
 """Proxy records into the log: checking them, and ingesting spools of proxies that are gone.
 
-A proxy that could not hand over its records keeps them in its spool (aip.proxy.spool). A
+A proxy that could not hand over its records keeps them in its spool (aip.shared.audit.spool). A
 live proxy re-sends them itself; the approver ingests the spools whose flock is free, in
 order, at start and whenever asked. ``(session, rseq)`` dedup makes a re-send harmless.
 """
@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver.audit_log import AuditLog, AuditUnavailable
-from aip.proxy.spool import claim_orphans, read_orphan, release_orphan, spool_dir
+from aip.approver.audit.writer import AuditLog, AuditUnavailable
 from aip.shared import paths
-from aip.shared.audit_record import Event
+from aip.shared.audit.record import Event
+from aip.shared.audit.spool import claim_orphans, read_orphan, release_orphan, spool_dir
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from aip.approver import audit_file
-from aip.approver.audit_chain import iter_lines_backwards, line_hash, parse_line, read_tail
-from aip.approver.audit_dedup import SeenPairs, rebuild
+from aip.approver.audit import files as audit_file
+from aip.approver.audit.chain import iter_lines_backwards, line_hash, parse_line, read_tail
+from aip.approver.audit.dedup import SeenPairs, rebuild
 
 DEDUP_WINDOW_BYTES: Final = 8 << 20  # tail scanned at start for (session, rseq) pairs
 MAX_FIRST_LINE_BYTES: Final = 65536

@@ -1,9 +1,9 @@
-"""The approver's ``DecisionLog`` backed by the central audit log (aip.approver.audit_log).
+"""The approver's ``DecisionLog`` backed by the central audit log (aip.approver.audit.writer).
 
 The server records each answered ask here (an allow durably, before it is sent) and hands
 over the proxies' ``audit`` batches; spools left by proxies that are gone are ingested at
 start, whenever the log becomes writable again, and every ``ingest_interval_s``, from beside
-the log and from the proxies' default spool dir (aip.approver.audit_ingest.orphan_spool_dirs).
+the log and from the proxies' default spool dir (aip.approver.audit.ingest.orphan_spool_dirs).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import logging
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver.audit_ingest import ingest_spool_dirs, orphan_spool_dirs, proxy_record_problem
-from aip.approver.audit_log import AuditLog, AuditUnavailable
-from aip.shared.audit_record import Event, decision_record, not_forwarded_record
+from aip.approver.audit.ingest import ingest_spool_dirs, orphan_spool_dirs, proxy_record_problem
+from aip.approver.audit.writer import AuditLog, AuditUnavailable
+from aip.shared.audit.record import Event, decision_record, not_forwarded_record
 from aip.shared.outcomes import Outcome
 
 log = logging.getLogger(__name__)

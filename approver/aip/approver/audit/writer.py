@@ -20,11 +20,11 @@ from typing import Any, Final
 
 import orjson
 
-from aip.approver import audit_file
-from aip.approver.audit_chain import chain_anchor, line_hash
-from aip.approver.audit_dedup import SeenPairs
-from aip.approver.audit_resume import resume
-from aip.shared.audit_record import (
+from aip.approver.audit import files as audit_file
+from aip.approver.audit.chain import chain_anchor, line_hash
+from aip.approver.audit.dedup import SeenPairs
+from aip.approver.audit.resume import resume
+from aip.shared.audit.record import (
     CAP_CHARS,
     Event,
     ascii_json,

@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver import ctl_status, startup_files
-from aip.approver.ctl_console import err, out, paint
-from aip.approver.startup_files import LAUNCHD_LABEL, UNIT_NAME, StartupFile
+from aip.approver.ctl import approver_status as ctl_status
+from aip.approver.ctl import startup_files
+from aip.approver.ctl.console import err, out, paint
+from aip.approver.ctl.startup_files import LAUNCHD_LABEL, UNIT_NAME, StartupFile
 from aip.shared import paths
 from aip.shared.errors import ConfigError
 
@@ -53,7 +54,7 @@ def register(groups: Any) -> None:
         "--force", action="store_true", help="also remove files aipctl did not write"
     )
     uninstall.set_defaults(func=run_uninstall)
-    ctl_status.register(actions)  # `aipctl approver status` (aip.approver.ctl_status)
+    ctl_status.register(actions)  # `aipctl approver status` (aip.approver.ctl.approver_status)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -17,8 +17,8 @@ from typing import Any, Final
 import orjson
 import zmq
 
-from aip.approver.ctl_console import err, out, out_json, paint
-from aip.approver.render import show_value
+from aip.approver.ctl.console import err, out, out_json, paint
+from aip.approver.dialogs.render import show_value
 from aip.shared import paths
 from aip.shared import protocol as p
 from aip.shared.errors import ConfigError
@@ -28,7 +28,7 @@ HEAD_READ_BYTES: Final = 256 * 1024  # a record line is far shorter (values are 
 
 
 def register(actions: Any) -> None:
-    """Add ``status`` to the ``aipctl approver`` group (made in aip.approver.ctl_install)."""
+    """Add ``status`` to the ``aipctl approver`` group (made in ctl.approver_install)."""
     status = actions.add_parser(
         "status",
         help="the running approver: queue, proxies, dialog on screen, backend, audit log head",

@@ -18,10 +18,10 @@ from typing import Any, TextIO
 
 import orjson
 
-from aip.approver.audit_chain import line_hash, verify_files
-from aip.approver.audit_file import chain_files
+from aip.approver.audit.chain import line_hash, verify_files
+from aip.approver.audit.files import chain_files
 from aip.shared import paths
-from aip.shared.audit_record import ascii_json
+from aip.shared.audit.record import ascii_json
 
 PROGRESS_MIN_BYTES = 16 << 20  # show progress (TTY only) for verifies at least this big
 FOLLOW_POLL_S = 0.2

@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver import client_config
-from aip.approver.client_config import UnsafeRewrite
-from aip.approver.ctl_console import err, out, out_json
-from aip.approver.startup_files import installed_program
+from aip.approver.ctl import client_config
+from aip.approver.ctl.client_config import UnsafeRewrite
+from aip.approver.ctl.console import err, out, out_json
+from aip.approver.ctl.startup_files import installed_program
 from aip.proxy.cli import server_name_for
 from aip.shared import paths
 from aip.shared.errors import PolicyError
-from aip.shared.loader import load_policy
+from aip.shared.policy.load import load_policy
 
 CLIENTS: Final = ("claude-desktop", "cursor", "claude-code", "codex")
 

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver import doctor_checks, doctor_dialog, doctor_files, startup_files
-from aip.approver.ctl_console import out, out_json, paint
-from aip.approver.doctor_checks import Check, Status
+from aip.approver.ctl import doctor_checks, doctor_dialog, doctor_files, startup_files
+from aip.approver.ctl.console import out, out_json, paint
+from aip.approver.ctl.doctor_checks import Check, Status
 from aip.shared import paths
 
 HELLO_TIMEOUT_S: Final = 1.0  # the status round trip

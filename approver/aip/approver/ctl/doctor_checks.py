@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from aip.approver import startup_files
-from aip.approver.ctl_status import query_status
+from aip.approver.ctl import startup_files
+from aip.approver.ctl.approver_status import query_status
 from aip.shared import paths
 from aip.shared.errors import ConfigError
 from aip.shared.protocol import StatusReply

@@ -12,8 +12,8 @@ from typing import Final
 
 import psutil
 
+from aip.approver.ctl.doctor_checks import DISPLAY_VARS, Check, Status, lock_holder
 from aip.approver.dialogs.choose import choose
-from aip.approver.doctor_checks import DISPLAY_VARS, Check, Status, lock_holder
 from aip.shared import paths
 from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome

@@ -11,14 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aip.approver.audit_chain import verify_files
-from aip.approver.audit_file import chain_files
-from aip.approver.doctor_checks import Check, Status
-from aip.approver.policy_lint import lint
+from aip.approver.audit.chain import verify_files
+from aip.approver.audit.files import chain_files
+from aip.approver.ctl.doctor_checks import Check, Status
+from aip.approver.ctl.policy_lint import lint
 from aip.proxy.cli import UsageError, parse_args
 from aip.shared import paths
 from aip.shared.errors import PolicyError
-from aip.shared.loader import find_policy_path, load_policy
+from aip.shared.policy.file import find_policy_path
+from aip.shared.policy.load import load_policy
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,16 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aip.approver import ctl_config, ctl_doctor, ctl_install, ctl_policy
+from aip.approver.ctl import approver_install as ctl_install
+from aip.approver.ctl import config as ctl_config
+from aip.approver.ctl import doctor as ctl_doctor
+from aip.approver.ctl import policy as ctl_policy
 
 log = logging.getLogger(__name__)
 
 # Groups owned by other modules of the team that may not exist yet in a given checkout: an
 # absent module simply means no such group (never a crash of every other command).
-_OPTIONAL_GROUPS = ("aip.approver.ctl_audit",)
+_OPTIONAL_GROUPS = ("aip.approver.ctl.audit",)
 # Commands that take a command line of their own after `--` (their parsers set takes_command).
 _TAKES_COMMAND = (("approver", "install"), ("config",), ("doctor",))
 

@@ -13,12 +13,13 @@ import os
 import sys
 from typing import Any
 
-from aip.approver.ctl_console import err, out, out_json, paint
-from aip.approver.policy_explain import explain
-from aip.approver.policy_lint import lint
+from aip.approver.ctl.console import err, out, out_json, paint
+from aip.approver.ctl.policy_explain import explain
+from aip.approver.ctl.policy_lint import lint
 from aip.shared.errors import PolicyError
-from aip.shared.loader import check_policy_file_safety, load_policy, load_policy_text
-from aip.shared.policy import Policy
+from aip.shared.policy.file import check_policy_file_safety
+from aip.shared.policy.load import load_policy, load_policy_text
+from aip.shared.policy.model import Policy
 
 
 def register(groups: Any) -> None:

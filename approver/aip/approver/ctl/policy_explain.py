@@ -1,6 +1,6 @@
 """``aipctl policy explain``: why a policy decides a tools/call the way it does, step by step.
 
-The verdict always comes from ``aip.shared.engine.decide`` (the proxy's own code) for both
+The verdict always comes from ``aip.shared.policy.engine.decide`` (the proxy's own code) for both
 modes; the steps only retrace DESIGN §4.4 for the reader, pattern by pattern, so the
 explanation can never disagree with what the proxy does.
 """
@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aip.shared import paths
-from aip.shared.engine import Context, Decision, Verdict, decide
-from aip.shared.names import normalize
 from aip.shared.outcomes import Outcome, row
-from aip.shared.policy import Action, Mode, Policy, ToolRule
-from aip.shared.ratelimit import RateLimiter
-from aip.shared.regexes import value_bytes
+from aip.shared.policy.decision import Context, Decision, Verdict
+from aip.shared.policy.engine import decide
+from aip.shared.policy.model import Action, Mode, Policy, ToolRule
+from aip.shared.policy.names import normalize
+from aip.shared.policy.ratelimit import RateLimiter
+from aip.shared.policy.regexes import value_bytes
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aip.shared.policy import Action, ArgPattern, Policy, ToolRule
+from aip.shared.policy.model import Action, ArgPattern, Policy, ToolRule
 
 # Values no real constraint accepts all of: if a pattern full-matches every one, it is a no-op.
 _PROBES: Final = (

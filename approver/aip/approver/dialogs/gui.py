@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from aip.approver.dialogs.base import Answer, Prompt, gui_env, run_dialog
-from aip.approver.render import TITLE
+from aip.approver.dialogs.render import TITLE
 
 SETPRIV: Final = "/usr/bin/setpriv"  # util-linux
 XDIALOG_TEXT_MAX: Final = 1500  # Xdialog silently cuts its label at 2048 bytes

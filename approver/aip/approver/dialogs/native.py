@@ -15,7 +15,7 @@ from typing import Final
 import orjson
 
 from aip.approver.dialogs.base import Answer, Prompt, run_dialog
-from aip.approver.render import TITLE
+from aip.approver.dialogs.render import TITLE
 
 OSASCRIPT: Final = "/usr/bin/osascript"
 # "cancel button" turns Deny and Escape into error -128, which we answer with "deny".

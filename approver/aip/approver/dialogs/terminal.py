@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from aip.approver.dialogs.base import Answer, Prompt
-from aip.approver.render import TITLE
+from aip.approver.dialogs.render import TITLE
 
 MAX_LINE_BYTES = 4096
 

@@ -8,12 +8,10 @@ a verified, in-time allow is a deny.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aip.shared.errors import AipError
 from aip.shared.outcomes import Outcome
 
 
@@ -60,32 +58,3 @@ class UnavailableApprover:
 
     def close(self) -> None:
         return None
-
-
-def make_approval_client(
-    endpoint: str | None,
-    hello: dict[str, Any],
-    on_audit_path: Callable[[str], None] | None = None,
-) -> ApprovalClient:
-    """The approval client for this proxy session (``hello``: session, pid, agent_id, server,
-    policy {name, sha256}): a ZeroMQ client of the approver at ``endpoint`` (default: DESIGN
-    §3). A hello or endpoint that cannot be used gives a client that denies every ask.
-    ``on_audit_path`` gets the audit log path of each ``welcome`` (client thread)."""
-    # Imported here: pyzmq is only loaded by proxies that can ask.
-    from aip.proxy.ask import ZmqApprovalClient
-    from aip.shared import paths, protocol
-
-    try:
-        message = protocol.Hello(
-            session=hello["session"],
-            pid=hello["pid"],
-            agent_id=hello["agent_id"],
-            server=hello["server"],
-            policy=protocol.PolicyRef(**hello["policy"]),
-        )
-        target = endpoint or paths.default_endpoint()
-        paths.socket_path(target)  # only ipc:// with an absolute path
-    except (KeyError, TypeError, ValueError, AipError) as exc:
-        logging.getLogger(__name__).error("approval disabled, every ask is denied: %s", exc)
-        return UnavailableApprover()
-    return ZmqApprovalClient(target, message, on_audit_path=on_audit_path)

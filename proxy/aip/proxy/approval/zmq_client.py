@@ -21,10 +21,10 @@ from typing import Any, Final
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from aip.proxy.approval import AskRequest, AskResult, OnDone
-from aip.proxy.ask_link import Mailbox, as_dict, endpoint_verdict, from_our_uid, same_id
-from aip.proxy.audit_outbox import outbox_for
-from aip.proxy.decisions import record_late_allow
+from aip.proxy.approval.api import AskRequest, AskResult, OnDone
+from aip.proxy.approval.link import Mailbox, as_dict, endpoint_verdict, from_our_uid, same_id
+from aip.proxy.audit.outbox import outbox_for
+from aip.proxy.audit.recorder import record_late_allow
 from aip.shared import protocol as p
 from aip.shared.outcomes import Outcome
 

@@ -20,9 +20,9 @@ from typing import Any, Final
 
 import orjson
 
-from aip.proxy.spool import Spool
 from aip.shared import paths
-from aip.shared.audit_record import HMAC_KEY_BYTES, cap_record, load_or_create_key
+from aip.shared.audit.record import HMAC_KEY_BYTES, cap_record, load_or_create_key
+from aip.shared.audit.spool import Spool
 from aip.shared.protocol import MAX_AUDIT_RECORDS
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Record each policy decision: one JSON line on stderr with the guide's audit fields.
 
 ``record_decision`` is the one place the proxy reports decisions; each record also goes to
-the central audit log (spooled, then sent to the approver: aip.proxy.audit_outbox). Fields
+the central audit log (spooled, then sent to the approver: aip.proxy.audit.outbox). Fields
 follow DESIGN §8; values pass through ``redact`` first.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from aip.proxy.audit_outbox import outbox_for
+from aip.proxy.audit.outbox import outbox_for
 from aip.proxy.stdio import Wire
-from aip.shared.audit_record import not_forwarded_record
+from aip.shared.audit.record import not_forwarded_record
 from aip.shared.outcomes import Outcome, audit_decision, row
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class Recorder:
     agent_id: str
     fd: int = 2
     redact: Callable[[Any], Any] = _no_redaction  # DLP plugs in here
-    # DLP, with the rules that fired (aip.proxy.dlp_filter): used for records when set
+    # DLP, with the rules that fired (aip.proxy.relay.dlp_filter): used for records when set
     scan: Callable[[Any], tuple[Any, list[str]]] | None = None
     sink: Wire | None = None  # when set, records go through it (the relay batches them)
     seq: int = field(default=0)

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aip.proxy.approval import ApprovalClient, AskRequest, AskResult
-from aip.proxy.dlp_filter import UNSCANNABLE
-from aip.proxy.session import Session
-from aip.shared.engine import Decision
+from aip.proxy.approval.api import ApprovalClient, AskRequest, AskResult
+from aip.proxy.relay.dlp_filter import UNSCANNABLE
+from aip.proxy.relay.session import Session
 from aip.shared.jsonrpc import Message, RequestId, notification_line
 from aip.shared.outcomes import UNAVAILABLE_OUTCOMES, Outcome
+from aip.shared.policy.decision import Decision
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Asks:
         meta = params.get("_meta")
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         # DLP: what the approver may see, and the rules that fired (the request scan's own
-        # list wins, as in the proxy's record of the ask: aip.proxy.decisions)
+        # list wins, as in the proxy's record of the ask: aip.proxy.audit.recorder)
         rec = self._session.recorder
         shown, hits = rec.scan(arguments) if rec.scan else (rec.redact(arguments), [])
         request = AskRequest(

@@ -1,7 +1,7 @@
 """DLP in the proxy (DESIGN §8): the redactors of one policy and the four places they act —
 server lines, tool-call arguments (``scan_requests``), ask/audit payloads, the child's stderr.
 
-The relay modules call in here at one spot each; the scanning itself is ``aip.shared.dlp``.
+The relay modules call in here at one spot each; the scanning itself is ``aip.shared.dlp.redactor``.
 """
 
 from __future__ import annotations
@@ -14,19 +14,21 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
 
-from aip.shared.dlp import DlpError, Redactor, StderrFilter, summarize
+from aip.shared.dlp.redactor import Redactor, summarize
+from aip.shared.dlp.scan import DlpError
+from aip.shared.dlp.stderr import StderrFilter
 from aip.shared.jsonrpc import Kind, Message, ServerLine, error_line
 from aip.shared.outcomes import Outcome
-from aip.shared.policy import OnRequestMatch, Policy
+from aip.shared.policy.model import OnRequestMatch, Policy
 
 if TYPE_CHECKING:
-    from aip.proxy.session import Session
+    from aip.proxy.relay.session import Session
 
 log = logging.getLogger(__name__)
 
 UNSCANNABLE: Final = "[REDACTED:unscannable]"  # an audit/ask value too deep to scan
 STDERR_READ_BYTES: Final = 64 * 1024
-_MEMO_KEY: Final = "aip.proxy.dlp_filter"
+_MEMO_KEY: Final = "aip.proxy.relay.dlp_filter"
 
 
 class DlpFilter:

@@ -12,12 +12,12 @@ import logging
 
 import orjson
 
-from aip.proxy import dlp_filter
-from aip.proxy.session import Session
+from aip.proxy.relay import dlp_filter
+from aip.proxy.relay.session import Session
 from aip.proxy.stdio import read_bursts
-from aip.shared import engine
 from aip.shared.jsonrpc import Kind, ServerLine, classify_server_line, message_line
 from aip.shared.outcomes import Outcome
+from aip.shared.policy import engine
 
 log = logging.getLogger(__name__)
 

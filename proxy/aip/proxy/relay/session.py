@@ -11,19 +11,18 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from aip.proxy.decisions import Recorder, record_decision
+from aip.proxy.audit.recorder import Recorder, record_decision
 from aip.proxy.stdio import Wire
-from aip.shared.engine import Context
 from aip.shared.jsonrpc import Kind, Message, RequestId, RpcReject, error_line
 from aip.shared.outcomes import Outcome
-from aip.shared.policy import Policy
+from aip.shared.policy.decision import Context, Decision
+from aip.shared.policy.model import Policy
 
 if TYPE_CHECKING:
-    from aip.proxy.asking import Asks
-    from aip.shared.policy import ToolRule
-    from aip.shared.ratelimit import RateLimiter
+    from aip.shared.policy.model import ToolRule
+    from aip.shared.policy.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +47,24 @@ class Pending:
     tool: str | None
 
 
+class AskDesk(Protocol):
+    """What the relay and the reloader call on the session's asks in flight
+    (``aip.proxy.relay.asks.Asks`` is the one implementation; it is handed to the session by
+    the runner, so the session names only this interface)."""
+
+    def is_pending(self, request_id: RequestId) -> bool: ...
+
+    def start(
+        self, msg: Message, decision: Decision, tool: str | None, dlp: list[str] | None = None
+    ) -> None: ...
+
+    def cancel(self, request_id: RequestId) -> None: ...
+
+    def connect_soon(self) -> None: ...
+
+    def policy_changed(self, name: str, sha256: str) -> None: ...
+
+
 class Session:
     def __init__(
         self,
@@ -65,7 +82,7 @@ class Session:
         self.host = host
         self.server = server
         self.agent_id_fixed = agent_id_fixed  # --agent-id / $AIP_AGENT_ID beat clientInfo
-        self.asks: Asks | None = None  # set by the runner once the approval client exists
+        self.asks: AskDesk | None = None  # set by the runner once the approval client exists
         self._lock = threading.Lock()
         self._pending: dict[RequestId, Pending] = {}
         # insertion-ordered, so a server that never sees answers cannot grow it without bound

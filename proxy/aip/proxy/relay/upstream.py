@@ -9,12 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aip.proxy import dlp_filter
-from aip.proxy.audit_outbox import outbox_for
-from aip.proxy.session import Session
+from aip.proxy.audit.outbox import outbox_for
+from aip.proxy.relay import dlp_filter
+from aip.proxy.relay.session import Session
 from aip.proxy.stdio import read_bursts
-from aip.shared import engine
-from aip.shared.engine import Decision, Verdict
 from aip.shared.jsonrpc import (
     Kind,
     Message,
@@ -23,8 +21,10 @@ from aip.shared.jsonrpc import (
     parse_client_line,
     valid_id,
 )
-from aip.shared.names import normalize
 from aip.shared.outcomes import Outcome
+from aip.shared.policy import engine
+from aip.shared.policy.decision import Decision, Verdict
+from aip.shared.policy.names import normalize
 
 log = logging.getLogger(__name__)
 

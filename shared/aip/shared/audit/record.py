@@ -2,7 +2,7 @@
 
 A line is orjson output with every byte outside 0x20-0x7E rewritten as ``\\uXXXX`` (printable
 ASCII only: ``tail -f`` cannot be spoofed, jq still reads the real values). ``seq`` and ``prev``
-are set by the single writer (aip.approver.audit_log), never here.
+are set by the single writer (aip.approver.audit.writer), never here.
 """
 
 from __future__ import annotations

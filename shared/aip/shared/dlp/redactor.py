@@ -14,14 +14,11 @@ from typing import Any, Final
 
 import orjson
 
-from aip.shared.dlp_builtin import BUILTIN_RULES
-from aip.shared.dlp_loose import escape_safe
-from aip.shared.dlp_scan import DlpError, Rule, Scanner
-from aip.shared.dlp_stderr import StderrFilter
-from aip.shared.dlp_walk import ENVELOPE_KEYS, Walker
-from aip.shared.policy import DlpConfig
-
-__all__ = ["DlpError", "LineResult", "Redactor", "StderrFilter", "summarize"]
+from aip.shared.dlp.builtin import BUILTIN_RULES
+from aip.shared.dlp.loose import escape_safe
+from aip.shared.dlp.scan import DlpError, Rule, Scanner
+from aip.shared.dlp.walk import ENVELOPE_KEYS, Walker
+from aip.shared.policy.model import DlpConfig
 
 log = logging.getLogger(__name__)
 

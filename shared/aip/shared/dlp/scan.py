@@ -1,4 +1,4 @@
-"""Span finding and redaction over UTF-8 bytes: the engine under ``aip.shared.dlp``.
+"""Span finding and redaction over UTF-8 bytes: the engine under ``aip.shared.dlp.redactor``.
 
 All rules' matches are merged, so overlapping rules cover a secret whole; a region is named by
 its first-starting match (ties: policy patterns before built-ins). Redaction repeats until
@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aip.shared.dlp_builtin import BUILTIN_RULES, Validator
-from aip.shared.dlp_encoding import MAX_DECODE_DEPTH, PREFILTER_TRIGGER, EncodingScanner
-from aip.shared.dlp_loose import loosen
-from aip.shared.dlp_prefilter import Prefilter
+from aip.shared.dlp.builtin import BUILTIN_RULES, Validator
+from aip.shared.dlp.encoding import MAX_DECODE_DEPTH, PREFILTER_TRIGGER, EncodingScanner
+from aip.shared.dlp.loose import loosen
+from aip.shared.dlp.prefilter import Prefilter
 
 MAX_PASSES: Final = 4  # fixpoint bound; in practice one or two passes
 MEMO_RUNS: Final = 1024  # remembered pre-check answers per encoded run (cleared when full)

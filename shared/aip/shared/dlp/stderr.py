@@ -10,7 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from aip.shared.dlp import Redactor
+    from aip.shared.dlp.redactor import Redactor
 
 STDERR_MAX_LINE_BYTES: Final = 64 * 1024
 STDERR_CUT_WINDOW_BYTES: Final = 4096  # look this far back for whitespace to cut a long line

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from typing import Any, Final
 
-from aip.shared.dlp_scan import MARKER_PREFIX, MAX_PASSES, Scanner
+from aip.shared.dlp.scan import MARKER_PREFIX, MAX_PASSES, Scanner
 
 ENVELOPE_KEYS: Final = frozenset({"jsonrpc", "id", "method"})
 MEDIA_ITEM_TYPES: Final = frozenset({"image", "audio"})

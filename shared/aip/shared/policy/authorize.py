@@ -1,6 +1,6 @@
 """Tool authorization (DESIGN §4.4 steps 1 and 3 to 6) for one ``tools/call``, enforce semantics.
 
-Protected paths (step 2) and monitor mode are applied by ``aip.shared.engine`` around this.
+Protected paths (step 2) and monitor mode are applied by ``aip.shared.policy.engine`` around this.
 Rules are tried in file order; a rule matches when every ``allow_args`` pattern full-matches
 its argument (a missing argument never matches); the first match decides.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from aip.shared.decision import Decision, Verdict
 from aip.shared.outcomes import Outcome
-from aip.shared.policy import Action, ArgPattern, Policy, ToolRule
-from aip.shared.ratelimit import RateLimiter
-from aip.shared.regexes import value_bytes
+from aip.shared.policy.decision import Decision, Verdict
+from aip.shared.policy.model import Action, ArgPattern, Policy, ToolRule
+from aip.shared.policy.ratelimit import RateLimiter
+from aip.shared.policy.regexes import value_bytes
 
 _MISSING: Final = object()
 

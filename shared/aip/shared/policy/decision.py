@@ -1,6 +1,6 @@
 """What the engine returns (DESIGN §4): ``Verdict``, ``Decision``, and the ``Context`` it needs.
 
-The proxy codes against these names (through ``aip.shared.engine``): a FORWARD carries
+The proxy codes against these names (through ``aip.shared.policy.engine``): a FORWARD carries
 POLICY_ALLOWED, a BLOCK the outcome whose error (DESIGN §5) answers the request, an ASK no
 outcome until the approver gives one.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aip.shared.outcomes import Outcome
-from aip.shared.policy import ToolRule
+from aip.shared.policy.model import ToolRule
 
 
 class Verdict(enum.StrEnum):

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from aip.shared.decision import Context, Decision, Verdict
-from aip.shared.names import normalize
 from aip.shared.outcomes import Outcome
-from aip.shared.policy import ALWAYS_ALLOWED_METHODS, DEFAULT_METHODS, Action, Mode, Policy
-from aip.shared.protected import ProtectedRoots, TooManyCandidates
-from aip.shared.ratelimit import RateLimiter
-from aip.shared.tooldecision import authorize
-
-__all__ = ["Context", "Decision", "Verdict", "decide", "filter_tools_list", "method_allowed"]
+from aip.shared.policy.authorize import authorize
+from aip.shared.policy.decision import Context, Decision, Verdict
+from aip.shared.policy.model import ALWAYS_ALLOWED_METHODS, DEFAULT_METHODS, Action, Mode, Policy
+from aip.shared.policy.names import normalize
+from aip.shared.policy.protected import ProtectedRoots, TooManyCandidates
+from aip.shared.policy.ratelimit import RateLimiter
 
 TOOLS_CALL: Final = "tools/call"
 RESOURCES_READ: Final = "resources/read"

@@ -1,6 +1,6 @@
 """Strict loader for ``AgentPolicy`` YAML (DESIGN §4.1): text in, immutable ``Policy`` out.
 
-Validation runs over the composed node graph (``aip.shared.yamlnodes``) and collects every
+Validation runs over the composed node graph (``aip.shared.policy.yaml_nodes``) and collects every
 problem with its line and key before raising one ``PolicyError``; a policy is either fully
 valid or not loaded at all. Names are stored normalized (§4.2), regexes compiled with RE2.
 """
@@ -16,18 +16,14 @@ from typing import Final
 import yaml
 
 from aip.shared.errors import PolicyError
-from aip.shared.loader_dlp import read_dlp
-from aip.shared.loader_rules import read_rules
-from aip.shared.names import normalize
-from aip.shared.policy import DlpConfig, Mode, Policy
-from aip.shared.policyfile import (
-    check_policy_file_safety,
-    find_policy_path,
+from aip.shared.policy.file import (
     read_policy_file,
 )
-from aip.shared.yamlnodes import NodeReader, compose
-
-__all__ = ["check_policy_file_safety", "find_policy_path", "load_policy", "load_policy_text"]
+from aip.shared.policy.load_dlp import read_dlp
+from aip.shared.policy.load_rules import read_rules
+from aip.shared.policy.model import DlpConfig, Mode, Policy
+from aip.shared.policy.names import normalize
+from aip.shared.policy.yaml_nodes import NodeReader, compose
 
 API_VERSIONS: Final = ("aip.io/v1alpha1", "aip.io/v1alpha2")
 KIND: Final = "AgentPolicy"

@@ -12,9 +12,9 @@ from typing import Final
 
 import yaml
 
-from aip.shared.policy import DlpConfig, DlpPattern, OnRequestMatch
-from aip.shared.regexes import RegexError, compile_pattern
-from aip.shared.yamlnodes import INT, NodeReader, join
+from aip.shared.policy.model import DlpConfig, DlpPattern, OnRequestMatch
+from aip.shared.policy.regexes import RegexError, compile_pattern
+from aip.shared.policy.yaml_nodes import INT, NodeReader, join
 
 _DLP: Final = frozenset(
     {

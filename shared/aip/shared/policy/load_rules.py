@@ -12,10 +12,10 @@ from typing import Final
 
 import yaml
 
-from aip.shared.names import normalize
-from aip.shared.policy import Action, ArgPattern, RateLimit, ToolRule
-from aip.shared.regexes import RegexError, compile_pattern
-from aip.shared.yamlnodes import NodeReader, join
+from aip.shared.policy.model import Action, ArgPattern, RateLimit, ToolRule
+from aip.shared.policy.names import normalize
+from aip.shared.policy.regexes import RegexError, compile_pattern
+from aip.shared.policy.yaml_nodes import NodeReader, join
 
 _RULE: Final = frozenset({"tool", "action", "allow_args", "strict_args", "rate_limit"})
 _RULE_UNSUPPORTED: Final = frozenset({"schema_hash"})  # v1alpha2, not implemented

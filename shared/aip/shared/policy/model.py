@@ -1,6 +1,6 @@
 """The loaded ``AgentPolicy`` (DESIGN §4.1): immutable, validated, regexes compiled.
 
-Built only by ``aip.shared.loader``; read by the engine, the proxy and ``aipctl``. Names in
+Built only by ``aip.shared.policy.load``; read by the engine, the proxy and ``aipctl``. Names in
 ``allowed_tools``, ``denied_tools``, rules and method lists are stored normalized (§4.2);
 ``allow_args`` keys are kept exactly as written.
 """

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aip.shared.policy import RateLimit, ToolRule
+from aip.shared.policy.model import RateLimit, ToolRule
 
 
 @dataclass(slots=True)

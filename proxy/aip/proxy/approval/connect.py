@@ -1,0 +1,44 @@
+"""Making the approval client: the one place that imports the ZeroMQ client, lazily.
+
+pyzmq is loaded only by proxies that can ask (the relay's start-up stays light, see
+``tests/proxy/test_startup_imports.py``); a hello or endpoint that cannot be used gives a
+client that denies every ask.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aip.proxy.approval.api import ApprovalClient, UnavailableApprover
+from aip.shared.errors import AipError
+
+
+def make_approval_client(
+    endpoint: str | None,
+    hello: dict[str, Any],
+    on_audit_path: Callable[[str], None] | None = None,
+) -> ApprovalClient:
+    """The approval client for this proxy session (``hello``: session, pid, agent_id, server,
+    policy {name, sha256}): a ZeroMQ client of the approver at ``endpoint`` (default: DESIGN
+    §3). A hello or endpoint that cannot be used gives a client that denies every ask.
+    ``on_audit_path`` gets the audit log path of each ``welcome`` (client thread)."""
+    # Imported here: pyzmq is only loaded by proxies that can ask.
+    from aip.proxy.approval.zmq_client import ZmqApprovalClient
+    from aip.shared import paths, protocol
+
+    try:
+        message = protocol.Hello(
+            session=hello["session"],
+            pid=hello["pid"],
+            agent_id=hello["agent_id"],
+            server=hello["server"],
+            policy=protocol.PolicyRef(**hello["policy"]),
+        )
+        target = endpoint or paths.default_endpoint()
+        paths.socket_path(target)  # only ipc:// with an absolute path
+    except (KeyError, TypeError, ValueError, AipError) as exc:
+        logging.getLogger(__name__).error("approval disabled, every ask is denied: %s", exc)
+        return UnavailableApprover()
+    return ZmqApprovalClient(target, message, on_audit_path=on_audit_path)

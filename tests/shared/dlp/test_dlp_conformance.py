@@ -19,7 +19,7 @@ import yaml
 from aip.shared.dlp.redactor import Redactor
 from aip.shared.policy.load import load_policy_text
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "full" / "dlp.yaml"
+VECTORS = Path(__file__).resolve().parents[4] / "shared" / "conformance" / "full" / "dlp.yaml"
 
 
 def _cases() -> list[Any]:

@@ -24,7 +24,7 @@ from aip.shared.policy.load import load_policy_text
 from aip.shared.policy.ratelimit import RateLimiter
 from tests.shared.enginekit import CTX, wrap
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "conformance"
+VECTORS = Path(__file__).resolve().parents[4] / "shared" / "conformance"
 SKIPPED_FILES = {"dlp.yaml"}  # DLP vectors belong to the DLP tests
 
 # case id -> (why, what we return instead: decision, code, message, data.reason)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 AIPCTL = str(Path(sys.executable).parent / "aipctl")
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policies" / "hitl-example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "policies" / "hitl-example.yaml"
 
 
 def aipctl(*args: str) -> subprocess.CompletedProcess[str]:

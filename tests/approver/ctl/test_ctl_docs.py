@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aip.shared.outcomes import Outcome, row
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 def test_every_outcome_has_its_row_and_section() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 AIPCTL = str(Path(sys.executable).parent / "aipctl")
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "policies"
 
 HEAD = "apiVersion: aip.io/v1alpha1\nkind: AgentPolicy\nmetadata:\n  name: t\nspec:\n"
 

@@ -224,6 +224,12 @@ def verify_files(
             if lineno == 0:
                 report.broken = Broken(str(path), 1, "empty file")
                 return report
+    if v.after_rotate and files:
+        # The newest file ends with its rotate record, so a newer file must follow: the current
+        # log is missing (deleted, or not given), and "intact" would hide everything after it.
+        report.broken = Broken(
+            str(files[-1]), lineno, "ends with a rotate record but the newer file is missing"
+        )
     if progress is not None:
         progress(done, total)
     return report

@@ -14,14 +14,17 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
 
 from aip.approver.audit.chain import line_hash, verify_files
 from aip.approver.audit.files import chain_files
+from aip.approver.ctl.console import err as _err
+from aip.approver.ctl.console import out as _out
 from aip.shared import paths
 from aip.shared.audit.record import ascii_json
+from aip.shared.policy.names import normalize
 
 PROGRESS_MIN_BYTES = 16 << 20  # show progress (TTY only) for verifies at least this big
 FOLLOW_POLL_S = 0.2
@@ -52,14 +55,6 @@ def register(subparsers: Any) -> None:
     query.add_argument("--since", help="ISO time (2026-03-03T16:00Z) or age: 30s, 15m, 2h, 7d")
     query.add_argument("--json", action="store_true", help="print the JSON lines (for jq)")
     query.set_defaults(func=cmd_query)
-
-
-def _out(text: str) -> None:
-    sys.stdout.write(text + "\n")
-
-
-def _err(text: str) -> None:
-    sys.stderr.write(text + "\n")
 
 
 def _default_files() -> list[Path]:
@@ -124,50 +119,65 @@ def cmd_tail(args: argparse.Namespace) -> int:
         data = fh.read()
         complete = data[: data.rfind(b"\n") + 1]
         for line in complete.splitlines()[-args.lines :] if args.lines > 0 else []:
-            _print_line(line, sys.stdout)
+            _print_line(line)
         sys.stdout.flush()
         if args.follow:
-            _follow(path, fh, data[len(complete) :])
+            fh.seek(len(complete))
+            _follow(path, fh)
     return 0
 
 
-def _follow(path: Path, fh: Any, pending: bytes) -> None:
+def _drain(fh: Any) -> None:
+    """Print the complete lines after the file position and stop at the last newline.
+    Bytes after it (a record being written, or a torn tail) are left in the file, not
+    buffered here: the approver's torn-tail repair cuts them and appends ``recovered_tail``
+    at exactly that offset, which the next read then sees."""
+    start = fh.tell()
+    data = fh.read()
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].splitlines():
+        _print_line(line)
+    fh.seek(start + end)
+    sys.stdout.flush()
+
+
+def _follow(path: Path, fh: Any) -> None:
     """Print records as they are appended; reopen when the log is rotated."""
     inode = os.fstat(fh.fileno()).st_ino
     while True:
-        chunk = fh.read()
-        if chunk:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                _print_line(line, sys.stdout)
-            sys.stdout.flush()
+        before = fh.tell()
+        _drain(fh)
+        if fh.tell() != before:
             continue
         try:
             if os.stat(path).st_ino != inode:  # rotated: drain the old file, open the new
-                pending += fh.read()  # what was appended between our last read and the rename
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    _print_line(line, sys.stdout)
-                sys.stdout.flush()
+                _drain(fh)
                 fh.close()
                 fh = path.open("rb")
                 inode = os.fstat(fh.fileno()).st_ino
-                pending = b""
                 continue
         except FileNotFoundError:
             pass
         time.sleep(FOLLOW_POLL_S)
 
 
-def _print_line(line: bytes, out: TextIO) -> None:
+def _print_line(line: bytes) -> None:
+    _out(_show(line))
+
+
+def _show(line: bytes) -> str:
+    """One line of output for one line of the log; never raises: a line that cannot be read
+    or shown is reported as such and the next one is still shown."""
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError:
-        out.write(f"[unreadable line: {_safe(line.decode('utf-8', 'replace'))[:200]}]\n")
-        return
-    if isinstance(record, dict):
-        out.write(format_record(record) + "\n")
+        return f"[unreadable line: {_safe(line.decode('utf-8', 'replace')[:200])}]"
+    if not isinstance(record, dict):
+        return f"[not a record: {_safe(line.decode('utf-8', 'replace')[:200])}]"
+    try:
+        return format_record(record)
+    except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
+        return f"[record seq={_safe(record.get('seq'))} cannot be shown: {_safe(str(exc))}]"
 
 
 def _safe(value: Any) -> str:
@@ -197,7 +207,7 @@ def format_record(r: dict[str, Any]) -> str:
         ]
         hd = r.get("human_decision")
         if isinstance(hd, dict):
-            parts.append(f"(human: {hd.get('response_time_ms')} ms)")
+            parts.append(f"(human: {_safe(hd.get('response_time_ms'))} ms)")
         if event == "dropped_notification":
             parts.append("[notification dropped]")
         return "  ".join(parts)
@@ -222,18 +232,35 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _records(files: Sequence[Path]) -> Iterator[tuple[bytes, dict[str, Any]]]:
+def _record_time(r: dict[str, Any]) -> datetime | None:
+    """The record's timestamp, or None when it is not a zoned RFC 3339 time (a foreign or
+    hand-edited line: it matches no --since rather than stopping the query)."""
+    try:
+        ts = datetime.fromisoformat(str(r.get("timestamp")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts if ts.tzinfo is not None else None
+
+
+def _records(
+    files: Sequence[Path], unreadable: list[str]
+) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """Every record of ``files``; a line that is not a JSON object is named in ``unreadable``
+    (file:line) and skipped, so one foreign line never hides the records after it."""
     for path in files:
         with path.open("rb") as fh:
-            for raw in fh:
+            for lineno, raw in enumerate(fh, 1):
                 if not raw.endswith(b"\n"):
-                    break  # a torn last line
+                    unreadable.append(f"{path}:{lineno} (torn last line)")
+                    break
                 try:
                     record = orjson.loads(raw)
                 except orjson.JSONDecodeError:
-                    continue
+                    record = None
                 if isinstance(record, dict):
                     yield raw[:-1], record
+                else:
+                    unreadable.append(f"{path}:{lineno}")
 
 
 def matches(r: dict[str, Any], args: argparse.Namespace, since: datetime | None) -> bool:
@@ -243,15 +270,19 @@ def matches(r: dict[str, Any], args: argparse.Namespace, since: datetime | None)
         return False
     if args.reason and args.reason not in (r.get("reason"), r.get("outcome")):
         return False
-    for field, want in (("tool", args.tool), ("agent_id", args.agent), ("server", args.server)):
+    # Tools are compared as the policy compares them (DESIGN §4.2): a record of "Write_File"
+    # is a record of write_file.
+    tool = r.get("tool")
+    if args.tool is not None and (
+        not isinstance(tool, str) or normalize(tool) != normalize(args.tool)
+    ):
+        return False
+    for field, want in (("agent_id", args.agent), ("server", args.server)):
         if want is not None and r.get(field) != want:
             return False
     if since is not None:
-        try:
-            ts = datetime.fromisoformat(str(r.get("timestamp")).replace("Z", "+00:00"))
-        except ValueError:
-            return False
-        if ts < since:
+        ts = _record_time(r)
+        if ts is None or ts < since:
             return False
     return True
 
@@ -264,16 +295,18 @@ def cmd_query(args: argparse.Namespace) -> int:
         _err(f"aipctl audit query: --since {args.since!r}: not a time or age")
         return 2
     found = 0
+    unreadable: list[str] = []
     try:
-        for line, record in _records(files):
+        for line, record in _records(files, unreadable):
             if matches(record, args, since):
                 found += 1
-                out = ascii_json(line).decode("ascii") if args.json else format_record(record)
-                sys.stdout.write(out + "\n")
+                _out(ascii_json(line).decode("ascii") if args.json else _show(line))
     except OSError as exc:
         _err(f"aipctl audit query: {exc}")
         return 1
     sys.stdout.flush()
+    if unreadable:
+        _err(f"skipped {len(unreadable)} unreadable line(s): {', '.join(unreadable[:5])}")
     if not args.json:
         _err(f"({found} record(s))")
     return 0

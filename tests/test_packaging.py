@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
+import re
 import subprocess
 import sys
+import tomllib
 import venv
 import zipfile
 from pathlib import Path
@@ -102,3 +106,34 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     assert probe.returncode == 0, probe.stderr
     for script in ("aip-proxy", "aip-approver", "aipctl"):
         assert (env_dir / "bin" / script).exists()
+
+
+def _requirement_names(specs: list[str]) -> set[str]:
+    return {re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0].lower() for spec in specs}
+
+
+def test_dev_extra_lists_everything_the_tests_import_and_run() -> None:
+    """A fresh venv with `pip install -e '.[dev]'` (what .ci/run makes) has all the tests use."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = _requirement_names(project["dependencies"])
+    declared |= _requirement_names(project["optional-dependencies"]["dev"])
+    local = {p.stem for p in (ROOT / "scripts").glob("*.py")} | {"aip", "tests", "scripts"}
+    modules: set[str] = set()
+    for source in [*(ROOT / "tests").rglob("*.py"), *(ROOT / "scripts").glob("*.py")]:
+        for node in ast.walk(ast.parse(source.read_bytes())):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module.split(".")[0])
+    third_party = modules - set(sys.stdlib_module_names) - local - {"__future__"}
+    providers = importlib.metadata.packages_distributions()
+    missing = {
+        module: providers.get(module)
+        for module in third_party
+        if not {d.lower() for d in providers.get(module, [])} & declared
+    }
+    assert not missing, f"imported by the tests or scripts, not in the dev extra: {missing}"
+    # Tools the test command runs (scripts/check) and the wheel build without isolation.
+    ran = set(re.findall(r"python3 -m ([a-z]+)", (ROOT / "scripts" / "check").read_text()))
+    assert ran == {"ruff", "mypy", "pytest"}
+    assert ran | {"hatchling", "pytest-asyncio", "pytest-timeout"} <= declared

@@ -105,6 +105,29 @@ def default_policy() -> Path:
     return Path(env) if env else Path.home() / ".config" / "aip" / "policy.yaml"
 
 
+def own_folders() -> tuple[Path, ...]:
+    """aip's own folders: the runtime dir, the state dir, the config dir and the /tmp fallback.
+    ``aipctl`` proposes a fix (chmod, rm, mv) only for these and what lies inside them, never
+    for a folder a user merely pointed a setting into (``/tmp``, ``/usr``, a home)."""
+    return (
+        runtime_dir(),
+        state_dir(),
+        Path.home() / ".config" / "aip",  # the default policy's folder
+        Path(f"/tmp/aip-{os.getuid()}"),  # noqa: S108 - the fallback runtime dir's name
+    )
+
+
+def is_aip_own(path: Path) -> bool:
+    """``path`` is one of ``own_folders()`` or lies inside one (compared lexically, after
+    making it absolute: a fix is text for a human, never an operation on what a link names)."""
+    here = os.path.normpath(os.path.abspath(path))
+    for folder in own_folders():
+        root = os.path.normpath(os.path.abspath(folder))
+        if root != "/" and (here == root or here.startswith(root + "/")):
+            return True
+    return False
+
+
 def always_protected(
     policy_path: str | None, endpoint: str | None = None, audit_logs: Iterable[str] = ()
 ) -> tuple[str, ...]:

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import zmq
 
+from tests.support.approverproc import Approver, wait_for
+
 AIPCTL = str(Path(sys.executable).parent / "aipctl")
 NOBODY = 65534
 READY_TIMEOUT_S = 10.0
@@ -353,3 +355,45 @@ def test_policy_warnings_are_pointed_out(env: dict[str, str]) -> None:
     assert checks["policy"]["status"] == "warn"
     assert "/tmp/../../etc/shadow" in checks["policy"]["details"][-1]
     assert checks["policy"]["fix"] == f"aipctl policy check {path}"
+
+
+def test_fixes_never_touch_folders_that_are_not_aips(env: dict[str, str], tmp_path: Path) -> None:
+    """Settings pointed into system folders: doctor names the problem and advises a folder of
+    its own, never `rm -rf /tmp` or `chmod 700 /usr` (as root, those would run)."""
+    shared = tmp_path / "shared-folder"  # ours but open to others, like /tmp is to root
+    shared.mkdir()
+    shared.chmod(0o777)
+    system = tmp_path / "usr"  # not ours, like /usr to a user
+    system.mkdir()
+    os.chown(system, NOBODY, NOBODY)
+    for endpoint_dir, log_dir in ((shared, system), (system, shared), (Path("/tmp"), Path("/usr"))):
+        _, checks = doctor(
+            {
+                **env,
+                "AIP_APPROVER_ENDPOINT": f"ipc://{endpoint_dir}/approver.sock",
+                "AIP_AUDIT_LOG": str(log_dir / "aip-audit.jsonl"),
+            }
+        )
+        fixes = " | ".join(str(c["fix"]) for c in checks.values())
+        for folder in (endpoint_dir, log_dir):
+            assert f"rm -rf {folder}" not in fixes
+            assert f"chmod 700 {folder}" not in fixes
+        if endpoint_dir != Path("/tmp") or os.getuid() == 0:
+            assert checks["socket"]["status"] == "fail", checks["socket"]
+            assert "folder of its own" in checks["socket"]["fix"]
+    assert shared.stat().st_mode & 0o777 == 0o777  # doctor changes nothing itself
+
+
+def test_an_approver_never_changes_the_mode_of_a_folder_it_was_pointed_into(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared-folder"
+    shared.mkdir()
+    shared.chmod(0o777)
+    log = shared / "aip-audit.jsonl"
+    short = Path(env["XDG_RUNTIME_DIR"])
+    with Approver(short, "exec:/bin/false", env={**env, "AIP_AUDIT_LOG": str(log)}) as approver:
+        approver.wait_ready()
+        wait_for(lambda: "not aip's own folder" in approver.log(), 10, "the refusal on stderr")
+        assert shared.stat().st_mode & 0o777 == 0o777
+        assert not log.exists()

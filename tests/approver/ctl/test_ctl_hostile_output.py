@@ -80,7 +80,7 @@ def damaged(tmp_path: Path) -> Iterator[Path]:
     """A folder for logs with foreign lines: removed at the end, so the suite's audit-schema
     check (which reads every log the tests leave) does not count our forgeries."""
     folder = tmp_path / "damaged"
-    folder.mkdir()
+    folder.mkdir(mode=0o700)
     yield folder
     shutil.rmtree(folder)
 

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import stat
 import sys
 from pathlib import Path
+
+from aip.shared import paths
+
+log = logging.getLogger(__name__)
 
 ROTATED_SUFFIX_DIGITS = 12  # name.jsonl.000000001042: sorts oldest first as plain text
 
@@ -35,16 +40,28 @@ class FileOps:
 
 
 def prepare_dir(directory: Path) -> None:
-    """Create the log directory 0700; an existing one must be ours and not writable by
-    others (then it is tightened to 0700). Raises OSError otherwise."""
+    """Create the log directory 0700; an existing one must be ours. One of aip's own folders
+    (paths.own_folders) open to others is tightened to 0700, with a warning. Any other folder
+    is never changed (``--audit-log /tmp/x.jsonl`` as root would otherwise make /tmp 0700):
+    one that others can write to (they could delete or swap the log) is refused with the
+    reason; one they can only read is used as it is (the log itself is 0600). Raises OSError."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = os.stat(directory, follow_symlinks=False)
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(f"{directory}: not a directory")
     if st.st_uid != os.getuid():
         raise PermissionError(f"{directory}: owned by uid {st.st_uid}, not by us")
-    if st.st_mode & 0o077:
+    if not st.st_mode & 0o077:
+        return
+    mode = f"{stat.S_IMODE(st.st_mode):04o}"
+    if paths.is_aip_own(directory):
+        log.warning("audit directory %s had mode %s: tightened to 0700", directory, mode)
         os.chmod(directory, 0o700)
+    elif st.st_mode & 0o022:
+        raise PermissionError(
+            f"{directory}: mode {mode} lets other users write there, and it is not aip's own "
+            "folder (left unchanged): put the audit log in a private folder of its own (0700)"
+        )
 
 
 def open_log(path: Path) -> int:

@@ -120,12 +120,18 @@ def check_runtime_dir(endpoint: str) -> Check:
     if state is paths.DirState.UNTRUSTED:
         st = directory.lstat()
         ours = st.st_uid == os.getuid() and not stat.S_ISLNK(st.st_mode)
-        fix = (
-            f"chmod 700 {shlex.quote(str(directory))}"
-            if ours and stat.S_ISDIR(st.st_mode)
-            else f"sudo rm -rf {shlex.quote(str(directory))}   # not yours: remove, then restart "
-            "the approver"
-        )
+        if not paths.is_aip_own(directory):
+            fix = (
+                f"unset {paths.ENDPOINT_ENV}, or point it into a folder of its own (0700, yours); "
+                f"{directory} is not aip's, so nothing there is changed"
+            )
+        elif ours and stat.S_ISDIR(st.st_mode):
+            fix = f"chmod 700 {shlex.quote(str(directory))}"
+        else:
+            fix = (
+                f"sudo rm -rf {shlex.quote(str(directory))}   # not yours: remove, then restart "
+                "the approver"
+            )
         return Check(
             "socket",
             Status.FAIL,
@@ -139,7 +145,12 @@ def check_runtime_dir(endpoint: str) -> Check:
         return Check("socket", Status.OK, f"{sock} (directory {mode:04o}, yours)")
     if not os.path.lexists(sock):
         return Check("socket", Status.INFO, f"no socket at {sock} (approver not running)")
-    return Check("socket", Status.FAIL, sock_problem, fix=f"rm {shlex.quote(str(sock))}")
+    fix = (
+        f"rm {shlex.quote(str(sock))}"
+        if paths.is_aip_own(sock.parent)
+        else f"unset {paths.ENDPOINT_ENV}, or point it into a folder of its own (0700, yours)"
+    )
+    return Check("socket", Status.FAIL, sock_problem, fix=fix)
 
 
 def check_approver(endpoint: str, timeout_s: float) -> tuple[Check, StatusReply | None]:

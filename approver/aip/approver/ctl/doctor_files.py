@@ -92,9 +92,17 @@ def check_policy(cli_value: str | None, for_line: bool) -> Check:
 
 
 def check_audit_log(path: Path, progress: Callable[[int, int], None] | None) -> Check:
-    fix_dir = f"chmod 700 {shlex.quote(str(path.parent))}"
+    own = paths.is_aip_own(path.parent)
+    # A fix touches only aip's own folders: a log pointed into /tmp or /usr gets advice to
+    # move it, never a chmod or mv of the system's files.
+    elsewhere = (
+        f"choose an audit log in a folder of its own (0700, yours), e.g. "
+        f"{paths.state_dir() / paths.AUDIT_NAME}; {path.parent} is not aip's, so nothing there "
+        "is changed"
+    )
     problem = paths.dir_problem(path.parent)
     if problem is not None and path.parent.exists():
+        fix_dir = f"chmod 700 {shlex.quote(str(path.parent))}" if own else elsewhere
         return Check("audit log", Status.FAIL, f"audit directory refused: {problem}", fix=fix_dir)
     try:
         st = path.lstat()
@@ -106,7 +114,9 @@ def check_audit_log(path: Path, progress: Callable[[int, int], None] | None) -> 
             "audit log",
             Status.FAIL,
             f"{path} is not a regular file: the approver cannot log, so asks are denied",
-            fix=f"mv {quoted} {quoted}.not-a-log   # then restart the approver",
+            fix=f"mv {quoted} {quoted}.not-a-log   # then restart the approver"
+            if own
+            else elsewhere,
         )
     if st.st_uid != os.getuid() or st.st_mode & 0o077:
         return Check(
@@ -114,7 +124,7 @@ def check_audit_log(path: Path, progress: Callable[[int, int], None] | None) -> 
             Status.FAIL,
             f"{path}: owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}; expected "
             f"yours and 0600",
-            fix=f"chmod 600 {shlex.quote(str(path))}",
+            fix=f"chmod 600 {shlex.quote(str(path))}" if own else elsewhere,
         )
     report = verify_files(chain_files(path), progress=progress)
     files = f"{len(report.files)} file(s)"

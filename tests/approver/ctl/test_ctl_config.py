@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -308,3 +309,54 @@ def test_approver_endpoint_is_pinned_for_minimal_client_environments(env: dict[s
     given = aipctl(env, "config", "cursor", "--approver", "ipc:///tmp/x.sock", "--", "true")
     args = json.loads(given.stdout)["mcpServers"]["true"]["args"]
     assert args[args.index("--approver") + 1] == "ipc:///tmp/x.sock"
+
+
+def test_rewrite_wraps_what_a_client_would_start_and_keeps_numbers_verbatim(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Hostile or unusual entries (issue 12.2): a stdio server that also has a url is started
+    from its command, so it is wrapped; a program merely named aip-proxy with a relative
+    --policy is wrapped again around its own server; numbers stay as the file wrote them."""
+    path = tmp_path / "claude_desktop_config.json"
+    path.write_text(
+        "{\n"
+        '  "limits": {"huge": 1e400, "neg_zero": -0, "sci": 1.0E2, "big": 18446744073709551616},\n'
+        '  "mcpServers": {\n'
+        '    "both": {"type": "stdio", "command": "npx", "args": ["srv"], "url": "http://x"},\n'
+        '    "remote": {"type": "http", "url": "http://y", "command": "ignored"},\n'
+        '    "fake": {"command": "./tools/aip-proxy", "args": ["--policy", "rel.yaml", "--",'
+        ' "node", "s.js"]}\n'
+        "  }\n"
+        "}\n"
+    )
+    done = aipctl(env, "config", "claude-desktop", "--rewrite", str(path))
+    assert done.returncode == 0, done.stderr
+    text = path.read_text()
+    for literal in ('"huge": 1e400', '"neg_zero": -0', '"sci": 1.0E2', "18446744073709551616"):
+        assert literal in text
+    assert "Infinity" not in text
+    servers = json.loads(text)["mcpServers"]
+    assert servers["both"]["command"] == PROXY
+    assert servers["both"]["args"] == expected_args(env, "both", "npx", "srv")
+    assert servers["both"]["url"] == "http://x"
+    assert servers["remote"]["command"] == "ignored"  # a remote type is never started
+    assert servers["fake"]["command"] == PROXY
+    assert servers["fake"]["args"] == expected_args(env, "fake", "node", "s.js")
+    assert "fake: re-wrapped" in done.stdout
+
+
+def test_rewrite_backup_never_follows_a_planted_link(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "claude_desktop_config.json"
+    path.write_text(json.dumps({"mcpServers": {"s": {"command": "npx", "args": ["x"]}}}))
+    victims = tmp_path / "victims"
+    victims.mkdir()
+    now = int(time.time())
+    for second in range(now - 1, now + 30):  # every backup name the next half-minute could use
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+        link = tmp_path / f"{path.name}.aip-backup-{stamp}"
+        link.symlink_to(victims / stamp)  # dangling: exists() says False
+    done = aipctl(env, "config", "claude-desktop", "--rewrite", str(path))
+    assert done.returncode == 0, done.stderr
+    assert list(victims.iterdir()) == []
+    (backup,) = [p for p in tmp_path.glob(f"{path.name}.aip-backup-*") if not p.is_symlink()]
+    assert json.loads(backup.read_text())["mcpServers"]["s"]["command"] == "npx"

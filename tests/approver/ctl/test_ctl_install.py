@@ -279,3 +279,44 @@ def test_autostart_from_a_desktop_starts_the_approver_now(env: dict[str, str]) -
         for p in alive:
             p.kill()
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_install_never_writes_through_a_planted_link(env: dict[str, str], tmp_path: Path) -> None:
+    unit_dir = unit_file(env).parent
+    unit_dir.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (unit_dir / ".aip-approver.service.tmp").symlink_to(victim)  # the old fixed temp name
+    done = aipctl(env, "approver", "install", "--method", "systemd", "--no-start")
+    assert done.returncode == 0, done.stderr
+    assert victim.read_text() == "keep me"
+    assert not unit_file(env).is_symlink()
+    assert unit_file(env).stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in unit_dir.iterdir() if p.name.endswith(".tmp")] == [
+        ".aip-approver.service.tmp"  # ours left nothing behind
+    ]
+
+
+def test_control_characters_never_reach_a_start_up_file(env: dict[str, str]) -> None:
+    injected = "/tmp/a\rExecStartPre=/bin/sh -c evil\nX=1"
+    unit = aipctl(
+        env,
+        "approver",
+        "install",
+        "--method",
+        "systemd",
+        "--dry-run",
+        "--",
+        "--audit-log",
+        injected,
+    )
+    assert unit.returncode == 0, unit.stderr
+    exec_lines = [x for x in unit.stdout.splitlines() if "ExecStart" in x]
+    assert len(exec_lines) == 1
+    assert "\r" not in unit.stdout
+    assert '"/tmp/a\\x0dExecStartPre=/bin/sh -c evil\\x0aX=1"' in exec_lines[0]
+    for method in ("autostart", "launchd"):
+        done = aipctl(env, "approver", "install", "--method", method, "--dry-run", "--", injected)
+        assert done.returncode == 2
+        assert "control character" in done.stderr
+        assert "Traceback" not in done.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from aip.approver.ctl import approver_status as ctl_status
-from aip.approver.ctl import startup_files
+from aip.approver.ctl import safe_files, startup_files
 from aip.approver.ctl.console import err, out, paint
 from aip.approver.ctl.startup_files import LAUNCHD_LABEL, UNIT_NAME, StartupFile
 from aip.shared import paths
@@ -123,7 +123,11 @@ def run_install(args: argparse.Namespace) -> int:
         "autostart": startup_files.render_desktop,
         "launchd": startup_files.render_plist,
     }[method]
-    file = render(argv)
+    try:
+        file = render(argv)
+    except ValueError as exc:
+        err(f"aipctl approver install: {exc}")
+        return 2
     if file.path.exists() and not startup_files.written_by_us(method, file.path) and not args.force:
         err(f"{file.path} exists and was not written by aipctl; not replacing it.")
         err("Move it away, or run again with --force to replace it.")
@@ -159,11 +163,8 @@ def run_install(args: argparse.Namespace) -> int:
 
 
 def _write(file: StartupFile) -> None:
-    file.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.path.with_name(f".{file.path.name}.tmp")
-    tmp.write_text(file.text, encoding="utf-8")
-    os.chmod(tmp, 0o644)  # start-up files hold no secret; launchd refuses group-writable ones
-    os.replace(tmp, file.path)
+    # Start-up files hold no secret; launchd refuses group-writable ones.
+    safe_files.atomic_replace(file.path, file.text.encode("utf-8"), 0o644)
 
 
 def _run_all(commands: list[list[str]], tolerate: set[tuple[str, str]] | None = None) -> int:

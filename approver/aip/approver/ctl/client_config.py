@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import secrets
+import shlex
 import sys
 import tomllib
 from collections.abc import Callable
@@ -32,36 +34,84 @@ class ServerChange:
     where: str = ""  # "" top level, else e.g. "projects./home/me/repo"
 
 
-def is_wrapped(command: str, args: list[str]) -> bool:
-    """Ours (script or ``python -m aip.proxy``), or the Go reference's ``aip --target``: a
-    second policy proxy in front of one would only double every question."""
+_PROXY_NAMES = ("aip-proxy", "aip-proxy.exe")
+_REMOTE_TYPES = ("sse", "http", "streamable-http", "streamableHttp")
+
+
+def _program_name(command: str) -> str:
     name = PurePath(command).name
     if sys.platform in ("win32", "darwin"):  # case-insensitive file systems by default
         name = name.lower()
-    if name in ("aip", "aip.exe") and "--target" in args:
-        return True
-    return name in ("aip-proxy", "aip-proxy.exe") or args[:2] == ["-m", "aip.proxy"]
+    return name
+
+
+def _looks_like_a_proxy(command: str, args: list[str]) -> bool:
+    name = _program_name(command)
+    return (
+        name in _PROXY_NAMES
+        or (name in ("aip", "aip.exe") and "--target" in args)
+        or args[:2] == ["-m", "aip.proxy"]
+    )
+
+
+def _option(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg[len(flag) + 1 :]
+    return None
+
+
+def is_wrapped(command: str, args: list[str]) -> bool:
+    """Already behind a policy proxy that will surely be the one started: ours (script or
+    ``python -m aip.proxy``) or the Go reference's ``aip --target``, given by absolute path
+    and with an absolute ``--policy`` if any. A second proxy in front would only double every
+    question. A program merely named ``aip-proxy`` (``./tools/aip-proxy``, or a bare name the
+    client's PATH resolves) or a relative ``--policy`` (relative to the client's unknown
+    working directory) is not certain: such an entry is wrapped again (``_inner_command``)."""
+    if not _looks_like_a_proxy(command, args) or not PurePath(command).is_absolute():
+        return False
+    policy = _option(args, "--policy")
+    return policy is None or PurePath(policy).is_absolute()
+
+
+def _inner_command(command: str, args: list[str]) -> list[str] | None:
+    """The server command line behind a proxy invocation (after ``--``, or ``--target``)."""
+    if not _looks_like_a_proxy(command, args):
+        return None
+    if "--" in args:
+        inner = args[args.index("--") + 1 :]
+        return inner or None
+    target = _option(args, "--target")
+    return shlex.split(target) if target else None
 
 
 def _wrap_entry(name: str, entry: Any, wrap: Wrapper) -> tuple[str, dict[str, Any] | None]:
     """The new entry (None: leave it) and what happened to it."""
     if not isinstance(entry, dict):
         return "no command", None
-    if "url" in entry or entry.get("type") in ("sse", "http", "streamable-http", "streamableHttp"):
+    kind = entry.get("type")
+    if kind in _REMOTE_TYPES:
         return "not stdio", None
     command, args = entry.get("command"), entry.get("args", [])
     if not isinstance(command, str) or not command:
-        return "no command", None
+        # A url with no command is a remote server; `"type": "stdio"` with a url as well is
+        # still started from its command, so it is wrapped like any stdio server.
+        return ("not stdio" if "url" in entry else "no command"), None
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise UnsafeRewrite(f"server {name!r}: args is not a list of strings")
     if is_wrapped(command, args):
         return "already wrapped", None
-    new_command, new_args = wrap(name, [command, *args])
+    inner = _inner_command(command, args)
+    new_command, new_args = wrap(name, inner if inner is not None else [command, *args])
     # Rebuilt key by key so every other key keeps its value and its place.
     rebuilt = dict(entry)
     rebuilt["command"] = new_command
     rebuilt["args"] = new_args
-    return "wrapped", rebuilt
+    return ("re-wrapped" if inner is not None else "wrapped"), rebuilt
 
 
 def _wrap_servers(servers: Any, wrap: Wrapper, where: str) -> list[ServerChange]:
@@ -80,8 +130,9 @@ def rewrite_json(
     text: str, wrap: Wrapper, add: dict[str, dict[str, Any]] | None = None
 ) -> tuple[str, list[ServerChange]]:
     """Wrap ``mcpServers`` at the top and in Claude Code's ``projects.*``; add new servers."""
+    numbers = _VerbatimNumbers(text)
     try:
-        data = json.loads(text) if text.strip() else {}
+        data = numbers.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
         raise UnsafeRewrite(f"not valid JSON (line {exc.lineno}): {exc.msg}") from None
     if not isinstance(data, dict):
@@ -99,7 +150,39 @@ def rewrite_json(
         servers[name] = entry
         changes.append(ServerChange(name, "added"))
     indent = _json_indent(text)
-    return json.dumps(data, indent=indent, ensure_ascii=False) + "\n", changes
+    return numbers.restore(json.dumps(data, indent=indent, ensure_ascii=False)) + "\n", changes
+
+
+class _VerbatimNumbers:
+    """Numbers come back exactly as the file wrote them. ``json`` would turn a valid ``1e400``
+    into ``Infinity`` (which no client can read back), ``1.0e2`` into ``100.0`` and ``-0`` into
+    ``0``: each float, constant and non-canonical integer is held as a unique placeholder
+    string while the document is edited, then its original text is put back."""
+
+    def __init__(self, text: str) -> None:
+        self._nonce = secrets.token_hex(8)
+        while self._nonce in text:
+            self._nonce = secrets.token_hex(8)
+        self._texts: list[str] = []
+
+    def _hold(self, literal: str) -> str:
+        self._texts.append(literal)
+        return f"aip-number-{self._nonce}-{len(self._texts) - 1}"
+
+    def _int(self, literal: str) -> int | str:
+        value = int(literal)
+        return value if str(value) == literal else self._hold(literal)
+
+    def loads(self, text: str) -> Any:
+        return json.loads(
+            text, parse_float=self._hold, parse_int=self._int, parse_constant=self._hold
+        )
+
+    def restore(self, dumped: str) -> str:
+        if not self._texts:
+            return dumped
+        pattern = re.compile(rf'"aip-number-{self._nonce}-(\d+)"')
+        return pattern.sub(lambda m: self._texts[int(m.group(1))], dumped)
 
 
 def _json_indent(text: str) -> int | str:

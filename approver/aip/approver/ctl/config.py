@@ -12,12 +12,10 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver.ctl import client_config
+from aip.approver.ctl import client_config, safe_files
 from aip.approver.ctl.client_config import UnsafeRewrite
 from aip.approver.ctl.console import err, out, out_json
 from aip.approver.ctl.startup_files import installed_program
@@ -205,7 +203,7 @@ def _rewrite(
     for change in changes:
         where = f" ({change.where})" if change.where else ""
         out(f"{change.name}{where}: {change.status}")
-    if new_text == text or not any(c.status in ("wrapped", "added") for c in changes):
+    if new_text == text or not any(c.status in ("wrapped", "re-wrapped", "added") for c in changes):
         out(f"{target}: nothing to change")
         return 0
     if dry_run:
@@ -213,8 +211,8 @@ def _rewrite(
         out(new_text.rstrip("\n"))
         return 0
     try:
-        backup = _backup(path) if path.exists() else None
-        _replace(path, new_text)
+        backup = safe_files.backup_copy(path) if path.exists() else None
+        safe_files.atomic_replace(path, new_text.encode())
     except OSError as exc:
         err(f"{target}: not rewritten: {exc}")
         return 1
@@ -224,31 +222,3 @@ def _rewrite(
     else:
         err("Restart the client so it starts the servers through aip-proxy.")
     return 0
-
-
-def _backup(path: Path) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    backup = path.with_name(f"{path.name}.aip-backup-{stamp}")
-    n = 1
-    while backup.exists():
-        backup = path.with_name(f"{path.name}.aip-backup-{stamp}-{n}")
-        n += 1
-    shutil.copy2(path, backup)
-    return backup
-
-
-def _replace(path: Path, text: str) -> None:
-    """Atomic: a new file beside the old one, same mode, fsynced, renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o600
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -29,6 +29,7 @@ MARKER: Final = "# Written by `aipctl approver install`"
 
 # Arguments made only of these need no quoting in a unit's ExecStart or a desktop Exec line.
 _PLAIN = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +107,10 @@ def systemd_quote(arg: str) -> str:
     arg = arg.replace("%", "%%").replace("$", "$$")
     if _PLAIN.fullmatch(arg):
         return arg
-    escaped = (
-        arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    )
+    escaped = arg.replace("\\", "\\\\").replace('"', '\\"')
+    # Every control character as a C escape: a raw CR or newline would end the line (systemd
+    # then refuses the unit, or reads what follows as a key of its own).
+    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", escaped)
     return f'"{escaped}"'
 
 
@@ -118,8 +120,10 @@ def desktop_quote(arg: str) -> str:
     arg = arg.replace("%", "%%")
     if _PLAIN.fullmatch(arg):
         return arg
-    if "\n" in arg or "\t" in arg:
-        raise ValueError(f"cannot put a newline or tab in a desktop Exec argument: {arg!r}")
+    if _CONTROL.search(arg):
+        # The Desktop Entry format has no escape a generator reliably reads back for these,
+        # and a CR or newline would start a key of its own: refused, never written.
+        raise ValueError(f"cannot put a control character in a desktop Exec argument: {arg!r}")
     inner = re.sub(r'(["`$\\])', r"\\\1", arg)
     return '"' + inner.replace("\\", "\\\\") + '"'
 
@@ -135,6 +139,10 @@ def render_desktop(argv: list[str]) -> StartupFile:
 
 
 def render_plist(argv: list[str]) -> StartupFile:
+    if any(_CONTROL.search(a) for a in argv):
+        # XML readers turn a CR into a newline and refuse most other controls: the agent
+        # would not start with the arguments given.
+        raise ValueError(f"cannot put a control character in a launchd argument: {argv!r}")
     # plistlib does the XML escaping; the template fixes every other key.
     data = plistlib.loads((TEMPLATES / f"{LAUNCHD_LABEL}.plist").read_bytes())
     data["ProgramArguments"] = list(argv)

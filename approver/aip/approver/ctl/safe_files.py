@@ -1,0 +1,71 @@
+"""How ``aipctl`` writes files: never through a planted link, atomically, modes kept.
+
+Config and start-up folders are reachable by other programs of the user (an agent's MCP
+server among them), so any name aipctl writes to may already exist as a symlink, dangling
+or not. Every file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` under a fresh name and
+renamed over its target; ``rename`` replaces a link itself, never what it points to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+import time
+from pathlib import Path
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` (it must not exist in any form) with exactly ``data``, fsynced."""
+    fd = os.open(path, _CREATE, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask must not narrow or widen what we mean
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_replace(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Put ``data`` at ``path`` in one rename. ``mode``: that mode; None keeps the mode of the
+    file there (0600 for a new one). A symlink at ``path`` is replaced, not followed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode is None:
+        try:
+            st = path.lstat()
+            mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else 0o600
+        except FileNotFoundError:
+            mode = 0o600
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    _write_new(tmp, data, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def backup_copy(path: Path) -> Path:
+    """A copy of the regular file ``path`` beside it (``<name>.aip-backup-<UTC time>``), with
+    its mode, under a name that did not exist in any form (a planted dangling link included)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as src:
+        st = os.fstat(src.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path}: not a regular file")
+        data = src.read()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for n in range(1000):
+        backup = path.with_name(f"{path.name}.aip-backup-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            _write_new(backup, data, stat.S_IMODE(st.st_mode))
+        except FileExistsError:
+            continue
+        return backup
+    raise FileExistsError(f"{path}: no free backup name")

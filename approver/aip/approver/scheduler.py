@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from aip.approver.audit.decision_log import utc_now
 from aip.approver.dialogs import render
 from aip.approver.dialogs.base import Answer, Backend, Prompt
 from aip.approver.queue import AskQueue
 from aip.approver.sessions import Session
+from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol import Ask, HumanDecision
 
@@ -169,7 +169,7 @@ class Scheduler:
             log.exception("cannot render ask %s", ticket.ask.request_id)
             self._end(ticket, Outcome.DIALOG_ERROR, None)
             return
-        ticket.shown_at, ticket.shown_wall = now, utc_now()
+        ticket.shown_at, ticket.shown_wall = now, rfc3339()
         ticket.dialog = dialog = asyncio.ensure_future(self._dialog(ticket, prompt))
         self._active = ticket
         try:

@@ -18,7 +18,7 @@ from typing import Any, Final
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from aip.approver.audit.decision_log import DecisionLog, decision_record, user_name
+from aip.approver.audit.decision_log import DecisionLog, decision_record
 from aip.approver.audit.writer import AuditUnavailable
 from aip.approver.dialogs.choose import Choice
 from aip.approver.queue import (
@@ -32,6 +32,7 @@ from aip.approver.scheduler import Scheduler, Ticket
 from aip.approver.sessions import Session, SessionTable
 from aip.approver.status import StatusConfig, status_snapshot
 from aip.shared import protocol as p
+from aip.shared.audit.stamp import user_name
 from aip.shared.dlp.redactor import Redactor, summarize
 from aip.shared.dlp.scan import DlpError
 from aip.shared.outcomes import Outcome

@@ -8,14 +8,12 @@ stderr until the central audit writer replaces it.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
-import pwd
 import sys
 from typing import Any, Protocol, TextIO
 
 from aip.shared import outcomes
+from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol import Ask, HumanDecision, PolicyRef
 
@@ -34,24 +32,6 @@ class DecisionLog(Protocol):
         ...
 
 
-def utc_now() -> str:
-    """UTC RFC 3339 with milliseconds, as the guide's records show."""
-    now = dt.datetime.now(dt.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def user_name(uid: int | None = None) -> str:
-    """``$AIP_USER``, else the login name of ``uid`` (the peer's), else the uid as text."""
-    env = os.environ.get("AIP_USER")
-    if env:
-        return env
-    uid = os.getuid() if uid is None else uid
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
 def decision_record(
     *,
     ask: Ask,
@@ -68,7 +48,7 @@ def decision_record(
     row = outcomes.row(outcome)
     record: dict[str, Any] = {
         "event": "decision",
-        "timestamp": utc_now(),
+        "timestamp": rfc3339(),
         "agent_id": agent_id,
         "user": user,
         "tool": ask.tool,

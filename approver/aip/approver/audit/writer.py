@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import pwd
 import secrets
 import sys
 from collections import deque
@@ -32,6 +31,7 @@ from aip.shared.audit.record import (
     load_or_create_key,
     meta_record,
 )
+from aip.shared.audit.stamp import user_name
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class AuditLog:
         user: str | None = None,
     ) -> None:
         self.path = path
-        self._user = user or default_user()
+        self._user = user or user_name()  # peers are checked to be our uid
         self._key = key
         self._max_bytes = max_bytes
         self._commit_interval_s = commit_interval_s
@@ -376,14 +376,3 @@ class AuditLog:
                 self._write(record)
             except AuditUnavailable:
                 self._backlog.appendleft(record)
-
-
-def default_user() -> str:
-    """DESIGN §8: ``$AIP_USER``, else our login name (peers are checked to be our uid)."""
-    name = os.environ.get("AIP_USER")
-    if name:
-        return name
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return f"uid-{os.getuid()}"

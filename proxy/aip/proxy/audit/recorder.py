@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ import orjson
 from aip.proxy.audit.outbox import outbox_for
 from aip.proxy.stdio import Wire
 from aip.shared.audit.record import not_forwarded_record
+from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome, audit_decision, row
 
 log = logging.getLogger(__name__)
@@ -74,19 +74,6 @@ class Recorder:
         self._tail = b""
 
 
-_second: list[Any] = [None, ""]  # (whole second, its formatted prefix): one strftime a second
-
-
-def timestamp() -> str:
-    """UTC RFC 3339 with milliseconds, ``Z`` suffix (on the allow path: kept cheap)."""
-    now = time.time()
-    whole = int(now)
-    if _second[0] != whole:
-        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _second[0] = whole
-    return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"
-
-
 def record_decision(
     rec: Recorder,
     outcome: Outcome,
@@ -108,7 +95,7 @@ def record_decision(
     if arguments is not None:
         shown, hits = rec.scan(arguments) if rec.scan else (rec.redact(arguments), None)
     record: dict[str, Any] = {
-        "timestamp": timestamp(),
+        "timestamp": rfc3339(),
         "event": event,
         "agent_id": rec.agent_id,
         "tool": tool,

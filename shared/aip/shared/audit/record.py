@@ -13,14 +13,13 @@ import hmac
 import os
 import re
 import stat
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
+from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome, audit_decision, row
 
 FORMAT_VERSION: Final = 1
@@ -57,12 +56,6 @@ class HumanDecision:
             "response_time_ms": max(0, round((self.decided_at - self.shown_at) * 1000)),
             "dialog_shown_at": rfc3339(self.shown_at),
         }
-
-
-def rfc3339(t: float | None = None) -> str:
-    """UTC RFC 3339 with milliseconds and ``Z``: ``2026-03-03T16:44:56.580Z``."""
-    moment = datetime.fromtimestamp(time.time() if t is None else t, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def decision_record(

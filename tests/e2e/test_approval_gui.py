@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from aip.shared.outcomes import Outcome
 from tests.support.approverproc import Approver, Dealer, short_dir
+from tests.support.systools import required_tool
 
 pytestmark = [pytest.mark.gui, pytest.mark.e2e]
 
@@ -27,9 +27,8 @@ TOOLS = ("Xvfb", "zenity", "xdotool", "import")
 
 @pytest.fixture(scope="module")
 def display() -> Iterator[str]:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"missing {', '.join(missing)}")
+    for tool in TOOLS:
+        required_tool(tool)
     read_fd, write_fd = os.pipe()
     with open(os.devnull, "wb") as devnull:
         xvfb = subprocess.Popen(
@@ -52,8 +51,7 @@ def display() -> Iterator[str]:
     try:
         with os.fdopen(read_fd, "rb") as pipe:  # Xvfb writes the display number when ready
             number = pipe.readline().strip().decode()
-        if not number:
-            pytest.skip("Xvfb did not start")
+        assert number, "Xvfb did not start"
         yield f":{number}"
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -20,6 +20,7 @@ import pytest
 import zmq
 
 from tests.support.approverproc import Approver, wait_for
+from tests.support.systools import required_tool
 
 AIPCTL = str(Path(sys.executable).parent / "aipctl")
 NOBODY = 65534
@@ -245,8 +246,7 @@ def test_audit_log_problems(env: dict[str, str]) -> None:
 
 
 def test_dialog_backend_with_a_display(env: dict[str, str]) -> None:
-    if shutil.which("zenity", path="/usr/bin:/bin") is None:
-        pytest.skip("zenity not installed")
+    required_tool("zenity", path="/usr/bin:/bin")  # where the approver's PATH finds it
     _, checks = doctor({**env, "DISPLAY": ":77"})
     assert checks["dialog"]["status"] == "ok"
     assert checks["dialog"]["summary"] == "--dialog auto uses zenity"
@@ -277,8 +277,7 @@ def fake_systemctl(env: dict[str, str], tmp_path: Path, manager_env: str) -> dic
 
 
 def test_unit_judged_by_the_user_managers_environment(env: dict[str, str], tmp_path: Path) -> None:
-    if shutil.which("zenity", path="/usr/bin:/bin") is None:
-        pytest.skip("zenity not installed")
+    required_tool("zenity", path="/usr/bin:/bin")  # where the approver's PATH finds it
     env = fake_systemctl(env, tmp_path, "HOME=/x\\nDISPLAY=:5\\n")
     _, checks = doctor(env)  # this shell has no DISPLAY; the manager does
     assert checks["start-up"]["status"] == "ok"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 from aip.shared.audit import record as ar
 from aip.shared.outcomes import ROWS, Outcome
 from tests.audit_schema_check import record_errors
+from tests.support.systools import required_tool
 
 SESSION = "0123456789abcdef"
 KEY = b"k" * 32
@@ -145,11 +145,14 @@ def test_any_text_serializes_to_printable_ascii(text: str) -> None:
     assert orjson.loads(line) == {"v": text, text: 1}
 
 
-@pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed")
 def test_jq_reads_the_real_values() -> None:
     line = ar.serialize({"tool": NASTY})
     out = subprocess.run(
-        ["jq", "-j", ".tool"], input=line, capture_output=True, check=True, timeout=10
+        [required_tool("jq"), "-j", ".tool"],
+        input=line,
+        capture_output=True,
+        check=True,
+        timeout=10,
     )
     assert out.stdout.decode("utf-8") == NASTY
 

@@ -106,7 +106,10 @@ def test_toml_with_a_server_outside_its_own_table_is_refused() -> None:
 def test_servers_behind_a_proxy_are_left_alone() -> None:
     config = {
         "mcpServers": {
-            "go": {"command": "/usr/local/bin/aip", "args": ["--policy", "/etc/p", "--target", "x"]},
+            "go": {
+                "command": "/usr/local/bin/aip",
+                "args": ["--policy", "/etc/p", "--target", "x"],
+            },
             "py": {"command": "/usr/bin/python3", "args": ["-m", "aip.proxy", "--", "x"]},
             "ours": {"command": "/opt/aip/bin/aip-proxy", "args": ["--", "x"]},
         }

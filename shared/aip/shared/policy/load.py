@@ -49,6 +49,7 @@ _SPEC_UNSUPPORTED: Final = frozenset({"identity", "server", "registry", "aat"})
 
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
 _GLOB_CHARS: Final = frozenset("*?[")
+_VARIABLE: Final = re.compile(r"\$(?:\{[^}]*\}?|[A-Za-z_][A-Za-z0-9_]*)")
 
 
 def load_policy(path: str | os.PathLike[str], *, check_safety: bool = True) -> Policy:
@@ -200,6 +201,16 @@ class _Builder(NodeReader):
             name = normalize(value)
             if not name:
                 self.problem(item, item_path, f"{value!r} is empty once normalized")
+            elif path.endswith("_methods") and _GLOB_CHARS & set(name) and name != "*":
+                # `denied_methods: ["resources/*"]` would load, match no method and block
+                # nothing while `policy check` said OK.
+                self.problem(
+                    item,
+                    item_path,
+                    f"{value!r}: method names are exact, globs are not supported; list each "
+                    "method (e.g. resources/list, resources/read)",
+                )
+                continue
             out.add(name)
         return frozenset(out)
 
@@ -213,6 +224,17 @@ class _Builder(NodeReader):
                     item,
                     "spec.protected_paths",
                     f"{value!r}: globs are not supported; name a file or directory",
+                )
+                continue
+            variable = _VARIABLE.search(value.replace("${HOME}", "").replace("$HOME", ""))
+            if variable is not None:
+                # Only ~ and $HOME are expanded: a proxy's environment is the MCP client's
+                # stripped one, so $XDG_CONFIG_HOME would protect a folder literally named so.
+                self.problem(
+                    item,
+                    "spec.protected_paths",
+                    f"{value!r}: {variable.group(0)} is not expanded (only ~ and $HOME are); "
+                    "write the path out",
                 )
                 continue
             expanded = _expand_home(value.strip())

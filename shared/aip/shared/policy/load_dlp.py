@@ -108,7 +108,7 @@ def _patterns(reader: NodeReader, node: yaml.Node | None, path: str) -> tuple[Dl
             continue
         seen.add(name)
         try:
-            out.append(DlpPattern(name, regex, compile_pattern(regex)))
+            out.append(DlpPattern(name, regex, compile_pattern(regex, reader.budget)))
         except RegexError as exc:
             reader.problem(fields["regex"], join(item_path, "regex"), f"bad regex {regex!r}: {exc}")
     return tuple(out)
@@ -131,7 +131,8 @@ def _size(reader: NodeReader, node: yaml.Node | None, path: str) -> int | None:
         if match is None:
             reader.problem(node, path, f'{text!r} is not a size such as 1048576, "512KB" or "1MB"')
             return None
-        size = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+        digits = match.group(1)  # bounded before int(): 4,301+ digits would raise
+        size = int(digits) * _UNITS[(match.group(2) or "").lower()] if len(digits) <= 18 else -1
     if not 0 < size <= MAX_SCAN_SIZE_LIMIT:
         reader.problem(node, path, f"must be between 1 byte and {MAX_SCAN_SIZE_LIMIT} bytes")
         return None

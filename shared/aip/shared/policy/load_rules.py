@@ -108,7 +108,7 @@ def _allow_args(reader: NodeReader, node: yaml.Node | None, path: str) -> tuple[
         if pattern is None:
             continue
         try:
-            out.append(ArgPattern(name, pattern, compile_pattern(pattern)))
+            out.append(ArgPattern(name, pattern, compile_pattern(pattern, reader.budget)))
         except RegexError as exc:
             reader.problem(value_node, join(path, name), f"bad regex {pattern!r}: {exc}")
     return tuple(out)
@@ -125,7 +125,9 @@ def _rate(reader: NodeReader, node: yaml.Node | None, path: str) -> RateLimit | 
     if match is None or period is None:
         reader.problem(node, path, f"{text!r} is not N/second, N/minute or N/hour")
         return None
-    count = int(match.group(1))
+    digits = match.group(1)
+    # Bounded before int(): 4,301+ digits would raise (CPython's int limit), not report.
+    count = int(digits) if len(digits) <= 18 else MAX_RATE_COUNT + 1
     if not 0 < count <= MAX_RATE_COUNT:
         reader.problem(node, path, f"the count must be between 1 and {MAX_RATE_COUNT}")
         return None

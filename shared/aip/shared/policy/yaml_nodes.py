@@ -14,6 +14,7 @@ from typing import Final
 import yaml
 
 from aip.shared.errors import PolicyProblem
+from aip.shared.policy.regexes import CompileBudget
 
 _T: Final = "tag:yaml.org,2002:"
 STR: Final = _T + "str"
@@ -113,6 +114,7 @@ class NodeReader:
 
     def __init__(self) -> None:
         self.problems: list[PolicyProblem] = []
+        self.budget = CompileBudget()  # what all patterns of this document may cost together
 
     def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
         self.problems.append(PolicyProblem(line_of(node) if node else 0, path, message))

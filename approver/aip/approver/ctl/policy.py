@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from typing import Any
 
 from aip.approver.ctl.console import err, out, out_json, paint
 from aip.approver.ctl.policy_explain import explain
 from aip.approver.ctl.policy_lint import lint
+from aip.approver.ctl.policy_server import ProbeError, judge, probe
 from aip.shared.errors import PolicyError
 from aip.shared.policy.file import check_policy_file_safety
 from aip.shared.policy.load import load_policy, load_policy_text
@@ -35,6 +37,20 @@ def register(groups: Any) -> None:
     )
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument(
+        "--server",
+        metavar="CMD",
+        help='also start this MCP server (one quoted command line, e.g. "npx -y '
+        '@modelcontextprotocol/server-everything") and show which of its capabilities and '
+        "tools the policy would block (one FILE only)",
+    )
+    check.add_argument(
+        "--server-timeout",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long --server may take to answer (default 15)",
+    )
     check.set_defaults(func=run_check)
 
     why = actions.add_parser(
@@ -83,17 +99,54 @@ def _dedupe(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    if args.server is not None and len(args.files) != 1:
+        err("aipctl policy check: --server takes exactly one policy FILE")
+        return 2
     reports = []
     for source in args.files:
         policy, errors = _load(source)
         findings = lint(policy) if policy is not None else []
         reports.append((source, policy, errors, findings))
+    offer: dict[str, Any] | None = None
+    if args.server is not None and reports[0][1] is not None:
+        try:
+            command = shlex.split(args.server)
+            if not command:
+                raise ProbeError("--server needs a command")
+            offer = judge(reports[0][1], probe(command, args.server_timeout))
+        except (ValueError, ProbeError) as exc:
+            err(f"aipctl policy check --server: {exc}")
+            return 1
     if args.json:
-        out_json([_json_report(*r) for r in reports])
+        data = [_json_report(*r) for r in reports]
+        if offer is not None:
+            data[0]["server"] = offer
+        out_json(data)
     else:
         for report in reports:
             _print_report(*report)
+        if offer is not None:
+            _print_offer(offer)
     return 1 if any(r[2] for r in reports) else 0
+
+
+def _print_offer(offer: dict[str, Any]) -> None:
+    out(f"server {offer['server']} (protocol {offer['protocol']}) through this policy:")
+    for name, cap in offer["capabilities"].items():
+        blocked = cap["blocked"]
+        if not blocked:
+            out(f"  {name:11} allowed")
+            continue
+        state = "BLOCKED" if len(blocked) == len(cap["methods"]) else "partly blocked"
+        out(f"  {name:11} {paint(state, 'yellow')}: {', '.join(blocked)}")
+    for tool in offer["tools"]:
+        state = "hidden from tools/list, every call blocked" if not tool["listed"] else "listed"
+        if tool["listed"] and tool["asks"]:
+            state += " (asks a human)"
+        out(f"  tool {tool['name']}: {state}")
+    if offer["allow_line"]:
+        out("to allow the blocked methods, put this line in the policy's spec:")
+        out(f"  {offer['allow_line']}")
 
 
 def _json_report(

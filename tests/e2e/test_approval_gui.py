@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from aip.shared.outcomes import Outcome
@@ -170,3 +171,37 @@ def test_a_killed_approver_takes_its_dialog_with_it(display: str) -> None:
                 time.sleep(0.05)
         finally:
             d.close()
+
+
+@pytest.mark.parametrize("keys", ["return-then-escape", "tick-then-return"])
+def test_a_long_request_scrolls_whole_and_allow_needs_the_box(
+    approver: Approver, display: str, keys: str
+) -> None:
+    """Over 20 lines zenity shows the whole request in a scrolling text view fed on stdin
+    (never argv); Return alone does not allow (without the box it would: measured), Allow
+    needs "I have read the whole request" ticked."""
+    decoys = {f"decoy{i:02}": "harmless" for i in range(12)}
+    d, win = _ask(approver, display, **decoys, path="/home/u/.bashrc", content="A" * 20_000 + ";sh")
+    try:
+        x, y, w, h = win["X"], win["Y"], win["WIDTH"], win["HEIGHT"]
+        assert min(x, y) >= 0
+        assert x + w <= 1024
+        assert y + h <= 768
+        dialogs = [
+            proc.cmdline()
+            for proc in psutil.Process(approver.proc.pid).children(recursive=True)
+            if "--text-info" in proc.cmdline()
+        ]
+        assert len(dialogs) == 1
+        assert not any(";sh" in arg or "decoy" in arg for arg in dialogs[0])
+        _screenshot(display, f"zenity-long-{keys}.png")
+        _xdo(display, "windowfocus", "--sync", str(win["WINDOW"]))
+        if keys == "return-then-escape":
+            _xdo(display, "key", "Return", "Escape")
+            expected = Outcome.DENIED_BY_USER
+        else:
+            _xdo(display, "key", "Tab", "space", "Return")
+            expected = Outcome.HUMAN_APPROVED
+        assert d.decision(15).outcome is expected
+    finally:
+        d.close()

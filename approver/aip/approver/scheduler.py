@@ -16,6 +16,7 @@ from typing import Final
 
 from aip.approver.dialogs import render
 from aip.approver.dialogs.base import Answer, Backend, Prompt
+from aip.approver.dialogs.escape import show_name, show_value
 from aip.approver.queue import AskQueue
 from aip.approver.sessions import Session
 from aip.shared.audit.stamp import rfc3339
@@ -188,7 +189,10 @@ class Scheduler:
             async with asyncio.timeout_at(ticket.deadline):
                 answer = await self._backend.show(prompt)
         except TimeoutError:
-            self._after_dialog(ticket, Outcome.TIMEOUT, shown=True)
+            if prompt.withheld:
+                self._after_dialog(ticket, Outcome.TOO_LARGE_TO_REVIEW, shown=False)
+            else:
+                self._after_dialog(ticket, Outcome.TIMEOUT, shown=True)
         except asyncio.CancelledError:  # cancel, proxy gone or shutdown: closed early
             self._after_dialog(ticket, ticket.stop_reason, shown=False)
             raise
@@ -197,6 +201,13 @@ class Scheduler:
             self._after_dialog(ticket, Outcome.DIALOG_ERROR, shown=False)
         else:
             outcome = _ANSWERS[answer]
+            if prompt.withheld and outcome is not Outcome.DIALOG_ERROR:
+                # Allow was never offered: whatever came back (a program may say anything),
+                # the request was too large to review, not decided by a human.
+                if answer is Answer.ALLOW:
+                    log.warning("dialog %s allowed a withheld ask; denied", self._backend.name)
+                self._after_dialog(ticket, Outcome.TOO_LARGE_TO_REVIEW, shown=False)
+                return
             self._after_dialog(ticket, outcome, shown=outcome is not Outcome.DIALOG_ERROR)
 
     def _after_dialog(self, ticket: Ticket, outcome: Outcome, *, shown: bool) -> None:
@@ -224,14 +235,19 @@ class Scheduler:
             seconds_left=max(1, math.floor(ticket.deadline - now)),
             waiting=self._queue.waiting(),
         )
+        shown = render.render(facts, ask.arguments, self._backend.fit)
+        if shown.withheld:
+            log.info("ask %s: Allow withheld, %s", ask.request_id, shown.withheld)
         return Prompt(
             request_id=ask.request_id,
-            agent_id=render.show_value(agent_id),
-            server=render.show_value(session.server),
-            tool=render.show_name(ask.tool),
+            agent_id=show_value(agent_id),
+            server=show_value(session.server),
+            tool=show_name(ask.tool),
             arguments=render.display_arguments(ask.arguments),
-            text=render.dialog_text(facts, ask.arguments),
-            rule=render.show_value(ask.rule),
+            text=shown.text,
+            rule=show_value(ask.rule),
             seconds_left=facts.seconds_left,
             queue_position=facts.waiting,
+            scroll=shown.scroll,
+            withheld=shown.withheld,
         )

@@ -18,7 +18,7 @@ import orjson
 import zmq
 
 from aip.approver.ctl.console import err, out, out_json, paint
-from aip.approver.dialogs.render import show_value
+from aip.approver.dialogs.escape import show_value
 from aip.shared import paths
 from aip.shared import protocol as p
 from aip.shared.errors import ConfigError

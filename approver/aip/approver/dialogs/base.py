@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from aip.approver.dialogs.render import Fit, Limits
 from aip.approver.dialogs.spawn import FAST_PATH, spawn_and_wait
 
 log = logging.getLogger(__name__)
@@ -49,22 +50,41 @@ class Answer(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """One ask as a backend sees it; ``text`` is the full escaped dialog body."""
+    """One ask as a backend sees it; ``text`` is the escaped dialog body, sized by the
+    renderer for the backend's ``fit`` (render.Rendering): show all of it or nothing."""
 
     request_id: str | int
     agent_id: str
     server: str
     tool: str
-    arguments: dict[str, str]  # name -> display text (escaped, truncated)
+    arguments: dict[str, str]  # every name -> display text (escaped, head + tail)
     text: str
     rule: str
     seconds_left: int
     queue_position: int  # asks waiting behind this one
+    scroll: bool = False  # ``text`` goes into the backend's scrolling view
+    withheld: str = ""  # why Allow is withheld: show only Deny (any answer is a deny)
+
+
+class TextTooLarge(ValueError):
+    """A backend got more text than its ``fit``: a renderer bug, shown as a dialog error."""
+
+
+def check_fits(text: str, limits: Limits) -> None:
+    """Backends never cut: a text over their limit is refused (the ask ends dialog_error)."""
+    lines = text.split("\n")
+    if not limits.holds(lines):
+        raise TextTooLarge(f"{limits.size(text)} chars in {len(lines)} lines over {limits}")
 
 
 class Backend(Protocol):
     @property
     def name(self) -> str: ...
+
+    @property
+    def fit(self) -> Fit:
+        """How much text this backend shows whole; the renderer never gives it more."""
+        ...
 
     async def show(self, prompt: Prompt) -> Answer:
         """Show the dialog until answered. Cancellation (deadline, cancel) closes it."""

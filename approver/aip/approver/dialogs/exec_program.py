@@ -1,8 +1,10 @@
 """``--dialog exec:PROGRAM`` (DESIGN §3): a program decides; the test seam and an extension point.
 
 Started without a shell, no arguments, environment PATH=/usr/bin:/bin + HOME + LANG + AIP_*;
-one JSON line on stdin, written asynchronously then closed. Exit 0 with first line ``allow``
--> allow, ``deny`` -> deny, anything else -> dialog error; at the deadline it is killed.
+one JSON line on stdin, written asynchronously then closed; its ``text`` is the whole
+request, nothing cut (``withheld`` says why not, above render.FULL_TEXT_MAX). Exit 0 with
+first line ``allow`` -> allow, ``deny`` -> deny, anything else -> dialog error; at the
+deadline it is killed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from aip.approver.dialogs.base import SAFE_PATH, Answer, Prompt, binary_problem, run_dialog
+from aip.approver.dialogs.render import WHOLE, Fit
 from aip.shared.errors import ConfigError
 from aip.shared.protocol import PROTOCOL_VERSION
 
@@ -31,6 +34,7 @@ def program_env() -> dict[str, str]:
 class ExecProgram:
     program: str
     name: str = "exec"
+    fit: Fit = WHOLE
     env: dict[str, str] = field(default_factory=program_env)  # fixed at start-up
 
     @classmethod
@@ -60,6 +64,7 @@ class ExecProgram:
                 "rule": prompt.rule,
                 "seconds_left": prompt.seconds_left,
                 "queue_position": prompt.queue_position,
+                "withheld": prompt.withheld,
             },
             option=orjson.OPT_APPEND_NEWLINE,
         )

@@ -1,7 +1,9 @@
 """The Linux desktop backends: zenity, kdialog and Xdialog (security.md §1.2-§1.4).
 
-Each gets the already escaped ASCII text and adds only its own escaping; Deny is the default
-everywhere, and Allow needs exit code 0 (plus ``allow`` on stdout for kdialog's radio list).
+Each gets the already escaped ASCII text, sized by the renderer for its ``fit``, and adds only
+its own escaping; none cuts anything (a text over its limit is a dialog error). Deny is the
+default everywhere, and Allow needs exit code 0 (plus ``allow`` on stdout for kdialog's radio
+list). A withheld prompt gets a dialog whose only button is Deny.
 """
 
 from __future__ import annotations
@@ -11,41 +13,63 @@ import os
 from dataclasses import dataclass
 from typing import Final
 
-from aip.approver.dialogs.base import Answer, Prompt, gui_env, run_dialog
-from aip.approver.dialogs.render import TITLE
+from aip.approver.dialogs.base import (
+    Answer,
+    Prompt,
+    TextTooLarge,
+    check_fits,
+    gui_env,
+    run_dialog,
+)
+from aip.approver.dialogs.render import TITLE, UNLIMITED, Fit, Limits
 
 SETPRIV: Final = "/usr/bin/setpriv"  # util-linux
+# A GTK/Qt message dialog grows with its text: measured with zenity 3.44 under Xvfb
+# (1024x768), 40 lines of narrow glyphs (120 px + 16.2 px a line) or 20 lines of the widest
+# ("W", wrapped twice at --width 640) reach 752 px. 20 lines keep every line and the
+# buttons on a 768 px screen whatever the glyphs.
+MESSAGE_LIMITS: Final = Limits(chars=20 * 76, lines=20)
+# zenity --text-info: the whole text, scrollable, from stdin (not argv: no 128 KiB limit,
+# not visible in ps); Allow is enabled only once "I have read the whole request" is ticked
+# (without --checkbox, Return in a text-info means OK).
+ZENITY_FIT: Final = Fit(MESSAGE_LIMITS, scroll=UNLIMITED)
+KDIALOG_FIT: Final = Fit(MESSAGE_LIMITS)  # no scrolling view with Allow and Deny: withheld
+READ_ALL_CHECKBOX: Final = "I have read the whole request"
 XDIALOG_TEXT_MAX: Final = 1500  # Xdialog silently cuts its label at 2048 bytes
 FULLWIDTH_BACKSLASH: Final = "\uff3c"  # Xdialog turns the two chars \n into a newline
+XDIALOG_LEGEND: Final = f"\n({FULLWIDTH_BACKSLASH} = backslash)"
+XDIALOG_FIT: Final = Fit(
+    Limits(XDIALOG_TEXT_MAX - len(XDIALOG_LEGEND.encode()), lines=20, backslash_size=3)
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Zenity:
     binary: str
     name: str = "zenity"
+    fit: Fit = ZENITY_FIT
 
     def argv(self, prompt: Prompt) -> list[str]:
+        title = ["--title", TITLE]
+        if prompt.withheld:
+            check_fits(prompt.text, MESSAGE_LIMITS)
+            return [self.binary, "--warning", "--no-markup", *title, "--ok-label", "Deny",
+                    "--width", "640", "--text", prompt.text]  # fmt: skip
+        if prompt.scroll:
+            # The text comes on stdin; Allow stays insensitive until the box is ticked.
+            return [self.binary, "--text-info", *title, "--font", "monospace 9", "--width",
+                    "680", "--height", "560", "--ok-label", "Allow", "--cancel-label", "Deny",
+                    "--checkbox", READ_ALL_CHECKBOX]  # fmt: skip
+        check_fits(prompt.text, MESSAGE_LIMITS)
         # --no-markup: the text is not Pango markup and its escapes are not processed;
         # --default-cancel: Return (or a synthetic key press) means Deny.
-        return [
-            self.binary,
-            "--question",
-            "--no-markup",
-            "--default-cancel",
-            "--title",
-            TITLE,
-            "--ok-label",
-            "Allow",
-            "--cancel-label",
-            "Deny",
-            "--width",
-            "640",
-            "--text",
-            prompt.text,
-        ]
+        return [self.binary, "--question", "--no-markup", "--default-cancel", *title,
+                "--ok-label", "Allow", "--cancel-label", "Deny", "--width", "640",
+                "--text", prompt.text]  # fmt: skip
 
     async def show(self, prompt: Prompt) -> Answer:
-        done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env())
+        stdin = prompt.text.encode() if prompt.scroll and not prompt.withheld else None
+        done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env(), stdin)
         if b"cannot open display" in done.stderr:  # rc 1 here would look like a Deny
             return Answer.ERROR
         return _by_returncode(done.returncode)
@@ -55,12 +79,17 @@ class Zenity:
 class Kdialog:
     binary: str
     name: str = "kdialog"
+    fit: Fit = KDIALOG_FIT
 
     def argv(self, prompt: Prompt) -> list[str]:
         # Rich text forced with <qt> and fully escaped, so Qt never guesses; no backslash
         # reaches kdialog's own escape parser. kdialog has no "default No", hence a radio
         # list with Deny preselected.
+        check_fits(prompt.text, self.fit.dialog)
         body = html.escape(prompt.text, quote=True).replace("\\", "&#92;").replace("\n", "<br>")
+        if prompt.withheld:
+            return [self.binary, "--title", TITLE, "--ok-label", "Deny", "--error",
+                    f"<qt>{body}</qt>"]  # fmt: skip
         return [
             self.binary,
             "--title",
@@ -86,27 +115,18 @@ class Kdialog:
 class Xdialog:
     binary: str
     name: str = "xdialog"
+    fit: Fit = XDIALOG_FIT
 
     def argv(self, prompt: Prompt) -> list[str]:
-        text = prompt.text.replace("\\", FULLWIDTH_BACKSLASH)
-        if len(text.encode()) > XDIALOG_TEXT_MAX:
-            text = text.encode()[: XDIALOG_TEXT_MAX - 40].decode("utf-8", "ignore")
-            text += "\n...[text cut]"
-        text += f"\n({FULLWIDTH_BACKSLASH} = backslash)"
-        return [
-            self.binary,
-            "--title",
-            TITLE,
-            "--ok-label",
-            "Allow",
-            "--cancel-label",
-            "Deny",
-            "--default-no",
-            "--yesno",
-            text,
-            "0",
-            "0",
-        ]
+        check_fits(prompt.text, self.fit.dialog)
+        text = prompt.text.replace("\\", FULLWIDTH_BACKSLASH) + XDIALOG_LEGEND
+        if len(text.encode()) > XDIALOG_TEXT_MAX:  # the check above makes this unreachable
+            raise TextTooLarge(f"{len(text.encode())} bytes for Xdialog")
+        common = [self.binary, "--title", TITLE]
+        if prompt.withheld:
+            return [*common, "--ok-label", "Deny", "--msgbox", text, "0", "0"]
+        return [*common, "--ok-label", "Allow", "--cancel-label", "Deny", "--default-no",
+                "--yesno", text, "0", "0"]  # fmt: skip
 
     async def show(self, prompt: Prompt) -> Answer:
         done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env())

@@ -3,6 +3,7 @@
 osascript gets the script on stdin (``osascript -``) and the text as an argv item;
 PowerShell gets a constant ``-EncodedCommand`` and the text as JSON on stdin
 (security.md §1.5, §1.6). Deny is the default button; Allow needs rc 0 and ``allow`` out.
+Neither has a scrolling view: a request longer than their ``fit`` is withheld (Deny only).
 """
 
 from __future__ import annotations
@@ -14,16 +15,24 @@ from typing import Final
 
 import orjson
 
-from aip.approver.dialogs.base import Answer, Prompt, run_dialog
-from aip.approver.dialogs.render import TITLE
+from aip.approver.dialogs.base import Answer, Prompt, check_fits, run_dialog
+from aip.approver.dialogs.render import TITLE, Fit, Limits
 
 OSASCRIPT: Final = "/usr/bin/osascript"
+# Old AppleScript documentation caps ``display dialog`` at 255 characters; newer macOS shows
+# more but grows the alert with it: 1,000 characters (security.md R-1.8), not measured here.
+OSASCRIPT_FIT: Final = Fit(Limits(chars=1000, lines=20))
+# Our own WinForms form: a Consolas 9 label up to 720 px wide (76 columns fit) grows about
+# 14 px a line; 30 lines stay on a 768 px screen. Not measured here (no Windows).
+POWERSHELL_FIT: Final = Fit(Limits(chars=30 * 76, lines=30))
 # "cancel button" turns Deny and Escape into error -128, which we answer with "deny".
 OSA_SCRIPT: Final = f"""on run argv
   set msg to item 1 of argv
   set secs to (item 2 of argv) as integer
+  set choices to {{"Deny", "Allow"}}
+  if (item 3 of argv) is "deny-only" then set choices to {{"Deny"}}
   try
-    set r to display dialog msg with title "{TITLE}" buttons {{"Deny", "Allow"}} ¬
+    set r to display dialog msg with title "{TITLE}" buttons choices ¬
       default button "Deny" cancel button "Deny" with icon caution giving up after secs
   on error number -128
     return "deny"
@@ -64,6 +73,7 @@ $allow = New-Object System.Windows.Forms.Button
 $allow.Text = 'Allow'
 $allow.DialogResult = [System.Windows.Forms.DialogResult]::Yes
 $allow.Location = New-Object System.Drawing.Point(120, $y)
+if ([bool]$req.withheld) {{ $allow.Enabled = $false; $allow.Visible = $false }}
 $form.Controls.Add($deny)
 $form.Controls.Add($allow)
 $form.AcceptButton = $deny
@@ -98,10 +108,13 @@ def encoded_command(script: str = POWERSHELL_SCRIPT) -> str:
 class Osascript:
     binary: str = OSASCRIPT
     name: str = "osascript"
+    fit: Fit = OSASCRIPT_FIT
 
     def argv(self, prompt: Prompt) -> list[str]:
         # "-" = script from stdin; the items after it are argv of the run handler.
-        return [self.binary, "-", prompt.text, str(max(1, prompt.seconds_left))]
+        check_fits(prompt.text, self.fit.dialog)
+        buttons = "deny-only" if prompt.withheld else "ask"
+        return [self.binary, "-", prompt.text, str(max(1, prompt.seconds_left)), buttons]
 
     def env(self) -> dict[str, str]:
         keep = ("HOME", "LANG", "TMPDIR", "USER")
@@ -120,6 +133,7 @@ class Osascript:
 class PowerShell:
     binary: str
     name: str = "powershell"
+    fit: Fit = POWERSHELL_FIT
 
     def argv(self) -> list[str]:
         """Identical for every request: the data goes on stdin."""
@@ -134,7 +148,9 @@ class PowerShell:
         ]
 
     def stdin(self, prompt: Prompt) -> bytes:
-        return orjson.dumps({"text": prompt.text, "seconds": max(1, prompt.seconds_left)})
+        check_fits(prompt.text, self.fit.dialog)
+        seconds = max(1, prompt.seconds_left)
+        return orjson.dumps({"text": prompt.text, "seconds": seconds, "withheld": prompt.withheld})
 
     def env(self) -> dict[str, str]:
         keep = ("SystemRoot", "windir", "TEMP", "TMP", "USERPROFILE", "APPDATA", "LOCALAPPDATA")

@@ -1,31 +1,40 @@
-"""Dialog text (DESIGN §7, security.md §1.1): untrusted values become printable ASCII.
+"""The dialog text (DESIGN §7): who asks first, then the call with every argument named.
 
-Plain values (``[A-Za-z0-9 _./:@=+,-]*``) are shown as is, as in the guide; everything else
-as escaped JSON (ensure_ascii), so bidi controls, zero-width and newline characters are
-visible escapes. Every line break in the result is ours; long values keep head and tail.
+The renderer, never a backend, decides what a dialog shows. A backend states what it can
+hold (``Fit``): the text of one dialog, and optionally a scrolling view (zenity's text-info).
+The whole request goes into the dialog when it fits; else into the scrolling view, after a
+summary that names every argument and shows long values head + tail with a count; else the
+dialog says why Allow is withheld and the only answer is Deny (``too_large_to_review``).
 """
 
 from __future__ import annotations
 
-import json
 import re
-import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-TITLE: Final = "Agent Identity Protocol"
-WIDTH: Final = 76  # columns; we wrap, so no backend can push its buttons off screen
-VALUE_MAX: Final = 240  # escaped chars per value before head + tail truncation
-HEAD: Final = 160
-TAIL: Final = 60
-MAX_ARGS_SHOWN: Final = 12
-TEXT_MAX: Final = 3500
+from aip.approver.dialogs.escape import (
+    flags,
+    ordinal,
+    prose,
+    show_name,
+    show_value,
+    strings,
+    truncate,
+    wrap,
+)
 
-_PLAIN_VALUE: Final = re.compile(r"[A-Za-z0-9 _./:@=+,-]+")
-_PLAIN_NAME: Final = re.compile(r"[A-Za-z0-9_./-]{1,128}")  # tool names, argument keys
-_BIDI: Final = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C])
-_INVISIBLE: Final = frozenset([0x115F, 0x1160, 0x3164, 0xFFA0, 0x034F, 0x180E])
+TITLE: Final = "Agent Identity Protocol"
+IDENTITY_MAX: Final = 120  # escaped chars of the agent id, server and rule
+KEY_MAX: Final = 48  # escaped chars of an argument name in a summary
+# A summary shortens every long value to the first of these that makes the text fit.
+VALUE_LIMITS: Final = (240, 120, 64, 40, 24, 12)
+# The most any scrolling view or program is given: the approver's ask cap (256 KiB of JSON)
+# renders to about 300,000 characters, so a request the proxy sends always fits.
+FULL_TEXT_MAX: Final = 1024 * 1024
+NO_LINE_LIMIT: Final = 1 << 62
+SCROLL_HEADING: Final = "=== The whole request, nothing left out (scroll down) ==="
+_MARKER: Final = re.compile(r"\[REDACTED:([A-Za-z0-9_.-]{1,64})\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,134 +50,155 @@ class DialogFacts:
     waiting: int  # other asks waiting behind this one
 
 
-def show_name(name: str) -> str:
-    return name if _PLAIN_NAME.fullmatch(name) else _escaped(name)
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much text one dialog shows with every line on screen and nothing cut."""
+
+    chars: int  # in the backend's own encoding: bytes (the text itself is ASCII)
+    lines: int
+    backslash_size: int = 1  # Xdialog shows "\" as a 3-byte lookalike
+
+    def size(self, text: str) -> int:
+        return len(text) + (self.backslash_size - 1) * text.count("\\")
+
+    def holds(self, lines: list[str]) -> bool:
+        return len(lines) <= self.lines and self.size("\n".join(lines)) <= self.chars
 
 
-def show_value(value: Any) -> str:
-    """A value as the dialog shows it (before wrapping and truncation)."""
-    if isinstance(value, str) and _PLAIN_VALUE.fullmatch(value) and value == value.strip():
-        return value
-    return _escaped(value)
+UNLIMITED: Final = Limits(FULL_TEXT_MAX, NO_LINE_LIMIT)
 
 
-def truncate(text: str, limit: int = VALUE_MAX) -> str:
-    """Head + marker + tail: the dangerous part of an attack often sits at the end."""
-    if len(text) <= limit:
-        return text
-    # Head and tail scale with the limit (160 + 60 at the default of 240).
-    head, tail = min(HEAD, limit * 2 // 3), min(TAIL, max(limit // 4, 12))
-    omitted = len(text) - head - tail
-    return f"{text[:head]} ...[{omitted} chars omitted]... {text[-tail:]}"
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """What a backend can show: its dialog, and a scrolling view of longer text if any."""
+
+    dialog: Limits
+    scroll: Limits | None = None
 
 
-def wrap(line: str, indent: str = "    ", width: int = WIDTH) -> list[str]:
-    """Hard wrap at ``width`` columns; continuation lines are indented."""
-    out = [line[:width]]
-    rest = line[width:]
-    step = width - len(indent)
-    while rest:
-        out.append(indent + rest[:step])
-        rest = rest[step:]
-    return out
+WHOLE: Final = Fit(UNLIMITED)  # a program or a terminal: any text up to FULL_TEXT_MAX
 
 
-def flags(value: Any) -> list[str]:
-    """What a human should be warned about in a raw value (computed before escaping)."""
-    found: set[str] = set()
-    non_ascii = 0
-    for text in _strings(value):
-        for ch in text:
-            cp = ord(ch)
-            if cp < 0x80:
-                if cp < 0x20 or cp == 0x7F:
-                    found.add("control" if ch not in "\n\r" else "newline")
-                continue
-            non_ascii += 1
-            category = unicodedata.category(ch)
-            if cp in _BIDI:
-                found.add("bidi-control")
-            elif category == "Cf" or cp in _INVISIBLE or 0xFE00 <= cp <= 0xFE0F:
-                found.add("invisible")
-            elif category in ("Zl", "Zp") or cp == 0x85:
-                found.add("newline")
-            elif category.startswith("C"):
-                found.add("control")
-    result = sorted(found)
-    if non_ascii:
-        result.append(f"non-ASCII({non_ascii})")
-    return result
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    text: str
+    scroll: bool = False  # ``text`` is for the backend's scrolling view, not its dialog
+    withheld: str = ""  # why Allow is withheld; empty when the human may allow
+
+
+def render(facts: DialogFacts, arguments: dict[str, Any], fit: Fit) -> Rendering:
+    """The text for a backend that can show ``fit``; never more than it holds."""
+    head = _identity(facts)
+    notes = _redactions(arguments)
+    whole = _call(facts.tool, arguments, None)
+    full = [*head, "", *whole, *notes]
+    if fit.dialog.holds(full):
+        return Rendering("\n".join(full))
+    summary = _summary(facts.tool, arguments, head, notes, fit.dialog)
+    if fit.scroll is not None:
+        # A summary first (every name, long values head + tail) when it says less than
+        # the whole; the whole request after it.
+        shortened = summary != [*whole, *notes]
+        text = [*head, "", *summary, "", SCROLL_HEADING, *whole] if shortened else full
+        if fit.scroll.holds(text):
+            return Rendering("\n".join(text), scroll=True)
+    return _withheld(facts.tool, arguments, head, notes, len("\n".join(full)), fit.dialog)
 
 
 def dialog_text(facts: DialogFacts, arguments: dict[str, Any]) -> str:
-    """The full dialog body (the title is separate and constant).
-
-    Many long arguments could exceed TEXT_MAX; rather than cutting the end of the text (the
-    tails of the last values and the trusted closing lines), values are shown shorter."""
-    text = ""
-    for value_max in _VALUE_LIMITS:
-        text = _dialog_text(facts, arguments, value_max)
-        if len(text) <= TEXT_MAX:
-            return text
-    return text[: TEXT_MAX - 20] + "\n...[text cut]"  # unreachable with the limits above
-
-
-_VALUE_LIMITS: Final = (VALUE_MAX, 120, 64, 40)
-KEY_MAX: Final = 48  # escaped chars of an argument name
-
-
-def _dialog_text(facts: DialogFacts, arguments: dict[str, Any], value_max: int) -> str:
-    lines = ["The agent wants to call:", ""]
-    lines += wrap(f"Tool: {show_name(facts.tool)}")
-    tool_flags = flags(facts.tool)
-    if tool_flags:
-        lines += wrap(f"[!] tool name contains: {', '.join(tool_flags)}")
-    lines.append("Arguments:" if arguments else "Arguments: (none)")
-    warnings: list[str] = []
-    for index, (key, value) in enumerate(arguments.items()):
-        if index == MAX_ARGS_SHOWN:
-            lines.append(f"  (+{len(arguments) - MAX_ARGS_SHOWN} more arguments not shown)")
-            break
-        shown = show_value(value)
-        cut = truncate(shown, value_max)
-        name = truncate(show_name(key), KEY_MAX)
-        lines += wrap(f"  {name}: {cut}")
-        marks = flags(value) + (["truncated"] if cut != shown else [])
-        if marks:
-            warnings += wrap(f"[!] {truncate(show_name(key), 24)}: {', '.join(marks)}")
-    lines += warnings
-    lines.append("")
-    lines += wrap(f"Agent: {truncate(show_value(facts.agent_id), 120)}")
-    lines += wrap(f"Server: {truncate(show_value(facts.server), 120)}")
-    lines += wrap(f"Rule: {truncate(show_value(facts.rule), 120)}")
-    lines.append(f"This is the {ordinal(facts.ordinal)} request from this agent in 60 s.")
-    lines.append(f"Auto-deny in {facts.seconds_left} s.")
-    if facts.waiting:
-        lines.append(f"{facts.waiting} more request(s) waiting.")
-    return "\n".join(lines)
-
-
-def ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
+    """The whole text as an unlimited backend (an ``exec:`` program) gets it."""
+    return render(facts, arguments, WHOLE).text
 
 
 def display_arguments(arguments: dict[str, Any]) -> dict[str, str]:
-    """Argument name -> display text (escaped, truncated, unwrapped) for ``exec:`` programs."""
+    """Argument name -> display text (escaped, head + tail, unwrapped) for ``exec:`` programs;
+    every argument is there, the full text is ``Prompt.text``."""
     return {show_name(k): truncate(show_value(v)) for k, v in arguments.items()}
 
 
-def _escaped(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=True)
+def _identity(facts: DialogFacts) -> list[str]:
+    """Who asks, first: no argument can push these lines out of a dialog."""
+    lines: list[str] = []
+    for label, value in (("Agent", facts.agent_id), ("Server", facts.server), ("Rule", facts.rule)):
+        lines += wrap(f"{label}: {truncate(show_value(value), IDENTITY_MAX)}")
+    status = f"{ordinal(facts.ordinal)} request from this agent in 60 s. "
+    status += f"Auto-deny in {facts.seconds_left} s."
+    if facts.waiting:
+        status += f" {facts.waiting} more waiting."
+    return [*lines, *wrap(status)]
 
 
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield str(key)
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+def _call(tool: str, arguments: dict[str, Any], value_max: int | None) -> list[str]:
+    """The call; ``value_max`` None: every name and value whole, else head + tail."""
+    name = show_name(tool) if value_max is None else truncate(show_name(tool), IDENTITY_MAX)
+    lines = ["The agent wants to call:", *wrap(f"Tool: {name}")]
+    tool_flags = flags(tool)
+    if tool_flags:
+        lines += wrap(f"[!] tool name contains: {', '.join(tool_flags)}")
+    lines.append(f"Arguments ({len(arguments)}):" if arguments else "Arguments: (none)")
+    warnings: list[str] = []
+    for key, value in arguments.items():
+        shown, label = show_value(value), show_name(key)
+        cut = shown
+        if value_max is not None:
+            cut, label = truncate(shown, value_max), truncate(label, KEY_MAX)
+        lines += wrap(f"  {label}: {cut}")
+        marks = flags(value) + ([f"shortened, {len(shown)} chars"] if cut != shown else [])
+        if marks:
+            warnings += wrap(f"[!] {truncate(show_name(key), 24)}: {', '.join(marks)}")
+    return lines + warnings
+
+
+def _summary(
+    tool: str, arguments: dict[str, Any], head: list[str], notes: list[str], limits: Limits
+) -> list[str]:
+    """Every argument named, long values head + tail: the first value limit that fits the
+    dialog, or the shortest (then it does not fit and only a scrolling view can show it)."""
+    call: list[str] = []
+    for value_max in VALUE_LIMITS:
+        call = [*_call(tool, arguments, value_max), *notes]
+        if limits.holds([*head, "", *call]):
+            break
+    return call
+
+
+def _withheld(
+    tool: str,
+    arguments: dict[str, Any],
+    head: list[str],
+    notes: list[str],
+    size: int,
+    limits: Limits,
+) -> Rendering:
+    reason = (
+        f"too large to review in this dialog: {len(arguments)} argument(s), {size:,} chars; "
+        f"it shows at most {limits.chars:,} chars in {min(limits.lines, 9999):,} lines"
+    )
+    why = prose(f"ALLOW IS WITHHELD: this request is {reason}. The only answer is Deny.")
+    top = [*head, "", *why, ""]
+    summary = _summary(tool, arguments, top, notes, limits)
+    body: list[str] = []
+    for index, line in enumerate(summary):
+        more = f"...[{len(summary) - index} more lines not shown]"
+        if not limits.holds([*top, *body, line, more]):
+            body.append(more)
+            break
+        body.append(line)
+    return Rendering("\n".join([*top, *body]), withheld=reason)
+
+
+def _redactions(arguments: dict[str, Any]) -> list[str]:
+    """Say what DLP hid: a marker replaces only the secret, and the server gets the secret."""
+    found: dict[str, int] = {}
+    for text in strings(arguments):
+        for name in _MARKER.findall(text):
+            found[name] = found.get(name, 0) + 1
+    if not found:
+        return []
+    total = sum(found.values())
+    rules = ", ".join(f"{name}: {n}" for name, n in sorted(found.items()))
+    line = (
+        f"[!] {total} secret(s) hidden ({rules}). Each [REDACTED:...] stands for the secret "
+        "itself, nothing around it; the server receives the real value."
+    )
+    return prose(line)

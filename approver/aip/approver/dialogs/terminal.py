@@ -1,7 +1,8 @@
 """``--dialog terminal``: the prompt on the approver's own terminal (SSH/tmux, no display).
 
 Like polkit's text agent: the text goes to the approver's stdout, the answer comes from its
-stdin. Typeahead is flushed before asking, and only the word ``allow`` allows.
+stdin. Typeahead is flushed before asking, and only the word ``allow`` allows. The whole
+request is printed (the terminal scrolls); the identity lines are repeated under it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from aip.approver.dialogs.base import Answer, Prompt
-from aip.approver.dialogs.render import TITLE
+from aip.approver.dialogs.render import TITLE, WHOLE, Fit
 
 MAX_LINE_BYTES = 4096
 
@@ -25,6 +26,7 @@ class Terminal:
     stdin_fd: int = 0
     out: TextIO = field(default_factory=lambda: sys.stdout)
     name: str = "terminal"
+    fit: Fit = WHOLE
 
     async def show(self, prompt: Prompt) -> Answer:
         # Keys typed before the question appeared must not answer it.
@@ -32,7 +34,12 @@ class Terminal:
             termios.tcflush(self.stdin_fd, termios.TCIFLUSH)
         bar = "=" * 76
         self._say(f"\n{bar}\n{TITLE}\n{bar}\n{prompt.text}\n{bar}\n")
-        self._say('Type "allow" and Enter to allow; anything else denies: ')
+        # A long request scrolls its first lines away: say again who asks, next to the prompt.
+        self._say(f"Agent: {prompt.agent_id[:60]}  Server: {prompt.server[:60]}\n")
+        if prompt.withheld:
+            self._say("Allow is withheld (see above). Press Enter to deny: ")
+        else:
+            self._say('Type "allow" and Enter to allow; anything else denies: ')
         try:
             line = await self._read_line()
         except asyncio.CancelledError:
@@ -40,7 +47,8 @@ class Terminal:
             raise
         if line is None:
             return Answer.ERROR  # the terminal went away
-        answer = Answer.ALLOW if line.strip().lower() == "allow" else Answer.DENY
+        allowed = line.strip().lower() == "allow" and not prompt.withheld
+        answer = Answer.ALLOW if allowed else Answer.DENY
         self._say(f"[{answer.value}]\n")
         return answer
 

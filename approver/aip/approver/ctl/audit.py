@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -233,17 +233,23 @@ def _record_time(r: dict[str, Any]) -> datetime | None:
     return ts if ts.tzinfo is not None else None
 
 
-def _records(
-    files: Sequence[Path], unreadable: list[str]
+def records(
+    files: Sequence[Path],
+    unreadable: list[str],
+    keep: Callable[[bytes], bool] | None = None,
 ) -> Iterator[tuple[bytes, dict[str, Any]]]:
     """Every record of ``files``; a line that is not a JSON object is named in ``unreadable``
-    (file:line) and skipped, so one foreign line never hides the records after it."""
+    (file:line) and skipped, so one foreign line never hides the records after it. ``keep``
+    (a cheap test on the raw line) skips lines before they are parsed: a reader of a million
+    records that needs a tenth of them parses a tenth."""
     for path in files:
         with path.open("rb") as fh:
             for lineno, raw in enumerate(fh, 1):
                 if not raw.endswith(b"\n"):
                     unreadable.append(f"{path}:{lineno} (torn last line)")
                     break
+                if keep is not None and not keep(raw):
+                    continue
                 try:
                     record = orjson.loads(raw)
                 except orjson.JSONDecodeError:
@@ -288,7 +294,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     found = 0
     unreadable: list[str] = []
     try:
-        for line, record in _records(files, unreadable):
+        for line, record in records(files, unreadable):
             if matches(record, args, since):
                 found += 1
                 _out(ascii_json(line).decode("ascii") if args.json else _show(line))

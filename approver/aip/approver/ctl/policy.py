@@ -14,6 +14,7 @@ import shlex
 import sys
 from typing import Any
 
+from aip.approver.ctl import policy_suggest
 from aip.approver.ctl.console import err, out, out_json, paint
 from aip.approver.ctl.policy_explain import explain
 from aip.approver.ctl.policy_lint import lint
@@ -65,6 +66,7 @@ def register(groups: Any) -> None:
     why.add_argument("--cwd", default=None, help="the MCP server's working directory")
     why.add_argument("--json", action="store_true", help="machine-readable output")
     why.set_defaults(func=run_explain)
+    policy_suggest.register(actions)
 
 
 def _load(source: str) -> tuple[Policy | None, list[dict[str, Any]]]:

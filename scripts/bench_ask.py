@@ -27,7 +27,9 @@ import zmq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aip.shared import protocol as p  # noqa: E402
+from aip.shared.protocol.codec import encode  # noqa: E402
+from aip.shared.protocol.frames import decode_to_proxy  # noqa: E402
+from aip.shared.protocol.messages import Ask, Decision, Welcome, new_nonce  # noqa: E402
 from tests.support.approverproc import Approver, Dealer, hello, new_session  # noqa: E402
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy  # noqa: E402
 
@@ -209,19 +211,19 @@ def hold_asks(folder: Path, sessions: int, timeout_s: float) -> dict[str, Any]:
             s.linger = 0
             s.connect(approver.endpoint)
             sid = new_session()
-            s.send(p.encode(hello(sid)))
+            s.send(encode(hello(sid)))
             socks.append((s, sid))
             poller.register(s, zmq.POLLIN)
         for s, _ in socks:
             assert s.poll(10000)
-            assert isinstance(p.decode_to_proxy(s.recv()), p.Welcome)
+            assert isinstance(decode_to_proxy(s.recv()), Welcome)
         connected_rss = proc.memory_info().rss
         sent: dict[str, float] = {}
         for s, sid in socks:
-            ask = p.Ask(
+            ask = Ask(
                 session=sid,
                 request_id=1,
-                nonce=p.new_nonce(),
+                nonce=new_nonce(),
                 digest="a" * 64,
                 tool="write_file",
                 arguments={"path": "/tmp/x"},
@@ -229,14 +231,14 @@ def hold_asks(folder: Path, sessions: int, timeout_s: float) -> dict[str, Any]:
                 size=1,
             )
             sent[ask.nonce] = time.monotonic()
-            s.send(p.encode(ask))
+            s.send(encode(ask))
         late: list[float] = []
         outcomes: dict[str, int] = {}
         deadline = time.monotonic() + timeout_s + 10
         while len(late) < sessions and time.monotonic() < deadline:
             for sock, _ in poller.poll(1000):
-                msg = p.decode_to_proxy(sock.recv())  # type: ignore[union-attr]
-                assert isinstance(msg, p.Decision)
+                msg = decode_to_proxy(sock.recv())  # type: ignore[union-attr]
+                assert isinstance(msg, Decision)
                 late.append(time.monotonic() - sent[msg.nonce] - timeout_s)
                 outcomes[msg.outcome.value] = outcomes.get(msg.outcome.value, 0) + 1
         after_rss = proc.memory_info().rss

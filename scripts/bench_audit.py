@@ -30,9 +30,11 @@ import zmq
 import zmq.asyncio
 
 from aip.approver.audit.writer import AuditLog
-from aip.shared import protocol
 from aip.shared.audit.record import decision_record
 from aip.shared.outcomes import Outcome
+from aip.shared.protocol.codec import encode
+from aip.shared.protocol.frames import decode_to_approver
+from aip.shared.protocol.messages import Audit, AuditAck
 
 MODES = ("echo1", "audit1", "echo", "audit")  # "1": one record per message, else --batch
 
@@ -69,8 +71,8 @@ def run_client(endpoint: str, socks: int, messages: int, batch: int, window: int
         dealers.append(s)
     frames = {
         sess: [
-            protocol.encode(
-                protocol.Audit(
+            encode(
+                Audit(
                     session=sess,
                     batch=m,
                     records=[make_record(sess, m * batch + i + 1) for i in range(batch)],
@@ -127,14 +129,14 @@ async def serve(
             peer, frame = await router.recv_multipart()
             if got == 0:
                 t0 = time.perf_counter()
-            msg = protocol.decode_to_approver(frame)
-            assert isinstance(msg, protocol.Audit)
+            msg = decode_to_approver(frame)
+            assert isinstance(msg, Audit)
             if audit is not None:
                 await audit.append_proxy_records(msg.records)
-            ack = protocol.AuditAck(
+            ack = AuditAck(
                 session=msg.session, batch=msg.batch, rseqs=[r["rseq"] for r in msg.records]
             )
-            await router.send_multipart([peer, protocol.encode(ack)])
+            await router.send_multipart([peer, encode(ack)])
             # A ready zmq.asyncio recv completes without yielding; yield once per message so
             # the group commit and the asks' fsync waiters get the loop (as the server must).
             await asyncio.sleep(0)

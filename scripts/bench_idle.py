@@ -29,7 +29,9 @@ import zmq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aip.shared import protocol as p  # noqa: E402
+from aip.shared.protocol.codec import encode  # noqa: E402
+from aip.shared.protocol.frames import decode_to_proxy  # noqa: E402
+from aip.shared.protocol.messages import Welcome  # noqa: E402
 from tests.support.approverproc import Approver, Dealer, hello, new_session  # noqa: E402
 
 GATE = 1.2
@@ -78,13 +80,13 @@ def connect_idle(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, n: int) -> 
             raise SystemExit(f"{len(pending)} idle sessions never got their welcome")
         for i in list(pending - sent):  # hello once the connection is up (immediate=True)
             try:
-                socks[i].send(p.encode(hello(new_session(), agent_id=f"idle-{i}")), zmq.NOBLOCK)
+                socks[i].send(encode(hello(new_session(), agent_id=f"idle-{i}")), zmq.NOBLOCK)
                 sent.add(i)
             except zmq.Again:
                 pass
         for s, _ in poller.poll(100):
-            msg = p.decode_to_proxy(s.recv())
-            if isinstance(msg, p.Welcome):
+            msg = decode_to_proxy(s.recv())
+            if isinstance(msg, Welcome):
                 pending.discard(socks.index(s))
     return socks
 

@@ -9,8 +9,8 @@ from aip.approver.dialogs.render import WHOLE, Fit, Limits
 from aip.approver.queue import AskQueue
 from aip.approver.scheduler import Scheduler, Ticket
 from aip.approver.sessions import Session
-from aip.shared import protocol as p
 from aip.shared.outcomes import Outcome
+from aip.shared.protocol.messages import HumanDecision, PolicyRef
 from tests.support.approverproc import ask, new_session
 
 
@@ -54,18 +54,18 @@ async def shown(backend: Scripted, count: int) -> None:
 
 
 def _session(sid: str) -> Session:
-    return Session(sid, b"r", 1, 0, 1, 1, "agent", "srv", p.PolicyRef(name="n", sha256="s"), "u")
+    return Session(sid, b"r", 1, 0, 1, 1, "agent", "srv", PolicyRef(name="n", sha256="s"), "u")
 
 
 class Desk:
     def __init__(self, backend: Scripted, timeout_s: float) -> None:
-        self.results: list[tuple[Ticket, Outcome, p.HumanDecision | None, int]] = []
+        self.results: list[tuple[Ticket, Outcome, HumanDecision | None, int]] = []
         self.done = asyncio.Event()
         self.scheduler = Scheduler(
             backend, AskQueue(per_minute=6000, burst=1000), self._finish, timeout_s
         )
 
-    def _finish(self, t: Ticket, o: Outcome, h: p.HumanDecision | None, w: int) -> None:
+    def _finish(self, t: Ticket, o: Outcome, h: HumanDecision | None, w: int) -> None:
         self.results.append((t, o, h, w))
         self.done.set()
 

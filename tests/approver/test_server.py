@@ -11,8 +11,18 @@ from pathlib import Path
 import pytest
 import zmq
 
-from aip.shared import protocol as p
 from aip.shared.outcomes import Outcome
+from aip.shared.protocol.codec import encode
+from aip.shared.protocol.messages import (
+    MAX_ASK_BYTES,
+    MAX_FRAME_BYTES,
+    Ask,
+    Bye,
+    Cancel,
+    Error,
+    ErrorCode,
+    MsgType,
+)
 from tests.support.approverproc import Approver, Dealer, answer_program, new_session, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -87,10 +97,10 @@ def test_unknown_session_gets_hello_required(folder: Path) -> None:
     with Approver(folder, f"exec:{prog}").wait_ready() as approver, Dealer(approver.endpoint) as d:
         sent = d.ask(1)
         err = d.recv()
-        assert isinstance(err, p.Error)
+        assert isinstance(err, Error)
         assert (err.code, err.about, err.ref) == (
-            p.ErrorCode.HELLO_REQUIRED,
-            p.MsgType.ASK,
+            ErrorCode.HELLO_REQUIRED,
+            MsgType.ASK,
             sent.nonce,
         )
         d.hello()
@@ -105,9 +115,9 @@ def test_malformed_and_oversized_frames_do_not_stop_the_approver(folder: Path) -
         for junk in (b"", b"garbage", b"[]", b'{"v":2,"type":"ask"}', b'{"v":1,"type":"hello"}'):
             d.send(junk)
             err = d.recv()
-            assert isinstance(err, p.Error)
-            assert err.code is p.ErrorCode.MALFORMED
-        d.send(b"x" * (p.MAX_FRAME_BYTES + 10))  # over MAXMSGSIZE: libzmq drops the peer
+            assert isinstance(err, Error)
+            assert err.code is ErrorCode.MALFORMED
+        d.send(b"x" * (MAX_FRAME_BYTES + 10))  # over MAXMSGSIZE: libzmq drops the peer
         with Dealer(approver.endpoint) as other:
             other.hello()
             other.ask(5)
@@ -124,7 +134,7 @@ def test_an_ask_over_max_ask_bytes_is_denied_without_a_dialog(folder: Path) -> N
         Dealer(approver.endpoint) as d,
     ):
         d.hello()
-        d.ask(1, content="A" * (p.MAX_ASK_BYTES + 1))
+        d.ask(1, content="A" * (MAX_ASK_BYTES + 1))
         assert d.decision().outcome is Outcome.TOO_LARGE_TO_REVIEW
         assert not record.exists()
 
@@ -170,7 +180,7 @@ def test_cancel_and_disconnect_close_the_open_dialog(folder: Path) -> None:
             sent = d.ask(1)
             wait_for(lambda: len(_records(record)) == 1, 5, "dialog open")
             pid = _records(record)[0]["pid"]
-            d.send(p.Cancel(session=d.session, request_id=1, nonce=sent.nonce))
+            d.send(Cancel(session=d.session, request_id=1, nonce=sent.nonce))
             wait_for(lambda: not _alive(pid), 5, "dialog killed after cancel")
             assert d.nothing(0.2)  # a cancelled ask gets no reply
             d.ask(2)
@@ -216,7 +226,7 @@ def test_peer_of_another_uid_is_refused(folder: Path) -> None:
                 s = ctx.socket(zmq.DEALER)
                 s.linger = 0
                 s.connect(approver.endpoint)
-                s.send(p.encode(p.Bye(session="0123456789abcdef")))
+                s.send(encode(Bye(session="0123456789abcdef")))
                 s.send(b"garbage")
                 code = 0 if s.poll(1000) == 0 else 1  # no reply, not even "malformed"
             finally:
@@ -320,8 +330,8 @@ def test_fuzzed_frames_leave_the_approver_serving(folder: Path) -> None:
     import random
 
     rng = random.Random(1234)
-    ask_json = p.encode(
-        p.Ask(
+    ask_json = encode(
+        Ask(
             session="0123456789abcdef",
             request_id=1,
             nonce="0" * 32,

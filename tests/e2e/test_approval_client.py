@@ -14,8 +14,21 @@ import zmq
 from aip.proxy.approval.api import AskRequest, AskResult
 from aip.proxy.approval.connect import make_approval_client
 from aip.proxy.approval.zmq_client import ZmqApprovalClient
-from aip.shared import protocol as p
 from aip.shared.outcomes import Outcome
+from aip.shared.protocol.codec import encode
+from aip.shared.protocol.frames import ToApprover, ToProxy, decode_to_approver
+from aip.shared.protocol.messages import (
+    MAX_ASK_BYTES,
+    Ask,
+    Cancel,
+    Decision,
+    Error,
+    ErrorCode,
+    Hello,
+    MsgType,
+    Welcome,
+    new_nonce,
+)
 from tests.support.approverproc import (
     Approver,
     answer_program,
@@ -112,7 +125,7 @@ def test_allow_deny_and_info_through_a_real_approver(folder: Path) -> None:
             assert r.wait().outcome is Outcome.DENIED_BY_USER
             r = Result()
             t0 = time.monotonic()
-            c.ask(request(3, content="A" * (p.MAX_ASK_BYTES + 1)), r)
+            c.ask(request(3, content="A" * (MAX_ASK_BYTES + 1)), r)
             assert r.wait().outcome is Outcome.TOO_LARGE_TO_REVIEW
             assert time.monotonic() - t0 < 0.2
         finally:
@@ -190,20 +203,20 @@ class FakeApprover:
         self.sock.bind(self.endpoint)
         self.timeout_s = timeout_s
 
-    def recv(self) -> tuple[bytes, p.ToApprover]:
+    def recv(self) -> tuple[bytes, ToApprover]:
         assert self.sock.poll(5000), "nothing from the client"
         route, body = self.sock.recv_multipart()
-        return route, p.decode_to_approver(body)
+        return route, decode_to_approver(body)
 
-    def send(self, route: bytes, msg: p.ToProxy) -> None:
-        self.sock.send_multipart([route, p.encode(msg)])
+    def send(self, route: bytes, msg: ToProxy) -> None:
+        self.sock.send_multipart([route, encode(msg)])
 
-    def welcome(self) -> tuple[bytes, p.Hello]:
+    def welcome(self) -> tuple[bytes, Hello]:
         route, msg = self.recv()
-        assert isinstance(msg, p.Hello)
+        assert isinstance(msg, Hello)
         self.send(
             route,
-            p.Welcome(
+            Welcome(
                 session=msg.session, timeout_s=self.timeout_s, max_ask_bytes=4096, audit_path="/x"
             ),
         )
@@ -214,7 +227,7 @@ class FakeApprover:
         self.ctx.term()
 
 
-def _decision(ask: p.Ask, **changes: object) -> p.Decision:
+def _decision(ask: Ask, **changes: object) -> Decision:
     fields = {
         "session": ask.session,
         "request_id": ask.request_id,
@@ -223,7 +236,7 @@ def _decision(ask: p.Ask, **changes: object) -> p.Decision:
         "outcome": Outcome.HUMAN_APPROVED,
         **changes,
     }
-    return p.Decision(**fields)  # type: ignore[arg-type]
+    return Decision(**fields)  # type: ignore[arg-type]
 
 
 def test_only_a_matching_in_time_decision_counts(folder: Path) -> None:
@@ -236,11 +249,11 @@ def test_only_a_matching_in_time_decision_counts(folder: Path) -> None:
         c.ask(request(1), r)
         route, _ = fake.welcome()
         _, ask = fake.recv()
-        assert isinstance(ask, p.Ask)
-        fake.send(route, _decision(ask, nonce=p.new_nonce()))  # wrong nonce
+        assert isinstance(ask, Ask)
+        fake.send(route, _decision(ask, nonce=new_nonce()))  # wrong nonce
         fake.send(route, _decision(ask, digest="c" * 64))  # other bytes
         fake.send(route, _decision(ask, request_id="1"))  # "1" is not 1
-        fake.send(route, b"junk" and p.Error(code=p.ErrorCode.MALFORMED))
+        fake.send(route, b"junk" and Error(code=ErrorCode.MALFORMED))
         t0 = time.monotonic()
         got = r.wait()
         assert got.outcome is Outcome.TIMEOUT  # welcome.timeout_s + grace, not an allow
@@ -250,9 +263,9 @@ def test_only_a_matching_in_time_decision_counts(folder: Path) -> None:
         r2 = Result()
         c.ask(request(2), r2)
         _, ask2 = fake.recv()
-        if isinstance(ask2, p.Cancel):  # the client withdrew the timed-out ask first
+        if isinstance(ask2, Cancel):  # the client withdrew the timed-out ask first
             _, ask2 = fake.recv()
-        assert isinstance(ask2, p.Ask)
+        assert isinstance(ask2, Ask)
         fake.send(route, _decision(ask2, outcome=Outcome.DENIED_BY_USER))
         fake.send(route, _decision(ask2))  # a duplicate: used once
         assert r2.wait().outcome is Outcome.DENIED_BY_USER
@@ -275,10 +288,8 @@ def test_hello_required_resends_hello_then_the_ask_once(folder: Path) -> None:
         c.ask(request(1), r)
         route, first_hello = fake.welcome()
         _, ask = fake.recv()
-        assert isinstance(ask, p.Ask)
-        fake.send(
-            route, p.Error(code=p.ErrorCode.HELLO_REQUIRED, about=p.MsgType.ASK, ref=ask.nonce)
-        )
+        assert isinstance(ask, Ask)
+        fake.send(route, Error(code=ErrorCode.HELLO_REQUIRED, about=MsgType.ASK, ref=ask.nonce))
         _, again = fake.recv()
         assert again == first_hello
         _, resent = fake.recv()

@@ -28,10 +28,20 @@ from aip.proxy.relay import downstream, upstream
 from aip.proxy.relay.asks import Asks
 from aip.proxy.relay.session import Session
 from aip.proxy.stdio import Wire
-from aip.shared import protocol as p
 from aip.shared.policy.decision import Context
 from aip.shared.policy.load import load_policy_text
 from aip.shared.policy.ratelimit import RateLimiter
+from aip.shared.protocol.codec import encode
+from aip.shared.protocol.frames import ToProxy, decode_to_approver
+from aip.shared.protocol.messages import (
+    MAX_ASK_BYTES,
+    Ask,
+    Audit,
+    AuditAck,
+    Hello,
+    PolicyRef,
+    Welcome,
+)
 
 POLICY = """
 apiVersion: aip.io/v1alpha1
@@ -99,7 +109,7 @@ class Router:
         self.sock: zmq.Socket[bytes] | None = None
         self.route = b""
         self.session = ""
-        self.asks: dict[tuple[type, Any], p.Ask] = {}
+        self.asks: dict[tuple[type, Any], Ask] = {}
         self.hellos = 0
         self.bind()
 
@@ -130,28 +140,28 @@ class Router:
                     return
                 continue
             route, body = self.sock.recv_multipart()
-            msg = p.decode_to_approver(body)
-            if isinstance(msg, p.Hello):
+            msg = decode_to_approver(body)
+            if isinstance(msg, Hello):
                 self.route, self.session = route, msg.session
                 self.hellos += 1
                 self.send(
-                    p.Welcome(
+                    Welcome(
                         session=msg.session,
                         timeout_s=TIMEOUT_S,
-                        max_ask_bytes=p.MAX_ASK_BYTES,
+                        max_ask_bytes=MAX_ASK_BYTES,
                         audit_path="/nonexistent/audit.jsonl",
                     )
                 )
-            elif isinstance(msg, p.Ask):
+            elif isinstance(msg, Ask):
                 self.asks[(type(msg.request_id), msg.request_id)] = msg
-            elif isinstance(msg, p.Audit):
+            elif isinstance(msg, Audit):
                 rseqs = [r["rseq"] for r in msg.records if isinstance(r.get("rseq"), int)]
-                self.send(p.AuditAck(session=msg.session, batch=msg.batch, rseqs=rseqs))
+                self.send(AuditAck(session=msg.session, batch=msg.batch, rseqs=rseqs))
             # cancel / bye: nothing to do for a scripted approver
 
-    def send(self, msg: p.ToProxy | bytes) -> None:
+    def send(self, msg: ToProxy | bytes) -> None:
         assert self.sock is not None
-        self.sock.send_multipart([self.route, msg if isinstance(msg, bytes) else p.encode(msg)])
+        self.sock.send_multipart([self.route, msg if isinstance(msg, bytes) else encode(msg)])
 
     def close(self) -> None:
         if self.sock is not None:
@@ -219,12 +229,12 @@ class Relay:
             server=Wire(self.server_w, "server"),
             agent_id_fixed=True,
         )
-        hello = p.Hello(
+        hello = Hello(
             session=session_id,
             pid=os.getpid(),
             agent_id="agent",
             server="srv",
-            policy=p.PolicyRef(name="stateful", sha256="0" * 64),
+            policy=PolicyRef(name="stateful", sha256="0" * 64),
         )
         self.client = ZmqApprovalClient(
             self.router.endpoint, hello, grace_s=GRACE_S, clock=self.clock

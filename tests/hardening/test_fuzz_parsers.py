@@ -14,7 +14,6 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aip.shared import protocol as p
 from aip.shared.dlp.redactor import Redactor
 from aip.shared.dlp.scan import DlpError
 from aip.shared.errors import PolicyError
@@ -25,6 +24,9 @@ from aip.shared.policy.load import load_policy_text
 from aip.shared.policy.model import DlpConfig, DlpPattern
 from aip.shared.policy.ratelimit import RateLimiter
 from aip.shared.policy.regexes import compile_pattern
+from aip.shared.protocol.codec import PROTOCOL_VERSION, ProtocolError, encode
+from aip.shared.protocol.frames import decode_to_approver, decode_to_proxy
+from aip.shared.protocol.messages import ErrorCode, MsgType
 from tests.hardening.fuzzkit import FUZZ, JSON, SCALARS, run_for
 
 # ---- the policy loader -------------------------------------------------------------------
@@ -179,10 +181,10 @@ PROTO_KEYS = [
     "detail",
 ]
 PROTO_SCALARS = st.one_of(
-    st.sampled_from([t.value for t in p.MsgType])
+    st.sampled_from([t.value for t in MsgType])
     | st.sampled_from([o.value for o in Outcome])
-    | st.sampled_from([c.value for c in p.ErrorCode]),
-    st.just(p.PROTOCOL_VERSION),
+    | st.sampled_from([c.value for c in ErrorCode]),
+    st.just(PROTOCOL_VERSION),
     st.just("0123456789abcdef"),
     st.just("a" * 64),
     st.just("b" * 32),
@@ -203,8 +205,8 @@ def frames(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 5)) == 0:
         return draw(st.binary(max_size=200))
     obj = draw(st.dictionaries(st.sampled_from(PROTO_KEYS), PROTO_TREE, max_size=10))
-    obj.setdefault("v", p.PROTOCOL_VERSION)
-    obj.setdefault("type", draw(st.sampled_from([t.value for t in p.MsgType])))
+    obj.setdefault("v", PROTOCOL_VERSION)
+    obj.setdefault("type", draw(st.sampled_from([t.value for t in MsgType])))
     return json.dumps(obj).encode()  # json, not orjson: integers beyond 64 bits too
 
 
@@ -212,12 +214,12 @@ def test_fuzz_protocol_decoder() -> None:
     @FUZZ
     @given(frames())
     def one(frame: bytes) -> None:
-        for decode in (p.decode_to_approver, p.decode_to_proxy):
+        for decode in (decode_to_approver, decode_to_proxy):
             try:
                 msg = decode(frame)
-            except p.ProtocolError:
+            except ProtocolError:
                 continue
-            assert decode(p.encode(msg)) == msg  # what decodes, round-trips
+            assert decode(encode(msg)) == msg  # what decodes, round-trips
 
     run_for(one)
 

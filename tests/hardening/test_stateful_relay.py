@@ -28,8 +28,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from aip.shared import protocol as p
 from aip.shared.outcomes import Outcome
+from aip.shared.protocol.messages import Ask, Decision, new_nonce
 from tests.hardening.relaykit import GRACE_S, TIMEOUT_S, Relay, read_lines, wait_lines
 
 Key = tuple[type, Any]
@@ -58,8 +58,8 @@ class RelayMachine(RuleBasedStateMachine):
         self.permits: Counter[bytes] = Counter()  # tools/call bytes allowed to reach the server
         self.in_flight: dict[Key, bytes] = {}  # forwarded, awaiting the server's answer
         self.asking: dict[Key, bytes] = {}  # asked, awaiting the human (canonical bytes)
-        self.ended: dict[Key, p.Ask] = {}  # asks over: any later decision must be dropped
-        self.allowed_decisions: list[p.Decision] = []  # sent allows (for duplicates)
+        self.ended: dict[Key, Ask] = {}  # asks over: any later decision must be dropped
+        self.allowed_decisions: list[Decision] = []  # sent allows (for duplicates)
         self.answers: Counter[Key] = Counter()
         self.expect_answer: set[Key] = set()  # requests that must get exactly one answer
         self.silent: set[Key] = set()  # cancelled asks: never answered
@@ -274,7 +274,7 @@ class RelayMachine(RuleBasedStateMachine):
 
     # ---- the approver ----
 
-    def _decision(self, ask: p.Ask, **changes: Any) -> p.Decision:
+    def _decision(self, ask: Ask, **changes: Any) -> Decision:
         fields: dict[str, Any] = {
             "session": ask.session,
             "request_id": ask.request_id,
@@ -283,7 +283,7 @@ class RelayMachine(RuleBasedStateMachine):
             "outcome": Outcome.HUMAN_APPROVED,
             **changes,
         }
-        return p.Decision(**fields)
+        return Decision(**fields)
 
     @precondition(lambda self: not self.crashed and bool(self.asking))
     @rule(data=st.data())
@@ -324,7 +324,7 @@ class RelayMachine(RuleBasedStateMachine):
             self.r.router.send(b'{"v":1,"type":"decision","outcome":"human_approved"}')
         else:
             changes: dict[str, dict[str, Any]] = {
-                "nonce": {"nonce": p.new_nonce()},
+                "nonce": {"nonce": new_nonce()},
                 "digest": {"digest": hashlib.sha256(b"other bytes").hexdigest()},
                 "id_type": {
                     "request_id": str(ask.request_id)

@@ -10,23 +10,39 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aip.shared import protocol as p
 from aip.shared.errors import AipError
 from aip.shared.outcomes import Outcome
+from aip.shared.protocol.codec import ProtocolError, encode
+from aip.shared.protocol.frames import Message, decode_to_approver, decode_to_proxy
+from aip.shared.protocol.messages import (
+    Ask,
+    Audit,
+    AuditAck,
+    Bye,
+    Cancel,
+    Decision,
+    Error,
+    ErrorCode,
+    Hello,
+    HumanDecision,
+    MsgType,
+    PolicyRef,
+    Welcome,
+)
 
 S = "0123456789abcdef"
 NONCE = "0" * 32
 DIGEST = "f" * 64
 
 
-def _examples() -> list[p.Message]:
-    policy = p.PolicyRef(name="n", sha256="x")
-    human = p.HumanDecision(
+def _examples() -> list[Message]:
+    policy = PolicyRef(name="n", sha256="x")
+    human = HumanDecision(
         approved=True, response_time_ms=3, dialog_shown_at="2026-01-01T00:00:00.000Z"
     )
     return [
-        p.Hello(session=S, pid=1, agent_id="a", server="s", policy=policy),
-        p.Ask(
+        Hello(session=S, pid=1, agent_id="a", server="s", policy=policy),
+        Ask(
             session=S,
             request_id="r",
             nonce=NONCE,
@@ -36,7 +52,7 @@ def _examples() -> list[p.Message]:
             rule="r",
             size=3,
         ),
-        p.Ask(
+        Ask(
             session=S,
             request_id=-5,
             nonce=NONCE,
@@ -47,11 +63,11 @@ def _examples() -> list[p.Message]:
             size=0,
             agent_id="x",
         ),
-        p.Cancel(session=S, request_id=1, nonce=NONCE),
-        p.Audit(session=S, batch=3, records=[{"session": S, "rseq": 0, "event": "decision"}]),
-        p.Bye(session=S),
-        p.Welcome(session=S, timeout_s=60.0, max_ask_bytes=10, audit_path="/a"),
-        p.Decision(
+        Cancel(session=S, request_id=1, nonce=NONCE),
+        Audit(session=S, batch=3, records=[{"session": S, "rseq": 0, "event": "decision"}]),
+        Bye(session=S),
+        Welcome(session=S, timeout_s=60.0, max_ask_bytes=10, audit_path="/a"),
+        Decision(
             session=S,
             request_id=1,
             nonce=NONCE,
@@ -60,31 +76,31 @@ def _examples() -> list[p.Message]:
             human_decision=human,
             queue_wait_ms=4,
         ),
-        p.Decision(session=S, request_id="1", nonce=NONCE, digest=DIGEST, outcome=Outcome.TIMEOUT),
-        p.AuditAck(session=S, batch=3, rseqs=[0, 1]),
-        p.Error(code=p.ErrorCode.HELLO_REQUIRED, about=p.MsgType.ASK, ref=NONCE),
+        Decision(session=S, request_id="1", nonce=NONCE, digest=DIGEST, outcome=Outcome.TIMEOUT),
+        AuditAck(session=S, batch=3, rseqs=[0, 1]),
+        Error(code=ErrorCode.HELLO_REQUIRED, about=MsgType.ASK, ref=NONCE),
     ]
 
 
 @pytest.mark.parametrize("msg", _examples(), ids=lambda m: type(m).__name__)
-def test_round_trip(msg: p.Message) -> None:
-    frame = p.encode(msg)
+def test_round_trip(msg: Message) -> None:
+    frame = encode(msg)
     data = orjson.loads(frame)
     assert data["v"] == 1
     assert data["type"] == msg.type.value
     decode = (
-        p.decode_to_approver
+        decode_to_approver
         if msg.type in ("hello", "ask", "cancel", "audit", "bye")
-        else p.decode_to_proxy
+        else decode_to_proxy
     )
     assert decode(frame) == msg
 
 
 def test_directions_are_separate() -> None:
-    with pytest.raises(p.ProtocolError):
-        p.decode_to_proxy(p.encode(p.Bye(session=S)))
-    with pytest.raises(p.ProtocolError):
-        p.decode_to_approver(p.encode(p.AuditAck(session=S, batch=1, rseqs=[])))
+    with pytest.raises(ProtocolError):
+        decode_to_proxy(encode(Bye(session=S)))
+    with pytest.raises(ProtocolError):
+        decode_to_approver(encode(AuditAck(session=S, batch=1, rseqs=[])))
 
 
 BAD_TO_APPROVER = [
@@ -125,25 +141,25 @@ BAD_TO_APPROVER = [
 
 @pytest.mark.parametrize("frame", BAD_TO_APPROVER)
 def test_strict_decoding(frame: bytes) -> None:
-    with pytest.raises(p.ProtocolError):
-        p.decode_to_approver(frame)
+    with pytest.raises(ProtocolError):
+        decode_to_approver(frame)
 
 
 def test_decision_outcomes_are_restricted_and_too_many_records_refused() -> None:
-    frame = p.encode(
-        p.Decision(session=S, request_id=1, nonce=NONCE, digest=DIGEST, outcome=Outcome.TIMEOUT)
+    frame = encode(
+        Decision(session=S, request_id=1, nonce=NONCE, digest=DIGEST, outcome=Outcome.TIMEOUT)
     )
     for outcome in ("cancelled", "policy_allowed", "bogus"):
-        with pytest.raises(p.ProtocolError):
-            p.decode_to_proxy(frame.replace(b'"timeout"', f'"{outcome}"'.encode()))
+        with pytest.raises(ProtocolError):
+            decode_to_proxy(frame.replace(b'"timeout"', f'"{outcome}"'.encode()))
     records = [{"session": S, "rseq": i} for i in range(65)]
-    with pytest.raises(p.ProtocolError):
-        p.Audit(session=S, batch=1, records=records)
+    with pytest.raises(ProtocolError):
+        Audit(session=S, batch=1, records=records)
 
 
 def test_protocol_error_is_a_value_error_and_an_aip_error() -> None:
-    assert issubclass(p.ProtocolError, ValueError)
-    assert issubclass(p.ProtocolError, AipError)
+    assert issubclass(ProtocolError, ValueError)
+    assert issubclass(ProtocolError, AipError)
 
 
 JSON = st.recursive(
@@ -182,13 +198,13 @@ JSON = st.recursive(
 )
 def test_fuzzed_frames_raise_only_protocol_errors(kind: str, fields: dict[str, object]) -> None:
     frame = json.dumps({"v": 1, "type": kind, **fields}).encode()  # big ints too
-    for decode in (p.decode_to_approver, p.decode_to_proxy):
-        with contextlib.suppress(p.ProtocolError):
+    for decode in (decode_to_approver, decode_to_proxy):
+        with contextlib.suppress(ProtocolError):
             decode(frame)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_raise_only_protocol_errors(frame: bytes) -> None:
-    with pytest.raises(p.ProtocolError):
-        p.decode_to_approver(frame)
+    with pytest.raises(ProtocolError):
+        decode_to_approver(frame)

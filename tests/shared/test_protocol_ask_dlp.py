@@ -5,11 +5,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from aip.shared import protocol as p
+from aip.shared.protocol.codec import ProtocolError, encode
+from aip.shared.protocol.frames import decode_to_approver
+from aip.shared.protocol.messages import Ask
 
 
-def _ask(**extra: object) -> p.Ask:
-    return p.Ask(
+def _ask(**extra: object) -> Ask:
+    return Ask(
         session="0123456789abcdef",
         request_id=7,
         nonce="0" * 32,
@@ -24,16 +26,16 @@ def _ask(**extra: object) -> p.Ask:
 
 def test_dlp_round_trips_and_defaults_to_empty() -> None:
     sent = _ask(dlp=["aws-access-key:1", "card-number:2"])
-    assert p.decode_to_approver(p.encode(sent)) == sent
-    frame = orjson.loads(p.encode(_ask()))
+    assert decode_to_approver(encode(sent)) == sent
+    frame = orjson.loads(encode(_ask()))
     del frame["dlp"]  # a proxy that does not send it
-    assert p.decode_to_approver(orjson.dumps(frame)) == _ask()
+    assert decode_to_approver(orjson.dumps(frame)) == _ask()
     assert _ask().dlp == []
 
 
 @pytest.mark.parametrize("bad", ["aws-access-key:1", [1], None, {"a": 1}])
 def test_dlp_of_the_wrong_type_is_a_protocol_error(bad: object) -> None:
-    frame = orjson.loads(p.encode(_ask()))
+    frame = orjson.loads(encode(_ask()))
     frame["dlp"] = bad
-    with pytest.raises(p.ProtocolError):
-        p.decode_to_approver(orjson.dumps(frame))
+    with pytest.raises(ProtocolError):
+        decode_to_approver(orjson.dumps(frame))

@@ -17,7 +17,9 @@ from typing import Any
 
 import zmq
 
-from aip.shared import protocol as p
+from aip.shared.protocol.codec import encode
+from aip.shared.protocol.frames import Message, ToProxy, decode_to_proxy
+from aip.shared.protocol.messages import Ask, Decision, Hello, PolicyRef, Welcome, new_nonce
 
 ANSWER = Path(__file__).with_name("answer.py")
 READY = "aip-approver ready"
@@ -138,23 +140,21 @@ def new_session() -> str:
     return os.urandom(8).hex()
 
 
-def hello(session: str, agent_id: str = "agent-test", server: str = "fs") -> p.Hello:
-    return p.Hello(
+def hello(session: str, agent_id: str = "agent-test", server: str = "fs") -> Hello:
+    return Hello(
         session=session,
         pid=os.getpid(),
         agent_id=agent_id,
         server=server,
-        policy=p.PolicyRef(name="test", sha256="0" * 64),
+        policy=PolicyRef(name="test", sha256="0" * 64),
     )
 
 
-def ask(
-    session: str, request_id: str | int = 1, tool: str = "write_file", **arguments: Any
-) -> p.Ask:
-    return p.Ask(
+def ask(session: str, request_id: str | int = 1, tool: str = "write_file", **arguments: Any) -> Ask:
+    return Ask(
         session=session,
         request_id=request_id,
-        nonce=p.new_nonce(),
+        nonce=new_nonce(),
         digest="a" * 64,
         tool=tool,
         arguments=arguments or {"path": "/etc/config.yaml"},
@@ -173,31 +173,31 @@ class Dealer:
         self.sock.connect(endpoint)
         self.session = session or new_session()
 
-    def send(self, msg: p.Message | bytes) -> None:
-        self.sock.send(msg if isinstance(msg, bytes) else p.encode(msg))
+    def send(self, msg: Message | bytes) -> None:
+        self.sock.send(msg if isinstance(msg, bytes) else encode(msg))
 
-    def recv(self, timeout_s: float = 5.0) -> p.ToProxy:
+    def recv(self, timeout_s: float = 5.0) -> ToProxy:
         if not self.sock.poll(int(timeout_s * 1000)):
             raise AssertionError("no message from the approver in time")
-        return p.decode_to_proxy(self.sock.recv())
+        return decode_to_proxy(self.sock.recv())
 
     def nothing(self, timeout_s: float) -> bool:
         return not self.sock.poll(int(timeout_s * 1000))
 
-    def hello(self, **kw: Any) -> p.Welcome:
+    def hello(self, **kw: Any) -> Welcome:
         self.send(hello(self.session, **kw))
         msg = self.recv()
-        assert isinstance(msg, p.Welcome), msg
+        assert isinstance(msg, Welcome), msg
         return msg
 
-    def ask(self, request_id: str | int = 1, **kw: Any) -> p.Ask:
+    def ask(self, request_id: str | int = 1, **kw: Any) -> Ask:
         msg = ask(self.session, request_id, **kw)
         self.send(msg)
         return msg
 
-    def decision(self, timeout_s: float = 5.0) -> p.Decision:
+    def decision(self, timeout_s: float = 5.0) -> Decision:
         msg = self.recv(timeout_s)
-        assert isinstance(msg, p.Decision), msg
+        assert isinstance(msg, Decision), msg
         return msg
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ from aip.approver.queue import BUDGET_BURST, BUDGET_PER_MINUTE, MAX_PENDING, MAX
 from aip.approver.server import ApprovalServer, ServerConfig
 from aip.shared import logs, paths
 from aip.shared.errors import ConfigError
-from aip.shared.protocol import DEFAULT_TIMEOUT_S
+from aip.shared.protocol.messages import DEFAULT_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from aip.approver.queue import AskQueue
 from aip.approver.sessions import Session
 from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome
-from aip.shared.protocol import Ask, HumanDecision
+from aip.shared.protocol.messages import Ask, HumanDecision
 
 log = logging.getLogger(__name__)
 

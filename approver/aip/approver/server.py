@@ -31,12 +31,30 @@ from aip.approver.queue import (
 from aip.approver.scheduler import Scheduler, Ticket
 from aip.approver.sessions import Session, SessionTable
 from aip.approver.status import StatusConfig, status_snapshot
-from aip.shared import protocol as p
 from aip.shared.audit.stamp import user_name
 from aip.shared.dlp.redactor import Redactor, summarize
 from aip.shared.dlp.scan import DlpError
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import socket_path
+from aip.shared.protocol.codec import ProtocolError, encode
+from aip.shared.protocol.frames import ToProxy, decode_to_approver
+from aip.shared.protocol.messages import (
+    DEFAULT_TIMEOUT_S,
+    MAX_ASK_BYTES,
+    MAX_FRAME_BYTES,
+    Ask,
+    Audit,
+    AuditAck,
+    Bye,
+    Cancel,
+    Decision,
+    Error,
+    ErrorCode,
+    Hello,
+    HumanDecision,
+    Welcome,
+)
+from aip.shared.protocol.status import Status, StatusReply
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +68,10 @@ WATCHDOG_S: Final = 2.0
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     endpoint: str
-    timeout_s: float = p.DEFAULT_TIMEOUT_S
+    timeout_s: float = DEFAULT_TIMEOUT_S
     audit_path: str = ""
-    max_ask_bytes: int = p.MAX_ASK_BYTES
-    max_frame_bytes: int = p.MAX_FRAME_BYTES
+    max_ask_bytes: int = MAX_ASK_BYTES
+    max_frame_bytes: int = MAX_FRAME_BYTES
     max_pending_session: int = MAX_PENDING_SESSION
     max_pending: int = MAX_PENDING
     ask_per_minute: float = BUDGET_PER_MINUTE
@@ -176,15 +194,15 @@ class ApprovalServer:
             return
         data = body.bytes
         try:
-            msg = p.decode_to_approver(data)
-        except p.ProtocolError as exc:
+            msg = decode_to_approver(data)
+        except ProtocolError as exc:
             log.warning("malformed message from pid %s: %s", peer_pid, exc)
-            self._send(route, p.Error(code=p.ErrorCode.MALFORMED, detail=str(exc)[:200]))
+            self._send(route, Error(code=ErrorCode.MALFORMED, detail=str(exc)[:200]))
             return
-        if isinstance(msg, p.Status):  # aipctl approver status: our uid, no session needed
+        if isinstance(msg, Status):  # aipctl approver status: our uid, no session needed
             self._send(route, self._status(msg.ref))
             return
-        if isinstance(msg, p.Hello):
+        if isinstance(msg, Hello):
             fd = _srcfd(body)
             session = self._sessions.hello(msg, route, fd, uid, peer_pid or 0, user_name(uid))
             log.info("hello from session %s (pid %s, server %r)", msg.session, peer_pid, msg.server)
@@ -192,22 +210,22 @@ class ApprovalServer:
             return
         session_or_none = self._sessions.lookup(msg.session, route)
         if session_or_none is None:
-            if not isinstance(msg, p.Bye):
-                ref = str(msg.batch) if isinstance(msg, p.Audit) else msg.nonce
-                self._send(route, p.Error(code=p.ErrorCode.HELLO_REQUIRED, about=msg.type, ref=ref))
+            if not isinstance(msg, Bye):
+                ref = str(msg.batch) if isinstance(msg, Audit) else msg.nonce
+                self._send(route, Error(code=ErrorCode.HELLO_REQUIRED, about=msg.type, ref=ref))
             return
-        if isinstance(msg, p.Ask):
+        if isinstance(msg, Ask):
             self._on_ask(msg, session_or_none, len(data))
-        elif isinstance(msg, p.Cancel):
+        elif isinstance(msg, Cancel):
             if self._scheduler is not None:
                 self._scheduler.cancel(msg.session, msg.nonce)
-        elif isinstance(msg, p.Audit):
+        elif isinstance(msg, Audit):
             self._spawn(self._ingest(session_or_none, msg))
         else:
             log.info("bye from session %s", msg.session)
             self._forget(msg.session)
 
-    def _on_ask(self, ask: p.Ask, session: Session, size: int) -> None:
+    def _on_ask(self, ask: Ask, session: Session, size: int) -> None:
         if self._scheduler is not None and self._scheduler.knows(ask.session, ask.nonce):
             return  # a duplicate: the first one is answered
         refused: Outcome | None = None
@@ -232,7 +250,7 @@ class ApprovalServer:
             )
             self._spawn(self._deliver(ask, session, refused, None, 0))
 
-    def _redacted(self, ask: p.Ask) -> p.Ask:
+    def _redacted(self, ask: Ask) -> Ask:
         """The built-in DLP rules once more (DESIGN §8): proxies redact with their policy's
         rules before sending, and nothing unredacted may reach a screen or ``ps``."""
         if self._redactor is None:
@@ -255,16 +273,16 @@ class ApprovalServer:
     # -- replying -----------------------------------------------------------------------
 
     def _finished(
-        self, ticket: Ticket, outcome: Outcome, human: p.HumanDecision | None, wait_ms: int
+        self, ticket: Ticket, outcome: Outcome, human: HumanDecision | None, wait_ms: int
     ) -> None:
         self._spawn(self._deliver(ticket.ask, ticket.session, outcome, human, wait_ms))
 
     async def _deliver(
         self,
-        ask: p.Ask,
+        ask: Ask,
         session: Session,
         outcome: Outcome,
-        human: p.HumanDecision | None,
+        human: HumanDecision | None,
         wait_ms: int,
     ) -> None:
         """Record, then reply: an allow leaves only once its record is durable."""
@@ -287,7 +305,7 @@ class ApprovalServer:
                 outcome, human = Outcome.AUDIT_UNAVAILABLE, None
         if outcome is Outcome.CANCELLED:
             return  # the proxy withdrew the ask (or is gone): nobody waits for a reply
-        reply = p.Decision(
+        reply = Decision(
             session=ask.session,
             request_id=ask.request_id,
             nonce=ask.nonce,
@@ -298,7 +316,7 @@ class ApprovalServer:
         )
         self._send(session.route, reply)
 
-    async def _ingest(self, session: Session, msg: p.Audit) -> None:
+    async def _ingest(self, session: Session, msg: Audit) -> None:
         try:
             rseqs = await self._log.ingest(msg.records)
         except AuditUnavailable as exc:  # expected while the log is down: no ack, no trace
@@ -307,17 +325,17 @@ class ApprovalServer:
         except Exception:  # a task boundary: no ack, the proxy keeps its spool
             log.exception("could not ingest audit batch %d of session %s", msg.batch, msg.session)
             return
-        self._send(session.route, p.AuditAck(session=msg.session, batch=msg.batch, rseqs=rseqs))
+        self._send(session.route, AuditAck(session=msg.session, batch=msg.batch, rseqs=rseqs))
 
-    def _welcome(self, session: Session) -> p.Welcome:
-        return p.Welcome(
+    def _welcome(self, session: Session) -> Welcome:
+        return Welcome(
             session=session.sid,
             timeout_s=self._config.timeout_s,
             max_ask_bytes=self._config.max_ask_bytes,
             audit_path=self._config.audit_path,
         )
 
-    def _status(self, ref: str) -> p.StatusReply:
+    def _status(self, ref: str) -> StatusReply:
         return status_snapshot(
             ref,
             choice=self._choice,
@@ -333,10 +351,10 @@ class ApprovalServer:
             ),
         )
 
-    def _send(self, route: bytes, msg: p.ToProxy) -> None:
+    def _send(self, route: bytes, msg: ToProxy) -> None:
         assert self._router is not None
         try:
-            self._router.send_multipart([route, p.encode(msg)], zmq.NOBLOCK)
+            self._router.send_multipart([route, encode(msg)], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # peer gone or its queue full: it will deny by itself
             log.warning("could not send %s: %s", msg.type, exc)
         self._wake.set()  # the send may have consumed the FD's edge: look again

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from aip.shared.protocol import Hello, PolicyRef
+from aip.shared.protocol.messages import Hello, PolicyRef
 
 
 @dataclass(slots=True)

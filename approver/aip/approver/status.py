@@ -12,8 +12,8 @@ from aip.approver.dialogs.choose import Choice
 from aip.approver.queue import AskQueue
 from aip.approver.scheduler import Ticket
 from aip.approver.sessions import SessionTable
-from aip.shared import protocol as p
 from aip.shared.outcomes import Outcome
+from aip.shared.protocol.status import DialogStatus, ProxyStatus, StatusReply
 
 
 class StatusConfig(NamedTuple):
@@ -32,7 +32,7 @@ def status_snapshot(
     sessions: SessionTable,
     decisions: DecisionLog,
     config: StatusConfig,
-) -> p.StatusReply:
+) -> StatusReply:
     unavailable = ""
     if choice.backend is None:
         outcome = choice.unavailable or Outcome.DIALOG_ERROR
@@ -41,7 +41,7 @@ def status_snapshot(
     if active is not None:
         ask, session = active.ask, active.session
         left = active.deadline - asyncio.get_running_loop().time()
-        dialog = p.DialogStatus(
+        dialog = DialogStatus(
             session=ask.session,
             request_id=ask.request_id,
             agent_id=ask.agent_id or session.agent_id,
@@ -53,7 +53,7 @@ def status_snapshot(
         )
     # The sink behind DecisionLog keeps its writer as ``log``: its seq is the log's head.
     seq = getattr(getattr(decisions, "log", None), "seq", None)
-    return p.StatusReply(
+    return StatusReply(
         ref=ref,
         pid=os.getpid(),
         backend=choice.backend.name if choice.backend is not None else "",
@@ -64,7 +64,7 @@ def status_snapshot(
         max_pending=config.max_pending,
         max_pending_session=config.max_pending_session,
         proxies=[
-            p.ProxyStatus(
+            ProxyStatus(
                 session=s.sid,
                 pid=s.pid,
                 agent_id=s.agent_id,

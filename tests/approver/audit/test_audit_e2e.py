@@ -23,8 +23,8 @@ import pytest
 from aip.approver.audit.chain import verify_files
 from aip.approver.audit.files import chain_files
 from aip.approver.ctl import main as ctl
-from aip.shared import protocol as p
 from aip.shared.outcomes import Outcome
+from aip.shared.protocol.messages import MAX_AUDIT_RECORDS
 from tests.audit_schema_check import assert_valid_log
 from tests.support.approverproc import Approver, Dealer, answer_program, short_dir, wait_for
 from tests.support.proxyproc import MCP_SERVER, RAW_SERVER, ProxyProcess, write_policy
@@ -236,7 +236,7 @@ def test_unwritable_log_denies_asks_until_writable(folder: Path) -> None:
     assert kinds[-1] == ("decision", "human_approved")
     assert verify_files([log]).ok
     assert_valid_log(log)
-    assert isinstance(p.MAX_AUDIT_RECORDS, int)
+    assert isinstance(MAX_AUDIT_RECORDS, int)
 
 
 def test_ask_pending_when_the_approver_dies(folder: Path) -> None:

@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from aip.shared import protocol as p  # noqa: E402
 from aip.shared.outcomes import Outcome  # noqa: E402
+from aip.shared.protocol.messages import Bye, Cancel  # noqa: E402
 from tests.support.approverproc import Approver, Dealer, answer_program, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -101,8 +101,8 @@ def test_status_of_an_approver_holding_an_ask(folder: Path) -> None:
         assert "head: seq 1 genesis" in text
 
         # Withdrawn asks leave the picture; the head moves on with their records.
-        first.send(p.Cancel(session=first.session, request_id=1, nonce=held.nonce))
-        second.send(p.Bye(session=second.session))
+        first.send(Cancel(session=first.session, request_id=1, nonce=held.nonce))
+        second.send(Bye(session=second.session))
 
         def idle() -> bool:
             d = status_json(approver.endpoint)

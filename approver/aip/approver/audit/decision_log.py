@@ -15,7 +15,7 @@ from typing import Any, Protocol, TextIO
 from aip.shared import outcomes
 from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome
-from aip.shared.protocol import Ask, HumanDecision, PolicyRef
+from aip.shared.protocol.messages import Ask, HumanDecision, PolicyRef
 
 
 class DecisionLog(Protocol):

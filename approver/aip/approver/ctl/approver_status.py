@@ -20,8 +20,11 @@ import zmq
 from aip.approver.ctl.console import err, out, out_json, paint
 from aip.approver.dialogs.escape import show_value
 from aip.shared import paths
-from aip.shared import protocol as p
 from aip.shared.errors import ConfigError
+from aip.shared.protocol.codec import ProtocolError, encode
+from aip.shared.protocol.frames import decode_to_proxy
+from aip.shared.protocol.messages import Error, new_nonce
+from aip.shared.protocol.status import Status, StatusReply
 
 TIMEOUT_S: Final = 2.0
 HEAD_READ_BYTES: Final = 256 * 1024  # a record line is far shorter (values are capped)
@@ -43,24 +46,24 @@ def register(actions: Any) -> None:
     status.set_defaults(func=run_status)
 
 
-def query_status(endpoint: str, timeout_s: float) -> p.StatusReply | None:
+def query_status(endpoint: str, timeout_s: float) -> StatusReply | None:
     """One status round trip; None when nothing answered in time."""
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
-    ref = p.new_nonce()
+    ref = new_nonce()
     try:
         sock.connect(endpoint)
         # Not immediate: the frame waits for the connection; the poll below bounds the wait.
-        sock.send(p.encode(p.Status(ref=ref)), flags=zmq.NOBLOCK)
+        sock.send(encode(Status(ref=ref)), flags=zmq.NOBLOCK)
         while sock.poll(int(timeout_s * 1000), zmq.POLLIN):
             try:
-                msg = p.decode_to_proxy(sock.recv(zmq.NOBLOCK))
-            except p.ProtocolError:
+                msg = decode_to_proxy(sock.recv(zmq.NOBLOCK))
+            except ProtocolError:
                 continue
-            if isinstance(msg, p.StatusReply) and msg.ref == ref:
+            if isinstance(msg, StatusReply) and msg.ref == ref:
                 return msg
-            if isinstance(msg, p.Error):  # an approver too old to know ``status``
+            if isinstance(msg, Error):  # an approver too old to know ``status``
                 raise ConfigError(f"the approver refused the status request: {msg.detail}")
         return None
     except zmq.ZMQError:
@@ -133,7 +136,7 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print(r: p.StatusReply, endpoint: str, head: dict[str, Any] | None) -> None:
+def _print(r: StatusReply, endpoint: str, head: dict[str, Any] | None) -> None:
     out(f"aip-approver pid {r.pid} at {endpoint}")
     if r.backend:
         out(f"dialogs:  {r.backend} (auto-deny after {r.timeout_s:g} s)")

@@ -23,7 +23,7 @@ from aip.approver.ctl import startup_files
 from aip.approver.ctl.approver_status import query_status
 from aip.shared import paths
 from aip.shared.errors import ConfigError
-from aip.shared.protocol import StatusReply
+from aip.shared.protocol.status import StatusReply
 
 SYSTEMCTL_TIMEOUT_S: Final = 5.0
 DISPLAY_VARS: Final = ("DISPLAY", "WAYLAND_DISPLAY")

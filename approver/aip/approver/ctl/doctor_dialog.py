@@ -17,7 +17,7 @@ from aip.approver.dialogs.choose import choose
 from aip.shared import paths
 from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome
-from aip.shared.protocol import StatusReply
+from aip.shared.protocol.status import StatusReply
 
 _NO_DISPLAY_FIX: Final = (
     "run the approver in your desktop session (aipctl approver install), or "

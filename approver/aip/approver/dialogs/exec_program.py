@@ -18,7 +18,7 @@ import orjson
 from aip.approver.dialogs.base import SAFE_PATH, Answer, Prompt, binary_problem, run_dialog
 from aip.approver.dialogs.render import WHOLE, Fit
 from aip.shared.errors import ConfigError
-from aip.shared.protocol import PROTOCOL_VERSION
+from aip.shared.protocol.codec import PROTOCOL_VERSION
 
 
 def program_env() -> dict[str, str]:

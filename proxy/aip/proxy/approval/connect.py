@@ -26,15 +26,16 @@ def make_approval_client(
     ``on_audit_path`` gets the audit log path of each ``welcome`` (client thread)."""
     # Imported here: pyzmq is only loaded by proxies that can ask.
     from aip.proxy.approval.zmq_client import ZmqApprovalClient
-    from aip.shared import paths, protocol
+    from aip.shared import paths
+    from aip.shared.protocol.messages import Hello, PolicyRef
 
     try:
-        message = protocol.Hello(
+        message = Hello(
             session=hello["session"],
             pid=hello["pid"],
             agent_id=hello["agent_id"],
             server=hello["server"],
-            policy=protocol.PolicyRef(**hello["policy"]),
+            policy=PolicyRef(**hello["policy"]),
         )
         target = endpoint or paths.default_endpoint()
         paths.socket_path(target)  # only ipc:// with an absolute path

@@ -23,7 +23,7 @@ import orjson
 from aip.shared import paths
 from aip.shared.audit.record import HMAC_KEY_BYTES, cap_record, load_or_create_key
 from aip.shared.audit.spool import Spool
-from aip.shared.protocol import MAX_AUDIT_RECORDS
+from aip.shared.protocol.messages import MAX_AUDIT_RECORDS
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,112 @@
+"""The approval client's socket: one DEALER to the approver with its monitor, on the client
+thread only.
+
+It connects only once the socket directory is ours and 0700 (and checks again at each
+handshake), heartbeats so a dead approver is noticed, sends without ever blocking, and
+hands on only well-formed messages from a peer of our uid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Final
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from aip.proxy.approval.link import endpoint_verdict, from_our_uid
+from aip.shared.outcomes import Outcome
+from aip.shared.protocol.codec import ProtocolError
+from aip.shared.protocol.frames import ToProxy, decode_to_proxy
+
+log = logging.getLogger(__name__)
+
+_MONITOR_EVENTS: Final = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+
+
+class Dealer:
+    def __init__(self, endpoint: str, poller: zmq.Poller, heartbeat: tuple[int, int]) -> None:
+        """``heartbeat``: (interval, timeout) in ms. Sockets made later join ``poller``."""
+        self.endpoint = endpoint
+        self._poller = poller
+        self._heartbeat = heartbeat
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self.sock: zmq.Socket[bytes] | None = None
+        self.monitor: zmq.Socket[bytes] | None = None
+
+    def connect(self) -> Outcome | None:
+        """Start connecting (once); None when connecting or connected, else why we cannot."""
+        if self.sock is not None:
+            return None
+        verdict = endpoint_verdict(self.endpoint)
+        if verdict is not None:
+            return verdict
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.immediate = True  # queue only on a live connection: no stale ask later
+        sock.heartbeat_ivl, sock.heartbeat_timeout = self._heartbeat
+        self.monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
+        sock.connect(self.endpoint)
+        self.sock = sock
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self.monitor, zmq.POLLIN)
+        return None
+
+    def link_events(self) -> Iterator[bool]:
+        """The monitor's news since last asked: True for a handshake, False for a loss."""
+        while self.monitor is not None:
+            try:
+                event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                yield True
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                yield False
+
+    def recheck(self) -> Outcome | None:
+        """After a handshake: is the endpoint still ours? If not, drop the connection."""
+        verdict = endpoint_verdict(self.endpoint)
+        if verdict is not None:  # the endpoint changed hands since we checked
+            log.warning("approver endpoint no longer trusted; disconnecting")
+            assert self.sock is not None
+            with contextlib.suppress(zmq.ZMQError):
+                self.sock.disconnect(self.endpoint)
+        return verdict
+
+    def send(self, frame: bytes) -> bool:
+        if self.sock is None:
+            return False
+        try:
+            self.sock.send(frame, zmq.NOBLOCK)  # NOBLOCK + immediate: no peer -> Again
+        except zmq.ZMQError:
+            return False
+        return True
+
+    def messages(self) -> Iterator[ToProxy]:
+        """Every waiting message that is from our uid and decodes; the rest is logged."""
+        assert self.sock is not None
+        while True:
+            try:
+                frame = self.sock.recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if not from_our_uid(frame):
+                log.warning("ignoring a message from an approver of another user")
+                continue
+            try:
+                msg = decode_to_proxy(frame.bytes)
+            except ProtocolError as exc:
+                log.warning("ignoring a malformed approver message: %s", exc)
+                continue
+            yield msg
+
+    def close(self) -> None:
+        """Frames already sent get 100 ms to leave."""
+        if self.sock is not None:
+            self.sock.close(linger=100)
+        if self.monitor is not None:
+            self.monitor.close(linger=0)
+        self._ctx.term()

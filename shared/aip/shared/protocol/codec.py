@@ -1,0 +1,149 @@
+"""The frame envelope and strict decoding: one ZeroMQ frame per message, an orjson object with
+``v`` (PROTOCOL_VERSION) and ``type``.
+
+Decoding is strict: unknown fields, wrong types and other versions raise ``ProtocolError``,
+never anything else. A message is a frozen slots dataclass whose ``type`` field defaults to
+its kind; its field annotations are the schema (only the shapes ``_checker`` knows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Union
+
+import orjson
+
+from aip.shared.errors import AipError
+
+PROTOCOL_VERSION: Final = 1
+
+
+class ProtocolError(ValueError, AipError):
+    """A frame that is not a valid message of this protocol version."""
+
+
+_Check = Callable[[Any], Any]  # returns the converted value or raises ProtocolError
+_CHECKS: dict[type[Any], dict[str, _Check]] = {}  # filled by message_table, at import time
+
+
+def need(ok: bool, what: str) -> None:
+    if not ok:
+        raise ProtocolError(what)
+
+
+def encode(msg: Any) -> bytes:
+    """One frame. orjson serialises dataclasses (nested too) and StrEnums natively."""
+    return orjson.dumps(msg)
+
+
+def message_table(classes: Iterable[type[Any]]) -> dict[str, type[Any]]:
+    """``type`` -> class for one direction; compiles the classes' checks now, so a field
+    shape the decoder does not know fails at import, not on the first frame."""
+    table = {}
+    for cls in classes:
+        _compile(cls)
+        table[_kind(cls)] = cls
+    return table
+
+
+def decode(frame: bytes, table: dict[str, type[Any]]) -> Any:
+    try:
+        data = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"not JSON: {exc}") from None
+    need(isinstance(data, dict), "a message is a JSON object")
+    v = data.get("v")
+    need(type(v) is int and v == PROTOCOL_VERSION, f"unsupported protocol version {v!r}")
+    kind = data.get("type")
+    cls = table.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unexpected message type {kind!r}")
+    return _build(cls, data)
+
+
+def _build(cls: type[Any], data: dict[str, Any]) -> Any:
+    checks = _CHECKS[cls]
+    unknown = data.keys() - checks.keys()
+    need(not unknown, f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, check in checks.items():
+        if name in data:
+            try:
+                kwargs[name] = check(data[name])
+            except ProtocolError as exc:
+                raise ProtocolError(f"{cls.__name__}.{name}: {exc}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ProtocolError(f"{cls.__name__}: {exc}") from None
+
+
+def _compile(cls: type[Any]) -> None:
+    if cls not in _CHECKS:
+        hints = typing.get_type_hints(cls)
+        _CHECKS[cls] = {f.name: _checker(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def _checker(tp: Any) -> _Check:
+    """A strict checker for one annotation (only the shapes the messages use)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = [_checker(arg) for arg in typing.get_args(tp)]
+        return lambda value: _first_fit(options, value)
+    if tp is type(None):
+        return lambda value: _expect(value is None, "null", value)
+    if tp is bool:
+        return lambda value: _expect(type(value) is bool, "a boolean", value)
+    if tp is int:
+        return lambda value: _expect(type(value) is int, "an integer", value)
+    if tp is float:
+        return lambda value: float(_expect(type(value) in (int, float), "a number", value))
+    if tp is str:
+        return lambda value: _expect(type(value) is str, "a string", value)
+    if isinstance(tp, type) and issubclass(tp, enum.StrEnum):
+        enum_type = tp
+        return lambda value: _enum(enum_type, value)
+    if origin is dict:
+        return lambda value: _expect(isinstance(value, dict), "an object", value)
+    if origin is list:
+        item = _checker(typing.get_args(tp)[0])
+        return lambda value: [item(x) for x in _expect(isinstance(value, list), "a list", value)]
+    if tp is Any:
+        return lambda value: value
+    if dataclasses.is_dataclass(tp):
+        sub = typing.cast(type[Any], tp)
+        _compile(sub)
+        return lambda value: _build(sub, _expect(isinstance(value, dict), "an object", value))
+    raise TypeError(f"no protocol checker for {tp!r}")
+
+
+def _expect(ok: bool, what: str, value: Any) -> Any:
+    need(ok, f"expected {what}, got {type(value).__name__}")
+    return value
+
+
+def _enum(enum_type: type[enum.StrEnum], value: Any) -> Any:
+    _expect(type(value) is str, "a string", value)
+    try:
+        return enum_type(value)
+    except ValueError:
+        raise ProtocolError(f"unknown value {value!r}") from None
+
+
+def _first_fit(options: list[_Check], value: Any) -> Any:
+    errors = []
+    for check in options:
+        try:
+            return check(value)
+        except ProtocolError as exc:
+            errors.append(str(exc))
+    raise ProtocolError(" or ".join(errors))
+
+
+def _kind(cls: type[Any]) -> str:
+    """A message class's ``type`` (the default of its ``type`` field)."""
+    return str(next(f.default for f in dataclasses.fields(cls) if f.name == "type"))

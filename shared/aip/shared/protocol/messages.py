@@ -1,0 +1,256 @@
+"""A proxy session's messages (DESIGN §6): hello, ask, cancel, audit, bye to the approver;
+welcome, decision, audit_ack, error back. The approver owns the ask deadline (arrival +
+timeout_s); the proxy's outer bound is send time + timeout_s + FALLBACK_GRACE_S.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aip.shared.outcomes import Outcome
+from aip.shared.protocol.codec import PROTOCOL_VERSION, need
+
+DEFAULT_TIMEOUT_S: Final = 60.0  # the guide's auto-deny deadline
+FALLBACK_GRACE_S: Final = 5.0  # the proxy's outer bound is send time + timeout_s + this
+MAX_ASK_BYTES: Final = 256 * 1024  # an encoded ask above this is denied too_large_to_review
+MAX_FRAME_BYTES: Final = 1024 * 1024  # approver ZMQ_MAXMSGSIZE: asks + margin, audit batches
+MAX_AUDIT_RECORDS: Final = 64  # records per audit message
+MAX_REQUEST_ID_CHARS: Final = 256
+MAX_SAFE_INT: Final = 2**53 - 1
+
+_SESSION_RE: Final = re.compile(r"[0-9a-f]{16}")
+_NONCE_RE: Final = re.compile(r"[0-9a-f]{32}")
+_DIGEST_RE: Final = re.compile(r"[0-9a-f]{64}")
+
+
+class MsgType(enum.StrEnum):
+    HELLO = "hello"
+    ASK = "ask"
+    CANCEL = "cancel"
+    AUDIT = "audit"
+    BYE = "bye"
+    WELCOME = "welcome"
+    DECISION = "decision"
+    AUDIT_ACK = "audit_ack"
+    ERROR = "error"
+    STATUS = "status"  # aipctl approver status -> approver
+    STATUS_REPLY = "status_reply"
+
+
+class ErrorCode(enum.StrEnum):
+    HELLO_REQUIRED = "hello_required"  # unknown session: send hello, then the message once more
+    MALFORMED = "malformed"  # the approver could not decode a frame (logged on both sides)
+
+
+# What an approver may answer to an ask. CANCELLED is never sent: the proxy withdrew the ask.
+DECISION_OUTCOMES: Final = frozenset(
+    {
+        Outcome.HUMAN_APPROVED,
+        Outcome.DENIED_BY_USER,
+        Outcome.TIMEOUT,
+        Outcome.QUEUE_FULL,
+        Outcome.ASK_RATE_LIMITED,
+        Outcome.NO_DISPLAY,
+        Outcome.DIALOG_ERROR,
+        Outcome.SHUTDOWN,
+        Outcome.AUDIT_UNAVAILABLE,
+        Outcome.TOO_LARGE_TO_REVIEW,
+    }
+)
+
+
+def check_session(session: str) -> None:
+    need(_SESSION_RE.fullmatch(session) is not None, "session must be 16 lowercase hex chars")
+
+
+def _check_request_id(request_id: str | int) -> None:
+    if isinstance(request_id, str):
+        need(len(request_id) <= MAX_REQUEST_ID_CHARS, "request_id too long")
+    else:
+        need(abs(request_id) <= MAX_SAFE_INT, "request_id out of range")
+
+
+def check_nonce(nonce: str) -> None:
+    need(_NONCE_RE.fullmatch(nonce) is not None, "nonce must be 32 lowercase hex chars")
+
+
+def _check_digest(digest: str) -> None:
+    need(_DIGEST_RE.fullmatch(digest) is not None, "digest must be 64 lowercase hex chars")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyRef:
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HumanDecision:
+    """Present in a decision only when a dialog was shown (DESIGN §8)."""
+
+    approved: bool
+    response_time_ms: int  # dialog shown -> answer (or deadline)
+    dialog_shown_at: str  # UTC RFC 3339 with ms
+
+
+# ---- proxy -> approver ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello:
+    """Introduces a proxy session; sent on every (re)connect and after ``hello_required``.
+    A second hello for a known session updates it (e.g. the agent id once ``initialize``
+    named the client)."""
+
+    session: str
+    pid: int
+    agent_id: str
+    server: str
+    policy: PolicyRef
+    type: MsgType = MsgType.HELLO
+    v: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        check_session(self.session)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ask:
+    """A tools/call waiting for a human. ``arguments`` are display values, DLP-redacted."""
+
+    session: str
+    request_id: str | int
+    nonce: str  # 128 random bits, hex: binds the decision to this ask
+    digest: str  # sha256 hex of the exact bytes the proxy forwards on allow
+    tool: str
+    arguments: dict[str, Any]
+    rule: str
+    size: int  # length of the bytes to forward
+    agent_id: str | None = None  # overrides the hello's agent id when known
+    # DLP rules that fired on the arguments ("rule:count", dlp.redactor.summarize), for the
+    # approver's record of the answered ask. Optional: an ask without it decodes as [].
+    dlp: list[str] = dataclasses.field(default_factory=list)
+    type: MsgType = MsgType.ASK
+    v: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        check_session(self.session)
+        _check_request_id(self.request_id)
+        check_nonce(self.nonce)
+        _check_digest(self.digest)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancel:
+    session: str
+    request_id: str | int
+    nonce: str
+    type: MsgType = MsgType.CANCEL
+    v: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        check_session(self.session)
+        _check_request_id(self.request_id)
+        check_nonce(self.nonce)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Audit:
+    """Up to MAX_AUDIT_RECORDS audit records (plain JSON objects, each with ``session`` and
+    ``rseq``) for the approver to append; answered by ``audit_ack`` with the same ``batch``."""
+
+    session: str
+    batch: int
+    records: list[dict[str, Any]]
+    type: MsgType = MsgType.AUDIT
+    v: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        check_session(self.session)
+        need(0 < len(self.records) <= MAX_AUDIT_RECORDS, "audit needs 1..64 records")
+        for rec in self.records:
+            need(rec.get("session") == self.session, "audit record of another session")
+            rseq = rec.get("rseq")
+            need(type(rseq) is int and rseq >= 0, "audit record without a valid rseq")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bye:
+    """The proxy is going away: cancel its asks and forget the session."""
+
+    session: str
+    type: MsgType = MsgType.BYE
+    v: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        check_session(self.session)
+
+
+# ---- approver -> proxy ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Welcome:
+    session: str
+    timeout_s: float
+    max_ask_bytes: int
+    audit_path: str
+    type: MsgType = MsgType.WELCOME
+    v: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        check_session(self.session)
+        need(self.timeout_s > 0 and self.max_ask_bytes > 0, "welcome limits must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    session: str
+    request_id: str | int
+    nonce: str
+    digest: str
+    outcome: Outcome
+    human_decision: HumanDecision | None = None
+    queue_wait_ms: int = 0
+    type: MsgType = MsgType.DECISION
+    v: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        check_session(self.session)
+        _check_request_id(self.request_id)
+        check_nonce(self.nonce)
+        _check_digest(self.digest)
+        need(self.outcome in DECISION_OUTCOMES, f"outcome {self.outcome} is not a decision")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditAck:
+    """The records of ``batch`` whose ``rseq`` is listed are in the log (or already were)."""
+
+    session: str
+    batch: int
+    rseqs: list[int]
+    type: MsgType = MsgType.AUDIT_ACK
+    v: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Error:
+    """``ref`` names the message it answers: an ask's or cancel's nonce, an audit's batch."""
+
+    code: ErrorCode
+    about: MsgType | None = None
+    ref: str = ""
+    detail: str = ""
+    type: MsgType = MsgType.ERROR
+    v: int = PROTOCOL_VERSION
+
+
+def new_nonce() -> str:
+    """128 random bits as hex."""
+    return secrets.token_hex(16)

@@ -206,7 +206,7 @@ class Relay:
         self.router = Router(f"ipc://{run}/approver.sock")
         self.clock = FakeClock()
         self.drops = DropCounter()
-        logging.getLogger("aip.proxy.approval.zmq_client").addHandler(self.drops)
+        logging.getLogger("aip.proxy.approval").addHandler(self.drops)
         self.host_r, self.host_w = os.pipe()
         self.server_r, self.server_w = os.pipe()
         self.records_path = self.dir / "records.jsonl"
@@ -263,7 +263,7 @@ class Relay:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.asks.close()
-        logging.getLogger("aip.proxy.approval.zmq_client").removeHandler(self.drops)
+        logging.getLogger("aip.proxy.approval").removeHandler(self.drops)
         self.router.close()
         for fd in (self.host_r, self.host_w, self.server_r, self.server_w, self.records_fd):
             with contextlib.suppress(OSError):

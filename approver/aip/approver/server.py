@@ -21,6 +21,7 @@ from zmq.utils.monitor import parse_monitor_message
 from aip.approver.audit.decision_log import DecisionLog, decision_record
 from aip.approver.audit.writer import AuditUnavailable
 from aip.approver.dialogs.choose import Choice
+from aip.approver.peer import peer_of, readable, source_fd
 from aip.approver.queue import (
     BUDGET_BURST,
     BUDGET_PER_MINUTE,
@@ -162,7 +163,7 @@ class ApprovalServer:
                     except Exception:  # one message's boundary: never stop serving the rest
                         log.exception("failed to handle a message; dropped")
                 self._drain_monitor(monitor)
-                if _readable(router) or _readable(monitor):
+                if readable(router) or readable(monitor):
                     await asyncio.sleep(0)  # more to read: let the dialog and timers run first
                     continue
                 await self._wake.wait()
@@ -186,7 +187,7 @@ class ApprovalServer:
             log.warning("dropping a message of %d frames", len(frames))
             return
         route, body = frames[0].bytes, frames[1]
-        uid, peer_pid = _peer(body)
+        uid, peer_pid = peer_of(body)
         if uid != self._uid:
             if route not in self._refused and len(self._refused) < 4096:
                 self._refused.add(route)
@@ -203,7 +204,7 @@ class ApprovalServer:
             self._send(route, self._status(msg.ref))
             return
         if isinstance(msg, Hello):
-            fd = _srcfd(body)
+            fd = source_fd(body)
             session = self._sessions.hello(msg, route, fd, uid, peer_pid or 0, user_name(uid))
             log.info("hello from session %s (pid %s, server %r)", msg.session, peer_pid, msg.server)
             self._send(route, self._welcome(session))
@@ -376,26 +377,3 @@ class ApprovalServer:
                 log.error("endpoint %s was replaced by another process; exiting", path)
                 self.exit_code = 1
                 return
-
-
-def _peer(frame: zmq.Frame) -> tuple[int | None, int | None]:
-    """(uid, pid) from libzmq's ``Peer-Address`` property (``host:uid:gid:pid`` on ipc)."""
-    try:
-        address = frame.get("Peer-Address")
-    except zmq.ZMQError:
-        return None, None
-    parts = str(address).rsplit(":", 3)
-    if len(parts) != 4 or not parts[1].isdigit() or not parts[3].isdigit():
-        return None, None
-    return int(parts[1]), int(parts[3])
-
-
-def _readable(sock: zmq.Socket[bytes]) -> bool:
-    return bool(int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
-
-
-def _srcfd(frame: zmq.Frame) -> int:
-    try:
-        return int(frame.get(zmq.SRCFD))
-    except zmq.ZMQError:
-        return -1

@@ -21,6 +21,8 @@ Make = Callable[..., ProxyProcess]
 
 
 def _wait_for_pids(path: Path, proxy: ProxyProcess, timeout: float = 10.0) -> list[int]:
+    """The pids the server wrote, as this test sees them: in the sandbox the server sees its
+    own PID namespace, so each is looked up among the proxy's descendants (NSpid)."""
     deadline = time.monotonic() + timeout
     while not path.exists():
         if time.monotonic() > deadline or proxy.proc.poll() is not None:
@@ -28,7 +30,13 @@ def _wait_for_pids(path: Path, proxy: ProxyProcess, timeout: float = 10.0) -> li
         time.sleep(0.01)  # polling a file the server writes, bounded by the deadline
     pids = json.loads(path.read_text())
     assert isinstance(pids, list)
-    return [int(p) for p in pids]
+    seen = {}
+    for proc in psutil.Process(proxy.proc.pid).children(recursive=True):
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            nspid = next(line for line in status.splitlines() if line.startswith("NSpid:"))
+            seen[int(nspid.split()[-1])] = proc.pid
+    return [seen[int(p)] for p in pids]
 
 
 def _assert_all_gone(pids: list[int]) -> None:
@@ -43,10 +51,13 @@ def _assert_all_gone(pids: list[int]) -> None:
     assert not alive, f"survivors: {alive}"
 
 
+@pytest.mark.parametrize("sandbox", ["require", "off"])
 @pytest.mark.parametrize("how", ["stdin-eof", "sigterm", "sigint"])
-def test_sigterm_ignoring_tree_is_fully_reaped(make_proxy: Make, tmp_path: Path, how: str) -> None:
+def test_sigterm_ignoring_tree_is_fully_reaped(
+    make_proxy: Make, tmp_path: Path, how: str, sandbox: str
+) -> None:
     pidfile = tmp_path / "pids.json"
-    p = make_proxy([*RAW_SERVER, "--mode", "tree", str(pidfile)])
+    p = make_proxy([*RAW_SERVER, "--mode", "tree", str(pidfile)], env={"AIP_SANDBOX": sandbox})
     pids = _wait_for_pids(pidfile, p)
     server, same_group, escaped = pids
     assert os.getpgid(same_group) == os.getpgid(server)
@@ -63,6 +74,19 @@ def test_sigterm_ignoring_tree_is_fully_reaped(make_proxy: Make, tmp_path: Path,
     assert code == 128 + signal.SIGKILL
     _assert_all_gone(pids)
     assert "ignored SIGTERM" in p.log()
+
+
+def test_sigkilled_proxy_leaves_no_server_tree(make_proxy: Make, tmp_path: Path) -> None:
+    """The proxy gets no chance to stop anything: the sandbox's --die-with-parent and PID
+    namespace end the server, a same-group child and a setsid grandchild that ignore SIGTERM."""
+    pidfile = tmp_path / "pids.json"
+    p = make_proxy([*RAW_SERVER, "--mode", "tree", str(pidfile)], env={"AIP_SANDBOX": "require"})
+    pids = _wait_for_pids(pidfile, p)
+    assert os.getsid(pids[2]) == pids[2] != os.getsid(pids[0])  # the grandchild left with setsid
+    assert p.initialize()["result"]
+    p.proc.kill()
+    assert p.wait() == -signal.SIGKILL
+    _assert_all_gone(pids)
 
 
 def test_well_behaved_server_exits_on_stdin_close(make_proxy: Make) -> None:
@@ -92,7 +116,11 @@ def test_crash_mid_request_answers_pending_and_exits_with_its_code(make_proxy: M
 def test_server_killed_by_signal_gives_128_plus_signal(make_proxy: Make) -> None:
     p = make_proxy()
     p.initialize()
-    (server,) = psutil.Process(p.proc.pid).children()
+    (server,) = [
+        c
+        for c in psutil.Process(p.proc.pid).children(recursive=True)
+        if c.name() != "bwrap" and "raw_server.py" in " ".join(c.cmdline())
+    ]
     server.send_signal(signal.SIGKILL)
     assert p.wait() == 128 + signal.SIGKILL
 
@@ -115,13 +143,14 @@ def test_pending_request_answered_when_proxy_is_stopped(make_proxy: Make) -> Non
     assert p.wait() == 0  # the raw server exits 0 on stdin EOF
 
 
+@pytest.mark.parametrize("sandbox", ["require", "off"])
 @pytest.mark.parametrize("ending", ["stdin-eof", "crash"])
 def test_grandchild_holding_stdout_neither_hangs_nor_survives(
-    make_proxy: Make, tmp_path: Path, ending: str
+    make_proxy: Make, tmp_path: Path, ending: str, sandbox: str
 ) -> None:
     pidfile = tmp_path / "pids.json"
     mode = ["--mode", "crash", "4"] if ending == "crash" else []
-    p = make_proxy([*RAW_SERVER, "--orphan", str(pidfile), *mode])
+    p = make_proxy([*RAW_SERVER, "--orphan", str(pidfile), *mode], env={"AIP_SANDBOX": sandbox})
     pids = _wait_for_pids(pidfile, p)
     p.initialize()
     t0 = time.monotonic()

@@ -57,9 +57,11 @@ class ProxyProcess:
         *,
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
+        wrap: list[str] | None = None,
     ) -> None:
+        """``wrap``: a command the proxy runs under (``setpriv`` to run it as another user)."""
         self.stderr_path = tmp_path / f"proxy-{time.monotonic_ns()}.stderr"
-        args = proxy_command()
+        args = [*(wrap or []), *proxy_command()]
         if policy is not None:
             args += ["--policy", str(policy)]
         args += [*list(extra_args or []), "--", *server]

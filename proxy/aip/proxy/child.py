@@ -54,8 +54,12 @@ class Child:
         env: dict[str, str] | None = None,
         on_exit: Callable[[], None] | None = None,
         stderr: int | None = None,
+        wrappers: int = 0,
     ) -> None:
-        """``stderr``: None inherits ours; ``subprocess.PIPE`` for the DLP stderr filter."""
+        """``stderr``: None inherits ours; ``subprocess.PIPE`` for the DLP stderr filter.
+        ``wrappers``: how many levels at the top of the tree are the sandbox's own processes
+        (bwrap and its init in the PID namespace), spared by SIGTERM: killing them would end
+        the server at once, without the grace SIGTERM promises."""
         # bufsize=0: raw pipes; the relay threads do their own (1 MiB) buffering.
         self.proc = subprocess.Popen(
             list(argv),
@@ -67,6 +71,7 @@ class Child:
             start_new_session=True,  # own process group, so killpg reaches grandchildren
         )
         self.pid = self.proc.pid  # also the group id; never getpgid() a reaped pid
+        self._wrappers = wrappers
         self.exited = threading.Event()
         self._on_exit = on_exit
         self._waiter = threading.Thread(target=self._wait, name="child-waiter", daemon=True)
@@ -103,7 +108,7 @@ class Child:
             close_stdin()
         if not self.exited.wait(stdin_grace_s):
             log.info("MCP server pid=%d still running after stdin close; SIGTERM", self.pid)
-            self._killpg(signal.SIGTERM)
+            self._terminate()
             if not self.exited.wait(term_grace_s):
                 log.warning("MCP server pid=%d ignored SIGTERM; sending SIGKILL", self.pid)
         self.kill_tree(family)
@@ -139,6 +144,23 @@ class Child:
                     found[p.pid] = p
         return list(found.values())
 
+    def _terminate(self) -> None:
+        """SIGTERM to the server's tree: its process group, or under a sandbox wrapper every
+        process below the wrapper's levels."""
+        if not self._wrappers:
+            self._killpg(signal.SIGTERM)
+            return
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            level = [psutil.Process(self.pid)]
+            for _ in range(self._wrappers):
+                level = [c for p in level for c in _children(p)]
+            for top in level:
+                for p in [top, *_children(top, recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        p.terminate()
+
     def _killpg(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
@@ -153,3 +175,12 @@ class Child:
                 if p.pid != self.pid:
                     with contextlib.suppress(ChildProcessError, OSError):
                         os.waitpid(p.pid, os.WNOHANG)
+
+
+def _children(proc: Any, recursive: bool = False) -> list[Any]:
+    import psutil
+
+    try:
+        return list(proc.children(recursive=recursive))
+    except psutil.Error:
+        return []

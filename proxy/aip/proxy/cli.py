@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aip-proxy",
         description="Run an MCP stdio server behind an AgentPolicy: allow, block or ask a human.",
         usage="%(prog)s [--policy FILE] [--approver ENDPOINT] [--agent-id ID] "
-        '[--server-name NAME] [--verbose] (-- COMMAND [ARG...] | --target "COMMAND ARG...")',
+        "[--server-name NAME] [--sandbox require|auto|off] [--verbose] "
+        '(-- COMMAND [ARG...] | --target "COMMAND ARG...")',
     )
     p.add_argument(
         "--policy",
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-name", metavar="NAME", help="server name shown in dialogs and logs")
     p.add_argument("--verbose", "-v", action="store_true", help="trace messages (no arguments)")
     p.add_argument("--target", metavar='"COMMAND ARG..."', help="server command, shell-split")
+    p.add_argument(
+        "--sandbox",
+        metavar="require|auto|off",
+        help="the kernel sandbox that hides protected paths from the server: require it "
+        "(default; no sandbox, no start), use it where it works, or not at all (else $AIP_SANDBOX)",
+    )
     p.add_argument(
         "--max-line-bytes",
         type=int,
@@ -122,6 +129,7 @@ def _main(argv: Sequence[str], wire_fd: int) -> int:
     from aip.proxy.relay.asks import PROGRESS_INTERVAL_S
     from aip.proxy.reload import POLL_INTERVAL_S
     from aip.proxy.runner import Settings, run  # after the stdout claim; keeps --help fast
+    from aip.proxy.sandbox.launch import parse_mode
     from aip.shared.errors import ConfigError
     from aip.shared.jsonrpc import MAX_LINE_BYTES
     from aip.shared.policy.file import check_policy_file_safety, find_policy_path
@@ -140,6 +148,10 @@ def _main(argv: Sequence[str], wire_fd: int) -> int:
         max_line = ns.max_line_bytes or int(_env_number(ENV_MAX_LINE, MAX_LINE_BYTES))
         if max_line < 1024:
             raise UsageError("--max-line-bytes must be at least 1024")
+        try:
+            sandbox = parse_mode(ns.sandbox)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         settings = Settings(
             command=command,
             server_name=server_name,
@@ -151,6 +163,7 @@ def _main(argv: Sequence[str], wire_fd: int) -> int:
             progress_interval_s=_env_number(ENV_PROGRESS, PROGRESS_INTERVAL_S)
             or PROGRESS_INTERVAL_S,
             reload_interval_s=_env_number(ENV_RELOAD, POLL_INTERVAL_S),
+            sandbox=sandbox,
         )
         path = find_policy_path(ns.policy)
         check_policy_file_safety(path)

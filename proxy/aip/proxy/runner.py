@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import select
+import shutil
 import signal
 import subprocess
 import termios
@@ -32,7 +33,12 @@ from aip.proxy.relay import dlp_filter, downstream, upstream
 from aip.proxy.relay.asks import PROGRESS_INTERVAL_S, Asks
 from aip.proxy.relay.session import Session
 from aip.proxy.reload import POLL_INTERVAL_S, PolicyReloader
+from aip.proxy.sandbox.launch import DEFAULT as SANDBOX_DEFAULT
+from aip.proxy.sandbox.launch import Mode as SandboxMode
+from aip.proxy.sandbox.launch import SandboxUnavailable, server_prefix, wrapper_levels
 from aip.proxy.stdio import Wire, widen_pipe
+from aip.shared import paths
+from aip.shared.errors import ConfigError
 from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
 from aip.shared.policy.model import Policy
 from aip.shared.policy.ratelimit import RateLimiter
@@ -59,6 +65,7 @@ class Settings:
     progress_interval_s: float = PROGRESS_INTERVAL_S
     reload_interval_s: float = POLL_INTERVAL_S  # policy file poll; 0: only SIGHUP reloads
     extra_protected: tuple[str, ...] = field(default=())
+    sandbox: SandboxMode = SANDBOX_DEFAULT
 
 
 class _Stop:
@@ -118,10 +125,32 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
     )
     stop = _Stop()
     stop.install_signal_handlers()  # before the server exists: a SIGTERM now still cleans up
-    become_subreaper()
+    # DESIGN §4.5: the policy file, the aip runtime and state dirs, the audit logs (the one
+    # the approver announces joins at its welcome); one builder for start, reload, welcome.
+    protection = Protection(
+        cwd=os.getcwd(), endpoint=settings.approver, extra=settings.extra_protected
+    )
+    context = protection.context(policy.path)
+    _ensure_state_dirs()  # a mount needs an existing target: make ours before hiding them
+    if _missing(settings.command[0]):  # inside a sandbox, exec would fail too late to say so
+        log.error("cannot start the MCP server %r: not found", settings.command[0])
+        return EXIT_SPAWN_FAILED
+    try:
+        prefix = server_prefix(
+            settings.sandbox,
+            [*policy.protected_paths, *context.always_protected],
+            cwd=context.cwd,
+            policy_path=policy.path,
+            command=settings.command,
+        )
+    except SandboxUnavailable as exc:
+        log.error("%s", exc)
+        return EXIT_SPAWN_FAILED
+    become_subreaper()  # after the sandbox probe: its processes are not ours to reap
     try:
         child = Child(
-            settings.command,
+            [*prefix, *settings.command],
+            wrappers=wrapper_levels(prefix),
             on_exit=lambda: stop("MCP server exited"),
             stderr=subprocess.PIPE if dlp.stderr is not None else None,  # else inherited
         )
@@ -141,15 +170,10 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
         settings.server_name,
         child.pid,
     )
-    # DESIGN §4.5: the policy file, the aip runtime and state dirs, the audit logs (the one
-    # the approver announces joins at its welcome); one builder for start, reload, welcome.
-    protection = Protection(
-        cwd=os.getcwd(), endpoint=settings.approver, extra=settings.extra_protected
-    )
     session = Session(
         policy=policy,
         limiter=RateLimiter(),
-        context=protection.context(policy.path),
+        context=context,
         recorder=recorder,
         host=Wire(wire_fd, "host stdout", on_broken=lambda: stop("host closed our stdout")),
         server=Wire(child.stdin.fileno(), "server stdin", closer=child.stdin.close),
@@ -232,6 +256,30 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
     code = child_exit_status(returncode if returncode is not None else -signal.SIGKILL)
     log.info("exiting with %d", code)
     return code
+
+
+def _missing(program: str) -> bool:
+    """Certainly not there: a path that does not exist, or a name not on PATH (any other
+    doubt is left to exec, which may know better than access())."""
+    if "/" not in program:
+        return shutil.which(program) is None
+    try:
+        os.stat(program)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _ensure_state_dirs() -> None:
+    """Create the aip state and runtime folders (0700) if they are missing, so the sandbox
+    hides them from the start; a folder we cannot make is left to the string check."""
+    for make in (paths.state_dir, paths.runtime_dir):
+        try:
+            paths.ensure_private_dir(make())
+        except (OSError, ConfigError) as exc:  # an unsafe dir stays as it is
+            log.debug("cannot prepare %s: %s", make(), exc)
 
 
 def _watch_hangup(

@@ -19,9 +19,10 @@ from typing import Any, Final
 from aip.approver.ctl import approver_status as ctl_status
 from aip.approver.ctl import safe_files, startup_files
 from aip.approver.ctl.console import err, out, paint
-from aip.approver.ctl.startup_files import LAUNCHD_LABEL, UNIT_NAME, StartupFile
+from aip.approver.ctl.startup_files import StartupFile
 from aip.shared import paths
 from aip.shared.errors import ConfigError
+from aip.shared.startup_paths import LAUNCHD_LABEL, UNIT_NAME
 
 COMMAND_TIMEOUT_S: Final = 30.0
 # What the approver needs from the login session to reach the display and the session bus.

@@ -21,7 +21,7 @@ from typing import Final
 
 from aip.approver.ctl import startup_files
 from aip.approver.ctl.approver_status import query_status
-from aip.shared import paths
+from aip.shared import paths, startup_paths
 from aip.shared.errors import ConfigError
 from aip.shared.protocol.status import StatusReply
 
@@ -223,11 +223,11 @@ def _start_command() -> str:
     installed = {method for method, _ in startup_files.installed_files()}
     if "systemd" in installed:
         return (
-            f"systemctl --user start {startup_files.UNIT_NAME}   "
-            f"(why it stopped: journalctl --user -u {startup_files.UNIT_NAME})"
+            f"systemctl --user start {startup_paths.UNIT_NAME}   "
+            f"(why it stopped: journalctl --user -u {startup_paths.UNIT_NAME})"
         )
     if "launchd" in installed:
-        return f"launchctl kickstart gui/{os.getuid()}/{startup_files.LAUNCHD_LABEL}"
+        return f"launchctl kickstart gui/{os.getuid()}/{startup_paths.LAUNCHD_LABEL}"
     if installed:
         return "aip-approver &   (the autostart entry starts it at your next login)"
     return "aipctl approver install   (starts it now and with every desktop login)"
@@ -236,7 +236,7 @@ def _start_command() -> str:
 def _restart_command() -> str:
     installed = {method for method, _ in startup_files.installed_files()}
     if "systemd" in installed:
-        return f"systemctl --user restart {startup_files.UNIT_NAME}"
+        return f"systemctl --user restart {startup_paths.UNIT_NAME}"
     return "pkill -u $USER -x aip-approver; aip-approver &"
 
 
@@ -290,5 +290,5 @@ def _unit_env(manager_env: Mapping[str, str] | None) -> Check:
         Status.FAIL,
         "the systemd user manager has no DISPLAY/WAYLAND_DISPLAY: the unit's dialogs cannot show",
         fix="systemctl --user import-environment DISPLAY WAYLAND_DISPLAY XAUTHORITY "
-        f"DBUS_SESSION_BUS_ADDRESS && systemctl --user restart {startup_files.UNIT_NAME}",
+        f"DBUS_SESSION_BUS_ADDRESS && systemctl --user restart {startup_paths.UNIT_NAME}",
     )

@@ -19,11 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from aip.shared.startup_paths import (
+    DESKTOP_NAME,
+    LAUNCHD_LABEL,
+    UNIT_NAME,
+    desktop_path,
+    plist_path,
+    unit_path,
+)
+
 DISTRIBUTION: Final = "aip-approval"
 TEMPLATES: Final = Path(__file__).resolve().parent / "templates"
-UNIT_NAME: Final = "aip-approver.service"
-DESKTOP_NAME: Final = "aip-approver.desktop"
-LAUNCHD_LABEL: Final = "io.aip.approver"
 # The first line of the unit and the desktop entry: uninstall removes only files carrying it.
 MARKER: Final = "# Written by `aipctl approver install`"
 
@@ -63,24 +69,6 @@ def installed_program(script: str, module: str) -> list[str]:
 
 def approver_argv(extra: list[str]) -> list[str]:
     return [*installed_program("aip-approver", "aip.approver"), *extra]
-
-
-def config_home() -> Path:
-    value = os.environ.get("XDG_CONFIG_HOME", "")
-    # The XDG spec: a relative value is invalid and must be ignored.
-    return Path(value) if value and os.path.isabs(value) else Path.home() / ".config"
-
-
-def unit_path() -> Path:
-    return config_home() / "systemd" / "user" / UNIT_NAME
-
-
-def desktop_path() -> Path:
-    return config_home() / "autostart" / DESKTOP_NAME
-
-
-def plist_path() -> Path:
-    return Path.home() / "Library" / "LaunchAgents" / f"{LAUNCHD_LABEL}.plist"
 
 
 def launchd_log_path() -> Path:

@@ -9,6 +9,8 @@ runs a 20-rule policy; every call is an allowed ``tools/call`` checked against a
     scripts/bench_proxy.py                 # unpinned
     scripts/bench_proxy.py --pin           # every process on CPU 0 (taskset -c 0): stable ratios
     scripts/bench_proxy.py --both          # both, one table each
+    scripts/bench_proxy.py --sandbox off   # the proxy without its kernel sandbox (default: as
+                                           # $AIP_SANDBOX says, else require)
 
 Targets (issue 2): added p50 <= 100 us, added p99 <= 500 us, 64-in-flight throughput >= 30 %
 of direct, added start-up <= 200 ms, proxy RSS <= 35 MB. Not a timed test; see README.
@@ -373,6 +375,7 @@ def main() -> int:
         action="store_true",
         help="call with a relative path: no protected-path check in the engine",
     )
+    ap.add_argument("--sandbox", choices=["require", "auto", "off"], help="the proxy's --sandbox")
     ns = ap.parse_args()
     if ns.serve is not None:
         serve(ns.serve)
@@ -389,9 +392,12 @@ def main() -> int:
         ENV.update(os.environ)
         ENV["XDG_STATE_HOME"] = tmp
         ENV["AIP_APPROVER_ENDPOINT"] = f"ipc://{tmp}/no-approver.sock"
+        if ns.sandbox:
+            ENV["AIP_SANDBOX"] = ns.sandbox
         for mode in modes:
             req = REQ_RELATIVE if ns.relative_path else REQ
             label = f"{mode}, relative path argument" if ns.relative_path else mode
+            label += f", sandbox {ENV.get('AIP_SANDBOX', 'require')}"
             print(table(label, measure(mode, policy, ns.reps, ns.quick, req)) + "\n", flush=True)
         if ns.breakdown:
             os.environ["XDG_STATE_HOME"] = tmp  # the records' audit spool goes here too

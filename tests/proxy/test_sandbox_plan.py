@@ -120,7 +120,7 @@ def test_no_sandbox_program_is_a_reason(monkeypatch: pytest.MonkeyPatch) -> None
     plan = Plan((), (), (), ())
     monkeypatch.setenv(bwrap.ENV_PROGRAM, "/nonexistent/bwrap")
     assert launch.prefix_for(plan, platform="linux")[1] == (
-        "bwrap is not installed (install bubblewrap (Debian/Ubuntu: apt install bubblewrap))"
+        "bwrap is not installed (Debian/Ubuntu: apt install bubblewrap)"
     )
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     assert launch.prefix_for(plan, platform="darwin")[1] == "/usr/bin/sandbox-exec is missing"

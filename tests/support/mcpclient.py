@@ -25,13 +25,16 @@ async def proxied_session(
     *,
     agent_id: str,
     server: Sequence[str] = tuple(MCP_SERVER),
+    env: dict[str, str] | None = None,
+    proxy: Sequence[str] | None = None,
 ) -> AsyncIterator[ClientSession]:
-    """An initialized client session; the proxy's stderr goes to ``folder/proxy.stderr``."""
-    cmd = proxy_command()
+    """An initialized client session; the proxy's stderr goes to ``folder/proxy.stderr``.
+    ``env`` adds to the client's environment; ``proxy`` replaces the proxy's command."""
+    cmd = list(proxy or proxy_command())
     params = StdioServerParameters(
         command=cmd[0],
         args=[*cmd[1:], "--policy", str(policy), "--approver", endpoint, "--", *server],
-        env={**FAST_ENV, "AIP_AGENT_ID": agent_id},
+        env={**FAST_ENV, "AIP_AGENT_ID": agent_id, **(env or {})},
     )
     with (folder / "proxy.stderr").open("w") as errlog:
         async with (

@@ -396,3 +396,49 @@ def test_an_approver_never_changes_the_mode_of_a_folder_it_was_pointed_into(
         wait_for(lambda: "not aip's own folder" in approver.log(), 10, "the refusal on stderr")
         assert shared.stat().st_mode & 0o777 == 0o777
         assert not log.exists()
+
+
+def test_sandbox_works_here(env: dict[str, str]) -> None:
+    _, checks = doctor(env)
+    assert checks["sandbox"]["status"] == "ok"
+    assert "bubblewrap" in checks["sandbox"]["summary"]
+
+
+@pytest.mark.parametrize(
+    ("line", "extra", "status", "says"),
+    [
+        ([], {}, "fail", "aip-proxy refuses to start (--sandbox require, the default)"),
+        (
+            ["--sandbox", "auto"],
+            {},
+            "warn",
+            "protected paths are checked in tool-call strings only (--sandbox auto)",
+        ),
+        (
+            [],
+            {"AIP_SANDBOX": "auto"},
+            "warn",
+            "protected paths are checked in tool-call strings only (--sandbox auto)",
+        ),
+    ],
+)
+def test_sandbox_missing_names_the_fix_and_what_the_proxy_does(
+    env: dict[str, str], line: list[str], extra: dict[str, str], status: str, says: str
+) -> None:
+    missing = {**env, **extra, "AIP_BWRAP": str(Path(env["HOME"], "no-bwrap"))}
+    path = write_policy(env, POLICY)
+    _, checks = doctor(missing, "--", "aip-proxy", "--policy", str(path), *line, "--", "cat")
+    sandbox = checks["sandbox"]
+    assert sandbox["status"] == status
+    assert (
+        sandbox["summary"]
+        == "unavailable: bwrap is not installed (Debian/Ubuntu: apt install bubblewrap)"
+    )
+    assert sandbox["details"] == [says]
+    assert sandbox["fix"].startswith("apt install bubblewrap")
+
+
+def test_sandbox_off_is_a_warning(env: dict[str, str]) -> None:
+    _, checks = doctor({**env, "AIP_SANDBOX": "off"})
+    assert checks["sandbox"]["status"] == "warn"
+    assert "off (--sandbox off)" in checks["sandbox"]["summary"]

@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver.ctl import doctor_checks, doctor_dialog, doctor_files, startup_files
+from aip.approver.ctl import (
+    doctor_checks,
+    doctor_dialog,
+    doctor_files,
+    doctor_sandbox,
+    startup_files,
+)
 from aip.approver.ctl.console import out, out_json, paint
 from aip.approver.ctl.doctor_checks import Check, Status
 from aip.shared import paths
@@ -92,6 +98,7 @@ def diagnose(args: argparse.Namespace) -> list[Check]:
     audit_path = Path(reply.audit_path) if reply else paths.default_audit_log()
     checks.append(doctor_files.check_audit_log(audit_path, doctor_files.audit_progress()))
     checks.append(doctor_files.check_policy(line.policy, for_line=bool(args.command)))
+    checks.append(doctor_sandbox.check_sandbox(line.sandbox))
     return checks
 
 

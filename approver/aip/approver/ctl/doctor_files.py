@@ -29,6 +29,7 @@ class ProxyLine:
     policy: str | None
     endpoint: str | None
     error: str | None = None
+    sandbox: str | None = None  # --sandbox as given (None: $AIP_SANDBOX or the default)
 
 
 def parse_proxy_line(words: list[str]) -> ProxyLine:
@@ -44,7 +45,7 @@ def parse_proxy_line(words: list[str]) -> ProxyLine:
         return ProxyLine(None, None, str(exc))
     except SystemExit:  # argparse has printed why
         return ProxyLine(None, None, "aip-proxy would refuse this command line (see above)")
-    return ProxyLine(ns.policy, ns.approver)
+    return ProxyLine(ns.policy, ns.approver, sandbox=ns.sandbox)
 
 
 def check_policy(cli_value: str | None, for_line: bool) -> Check:

@@ -49,7 +49,7 @@ _USERNS_SYSCTLS: Final = (
     ),
 )
 ENV_PROGRAM: Final = "AIP_BWRAP"
-INSTALL_HINT: Final = "install bubblewrap (Debian/Ubuntu: apt install bubblewrap)"
+INSTALL_HINT: Final = "Debian/Ubuntu: apt install bubblewrap"
 
 
 def find() -> str | None:
@@ -82,16 +82,21 @@ def argv(bwrap: str, plan: Plan, *, euid: int | None = None) -> list[str]:
     return out
 
 
-def userns_hint() -> str:
-    """For a normal user: which sysctl keeps user namespaces off, and the setting that
-    allows them (empty when none does, or when we are root and need none)."""
+def userns_fix() -> str | None:
+    """For a normal user: the sysctl setting that allows the user namespaces some sysctl
+    keeps off (None when none does, or when we are root and need none)."""
     if os.geteuid() == 0:
-        return ""
+        return None
     for path, off, fix in _USERNS_SYSCTLS:
         try:
             with open(path, encoding="ascii") as f:
                 if f.read().strip() == off:
-                    return f" (user namespaces are disabled: sysctl -w {fix})"
+                    return f"sysctl -w {fix}"
         except OSError:
             continue
-    return ""
+    return None
+
+
+def userns_hint() -> str:
+    fix = userns_fix()
+    return f" (user namespaces are disabled: {fix})" if fix else ""

@@ -68,17 +68,17 @@ def build(
                 missing.append(path)
     hidden = _outermost(dirs)
     hide_files = sorted(f for f in files if not _inside_any(f, hidden))
-    frozen = sorted(
-        p
-        for p in {os.path.realpath(r) for r in read_only if os.path.exists(r)}
-        if not _inside_any(p, hidden) and p not in files
+    frozen = _outermost(
+        {os.path.realpath(r) for r in read_only if os.path.exists(r)} - files - set(hidden)
     )
+    frozen = [p for p in frozen if not _inside_any(p, hidden)]
     targets = [*hidden, *hide_files, *frozen]
-    pins = sorted(
-        {a for t in targets for a in _renameable_ancestors(t)} - set(targets),
-        key=lambda p: (p.count("/"), p),
-    )
-    pins = [p for p in pins if not _inside_any(p, hidden)]
+    # A mount inside a later (recursive, from the host's view) bind would be dropped by it.
+    pins = [
+        p
+        for p in _outermost_order({a for t in targets for a in _renameable_ancestors(t)})
+        if not _inside_any(p, [*hidden, *frozen])
+    ]
     missing = [m for m in missing if not _inside_any(m, hidden)]
     return Plan(tuple(hidden), tuple(hide_files), tuple(frozen), tuple(pins), tuple(missing))
 
@@ -132,10 +132,14 @@ def _inside_any(path: str, folders: Iterable[str]) -> bool:
     return any(_inside(path, f) for f in folders)
 
 
-def _outermost(dirs: set[str]) -> list[str]:
-    """Folders not inside another of them, shallowest first."""
+def _outermost_order(paths: set[str]) -> list[str]:
+    return sorted(paths, key=lambda p: (p.count("/"), p))
+
+
+def _outermost(paths: set[str]) -> list[str]:
+    """Paths not inside another of them, shallowest first."""
     out: list[str] = []
-    for d in sorted(dirs, key=lambda p: (p.count("/"), p)):
+    for d in _outermost_order(paths):
         if not _inside_any(d, out):
             out.append(d)
     return out

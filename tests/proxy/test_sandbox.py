@@ -44,26 +44,29 @@ def _peek(
 ) -> tuple[dict[str, Any], ProxyProcess]:
     """Start a proxy whose server first tries every attack on ``fake`` (and on aip's own
     code: only where a sandbox is expected, else the attack would succeed)."""
-    code = [] if env.get("AIP_SANDBOX") == "off" else ["--write", CODE_FILE]
+    code = [] if env.get("AIP_SANDBOX") == "off" else [("write", CODE_FILE)]
     ops = [
-        *("--read", str(fake.key)),
-        *("--read", str(fake.policy)),
-        *("--write", str(fake.policy)),
-        *("--read", str(fake.hmac_key)),
-        *("--write", str(fake.spool)),
-        *("--read", str(fake.audit_log)),
-        *("--write", str(fake.audit_log)),
-        *("--read", str(fake.rotated)),
-        *("--read", str(fake.audit_log.parent / "audit-hmac.key")),
-        *("--write", str(fake.runtime / "approver.sock")),
-        *("--rename", str(fake.home / ".config")),
+        ("read", str(fake.key)),
+        ("read", str(fake.policy)),
+        ("write", str(fake.policy)),
+        ("read", str(fake.hmac_key)),
+        ("write", str(fake.spool)),
+        ("read", str(fake.audit_log)),
+        ("write", str(fake.audit_log)),
+        ("read", str(fake.rotated)),
+        ("read", str(fake.audit_log.parent / "audit-hmac.key")),
+        ("write", str(fake.runtime / "approver.sock")),
+        ("rename", str(fake.home / ".config")),
         *code,
-        *("--read", str(fake.notes)),
-        *("--write", str(fake.notes)),
+        ("read", str(fake.notes)),
+        ("write", str(fake.notes)),
     ]
+    ops_file = report.with_name("ops.json")
+    ops_file.write_text(json.dumps(ops))
+    os.chmod(ops_file, 0o644)
     p = ProxyProcess(
         fake.policy,
-        [python, PEEK, str(report), *ops, "--", python, RAW_SERVER[-1]],
+        [python, PEEK, str(report), str(ops_file), "--", python, RAW_SERVER[-1]],
         tmp_path,
         env={**fake.env(), "PEEK_MARK": "same-env", **env},
         wrap=wrap,
@@ -78,22 +81,22 @@ def _assert_confined(seen: dict[str, Any], fake: FakeHome) -> None:
         return seen[f"{op} {path}"]
 
     # Hidden folders are empty and read-only; a hidden file cannot be opened at all.
-    assert at("--read", fake.key) == "ENOENT"
-    assert at("--read", fake.policy) == "ENOENT"
-    assert at("--write", fake.policy) == "EROFS"
-    assert at("--read", fake.hmac_key) == "ENOENT"
-    assert at("--write", fake.spool) == "ENOENT"  # its folder is not there
-    assert at("--read", fake.audit_log) == "EACCES"
-    assert at("--write", fake.audit_log) == "EACCES"
-    assert at("--read", fake.rotated) == "EACCES"  # the <log>.* family
-    assert at("--read", fake.audit_log.parent / "audit-hmac.key") == "EACCES"
-    assert at("--write", fake.runtime / "approver.sock") == "EROFS"
-    assert at("--rename", fake.home / ".config") == "EBUSY"  # an ancestor is pinned
+    assert at("read", fake.key) == "ENOENT"
+    assert at("read", fake.policy) == "ENOENT"
+    assert at("write", fake.policy) == "EROFS"
+    assert at("read", fake.hmac_key) == "ENOENT"
+    assert at("write", fake.spool) == "ENOENT"  # its folder is not there
+    assert at("read", fake.audit_log) == "EACCES"
+    assert at("write", fake.audit_log) == "EACCES"
+    assert at("read", fake.rotated) == "EACCES"  # the <log>.* family
+    assert at("read", fake.audit_log.parent / "audit-hmac.key") == "EACCES"
+    assert at("write", fake.runtime / "approver.sock") == "EROFS"
+    assert at("rename", fake.home / ".config") == "EBUSY"  # an ancestor is pinned
     # Read-only for its owner (root here); nobody may not write root's files anyway.
-    assert at("--write", CODE_FILE) == ("EROFS" if seen["uid"] == 0 else "EACCES")
+    assert at("write", CODE_FILE) == ("EROFS" if seen["uid"] == 0 else "EACCES")
     # Everything else as before.
-    assert at("--read", fake.notes) == "hello\n"
-    assert at("--write", fake.notes) == "ok"
+    assert at("read", fake.notes) == "hello\n"
+    assert at("write", fake.notes) == "ok"
     assert seen["cwd"] == os.getcwd()
     assert seen["env"]["PEEK_MARK"] == "same-env"
     assert seen["pid"] < 10  # own PID namespace
@@ -195,7 +198,7 @@ def test_off_says_so_and_starts_the_server_directly(base: Path, tmp_path: Path) 
     fake = make_home(base)
     seen, p = _peek(fake, base / "report.json", tmp_path, AIP_SANDBOX="off")
     assert "kernel sandbox off (--sandbox off)" in p.log()
-    assert seen["--read " + str(fake.key)] == SECRET  # only the string check is left
+    assert seen["read " + str(fake.key)] == SECRET  # only the string check is left
     p.kill()
 
 

@@ -41,12 +41,14 @@ def test_plan_hides_folders_files_and_log_families(tmp_path: Path) -> None:
     assert not any(p.startswith(str(home / ".ssh")) for p in plan.pin)
 
 
-@pytest.mark.parametrize("where", ["home", "cwd", "served", "tmp"])
+@pytest.mark.parametrize("where", ["home", "cwd", "served", "log", "tmp"])
 def test_a_policy_in_a_folder_the_server_needs_hides_only_the_file(
     tmp_path: Path, where: str
 ) -> None:
     home = _tree(tmp_path)
-    folder = {"home": home, "cwd": home / "proj", "served": home / "proj", "tmp": Path("/tmp")}
+    proj = home / "proj"
+    folder = {"home": home, "cwd": proj, "served": proj, "log": proj, "tmp": Path("/tmp")}
+    named = {"served": [str(proj)], "log": [f"--log={proj}/server.log"]}
     policy = folder[where] / f"policy-{os.getpid()}.yaml"
     policy.write_text("x")
     try:
@@ -55,7 +57,7 @@ def test_a_policy_in_a_folder_the_server_needs_hides_only_the_file(
             cwd=str(home / "proj") if where == "cwd" else "/",
             home=str(home),
             policy_path=str(policy),
-            command=["server", str(home / "proj")] if where == "served" else ["server"],
+            command=["server", *named.get(where, [])],
         )
     finally:
         policy.unlink()

@@ -47,13 +47,13 @@ def build(
     read_only: Iterable[str] = (),
 ) -> Plan:
     """The plan for these protected strings. The policy's folder is hidden whole unless it is
-    too wide to hide (home or above it, a temp root, the cwd or a folder named on the
-    server's command line, or above them); then the file alone is hidden and its folder
-    pinned."""
+    too wide to hide (home or above it, a temp root, the cwd, or it holds a path named on
+    the server's command line: the server was told to work there); then the file alone is
+    hidden and its folder pinned."""
     dirs: set[str] = set()
     files: set[str] = set()
     missing: list[str] = []
-    keep = [cwd, home, *(a for a in command if a.startswith("/") and os.path.isdir(a))]
+    keep = [cwd, home, *_named_paths(command)]
     if policy_path:
         folder = os.path.dirname(_resolve(policy_path, cwd, home))
         if not _too_wide(folder, keep):
@@ -90,14 +90,30 @@ def launch_files() -> list[str]:
     import aip  # the namespace package: one folder per installed portion
 
     found = list(aip.__path__)
-    for key in ("purelib", "platlib"):
-        found.append(sysconfig.get_paths()[key])
+    found += [
+        os.path.dirname(p)
+        for p in aip.__path__
+        if os.path.basename(os.path.dirname(p)) in ("site-packages", "dist-packages")
+    ]
     if sys.prefix != sys.base_prefix:
-        found.append(sys.prefix)
+        found.append(sys.prefix)  # the virtualenv: interpreter, scripts, site-packages
+    else:  # sysconfig costs a few ms; a virtualenv (the usual install) does not need it
+        paths = sysconfig.get_paths()
+        found += [paths["purelib"], paths["platlib"]]
     if sys.argv and os.path.isabs(sys.argv[0]):
         found.append(sys.argv[0])
     found += [str(p) for p in startup_files()]
     return list(dict.fromkeys(found))
+
+
+def _named_paths(command: Sequence[str]) -> list[str]:
+    """Absolute paths on a command line, alone or as ``--option=/path``."""
+    found = []
+    for arg in command[1:]:
+        value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
+        if value.startswith("/"):
+            found.append(value)
+    return found
 
 
 def _resolve(text: str, cwd: str, home: str) -> str:

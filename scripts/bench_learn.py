@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time ``aipctl policy suggest`` (and ``aipctl audit report`` when present) on a synthetic
+"""Time ``aipctl policy suggest`` and ``aipctl audit report`` on a synthetic
 central log of N decision records, against a bare baseline measured in the same run: a
 Python loop that reads and parses every line of the same file with orjson.
 
@@ -84,19 +84,15 @@ def main() -> None:
         size = log.stat().st_size >> 20
         base = baseline(log)
         print(f"log: {args.records} records, {size} MiB; baseline read+parse: {base:.2f} s")
+        common = ["--since", "3650d"]
         commands = {
-            "policy suggest": [
-                aipctl,
-                "policy",
-                "suggest",
-                "--policy",
-                str(policy),
-                "--audit",
-                str(log),
-                "--since",
-                "3650d",
-            ],
-        }
+            "policy suggest": [aipctl, "policy", "suggest", "--policy", str(policy),
+                               "--audit", str(log), *common],
+            "audit report --text": [aipctl, "audit", "report", str(log), "--policy",
+                                    str(policy), *common],
+            "audit report --html": [aipctl, "audit", "report", str(log), "--policy",
+                                    str(policy), "--html", str(Path(tmp, "r.html")), *common],
+        }  # fmt: skip
         for name, argv in commands.items():
             seconds, rss = timed(argv)
             rate = args.records / seconds

@@ -11,8 +11,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,11 @@ import orjson
 
 from aip.approver.audit.chain import line_hash, verify_files
 from aip.approver.audit.files import chain_files
+from aip.approver.ctl import audit_report
 from aip.approver.ctl.console import err as _err
 from aip.approver.ctl.console import out as _out
 from aip.approver.ctl.console import progress
+from aip.approver.ctl.log_read import parse_since, records
 from aip.shared import paths
 from aip.shared.audit.record import ascii_json
 from aip.shared.policy.names import normalize
@@ -56,6 +57,8 @@ def register(subparsers: Any) -> None:
     query.add_argument("--since", help="ISO time (2026-03-03T16:00Z) or age: 30s, 15m, 2h, 7d")
     query.add_argument("--json", action="store_true", help="print the JSON lines (for jq)")
     query.set_defaults(func=cmd_query)
+
+    audit_report.register(sub)
 
 
 def _default_files() -> list[Path]:
@@ -214,15 +217,6 @@ def format_record(r: dict[str, Any]) -> str:
 # --- query ---------------------------------------------------------------------------------
 
 
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
-    if m:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return (now or datetime.now(UTC)) - timedelta(**{unit: int(m.group(1))})
-    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _record_time(r: dict[str, Any]) -> datetime | None:
     """The record's timestamp, or None when it is not a zoned RFC 3339 time (a foreign or
     hand-edited line: it matches no --since rather than stopping the query)."""
@@ -231,33 +225,6 @@ def _record_time(r: dict[str, Any]) -> datetime | None:
     except ValueError:
         return None
     return ts if ts.tzinfo is not None else None
-
-
-def records(
-    files: Sequence[Path],
-    unreadable: list[str],
-    keep: Callable[[bytes], bool] | None = None,
-) -> Iterator[tuple[bytes, dict[str, Any]]]:
-    """Every record of ``files``; a line that is not a JSON object is named in ``unreadable``
-    (file:line) and skipped, so one foreign line never hides the records after it. ``keep``
-    (a cheap test on the raw line) skips lines before they are parsed: a reader of a million
-    records that needs a tenth of them parses a tenth."""
-    for path in files:
-        with path.open("rb") as fh:
-            for lineno, raw in enumerate(fh, 1):
-                if not raw.endswith(b"\n"):
-                    unreadable.append(f"{path}:{lineno} (torn last line)")
-                    break
-                if keep is not None and not keep(raw):
-                    continue
-                try:
-                    record = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    record = None
-                if isinstance(record, dict):
-                    yield raw[:-1], record
-                else:
-                    unreadable.append(f"{path}:{lineno}")
 
 
 def matches(r: dict[str, Any], args: argparse.Namespace, since: datetime | None) -> bool:

@@ -19,8 +19,8 @@ import yaml
 
 from aip.approver.audit.files import chain_files
 from aip.approver.ctl import safe_files
-from aip.approver.ctl.audit import parse_since, records
 from aip.approver.ctl.console import err, out
+from aip.approver.ctl.log_read import parse_since, records
 from aip.approver.ctl.policy_explain import explain
 from aip.approver.ctl.suggest import Suggestion, collect, relevant, suggest
 from aip.shared import paths

@@ -72,23 +72,29 @@ def relevant(line: bytes) -> bool:
     return b"human" in line or b"dlp" in line or b"protected" in line or b"secret" in line
 
 
-def collect(records: Iterable[dict[str, Any]], since: str | None) -> dict[str, ToolEvidence]:
-    """Per normalized tool, what the decision records at or after ``since`` (RFC 3339) say."""
-    tools: dict[str, ToolEvidence] = {}
-    names: dict[str, str] = {}  # raw -> normalized: NFKC on every record dominated the run
-    for r in records:
+class Collector:
+    """Per normalized tool, what the decision records at or after ``since`` (RFC 3339) say;
+    fed one record at a time so other readers of the same stream (``audit report``) share
+    one pass over the log."""
+
+    def __init__(self, since: str | None) -> None:
+        self.since = since
+        self.tools: dict[str, ToolEvidence] = {}
+        self._names: dict[str, str] = {}  # raw -> normalized: NFKC per record dominated a run
+
+    def add(self, r: dict[str, Any]) -> None:
         tool = r.get("tool")
         if r.get("event") != "decision" or not isinstance(tool, str):
-            continue
+            return
         stamp = r.get("timestamp")
-        if since is not None and (not isinstance(stamp, str) or stamp < since):
-            continue
-        name = names.get(tool)
+        if self.since is not None and (not isinstance(stamp, str) or stamp < self.since):
+            return
+        name = self._names.get(tool)
         if name is None:
             name = normalize(tool)
-            if len(names) < MAX_NAMES:
-                names[tool] = name
-        ev = tools.setdefault(name, ToolEvidence(tool))
+            if len(self._names) < MAX_NAMES:
+                self._names[tool] = name
+        ev = self.tools.setdefault(name, ToolEvidence(tool))
         reason = r.get("reason")
         if r.get("dlp") or reason in ("protected path", "secret in arguments"):
             ev.blocked_dlp_or_path += 1
@@ -96,7 +102,13 @@ def collect(records: Iterable[dict[str, Any]], since: str | None) -> dict[str, T
             ev.denials += 1
         elif reason == APPROVED:
             _approval(ev, r, stamp if isinstance(stamp, str) else "")
-    return tools
+
+
+def collect(records: Iterable[dict[str, Any]], since: str | None) -> dict[str, ToolEvidence]:
+    collector = Collector(since)
+    for r in records:
+        collector.add(r)
+    return collector.tools
 
 
 def _approval(ev: ToolEvidence, r: dict[str, Any], stamp: str) -> None:

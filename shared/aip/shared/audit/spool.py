@@ -20,6 +20,7 @@ from typing import Any, Final
 import orjson
 
 from aip.shared import paths
+from aip.shared.audit.rseqs import RseqSet
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Spool:
         self.path = self.directory / f"{session}.jsonl"
         self._lock = threading.Lock()
         self._fd = -1
-        self._unacked: set[int] = set()  # rseqs in the file not yet acknowledged
+        self._unacked = RseqSet()  # rseqs in the file not yet acknowledged (as ranges)
         self._acked = 0  # acknowledged records still in the file (dropped by compaction)
         self._size = 0
         self.dropped = 0

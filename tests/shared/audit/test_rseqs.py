@@ -1,0 +1,35 @@
+"""RseqSet behaves as a set of ints (hypothesis, against ``set``) and stays small in order."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aip.shared.audit.rseqs import RseqSet
+
+OPS = st.lists(st.tuples(st.sampled_from(["add", "discard"]), st.integers(0, 60)), max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=OPS)
+def test_behaves_like_a_set(ops: list[tuple[str, int]]) -> None:
+    ours, model = RseqSet(), set()
+    for op, value in ops:
+        getattr(ours, op)(value)
+        getattr(model, op)(value)
+        assert len(ours) == len(model)
+        assert bool(ours) == bool(model)
+    assert [v for v in range(-1, 62) if v in ours] == sorted(model)
+    assert "1" not in ours
+
+
+def test_in_order_rseqs_cost_one_range_however_many() -> None:
+    unacked = RseqSet()
+    unacked.update(range(1, 100_001))
+    assert len(unacked) == 100_000
+    assert unacked.ranges() == 1
+    for rseq in range(1, 50_001):  # acknowledged in order, as the approver does
+        unacked.discard(rseq)
+    assert unacked.ranges() == 1
+    assert 50_000 not in unacked
+    assert 50_001 in unacked

@@ -132,6 +132,12 @@ def server_prefix(
             len(plan.hide_files),
             len(plan.read_only),
         )
+        log.debug(
+            "hidden: %s; read-only: %s; pinned: %s",
+            ", ".join([*plan.hide_dirs, *plan.hide_files]) or "-",
+            ", ".join(plan.read_only) or "-",
+            ", ".join(plan.pin) or "-",
+        )
         if plan.missing:
             log.info("not there at start, so left to the string check: %s", ", ".join(plan.missing))
         return prefix

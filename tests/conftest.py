@@ -10,11 +10,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hypothesis import settings
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 pytest_plugins = ("tests.audit_schema_check",)
+
+# CI runs every property test on a fixed seed (HYPOTHESIS_PROFILE=ci, set by .ci/run): what
+# passed on a developer's machine with that seed passes in CI, so a landing never hangs on
+# the luck of the draw. Local runs keep exploring new examples; a failure they find is
+# printed with its reproduce blob and becomes a regression example.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 # Proxies spool audit records they cannot hand over beside the default audit log; keep every
 # process the suite starts away from the real ~/.local/state (tests that need their own

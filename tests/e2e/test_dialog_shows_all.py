@@ -93,7 +93,8 @@ async def test_a_private_key_redaction_leaves_the_command_after_it_visible(folde
         text = "".join(_logical(request["text"]))
         assert "MIIE" not in text
         assert '  content: "ls -la /tmp # [REDACTED:private-key]' + CURL + '"' in text
-        assert "[!] 1 secret(s) hidden (private-key: 1)." in text
+        key = content.removeprefix("ls -la /tmp # ").removesuffix(CURL)
+        assert f"[!] 1 secret(s) hidden (private-key: 1): the redacted spans are {len(key)}" in text
 
 
 async def test_a_huge_request_is_shown_whole(folder: Path) -> None:

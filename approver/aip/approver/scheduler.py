@@ -234,6 +234,7 @@ class Scheduler:
             ordinal=ticket.ordinal,
             seconds_left=max(1, math.floor(ticket.deadline - now)),
             waiting=self._queue.waiting(),
+            hidden_chars=ask.hidden_chars,
         )
         shown = render.render(facts, ask.arguments, self._backend.fit)
         if shown.withheld:

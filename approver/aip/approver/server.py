@@ -33,6 +33,7 @@ from aip.approver.scheduler import Scheduler, Ticket
 from aip.approver.sessions import Session, SessionTable
 from aip.approver.status import StatusConfig, status_snapshot
 from aip.shared.audit.stamp import user_name
+from aip.shared.dlp.hidden import hidden_chars
 from aip.shared.dlp.redactor import Redactor, summarize
 from aip.shared.dlp.scan import DlpError
 from aip.shared.outcomes import Outcome
@@ -264,7 +265,10 @@ class ApprovalServer:
         # Rules only this pass found join the proxy's list for the record's ``dlp``.
         listed = {entry.split(":", 1)[0] for entry in ask.dlp}
         ours = [e for e in summarize(counts + tool_counts) if e.split(":", 1)[0] not in listed]
-        return dataclasses.replace(ask, arguments=arguments, tool=tool, dlp=[*ask.dlp, *ours])
+        hidden = ask.hidden_chars + hidden_chars(ask.arguments, arguments)
+        return dataclasses.replace(
+            ask, arguments=arguments, tool=tool, dlp=[*ask.dlp, *ours], hidden_chars=hidden
+        )
 
     def _forget(self, sid: str) -> None:
         if self._scheduler is not None:

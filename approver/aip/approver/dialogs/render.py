@@ -48,6 +48,7 @@ class DialogFacts:
     ordinal: int  # this session's Nth ask in the last 60 s
     seconds_left: int
     waiting: int  # other asks waiting behind this one
+    hidden_chars: int = 0  # what the DLP markers in the arguments stand for (Ask.hidden_chars)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ class Rendering:
 def render(facts: DialogFacts, arguments: dict[str, Any], fit: Fit) -> Rendering:
     """The text for a backend that can show ``fit``; never more than it holds."""
     head = _identity(facts)
-    notes = _redactions(arguments)
+    notes = _redactions(arguments, facts.hidden_chars)
     whole = _call(facts.tool, arguments, None)
     full = [*head, "", *whole, *notes]
     if fit.dialog.holds(full):
@@ -187,8 +188,10 @@ def _withheld(
     return Rendering("\n".join([*top, *body]), withheld=reason)
 
 
-def _redactions(arguments: dict[str, Any]) -> list[str]:
-    """Say what DLP hid: a marker replaces only the secret, and the server gets the secret."""
+def _redactions(arguments: dict[str, Any], hidden: int) -> list[str]:
+    """Say what DLP hid and how much: a marker replaces only the secret, and the server gets
+    the secret. Markers that hide nothing (the agent wrote them, or the policy redacts what
+    is forwarded too) are said to be what the server gets."""
     found: dict[str, int] = {}
     for text in strings(arguments):
         for name in _MARKER.findall(text):
@@ -197,8 +200,15 @@ def _redactions(arguments: dict[str, Any]) -> list[str]:
         return []
     total = sum(found.values())
     rules = ", ".join(f"{name}: {n}" for name, n in sorted(found.items()))
-    line = (
-        f"[!] {total} secret(s) hidden ({rules}). Each [REDACTED:...] stands for the secret "
-        "itself, nothing around it; the server receives the real value."
-    )
+    if hidden:
+        line = (
+            f"[!] {total} secret(s) hidden ({rules}): the redacted spans are {hidden:,} "
+            "characters in all. Each [REDACTED:...] stands for the secret itself, nothing "
+            "around it; the server receives the real value."
+        )
+    else:
+        line = (
+            f"[!] {total} [REDACTED:...] marker(s) ({rules}) hide nothing: the server "
+            "receives them as written."
+        )
     return prose(line)

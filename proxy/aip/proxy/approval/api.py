@@ -25,6 +25,7 @@ class AskRequest:
     size: int  # length of those bytes
     progress_token: str | int | None = None  # params._meta.progressToken, if any
     dlp: list[str] = field(default_factory=list)  # DLP rules that fired on the arguments
+    hidden_chars: int = 0  # characters of the arguments the display redaction hid
 
 
 @dataclass(frozen=True, slots=True)

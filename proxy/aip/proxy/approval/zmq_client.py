@@ -225,6 +225,7 @@ class ZmqApprovalClient:
                     size=req.size,
                     agent_id=self._hello.agent_id,
                     dlp=list(req.dlp),
+                    hidden_chars=req.hidden_chars,
                 )
             )
         limit = self._welcome.max_ask_bytes if self._welcome is not None else MAX_ASK_BYTES

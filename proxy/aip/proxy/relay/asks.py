@@ -17,6 +17,7 @@ from typing import Any, Final
 from aip.proxy.approval.api import ApprovalClient, AskRequest, AskResult
 from aip.proxy.relay.dlp_filter import UNSCANNABLE
 from aip.proxy.relay.session import Session
+from aip.shared.dlp.hidden import hidden_chars
 from aip.shared.jsonrpc import Message, RequestId, notification_line
 from aip.shared.outcomes import UNAVAILABLE_OUTCOMES, Outcome
 from aip.shared.policy.decision import Decision
@@ -110,6 +111,7 @@ class Asks:
             size=len(msg.wire),
             progress_token=token if isinstance(token, str | int) else None,
             dlp=list(dlp or hits),
+            hidden_chars=hidden_chars(arguments, shown),
         )
         entry = _Ask(msg, decision, tool, time.monotonic(), dlp)
         with self._lock:  # registered before ask(): on_done may run inside it

@@ -135,6 +135,9 @@ class Ask:
     # DLP rules that fired on the arguments ("rule:count", dlp.redactor.summarize), for the
     # approver's record of the answered ask. Optional: an ask without it decodes as [].
     dlp: list[str] = dataclasses.field(default_factory=list)
+    # Characters of the arguments the display redaction replaced with markers (dlp.hidden):
+    # the dialog says how much its markers stand for. Optional: absent decodes as 0.
+    hidden_chars: int = 0
     type: MsgType = MsgType.ASK
     v: int = PROTOCOL_VERSION
 

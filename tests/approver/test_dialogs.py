@@ -91,6 +91,16 @@ async def test_zenity_shows_a_long_request_whole_in_a_scrolling_view(tmp_path: P
     assert content in shown.replace("\n    ", "")  # the whole value, unwrapped
 
 
+async def test_a_failing_zenity_is_a_dialog_error_with_its_reason_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = tmp_path / "zenity"
+    fake.write_text("#!/bin/sh\necho 'Gtk-WARNING: cannot open display: :0' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    assert await Zenity(str(fake)).show(_prompt(fit=ZENITY_FIT)) is Answer.ERROR
+    assert "zenity failed with exit code 1: Gtk-WARNING: cannot open display: :0" in caplog.text
+
+
 def test_withheld_prompts_offer_only_deny() -> None:
     content = "B" * 5000
     zenity = Zenity("/usr/bin/zenity").argv(_prompt(fit=KDIALOG_FIT, content=content))

@@ -9,12 +9,14 @@ list). A withheld prompt gets a dialog whose only button is Deny.
 from __future__ import annotations
 
 import html
+import logging
 import os
 from dataclasses import dataclass
 from typing import Final
 
 from aip.approver.dialogs.base import (
     Answer,
+    Finished,
     Prompt,
     TextTooLarge,
     check_fits,
@@ -22,6 +24,8 @@ from aip.approver.dialogs.base import (
     run_dialog,
 )
 from aip.approver.dialogs.render import TITLE, UNLIMITED, Fit, Limits
+
+log = logging.getLogger(__name__)
 
 SETPRIV: Final = "/usr/bin/setpriv"  # util-linux
 # A GTK/Qt message dialog grows with its text: measured with zenity 3.44 under Xvfb
@@ -71,8 +75,12 @@ class Zenity:
         stdin = prompt.text.encode() if prompt.scroll and not prompt.withheld else None
         done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env(), stdin)
         if b"cannot open display" in done.stderr:  # rc 1 here would look like a Deny
+            _failed(self.name, done)
             return Answer.ERROR
-        return _by_returncode(done.returncode)
+        answer = _by_returncode(done.returncode)
+        if answer is Answer.ERROR:
+            _failed(self.name, done)
+        return answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,12 @@ def orphan_proof(argv: list[str]) -> list[str]:
     if os.path.exists(SETPRIV):
         return [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
     return argv
+
+
+def _failed(name: str, done: Finished) -> None:
+    """Say why a dialog failed (its stderr holds GTK's messages, never our text)."""
+    why = done.stderr[-300:].decode("ascii", "replace").strip().replace("\n", " | ")
+    log.warning("%s failed with exit code %d: %s", name, done.returncode, why)
 
 
 def _by_returncode(returncode: int) -> Answer:

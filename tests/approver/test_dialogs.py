@@ -284,7 +284,8 @@ async def test_exec_program_killed_at_the_deadline(tmp_path: Path) -> None:
 
 
 def _exists(path: Path) -> bool:
-    return path.exists()
+    """A complete first line: answer.py creates the file, then writes its line."""
+    return path.exists() and path.read_text().endswith("\n")
 
 
 def _running(pid: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aip.approver.ctl.suggest import collect, suggest
@@ -30,6 +30,9 @@ def approvals(tool: str, values: list[Any], reason: str = "human approved") -> l
 
 
 @settings(max_examples=80, deadline=None)
+@example(
+    names=[["0", "0"], ["0"], ["1"], ["2"], ["3"], ["00"]]
+)  # depth seen before the prefix shrank
 @given(
     names=st.lists(st.lists(NAME, min_size=1, max_size=3), min_size=6, max_size=20, unique_by=tuple)
 )

@@ -45,7 +45,7 @@ class _Arg:
     overflow: bool = False  # more distinct values than MAX_KEPT
     strings: bool = True
     prefix: str | None = None  # longest common prefix of every string value
-    deep: bool = False  # some value has a separator after the common prefix's last one
+    max_slashes: int = 0  # the most separators in one value (depth below the prefix folder)
 
 
 @dataclass
@@ -161,9 +161,8 @@ def _observe(arg: _Arg, value: Any) -> None:
                 break
             n += 1
         arg.prefix = arg.prefix[:n]
-    cut = arg.prefix.rfind("/") + 1
-    if "/" in value[cut:]:
-        arg.deep = True
+    # Depth is judged against the final prefix (it only shrinks), so it is kept as a count.
+    arg.max_slashes = max(arg.max_slashes, value.count("/"))
 
 
 @dataclass
@@ -189,7 +188,8 @@ def _pattern(arg: _Arg) -> tuple[str | None, str]:
     cut = arg.prefix.rfind("/") + 1
     if cut <= 1:
         return None, "too many distinct values, and no common folder"
-    suffix = f"{_COMPONENT}(?:/{_COMPONENT})*" if arg.deep else _COMPONENT
+    deep = arg.max_slashes > arg.prefix[:cut].count("/")  # some value has a subfolder
+    suffix = f"{_COMPONENT}(?:/{_COMPONENT})*" if deep else _COMPONENT
     return re2_literal(arg.prefix[:cut]) + suffix, f"paths under {arg.prefix[:cut]}"
 
 

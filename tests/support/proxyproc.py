@@ -56,17 +56,22 @@ class ProxyProcess:
         tmp_path: Path,
         *,
         extra_args: list[str] | None = None,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         wrap: list[str] | None = None,
     ) -> None:
-        """``wrap``: a command the proxy runs under (``setpriv`` to run it as another user)."""
+        """``wrap``: a command the proxy runs under (``setpriv`` to run it as another user);
+        ``env`` adds to the suite's environment, a None value removes that variable."""
         self.stderr_path = tmp_path / f"proxy-{time.monotonic_ns()}.stderr"
         args = [*(wrap or []), *proxy_command()]
         if policy is not None:
             args += ["--policy", str(policy)]
         args += [*list(extra_args or []), "--", *server]
         full_env = {k: v for k, v in os.environ.items() if k != "AIP_AGENT_ID"}
-        full_env.update({**FAST_ENV, **(env or {})})
+        for name, value in {**FAST_ENV, **(env or {})}.items():
+            if value is None:
+                full_env.pop(name, None)
+            else:
+                full_env[name] = value
         with self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 args,

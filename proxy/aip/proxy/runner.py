@@ -36,6 +36,7 @@ from aip.proxy.reload import POLL_INTERVAL_S, PolicyReloader
 from aip.proxy.sandbox.launch import DEFAULT as SANDBOX_DEFAULT
 from aip.proxy.sandbox.launch import Mode as SandboxMode
 from aip.proxy.sandbox.launch import SandboxUnavailable, server_prefix, wrapper_levels
+from aip.proxy.server_env import server_environment
 from aip.proxy.stdio import Wire, widen_pipe
 from aip.shared import paths
 from aip.shared.errors import ConfigError
@@ -151,6 +152,7 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
         child = Child(
             [*prefix, *settings.command],
             wrappers=wrapper_levels(prefix),
+            env=server_environment(),  # as given to us, without the interpreter's coercion
             on_exit=lambda: stop("MCP server exited"),
             stderr=subprocess.PIPE if dlp.stderr is not None else None,  # else inherited
         )

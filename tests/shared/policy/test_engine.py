@@ -32,9 +32,10 @@ def msg(method: str, params: Any = None, **extra: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "method",
     [
-        "initialize", "ping", "tools/list", "tools/call", "completion/complete",
-        "notifications/initialized", "notifications/cancelled", "notifications/progress",
-        "notifications/roots/list_changed", "Ping", "TOOLS/LIST", "\uff50\uff49\uff4e\uff47",
+        "initialize", "server/discover", "ping", "tools/list", "tools/call",
+        "completion/complete", "notifications/initialized", "notifications/cancelled",
+        "notifications/progress", "notifications/roots/list_changed", "Ping", "TOOLS/LIST",
+        "\uff50\uff49\uff4e\uff47",
     ],
 )  # fmt: skip
 def test_default_methods(method: str) -> None:
@@ -58,7 +59,8 @@ def test_allowed_methods_replaces_the_defaults_but_keeps_the_lifecycle() -> None
     assert run(pol, msg("resources/read")).verdict is Verdict.FORWARD
     assert run(pol, msg("tools/list")).outcome is Outcome.METHOD_NOT_ALLOWED
     assert run(pol, call("anything")).outcome is Outcome.METHOD_NOT_ALLOWED
-    for kept in ("initialize", "notifications/initialized", "ping", "notifications/cancelled"):
+    lifecycle = ("initialize", "server/discover", "notifications/initialized", "ping")
+    for kept in (*lifecycle, "notifications/cancelled"):
         assert run(pol, msg(kept)).verdict is Verdict.FORWARD
 
 

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 TOOLS_CALL = "tools/call"
 CANCELLED = "notifications/cancelled"
 INITIALIZED = "notifications/initialized"
+INITIALIZE = "initialize"
+DISCOVER = "server/discover"  # MCP 2026-07-28: no initialize, the client names itself in _meta
+CLIENT_INFO_META = "io.modelcontextprotocol/clientInfo"
 
 
 def pump(session: Session, fd: int, max_line_bytes: int) -> None:
@@ -85,10 +88,8 @@ def handle_line(session: Session, line: bytes) -> None:
         return
     if method == CANCELLED and _cancel_ask(session, msg):
         return
-    if method == "initialize":
-        params = msg.obj.get("params") or {}
-        info = params.get("clientInfo")
-        session.set_client_name(info.get("name") if isinstance(info, dict) else None)
+    if method in (INITIALIZE, DISCOVER):
+        session.set_client_name(_client_name(msg, method))
     elif method == INITIALIZED and session.asks is not None:
         # Connect to the approver now that the agent is named, but after the handshake: the
         # import of pyzmq in that thread would otherwise hold the GIL while we relay it.
@@ -204,6 +205,18 @@ def _cancel_ask(session: Session, msg: Message) -> bool:
         return False
     asks.cancel(request_id)
     return True
+
+
+def _client_name(msg: Message, method: str) -> object:
+    params = msg.obj.get("params")
+    if not isinstance(params, dict):
+        return None
+    if method == DISCOVER:
+        meta = params.get("_meta")
+        info = meta.get(CLIENT_INFO_META) if isinstance(meta, dict) else None
+    else:
+        info = params.get("clientInfo")
+    return info.get("name") if isinstance(info, dict) else None
 
 
 def _tool(msg: Message, method: str) -> str | None:

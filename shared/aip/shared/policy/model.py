@@ -16,6 +16,7 @@ from typing import Any, Final
 DEFAULT_METHODS: Final = frozenset(
     {
         "initialize",
+        "server/discover",
         "ping",
         "tools/list",
         "tools/call",
@@ -27,8 +28,16 @@ DEFAULT_METHODS: Final = frozenset(
     }
 )
 # Allowed whatever allowed_methods says; only denied_methods can take them away (§4.6).
+# The lifecycle: ``initialize`` (handshake era) and ``server/discover`` (MCP 2026-07-28, what
+# an SDK client in auto mode probes first; blocking it silently downgrades the protocol).
 ALWAYS_ALLOWED_METHODS: Final = frozenset(
-    {"initialize", "notifications/initialized", "ping", "notifications/cancelled"}
+    {
+        "initialize",
+        "server/discover",
+        "notifications/initialized",
+        "ping",
+        "notifications/cancelled",
+    }
 )
 
 

@@ -17,8 +17,8 @@ CALL = b'"method":"tools/call","params":{"name":"read_file","arguments":{"path":
 # (case, line, expected code, expected id in the reply)
 CASES: list[tuple[str, bytes, int, Any]] = [
     ("invalid json", b"{not json", -32700, None),
-    ("truncated", b'{"jsonrpc":"2.0","id":1,', -32700, None),
-    ("nan", b'{"jsonrpc":"2.0","id":1,"method":"ping","x":NaN}', -32700, None),
+    ("truncated", b'{"jsonrpc":"2.0","id":1,', -32700, 1),
+    ("nan", b'{"jsonrpc":"2.0","id":1,"method":"ping","x":NaN}', -32700, 1),
     ("batch", b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', -32600, None),
     ("empty batch", b"[]", -32600, None),
     ("string", b'"hello"', -32600, None),
@@ -53,17 +53,36 @@ CASES: list[tuple[str, bytes, int, Any]] = [
     ("id float", b'{"jsonrpc":"2.0","id":1.0,' + CALL + b"}", -32600, None),
     ("id true", b'{"jsonrpc":"2.0","id":true,' + CALL + b"}", -32600, None),
     ("id object", b'{"jsonrpc":"2.0","id":{"a":1},' + CALL + b"}", -32600, None),
-    ("id 2^53", b'{"jsonrpc":"2.0","id":9007199254740992,' + CALL + b"}", -32600, None),
-    ("id -2^53", b'{"jsonrpc":"2.0","id":-9007199254740992,' + CALL + b"}", -32600, None),
-    ("id 2^64", b'{"jsonrpc":"2.0","id":18446744073709551616,' + CALL + b"}", -32600, None),
-    ("id long", b'{"jsonrpc":"2.0","id":"' + b"a" * 257 + b'",' + CALL + b"}", -32600, None),
+    ("id 2^53", b'{"jsonrpc":"2.0","id":9007199254740992,' + CALL + b"}", -32600, 2**53),
+    ("id -2^53", b'{"jsonrpc":"2.0","id":-9007199254740992,' + CALL + b"}", -32600, -(2**53)),
+    ("id 2^64", b'{"jsonrpc":"2.0","id":18446744073709551616,' + CALL + b"}", -32600, 2**64),
+    ("id long", b'{"jsonrpc":"2.0","id":"' + b"a" * 257 + b'",' + CALL + b"}", -32600, "a" * 257),
     ("no jsonrpc", b'{"id":12,"method":"ping"}', -32600, 12),
     ("jsonrpc 1.0", b'{"jsonrpc":"1.0","id":13,"method":"ping"}', -32600, 13),
     ("method number", b'{"jsonrpc":"2.0","id":14,"method":7}', -32600, 14),
     ("neither", b'{"jsonrpc":"2.0","id":15}', -32600, 15),
     ("result and error", b'{"jsonrpc":"2.0","id":16,"result":{},"error":{}}', -32600, 16),
-    ("invalid utf-8", b'{"jsonrpc":"2.0","id":17,"method":"ping","x":"\xff"}', -32700, None),
-    ("lone surrogate", b'{"jsonrpc":"2.0","id":18,"method":"ping","x":"\\ud800"}', -32700, None),
+    ("invalid utf-8", b'{"jsonrpc":"2.0","id":17,"method":"ping","x":"\xff"}', -32700, 17),
+    ("1e400", b'{"jsonrpc":"2.0","id":18,"method":"ping","x":1e400}', -32600, 18),
+    (
+        "deep",
+        b'{"jsonrpc":"2.0","id":19,' + CALL[:-2] + b',"d":' + b"[" * 300 + b"]" * 300 + b"}}}",
+        -32600,
+        19,
+    ),
+    (
+        "deep orjson",
+        b'{"jsonrpc":"2.0","id":20,"method":"ping","x":' + b"[" * 1100 + b"]" * 1100 + b"}",
+        -32600,
+        20,
+    ),
+    (
+        "broken and deep",  # too deep before it is seen broken
+        b'{"jsonrpc":"2.0","id":"d","method":"ping","x":' + b"[" * 1100,
+        -32600,
+        "d",
+    ),
+    ("id in params only", b'{"jsonrpc":"2.0","params":{"id":21},"id":[1]', -32700, None),
 ]
 
 
@@ -94,14 +113,17 @@ def test_bad_line_is_rejected_and_the_next_line_served(
     shared: tuple[ProxyProcess, Path], line: bytes, code: int, reply_id: Any
 ) -> None:
     proxy, log = shared
+    before = len(proxy.decisions())
     proxy.send(line + b"\n")
     reply = proxy.recv()
     assert reply["id"] == reply_id
     assert reply["error"]["code"] == code
-    assert reply["error"]["data"]["reason"] == (
-        "parse_error" if code == -32700 else "invalid_request"
-    )
+    reason = "parse_error" if code == -32700 else "invalid_request"
+    assert reply["error"]["data"]["reason"] == reason
     assert proxy.call(100, "read_file", {"path": "/tmp/next"})["result"]["content"]
+    record = proxy.decisions()[before]  # recorded before the client heard of it
+    assert (record["outcome"], record["decision"]) == (reason, "deny")
+    assert record["request_id"] == (str(reply_id) if reply_id == 2**64 else reply_id)
     forwarded = log.read_bytes()
     assert b"/tmp/a" not in forwarded
     assert b"/etc/passwd" not in forwarded
@@ -121,7 +143,7 @@ def test_over_long_line_is_rejected_without_buffering_it(
     )
     p.send(big)
     reply = p.recv()
-    assert reply["id"] is None
+    assert reply["id"] == 1  # read from the head of the line
     assert reply["error"]["code"] == -32600
     assert p.call(2, "read_file", {"path": "/tmp/next"})["id"] == 2
     assert b"zzzz" not in (tmp_path / "server.log").read_bytes()
@@ -167,6 +189,7 @@ def test_duplicate_in_flight_id_is_rejected(make_proxy: Callable[..., ProxyProce
     p.send({"jsonrpc": "2.0", "id": 1, "method": "ping"})
     dup = p.recv()
     assert dup["error"]["code"] == -32600
-    assert dup["id"] is None
+    assert dup["id"] is None  # an answer with id 1 would end the original call
+    assert dup["error"]["data"]["detail"] == "request id already in flight"
     p.send({"jsonrpc": "2.0", "id": server_request["id"], "result": {"roots": []}})
     assert "result" in p.recv_id(1)

@@ -19,7 +19,7 @@ from aip.proxy.relay import dlp_filter, downstream
 from aip.proxy.relay.asks import Asks
 from aip.proxy.relay.session import Session
 from aip.proxy.stdio import Wire
-from aip.shared.jsonrpc import Kind, Message, parse_client_line
+from aip.shared.jsonrpc import Kind, Message, parse_line
 from aip.shared.policy.decision import Context, Decision, Verdict
 from aip.shared.policy.load import load_policy
 from aip.shared.policy.ratelimit import RateLimiter
@@ -137,7 +137,7 @@ def session(make_session: Callable[[str], tuple[Session, Pipes]]) -> tuple[Sessi
 def _forward(s: Session, pipes: Pipes, request_id: int) -> None:
     line = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
             "params": {"name": "echo", "arguments": {}}}  # fmt: skip
-    assert s.forward(parse_client_line(orjson.dumps(line)), "tools/call", "echo")
+    assert s.forward(parse_line(orjson.dumps(line)), "tools/call", "echo")
     assert pipes.read(pipes.server_r)
 
 
@@ -158,13 +158,15 @@ def test_unscannable_response_is_answered_internal_error(
 ) -> None:
     s, pipes = make_session("1MB")
     _forward(s, pipes, 6)
-    # Deeper than the walker can recurse (orjson still parses it): cannot be scanned.
+    # Deeper than the relay accepts (orjson still parses it): refused before any scan.
     deep = b"[" * 990 + b'"' + KEY.encode() + b'"' + b"]" * 990
     downstream.relay_server_line(s, b'{"jsonrpc":"2.0","id":6,"result":{"v":' + deep + b"}}")
     out = pipes.read(pipes.host_r)
     assert KEY.encode() not in out
     reply = orjson.loads(out)
-    assert reply["error"]["data"]["detail"] == "response could not be scanned"
+    assert reply["id"] == 6
+    assert reply["error"]["data"]["reason"] == "internal_error"
+    assert "nested deeper than 254 levels" in reply["error"]["data"]["detail"]
 
 
 def test_oversize_server_request_is_answered_to_the_server(

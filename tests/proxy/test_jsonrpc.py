@@ -1,5 +1,5 @@
-"""The JSON-RPC wire module: strict client parsing (property-tested against the stdlib),
-server line classification (fast path agrees with a full parse), error replies."""
+"""The JSON-RPC wire module: strict parsing in both directions (property-tested against the
+stdlib), the exact line forwarded, the id a refused line still shows, error replies."""
 
 from __future__ import annotations
 
@@ -11,15 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aip.shared.jsonrpc import (
-    Kind,
-    RpcReject,
-    classify_server_line,
-    classify_server_object,
-    error_line,
-    parse_client_line,
-    valid_id,
-)
+from aip.shared.jsonrpc import Kind, RpcReject, error_line, parse_line, valid_id
+from aip.shared.jsontext import scan_id
 from aip.shared.outcomes import Outcome
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(max_size=8)
@@ -39,7 +32,7 @@ ids = st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20)
     args=st.dictionaries(st.text(max_size=6), json_values, max_size=5),
     indent=st.sampled_from([None, 1]),
 )
-def test_accepted_lines_forward_the_canonical_bytes(
+def test_accepted_lines_forward_the_line_as_written(
     req_id: Any, args: dict[str, Any], indent: int | None
 ) -> None:
     obj = {
@@ -49,11 +42,11 @@ def test_accepted_lines_forward_the_canonical_bytes(
         "params": {"name": "t", "arguments": args},
     }
     line = json.dumps(obj, indent=indent).replace("\n", " ").encode()
-    msg = parse_client_line(line)
+    msg = parse_line(b" " + line + b"\r\n")
     assert msg.kind is Kind.REQUEST
     assert msg.id == req_id
-    assert msg.wire == orjson.dumps(obj)
-    assert orjson.loads(msg.wire) == obj
+    assert msg.wire == line
+    assert msg.obj == obj
 
 
 @settings(max_examples=200, deadline=None)
@@ -78,8 +71,9 @@ def test_duplicate_keys_are_rejected_at_any_depth(
         + "}}"
     ).encode()
     with pytest.raises(RpcReject) as exc:
-        parse_client_line(line)
+        parse_line(line)
     assert exc.value.outcome is Outcome.INVALID_REQUEST
+    assert exc.value.request_id == 1
 
 
 @pytest.mark.parametrize(
@@ -102,51 +96,122 @@ def test_valid_id(value: object, ok: bool) -> None:
 
 
 def test_notification_and_response_kinds() -> None:
-    note = parse_client_line(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+    note = parse_line(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
     assert note.kind is Kind.NOTIFICATION
     assert note.id is None
-    resp = parse_client_line(b'{"jsonrpc":"2.0","id":"s1","result":{}}')
+    resp = parse_line(b'{"jsonrpc":"2.0","id":"s1","result":{}}')
     assert resp.kind is Kind.RESPONSE
     assert resp.method is None
 
 
-SERVER_LINES = [
-    b'{"jsonrpc":"2.0","id":1,"result":{"content":[]}}',
-    b'{"jsonrpc":"2.0","id":-5,"error":{"code":-1,"message":"x"}}',
-    b'{"jsonrpc":"2.0","id":"abc","result":{}}',
-    b'{"jsonrpc":"2.0","id":"a\\"b","result":{}}',
-    b'{"jsonrpc":"2.0","id":7,"method":"roots/list"}',
-    b'{"jsonrpc":"2.0","method":"notifications/message","params":{}}',
-    b'{"id":3,"jsonrpc":"2.0","result":{}}',
-    b'{"jsonrpc":"2.0","id":1.5,"result":{}}',
-    b'{"jsonrpc":"2.0","id":true,"result":{}}',
-    b'{"jsonrpc":"2.0","id":99999999999999999999,"result":{}}',
-    b"not json",
-    b"[1,2]",
-    b'{"jsonrpc":"2.0","id":1}',
+# A server line gets the client side's strictness: the first-id/last-id split is refused.
+SERVER_REFUSED = [
+    (b'{"jsonrpc":"2.0","id":5,"result":{"x":1},"id":6}', 5),
+    (b'{"jsonrpc":"2.0","id":5,"result":{"a":1,"a":2}}', 5),
+    (b'{"jsonrpc":"2.0","id":1,"result":{},"error":{}}', 1),
+    (b'{"id":3,"result":{}}', 3),
+    (b'{"jsonrpc":"2.0","id":1.5,"result":{}}', None),
+    (b'{"jsonrpc":"2.0","id":true,"result":{}}', None),
+    (b'{"jsonrpc":"2.0","id":99999999999999999999,"result":{}}', 99999999999999999999),
+    (b"not json", None),
+    (b"[1,2]", None),
+    (b'{"jsonrpc":"2.0","id":1}', 1),
+    (b'{"jsonrpc":"2.0","method":"notifications/message","params":[]}', None),
 ]
 
 
-@pytest.mark.parametrize("line", SERVER_LINES)
-def test_fast_server_classification_agrees_with_a_full_parse(line: bytes) -> None:
-    fast = classify_server_line(line + b"\n")
-    try:
-        full = classify_server_object(orjson.loads(line))
-    except orjson.JSONDecodeError:
-        full = None
-    if full is None:
-        assert fast is None
-        return
-    assert fast is not None
-    assert (fast.kind, fast.id) == (full.kind, full.id)
+@pytest.mark.parametrize(("line", "request_id"), SERVER_REFUSED)
+def test_server_lines_are_parsed_as_strictly_as_client_lines(line: bytes, request_id: Any) -> None:
+    with pytest.raises(RpcReject) as exc:
+        parse_line(line + b"\n")
+    assert exc.value.request_id == request_id
 
 
-def test_fast_path_reads_only_the_head_of_a_line() -> None:
-    # By design (perf-limits.md: do not re-parse responses): the body of a usual-shaped line
-    # is not validated; the host's own parser sees it. Only kind and id are trusted.
-    fast = classify_server_line(b'{"jsonrpc":"2.0","id":1,"result":{},"error":{}}\n')
-    assert fast is not None
-    assert (fast.kind, fast.id) == (Kind.RESPONSE, 1)
+@pytest.mark.parametrize(
+    ("line", "kind", "request_id"),
+    [
+        (b'{"jsonrpc":"2.0","id":"a\\"b","result":{}}', Kind.RESPONSE, 'a"b'),
+        (b'{"id":7,"method":"roots/list","jsonrpc":"2.0"}', Kind.REQUEST, 7),
+        (
+            b'{"jsonrpc":"2.0","method":"notifications/message","params":{}}',
+            Kind.NOTIFICATION,
+            None,
+        ),
+    ],
+)
+def test_server_line_kinds(line: bytes, kind: Kind, request_id: Any) -> None:
+    msg = parse_line(line)
+    assert (msg.kind, msg.id, msg.wire) == (kind, request_id, line)
+
+
+# Issue 12 item 7: the line goes on byte for byte; the policy checks orjson's reading of it.
+EXACT = [
+    (b'{"n":18446744073709551616}', 1.8446744073709552e19),
+    (b'{"n":-0}', 0),
+    (b'{"n":1E5}', 100000.0),
+    (b'{"n":-9223372036854775809}', -9.223372036854776e18),
+    (b'{"n":"\\ud800"}', "\ufffd"),
+    (b'{"n":"a\\udc00b\\ud83d\\ude00"}', "a\ufffdb\U0001f600"),
+]
+
+
+@pytest.mark.parametrize(("args", "checked"), EXACT)
+def test_numbers_and_strings_are_forwarded_as_written(args: bytes, checked: Any) -> None:
+    line = (
+        b'{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"t","arguments":'
+        + args
+        + b"}}"
+    )
+    msg = parse_line(line + b"\n")
+    assert msg.wire == line
+    assert msg.obj["params"]["arguments"]["n"] == checked
+
+
+@pytest.mark.parametrize(
+    ("line", "detail"),
+    [
+        (b'{"jsonrpc":"2.0","id":9,"method":"x","params":{"n":1e400}}', "out of range"),
+        (b'{"jsonrpc":"2.0","id":9,"method":"x","params":{"\\ud800":1,"\\udc00":2}}', "surrogate"),
+        (b'{"jsonrpc":"2.0","id":9,"method":"x","params":{"a":"\\ud800","a":1}}', "duplicate"),
+        (
+            b'{"jsonrpc":"2.0","id":9,"method":"x","params":' + b"[" * 300 + b"]" * 300 + b"}",
+            "deeper",
+        ),
+    ],
+)
+def test_refusals_of_valid_json_name_the_reason_and_the_id(line: bytes, detail: str) -> None:
+    with pytest.raises(RpcReject) as exc:
+        parse_line(line)
+    assert exc.value.outcome is Outcome.INVALID_REQUEST
+    assert detail in exc.value.detail
+    assert exc.value.request_id == 9
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        (b'{"jsonrpc":"2.0","id":18446744073709551616,"method":"x"}', 18446744073709551616),
+        (b' {"params":{"id":1,"x":[{"id":2}]},"id":"top"}', "top"),
+        (b'{"a":"id","b":["id"],"id" : -42 ,', -42),
+        (b'{"jsonrpc":"2.0","id":"a\\"b\\u0041', None),
+        (b'{"jsonrpc":"2.0","id":"a\\"b\\u0041"', 'a"bA'),
+        (b'{"id":1.5}', None),
+        (b'{"id":1e3}', None),
+        (b'{"id":null}', None),
+        (b'{"id":"\\ud800"}', None),
+        (b'[{"id":1}]', None),
+        (b'{"x":{"id":1}}', None),
+        (b"\xff\xfe", None),
+    ],
+)
+def test_lenient_id_scan_reads_only_the_top_level_id(text: bytes, found: Any) -> None:
+    assert scan_id(text) == found
+
+
+def test_error_line_echoes_an_id_beyond_64_bits_exactly() -> None:
+    line = error_line(2**64, Outcome.INVALID_REQUEST)
+    assert line.startswith(b'{"jsonrpc":"2.0","id":18446744073709551616,')
+    assert json.loads(line)["error"]["data"]["request_id"] == 2**64
 
 
 def test_error_line_carries_the_outcome_row() -> None:

@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
 
 Make = Callable[..., ProxyProcess]
@@ -19,9 +17,7 @@ def _server_lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines() if path.exists() else []
 
 
-def test_forwards_its_own_serialization_of_the_checked_object(
-    make_proxy: Make, tmp_path: Path
-) -> None:
+def test_forwards_the_line_as_the_client_wrote_it(make_proxy: Make, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     p = make_proxy([*RAW_SERVER, "--log", str(log)])
     p.initialize()
@@ -31,9 +27,7 @@ def test_forwards_its_own_serialization_of_the_checked_object(
     )
     p.send(raw)
     assert p.recv_id(7)["result"]["content"][0]["text"] == '{"n": 100.0, "path": "/tmp/caf\\u00e9"}'
-    forwarded = _server_lines(log)[-1]
-    assert forwarded == orjson.dumps(orjson.loads(raw))
-    assert forwarded != raw.strip()
+    assert _server_lines(log)[-1] == raw.strip()
 
 
 def test_blocked_call_gets_the_outcome_error_and_is_not_forwarded(
@@ -153,7 +147,10 @@ def test_server_junk_is_dropped_and_responses_still_arrive(make_proxy: Make) -> 
     p = make_proxy([*RAW_SERVER, "--mode", "junk"])
     assert p.initialize()["result"]["serverInfo"]["name"] == "raw-test-server"
     assert "result" in p.call(1, "read_file", {"path": "/tmp/a"})
-    assert p.log().count("not a JSON-RPC message") >= 6
+    logged = [line for line in p.log().splitlines() if not line.startswith("{")]
+    assert sum("dropped a server message" in line for line in logged) >= 6
+    dropped = [r for r in p.decisions() if "server message dropped" in r.get("detail", "")]
+    assert len(dropped) >= 6
 
 
 def test_server_flood_is_relayed_in_order(make_proxy: Make) -> None:
@@ -164,11 +161,31 @@ def test_server_flood_is_relayed_in_order(make_proxy: Make) -> None:
     assert p.recv()["id"] == 1
 
 
-def test_server_line_over_limit_is_dropped(make_proxy: Make) -> None:
+def test_server_line_over_limit_answers_its_call_at_once(make_proxy: Make) -> None:
     p = make_proxy([*RAW_SERVER, "--mode", "bigline", str(17 * 1024 * 1024)])
     p.send({"jsonrpc": "2.0", "id": 1, "method": "ping"})
-    assert p.recv(timeout=20) == {"jsonrpc": "2.0", "id": 1, "result": {}}
-    assert "over" in p.log()
+    reply = p.recv(timeout=20)  # the error, then the real response is no longer awaited
+    assert reply["id"] == 1
+    assert reply["error"]["code"] == -32603
+    assert reply["error"]["data"]["reason"] == "internal_error"
+    assert "over 16777216 bytes" in reply["error"]["data"]["detail"]
+    assert p.request(2, "ping", timeout=20)["id"] == 2
+    records = [r for r in p.decisions() if r["outcome"] == "internal_error"]
+    assert records
+    assert records[0]["request_id"] == 1
+    assert "max-server-line-bytes" in records[0]["detail"]
+
+
+def test_server_line_limit_is_a_setting(make_proxy: Make) -> None:
+    small = make_proxy(
+        [*RAW_SERVER, "--mode", "bigline", "100000"], env={"AIP_MAX_SERVER_LINE_BYTES": "65536"}
+    )
+    assert small.request(1, "ping")["error"]["data"]["reason"] == "internal_error"
+    raised = make_proxy(
+        [*RAW_SERVER, "--mode", "bigline", "100000"],
+        extra_args=["--max-server-line-bytes", "200000"],
+    )
+    assert raised.request(1, "ping")["result"] == "y" * 100000
 
 
 def test_large_result_is_relayed_unchanged(make_proxy: Make) -> None:

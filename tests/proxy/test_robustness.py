@@ -142,4 +142,10 @@ def test_forged_server_responses_never_reach_the_client(
         assert "forged" not in json.dumps(reply)
     p.close_stdin()
     assert p.wait() == 0
-    assert p.log().count("dropped server response to unknown id") == 6
+    logged = [line for line in p.log().splitlines() if not line.startswith("{")]
+    assert sum("response to an id that is not pending" in line for line in logged) == 6
+    dropped = [r for r in p.decisions() if "server message dropped" in r.get("detail", "")]
+    assert sorted(str(r["request_id"]) for r in dropped) == sorted(
+        ["forged-0", "forged-1", "forged-2", "424242", "424242", "424242"]
+    )
+    assert {(r["decision"], r["outcome"]) for r in dropped} == {("deny", "invalid_request")}

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aip.proxy import stdio
-from aip.proxy.stdio import Wire, read_bursts
+from aip.proxy.stdio import Oversize, Wire, read_bursts
 
 MAX = 64
 
@@ -25,8 +25,9 @@ def _expected(lines: list[bytes], tail: bytes) -> list[bytes | None]:
 
 
 def _feed(data: bytes, cuts: list[int]) -> list[bytes | None]:
+    """The lines read; None for an over-long line, whose kept head must start it."""
     r, w = os.pipe()
-    result: list[bytes | None] = []
+    result: list[bytes | Oversize] = []
 
     def reader() -> None:
         for burst in read_bursts(r, MAX):
@@ -42,7 +43,16 @@ def _feed(data: bytes, cuts: list[int]) -> list[bytes | None]:
     os.close(w)
     t.join(10)
     os.close(r)
-    return result
+    starts = [0, *(i + 1 for i in range(len(data)) if data[i : i + 1] == b"\n")]
+    out: list[bytes | None] = []
+    for item, start in zip(result, starts, strict=False):
+        if isinstance(item, Oversize):
+            assert item.head
+            assert data[start:].startswith(item.head)
+            out.append(None)
+        else:
+            out.append(item)
+    return out
 
 
 @settings(max_examples=150, deadline=None)
@@ -67,7 +77,7 @@ def test_bursts_give_the_lines_whatever_the_chunking(
     assert got == _expected(lines, tail)
 
 
-def test_oversized_line_in_many_reads_is_one_none() -> None:
+def test_oversized_line_in_many_reads_is_one_marker() -> None:
     data = b"a\n" + b"z" * 1000 + b"\n" + b"b\n"
     assert _feed(data, list(range(0, len(data), 7))) == [b"a\n", None, b"b\n"]
 

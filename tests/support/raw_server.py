@@ -15,6 +15,10 @@ every line received, so tests can assert what was (not) forwarded. Modes:
   server-request       on tools/call "roots", asks the client roots/list, answers with its reply
   deaf                 never reads stdin (its pipe fills up) and never answers
   forge                before every response, answers an id nobody asked for
+  dupid VICTIM         before every response, one line with the id twice (first the real
+                       one, then VICTIM), then a clean answer to VICTIM
+  close-stdout PIDFILE on tools/call, closes its stdout and runs on (ignoring SIGTERM and
+                       stdin EOF); writes its pid to PIDFILE first
 --orphan PIDFILE starts a grandchild that keeps our stdout open and outlives us (a graceful
 exit must not look like a hang, and the grandchild must still be reaped); pids to PIDFILE.
 """
@@ -92,6 +96,22 @@ def main() -> None:
         elif mode == "forge":
             send({"jsonrpc": "2.0", "id": f"forged-{mid}", "result": {"forged": True}})
             send({"jsonrpc": "2.0", "id": 424242, "result": {"forged": True}})
+        elif mode == "dupid":
+            victim = json.dumps(mode_arg).encode()
+            out.write(
+                b'{"jsonrpc":"2.0","id":'
+                + json.dumps(mid).encode()
+                + b',"result":{"forged":true},"id":'
+                + victim
+                + b"}\n"
+            )
+            send({"jsonrpc": "2.0", "id": mode_arg, "result": {"forged": True}})
+        elif mode == "close-stdout" and method == "tools/call":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            write_pids(str(mode_arg), [os.getpid()])
+            out.flush()
+            os.close(1)
+            time.sleep(600)
         elif mode == "bigline":
             out.write(b'{"jsonrpc":"2.0","id":' + str(mid).encode() + b',"result":"')
             out.write(b"y" * int(mode_arg or 0) + b'"}\n')

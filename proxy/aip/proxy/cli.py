@@ -29,6 +29,7 @@ ENV_STDIN_GRACE: Final = "AIP_PROXY_STDIN_GRACE_S"
 ENV_TERM_GRACE: Final = "AIP_PROXY_TERM_GRACE_S"
 ENV_PROGRESS: Final = "AIP_PROXY_PROGRESS_INTERVAL_S"
 ENV_MAX_LINE: Final = "AIP_MAX_LINE_BYTES"
+ENV_MAX_SERVER_LINE: Final = "AIP_MAX_SERVER_LINE_BYTES"
 ENV_RELOAD: Final = "AIP_PROXY_RELOAD_INTERVAL_S"  # policy file poll; 0 = SIGHUP only
 
 
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help=f"longest accepted client line (default 4 MiB, or ${ENV_MAX_LINE})",
+    )
+    p.add_argument(
+        "--max-server-line-bytes",
+        type=int,
+        metavar="N",
+        help=f"longest relayed server line (default 16 MiB, or ${ENV_MAX_SERVER_LINE})",
     )
     return p
 
@@ -131,7 +138,7 @@ def _main(argv: Sequence[str], wire_fd: int) -> int:
     from aip.proxy.runner import Settings, run  # after the stdout claim; keeps --help fast
     from aip.proxy.sandbox.launch import parse_mode
     from aip.shared.errors import ConfigError
-    from aip.shared.jsonrpc import MAX_LINE_BYTES
+    from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
     from aip.shared.policy.file import check_policy_file_safety, find_policy_path
     from aip.shared.policy.load import load_policy
 
@@ -152,12 +159,18 @@ def _main(argv: Sequence[str], wire_fd: int) -> int:
             sandbox = parse_mode(ns.sandbox)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        max_server_line = ns.max_server_line_bytes or int(
+            _env_number(ENV_MAX_SERVER_LINE, MAX_SERVER_LINE_BYTES)
+        )
+        if max_server_line < 1024:
+            raise UsageError("--max-server-line-bytes must be at least 1024")
         settings = Settings(
             command=command,
             server_name=server_name,
             approver=ns.approver,
             agent_id=ns.agent_id,
             max_line_bytes=max_line,
+            max_server_line_bytes=max_server_line,
             stdin_grace_s=_env_number(ENV_STDIN_GRACE, STDIN_CLOSE_GRACE_S),
             term_grace_s=_env_number(ENV_TERM_GRACE, TERM_GRACE_S),
             progress_interval_s=_env_number(ENV_PROGRESS, PROGRESS_INTERVAL_S)

@@ -213,9 +213,17 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
     session.asks = asks
 
     down_done = threading.Event()
+
+    def down_ended() -> None:
+        # No more server output can come: a server that closed its stdout but runs on is as
+        # good as gone. Its pending calls are answered now, and the tree is stopped.
+        down_done.set()
+        session.close()
+        stop("MCP server closed its stdout")
+
     _thread(
         "relay-down",
-        down_done.set,
+        down_ended,
         downstream.pump,
         session,
         child.stdout.fileno(),  # Popen's file object keeps owning the fd

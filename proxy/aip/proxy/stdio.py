@@ -5,7 +5,8 @@ lines on the pipe under one lock, so messages never interleave. A pump reads wha
 ``read()`` returns (up to 1 MiB), handles every complete line of that burst while its own
 writes are held, then flushes them with one ``write()`` per pipe: with many calls in flight
 this saves a syscall and a wake-up per message, with one in flight it adds nothing.
-Partial lines never grow beyond the line limit: the rest of an oversized line is dropped.
+Partial lines never grow beyond the line limit: the rest of an oversized line is dropped
+(its head is kept to answer it).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Final
 
 log = logging.getLogger(__name__)
 
 READ_BUFFER_BYTES: Final = 1 << 20
+OVERSIZE_HEAD_BYTES: Final = 64 * 1024  # what is kept of an over-long line to find its id
 # 256 KiB: a 100 KB result fits; 64 pages a pipe keeps a user with many proxies far from
 # /proc/sys/fs/pipe-user-pages-soft (16384 pages), past which the kernel shrinks new pipes.
 PIPE_BYTES: Final = 256 * 1024
@@ -45,9 +48,23 @@ def claim_stdout() -> int:
     return wire
 
 
-def read_bursts(fd: int, max_bytes: int) -> Iterator[list[bytes | None]]:
-    """Yield the complete lines of each ``read()`` (newline included); ``None`` stands for
-    a line longer than ``max_bytes``. A last line without a newline comes at EOF.
+@dataclass(frozen=True, slots=True)
+class Oversize:
+    """Stands for a line longer than the limit: only its head is kept, so the refusal can
+    still name the message's id (aip.shared.jsontext.scan_id)."""
+
+    head: bytes
+
+
+def _oversize(spill: list[bytes], tail: memoryview) -> Oversize:
+    first = spill[0] if spill else tail
+    return Oversize(bytes(first[:OVERSIZE_HEAD_BYTES]))
+
+
+def read_bursts(fd: int, max_bytes: int) -> Iterator[list[bytes | Oversize]]:
+    """Yield the complete lines of each ``read()`` (newline included); an ``Oversize`` stands
+    for a line longer than ``max_bytes``, as soon as it is known to be (the rest of it is
+    then skipped). A last line without a newline comes at EOF.
 
     Reads go into one reused 1 MiB buffer (a fresh 1 MiB ``bytes`` per read would cost an
     mmap/munmap pair each time). An unfinished line stays at the front of the buffer and the
@@ -69,7 +86,7 @@ def read_bursts(fd: int, max_bytes: int) -> Iterator[list[bytes | None]]:
                 yield [b"".join([*spill, buf[:filled]])]
             return
         end = filled + n
-        burst: list[bytes | None] = []
+        burst: list[bytes | Oversize] = []
         start = 0
         search = filled  # no newline before the new bytes
         if discarding:
@@ -81,7 +98,7 @@ def read_bursts(fd: int, max_bytes: int) -> Iterator[list[bytes | None]]:
             start = search = nl + 1
         while (nl := buf.find(b"\n", search, end)) >= 0:
             if spilled + nl + 1 - start > max_bytes + 1:
-                burst.append(None)
+                burst.append(_oversize(spill, view[start : nl + 1]))
             elif spill:
                 burst.append(b"".join([*spill, view[start : nl + 1]]))
             else:
@@ -91,10 +108,10 @@ def read_bursts(fd: int, max_bytes: int) -> Iterator[list[bytes | None]]:
             start = search = nl + 1
         rest = end - start
         if spilled + rest > max_bytes:
+            burst.append(_oversize(spill, view[start:end]))
             spill.clear()
             spilled = 0
             discarding = True
-            burst.append(None)
             filled = 0
         elif rest == 0:
             filled = 0

@@ -1,21 +1,35 @@
-"""Server -> host pump. Lines are relayed as the raw bytes the server wrote; only their kind
-and id are looked at (perf-limits.md: re-parsing 100 KB results costs more than the relay).
+"""Server -> host pump. Every server line gets the client side's strictness
+(aip.shared.jsonrpc.parse_line: no duplicate keys, one JSON-RPC message) and is relayed as the
+bytes the server wrote.
 
-Exceptions: responses to our forwarded ``tools/list`` are filtered (DESIGN §4.7), responses to
-ids nobody is waiting for and non-JSON junk are dropped. ``relay_server_line`` is the one
-step every server line takes, so response redaction (DLP) goes there.
+Dropped, logged and recorded: a line that is not one well-formed message, and a response to an
+id the proxy did not forward or that is no longer pending (a request still waiting for a human
+was never sent: an answer to it is forged). Responses to our forwarded ``tools/list`` are
+filtered (DESIGN §4.7). A line over the size limit answers its pending call with an error at
+once. ``relay_server_line`` is the one step every server line takes, so response redaction
+(DLP) goes there.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import orjson
 
 from aip.proxy.relay import dlp_filter
 from aip.proxy.relay.session import Session
-from aip.proxy.stdio import read_bursts
-from aip.shared.jsonrpc import Kind, ServerLine, classify_server_line, message_line
+from aip.proxy.stdio import Oversize, read_bursts
+from aip.shared.jsonrpc import (
+    Kind,
+    RequestId,
+    RpcReject,
+    ServerLine,
+    audit_id,
+    message_line,
+    parse_line,
+)
+from aip.shared.jsontext import scan_id
 from aip.shared.outcomes import Outcome
 from aip.shared.policy import engine
 
@@ -29,11 +43,11 @@ def pump(session: Session, fd: int, max_line_bytes: int) -> None:
         host.hold()
         try:
             for line in burst:
-                if line is None:
-                    log.warning("dropped a server line over %d bytes", max_line_bytes)
-                    continue
                 try:
-                    relay_server_line(session, line)
+                    if isinstance(line, Oversize):
+                        _oversize(session, line, max_line_bytes)
+                    else:
+                        relay_server_line(session, line)
                 except Exception:  # task boundary: one bad line must not stop the relay
                     log.exception("internal error relaying a server line; dropped")
         finally:
@@ -42,22 +56,27 @@ def pump(session: Session, fd: int, max_line_bytes: int) -> None:
 
 
 def relay_server_line(session: Session, line: bytes) -> None:
-    if not line.endswith(b"\n"):
+    unfinished = not line.endswith(b"\n")  # the last bytes before EOF
+    if unfinished:
         line += b"\n"
-    info = classify_server_line(line)
-    if info is None:
-        if line.strip():
-            log.warning(
-                "dropped a server line that is not a JSON-RPC message (%d bytes)", len(line)
-            )
+    try:
+        msg = parse_line(line)
+    except RpcReject as exc:
+        if unfinished:  # the server died mid-line: its calls get server_exited at the close
+            why = f"unfinished last line showing id {exc.request_id!r} ({exc.detail})"
+            drop(session, None, why)
+        elif line.strip():
+            refuse(session, exc.request_id, exc.detail)
         return
+    info = ServerLine(msg.kind, msg.id, msg.obj)
     if log.isEnabledFor(logging.DEBUG):
         log.debug("<- %s id=%r (%d bytes)", info.kind.value, info.id, len(line))
-    obj, tool = info.obj, None
+    obj: dict[str, Any] | None = msg.obj
+    tool = None
     if info.kind is Kind.RESPONSE:
         pending = session.take_pending(info.id)
         if pending is None:
-            log.warning("dropped server response to unknown id=%r", info.id)
+            drop(session, info.id, "response to an id that is not pending")
             return
         tool = pending.tool
         if pending.method == "tools/list":
@@ -72,6 +91,41 @@ def relay_server_line(session: Session, line: bytes) -> None:
     redacted = dlp_filter.for_policy(session.policy).relay_line(session, line, info, obj, tool)
     if redacted is not None:
         session.host.write(redacted)
+
+
+def drop(session: Session, request_id: RequestId | None, why: str) -> None:
+    """A server message the client must not see: logged and recorded, never relayed."""
+    log.warning("dropped a server message (id=%r): %s", request_id, why)
+    session.record(
+        Outcome.INVALID_REQUEST,
+        request_id=audit_id(request_id),
+        detail=f"server message dropped: {why}",
+    )
+
+
+def refuse(session: Session, request_id: RequestId | None, why: str) -> None:
+    """A server line that cannot be relayed. When the id it shows (read leniently) is a call
+    the client waits for, that call gets an error at once instead of hanging; otherwise the
+    line is dropped. (A malformed server request that happens to show a pending id fails that
+    call: no more than the server could do with an error response of its own.)"""
+    pending = session.take_pending(request_id)
+    if pending is None:
+        drop(session, request_id, why)
+        return
+    assert request_id is not None
+    detail = f"server response refused: {why}"
+    log.warning("answering id=%r with an error: %s", request_id, detail)
+    session.record(Outcome.INTERNAL_ERROR, tool=pending.tool, request_id=request_id, detail=detail)
+    session.reply_error(request_id, Outcome.INTERNAL_ERROR, tool=pending.tool, detail=detail)
+
+
+def _oversize(session: Session, line: Oversize, max_line_bytes: int) -> None:
+    """A line over the limit cannot be relayed; the call it answers learns so at once."""
+    why = (
+        f"server message over {max_line_bytes} bytes "
+        "(raise --max-server-line-bytes or $AIP_MAX_SERVER_LINE_BYTES)"
+    )
+    refuse(session, scan_id(line.head), why)
 
 
 def _filter_tools_list(session: Session, line: bytes, info: ServerLine) -> bytes | None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from aip.proxy.audit.recorder import Recorder, record_decision
 from aip.proxy.stdio import Wire
-from aip.shared.jsonrpc import Kind, Message, RequestId, RpcReject, error_line
+from aip.shared.jsonrpc import Kind, Message, RequestId, RpcReject, audit_id, error_line
 from aip.shared.outcomes import Outcome
 from aip.shared.policy.decision import Context, Decision
 from aip.shared.policy.model import Policy
@@ -170,9 +170,9 @@ class Session:
         self.host.write(error_line(request_id, outcome, tool=tool, detail=detail, extra=extra))
 
     def reject(self, exc: RpcReject) -> None:
-        """Malformed input: answer it and record it (DESIGN §5 ``malformed input``)."""
-        log.warning("rejected client line: %s", exc.detail)
-        self.record(exc.outcome, request_id=exc.request_id, detail=exc.detail)
+        """A refused client line: record it, answer it with its own id (DESIGN §5)."""
+        log.warning("rejected client line (id=%r): %s", exc.request_id, exc.detail)
+        self.record(exc.outcome, request_id=audit_id(exc.request_id), detail=exc.detail)
         self.reply_error(exc.request_id, exc.outcome, detail=exc.detail)
 
     def record(self, outcome: Outcome, **fields: Any) -> None:

@@ -1,7 +1,9 @@
 """Host -> server pump: every client line is parsed strictly, decided, then forwarded, answered
 with an error, dropped (notifications), or handed to a human (asks).
 
-What reaches the server is always the re-serialization of the object that was checked.
+What reaches the server is the line the client wrote, when the checked message is that line's
+one reading (aip.shared.jsontext); a message the policy changed (DLP redaction) is
+re-serialized. Every refusal answers the message's own id when one can be read, and is recorded.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from typing import Any
 from aip.proxy.audit.outbox import outbox_for
 from aip.proxy.relay import dlp_filter
 from aip.proxy.relay.session import Session
-from aip.proxy.stdio import read_bursts
+from aip.proxy.stdio import Oversize, read_bursts
 from aip.shared.jsonrpc import (
     Kind,
     Message,
     RpcReject,
     check_tool_call,
-    parse_client_line,
+    parse_line,
     valid_id,
 )
+from aip.shared.jsontext import scan_id
 from aip.shared.outcomes import Outcome
 from aip.shared.policy import engine
 from aip.shared.policy.decision import Decision, Verdict
@@ -55,11 +58,10 @@ def pump(session: Session, fd: int, max_line_bytes: int) -> None:
     log.info("agent closed stdin")
 
 
-def _one_line(session: Session, line: bytes | None, max_line_bytes: int) -> None:
-    if line is None:
-        session.reject(
-            RpcReject(Outcome.INVALID_REQUEST, None, f"line over {max_line_bytes} bytes")
-        )
+def _one_line(session: Session, line: bytes | Oversize, max_line_bytes: int) -> None:
+    if isinstance(line, Oversize):
+        detail = f"line over {max_line_bytes} bytes (raise --max-line-bytes)"
+        session.reject(RpcReject(Outcome.INVALID_REQUEST, scan_id(line.head), detail))
         return
     if not line.strip():
         return
@@ -67,12 +69,12 @@ def _one_line(session: Session, line: bytes | None, max_line_bytes: int) -> None
         handle_line(session, line)
     except Exception:  # task boundary: never let one message stop the relay
         log.exception("internal error handling a client line; failing closed")
-        session.reply_error(None, Outcome.INTERNAL_ERROR)
+        session.reject(RpcReject(Outcome.INTERNAL_ERROR, scan_id(line.strip()), "internal error"))
 
 
 def handle_line(session: Session, line: bytes) -> None:
     try:
-        msg = parse_client_line(line)
+        msg = parse_line(line)
         method = normalize(msg.method) if msg.method is not None else ""
         if method == TOOLS_CALL:
             check_tool_call(msg)
@@ -190,6 +192,8 @@ def _duplicate(session: Session, msg: Message) -> bool:
     assert msg.id is not None
     asks = session.asks
     if session.is_in_flight(msg.id) or (asks is not None and asks.is_pending(msg.id)):
+        # The one refusal answered with id null although the id is readable: an answer with
+        # it would resolve the original call, which is still running (or waiting for a human).
         session.reject(RpcReject(Outcome.INVALID_REQUEST, None, "request id already in flight"))
         return True
     return False

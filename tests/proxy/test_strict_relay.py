@@ -1,0 +1,122 @@
+"""Strict in both directions, through the real proxy and hostile raw servers (issue 11
+findings 5 and 9, the fault cases; issue 12 items 7 and 8): a server line two readers would
+read differently never reaches the client, an answer to a call the proxy did not forward is
+dropped and recorded, a server that closed its stdout is a server gone, and what the client
+wrote reaches the server byte for byte."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from tests.proxy.conftest import DEFAULT_SPEC
+from tests.support.approverproc import Approver, answer_program, short_dir, wait_for
+from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
+
+Make = Callable[..., ProxyProcess]
+
+
+def _dropped(p: ProxyProcess) -> list[dict[str, Any]]:
+    return [r for r in p.decisions() if "server message dropped" in r.get("detail", "")]
+
+
+def _exchange(p: ProxyProcess, request_id: int, method: str, params: Any) -> list[Any]:
+    """Send a request; every line the client gets up to its answer."""
+    p.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+    lines = [p.recv()]
+    while lines[-1].get("id") != request_id:
+        lines.append(p.recv())
+    return lines
+
+
+def test_server_cannot_answer_a_call_waiting_for_a_human() -> None:
+    """``{"id":5,"result":…,"id":"victim"}``: a prefix reader sees 5, the SDKs see "victim",
+    which is still waiting for a human. Refused (call 5 gets an error), and the clean forgery
+    for "victim" that follows is dropped: the client never sees a result for it."""
+    with short_dir() as folder:
+        never = answer_program(folder, "never")
+        with Approver(folder, f"exec:{never}", timeout_s=30).wait_ready() as approver:
+            p = ProxyProcess(
+                write_policy(folder, DEFAULT_SPEC),
+                [*RAW_SERVER, "--mode", "dupid", "victim"],
+                folder,
+                extra_args=["--approver", approver.endpoint, "--agent-id", "strict"],
+            )
+            try:
+                p.send(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": "victim",
+                        "method": "tools/call",
+                        "params": {"name": "write_file", "arguments": {"path": "/tmp/v"}},
+                    }
+                )
+                wait_for(lambda: "asking a human about write_file" in p.log(), 20, "the ask")
+                seen = _exchange(p, 5, "tools/call", {"name": "read_file", "arguments": {}})
+                seen += _exchange(p, 6, "ping", {})
+                assert [m.get("id") for m in seen] == [5, 6]  # nothing for "victim"
+                assert "duplicate key" in seen[0]["error"]["data"]["detail"]
+                dropped = _dropped(p)
+                assert [r["request_id"] for r in dropped] == ["victim", 5, "victim", 6]
+                assert [r["outcome"] for r in dropped] == ["invalid_request"] * 4
+                refused = [r for r in p.decisions() if r["outcome"] == "internal_error"]
+                assert [r["request_id"] for r in refused] == [5, 6]
+            finally:
+                p.kill()
+
+
+def test_duplicate_keys_deep_in_a_server_result_are_refused(make_proxy: Make) -> None:
+    p = make_proxy([*RAW_SERVER, "--mode", "dupid", "elsewhere"])
+    reply = p.request(1, "ping")
+    assert reply["error"]["code"] == -32603
+    assert reply["error"]["data"]["detail"].startswith("server response refused: duplicate key")
+
+
+def test_server_that_closes_stdout_is_gone(make_proxy: Make, tmp_path: Path) -> None:
+    pidfile = tmp_path / "server.pid"
+    p = make_proxy([*RAW_SERVER, "--mode", "close-stdout", str(pidfile)])
+    p.initialize()
+    started = time.monotonic()
+    reply = p.call(1, "read_file", {"path": "/tmp/a"})
+    assert reply["error"]["code"] == -32603
+    assert reply["error"]["data"]["reason"] == "server_exited"
+    # Answered at once, not after the stop sequence (stdin grace + SIGTERM grace: 0.6 s here).
+    assert time.monotonic() - started < 5
+    p.wait(20)
+    (pid,) = json.loads(pidfile.read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "MCP server closed its stdout" in p.log()
+    records = [r for r in p.decisions() if r["outcome"] == "server_exited"]
+    assert [r["request_id"] for r in records] == [1]
+
+
+EXACT_ARGS = (
+    b'{"big":18446744073709551616,"neg":-18446744073709551617,"zero":-0,"e":1E5,'
+    b'"f":-0.0,"s":"\\ud800 \\udc00","esc":"\\u002f"}'
+)
+
+
+def test_forwarding_is_byte_exact(make_proxy: Make, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    p = make_proxy([*RAW_SERVER, "--log", str(log)])
+    p.initialize()
+    line = (
+        b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_file",'
+        b'"arguments":' + EXACT_ARGS + b"}}"
+    )
+    p.send(line + b"\n")
+    reply = p.recv_id(3)
+    assert "result" in reply, reply
+    assert log.read_bytes().splitlines()[-1] == line
+    # The server (Python's json) read the exact integers, not doubles.
+    seen = json.loads(reply["result"]["content"][0]["text"])
+    assert seen["big"] == 18446744073709551616
+    assert seen["neg"] == -18446744073709551617
+    assert seen["s"] == "\ud800 \udc00"
+    allowed = [r for r in p.decisions() if r["outcome"] == "policy_allowed"]
+    assert allowed[-1]["request_id"] == 3

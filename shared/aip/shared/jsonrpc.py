@@ -77,9 +77,13 @@ def readable_id(obj: object, text: bytes) -> RequestId | None:
 
 
 def audit_id(request_id: RequestId | None) -> RequestId | None:
-    """The id as an audit record can hold it: an integer beyond 64 bits as its digits."""
+    """The id as an audit record or a log line may hold it: an integer beyond 64 bits as its
+    digits, a string over the id limit (a refused one, up to a line long) cut with a count."""
     if type(request_id) is int and not -(2**63) <= request_id < 2**64:
         return str(request_id)
+    if type(request_id) is str and len(request_id) > MAX_ID_CHARS:
+        cut = len(request_id) - MAX_ID_CHARS
+        return f"{request_id[:MAX_ID_CHARS]}...[{cut} more chars]"
     return request_id
 
 

@@ -63,8 +63,7 @@ def relay_server_line(session: Session, line: bytes) -> None:
         msg = parse_line(line)
     except RpcReject as exc:
         if unfinished:  # the server died mid-line: its calls get server_exited at the close
-            why = f"unfinished last line showing id {exc.request_id!r} ({exc.detail})"
-            drop(session, None, why)
+            drop(session, None, f"unfinished last line ({exc.detail})")
         elif line.strip():
             refuse(session, exc.request_id, exc.detail)
         return
@@ -95,11 +94,10 @@ def relay_server_line(session: Session, line: bytes) -> None:
 
 def drop(session: Session, request_id: RequestId | None, why: str) -> None:
     """A server message the client must not see: logged and recorded, never relayed."""
-    log.warning("dropped a server message (id=%r): %s", request_id, why)
+    shown = audit_id(request_id)
+    log.warning("dropped a server message (id=%r): %s", shown, why)
     session.record(
-        Outcome.INVALID_REQUEST,
-        request_id=audit_id(request_id),
-        detail=f"server message dropped: {why}",
+        Outcome.INVALID_REQUEST, request_id=shown, detail=f"server message dropped: {why}"
     )
 
 

@@ -171,8 +171,9 @@ class Session:
 
     def reject(self, exc: RpcReject) -> None:
         """A refused client line: record it, answer it with its own id (DESIGN §5)."""
-        log.warning("rejected client line (id=%r): %s", exc.request_id, exc.detail)
-        self.record(exc.outcome, request_id=audit_id(exc.request_id), detail=exc.detail)
+        shown = audit_id(exc.request_id)
+        log.warning("rejected client line (id=%r): %s", shown, exc.detail)
+        self.record(exc.outcome, request_id=shown, detail=exc.detail)
         self.reply_error(exc.request_id, exc.outcome, detail=exc.detail)
 
     def record(self, outcome: Outcome, **fields: Any) -> None:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aip.shared.jsonrpc import Kind, RpcReject, error_line, parse_line, valid_id
-from aip.shared.jsontext import scan_id
+from aip.shared.jsontext import decode, reserialize, scan_id
 from aip.shared.outcomes import Outcome
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(max_size=8)
@@ -227,3 +227,19 @@ def test_error_line_carries_the_outcome_row() -> None:
         "request_id": 4,
         "rule": "r",
     }
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values, spaced=st.booleans())
+def test_reserialize_keeps_what_did_not_change(value: Any, spaced: bool) -> None:
+    text = json.dumps({"v": value, "n": 1}, separators=(", ", ": ") if spaced else None).encode()
+    checked = decode(text)
+    assert orjson.loads(reserialize(checked, text)) == checked
+    changed = {**checked, "n": "[REDACTED]"}
+    assert orjson.loads(reserialize(changed, text)) == changed
+
+
+def test_reserialize_keeps_number_and_surrogate_spellings() -> None:
+    text = b'{"a":1E5,"b":-0,"c":18446744073709551616,"s":"\\ud800","k":"x","l":[1.50]}'
+    changed = {**decode(text), "k": "y"}
+    assert reserialize(changed, text) == text.replace(b'"x"', b'"y"')

@@ -120,3 +120,34 @@ def test_forwarding_is_byte_exact(make_proxy: Make, tmp_path: Path) -> None:
     assert seen["s"] == "\ud800 \udc00"
     allowed = [r for r in p.decisions() if r["outcome"] == "policy_allowed"]
     assert allowed[-1]["request_id"] == 3
+
+
+KEY = "AKIA" + "IOSFODNN7" + "EXAMPLE"
+REDACT = """
+allowed_tools: [read_file]
+dlp:
+  scan_requests: true
+  builtin: true
+  on_request_match: redact
+"""
+
+
+def test_a_redacted_call_keeps_the_clients_numbers_and_strings(
+    make_proxy: Make, tmp_path: Path
+) -> None:
+    """The policy changed the message (DLP redact): re-serialized, but only the secret
+    changes; 1E5, -0, a 65-bit integer and a lone surrogate next to it stay as written."""
+    log = tmp_path / "server.log"
+    policy = write_policy(tmp_path, REDACT, "redact")
+    p = make_proxy([*RAW_SERVER, "--log", str(log)], policy_path=policy)
+    p.initialize()
+    line = (
+        b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"read_file",'
+        b'"arguments":{"key":"k=' + KEY.encode() + b'","e":1E5,"zero":-0,'
+        b'"big":18446744073709551616,"s":"\\ud800"}}}'
+    )
+    p.send(line + b"\n")
+    assert "result" in p.recv_id(4)
+    forwarded = log.read_bytes().splitlines()[-1]
+    assert KEY.encode() not in forwarded
+    assert forwarded == line.replace(KEY.encode(), b"[REDACTED:aws-access-key]")

@@ -133,6 +133,52 @@ def _checked_view(value: Any, depth: int) -> Any:
     return value
 
 
+# ---- a changed message, re-serialized ----
+
+
+class _Number(str):
+    """A number token as written (``-0``, ``1E5``, ``18446744073709551616``)."""
+
+    __slots__ = ()
+
+
+def reserialize(value: Any, text: bytes) -> bytes:
+    """``value`` (a message the policy changed, e.g. redacted arguments) as JSON, keeping
+    every number and string that it still has unchanged at the same place in ``text`` (the
+    line it came from) exactly as ``text`` wrote it: a redaction changes only what it
+    redacts, not ``1E5``, ``-0``, a 65-bit integer or a lone surrogate next to it."""
+    original = json.loads(
+        text.decode("utf-8"), parse_int=_Number, parse_float=_Number, parse_constant=_Number
+    )
+    return _dump(value, original).encode("utf-8", "surrogatepass")
+
+
+def _dump(value: Any, original: Any) -> str:
+    t = type(value)
+    if t is dict:
+        was = original if type(original) is dict else {}
+        items = (f"{_string(k)}:{_dump(v, was.get(k, _NOTHING))}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if t is list:
+        old: list[Any] = original if type(original) is list else []
+        parts = (_dump(v, old[i] if i < len(old) else _NOTHING) for i, v in enumerate(value))
+        return "[" + ",".join(parts) + "]"
+    if type(original) is _Number and t in (int, float) and orjson.loads(str(original)) == value:
+        return str(original)
+    if t is str and type(original) is str and _checked_view(original, 0) == value:
+        return _string(original)  # unchanged: its lone surrogates stay
+    return orjson.dumps(value).decode("utf-8")
+
+
+_NOTHING: Final = object()
+
+
+def _string(s: str) -> str:
+    if _SURROGATE.search(s):
+        return json.dumps(s)  # escaped: a lone surrogate has no UTF-8 form
+    return orjson.dumps(s).decode("utf-8")
+
+
 # ---- the id of a refused text ----
 
 _TOKEN: Final = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]')

@@ -12,12 +12,11 @@ import threading
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final
 
-import orjson
-
 from aip.shared.dlp.redactor import Redactor, summarize
 from aip.shared.dlp.scan import DlpError
 from aip.shared.dlp.stderr import StderrFilter
 from aip.shared.jsonrpc import Kind, Message, ServerLine, error_line
+from aip.shared.jsontext import reserialize
 from aip.shared.outcomes import Outcome
 from aip.shared.policy.model import OnRequestMatch, Policy
 
@@ -88,9 +87,11 @@ class DlpFilter:
             return RequestScan(msg, hits, Outcome.DLP, detail)
         if self.on_request_match is OnRequestMatch.REDACT:
             # What the policy checks, the human approves (digest) and the server gets is this
-            # re-serialization; the caller decides on it instead of the original.
+            # re-serialization; the caller decides on it instead of the original. Numbers and
+            # strings the redaction left alone keep the client's own spelling.
             obj = {**msg.obj, "params": {**params, "arguments": new}}
-            return RequestScan(Message(obj, orjson.dumps(obj), msg.kind, msg.method, msg.id), hits)
+            wire = reserialize(obj, msg.wire)
+            return RequestScan(Message(obj, wire, msg.kind, msg.method, msg.id), hits)
         return RequestScan(msg, hits)  # warn: forwarded unchanged, recorded
 
     # ---- server -> host ----

@@ -47,7 +47,7 @@ def pump(session: Session, fd: int, max_line_bytes: int) -> None:
                     if isinstance(line, Oversize):
                         _oversize(session, line, max_line_bytes)
                     else:
-                        relay_server_line(session, line)
+                        relay_server_line(session, line, unfinished=not line.endswith(b"\n"))
                 except Exception:  # task boundary: one bad line must not stop the relay
                     log.exception("internal error relaying a server line; dropped")
         finally:
@@ -55,9 +55,9 @@ def pump(session: Session, fd: int, max_line_bytes: int) -> None:
     log.info("MCP server closed its stdout")
 
 
-def relay_server_line(session: Session, line: bytes) -> None:
-    unfinished = not line.endswith(b"\n")  # the last bytes before EOF
-    if unfinished:
+def relay_server_line(session: Session, line: bytes, *, unfinished: bool = False) -> None:
+    """``unfinished``: the bytes after the last newline at EOF (the server died mid-line)."""
+    if not line.endswith(b"\n"):
         line += b"\n"
     try:
         msg = parse_line(line)

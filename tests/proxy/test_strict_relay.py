@@ -68,6 +68,7 @@ def test_server_cannot_answer_a_call_waiting_for_a_human() -> None:
                 assert [r["request_id"] for r in refused] == [5, 6]
             finally:
                 p.kill()
+                approver.stop()  # SIGTERM: it ends the open dialog, a SIGKILL would orphan it
 
 
 def test_duplicate_keys_deep_in_a_server_result_are_refused(make_proxy: Make) -> None:

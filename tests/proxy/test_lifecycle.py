@@ -7,11 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters
-from mcp_types.version import LATEST_MODERN_VERSION
+import pytest
 
-from tests.support.proxyproc import FAST_ENV, MCP_SERVER, proxy_command, write_policy
+version_mod = pytest.importorskip("mcp.types.version", reason="an mcp SDK before MCP 2026-07-28")
+from mcp import Client  # noqa: E402
+from mcp.client.stdio import StdioServerParameters  # noqa: E402
+
+from tests.support.proxyproc import FAST_ENV, MCP_SERVER, proxy_command, write_policy  # noqa: E402
 
 SPEC = "allowed_tools: [read_file]\n"
 
@@ -34,5 +36,7 @@ async def test_auto_mode_negotiates_the_same_version_direct_and_proxied(tmp_path
         env=dict(FAST_ENV),
     )
     version, text = await _negotiate(direct)
-    assert version == LATEST_MODERN_VERSION  # the installed SDK speaks the 2026 protocol
+    assert (
+        version == version_mod.LATEST_MODERN_VERSION
+    )  # the installed SDK speaks the 2026 protocol
     assert await _negotiate(proxied) == (version, text)

@@ -10,6 +10,7 @@ import pytest
 
 from aip.shared import paths
 from aip.shared.errors import ConfigError
+from aip.shared.policy.always_protected import always_protected
 
 
 def test_defaults_follow_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -201,7 +202,7 @@ def test_always_protected_names_every_aip_location(
     monkeypatch.delenv("AIP_APPROVER_ENDPOINT", raising=False)
     private = tmp_path / "sock"
     private.mkdir(mode=0o700)
-    got = paths.always_protected(
+    got = always_protected(
         str(tmp_path / "p.yaml"), f"ipc://{private}/a.sock", [str(tmp_path / "logs" / "a.jsonl")]
     )
     state = tmp_path / "state" / "aip"
@@ -232,8 +233,8 @@ def test_a_shared_or_home_endpoint_dir_is_not_protected_whole(
     shared.mkdir(mode=0o1777)
     shared.chmod(0o1777)
     for folder in (shared, tmp_path / "home", tmp_path):  # tmp_path holds home
-        got = paths.always_protected(None, f"ipc://{folder}/a.sock")
+        got = always_protected(None, f"ipc://{folder}/a.sock")
         assert str(folder) not in got
         assert {str(folder / "a.sock"), str(folder / "a.sock.lock")} <= set(got)
     # A TCP endpoint is refused for asks; nothing of ours to protect, no error.
-    assert paths.always_protected(None, "tcp://127.0.0.1:1")
+    assert always_protected(None, "tcp://127.0.0.1:1")

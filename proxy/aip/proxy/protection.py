@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from aip.proxy.relay.session import PolicyState, Session
-from aip.shared import paths
+from aip.shared.policy.always_protected import always_protected
 from aip.shared.policy.decision import Context
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Protection:
 
     def context(self, policy_path: str | None) -> Context:
         """The Context for a policy loaded from ``policy_path`` (None: not from a file)."""
-        protected = paths.always_protected(policy_path, self._endpoint, self._audit_logs)
+        protected = always_protected(policy_path, self._endpoint, self._audit_logs)
         extra = tuple(p for p in self._extra if p and p not in protected)
         return Context(cwd=self._cwd, always_protected=protected + extra)
 

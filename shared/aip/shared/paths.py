@@ -12,12 +12,10 @@ import enum
 import os
 import stat
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
 from aip.shared.errors import ConfigError
-from aip.shared.policy.protected import family
 
 ENDPOINT_ENV: Final = "AIP_APPROVER_ENDPOINT"
 AUDIT_LOG_ENV: Final = "AIP_AUDIT_LOG"
@@ -128,52 +126,7 @@ def is_aip_own(path: Path) -> bool:
     return False
 
 
-def always_protected(
-    policy_path: str | None, endpoint: str | None = None, audit_logs: Iterable[str] = ()
-) -> tuple[str, ...]:
-    """What DESIGN §4.5 protects whatever the policy says, as absolute path strings: the
-    policy file, the runtime dirs (the default one and the endpoint's), the state dir, and
-    every audit log we know of (``$AIP_AUDIT_LOG`` or the default, and ``audit_logs``: the
-    ones approvers announced in ``welcome``) with its HMAC key and spool beside it.
-
-    The endpoint's directory is protected when it is a private dir of ours that is not home
-    or above it (``ipc:///tmp/x.sock`` or ``ipc://~/x.sock`` would protect all of /tmp or
-    home); otherwise the socket and its lock are. Each log is also given as a family root
-    (``<log>.*``, aip.shared.policy.protected): its rotations ``<log>.<seq>`` and torn copies
-    ``<log>.torn-*`` are protected wherever the log sits, not only in the state dir."""
-    found: list[str] = []
-
-    def add(path: Path | str) -> None:
-        text = os.path.abspath(os.path.expanduser(str(path)))
-        if text not in found:
-            found.append(text)
-
-    if policy_path:
-        add(policy_path)
-    add(runtime_dir())
-    try:
-        sock = socket_path(endpoint or default_endpoint())
-    except ConfigError:
-        sock = None  # asks are refused anyway; nothing of ours lives there
-    if sock is not None:
-        if _own_dir(sock.parent):
-            add(sock.parent)
-        else:
-            add(sock)
-            add(lock_path(IPC_PREFIX + str(sock)))
-    add(state_dir())
-    for log in (str(default_audit_log()), *audit_logs):
-        if not log:
-            continue
-        path = Path(os.path.expanduser(log))
-        add(path)
-        add(family(str(path)))
-        add(path.parent / HMAC_KEY_NAME)
-        add(path.parent / SPOOL_DIR_NAME)
-    return tuple(found)
-
-
-def _own_dir(path: Path) -> bool:
+def protectable_dir(path: Path) -> bool:
     """A private dir of ours that holds no home directory (safe to protect whole)."""
     if dir_problem(path) is not None:
         return False

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aip.shared import paths
+from aip.shared.policy.always_protected import always_protected
 from aip.shared.policy.protected import ProtectedRoots, family
 
 HOME = "/home/u"
@@ -125,7 +125,7 @@ def test_always_protected_gives_each_log_as_a_family(
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("AIP_AUDIT_LOG", raising=False)
     custom = str(tmp_path / "logs" / "a.jsonl")
-    got = paths.always_protected(None, None, [custom])
+    got = always_protected(None, None, [custom])
     default = str(tmp_path / "state" / "aip" / "aip-audit.jsonl")
     assert {custom, family(custom), default, family(default)} <= set(got)
     r = ProtectedRoots(got, "/", home=os.path.expanduser("~"))

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver.ctl import approver_status as ctl_status
 from aip.approver.ctl import safe_files, startup_files
 from aip.approver.ctl.console import err, out, paint
 from aip.approver.ctl.startup_files import StartupFile
@@ -30,11 +29,8 @@ SESSION_VARS: Final = ("DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION
 METHODS: Final = ("auto", "systemd", "autostart", "launchd", "windows")
 
 
-def register(groups: Any) -> None:
-    group = groups.add_parser("approver", help="start the approver with your desktop login")
-    group.set_defaults(func=lambda _args: _usage(group))
-    actions = group.add_subparsers(dest="action", metavar="ACTION")
-
+def register(actions: Any) -> None:
+    """Add ``install`` and ``uninstall`` to the ``aipctl approver`` group (made in ctl.main)."""
     install = actions.add_parser(
         "install",
         usage="aipctl approver install [options] [-- APPROVER_ARG...]",
@@ -55,12 +51,6 @@ def register(groups: Any) -> None:
         "--force", action="store_true", help="also remove files aipctl did not write"
     )
     uninstall.set_defaults(func=run_uninstall)
-    ctl_status.register(actions)  # `aipctl approver status` (aip.approver.ctl.approver_status)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def detect_method() -> str:

@@ -31,7 +31,7 @@ HEAD_READ_BYTES: Final = 256 * 1024  # a record line is far shorter (values are 
 
 
 def register(actions: Any) -> None:
-    """Add ``status`` to the ``aipctl approver`` group (made in ctl.approver_install)."""
+    """Add ``status`` to the ``aipctl approver`` group (made in ctl.main)."""
     status = actions.add_parser(
         "status",
         help="the running approver: queue, proxies, dialog on screen, backend, audit log head",

@@ -8,22 +8,18 @@ Only the dispatcher lives here. Each subcommand group is its own module exposing
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aip.approver.ctl import approver_install as ctl_install
+from aip.approver.ctl import approver_status as ctl_status
+from aip.approver.ctl import audit as ctl_audit
 from aip.approver.ctl import config as ctl_config
 from aip.approver.ctl import doctor as ctl_doctor
 from aip.approver.ctl import policy as ctl_policy
 
-log = logging.getLogger(__name__)
-
-# Groups owned by other modules of the team that may not exist yet in a given checkout: an
-# absent module simply means no such group (never a crash of every other command).
-_OPTIONAL_GROUPS = ("aip.approver.ctl.audit",)
 # Commands that take a command line of their own after `--` (their parsers set takes_command).
 _TAKES_COMMAND = (("approver", "install"), ("config",), ("doctor",))
 
@@ -36,17 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND")
-    for module in (ctl_policy, ctl_install, ctl_config, ctl_doctor):
+    ctl_policy.register(groups)
+    approver = groups.add_parser("approver", help="start the approver with your desktop login")
+    approver.set_defaults(func=lambda _args: _usage(approver))
+    actions = approver.add_subparsers(dest="action", metavar="ACTION")
+    ctl_install.register(actions)  # install, uninstall
+    ctl_status.register(actions)  # status
+    for module in (ctl_config, ctl_doctor, ctl_audit):
         module.register(groups)
-    for name in _OPTIONAL_GROUPS:
-        try:
-            optional = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # the module exists but is broken: say so, keep the rest
-                log.warning("aipctl: %s could not be imported: %s", name, exc)
-            continue
-        optional.register(groups)
     return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,8 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from aip.shared import paths
 from aip.shared.outcomes import Outcome, row
+from aip.shared.policy.always_protected import always_protected
 from aip.shared.policy.decision import Context, Decision, Verdict
 from aip.shared.policy.engine import decide
 from aip.shared.policy.model import Action, Mode, Policy, ToolRule
@@ -32,7 +32,7 @@ class Explanation:
 def explain(policy: Policy, tool: str, args: dict[str, Any], cwd: str) -> Explanation:
     # DESIGN §4.5, built as the proxy builds it (aip.proxy.protection): the policy file, the
     # aip state and runtime dirs, the default audit log with its HMAC key and spool.
-    context = Context(cwd=cwd, always_protected=paths.always_protected(policy.path))
+    context = Context(cwd=cwd, always_protected=always_protected(policy.path))
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
     message["params"] = {"name": tool, "arguments": args}
     enforce = decide(

@@ -236,8 +236,12 @@ class Relay:
             server="srv",
             policy=PolicyRef(name="stateful", sha256="0" * 64),
         )
-        self.client = ZmqApprovalClient(
-            self.router.endpoint, hello, grace_s=GRACE_S, clock=self.clock
+        self.client = ZmqApprovalClient(  # wired as runner.py does: one outbox per session
+            self.router.endpoint,
+            hello,
+            grace_s=GRACE_S,
+            clock=self.clock,
+            audit=self.session.recorder.outbox,
         )
         self.asks = Asks(self.session, lambda: self.client)
         self.session.asks = self.asks

@@ -23,9 +23,7 @@ def test_card_after_a_lone_digit_is_redacted(text: str) -> None:
     assert counts["card-number"] == 1, redacted
 
 
-def test_rseqs_sent_to_the_approver_have_no_gaps(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_rseqs_sent_to_the_approver_have_no_gaps(tmp_path: Path) -> None:
     """Found by the soak (approver RSS grew ~0.15 KB per call): the proxy spent an rseq on
     each approver-answered ask's record without sending it, and the approver's dedup keeps
     every rseq above a gap of a session in a set, forever. Fixed in aip.proxy.audit.recorder."""
@@ -35,7 +33,6 @@ def test_rseqs_sent_to_the_approver_have_no_gaps(
         def submit(self, rseq: int, line: bytes) -> None:
             sent.append(rseq)
 
-    monkeypatch.setattr(decisions, "outbox_for", lambda session: Outbox())
     fd = os.open(tmp_path / "stderr", os.O_WRONLY | os.O_CREAT, 0o600)
     rec = decisions.Recorder(
         session="0123456789abcdef",
@@ -45,6 +42,7 @@ def test_rseqs_sent_to_the_approver_have_no_gaps(
         mode="enforce",
         agent_id="a",
         fd=fd,
+        audit=Outbox(),  # type: ignore[arg-type]
     )
     answered: dict[str, Any] = {"answered_by_approver": True}
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import secrets
@@ -25,7 +26,7 @@ from typing import Any, Final
 
 from aip.proxy.approval.api import ApprovalClient
 from aip.proxy.approval.connect import make_approval_client
-from aip.proxy.audit.recorder import Recorder
+from aip.proxy.audit.recorder import Recorder, record_late_allow
 from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S, Child, become_subreaper
 from aip.proxy.child import exit_status as child_exit_status
 from aip.proxy.protection import Protection
@@ -192,7 +193,13 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
             # The policy in effect now (a reload may have replaced the one we started with).
             "policy": {"name": recorder.policy_name, "sha256": recorder.policy_sha256},
         }
-        return make_approval_client(settings.approver, hello, protection.on_audit_path)
+        return make_approval_client(
+            settings.approver,
+            hello,
+            protection.on_audit_path,
+            audit=recorder.outbox,  # the recorder fills it, the client sends it
+            on_late_allow=functools.partial(record_late_allow, recorder),
+        )
 
     reloader = None
     if policy.path is not None:

@@ -105,9 +105,7 @@ class TracingWire(Wire):
         return super()._write(data)
 
 
-def test_the_relay_spools_a_bursts_records_before_writing_to_the_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_relay_spools_a_bursts_records_before_writing_to_the_server(tmp_path: Path) -> None:
     """Three calls in one read: one spool write, and it comes before the server write."""
     events: list[str] = []
 
@@ -117,14 +115,15 @@ def test_the_relay_spools_a_bursts_records_before_writing_to_the_server(
             super().append_lines(data, rseqs)  # type: ignore[arg-type]
 
     outbox = AuditOutbox(TracingSpool(SESSION, tmp_path), flush_s=0)
-    monkeypatch.setitem(audit_outbox._outboxes, SESSION, outbox)
     null = os.open(os.devnull, os.O_WRONLY)
     pol = policy("allowed_tools: [echo]")
     session = Session(
         policy=pol,
         limiter=RateLimiter(),
         context=Context(cwd=str(tmp_path)),
-        recorder=Recorder(SESSION, "srv", pol.name, pol.sha256, "enforce", "test", null),
+        recorder=Recorder(
+            SESSION, "srv", pol.name, pol.sha256, "enforce", "test", null, audit=outbox
+        ),
         host=TracingWire(null, "host", events),
         server=TracingWire(null, "server", events),
         agent_id_fixed=True,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aip.proxy.approval.api import ApprovalClient, UnavailableApprover
+from aip.proxy.audit.outbox import AuditOutbox
 from aip.shared.errors import AipError
 
 
@@ -19,11 +20,16 @@ def make_approval_client(
     endpoint: str | None,
     hello: dict[str, Any],
     on_audit_path: Callable[[str], None] | None = None,
+    *,
+    audit: AuditOutbox | None = None,
+    on_late_allow: Callable[[str | int], None] | None = None,
 ) -> ApprovalClient:
     """The approval client for this proxy session (``hello``: session, pid, agent_id, server,
     policy {name, sha256}): a ZeroMQ client of the approver at ``endpoint`` (default: DESIGN
     §3). A hello or endpoint that cannot be used gives a client that denies every ask.
-    ``on_audit_path`` gets the audit log path of each ``welcome`` (client thread)."""
+    ``on_audit_path`` gets the audit log path of each ``welcome`` (client thread); ``audit``
+    is the session's outbox the client sends; ``on_late_allow(request_id)`` records an allow
+    that came after the ask ended."""
     # Imported here: pyzmq is only loaded by proxies that can ask.
     from aip.proxy.approval.zmq_client import ZmqApprovalClient
     from aip.shared import paths
@@ -42,4 +48,6 @@ def make_approval_client(
     except (KeyError, TypeError, ValueError, AipError) as exc:
         logging.getLogger(__name__).error("approval disabled, every ask is denied: %s", exc)
         return UnavailableApprover()
-    return ZmqApprovalClient(target, message, on_audit_path=on_audit_path)
+    return ZmqApprovalClient(
+        target, message, on_audit_path=on_audit_path, audit=audit, on_late_allow=on_late_allow
+    )

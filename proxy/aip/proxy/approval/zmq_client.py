@@ -8,7 +8,6 @@ thread): a decision that matches request_id, nonce and digest in time, else a de
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import threading
@@ -22,8 +21,8 @@ from aip.proxy.approval.api import AskRequest, AskResult, OnDone
 from aip.proxy.approval.book import AskBook, Pending, call
 from aip.proxy.approval.dealer import Dealer
 from aip.proxy.approval.link import Mailbox, as_dict
-from aip.proxy.audit.outbox import outbox_for
-from aip.proxy.audit.recorder import record_late_allow
+from aip.proxy.audit.outbox import AuditOutbox
+from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import ProtocolError, encode
 from aip.shared.protocol.messages import (
@@ -68,9 +67,13 @@ class ZmqApprovalClient:
         heartbeat_timeout_ms: int = HEARTBEAT_TIMEOUT_MS,
         clock: Callable[[], float] = time.monotonic,
         on_audit_path: Callable[[str], None] | None = None,
+        audit: AuditOutbox | None = None,
+        on_late_allow: Callable[[str | int], None] | None = None,
     ) -> None:
         """``on_audit_path(path)`` runs on the client thread for each ``welcome``: the audit
-        log the approver writes, which the proxy then protects (DESIGN §4.5)."""
+        log the approver writes, which the proxy then protects (DESIGN §4.5). ``audit``: the
+        session's records to send (None: an outbox of its own); ``on_late_allow``: see
+        ``set_late_allow_handler``."""
         self._on_audit_path = on_audit_path
         self._hello = hello
         self._connect_wait_s = connect_wait_s
@@ -86,10 +89,8 @@ class ZmqApprovalClient:
         self._connect_by: float | None = None  # end of the first-connection grace
         self._welcome: Welcome | None = None
         # The central audit log: our records go out as ``audit`` batches (DESIGN §6, §8).
-        self._audit = outbox_for(hello.session)
-        self._on_late_allow: Callable[[str | int], None] | None = functools.partial(
-            record_late_allow, hello.session
-        )
+        self._audit = audit if audit is not None else AuditOutbox(Spool(hello.session))
+        self._on_late_allow = on_late_allow
         self._thread = threading.Thread(target=self._run, name="aip-approval", daemon=True)
         self._thread.start()
         self._audit.attach(lambda: self._command("audit", None))

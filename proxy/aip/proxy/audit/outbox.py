@@ -201,20 +201,6 @@ class AuditOutbox:
             return self._reload or self._more or bool(self._queue)
 
 
-_outboxes: dict[str, AuditOutbox] = {}
-_outboxes_lock = threading.Lock()
-
-
-def outbox_for(session: str) -> AuditOutbox:
-    """The one outbox of a proxy session (the recorder fills it, the approval client sends
-    it); its spool is created beside the default audit log on the first record."""
-    with _outboxes_lock:
-        outbox = _outboxes.get(session)
-        if outbox is None:
-            outbox = _outboxes[session] = AuditOutbox(Spool(session))
-        return outbox
-
-
 _key: list[bytes] = []
 
 

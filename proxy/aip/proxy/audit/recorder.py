@@ -11,21 +11,21 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import orjson
 
-from aip.proxy.audit.outbox import outbox_for
+from aip.proxy.audit.outbox import AuditOutbox
 from aip.proxy.stdio import Wire
 from aip.shared.audit.record import not_forwarded_record
+from aip.shared.audit.spool import Spool
 from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome, audit_decision, row
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_recorders: dict[str, Recorder] = {}
 _CONTROL_KEYS = frozenset({"answered_by_approver", "sent_to_approver"})  # never recorded
 _TAIL_KEYS = frozenset({"session", "server", "pid", "policy", "mode"})
 
@@ -50,10 +50,14 @@ class Recorder:
     scan: Callable[[Any], tuple[Any, list[str]]] | None = None
     sink: Wire | None = None  # when set, records go through it (the relay batches them)
     seq: int = field(default=0)
+    # The session's records on their way to the central audit log; runner.py hands the same
+    # outbox to the approval client, which sends it. None: one of its own (tests, benches).
+    audit: InitVar[AuditOutbox | None] = None
+    outbox: AuditOutbox = field(init=False)
     _tail: bytes = field(default=b"", init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        _recorders[self.session] = self  # found by session for late allows (see below)
+    def __post_init__(self, audit: AuditOutbox | None) -> None:
+        self.outbox = audit if audit is not None else AuditOutbox(Spool(self.session))
 
     def tail(self) -> bytes:
         """The session-constant fields, serialized once: ``,"session":...}`` (allow path)."""
@@ -132,19 +136,19 @@ def record_decision(
         # First to the central audit log (spooled, then sent by the approval client, in
         # rseq order), whatever happens to the local stderr copy below.
         if not answered:
-            outbox_for(rec.session).submit(rec.seq, line)
+            rec.outbox.submit(rec.seq, line)
             if lost:
                 rec.seq += 1
                 why = "approver connection lost after the ask was sent: an allow it may have"
                 why += " recorded was not acted on"
                 nf = _not_forwarded_line(rec, request_id, why=why, tool=tool)
-                outbox_for(rec.session).submit(rec.seq, nf)
+                rec.outbox.submit(rec.seq, nf)
         elif outcome is Outcome.SERVER_EXITED:
             # The approver already wrote this ask's one decision record (an allow); that we
             # then could not forward it gets a not_forwarded record (DESIGN §8).
             rec.seq += 1
             nf = _not_forwarded_line(rec, request_id, why="server exited", tool=tool)
-            outbox_for(rec.session).submit(rec.seq, nf)
+            rec.outbox.submit(rec.seq, nf)
         _copy_out(rec, line)
 
 
@@ -165,7 +169,7 @@ def record_event(rec: Recorder, record: dict[str, Any]) -> None:
     with _lock:
         rec.seq += 1
         line = orjson.dumps({**record, "rseq": rec.seq}, option=orjson.OPT_APPEND_NEWLINE)
-        outbox_for(rec.session).submit(rec.seq, line)
+        rec.outbox.submit(rec.seq, line)
         _copy_out(rec, line)
 
 
@@ -176,16 +180,14 @@ def record_not_forwarded(
     with _lock:
         rec.seq += 1
         line = _not_forwarded_line(rec, request_id, why=why, tool=tool)
-        outbox_for(rec.session).submit(rec.seq, line)
+        rec.outbox.submit(rec.seq, line)
         _copy_out(rec, line)
 
 
-def record_late_allow(session: str, request_id: str | int) -> None:
+def record_late_allow(rec: Recorder, request_id: str | int) -> None:
     """The approver's allow for an ask we had already ended came in (the approval client
     calls this): it is in the log as allowed, so say that it was not forwarded."""
-    rec = _recorders.get(session)
-    if rec is not None:
-        record_not_forwarded(rec, request_id, why="late decision: the ask had already ended")
+    record_not_forwarded(rec, request_id, why="late decision: the ask had already ended")
 
 
 def _not_forwarded_line(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aip.proxy.audit.outbox import outbox_for
 from aip.proxy.relay import dlp_filter
 from aip.proxy.relay.session import Session
 from aip.proxy.stdio import Oversize, read_bursts
@@ -43,7 +42,7 @@ def pump(session: Session, fd: int, max_line_bytes: int) -> None:
     """Run until the host closes our stdin. Writes of one burst are held and flushed together:
     records first, so a decision is on record before the client or the server sees it."""
     wires = [w for w in (session.recorder.sink, session.server, session.host) if w is not None]
-    audit = outbox_for(session.recorder.session)  # the burst's records: one spool write
+    audit = session.recorder.outbox  # the burst's records: one spool write
     for burst in read_bursts(fd, max_line_bytes):
         audit.hold()
         for wire in wires:

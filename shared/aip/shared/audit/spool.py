@@ -79,7 +79,11 @@ class Spool:
             if problem is not None:
                 raise PermissionError(f"spool directory unsafe: {problem}")
             fd = _open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while we live
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while we live
+            except OSError:
+                os.close(fd)  # held elsewhere: never keep (or leak) it; the next use tries again
+                raise
             self._fd = fd
             self._size = os.fstat(fd).st_size
         return self._fd

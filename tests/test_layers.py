@@ -6,6 +6,7 @@
   code imports neither.
 - The daemon never imports ``aipctl``.
 - No module is over 400 lines.
+- Only ``aip.shared.audit.record`` builds decision records (one builder per record kind).
 """
 
 from __future__ import annotations
@@ -111,6 +112,43 @@ def test_no_module_over_the_split_point() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def _builds_decision_records(source: str) -> list[int]:
+    """Lines where a dict gets both ``decision`` and ``reason``: a dict display, a ``dict()``
+    call, or a ``["decision"]`` subscript store (the audit decision record's pair)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        keys: set[object] = set()
+        if isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            keys = {k.arg for k in node.keywords} if node.func.id == "dict" else set()
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+            keys = {"decision", "reason"} if _constant(node.slice) == "decision" else set()
+        if {"decision", "reason"} <= keys:
+            found.append(node.lineno)
+    return found
+
+
+def _constant(node: ast.expr) -> object:
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def test_only_the_audit_record_module_builds_decision_records() -> None:
+    builders = {
+        name: lines
+        for name, path in _modules().items()
+        if (lines := _builds_decision_records(path.read_text(encoding="utf-8")))
+    }
+    assert set(builders) == {"aip.shared.audit.record"}
+
+
+def test_the_builder_check_sees_each_spelling() -> None:
+    assert _builds_decision_records('r = {"decision": d, "reason": x, "tool": t}') == [1]
+    assert _builds_decision_records("r = dict(decision=d, reason=x)") == [1]
+    assert _builds_decision_records('r = {}\nr["decision"] = d') == [2]
+    assert _builds_decision_records('r = {"decision": d}\ndata = {"reason": x}') == []
 
 
 def test_the_checker_sees_a_cycle() -> None:

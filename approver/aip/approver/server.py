@@ -18,7 +18,7 @@ from typing import Any, Final
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from aip.approver.audit.decision_log import DecisionLog, decision_record
+from aip.approver.audit.decision_log import DecisionLog
 from aip.approver.audit.writer import AuditUnavailable
 from aip.approver.dialogs.choose import Choice
 from aip.approver.peer import peer_of, readable, source_fd
@@ -32,12 +32,14 @@ from aip.approver.queue import (
 from aip.approver.scheduler import Scheduler, Ticket
 from aip.approver.sessions import Session, SessionTable
 from aip.approver.status import StatusConfig, status_snapshot
+from aip.shared.audit.record import decision_record
 from aip.shared.audit.stamp import user_name
 from aip.shared.dlp.hidden import hidden_chars
 from aip.shared.dlp.redactor import Redactor, summarize
 from aip.shared.dlp.scan import DlpError
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import socket_path
+from aip.shared.policy.model import Mode
 from aip.shared.protocol.codec import ProtocolError, encode
 from aip.shared.protocol.frames import ToProxy, decode_to_approver
 from aip.shared.protocol.messages import (
@@ -292,13 +294,19 @@ class ApprovalServer:
     ) -> None:
         """Record, then reply: an allow leaves only once its record is durable."""
         record = decision_record(
-            ask=ask,
+            outcome=outcome,
+            session=ask.session,
             agent_id=ask.agent_id or session.agent_id,
             user=session.user,
             server=session.server,
             pid=session.pid,
-            policy=session.policy,
-            outcome=outcome,
+            tool=ask.tool,
+            arguments=ask.arguments,
+            request_id=ask.request_id,
+            policy={"name": session.policy.name, "sha256": session.policy.sha256},
+            rule=ask.rule,
+            mode=Mode.ENFORCE.value,  # DESIGN §4.8: only enforce mode asks (monitor forwards)
+            dlp=ask.dlp,  # the rules the proxy's (and our) DLP scan fired on the arguments
             human=human,
             queue_wait_ms=wait_ms,
         )

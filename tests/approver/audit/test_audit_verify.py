@@ -18,8 +18,10 @@ from aip.approver.audit.chain import verify_files
 from aip.approver.audit.files import chain_files
 from aip.approver.audit.writer import AuditLog
 from aip.approver.ctl import main as ctl
-from aip.shared.audit.record import HumanDecision, decision_record
+from aip.shared.audit.record import decision_record
+from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome
+from aip.shared.protocol.messages import HumanDecision
 
 SESSION = "0123456789abcdef"
 
@@ -29,7 +31,11 @@ def make_log(path: Path, n: int = 6, **kw: Any) -> list[Path]:
         async with AuditLog(path, **kw) as audit:
             for i in range(1, n + 1):
                 outcome = Outcome.HUMAN_APPROVED if i % 3 == 0 else Outcome.POLICY_ALLOWED
-                human = HumanDecision(True, 1000.0, 1001.5) if i % 3 == 0 else None
+                human = None
+                if i % 3 == 0:
+                    human = HumanDecision(
+                        approved=True, response_time_ms=1500, dialog_shown_at=rfc3339(1000.0)
+                    )
                 await audit.append(
                     decision_record(
                         outcome=outcome if i != 4 else Outcome.DENIED_BY_USER,

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from aip.approver.audit.writer import AuditLog
-from aip.shared.audit.record import HumanDecision, decision_record
+from aip.shared.audit.record import decision_record
+from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome
+from aip.shared.protocol.messages import HumanDecision
 
 pytestmark = pytest.mark.e2e
 AIPCTL = str(Path(sys.executable).parent / "aipctl")
@@ -48,7 +50,9 @@ def log(tmp_path: Path) -> Path:
                     None
                     if ms is None
                     else HumanDecision(
-                        outcome is Outcome.HUMAN_APPROVED, 1000.0, 1000.0 + ms / 1000
+                        approved=outcome is Outcome.HUMAN_APPROVED,
+                        response_time_ms=round(ms),
+                        dialog_shown_at=rfc3339(1000.0),
                     )
                 )
                 await audit.append(

@@ -14,7 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aip.shared.audit import record as ar
+from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import ROWS, Outcome
+from aip.shared.protocol.messages import HumanDecision
 from tests.audit_schema_check import record_errors
 from tests.support.systools import required_tool
 
@@ -40,7 +42,9 @@ def guide_record() -> dict[str, Any]:
         request_id=7,
         policy={"name": "hitl-example", "sha256": "ab" * 32},
         rule="tool_rules[0] (write_file ask)",
-        human=ar.HumanDecision(approved=True, shown_at=1772556296.580, decided_at=1772556300.0),
+        human=HumanDecision(
+            approved=True, response_time_ms=3420, dialog_shown_at=rfc3339(1772556296.580)
+        ),
         queue_wait_ms=12,
         timestamp=1772556300.0,
     )

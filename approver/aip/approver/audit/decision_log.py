@@ -12,11 +12,6 @@ import json
 import sys
 from typing import Any, Protocol, TextIO
 
-from aip.shared import outcomes
-from aip.shared.audit.stamp import rfc3339
-from aip.shared.outcomes import Outcome
-from aip.shared.protocol.messages import Ask, HumanDecision, PolicyRef
-
 
 class DecisionLog(Protocol):
     def available(self) -> bool:
@@ -30,52 +25,6 @@ class DecisionLog(Protocol):
     async def ingest(self, records: list[dict[str, Any]]) -> list[int]:
         """Append proxy records (skipping known (session, rseq) pairs); the rseqs to ack."""
         ...
-
-
-def decision_record(
-    *,
-    ask: Ask,
-    agent_id: str,
-    user: str,
-    server: str,
-    pid: int,
-    policy: PolicyRef,
-    outcome: Outcome,
-    human: HumanDecision | None,
-    queue_wait_ms: int,
-) -> dict[str, Any]:
-    """The guide's decision record for one answered ask (DESIGN §8 fields)."""
-    row = outcomes.row(outcome)
-    record: dict[str, Any] = {
-        "event": "decision",
-        "timestamp": rfc3339(),
-        "agent_id": agent_id,
-        "user": user,
-        "tool": ask.tool,
-        "arguments": ask.arguments,
-        "decision": outcomes.audit_decision(outcome),
-        "reason": row.audit_reason,
-    }
-    if human is not None:
-        record["human_decision"] = {
-            "approved": human.approved,
-            "response_time_ms": human.response_time_ms,
-            "dialog_shown_at": human.dialog_shown_at,
-        }
-    record.update(
-        request_id=ask.request_id,
-        session=ask.session,
-        server=server,
-        pid=pid,
-        policy={"name": policy.name, "sha256": policy.sha256},
-        rule=ask.rule,
-        mode="enforce",
-        outcome=outcome.value,
-        error_code=row.code,
-        queue_wait_ms=queue_wait_ms,
-        dlp=list(ask.dlp),  # the rules the proxy's (and our) DLP scan fired on the arguments
-    )
-    return record
 
 
 class StderrLog:

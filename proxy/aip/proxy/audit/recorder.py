@@ -18,16 +18,14 @@ import orjson
 
 from aip.proxy.audit.outbox import AuditOutbox
 from aip.proxy.stdio import Wire
-from aip.shared.audit.record import not_forwarded_record
+from aip.shared.audit.record import DecisionTemplate, Event, not_forwarded_record, record_fields
 from aip.shared.audit.spool import Spool
-from aip.shared.audit.stamp import rfc3339
-from aip.shared.outcomes import Outcome, audit_decision, row
+from aip.shared.outcomes import Outcome
+from aip.shared.protocol.messages import HumanDecision
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_CONTROL_KEYS = frozenset({"answered_by_approver", "sent_to_approver"})  # never recorded
-_TAIL_KEYS = frozenset({"session", "server", "pid", "policy", "mode"})
 
 
 def _no_redaction(value: Any) -> Any:
@@ -54,28 +52,27 @@ class Recorder:
     # outbox to the approval client, which sends it. None: one of its own (tests, benches).
     audit: InitVar[AuditOutbox | None] = None
     outbox: AuditOutbox = field(init=False)
-    _tail: bytes = field(default=b"", init=False, repr=False)
+    _template: DecisionTemplate | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self, audit: AuditOutbox | None) -> None:
         self.outbox = audit if audit is not None else AuditOutbox(Spool(self.session))
 
-    def tail(self) -> bytes:
-        """The session-constant fields, serialized once: ``,"session":...}`` (allow path)."""
-        if not self._tail:
-            static = {
-                "session": self.session,
-                "server": self.server,
-                "pid": os.getpid(),
-                "policy": {"name": self.policy_name, "sha256": self.policy_sha256},
-                "mode": self.mode,
-            }
-            self._tail = b"," + orjson.dumps(static)[1:]
-        return self._tail
+    def template(self) -> DecisionTemplate:
+        """The session's fields, serialized once (the allow path only adds each record's)."""
+        if self._template is None:
+            self._template = DecisionTemplate(
+                session=self.session,
+                server=self.server,
+                pid=os.getpid(),
+                policy={"name": self.policy_name, "sha256": self.policy_sha256},
+                mode=self.mode,
+            )
+        return self._template
 
     def use_policy(self, name: str, sha256: str, mode: str) -> None:
-        """A reloaded policy: later records name it (the tail is rebuilt on next use)."""
+        """A reloaded policy: later records name it (the template is rebuilt on next use)."""
         self.policy_name, self.policy_sha256, self.mode = name, sha256, mode
-        self._tail = b""
+        self._template = None
 
 
 def record_decision(
@@ -93,46 +90,41 @@ def record_decision(
 ) -> None:
     """Write one decision record. ``monitor_would`` set: the call was forwarded in monitor
     mode and the record says what enforce mode would have done."""
-    r = row(outcome)
     shown: Any = arguments
     hits: list[str] | None = None
     if arguments is not None:
         shown, hits = rec.scan(arguments) if rec.scan else (rec.redact(arguments), None)
-    record: dict[str, Any] = {
-        "timestamp": rfc3339(),
-        "event": event,
-        "agent_id": rec.agent_id,
-        "tool": tool,
-        "arguments": shown,
-        "decision": "allow" if monitor_would is not None else audit_decision(outcome),
-        "reason": "monitor" if monitor_would is not None else r.audit_reason,
-        "outcome": outcome.value,
-        "error_code": r.code,
-        "request_id": request_id,
-        "rule": rule,
-    }
-    if monitor_would is not None:
-        record["monitor"] = {"would": monitor_would}
-    if detail:
-        record["detail"] = detail
-    answered = bool(extra and extra.get("answered_by_approver"))
-    lost = bool(extra and extra.get("sent_to_approver"))
-    if extra:
-        extra = {k: v for k, v in extra.items() if k not in _CONTROL_KEYS}
-    if extra:
-        for key, value in extra.items():
-            if key not in _TAIL_KEYS:  # the tail is appended as bytes: no duplicate keys
-                record.setdefault(key, value)
-    if hits:  # the request scan's own list (in ``extra``) wins
-        record.setdefault("dlp", hits)
-    tail = rec.tail()
+    answered = lost = False
+    human = wait_ms = None
+    if extra:  # from the approval client (AskResult.info) and the request's DLP scan
+        answered = bool(extra.get("answered_by_approver"))
+        lost = bool(extra.get("sent_to_approver"))
+        hits = extra.get("dlp") or hits  # the request scan's own list wins
+        wait_ms = extra.get("queue_wait_ms")
+        shown_to_human = extra.get("human_decision")  # the approval client's as_dict
+        human = HumanDecision(**shown_to_human) if shown_to_human else None
+    template = rec.template()
+    record = record_fields(
+        outcome,
+        agent_id=rec.agent_id,
+        tool=tool,
+        arguments=shown,
+        request_id=request_id,
+        rule=rule,
+        dlp=hits,
+        human=human,
+        queue_wait_ms=wait_ms,
+        monitor_would=monitor_would,
+        detail=detail,
+        event=Event.DECISION if event == "decision" else Event(event),
+    )
     with _lock:
         if not answered:
             # Only records the approver gets take an rseq: it tracks each session's rseqs as
             # a contiguous run, and a gap would hold every later rseq in its memory for good.
             rec.seq += 1
             record["rseq"] = rec.seq
-        line = orjson.dumps(record)[:-1] + tail + b"\n"
+        line = template.line(record)
         # First to the central audit log (spooled, then sent by the approval client, in
         # rseq order), whatever happens to the local stderr copy below.
         if not answered:

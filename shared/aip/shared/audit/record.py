@@ -13,7 +13,6 @@ import hmac
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -21,9 +20,11 @@ import orjson
 
 from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome, audit_decision, row
+from aip.shared.protocol.messages import HumanDecision
 
 FORMAT_VERSION: Final = 1
 MONITOR_REASON: Final = "monitor"  # DESIGN §5: monitor mode records reason "monitor"
+TOOLS_CALL: Final = "tools/call"  # the method of every record with a tool
 # Strings longer than this are capped: head + marker (length, HMAC of the full value) + tail.
 CAP_CHARS: Final = 2048
 CAP_KEEP_CHARS: Final = 512
@@ -42,37 +43,62 @@ class Event(enum.StrEnum):
     RECOVERED_TAIL = "recovered_tail"
 
 
-@dataclass(frozen=True, slots=True)
-class HumanDecision:
-    """What the dialog said; only for asks where a dialog was actually shown."""
-
-    approved: bool
-    shown_at: float  # wall clock (time.time()) when the dialog appeared
-    decided_at: float  # wall clock of the click (or the deadline)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "approved": self.approved,
-            "response_time_ms": max(0, round((self.decided_at - self.shown_at) * 1000)),
-            "dialog_shown_at": rfc3339(self.shown_at),
-        }
-
-
 def decision_record(
     *,
     outcome: Outcome,
     session: str,
     agent_id: str,
-    user: str | None = None,
     server: str | None = None,
     pid: int | None = None,
+    policy: dict[str, str] | None = None,
+    mode: str = "enforce",
+    **fields: Any,
+) -> dict[str, Any]:
+    """A decision (or dropped_notification) record with the guide's fields first.
+
+    ``fields`` are ``record_fields``' (tool, arguments, human, ...); the per-session ones
+    come last, as ``DecisionTemplate`` appends them."""
+    record = record_fields(outcome, agent_id=agent_id, **fields)
+    record.update(_per_session(session, server, pid, policy, mode))
+    return record
+
+
+class DecisionTemplate:
+    """``decision_record`` for a producer of many records of one session (the proxy's allow
+    path): the per-session fields are serialized once, each record only adds its own."""
+
+    __slots__ = ("_tail",)
+
+    def __init__(
+        self, *, session: str, server: str | None, pid: int, policy: dict[str, str], mode: str
+    ) -> None:
+        fields = orjson.dumps(_per_session(session, server, pid, policy, mode))
+        self._tail = b"," + fields[1:] + b"\n"  # ',"session":...,"mode":...}\n'
+
+    def line(self, fields: dict[str, Any]) -> bytes:
+        """``fields`` (from ``record_fields``) plus the session's, as one orjson line with its
+        newline: the bytes ``decision_record``'s dict would serialize to."""
+        return orjson.dumps(fields)[:-1] + self._tail
+
+
+# Per outcome: audit decision, audit reason, outcome value, error code (DESIGN §5), looked
+# up once here instead of on every record.
+_BY_OUTCOME: Final = {
+    o: (audit_decision(o), row(o).audit_reason, o.value, row(o).code) for o in Outcome
+}
+_EVENT_VALUES: Final = {e: e.value for e in Event}  # Enum.value is a slow property
+
+
+def record_fields(
+    outcome: Outcome,
+    *,
+    agent_id: str,
+    user: str | None = None,
     tool: str | None = None,
     arguments: Any = None,
     method: str | None = None,
     request_id: str | int | None = None,
-    policy: dict[str, str] | None = None,
     rule: str | None = None,
-    mode: str = "enforce",
     dlp: list[str] | None = None,
     rseq: int | None = None,
     timestamp: float | None = None,
@@ -82,47 +108,56 @@ def decision_record(
     detail: str | None = None,
     event: Event = Event.DECISION,
 ) -> dict[str, Any]:
-    """A decision (or dropped_notification) record with the guide's fields first.
+    """A decision record's own fields (all but the per-session ones), the guide's first.
 
-    ``tool``/``arguments`` are None for anything but tools/call. ``monitor_would`` set means
-    the call was forwarded in monitor mode and enforce mode would have done that instead.
-    ``user`` None: the approver fills in the peer's user name before writing.
-    """
-    r = row(outcome)
-    monitored = monitor_would is not None
+    ``tool``/``arguments`` are None for anything but tools/call; ``method`` None with a
+    ``tool`` means tools/call. ``monitor_would`` set means the call was forwarded in monitor
+    mode and enforce mode would have done that instead. ``human`` only when a dialog was
+    shown. ``user`` None: the approver fills in the peer's user name before writing."""
+    decision, reason, value, code = _BY_OUTCOME[outcome]
+    monitor = None
+    if monitor_would is not None:
+        decision, reason, code, monitor = "allow", MONITOR_REASON, None, {"would": monitor_would}
+    if tool is None:
+        arguments = None
+    elif method is None:
+        method = TOOLS_CALL
     record: dict[str, Any] = {
         "timestamp": rfc3339(timestamp),
         "agent_id": agent_id,
         "user": user,
         "tool": tool,
-        "arguments": arguments if tool is not None else None,
-        "decision": "allow" if monitored else audit_decision(outcome),
-        "reason": MONITOR_REASON if monitored else r.audit_reason,
+        "arguments": arguments,
+        "decision": decision,
+        "reason": reason,
+        "event": _EVENT_VALUES[event],
+        "request_id": request_id,
+        "rseq": rseq,
+        "method": method,
+        "rule": rule,
+        "outcome": value,
+        "error_code": code,
+        "dlp": list(dlp) if dlp else [],
+        "queue_wait_ms": queue_wait_ms,
+        "monitor": monitor,
     }
-    if human is not None:
-        record["human_decision"] = human.as_dict()
-    record.update(
-        {
-            "event": event.value,
-            "request_id": request_id,
-            "session": session,
-            "rseq": rseq,
-            "server": server,
-            "pid": pid,
-            "policy": policy,
-            "method": method,
-            "rule": rule,
-            "mode": mode,
-            "outcome": outcome.value,
-            "error_code": None if monitored else r.code,
-            "dlp": list(dlp or ()),
-            "queue_wait_ms": queue_wait_ms,
-            "monitor": {"would": monitor_would} if monitored else None,
+    if human is not None:  # only when a dialog was shown, right after the guide's reason
+        items = list(record.items())
+        shown = {
+            "approved": human.approved,
+            "response_time_ms": human.response_time_ms,
+            "dialog_shown_at": human.dialog_shown_at,
         }
-    )
+        record = dict([*items[:7], ("human_decision", shown), *items[7:]])
     if detail:
         record["detail"] = detail
     return record
+
+
+def _per_session(
+    session: str, server: str | None, pid: int | None, policy: dict[str, str] | None, mode: str
+) -> dict[str, Any]:
+    return {"session": session, "server": server, "pid": pid, "policy": policy, "mode": mode}
 
 
 def not_forwarded_record(

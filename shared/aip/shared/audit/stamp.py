@@ -7,29 +7,31 @@ is kept cheap: one ``strftime`` per second), the approver the asks it answered, 
 
 from __future__ import annotations
 
-import math
 import os
 import pwd
 import time
+from typing import Final
 
 # (whole second, its formatted prefix), replaced as one tuple: threads never see a mix.
 _second: tuple[int, str] = (-1, "")
+_MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def rfc3339(t: float | None = None) -> str:
     """UTC RFC 3339 with milliseconds and ``Z``: ``2026-03-03T16:44:56.580Z``. ``t`` is a
-    wall-clock time (``time.time()``), now when None; the milliseconds are truncated from
-    the microseconds ``datetime.fromtimestamp`` would round to."""
+    wall-clock time (``time.time()``, not before 1970), now when None; the milliseconds are
+    truncated from the microseconds ``datetime.fromtimestamp`` would round to."""
     global _second
-    frac, whole_f = math.modf(time.time() if t is None else t)
-    whole = int(whole_f)
-    micros = round(frac * 1_000_000)
+    if t is None:
+        t = time.time()
+    whole = int(t)
+    micros = round((t - whole) * 1_000_000)  # t - whole is exact: datetime's modf fraction
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000
     cached = _second
     if cached[0] != whole:
         cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{cached[1]}.{micros // 1000:03d}Z"
+    return cached[1] + _MILLIS[micros // 1000]
 
 
 def user_name(uid: int | None = None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -64,11 +65,13 @@ class Approver:
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         endpoint: str | None = None,
+        wrap: Sequence[str] = (),
     ) -> None:
+        """``wrap``: a command line the approver runs under (``unshare ...``)."""
         self.folder = folder
         self.endpoint = endpoint or f"ipc://{folder}/run/approver.sock"
         self.log_path = folder / f"approver-{time.monotonic_ns()}.log"
-        argv = [sys.executable, "-m", "aip.approver", "--endpoint", self.endpoint]
+        argv = [*wrap, sys.executable, "-m", "aip.approver", "--endpoint", self.endpoint]
         argv += ["--dialog", dialog, "--timeout", str(timeout_s), *args]
         full_env = dict(os.environ if env is None else env)
         full_env.setdefault("AIP_AUDIT_LOG", str(folder / "audit.jsonl"))
@@ -134,6 +137,16 @@ class Approver:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def unnamed_uid() -> int:
+    """A uid with no passwd entry (as a container's user often is)."""
+    for uid in range(54321, 54321 + 1000):
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+    raise AssertionError("no free uid in the probed range")
 
 
 def new_session() -> str:

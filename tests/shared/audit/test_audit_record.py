@@ -225,3 +225,29 @@ def test_unsafe_or_bad_key_is_refused(tmp_path: Path) -> None:
     link.symlink_to(theirs)
     with pytest.raises(OSError):  # noqa: PT011 - ELOOP from O_NOFOLLOW
         ar.load_or_create_key(link)
+
+
+def test_the_proxys_template_gives_the_builders_bytes() -> None:
+    """The proxy's allow path appends the session's pre-serialized fields: the same line as
+    serializing decision_record's dict, and a record the schema accepts."""
+    session = {
+        "session": SESSION,
+        "server": "fs",
+        "pid": 42,
+        "policy": {"name": "p", "sha256": "x"},
+    }
+    own = {"agent_id": "a", "tool": "read_file", "arguments": {"path": "/x"}, "request_id": 3}
+    own |= {"rule": "tool_rules[0]", "dlp": ["aws:1"], "rseq": 9, "timestamp": 1772556300.0}
+    template = ar.DecisionTemplate(**session, mode="monitor")
+    line = template.line(
+        ar.record_fields(Outcome.POLICY_ALLOWED, monitor_would="denied_tool", **own)
+    )
+    rec = ar.decision_record(
+        outcome=Outcome.POLICY_ALLOWED,
+        mode="monitor",
+        monitor_would="denied_tool",
+        **session,
+        **own,
+    )
+    assert line == orjson.dumps(rec) + b"\n"
+    assert record_errors(chained({**orjson.loads(line), "user": "u"})) == []  # as written

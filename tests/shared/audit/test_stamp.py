@@ -17,28 +17,19 @@ from aip.approver.audit.writer import AuditLog
 from aip.shared.audit.record import decision_record
 from aip.shared.audit.stamp import rfc3339, user_name
 from aip.shared.outcomes import Outcome
-
-
-def _unnamed_uid() -> int:
-    """A uid with no passwd entry (as a container's user often is)."""
-    for uid in range(54321, 54321 + 1000):
-        try:
-            pwd.getpwuid(uid)
-        except KeyError:
-            return uid
-    raise AssertionError("no free uid in the probed range")
+from tests.support.approverproc import unnamed_uid
 
 
 def test_a_uid_without_a_passwd_entry_is_named_uid_n(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIP_USER", raising=False)
-    uid = _unnamed_uid()
+    uid = unnamed_uid()
     assert user_name(uid) == f"uid-{uid}"
     assert user_name(os.getuid()) == pwd.getpwuid(os.getuid()).pw_name == user_name()
 
 
 def test_aip_user_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIP_USER", "alice@example.com")
-    assert user_name(_unnamed_uid()) == "alice@example.com"
+    assert user_name(unnamed_uid()) == "alice@example.com"
 
 
 async def test_the_writer_names_an_unnamed_uid_as_the_server_does(

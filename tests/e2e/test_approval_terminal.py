@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pty
-import select
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 
 from aip.shared.outcomes import Outcome
 from tests.support.approverproc import READY, Dealer, short_dir, wait_for
+from tests.support.fdwait import readable
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ def _read_until(fd: int, needle: bytes, timeout_s: float = 10) -> bytes:
     while needle not in seen:
         left = deadline - time.monotonic()
         assert left > 0, f"never saw {needle!r} in {seen[-500:]!r}"
-        if select.select([fd], [], [], left)[0]:
+        if readable(fd, left):
             seen += os.read(fd, 65536)
     return seen
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import pty
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support.approverproc import Approver, answer_program, short_dir  # noqa: E402
+from tests.support.fdwait import readable  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +60,7 @@ class Terminal:
         while self.seen.count(needle) < count:
             left = deadline - time.monotonic()
             assert left > 0, f"never saw {needle!r} x{count}:\n{self.text()}"
-            if select.select([self.master], [], [], left)[0]:
+            if readable(self.master, left):
                 try:
                     chunk = os.read(self.master, 65536)
                 except OSError:  # EIO: every writer closed the pty
@@ -73,7 +73,7 @@ class Terminal:
         while True:
             left = deadline - time.monotonic()
             assert left > 0, f"demo still running:\n{self.text()}"
-            if select.select([self.master], [], [], min(left, 0.2))[0]:
+            if readable(self.master, min(left, 0.2)):
                 try:
                     chunk = os.read(self.master, 65536)
                 except OSError:

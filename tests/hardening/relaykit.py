@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import shutil
 import tempfile
 import threading
@@ -42,6 +41,7 @@ from aip.shared.protocol.messages import (
     PolicyRef,
     Welcome,
 )
+from tests.support.fdwait import readable
 
 POLICY = """
 apiVersion: aip.io/v1alpha1
@@ -171,7 +171,7 @@ class Router:
 
 def read_lines(fd: int, buf: bytearray) -> list[bytes]:
     """Complete lines available now on ``fd`` (non-blocking); partial ones stay in ``buf``."""
-    while select.select([fd], [], [], 0)[0]:
+    while readable(fd, 0):
         chunk = os.read(fd, 1 << 20)
         if not chunk:
             break
@@ -192,7 +192,7 @@ def wait_lines(fd: int, buf: bytearray, n: int = 1) -> list[bytes]:
             break
         left = deadline - time.monotonic()
         assert left > 0, f"expected {n} line(s), got {got!r}"
-        select.select([fd], [], [], left)
+        readable(fd, left)
     return got
 
 

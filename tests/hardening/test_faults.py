@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from aip.shared.outcomes import Outcome
 from aip.shared.paths import lock_path, socket_path
 from tests.hardening.faultkit import UNLIMITED_ASKS, LimitedApprover, ask, client
 from tests.support.approverproc import Approver, answer_program, short_dir, wait_for
+from tests.support.fdwait import writable
 from tests.support.proxyproc import ProxyProcess, write_policy
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +71,7 @@ def _fill_until_blocked(p: ProxyProcess, data: bytes, at_least: int) -> int:
     sent = 0
     deadline = time.monotonic() + 20
     while sent < len(data):
-        if not select.select([], [fd], [], 0.5)[1]:
+        if not writable(fd, 0.5):
             if sent >= at_least or time.monotonic() > deadline:
                 break
             continue

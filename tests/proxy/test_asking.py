@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import select
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +26,7 @@ from aip.shared.outcomes import Outcome
 from aip.shared.policy.decision import Context
 from aip.shared.policy.load import load_policy_text
 from aip.shared.policy.ratelimit import RateLimiter
+from tests.support.fdwait import readable
 
 SPEC = """
 apiVersion: aip.io/v1alpha1
@@ -107,7 +107,7 @@ class Harness:
         deadline = time.monotonic() + timeout
         while not buf.endswith(b"\n"):
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0 or not readable(fd, left):
                 assert not buf, f"partial line {buf!r}"
                 return None
             buf += os.read(fd, 1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from aip.shared.policy import engine
 from aip.shared.policy.decision import Context
 from aip.shared.policy.load import load_policy_text
 from aip.shared.policy.ratelimit import RateLimiter
+from tests.support.fdwait import readable
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess
 
 POLICY = load_policy_text(
@@ -49,7 +49,7 @@ class Pipes:
 
     def drain(self, fd: int) -> bytes:
         out = b""
-        while select.select([fd], [], [], 0)[0]:
+        while readable(fd, 0):
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 break

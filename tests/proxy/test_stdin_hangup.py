@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 
 from aip.proxy.runner import _watch_hangup
 from aip.proxy.stdio import Wire
+from tests.support.fdwait import readable, writable
 from tests.support.proxyproc import FAST_ENV, proxy_command, write_policy
 
 PROGRESS = {"progressToken": 1, "progress": 1, "message": "m" * 60_000}  # forwarded
@@ -166,7 +166,7 @@ def test_real_proxy_with_a_socket_stdin_stops_on_half_close(tmp_path: Path) -> N
             host.setblocking(False)
             sent, deadline = 0, time.monotonic() + 20
             while sent < len(data):
-                if not select.select([], [host], [], 0.5)[1]:
+                if not writable(host, 0.5):
                     if sent > 2 * len(line) or time.monotonic() > deadline:
                         break  # the proxy took some and then stopped reading: stuck
                     continue
@@ -197,14 +197,14 @@ def test_wire_closed_under_a_blocked_write_closes_once_the_write_returns() -> No
     writer = threading.Thread(target=wire.write, args=(data,))
     writer.start()
     try:
-        ready = select.select([r], [], [], DEADLINE_S)[0]
+        ready = readable(r, DEADLINE_S)
         assert ready  # the writer has started and filled the pipe
         wire.close()  # gives up after CLOSE_WAIT_S: the write is blocked
         assert wire.broken
         assert writer.is_alive()
         got = 0
         while True:  # EOF only once the writer closed the fd
-            assert select.select([r], [], [], DEADLINE_S)[0], "no EOF: the fd stays open"
+            assert readable(r, DEADLINE_S), "no EOF: the fd stays open"
             chunk = os.read(r, 65536)
             if not chunk:
                 break

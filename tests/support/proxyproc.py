@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -17,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from tests.support.fdwait import readable
 
 SUPPORT = Path(__file__).resolve().parent
 RAW_SERVER = [sys.executable, str(SUPPORT / "raw_server.py")]
@@ -100,8 +101,7 @@ class ProxyProcess:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"no reply within {timeout}s; proxy log:\n{self.log()}")
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
+            if readable(fd, left):
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
                     raise AssertionError(f"proxy closed stdout; log:\n{self.log()}")
@@ -155,8 +155,7 @@ class ProxyProcess:
         """Nothing arrives for ``timeout`` (used after a dropped notification: a ping that
         follows is answered, proving the drop was processed, so this bound is only a guard)."""
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout.fileno()], [], [], timeout)
-        assert not ready, "unexpected output"
+        assert not readable(self.proc.stdout.fileno(), timeout), "unexpected output"
         assert b"\n" not in self._buf, "unexpected output"
 
     def close_stdin(self) -> None:

@@ -105,8 +105,10 @@ class _Stop:
             signal.signal(sig, handler)
 
     def wait(self) -> None:
+        poller = select.poll()  # not select(): a pipe fd may be >= 1024 in a long process
+        poller.register(self._r, select.POLLIN)
         while not self.event.is_set():
-            select.select([self._r], [], [])
+            poller.poll()
             os.read(self._r, 512)  # the signal handler (if any) runs right after this call
 
 

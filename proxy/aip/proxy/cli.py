@@ -139,7 +139,7 @@ def _main(argv: Sequence[str], wire_fd: int) -> int:
     from aip.proxy.sandbox.launch import parse_mode
     from aip.shared.errors import ConfigError
     from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
-    from aip.shared.policy.file import check_policy_file_safety, find_policy_path
+    from aip.shared.policy.file import PolicyPin, check_policy_file_safety, find_policy_path
     from aip.shared.policy.load import load_policy
 
     try:
@@ -180,8 +180,9 @@ def _main(argv: Sequence[str], wire_fd: int) -> int:
         )
         path = find_policy_path(ns.policy)
         check_policy_file_safety(path)
-        policy = load_policy(path)
+        pin = PolicyPin(path)  # reloads read the file in this very folder, or nothing
+        policy = load_policy(path, pin=pin)
     except (UsageError, ConfigError, OSError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    return run(settings, policy, wire_fd)
+    return run(settings, policy, wire_fd, pin=pin)

@@ -1,6 +1,8 @@
 """Policy hot reload (issue 6): watch the policy file (stat poll + SIGHUP) and swap in a new
 policy only when it loads cleanly and passes the file-safety check; otherwise keep the old one
-and say why. Every attempt becomes an ``event: policy_reload`` audit record.
+and say why. Every attempt becomes an ``event: policy_reload`` audit record. The file is read
+through the folder opened at start (``PolicyPin``): a folder moved away and another put in its
+place is refused, never loaded (issue 11).
 
 A swap is one assignment of ``session.state`` (policy, a fresh RateLimiter, context), so a
 relay thread sees old or new, never a mix; asks in flight keep the decision they already got.
@@ -20,6 +22,7 @@ from aip.proxy.relay import dlp_filter
 from aip.proxy.relay.session import Session
 from aip.shared.audit.record import Event, meta_record
 from aip.shared.errors import PolicyError
+from aip.shared.policy.file import PolicyPin
 from aip.shared.policy.load import load_policy
 from aip.shared.policy.model import Policy
 from aip.shared.policy.ratelimit import RateLimiter
@@ -58,9 +61,17 @@ class PolicyReloader:
         protection: Protection,
         poll_interval_s: float = POLL_INTERVAL_S,
         stderr_filtered: bool = False,
+        pin: PolicyPin | None = None,
     ) -> None:
         """``poll_interval_s`` 0 turns polling off (SIGHUP still reloads). ``stderr_filtered``
-        says whether the child's stderr runs through a DLP pump: that is fixed at start."""
+        says whether the child's stderr runs through a DLP pump: that is fixed at start.
+        ``pin``: the folder the policy was loaded through (else opened now)."""
+        if pin is None:
+            try:
+                pin = PolicyPin(path)
+            except PolicyError as exc:  # every reload is then refused, saying why
+                log.warning("policy reloads will be refused: %s", exc)
+        self._pin = pin
         self._session = session
         self._recorder = recorder
         self._path = path
@@ -127,8 +138,11 @@ class PolicyReloader:
     def _reload(self, trigger: str) -> bool:
         old = self._session.policy
         try:
-            # check_safety: owner and mode are checked on the descriptor that is then read.
-            new = load_policy(self._path)
+            # Owner and mode are checked on the descriptor that is then read, opened in the
+            # folder kept open since start.
+            if self._pin is None:
+                raise PolicyError.single(self._path, "refused: the policy's folder is not open")
+            new = load_policy(self._path, pin=self._pin)
             dlp = dlp_filter.for_policy(new)  # compiled before the swap, off the relay threads
         except PolicyError as exc:
             log.warning(

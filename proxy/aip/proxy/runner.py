@@ -42,6 +42,7 @@ from aip.proxy.stdio import Wire, widen_pipe
 from aip.shared import paths
 from aip.shared.errors import ConfigError
 from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
+from aip.shared.policy.file import PolicyPin
 from aip.shared.policy.model import Policy
 from aip.shared.policy.ratelimit import RateLimiter
 
@@ -112,7 +113,16 @@ class _Stop:
             os.read(self._r, 512)  # the signal handler (if any) runs right after this call
 
 
-def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> int:
+def run(
+    settings: Settings,
+    policy: Policy,
+    wire_fd: int,
+    stdin_fd: int = 0,
+    *,
+    pin: PolicyPin | None = None,
+) -> int:
+    """Serve one session; ``pin`` is the folder ``policy`` was loaded through (reloads read
+    through it)."""
     session_id = secrets.token_hex(8)
     fixed_agent = settings.agent_id or os.environ.get("AIP_AGENT_ID") or None
     dlp = dlp_filter.for_policy(policy)  # compiled now, before the relay threads read it
@@ -132,7 +142,10 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
     # DESIGN §4.5: the policy file, the aip runtime and state dirs, the audit logs (the one
     # the approver announces joins at its welcome); one builder for start, reload, welcome.
     protection = Protection(
-        cwd=os.getcwd(), endpoint=settings.approver, extra=settings.extra_protected
+        cwd=os.getcwd(),
+        endpoint=settings.approver,
+        extra=settings.extra_protected,
+        command=settings.command,
     )
     context = protection.context(policy.path)
     _ensure_state_dirs()  # a mount needs an existing target: make ours before hiding them
@@ -185,6 +198,7 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
         agent_id_fixed=fixed_agent is not None,
     )
     protection.attach(session)
+    session.on_client_roots = protection.on_client_roots
 
     def connect() -> ApprovalClient:
         hello: dict[str, Any] = {
@@ -212,6 +226,7 @@ def run(settings: Settings, policy: Policy, wire_fd: int, stdin_fd: int = 0) -> 
             protection=protection,
             poll_interval_s=settings.reload_interval_s,
             stderr_filtered=dlp.stderr is not None,
+            pin=pin,
         )
         reloader.start()
         stop.on_hup = reloader.request

@@ -4,6 +4,7 @@ log's rotations and torn copies; nothing else beside it, no ancestor."""
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -115,8 +116,13 @@ def test_no_other_separator_hits(sep: str, tail: str) -> None:
 
 
 def _plain(text: str) -> bool:
-    """No whitespace or punctuation that would cut a candidate into others (tested elsewhere)."""
-    return not any(c.isspace() or c in ";|&<>,()'\"`={}[]:" for c in text)
+    """No whitespace or punctuation that would cut a candidate into others (tested elsewhere),
+    in any Unicode spelling (NFKC turns U+00A8 into a space and a combining mark)."""
+    return not any(
+        c.isspace() or c in ";|&<>,()'\"`={}[]:"
+        for form in ("NFC", "NFD", "NFKC", "NFKD")
+        for c in unicodedata.normalize(form, text)
+    )
 
 
 def test_always_protected_gives_each_log_as_a_family(

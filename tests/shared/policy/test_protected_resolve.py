@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aip.shared.policy import protected
+from aip.shared.policy import protected_resolve, protected_tokens
 from aip.shared.policy.protected import ProtectedRoots
 
-pytestmark = pytest.mark.skipif(not protected.KERNEL_RESOLVE, reason="Linux /proc only")
+pytestmark = pytest.mark.skipif(not protected_resolve.KERNEL_RESOLVE, reason="Linux /proc only")
 
 HOME = "/home/u"
 
@@ -62,9 +62,13 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @given(names=st.lists(_NAMES, max_size=6), slash=st.booleans())
 def test_same_answer_as_realpath(tree: Path, names: list[str], slash: bool) -> None:
     path = str(tree) + "/" + "/".join(names) + ("/" if slash else "")
-    assert protected._realpath(path) == protected._collapse(os.path.realpath(path)), path
-    normal = protected._collapse(os.path.normpath(path))
-    assert protected._realpath(path, normal) == protected._collapse(os.path.realpath(path))
+    assert protected_resolve.realpath(path) == protected_resolve.collapse(os.path.realpath(path)), (
+        path
+    )
+    normal = protected_resolve.collapse(os.path.normpath(path))
+    assert protected_resolve.realpath(path, normal) == protected_resolve.collapse(
+        os.path.realpath(path)
+    )
 
 
 @pytest.mark.parametrize(
@@ -137,25 +141,27 @@ def test_falls_back_to_realpath_off_the_fast_path(
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(protected.os.path, "realpath", spy)
+    monkeypatch.setattr(protected_resolve.os.path, "realpath", spy)
     (tmp_path / "loop").symlink_to("loop")
-    assert protected._realpath(f"{tmp_path}/loop/x") == real(f"{tmp_path}/loop/x")
-    assert protected._realpath(f"{tmp_path}/missing/../x") == real(f"{tmp_path}/missing/../x")
+    assert protected_resolve.realpath(f"{tmp_path}/loop/x") == real(f"{tmp_path}/loop/x")
+    assert protected_resolve.realpath(f"{tmp_path}/missing/../x") == real(
+        f"{tmp_path}/missing/../x"
+    )
     assert len(calls) == 2
     calls.clear()
-    assert protected._realpath(f"{tmp_path}/missing/x") == f"{tmp_path}/missing/x"
-    assert protected._realpath(str(tmp_path)) == real(str(tmp_path))
+    assert protected_resolve.realpath(f"{tmp_path}/missing/x") == f"{tmp_path}/missing/x"
+    assert protected_resolve.realpath(str(tmp_path)) == real(str(tmp_path))
     assert calls == []  # the common cases never reach it
 
 
 def test_proc_fd_dir_is_reopened_in_a_child_after_fork(tmp_path: Path) -> None:
-    protected._realpath(str(tmp_path))  # opened in this process
+    protected_resolve.realpath(str(tmp_path))  # opened in this process
     target = tmp_path / "t"
     target.mkdir()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         try:
-            ok = protected._realpath(str(target)) == os.path.realpath(target)
+            ok = protected_resolve.realpath(str(target)) == os.path.realpath(target)
         finally:
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
@@ -171,24 +177,26 @@ def test_an_unusable_proc_falls_back_to_realpath(
     def broken() -> int:
         raise OSError("no /proc")
 
-    monkeypatch.setattr(protected, "_proc_fds", broken)
+    monkeypatch.setattr(protected_resolve, "_proc_fds", broken)
     r = ProtectedRoots([str(tmp_path / "secret")], "/", home=HOME, case_insensitive=False)
     assert r.hit(f"{tmp_path}/link/key") is not None
 
 
+_STARTS = ("/", "~", "$HOME", "${HOME}", ".", "file:")
+
+
 def _old_tokens(text: str) -> set[str]:
-    """The candidate finder before its one-piece shortcut (reference for the property)."""
+    """The candidates of the rule before issue 11 (only strings starting with one of
+    ``_STARTS``): the tokens found now must include every one of them."""
     out: set[str] = set()
-    if "/" not in text and "~" not in text and "." not in text and "$" not in text:
-        return out
-    if text.startswith(protected._STARTS):
+    if text.startswith(_STARTS):
         out.add(text)
-    out.update(p for p in text.split() if p.startswith(protected._STARTS))
-    for piece in protected._GLUE.split(text):
-        if piece.startswith(protected._STARTS):
+    out.update(p for p in text.split() if p.startswith(_STARTS))
+    for piece in protected_tokens.GLUE.split(text):
+        if piece.startswith(_STARTS):
             out.add(piece)
         if ":" in piece and not piece.startswith("file:"):
-            out.update(s for s in piece.split(":")[1:] if s.startswith(protected._STARTS))
+            out.update(s for s in piece.split(":")[1:] if s.startswith(_STARTS))
     return out
 
 
@@ -203,5 +211,9 @@ def _old_tokens(text: str) -> set[str]:
         max_size=8,
     ).map("".join)
 )
-def test_token_shortcut_finds_the_same_candidates(text: str) -> None:
-    assert set(protected._tokens(text)) == _old_tokens(text), repr(text)
+def test_tokens_include_every_candidate_of_the_old_rule(text: str) -> None:
+    found = set(protected_tokens.tokens(text))
+    assert _old_tokens(text) <= found, repr(text)
+    # and every whitespace token and glue piece is one now, whatever it starts with
+    assert {p for p in text.split() if p} <= found, repr(text)
+    assert {p for p in protected_tokens.GLUE.split(text) if p} <= found, repr(text)

@@ -32,6 +32,7 @@ from aip.shared.jsonrpc import (
 from aip.shared.jsontext import scan_id
 from aip.shared.outcomes import Outcome
 from aip.shared.policy import engine
+from aip.shared.policy.names import normalize
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,10 @@ def relay_server_line(session: Session, line: bytes, *, unfinished: bool = False
                 line, obj = filtered, None
     elif info.kind is Kind.REQUEST:
         assert info.id is not None
-        session.note_server_request(info.id)
+        if obj is None:  # the fast path did not parse it; server requests are rare
+            obj = orjson.loads(line)
+        method = obj.get("method") if isinstance(obj, dict) else None
+        session.note_server_request(info.id, normalize(method) if type(method) is str else "")
     redacted = dlp_filter.for_policy(session.policy).relay_line(session, line, info, obj, tool)
     if redacted is not None:
         session.host.write(redacted)

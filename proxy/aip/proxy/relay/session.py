@@ -83,10 +83,12 @@ class Session:
         self.server = server
         self.agent_id_fixed = agent_id_fixed  # --agent-id / $AIP_AGENT_ID beat clientInfo
         self.asks: AskDesk | None = None  # set by the runner once the approval client exists
+        # The client answered roots/list: called with the result before it is forwarded.
+        self.on_client_roots: Callable[[Any], None] | None = None
         self._lock = threading.Lock()
         self._pending: dict[RequestId, Pending] = {}
         # insertion-ordered, so a server that never sees answers cannot grow it without bound
-        self._server_requests: dict[RequestId, None] = {}
+        self._server_requests: dict[RequestId, str] = {}
         self._closed = False  # the server is gone: nothing more is forwarded
 
     # ---- the policy in effect (replaced whole on reload) ----
@@ -143,18 +145,17 @@ class Session:
 
     # ---- server -> client ----
 
-    def note_server_request(self, request_id: RequestId) -> None:
+    def note_server_request(self, request_id: RequestId, method: str = "") -> None:
+        """A server -> client request; ``method`` (normalized) says what its answer means."""
         with self._lock:
-            self._server_requests[request_id] = None
+            self._server_requests[request_id] = method
             if len(self._server_requests) > MAX_SERVER_REQUESTS:  # forget the oldest
                 del self._server_requests[next(iter(self._server_requests))]
 
-    def take_server_request(self, request_id: RequestId | None) -> bool:
+    def take_server_request(self, request_id: RequestId | None) -> str | None:
+        """The method of the server request ``request_id`` answers (once), else None."""
         with self._lock:
-            if request_id in self._server_requests:
-                del self._server_requests[request_id]
-                return True
-            return False
+            return self._server_requests.pop(request_id, None)  # type: ignore[arg-type]
 
     # ---- replies to the client ----
 

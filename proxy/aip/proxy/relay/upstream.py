@@ -36,6 +36,7 @@ INITIALIZED = "notifications/initialized"
 INITIALIZE = "initialize"
 DISCOVER = "server/discover"  # MCP 2026-07-28: no initialize, the client names itself in _meta
 CLIENT_INFO_META = "io.modelcontextprotocol/clientInfo"
+ROOTS_LIST = "roots/list"
 
 
 def pump(session: Session, fd: int, max_line_bytes: int) -> None:
@@ -181,10 +182,14 @@ def _deny(
 def _client_response(session: Session, msg: Message) -> None:
     """The client's answer to a server-initiated request (sampling, elicitation, roots,
     ping): forwarded only when it answers a request the server really sent."""
-    if session.take_server_request(msg.id):
-        session.forward(msg, "", None)
-    else:
+    method = session.take_server_request(msg.id)
+    if method is None:
         log.warning("dropped client response to unknown server request id=%r", msg.id)
+        return
+    if method == ROOTS_LIST and session.on_client_roots is not None and "result" in msg.obj:
+        # Before forwarding: the server resolves relative paths against these from now on.
+        session.on_client_roots(msg.obj["result"])
+    session.forward(msg, "", None)
 
 
 def _duplicate(session: Session, msg: Message) -> bool:

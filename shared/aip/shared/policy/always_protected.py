@@ -19,9 +19,10 @@ def always_protected(
     policy_path: str | None, endpoint: str | None = None, audit_logs: Iterable[str] = ()
 ) -> tuple[str, ...]:
     """What DESIGN §4.5 protects whatever the policy says, as absolute path strings: the
-    policy file, the runtime dirs (the default one and the endpoint's), the state dir, and
-    every audit log we know of (``$AIP_AUDIT_LOG`` or the default, and ``audit_logs``: the
-    ones approvers announced in ``welcome``) with its HMAC key and spool beside it.
+    policy file (and its folder when that is the default ``~/.config/aip``), the runtime dirs
+    (the default one and the endpoint's), the state dir, and every audit log we know of
+    (``$AIP_AUDIT_LOG`` or the default, and ``audit_logs``: the ones approvers announced in
+    ``welcome``) with its HMAC key and spool beside it.
 
     The endpoint's directory is protected when it is a private dir of ours that is not home
     or above it (``ipc:///tmp/x.sock`` or ``ipc://~/x.sock`` would protect all of /tmp or
@@ -37,6 +38,12 @@ def always_protected(
 
     if policy_path:
         add(policy_path)
+        folder = os.path.dirname(os.path.abspath(policy_path))
+        if os.path.realpath(folder) == os.path.realpath(Path.home() / ".config" / "aip"):
+            # The default folder holds nothing but the policy: protected whole, so the
+            # folder cannot be moved away or another moved into its place by name (a policy
+            # elsewhere keeps its folder usable; reload pinning covers it, aip.proxy.reload).
+            add(folder)
     add(paths.runtime_dir())
     try:
         sock = paths.socket_path(endpoint or paths.default_endpoint())

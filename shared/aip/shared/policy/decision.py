@@ -23,11 +23,14 @@ class Verdict(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What the decision needs besides the policy: where the child runs and what is always
-    protected (the policy file, the aip state/runtime dirs, the audit log; DESIGN §4.5)."""
+    """What the decision needs besides the policy: where the child runs, the other directories
+    it may resolve a relative path against (absolute dirs on its command line, the roots the
+    client declared) and what is always protected (the policy file and folder, the aip
+    state/runtime dirs, the audit log; DESIGN §4.5)."""
 
     cwd: str
     always_protected: tuple[str, ...] = ()
+    bases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

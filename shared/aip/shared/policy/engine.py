@@ -135,7 +135,7 @@ def _roots(policy: Policy, context: Context) -> ProtectedRoots:
         paths = [*policy.protected_paths, *context.always_protected]
         if policy.path:
             paths.append(policy.path)  # the policy file itself, whoever built the Context
-        roots = policy.memo[key] = ProtectedRoots(paths, context.cwd)
+        roots = policy.memo[key] = ProtectedRoots(paths, context.cwd, bases=context.bases)
     policy.memo["last_roots"] = (context, roots)
     return roots
 

@@ -4,6 +4,8 @@ Lookup: ``--policy``, else ``$AIP_POLICY``, else ``~/.config/aip/policy.yaml`` â
 current directory (a cloned repository or the agent itself could plant one there). A file
 that is group/world-writable, or owned by someone other than the user (or root), is refused,
 and so is a symlink to one. Checks run on the open descriptor that is then read (no TOCTOU).
+``PolicyPin`` keeps the policy's folder open from start, so a reload reads the file in that
+folder or nothing (issue 11: a renamed ancestor cannot put another policy in its place).
 """
 
 from __future__ import annotations
@@ -38,6 +40,67 @@ def find_policy_path(cli_value: str | None, env: Mapping[str, str] = os.environ)
     return default
 
 
+class PolicyPin:
+    """The folder of the policy file, opened at start and read through ever after.
+
+    ``read()`` refuses when the path now leads elsewhere: the folder at the path is not the
+    one opened at start (an ancestor moved away and another put in its place: st_dev and
+    st_ino differ) or the path's real location changed (a symlink re-pointed). The file is
+    opened relative to the kept folder with O_NOFOLLOW, so nothing swapped in on the way counts.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.real = os.path.realpath(self.path)
+        self.folder, self.name = os.path.split(self.real)
+        try:
+            self._fd = os.open(self.folder, _DIR_FLAGS)
+        except OSError as exc:
+            raise PolicyError.single(
+                self.path, f"cannot open the policy's folder: {exc.strerror}"
+            ) from None
+        st = os.fstat(self._fd)
+        self.identity = (st.st_dev, st.st_ino)
+
+    def read(self) -> bytes:
+        """The file's bytes, after the pin and the ownership and mode checks."""
+        if self._fd < 0:
+            raise PolicyError.single(self.path, "the policy pin is closed")
+        try:
+            st = os.stat(self.folder)
+            moved = (st.st_dev, st.st_ino) != self.identity
+        except OSError:
+            moved = True
+        if moved:
+            raise PolicyError.single(
+                self.path,
+                f"refused: the folder {self.folder} is not the folder the policy was loaded "
+                "from at start (moved away or replaced); the policy in force stays until the "
+                "proxy restarts",
+            )
+        if os.path.realpath(self.path) != self.real:
+            raise PolicyError.single(
+                self.path,
+                f"refused: the path now leads to {os.path.realpath(self.path)}, not to "
+                f"{self.real} as at start (a symlink changed); the policy in force stays "
+                "until the proxy restarts",
+            )
+        try:
+            fd = os.open(self.name, _FILE_FLAGS | os.O_NOFOLLOW, dir_fd=self._fd)
+        except FileNotFoundError:
+            raise PolicyError.single(self.path, "policy file not found") from None
+        except OSError as exc:
+            raise PolicyError.single(
+                self.path, f"cannot open policy file: {exc.strerror}"
+            ) from None
+        return _read_checked(self.real, fd, check_safety=True)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 def check_policy_file_safety(path: str | os.PathLike[str]) -> None:
     """Raise PolicyError unless ``path`` (after symlinks) is a file only its owner can change."""
     fd = _open(os.fspath(path))
@@ -50,7 +113,11 @@ def check_policy_file_safety(path: str | os.PathLike[str]) -> None:
 def read_policy_file(path: str | os.PathLike[str], *, check_safety: bool = True) -> bytes:
     """The file's bytes (at most MAX_POLICY_BYTES), after the ownership and mode checks."""
     name = os.fspath(path)
-    fd = _open(name)
+    return _read_checked(name, _open(name), check_safety=check_safety)
+
+
+def _read_checked(name: str, fd: int, *, check_safety: bool) -> bytes:
+    """Read ``fd`` (closed here) after the checks."""
     try:
         if check_safety:
             _check(name, fd)
@@ -71,12 +138,17 @@ def read_policy_file(path: str | os.PathLike[str], *, check_safety: bool = True)
     return b"".join(chunks)
 
 
+# O_NONBLOCK: opening a FIFO planted at the path must not hang the proxy.
+_FILE_FLAGS: Final = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+# O_PATH (Linux) opens the folder without read permission on it; elsewhere a read-only open.
+_DIR_FLAGS: Final = (
+    (getattr(os, "O_PATH", 0) or os.O_RDONLY) | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+)
+
+
 def _open(name: str) -> int:
     try:
-        # O_NONBLOCK: opening a FIFO planted at the path must not hang the proxy.
-        return os.open(
-            name, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-        )
+        return os.open(name, _FILE_FLAGS)
     except FileNotFoundError:
         raise PolicyError.single(name, "policy file not found") from None
     except OSError as exc:

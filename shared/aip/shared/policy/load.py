@@ -17,6 +17,7 @@ import yaml
 
 from aip.shared.errors import PolicyError
 from aip.shared.policy.file import (
+    PolicyPin,
     read_policy_file,
 )
 from aip.shared.policy.load_dlp import read_dlp
@@ -52,10 +53,13 @@ _GLOB_CHARS: Final = frozenset("*?[")
 _VARIABLE: Final = re.compile(r"\$(?:\{[^}]*\}?|[A-Za-z_][A-Za-z0-9_]*)")
 
 
-def load_policy(path: str | os.PathLike[str], *, check_safety: bool = True) -> Policy:
-    """Load and validate the policy file at ``path``; raise PolicyError listing every problem."""
+def load_policy(
+    path: str | os.PathLike[str], *, check_safety: bool = True, pin: PolicyPin | None = None
+) -> Policy:
+    """Load and validate the policy file at ``path``; raise PolicyError listing every problem.
+    With ``pin`` the file is read through the folder kept open at start (safety checked)."""
     absolute = os.path.abspath(os.fspath(path))
-    data = read_policy_file(absolute, check_safety=check_safety)
+    data = pin.read() if pin is not None else read_policy_file(absolute, check_safety=check_safety)
     return _load_bytes(data, absolute, absolute)
 
 

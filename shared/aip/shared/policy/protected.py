@@ -1,36 +1,38 @@
 """Protected paths (DESIGN §4.5): does any string in a message name a protected file?
 
-A string leaf (at any depth, dict keys included) and each whitespace-separated token of it is
-a path candidate when it starts with ``/``, ``~``, ``$HOME``, ``.`` or ``file:``. Candidates
-are expanded, made absolute against the child's working directory, ``normpath``-ed and
-``realpath``-ed (strict=False); they hit when equal to or under a protected root, compared
-both lexically and after symlinks, case-folded on macOS and Windows. Ancestors never hit.
+Candidates come from ``protected_tokens`` (every leaf, key and token, in each Unicode
+spelling). An absolute one (``/``, ``~``, ``$HOME``, ``file:``) is checked as it is; a
+relative one with a separator, and a whole leaf without one, is resolved against *every
+base*: the server's cwd, the absolute directories on its command line and the roots the
+client declared; a bare name inside a longer text is compared with the names a base holds
+of a protected root. Each is checked lexically (``normpath``) and after symlinks
+(``realpath``), compared in NFKC (so NFC, NFD, NFKC and NFKD spellings are one) and
+case-folded where the file system folds. A hit under any base counts; ancestors never hit.
 A root written ``<path>.*`` (see ``family``) also covers every sibling named ``<name>.<...>``.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import re
-import stat
 import sys
-import threading
-from collections.abc import Iterable, Iterator
+import unicodedata
+from collections.abc import Iterable
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
+from aip.shared.policy.protected_resolve import collapse, realpath
+from aip.shared.policy.protected_tokens import leaves, spellings, tokens
+
 CASE_INSENSITIVE: Final = sys.platform in ("darwin", "win32")
-# A message with more candidates than this is refused rather than checked for minutes:
-# each candidate costs a realpath (a few syscalls).
-MAX_CANDIDATES: Final = 65536  # distinct ones; far beyond any honest message
-_STARTS: Final = ("/", "~", "$HOME", "${HOME}", ".", "file:")
-_GLUE: Final = re.compile(r"[\s;|&<>,()'\"`={}\[\]]+")
-# Linux: the kernel resolves a path in one open(O_PATH) and /proc names what it reached
-# (~3 us); os.path.realpath walks it in Python with an lstat per component (~12 us).
-_O_PATH: Final = getattr(os, "O_PATH", 0)
-KERNEL_RESOLVE: Final = sys.platform == "linux" and _O_PATH != 0 and os.path.isdir("/proc/self/fd")
-_MISSING: Final = (errno.ENOENT, errno.ENOTDIR)
+# A message whose candidates need more resolutions than this (a relative one costs one per
+# base) is refused rather than checked for minutes: each costs a few syscalls.
+MAX_CANDIDATES: Final = 65536  # far beyond any honest message
+# More bases than this (a client declaring thousands of roots) and every relative candidate
+# is refused: checking each against all would let one message cost seconds.
+MAX_BASES: Final = 256
+PATH_MAX: Final = 4096  # longer strings name nothing the kernel would open
+_HOME_VARS: Final = ("$HOME", "${HOME}")
+_PATHISH: Final = ("/", "~", "$", "%")  # a token without these is a relative bare name
 
 
 # "<path>.*": the file and every file whose name starts with "<name>." beside it (an audit
@@ -57,42 +59,101 @@ class TooManyCandidates(Exception):
 
 
 class ProtectedRoots:
-    """The protected roots for one policy and working directory, precomputed once."""
+    """The protected roots for one policy and set of bases, precomputed once."""
 
     def __init__(
         self,
         paths: Iterable[str],
         cwd: str,
         *,
+        bases: Iterable[str] = (),
         home: str | None = None,
-        case_insensitive: bool = CASE_INSENSITIVE,
+        case_insensitive: bool | None = None,
     ) -> None:
+        """``cwd`` is the server's working directory (the first base); ``bases`` the other
+        directories a relative path may be resolved against. ``case_insensitive`` None:
+        the platform's default, or True when a root sits on a file system that folds case."""
         self.cwd = os.path.abspath(cwd)  # a relative cwd would make every candidate miss
         self.home = (
             home if home is not None else (os.environ.get("HOME") or os.path.expanduser("~"))
         )
-        self.case_insensitive = case_insensitive
-        roots: dict[str, str] = {}  # comparable form -> as shown in messages
-        siblings: dict[str, str] = {}  # "<dir>/<name>." of a family -> as shown
+        found: list[tuple[str, str, bool]] = []  # (absolute, real, family)
         for path in paths:
             base = _family_base(path)
             joined = os.path.join(self.cwd, self._expand(base or path))
-            absolute = _collapse(os.path.normpath(joined))
-            for form in (absolute, _realpath(joined)):
-                roots.setdefault(self._fold(form), absolute)
-            if base is not None:
+            found.append((collapse(os.path.normpath(joined)), realpath(joined), bool(base)))
+        if case_insensitive is None:
+            case_insensitive = CASE_INSENSITIVE or any(_folds_case(f[0]) for f in found)
+        self.case_insensitive = case_insensitive
+        roots: dict[str, str] = {}  # comparable form -> as shown in messages
+        siblings: dict[str, str] = {}  # comparable "<dir>/<name>" of a family -> as shown
+        for absolute, real, is_family in found:
+            for form in (absolute, real):
+                roots.setdefault(self._key(form), absolute)
+            if is_family:
                 # The siblings' names under the lexical dir and under the dir's and the file's
                 # real paths: a candidate's realpath resolves its dir, and a symlinked log's
                 # rotations may be renamed beside either.
                 head, name = os.path.split(absolute)
-                for form in (absolute, os.path.join(_realpath(head), name), _realpath(joined)):
-                    siblings.setdefault(self._fold(form) + ".", absolute + FAMILY_SUFFIX)
+                for form in (absolute, os.path.join(realpath(head), name), real):
+                    siblings.setdefault(self._key(form), absolute + FAMILY_SUFFIX)
         self._roots = roots
         # One startswith loop serves both kinds: "<root>/" for everything under a root,
         # "<name>." for a family's siblings (and anything under them).
         self._prefixes = tuple(
             (r if r.endswith("/") else r + "/", shown) for r, shown in roots.items()
-        ) + tuple(siblings.items())
+        ) + tuple((s + ".", shown) for s, shown in siblings.items())
+        self._init_bases([self.cwd, *bases], siblings)
+
+    def _init_bases(self, given: list[str], siblings: dict[str, str]) -> None:
+        bases = list(dict.fromkeys(collapse(os.path.abspath(b)) for b in given if b))
+        self.bases = tuple(bases)
+        self._too_many_bases = len(bases) > MAX_BASES
+        # (lexical base, its real path now): a server's cwd and its start-up roots are fixed
+        # inodes, so a base renamed later still leads where its real path led.
+        # The real base is kept with a trailing "/" ready for joining.
+        self._base_pairs = tuple((b, realpath(b).rstrip("/") + "/") for b in bases[:MAX_BASES])
+        self._base_hit: str | None = None  # a base inside a protected root: all relative hit
+        self._between: dict[str, str] = {}
+        keys = list(
+            dict.fromkeys(
+                self._key(f) for b, r in self._base_pairs for f in (b, r.rstrip("/") or "/")
+            )
+        )
+        for key in keys:
+            shown = self._under(key)
+            if shown is not None and self._base_hit is None:
+                self._base_hit = shown
+        # The folders strictly between a base and a protected root (~/.config for
+        # ~/.config/aip with $HOME a base) are protected exactly, not what they hold: renaming
+        # one would carry the root away from its protected name (issue 11, renamed ancestor).
+        # A base and its ancestors stay free ("/" as a base would otherwise take /home).
+        between: dict[str, str] = {}
+        for key in keys:
+            if key == "/":
+                continue
+            for root, shown in self._roots.items():
+                folder = os.path.dirname(root)
+                while folder.startswith(key + "/"):
+                    between.setdefault(folder, shown)
+                    folder = os.path.dirname(folder)
+        for folder in list(between):
+            if any(k == folder or k.startswith(folder + "/") for k in keys):
+                del between[folder]
+        self._between = between
+        # Names a base holds of a protected root or a folder above one (".ssh", ".config" in
+        # $HOME), and family name prefixes.
+        self._bare: dict[str, str] = {}
+        self._bare_prefixes: list[tuple[str, str]] = []
+        for key in keys:
+            for root, shown in (*self._roots.items(), *between.items()):
+                head, _, name = root.rpartition("/")
+                if (head or "/") == key and name:
+                    self._bare.setdefault(name, shown)
+            for sib, shown in siblings.items():
+                head, _, name = sib.rpartition("/")
+                if (head or "/") == key and name:
+                    self._bare_prefixes.append((name + ".", shown))
 
     def __bool__(self) -> bool:
         return bool(self._roots)
@@ -100,179 +161,129 @@ class ProtectedRoots:
     def hit(self, value: object) -> tuple[str, str] | None:
         """(candidate as written, protected root) for the first hit in ``value``, else None.
 
-        Raises TooManyCandidates when ``value`` holds more than MAX_CANDIDATES candidates.
+        Raises TooManyCandidates when ``value`` needs more than MAX_CANDIDATES resolutions.
         """
         if not self._roots:
             return None
         seen: set[str] = set()
-        for candidate in _candidates(value):
-            if candidate in seen:
-                continue
-            if len(seen) >= MAX_CANDIDATES:
-                raise TooManyCandidates
-            seen.add(candidate)
-            root = self._check(candidate)
-            if root is not None:
-                return candidate, root
+        budget = [MAX_CANDIDATES]
+        bare_matters = bool(self._bare or self._bare_prefixes or self._base_hit)
+        for leaf in leaves(value):
+            for text in spellings(leaf):
+                if not (bare_matters or any(c in text for c in _PATHISH)):
+                    continue  # neither absolute, nor relative with "/", nor a name of a root
+                for token in tokens(text):
+                    if token in seen:
+                        continue
+                    seen.add(token)
+                    root = self._check(token, budget)
+                    if root is not None:
+                        return token, root
         return None
 
-    def _check(self, candidate: str) -> str | None:
-        expanded = self._expand(candidate)
-        # join() would return an absolute path as it is: skip its Python-level work
-        joined = expanded if expanded.startswith("/") else os.path.join(self.cwd, expanded)
-        # Both views: the lexical one (normpath) and the kernel's. realpath gets the path
-        # before normpath: it resolves a symlink before the ".." that follows it, as open()
-        # does ("/tmp/link/../.ssh/x" with link -> ~/dir opens ~/.ssh/x).
-        normal = _collapse(os.path.normpath(joined))
-        for form in (normal, _realpath(joined, normal)):
-            folded = self._fold(form)
-            shown = self._roots.get(folded)
+    def _check(self, candidate: str, budget: list[int]) -> str | None:
+        path = self._expand(candidate)
+        if not path:
+            return None
+        if path.startswith("/"):
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise TooManyCandidates
+            return self._check_absolute(path)
+        if "/" not in path:
+            # A bare name is compared, not resolved: a stat per word of every text would
+            # cost more than the whole decision (docs/security.md says what this leaves out).
+            return self._check_bare(path)
+        if self._base_hit is not None:
+            return self._base_hit
+        if self._too_many_bases:
+            raise TooManyCandidates
+        budget[0] -= len(self._base_pairs)
+        if budget[0] < 0:
+            raise TooManyCandidates
+        for base, real in self._base_pairs:
+            shown = self._under(self._key(collapse(os.path.normpath(base + "/" + path))))
+            if shown is None:
+                # The real base: resolved once, so the walk of a missing tail starts below it.
+                shown = self._check_absolute(real + path, known=len(real) - 1)
             if shown is not None:
                 return shown
-            for prefix, shown in self._prefixes:
-                if folded.startswith(prefix):
-                    return shown
+        return None
+
+    def _check_absolute(self, joined: str, known: int = 0) -> str | None:
+        # Both views: the lexical one (normpath, as a server's path.resolve does) and the
+        # kernel's. realpath gets the path before normpath: it resolves a symlink before the
+        # ".." that follows it, as open() does ("/tmp/link/../.ssh/x" with link -> ~/dir
+        # opens ~/.ssh/x). A path longer than PATH_MAX is only opened once normalized.
+        normal = collapse(os.path.normpath(joined))
+        shown = self._under(self._key(normal))
+        if shown is not None:
+            return shown
+        if "/.." not in joined or len(joined) > PATH_MAX:
+            joined = normal  # without "..", normpath changes nothing realpath would see
+            if len(joined) > PATH_MAX:
+                return None
+        return self._under(self._key(realpath(joined, normal, known)))
+
+    def _check_bare(self, name: str) -> str | None:
+        if self._base_hit is not None:
+            return self._base_hit
+        key = self._key(name)
+        shown = self._bare.get(key)
+        if shown is not None:
+            return shown
+        for prefix, shown in self._bare_prefixes:
+            if key.startswith(prefix):
+                return shown
+        return None
+
+    def _under(self, key: str) -> str | None:
+        shown = self._roots.get(key) or self._between.get(key)
+        if shown is not None:
+            return shown
+        for prefix, shown in self._prefixes:
+            if key.startswith(prefix):
+                return shown
         return None
 
     def _expand(self, path: str) -> str:
         path = path.split("\x00", 1)[0]  # C APIs stop at NUL: so does the check
         if path.startswith("/"):
             return path  # the common case: nothing below applies to it
-        if path.startswith("file:"):  # file:///x, file://localhost/x, file:/x
+        if path.startswith("file:"):  # file:///x, file://localhost/x, file:/x, file:x
             path = unquote(urlsplit(path).path)
-        for prefix in ("$HOME", "${HOME}"):
+        for prefix in _HOME_VARS:
             if path == prefix or path.startswith(prefix + "/"):
                 return self.home + path[len(prefix) :]
         if path == "~" or path.startswith("~/"):
             return self.home + path[1:]
-        return os.path.expanduser(path)  # ~user/...
+        if path.startswith("~"):
+            return os.path.expanduser(path)  # ~user/...; an unknown user stays relative
+        return path
 
-    def _fold(self, path: str) -> str:
+    def _key(self, path: str) -> str:
+        """The comparable form: NFKC (one form for every Unicode spelling), case-folded where
+        the file system folds."""
+        if not path.isascii():
+            path = unicodedata.normalize("NFKC", path)
         return path.casefold() if self.case_insensitive else path
 
 
-def _collapse(path: str) -> str:
-    if path.startswith("//"):  # POSIX keeps a leading "//"; the kernel treats it as "/"
-        return "/" + path.lstrip("/")
-    return path
-
-
-def _realpath(path: str, normal: str | None = None) -> str:
-    """``os.path.realpath(path)`` (strict=False); ``normal`` is ``path`` normpath-ed, if known."""
-    try:
-        if KERNEL_RESOLVE and path.startswith("/"):
+def _folds_case(path: str) -> bool:
+    """Does the directory holding ``path`` (or its nearest existing ancestor with a cased
+    name) fold case (vfat, exFAT, ext4 casefold dirs, macOS)? Probed with the swapped spelling."""
+    while path not in ("", "/"):
+        head, name = os.path.split(path)
+        if name.swapcase() != name:
             try:
-                return _collapse(_kernel_realpath(path, normal))
-            except OSError:
-                pass  # /proc unusable (closed fd limit, unmounted): realpath does it
-        return _collapse(os.path.realpath(path))
-    except (OSError, ValueError):
-        return path
-
-
-def _kernel_realpath(path: str, normal: str | None) -> str:
-    """What ``os.path.realpath`` answers, asking the kernel where it surely agrees.
-
-    The path exists: open(O_PATH) resolves it with the walk realpath does (each symlink
-    before the ``..`` that follows it) and /proc names what it reached. It does not: for a
-    normal path (no ``.``, ``..``, ``//``) lstat from the root down to the first missing
-    name; with no symlink on the way realpath is the path itself, as realpath keeps missing
-    names as written. A symlink on the way (a dangling one into a protected directory
-    included), permission problems, loops and odd /proc names go to realpath itself.
-    Nothing is cached: a symlink the agent swaps in between two calls is seen by the next.
-    """
-    try:
-        fd = os.open(path, _O_PATH | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno not in _MISSING:
-            return os.path.realpath(path)
-        if normal is None:
-            normal = _collapse(os.path.normpath(path))
-        return _missing_tail(path) if path == normal else os.path.realpath(path)
-    try:
-        real = os.readlink(str(fd), dir_fd=_proc_fds())
-    finally:
-        os.close(fd)
-    if not real.startswith("/") or real.endswith(" (deleted)"):
-        return os.path.realpath(path)  # "pipe:[..]", "/x (deleted)", an unreachable mount
-    return real
-
-
-def _missing_tail(path: str) -> str:
-    """realpath of a normal absolute ``path`` that does not fully exist (see above)."""
-    end = 0
-    while True:
-        end = path.find("/", end + 1)
-        prefix = path if end < 0 else path[:end]
-        try:
-            mode = os.lstat(prefix).st_mode
-        except OSError as exc:
-            if exc.errno in _MISSING:
-                return path  # no symlink before the first missing name
-            return os.path.realpath(path)
-        if stat.S_ISLNK(mode) or end < 0:  # a symlink; or it exists after all
-            return os.path.realpath(path)
-
-
-_proc_dir: list[int] = [-1, -1]  # fd of /proc/self/fd, pid it was opened in
-_proc_lock = threading.Lock()
-
-
-def _proc_fds() -> int:
-    """/proc/self/fd, opened once per process (reopened after a fork: it names the opener)."""
-    pid = os.getpid()
-    if _proc_dir[1] != pid:
-        with _proc_lock:
-            if _proc_dir[1] != pid:
-                _proc_dir[0] = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                _proc_dir[1] = pid
-    return _proc_dir[0]
-
-
-def _candidates(value: object) -> Iterator[str]:
-    """Every path-like string in a JSON value: leaves, dict keys, and their tokens."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            yield from _tokens(item)
-        elif isinstance(item, dict):
-            for key, inner in item.items():
-                if isinstance(key, str):
-                    yield from _tokens(key)
-                stack.append(inner)
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
-def _tokens(text: str) -> Iterator[str]:
-    """The whole string, its whitespace tokens (DESIGN §4.5), and pieces glued to shell or
-    list punctuation (``cat</etc/shadow``, ``a;cat ~/.ssh/x``, ``--key=~/.ssh/id``,
-    ``host:/etc/shadow``): more candidates only ever block more."""
-    # Every candidate contains one of these characters; most argument values contain none,
-    # and four C-level scans are far cheaper than splitting.
-    if "/" not in text and "~" not in text and "." not in text and "$" not in text:
-        return
-    pieces = _GLUE.split(text)
-    if len(pieces) == 1:
-        # No whitespace (\s is str.isspace, as split() uses) and no punctuation: the text and
-        # its host:path parts are all the candidates the three passes below would find.
-        if text.startswith(_STARTS):
-            yield text
-        if ":" in text and not text.startswith("file:"):
-            for sub in text.split(":")[1:]:
-                if sub.startswith(_STARTS):
-                    yield sub
-        return
-    if text.startswith(_STARTS):
-        yield text
-    for part in text.split():
-        if part.startswith(_STARTS):
-            yield part
-    for piece in pieces:
-        if piece.startswith(_STARTS):
-            yield piece
-        if ":" in piece and not piece.startswith("file:"):
-            for sub in piece.split(":")[1:]:
-                if sub.startswith(_STARTS):
-                    yield sub
+                st = os.lstat(path)
+            except (OSError, ValueError):
+                path = head
+                continue
+            try:
+                other = os.lstat(os.path.join(head, name.swapcase()))
+            except (OSError, ValueError):
+                return False
+            return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+        path = head
+    return False

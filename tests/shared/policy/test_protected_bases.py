@@ -137,3 +137,20 @@ def test_a_relative_path_hits_iff_it_lands_under_the_root_from_some_base(
         expected = expected or (base == HOME and relative == ".ssh")
     r = ProtectedRoots(["~/.ssh"], base, home=HOME, case_insensitive=False)
     assert (r.hit(relative) is not None) is expected, (base, relative)
+
+
+def test_the_engine_keeps_a_bounded_number_of_contexts() -> None:
+    from aip.shared.outcomes import Outcome
+    from aip.shared.policy import engine
+    from aip.shared.policy.decision import Context
+    from tests.shared.enginekit import call, policy, run
+
+    pol = policy("allowed_tools: [r]\nprotected_paths: [/etc/shadow]")
+    for i in range(3 * engine.MAX_MEMO_CONTEXTS):
+        ctx = Context(cwd="/", bases=(f"/b{i}",))
+        assert (
+            run(pol, call("r", path="../../etc/shadow"), context=ctx).outcome
+            is Outcome.PROTECTED_PATH
+        )
+    kept = [k for k in pol.memo if isinstance(k, tuple) and k[0] == "protected"]
+    assert len(kept) <= engine.MAX_MEMO_CONTEXTS

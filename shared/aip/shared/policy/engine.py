@@ -21,6 +21,7 @@ from aip.shared.policy.ratelimit import RateLimiter
 TOOLS_CALL: Final = "tools/call"
 RESOURCES_READ: Final = "resources/read"
 WOULD_ASK: Final = "ask"  # Decision.monitor_would when enforce mode would have asked
+MAX_MEMO_CONTEXTS: Final = 16  # protected-path roots kept per policy, one per Context
 
 
 def decide(
@@ -132,6 +133,10 @@ def _roots(policy: Policy, context: Context) -> ProtectedRoots:
     key = ("protected", context)
     roots = policy.memo.get(key)
     if roots is None:
+        # A Context per roots/list answer or welcome: keep the memo bounded (oldest out).
+        old = [k for k in policy.memo if isinstance(k, tuple) and k[0] == "protected"]
+        for stale in old[: max(0, len(old) - MAX_MEMO_CONTEXTS + 1)]:
+            del policy.memo[stale]
         paths = [*policy.protected_paths, *context.always_protected]
         if policy.path:
             paths.append(policy.path)  # the policy file itself, whoever built the Context

@@ -21,7 +21,7 @@ from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from aip.shared.policy.protected_resolve import collapse, realpath
-from aip.shared.policy.protected_tokens import leaves, spellings, tokens
+from aip.shared.policy.protected_tokens import GLUE, leaves, spellings, tokens
 
 CASE_INSENSITIVE: Final = sys.platform in ("darwin", "win32")
 # A message whose candidates need more resolutions than this (a relative one costs one per
@@ -32,7 +32,6 @@ MAX_CANDIDATES: Final = 65536  # far beyond any honest message
 MAX_BASES: Final = 256
 PATH_MAX: Final = 4096  # longer strings name nothing the kernel would open
 _HOME_VARS: Final = ("$HOME", "${HOME}")
-_PATHISH: Final = ("/", "~", "$", "%")  # a token without these is a relative bare name
 
 
 # "<path>.*": the file and every file whose name starts with "<name>." beside it (an audit
@@ -170,9 +169,13 @@ class ProtectedRoots:
         bare_matters = bool(self._bare or self._bare_prefixes or self._base_hit)
         for leaf in leaves(value):
             for text in spellings(leaf):
-                if not (bare_matters or any(c in text for c in _PATHISH)):
+                if not (bare_matters or "/" in text or "~" in text or "$" in text or "%" in text):
                     continue  # neither absolute, nor relative with "/", nor a name of a root
-                for token in tokens(text):
+                if ":" in text or "%" in text or GLUE.search(text) is not None:
+                    found: Iterable[str] = tokens(text)
+                else:
+                    found = (text,)  # the common path argument: one piece, nothing to split
+                for token in found:
                     if token in seen:
                         continue
                     seen.add(token)

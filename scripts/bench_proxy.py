@@ -282,7 +282,7 @@ def breakdown(policy: Path) -> str:
     from aip.proxy.relay import dlp_filter, downstream, upstream
     from aip.proxy.relay.session import Pending, Session
     from aip.proxy.stdio import Wire
-    from aip.shared.jsonrpc import parse_client_line
+    from aip.shared.jsonrpc import parse_line
     from aip.shared.outcomes import Outcome
     from aip.shared.policy.decision import Context
     from aip.shared.policy.engine import decide
@@ -340,7 +340,7 @@ def breakdown(policy: Path) -> str:
         downstream.relay_server_line(down, resp % i)
 
     rows = [
-        ("parse + checks + re-serialize (jsonrpc)", cost(lambda i: parse_client_line(line))),
+        ("parse + strict checks (jsonrpc)", cost(lambda i: parse_line(line))),
         ("engine.decide, absolute path argument", cost(lambda i: decide(pol, msg, lim, ctx))),
         ("engine.decide, relative path argument", cost(lambda i: decide(pol, msg_rel, lim, ctx))),
         ("DLP display scan of the arguments", cost(lambda i: dlp.display_scan(args))),

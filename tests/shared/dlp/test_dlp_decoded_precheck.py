@@ -175,16 +175,16 @@ def test_remembered_runs_give_the_same_answers(red: Redactor, parts: list[str]) 
 
 
 def test_run_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aip.shared.dlp import scan as dlp_scan
+    from aip.shared.dlp import precheck as dlp_precheck
 
-    monkeypatch.setattr(dlp_scan, "MEMO_RUNS", 8)
-    scanner = Redactor.builtin_only()._scanner
+    monkeypatch.setattr(dlp_precheck, "MEMO_RUNS", 8)
+    scanner = Redactor.builtin_only()._scanner._precheck
     for i in range(50):
         assert not scanner.maybe_decoded(f"/srv/data/directory{i:04d}/file.txt".encode())
         assert len(scanner._run_memo) <= 8
     long_run = b"A" * 300 + b"x"
     scanner.maybe_decoded(long_run)
-    assert all(len(run) <= dlp_scan.MEMO_RUN_BYTES for run, _ in scanner._run_memo)
+    assert all(len(run) <= dlp_precheck.MEMO_RUN_BYTES for run, _ in scanner._run_memo)
     secret_run = _b64(AWS).encode()
     assert scanner.maybe_decoded(b"key=" + secret_run)
     assert scanner.maybe_decoded(b"other=" + secret_run)  # remembered as "maybe"

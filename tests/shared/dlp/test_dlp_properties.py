@@ -315,7 +315,7 @@ def test_number_runs_without_a_card_take_the_one_pass_path() -> None:
 def test_one_pass_pre_check_only_where_nothing_plain_starts_inside_a_number_run() -> None:
     """Built-ins alone: one pass resumed after each candidate. Policy patterns or encoded-run
     detection may match from inside a run of digits: the plain part is searched on its own."""
-    one_pass = {id(r): r._scanner._prefilter._one_pass for r in REDACTORS}
+    one_pass = {id(r): r._scanner._precheck._prefilter._one_pass for r in REDACTORS}
     assert one_pass[id(REDACTORS[2])] is True  # built-ins only
     assert one_pass[id(REDACTORS[1])] is False  # builtin_only() detects encoded runs
     assert one_pass[id(REDACTORS[0])] is False  # policy patterns

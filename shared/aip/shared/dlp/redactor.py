@@ -70,9 +70,11 @@ class Redactor:
     - Long integers (13+ digits) are scanned as digits; on a hit the number becomes the marker.
     - Anything that cannot be scanned (not JSON, nested deeper than Python's recursion limit
       allows) raises ``DlpError``: the caller blocks the message, never relays it unscanned.
-    - Look-alikes: a string holding zero-width, bidi-control or soft-hyphen characters or
-      fullwidth ASCII is also scanned in a "shadow" view (those removed / folded); when that view
-      holds a match, the string is replaced by its redacted shadow view (JSON walk only).
+    - Look-alikes: a string holding an invisible character (Unicode Default_Ignorable_Code_Point
+      or category Cf: zero-width, bidi controls, soft hyphen, variation selectors, tags, ...) or
+      fullwidth ASCII is also scanned in a "shadow" view (those removed / folded; see
+      ``aip.shared.dlp.shadow``); when that view holds a match, the string (or stderr line) is
+      replaced by its redacted shadow view.
     Not covered: secrets split across messages or object fields, inside pictures, compressed or
     encrypted, reversed, or written with homoglyphs from other scripts (a Cyrillic "A" in "AKIA").
     """
@@ -191,7 +193,16 @@ class Redactor:
         return self._walker.text(s, counts), counts
 
     def redact_bytes(self, b: bytes) -> tuple[bytes, Counter[str]]:
-        return self._scanner.redact(b)
+        """Redact raw text (a stderr line); like a string leaf, when its shadow view holds a
+        match, the text is replaced by its redacted shadow view."""
+        red, counts = self._scanner.redact(b)
+        shadow = self._scanner.shadow.of(red)
+        if shadow is not None:
+            red_shadow, more = self._scanner.redact(shadow)
+            if more:
+                counts.update(more)
+                red = red_shadow
+        return red, counts
 
 
 def summarize(counts: Counter[str]) -> list[str]:

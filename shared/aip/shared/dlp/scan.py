@@ -13,43 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aip.shared.dlp.builtin import BUILTIN_RULES, Validator
-from aip.shared.dlp.encoding import MAX_DECODE_DEPTH, PREFILTER_TRIGGER, EncodingScanner
-from aip.shared.dlp.loose import loosen
-from aip.shared.dlp.prefilter import Prefilter
+from aip.shared.dlp.builtin import Validator
+from aip.shared.dlp.encoding import MAX_DECODE_DEPTH, EncodingScanner
+from aip.shared.dlp.precheck import PreCheck, group, re2_options
 
 MAX_PASSES: Final = 4  # fixpoint bound; in practice one or two passes
-MEMO_RUNS: Final = 1024  # remembered pre-check answers per encoded run (cleared when full)
-MEMO_RUN_BYTES: Final = 256  # longer runs are not remembered (bounds the memory: ~0.3 MB)
 MARKER_PREFIX: Final = b"[REDACTED:"
-
-# Raw-line triggers (dlp.Redactor.might_contain_secret): JSON escapes the decoded walk would
-# undo, several text items (a secret split across them), arrays of adjacent strings, and
-# base64 resource blobs (text blobs are decoded and scanned).
-_ESCAPE_TRIGGER: Final = rb"\\u|\\/"
-_ANY_ESCAPE_TRIGGER: Final = rb"\\"
-# Look-alike characters the walk folds away (dlp_walk.SHADOW_PATTERN, as RE2 code points).
-_SHADOW_TRIGGER: Final = (
-    rb"[\x{00AD}\x{180E}\x{200B}-\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}"
-    rb"\x{2066}-\x{2069}\x{FEFF}\x{FF01}-\x{FF5E}]"
-)
-# Superset of dlp_walk.is_text_mime, for the raw line.
-_TEXT_MIME: Final = (
-    rb"(?i:text/|[^\"]*(?:json|xml|yaml|javascript|ecmascript|toml|csv|x-sh|sql|graphql|php))"
-)
-_STRUCTURE_TRIGGERS: Final = (
-    rb"\"text\"\s*:[\s\S]*?\"text\"\s*:",  # lazy: the search stops at the second one
-    rb"\"\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*[,\]]",  # two strings in an array
-    rb"\"\s*,\s*\{",  # a string then an object, in an array
-    rb"\}\s*,\s*\"(?:[^\"\\]|\\.)*\"\s*[,\]]",  # an object then a string, in an array
-    rb"\"blob\"\s*:",
-    # media "data" of a text type (an SVG image) is decoded by the walk, like a blob
-    rb"\"data\"\s*:[\s\S]*?\"mimeType\"\s*:\s*\""
-    + _TEXT_MIME
-    + rb"|\"mimeType\"\s*:\s*\""
-    + _TEXT_MIME
-    + rb"[\s\S]*?\"data\"\s*:",
-)
 
 
 class DlpError(Exception):
@@ -77,14 +46,6 @@ class Span:
     rule: int  # index into Scanner.rules
 
 
-def re2_options() -> Any:
-    import re2
-
-    options = re2.Options()
-    options.log_errors = False
-    return options
-
-
 class Scanner:
     """Compiled rule set; immutable after construction and safe to share."""
 
@@ -101,7 +62,7 @@ class Scanner:
         self._any: Any = None
         self._set: Any = None
         if self.rules:
-            self._any = re2.compile(b"|".join(_group(r.pattern) for r in rules), opts)
+            self._any = re2.compile(b"|".join(group(r.pattern) for r in rules), opts)
             self._set = re2.Set.SearchSet(opts)
             for r in self.rules:
                 self._set.Add(r.pattern.encode())
@@ -109,94 +70,17 @@ class Scanner:
         names = b"|".join(re2.escape(n.encode()) for n in sorted(set(self.names)))
         self._marker_re = re2.compile(rb"\[REDACTED:(?:%s)\]" % names, opts) if names else None
         self.encoding = EncodingScanner(opts) if detect_encoding else None
-        self._prefilter = self._compile_prefilter(re2, opts, raw_json=True)
-        # For decoded text, without the encoded-run trigger: with detect_encoding nearly every
-        # path or identifier of 16+ characters is a candidate run, so ``maybe_decoded`` decodes
-        # the runs itself and checks what they decode to (far cheaper than the per-leaf walk).
-        self._rules_prefilter = self._compile_prefilter(re2, opts, raw_json=False, runs=False)
-        # (run, depth) -> what ``maybe_decoded`` found in its decodings: a pure function of the
-        # bytes, so remembering it is exact. Paths repeat their directories call after call.
-        self._run_memo: dict[tuple[bytes, int], bool] = {}
-
-    def _compile_prefilter(self, re2: Any, opts: Any, *, raw_json: bool, runs: bool = True) -> Any:
-        """One alternation of the loosened rules plus triggers; None: cannot be built soundly.
-
-        ``raw_json``: for a JSON line (escape and structure triggers); otherwise for decoded
-        text, where only the look-alike and encoded-run triggers apply. ``runs=False`` leaves
-        out the encoded-run trigger (the caller then checks the decoded runs itself).
-        """
-        parts: list[bytes] = [_SHADOW_TRIGGER]
-        if raw_json:
-            parts += [_ESCAPE_TRIGGER, *_STRUCTURE_TRIGGERS]
-        if self.encoding is not None and runs:
-            parts.append(PREFILTER_TRIGGER)
-        checked: list[tuple[bytes, Callable[[bytes], bool]]] = []
-        for rule in self.rules:
-            if rule.candidates is not None and rule.confirm is not None:
-                # Validated candidates instead of the loosened pattern; they hold no character
-                # JSON escapes, so a raw line needs no escape trigger for them.
-                checked.append((rule.candidates.encode(), rule.confirm))
-                if raw_json and not rule.escape_safe:
-                    parts.append(_ANY_ESCAPE_TRIGGER)
-                continue
-            loose = rule.prefilter if rule.prefilter is not None else loosen(rule.pattern)
-            try:
-                re2.compile(loose.encode(), opts)
-            except re2.error:
-                return None  # cannot build a sound prefilter: every line is "maybe"
-            parts.append(_group(loose))
-            if raw_json and not rule.escape_safe:
-                parts.append(_ANY_ESCAPE_TRIGGER)
-        # Built-in rules and the triggers never start on a digit, " " or "-" (what candidates
-        # are made of); policy patterns and encoded runs may.
-        builtin = {(r.name, r.pattern) for r in BUILTIN_RULES}
-        inside = (runs and self.encoding is not None) or any(
-            (r.name, r.pattern) not in builtin for r in self.rules
-        )
-        return Prefilter(
-            list(dict.fromkeys(parts)),
-            list(dict.fromkeys(checked)),
-            opts,
-            plain_inside_candidates=inside,
-        )
+        self._precheck = PreCheck(self.rules, self.encoding, opts)
+        self.shadow = self._precheck.shadow
 
     def maybe(self, raw: bytes) -> bool:
-        """False only when no rule can match any string decoded from the JSON text ``raw``."""
-        if not self.rules:
-            return False
-        if self._prefilter is None:
-            return True
-        return self._prefilter.search(raw) is not None
+        """False only when no rule can match any string decoded from the JSON text ``raw``
+        (``aip.shared.dlp.precheck``)."""
+        return self._precheck.maybe(raw)
 
     def maybe_decoded(self, text: bytes, depth: int = 0) -> bool:
-        """Like ``maybe`` for decoded text (leaves joined by the walker's pre-check).
-
-        With ``detect_encoding`` it mirrors ``spans``: the loosened rules over ``text``, then
-        the same check over what each candidate run decodes to, down to MAX_DECODE_DEPTH. So
-        False still means ``spans`` finds nothing, in ``text`` or in any piece of it between
-        newlines (runs never cross a newline: neither run pattern matches whitespace).
-        """
-        if not self.rules:
-            return False
-        if self._rules_prefilter is None:
-            return True
-        if self._rules_prefilter.search(text) is not None:
-            return True
-        if self.encoding is None or depth >= MAX_DECODE_DEPTH:
-            return False  # spans decodes nothing here either
-        memo = self._run_memo
-        for run in self.encoding.runs(text):
-            key = (run, depth)
-            found = memo.get(key)
-            if found is None:
-                found = any(self.maybe_decoded(d, depth + 1) for d in self.encoding.decode(run))
-                if len(run) <= MEMO_RUN_BYTES:
-                    if len(memo) >= MEMO_RUNS:
-                        memo.clear()
-                    memo[key] = found
-            if found:
-                return True
-        return False
+        """Like ``maybe`` for decoded text (leaves joined by the walker's pre-check)."""
+        return self._precheck.maybe_decoded(text, depth)
 
     # -- finding ---------------------------------------------------------------------------
 
@@ -305,22 +189,6 @@ class Scanner:
                         cuts[i].append((lo - pstart, hi - pstart, rule))
             pieces = [_cut(p, c, self.markers) for p, c in zip(pieces, cuts, strict=True)]
         return (pieces, counts) if changed else None
-
-
-def _group(pattern: str) -> bytes:
-    """``pattern`` as one alternative of a larger alternation.
-
-    A ``\\Q`` without its ``\\E`` quotes to the end of the pattern and would swallow the
-    closing parenthesis: then the quote is closed first.
-    """
-    import re2
-
-    grouped = b"(?:%s)" % pattern.encode()
-    try:
-        re2.compile(grouped, re2_options())
-    except re2.error:
-        return b"(?:%s\\E)" % pattern.encode()
-    return grouped
 
 
 def merge(spans: list[Span], marks: list[tuple[int, int]]) -> list[tuple[int, int, int]]:

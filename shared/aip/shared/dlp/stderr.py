@@ -1,7 +1,7 @@
 """Line-buffered redaction of an MCP server's stderr (``spec.dlp.filter_stderr``).
 
 Write boundaries do not matter: bytes are held until a newline (with a length cap), so a secret
-split across two writes is redacted whole. Works on raw bytes (no shadow view here).
+split across two writes is redacted whole. Works on raw bytes, plus their shadow view.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections import Counter
 from typing import Any, Final
 
@@ -24,23 +23,6 @@ _TEXT_MIME_WORDS: Final = ("json", "xml", "yaml", "javascript", "ecmascript", "t
 _TEXT_MIMES: Final = frozenset(
     {"application/x-sh", "application/sql", "application/graphql", "application/x-httpd-php"}
 )
-
-
-# The "shadow" view against look-alike evasions (security.md §6.3): invisible format characters
-# (zero-width, soft hyphen, bidi controls, BOM) removed and fullwidth ASCII folded to ASCII.
-_SHADOW_CHARS: Final = (
-    "\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\uff01-\uff5e"
-)
-SHADOW_PATTERN: Final = f"[{_SHADOW_CHARS}]"
-_SHADOW_RE: Final = re.compile(SHADOW_PATTERN)
-_INVISIBLE: Final = (
-    0xAD, 0x180E, 0xFEFF, *range(0x200B, 0x2010), *range(0x202A, 0x202F),
-    *range(0x2060, 0x2065), *range(0x2066, 0x206A),
-)  # fmt: skip
-_SHADOW_TABLE: Final[dict[int, int | None]] = {
-    **dict.fromkeys(_INVISIBLE),
-    **{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)},
-}
 
 
 def is_text_mime(mime: str) -> bool:
@@ -144,11 +126,11 @@ class Walker:
         if c:
             counts.update(c)
             out = red.decode("utf-8", "surrogatepass")
-        if not out.isascii() and _SHADOW_RE.search(out):
-            # A secret spelled with zero-width or fullwidth characters: when the shadow view
+        shadow = self._scanner.shadow.of(red)
+        if shadow is not None:
+            # A secret spelled with invisible or fullwidth characters: when the shadow view
             # holds a match, the string is replaced by its redacted shadow view.
-            shadow = out.translate(_SHADOW_TABLE)
-            red, c = self._scanner.redact(shadow.encode("utf-8", "surrogatepass"))
+            red, c = self._scanner.redact(shadow)
             if c:
                 counts.update(c)
                 out = red.decode("utf-8", "surrogatepass")

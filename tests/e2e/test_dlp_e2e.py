@@ -207,7 +207,8 @@ async def test_scan_requests_modes(folder: Path, mode: str) -> None:
         # redact: the server got the marker; warn: it got the key, and the response scan
         # redacted its echo on the way back.
         assert _texts(result) == [f"exfiltrate {MARK}"]
-    record = [r for r in _records(folder) if r.get("tool") == "echo"][-1]
+    decisions = [r for r in _records(folder) if r["event"] == "decision"]
+    record = [r for r in decisions if r.get("tool") == "echo"][-1]
     assert record["dlp"] == ["aws-access-key:1"]
     assert record["arguments"] == {"text": f"exfiltrate {MARK}"}
     assert record["outcome"] == ("dlp" if mode == "block" else "policy_allowed")

@@ -265,3 +265,18 @@ def test_monitor_mode_still_blocks_a_secret_in_arguments(make_proxy: Make, tmp_p
     assert KEY not in log.read_text()
     forwarded = p.call(2, "not_in_any_list", {"key": "fine"})  # monitor forwards the rest
     assert "result" in forwarded
+
+
+def test_a_quoted_secret_is_found_through_its_escapes_and_control_characters_stay_escaped(
+    session: tuple[Session, Pipes],
+) -> None:
+    """Details and log lines quote client text with repr: U+200B inside a key becomes the
+    text \\u200b. The display scan decodes such escapes for a second look, and what it then
+    writes is escaped again (no raw ESC from the client reaches a terminal)."""
+    s, _ = session
+    dlp = dlp_filter.for_policy(s.policy)
+    quoted = repr("x\x1b[2J " + KEY[:4] + "\u200b" + KEY[4:])
+    shown, hits = dlp.display_scan(f"method {quoted} is not allowed")
+    assert hits == ["aws-access-key:1"]
+    assert shown == "method 'x\\x1b[2J [REDACTED:aws-access-key]' is not allowed"
+    assert dlp.display_scan("C:\\x41 no secret \\u0041") == ("C:\\x41 no secret \\u0041", [])

@@ -39,7 +39,7 @@ from aip.proxy.sandbox.launch import Mode as SandboxMode
 from aip.proxy.sandbox.launch import SandboxUnavailable, server_prefix, wrapper_levels
 from aip.proxy.server_env import server_environment
 from aip.proxy.stdio import Wire, widen_pipe
-from aip.shared import paths
+from aip.shared import logs, paths
 from aip.shared.errors import ConfigError
 from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
 from aip.shared.policy.file import PolicyPin
@@ -128,15 +128,18 @@ def run(
     dlp = dlp_filter.for_policy(policy)  # compiled now, before the relay threads read it
     recorder = Recorder(
         session=session_id,
-        server=settings.server_name,
+        server=str(dlp.display_value(settings.server_name)),  # a launcher's argument
         policy_name=policy.name,
         policy_sha256=policy.sha256,
         mode=policy.mode.value,
-        agent_id=fixed_agent or f"unknown-{session_id[:6]}",
+        agent_id=str(dlp.display_value(fixed_agent or f"unknown-{session_id[:6]}")),
         sink=Wire(2, "stderr (decision records)"),
         redact=dlp.display_value,  # ask payloads
         scan=dlp.display_scan,  # audit records
     )
+    # Every line on our stderr passes the display DLP of the policy in effect (log lines
+    # quote ids, methods, tool names and details: client and server text).
+    logs.set_redactor(lambda text: str(recorder.redact(text)))
     stop = _Stop()
     stop.install_signal_handlers()  # before the server exists: a SIGTERM now still cleans up
     # DESIGN §4.5: the policy file, the aip runtime and state dirs, the audit logs (the one
@@ -205,7 +208,7 @@ def run(
             "session": session_id,
             "pid": os.getpid(),
             "agent_id": recorder.agent_id,  # as known when the first ask comes, or initialize
-            "server": settings.server_name,
+            "server": recorder.server,
             # The policy in effect now (a reload may have replaced the one we started with).
             "policy": {"name": recorder.policy_name, "sha256": recorder.policy_sha256},
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Final, TextIO
 
 FORMAT: Final = (
@@ -28,6 +29,30 @@ class _Context(logging.Filter):
         return True
 
 
+class _Formatter(logging.Formatter):
+    """Formats a line, then passes it through the redactor set by ``set_redactor``."""
+
+    redact: Callable[[str], str] | None = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        redact = self.redact
+        if redact is None:
+            return text
+        try:
+            return redact(text)
+        except Exception:  # noqa: BLE001  (fail closed: a line that cannot be scanned is withheld)
+            return f"{record.levelname} {record.name}: [log line withheld: DLP scan failed]"
+
+
+def set_redactor(redact: Callable[[str], str] | None) -> None:
+    """DLP for every later line of the ``aip`` handlers (the proxy sets its policy's display
+    redactor: log lines quote ids, methods, tool names, details). None: lines as they are."""
+    for handler in logging.getLogger("aip").handlers:
+        if isinstance(handler.formatter, _Formatter):
+            handler.formatter.redact = redact
+
+
 def configure(
     process: str,
     *,
@@ -44,7 +69,7 @@ def configure(
         handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
     else:
         handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(_Formatter(FORMAT))
     handler.addFilter(_Context(process, tag))
     logger = logging.getLogger("aip")
     for old in list(logger.handlers):

@@ -21,7 +21,13 @@ from aip.shared.audit.spool import claim_orphans, read_orphan, release_orphan, s
 log = logging.getLogger(__name__)
 
 PROXY_EVENTS: Final = frozenset(
-    {Event.DECISION, Event.NOT_FORWARDED, Event.DROPPED_NOTIFICATION, Event.POLICY_RELOAD}
+    {
+        Event.DECISION,
+        Event.NOT_FORWARDED,
+        Event.DROPPED_NOTIFICATION,
+        Event.POLICY_RELOAD,
+        Event.REDACTION,
+    }
 )
 BATCH: Final = 64
 _SESSION = re.compile(r"[0-9a-f]{16}")

@@ -90,10 +90,12 @@ def record_decision(
 ) -> None:
     """Write one decision record. ``monitor_would`` set: the call was forwarded in monitor
     mode and the record says what enforce mode would have done."""
-    shown: Any = arguments
-    hits: list[str] | None = None
-    if arguments is not None:
-        shown, hits = rec.scan(arguments) if rec.scan else (rec.redact(arguments), None)
+    # DLP on every field that carries client or server text (issue 11): the arguments, the
+    # tool name and request id in one scan, the detail (which quotes client text) on its own.
+    pack, hits = _shown(rec, {"arguments": arguments, "tool": tool, "request_id": request_id})
+    if detail:
+        detail, detail_hits = _shown(rec, detail)
+        hits = [*(hits or ()), *(detail_hits or ())]
     answered = lost = False
     human = wait_ms = None
     if extra:  # from the approval client (AskResult.info) and the request's DLP scan
@@ -107,9 +109,9 @@ def record_decision(
     record = record_fields(
         outcome,
         agent_id=rec.agent_id,
-        tool=tool,
-        arguments=shown,
-        request_id=request_id,
+        tool=pack["tool"],
+        arguments=pack["arguments"],
+        request_id=pack["request_id"],
         rule=rule,
         dlp=hits,
         human=human,
@@ -142,6 +144,22 @@ def record_decision(
             nf = _not_forwarded_line(rec, request_id, why="server exited", tool=tool)
             rec.outbox.submit(rec.seq, nf)
         _copy_out(rec, line)
+
+
+def _shown(rec: Recorder, value: Any) -> tuple[Any, list[str] | None]:
+    """``value`` redacted for the record, and the rules that fired. A pack of fields that
+    cannot be scanned (arguments nested too deeply) keeps its short fields, scanned alone."""
+
+    def scan(v: Any) -> tuple[Any, list[str] | None]:
+        return rec.scan(v) if rec.scan is not None else (rec.redact(v), None)
+
+    shown, hits = scan(value)
+    if isinstance(value, dict) and not isinstance(shown, dict):
+        rest, hits = scan({k: v for k, v in value.items() if k != "arguments"})
+        if not isinstance(rest, dict):
+            rest = dict.fromkeys(value, shown)  # fail closed: every field is the marker
+        shown = {**rest, "arguments": shown}
+    return shown, hits
 
 
 def _copy_out(rec: Recorder, line: bytes) -> None:
@@ -185,12 +203,13 @@ def record_late_allow(rec: Recorder, request_id: str | int) -> None:
 def _not_forwarded_line(
     rec: Recorder, request_id: str | int | None, *, why: str, tool: str | None
 ) -> bytes:
+    shown, _ = _shown(rec, {"tool": tool, "request_id": request_id})
     record = not_forwarded_record(
         session=rec.session,
-        request_id=request_id,
+        request_id=shown["request_id"],
         why=why,
         agent_id=rec.agent_id,
-        tool=tool,
+        tool=shown["tool"],
         server=rec.server,
         pid=os.getpid(),
         rseq=rec.seq,

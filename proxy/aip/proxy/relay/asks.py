@@ -102,8 +102,10 @@ class Asks:
         rec = self._session.recorder
         shown, hits = rec.scan(arguments) if rec.scan else (rec.redact(arguments), [])
         request = AskRequest(
-            request_id=msg.id,
-            tool=tool or "",
+            # The approver logs and records the id and tool: what it gets is redacted too
+            # (a cancel names the ask by the same redacted id: ``_shown_id``).
+            request_id=self._shown_id(msg.id),
+            tool=rec.redact(tool or ""),
             arguments=shown,
             rule=decision.rule.label if decision.rule is not None else "",
             # The digest binds the human's answer to exactly these bytes (no newline).
@@ -137,9 +139,13 @@ class Asks:
             log.exception("approval client failed")
             self._on_done(request_id, AskResult(Outcome.APPROVER_UNAVAILABLE))
 
+    def _shown_id(self, request_id: RequestId) -> RequestId:
+        shown = self._session.recorder.redact(request_id)
+        return shown if isinstance(shown, str | int) else request_id
+
     def cancel(self, request_id: RequestId) -> None:
         log.info("client cancelled pending ask id=%r", request_id)
-        if not self._client.cancel(request_id):
+        if not self._client.cancel(self._shown_id(request_id)):
             self._on_done(request_id, AskResult(Outcome.CANCELLED))
 
     def close(self) -> None:

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
 import threading
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final
 
+from aip.proxy.audit.recorder import record_event
+from aip.shared.audit.record import Event, meta_record
 from aip.shared.dlp.redactor import Redactor, summarize
 from aip.shared.dlp.scan import DlpError
 from aip.shared.dlp.stderr import StderrFilter
-from aip.shared.jsonrpc import Kind, Message, ServerLine, error_line
+from aip.shared.jsonrpc import Kind, Message, RequestId, ServerLine, error_line
 from aip.shared.jsontext import reserialize
 from aip.shared.outcomes import Outcome
 from aip.shared.policy.model import OnRequestMatch, Policy
@@ -52,9 +56,20 @@ class DlpFilter:
     # ---- ask and audit payloads ----
 
     def display_scan(self, value: Any) -> tuple[Any, list[str]]:
-        """``value`` as the approver and the audit log may see it, and the rules that fired."""
+        """``value`` as the approver and the audit log may see it, and the rules that fired.
+
+        A string is also scanned with its ``\\xNN \\uNNNN \\UNNNNNNNN`` escapes decoded:
+        texts we build quote client values with ``repr`` (a ``detail``, a log line), which
+        spells an invisible character inside a key as an escape the shadow view cannot see.
+        """
         try:
             new, counts = self.display.redact_value(value)
+            if isinstance(value, str) and "\\" in value:
+                view = _ESCAPE.sub(_unescape, value)
+                if view != value:
+                    red, more = self.display.redact_text(view)
+                    if more:  # escaped again: a control character must not reach a terminal
+                        new, counts = _reescape(red), counts + more
         except DlpError as exc:  # fail closed: nothing unscanned leaves the proxy
             log.warning("a payload could not be scanned for secrets (%s); replaced", exc)
             return UNSCANNABLE, []
@@ -94,15 +109,67 @@ class DlpFilter:
             return RequestScan(Message(obj, wire, msg.kind, msg.method, msg.id), hits)
         return RequestScan(msg, hits)  # warn: forwarded unchanged, recorded
 
+    # ---- client -> server: answers to the server's requests (sampling, elicitation) ----
+
+    def scan_answer(self, session: Session, msg: Message, method: str | None) -> Message | None:
+        """The client's answer to a server request, as it may go to the server; None when it
+        must not (``block``, or it cannot be scanned: the server gets an error instead).
+
+        Scanned like tool-call arguments (``scan_requests``, ``on_request_match``): a sampled
+        completion or an elicited form can carry a secret from the agent's context to the
+        server. Each hit is recorded (``redaction``, direction ``to_server``).
+        """
+        red = self.requests
+        if red is None:
+            return msg
+        try:
+            new, counts = red.redact_message(msg.obj)
+        except DlpError as exc:
+            log.warning("a client answer could not be scanned (%s); not forwarded", exc)
+            detail = "the client's answer could not be scanned"
+            session.server.write(error_line(msg.id, Outcome.INTERNAL_ERROR, detail=detail))
+            return None
+        if not counts:
+            return msg
+        hits = summarize(counts)
+        action = {OnRequestMatch.BLOCK: "blocked", OnRequestMatch.REDACT: "redacted"}.get(
+            self.on_request_match, "warned"
+        )
+        log.warning("DLP: secret in the client's answer id=%r: %s (%s)", msg.id, hits, action)
+        record_redaction(
+            session,
+            direction="to_server",
+            message="answer",
+            method=method or None,  # of the server's request this answers
+            tool=None,
+            request_id=msg.id,
+            action=action,
+            dlp=hits,
+        )
+        if self.on_request_match is OnRequestMatch.BLOCK:
+            detail = "secret in the client's answer: " + ", ".join(sorted(counts))
+            session.server.write(error_line(msg.id, Outcome.DLP, detail=detail))
+            return None
+        if self.on_request_match is OnRequestMatch.REDACT:
+            return Message(new, reserialize(new, msg.wire), msg.kind, msg.method, msg.id)
+        return msg
+
     # ---- server -> host ----
 
     def relay_line(
-        self, session: Session, line: bytes, info: ServerLine, obj: Any, tool: str | None
+        self,
+        session: Session,
+        line: bytes,
+        info: ServerLine,
+        obj: Any,
+        tool: str | None,
+        method: str | None = None,
     ) -> bytes | None:
         """The bytes to relay for a server line (``line`` itself when clean), or None when it
         must not reach the host: an over-size or unscannable response is answered with an
         internal error instead, a server request with an error to the server, a
-        notification dropped. ``obj`` is ``line`` decoded, or None."""
+        notification dropped. ``obj`` is ``line`` decoded, or None; ``method`` (of the
+        request a response answers) and ``tool`` name it in a ``redaction`` record."""
         red = self.responses
         if red is None:
             return line
@@ -117,6 +184,18 @@ class DlpFilter:
                     what = ", ".join(summarize(r.counts))
                     log.info(
                         "DLP redacted %s in a server %s (id=%r)", what, info.kind.value, info.id
+                    )
+                    if info.kind is not Kind.RESPONSE and isinstance(r.message, dict):
+                        method = r.message.get("method")  # the envelope is never redacted
+                    record_redaction(
+                        session,
+                        direction="to_client",
+                        message=info.kind.value,
+                        method=method if isinstance(method, str) else None,
+                        tool=tool,
+                        request_id=info.id,
+                        action="redacted",
+                        dlp=summarize(r.counts),
                     )
                 return r.line
             problem = f"{_NOUN[info.kind]} over max_scan_size ({red.max_scan_size} bytes)"
@@ -135,6 +214,18 @@ class RequestScan:
     detail: str = ""
 
 
+_ESCAPE: Final = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})")
+
+
+def _reescape(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _unescape(m: re.Match[str]) -> str:
+    code = int(m.group()[2:], 16)
+    return m.group() if code > sys.maxunicode else chr(code)
+
+
 _NOUN: Final = {Kind.RESPONSE: "response", Kind.REQUEST: "request", Kind.NOTIFICATION: "message"}
 
 
@@ -148,6 +239,41 @@ def _refuse(session: Session, info: ServerLine, tool: str | None, problem: str) 
         session.server.write(error_line(info.id, Outcome.INTERNAL_ERROR, detail=problem))
     else:
         log.warning("dropped a server notification: %s", problem)
+
+
+def record_redaction(
+    session: Session,
+    *,
+    direction: str,
+    message: str,
+    method: str | None,
+    tool: str | None,
+    request_id: RequestId | None,
+    action: str,
+    dlp: list[str],
+) -> None:
+    """A ``redaction`` audit record: DLP acted on a message that no decision record covers
+    (a server message, a client's answer). Rule names and counts only, never the match."""
+    rec = session.recorder
+    named = rec.redact({"method": method, "tool": tool, "request_id": request_id})
+    if not isinstance(named, dict):  # cannot happen for flat values; fail closed anyway
+        named = {"method": None, "tool": None, "request_id": None}
+    record = meta_record(
+        Event.REDACTION,
+        session=rec.session,
+        agent_id=rec.agent_id,
+        server=rec.server,
+        pid=os.getpid(),
+        policy={"name": rec.policy_name, "sha256": rec.policy_sha256},
+        direction=direction,
+        message=message,
+        method=named["method"],
+        tool=named["tool"],
+        request_id=named["request_id"],
+        action=action,
+        dlp=dlp,
+    )
+    record_event(rec, record)
 
 
 def for_policy(policy: Policy) -> DlpFilter:

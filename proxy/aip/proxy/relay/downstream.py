@@ -72,13 +72,14 @@ def relay_server_line(session: Session, line: bytes, *, unfinished: bool = False
     if log.isEnabledFor(logging.DEBUG):
         log.debug("<- %s id=%r (%d bytes)", info.kind.value, info.id, len(line))
     obj: dict[str, Any] | None = msg.obj
-    tool = None
+    tool: str | None = None
+    method: str | None = None
     if info.kind is Kind.RESPONSE:
         pending = session.take_pending(info.id)
         if pending is None:
             drop(session, info.id, "response to an id that is not pending")
             return
-        tool = pending.tool
+        tool, method = pending.tool, pending.method
         if pending.method == "tools/list":
             filtered = _filter_tools_list(session, line, info)
             if filtered is None:
@@ -89,9 +90,11 @@ def relay_server_line(session: Session, line: bytes, *, unfinished: bool = False
         assert info.id is not None
         if obj is None:  # the fast path did not parse it; server requests are rare
             obj = orjson.loads(line)
-        method = obj.get("method") if isinstance(obj, dict) else None
-        session.note_server_request(info.id, normalize(method) if type(method) is str else "")
-    redacted = dlp_filter.for_policy(session.policy).relay_line(session, line, info, obj, tool)
+        raw = obj.get("method") if isinstance(obj, dict) else None
+        method = raw if type(raw) is str else None
+        session.note_server_request(info.id, normalize(method) if method is not None else "")
+    dlp = dlp_filter.for_policy(session.policy)
+    redacted = dlp.relay_line(session, line, info, obj, tool, method=method)
     if redacted is not None:
         session.host.write(redacted)
 

@@ -183,7 +183,11 @@ class Session:
     def set_client_name(self, name: object) -> None:
         if self.agent_id_fixed or type(name) is not str or not name:
             return
-        self.recorder.agent_id = f"{name}-{self.recorder.session[:6]}"
+        # clientInfo.name is client text: every record, ask and hello carries it (DLP first)
+        shown = self.recorder.redact(name)
+        self.recorder.agent_id = (
+            f"{shown if isinstance(shown, str) else '?'}-{self.recorder.session[:6]}"
+        )
 
     # ---- end of the session ----
 

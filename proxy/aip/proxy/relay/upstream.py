@@ -186,10 +186,13 @@ def _client_response(session: Session, msg: Message) -> None:
     if method is None:
         log.warning("dropped client response to unknown server request id=%r", msg.id)
         return
-    if method == ROOTS_LIST and session.on_client_roots is not None and "result" in msg.obj:
+    answer = dlp_filter.for_policy(session.state.policy).scan_answer(session, msg, method)
+    if answer is None:
+        return  # DLP: the server got an error for its request instead
+    if method == ROOTS_LIST and session.on_client_roots is not None and "result" in answer.obj:
         # Before forwarding: the server resolves relative paths against these from now on.
-        session.on_client_roots(msg.obj["result"])
-    session.forward(msg, "", None)
+        session.on_client_roots(answer.obj["result"])
+    session.forward(answer, "", None)
 
 
 def _duplicate(session: Session, msg: Message) -> bool:

@@ -41,6 +41,7 @@ class Event(enum.StrEnum):
     ROTATE = "rotate"
     GENESIS = "genesis"
     RECOVERED_TAIL = "recovered_tail"
+    REDACTION = "redaction"  # DLP acted on a server message or a client's answer (DESIGN §8)
 
 
 def decision_record(

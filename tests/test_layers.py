@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +154,17 @@ def test_the_builder_check_sees_each_spelling() -> None:
 
 def test_the_checker_sees_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
+
+
+def test_readme_layout_names_every_package() -> None:
+    """README's Layout map cannot rot: every package folder is a row, and every row exists."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([\w/]+)/` \|", section, re.MULTILINE))
+    folders = {
+        str(d.relative_to(ROOT))
+        for portion in PORTIONS
+        for d in (ROOT / portion / "aip" / portion).glob("**/")
+        if d.name != "__pycache__" and any(f.is_file() for f in d.iterdir())
+    }
+    assert rows == folders

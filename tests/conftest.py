@@ -8,13 +8,17 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from tests.support.approverproc import short_dir  # noqa: E402
 
 pytest_plugins = ("tests.audit_schema_check",)
 
@@ -32,3 +36,10 @@ if os.environ.get("HYPOTHESIS_PROFILE"):
 if "AIP_TEST_KEEP_STATE" not in os.environ:
     os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="aip-test-state-")
     atexit.register(shutil.rmtree, os.environ["XDG_STATE_HOME"], ignore_errors=True)
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    """A private folder with a short path: ipc socket paths must fit sun_path (~103 bytes)."""
+    with short_dir() as path:
+        yield path

@@ -1,9 +1,7 @@
-"""An in-process proxy session for the stateful test: the real ``Session``, upstream and
-downstream code and the real ``ZmqApprovalClient``, talking to a scripted ROUTER, with the
-client's monotonic clock injected (so deadlines and clock jumps are the test's to decide).
-
-The server side is an OS pipe the test reads; "server responses" go through the real
-``downstream.relay_server_line``. Every wait has a deadline; nothing sleeps to synchronise.
+"""The stateful test's session: tests/support/sessionkit.py's in-process session with the
+real ``ZmqApprovalClient``, talking to a scripted ROUTER, with the client's monotonic clock
+injected (so deadlines and clock jumps are the test's to decide). Every wait has a deadline;
+nothing sleeps to synchronise.
 """
 
 from __future__ import annotations
@@ -18,18 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import zmq
 
 from aip.proxy.approval.zmq_client import ZmqApprovalClient
-from aip.proxy.audit.recorder import Recorder
-from aip.proxy.relay import downstream, upstream
 from aip.proxy.relay.asks import Asks
-from aip.proxy.relay.session import Session
-from aip.proxy.stdio import Wire
-from aip.shared.policy.decision import Context
 from aip.shared.policy.load import load_policy_text
-from aip.shared.policy.ratelimit import RateLimiter
 from aip.shared.protocol.codec import encode
 from aip.shared.protocol.frames import ToProxy, decode_to_approver
 from aip.shared.protocol.messages import (
@@ -41,7 +32,7 @@ from aip.shared.protocol.messages import (
     PolicyRef,
     Welcome,
 )
-from tests.support.fdwait import readable
+from tests.support.sessionkit import WAIT_S, LocalSession
 
 POLICY = """
 apiVersion: aip.io/v1alpha1
@@ -59,7 +50,6 @@ spec:
 """
 TIMEOUT_S = 60.0  # the approver's deadline, as the scripted ROUTER's welcome says
 GRACE_S = 5.0
-WAIT_S = 5.0  # deadline for anything the test waits on
 
 
 class FakeClock:
@@ -169,35 +159,8 @@ class Router:
         self.ctx.term()
 
 
-def read_lines(fd: int, buf: bytearray) -> list[bytes]:
-    """Complete lines available now on ``fd`` (non-blocking); partial ones stay in ``buf``."""
-    while readable(fd, 0):
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            break
-        buf += chunk
-    out = []
-    while (nl := buf.find(b"\n")) >= 0:
-        out.append(bytes(buf[: nl + 1]))
-        del buf[: nl + 1]
-    return out
-
-
-def wait_lines(fd: int, buf: bytearray, n: int = 1) -> list[bytes]:
-    deadline = time.monotonic() + WAIT_S
-    got: list[bytes] = []
-    while len(got) < n:
-        got += read_lines(fd, buf)
-        if len(got) >= n:
-            break
-        left = deadline - time.monotonic()
-        assert left > 0, f"expected {n} line(s), got {got!r}"
-        readable(fd, left)
-    return got
-
-
-class Relay:
-    """One proxy session, in-process. ``host``/``server`` lines are collected by the test."""
+class Relay(LocalSession):
+    """One proxy session, in-process, with the real approval client and a scripted approver."""
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="aip-h-", dir="/tmp"))
@@ -207,34 +170,13 @@ class Relay:
         self.clock = FakeClock()
         self.drops = DropCounter()
         logging.getLogger("aip.proxy.approval").addHandler(self.drops)
-        self.host_r, self.host_w = os.pipe()
-        self.server_r, self.server_w = os.pipe()
-        self.records_path = self.dir / "records.jsonl"
-        self.records_fd = os.open(self.records_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        session_id = os.urandom(8).hex()
-        self.session = Session(
-            policy=load_policy_text(POLICY),
-            limiter=RateLimiter(),
-            context=Context(cwd="/"),
-            recorder=Recorder(
-                session=session_id,
-                server="srv",
-                policy_name="stateful",
-                policy_sha256="0" * 64,
-                mode="enforce",
-                agent_id="agent",
-                fd=self.records_fd,
-            ),
-            host=Wire(self.host_w, "host"),
-            server=Wire(self.server_w, "server"),
-            agent_id_fixed=True,
-        )
+        super().__init__(load_policy_text(POLICY), records=self.dir / "records.jsonl")
         hello = Hello(
-            session=session_id,
+            session=self.session_id,
             pid=os.getpid(),
             agent_id="agent",
             server="srv",
-            policy=PolicyRef(name="stateful", sha256="0" * 64),
+            policy=PolicyRef(name="stateful", sha256=self.recorder.policy_sha256),
         )
         self.client = ZmqApprovalClient(  # wired as runner.py does: one outbox per session
             self.router.endpoint,
@@ -245,31 +187,18 @@ class Relay:
         )
         self.asks = Asks(self.session, lambda: self.client)
         self.session.asks = self.asks
-        self.host_buf = bytearray()
-        self.server_buf = bytearray()
-
-    def send(self, obj: dict[str, Any]) -> bytes:
-        """Hand one client line to the real upstream handler; returns the canonical bytes."""
-        line = orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
-        upstream.handle_line(self.session, line)
-        return orjson.dumps(orjson.loads(line)) + b"\n"
-
-    def server_says(self, obj: dict[str, Any]) -> None:
-        downstream.relay_server_line(self.session, orjson.dumps(obj) + b"\n")
 
     def wake_client(self) -> None:
         """Let the client thread look at the (moved) clock: a public no-op-ish command."""
         self.client.set_agent_id("agent")
 
-    def records(self) -> list[dict[str, Any]]:
-        return [orjson.loads(line) for line in self.records_path.read_bytes().splitlines()]
-
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.asks.close()
-        logging.getLogger("aip.proxy.approval").removeHandler(self.drops)
-        self.router.close()
-        for fd in (self.host_r, self.host_w, self.server_r, self.server_w, self.records_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            with contextlib.suppress(Exception):  # a state machine may end in any state
+                self.asks.close()
+            self.session.asks = None
+            super().close()
+        finally:
+            logging.getLogger("aip.proxy.approval").removeHandler(self.drops)
+            self.router.close()
+            shutil.rmtree(self.dir, ignore_errors=True)

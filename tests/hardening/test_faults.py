@@ -27,7 +27,8 @@ import pytest
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import lock_path, socket_path
 from tests.hardening.faultkit import UNLIMITED_ASKS, LimitedApprover, ask, client
-from tests.support.approverproc import Approver, answer_program, short_dir, wait_for
+from tests.support.aipctl import aipctl
+from tests.support.approverproc import Approver, answer_program, wait_for
 from tests.support.fdwait import writable
 from tests.support.proxyproc import ProxyProcess, write_policy
 
@@ -44,12 +45,6 @@ BIG_LINE = (
     ).encode()
     + b"\n"
 )
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    with short_dir() as path:
-        yield path
 
 
 @pytest.fixture
@@ -176,20 +171,7 @@ def test_approver_killed_at_each_step_of_its_start_up(folder: Path) -> None:
         finally:
             c.close()
         approver.stop()
-    verify = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aip.approver.ctl",
-            "audit",
-            "verify",
-            str(approver.audit_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    verify = aipctl("audit", "verify", str(approver.audit_path))
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,11 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aip.proxy.approval.api import UnavailableApprover
-from aip.proxy.audit.recorder import Recorder
 from aip.proxy.relay import upstream
 from aip.proxy.relay.asks import Asks
-from aip.proxy.relay.session import Session
-from aip.proxy.stdio import Wire
 from aip.shared.jsontext import decode
 from aip.shared.policy import engine
 from aip.shared.policy.decision import Context, Verdict
@@ -29,7 +27,7 @@ from aip.shared.policy.load import load_policy_text
 from aip.shared.policy.names import normalize
 from aip.shared.policy.ratelimit import RateLimiter
 from tests.hardening.fuzzkit import FUZZ, JSON, SCALARS, run_for
-from tests.hardening.relaykit import read_lines
+from tests.support.sessionkit import LocalSession, read_lines
 
 POLICY = """
 apiVersion: aip.io/v1alpha1
@@ -146,53 +144,20 @@ def _has_duplicate_keys(line: bytes) -> bool:
     return found
 
 
-class LineHarness:
-    def __init__(self, tmp: str) -> None:
-        self.host_r, host_w = os.pipe()
-        self.server_r, server_w = os.pipe()
-        self.records = os.open(os.path.join(tmp, "records"), os.O_WRONLY | os.O_CREAT, 0o600)
-        self.policy = load_policy_text(POLICY)
-        self.session = Session(
-            policy=self.policy,
-            limiter=RateLimiter(),
-            context=Context(cwd="/"),
-            recorder=Recorder(
-                session=os.urandom(8).hex(),
-                server="srv",
-                policy_name="fuzz",
-                policy_sha256="0" * 64,
-                mode="enforce",
-                agent_id="fuzz",
-                fd=self.records,
-            ),
-            host=Wire(host_w, "host"),
-            server=Wire(server_w, "server"),
-            agent_id_fixed=True,
-        )
-        self.session.asks = Asks(self.session, UnavailableApprover)
-        self.fds = [self.host_r, host_w, self.server_r, server_w, self.records]
-        self.host_buf = bytearray()
-        self.server_buf = bytearray()
-
-    def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)
-
-
 @pytest.fixture
-def lines_harness(tmp_path: Any) -> Iterator[LineHarness]:
-    h = LineHarness(str(tmp_path))
-    yield h
-    h.close()
+def lines_harness(tmp_path: Path) -> Iterator[LocalSession]:
+    with LocalSession(load_policy_text(POLICY), records=tmp_path / "records") as h:
+        h.session.asks = Asks(h.session, UnavailableApprover)
+        yield h
 
 
-def test_fuzz_client_line_handler(lines_harness: LineHarness) -> None:
+def test_fuzz_client_line_handler(lines_harness: LocalSession) -> None:
     h = lines_harness
 
     @FUZZ
     @given(client_lines())
     def one(line: bytes) -> None:
-        os.ftruncate(h.records, 0)
+        os.ftruncate(h.records_fd, 0)
         upstream.handle_line(h.session, line + b"\n")  # must not raise: it answers instead
         for out in read_lines(h.host_r, h.host_buf):
             reply = orjson.loads(out)
@@ -206,7 +171,7 @@ def test_fuzz_client_line_handler(lines_harness: LineHarness) -> None:
             msg = decode(out.strip())
             # ... and a tools/call only when the policy allows it (no approver: no asks).
             if normalize(msg["method"]) == "tools/call":
-                d = engine.decide(h.policy, msg, RateLimiter(), Context(cwd="/"))
+                d = engine.decide(h.session.state.policy, msg, RateLimiter(), Context(cwd="/"))
                 assert d.verdict is Verdict.FORWARD, (msg, d)
             take = h.session.take_pending(msg.get("id"))  # so ids can be reused
             assert take is not None or "id" not in msg

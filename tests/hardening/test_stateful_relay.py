@@ -30,7 +30,8 @@ from hypothesis.stateful import (
 
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.messages import Ask, Decision, new_nonce
-from tests.hardening.relaykit import GRACE_S, TIMEOUT_S, Relay, read_lines, wait_lines
+from tests.hardening.relaykit import GRACE_S, TIMEOUT_S, Relay
+from tests.support.sessionkit import read_lines, wait_lines
 
 Key = tuple[type, Any]
 ARG_TEXT = st.text(max_size=40)

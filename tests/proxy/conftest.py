@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # make ``tests.support`` importable however pytest is started
     sys.path.insert(0, str(ROOT))
 
-from tests.support.approverproc import short_dir  # noqa: E402
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy  # noqa: E402
 
 DEFAULT_SPEC = """
@@ -44,13 +43,6 @@ def make_proxy(tmp_path: Path, policy: Path) -> Iterator[Callable[..., ProxyProc
     yield make
     for proc in started:
         proc.kill()
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    """A private folder with a short path: ipc socket paths must fit sun_path."""
-    with short_dir() as path:
-        yield path
 
 
 @pytest.fixture

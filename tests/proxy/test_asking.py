@@ -12,21 +12,17 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aip.proxy.approval.api import AskRequest, AskResult, OnDone
-from aip.proxy.audit.recorder import Recorder
-from aip.proxy.relay import upstream
 from aip.proxy.relay.asks import Asks
-from aip.proxy.relay.session import Session
-from aip.proxy.stdio import Wire
 from aip.shared.outcomes import Outcome
-from aip.shared.policy.decision import Context
 from aip.shared.policy.load import load_policy_text
-from aip.shared.policy.ratelimit import RateLimiter
 from tests.support.fdwait import readable
+from tests.support.sessionkit import LocalSession
 
 SPEC = """
 apiVersion: aip.io/v1alpha1
@@ -68,38 +64,12 @@ class ScriptedClient:
             on_done(AskResult(Outcome.SHUTDOWN))
 
 
-class Harness:
-    def __init__(self, records_fd: int) -> None:
-        self.host_r, host_w = os.pipe()
-        self.server_r, server_w = os.pipe()
+class Harness(LocalSession):
+    def __init__(self, records: Path) -> None:
         self.client = ScriptedClient()
-        self.session = Session(
-            policy=load_policy_text(SPEC),
-            limiter=RateLimiter(),
-            context=Context(cwd="/"),
-            recorder=Recorder(
-                "0123456789abcdef", "srv", "asks", "0" * 64, "enforce", "a", records_fd
-            ),
-            host=Wire(host_w, "host"),
-            server=Wire(server_w, "server"),
-            agent_id_fixed=False,
-        )
+        super().__init__(load_policy_text(SPEC), records=records, agent_id_fixed=False)
         self.asks = Asks(self.session, lambda: self.client, progress_interval_s=0.05)
         self.session.asks = self.asks
-        self._fds = [self.host_r, host_w, self.server_r, server_w]
-
-    def send(self, obj: dict[str, Any]) -> None:
-        upstream.handle_line(self.session, json.dumps(obj).encode() + b"\n")
-
-    def call(self, request_id: Any, tool: str, args: dict[str, Any], **params: Any) -> None:
-        self.send(
-            {
-                "jsonrpc": "2.0",
-                "id": request_id,
-                "method": "tools/call",
-                "params": {"name": tool, "arguments": args, **params},
-            }
-        )
 
     @staticmethod
     def _line(fd: int, timeout: float) -> bytes | None:
@@ -121,19 +91,11 @@ class Harness:
     def server(self, timeout: float = 5.0) -> bytes | None:
         return self._line(self.server_r, timeout)
 
-    def close(self) -> None:
-        self.asks.close()  # stops progress tickers before their fds go away
-        for fd in self._fds:
-            os.close(fd)
-
 
 @pytest.fixture
-def h(tmp_path: Any) -> Iterator[Harness]:
-    fd = os.open(tmp_path / "records.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    harness = Harness(fd)
-    yield harness
-    harness.close()
-    os.close(fd)
+def h(tmp_path: Path) -> Iterator[Harness]:
+    with Harness(tmp_path / "records.jsonl") as harness:
+        yield harness
 
 
 def test_approved_forwards_exactly_the_reviewed_bytes(h: Harness) -> None:

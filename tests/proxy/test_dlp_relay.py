@@ -5,7 +5,6 @@ over ``max_scan_size`` or cannot be scanned: never relayed, the waiting side ans
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import orjson
 import pytest
 
 from aip.proxy.approval.api import ApprovalClient
-from aip.proxy.audit.recorder import Recorder
 from aip.proxy.relay import dlp_filter, downstream
 from aip.proxy.relay.asks import Asks
 from aip.proxy.relay.session import Session
@@ -22,8 +20,8 @@ from aip.proxy.stdio import Wire
 from aip.shared.jsonrpc import Kind, Message, parse_line
 from aip.shared.policy.decision import Context, Decision, Verdict
 from aip.shared.policy.load import load_policy
-from aip.shared.policy.ratelimit import RateLimiter
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
+from tests.support.sessionkit import LocalSession, available
 
 Make = Callable[..., ProxyProcess]
 KEY = "AKIA" + "IOSFODNN7" + "EXAMPLE"
@@ -84,69 +82,46 @@ def test_records_are_redacted_without_any_dlp_block(make_proxy: Make, tmp_path: 
 # ---- in-process: lines the redactor refuses ----
 
 
-class Pipes:
-    def __init__(self) -> None:
-        self.host_r, host_w = os.pipe()
-        self.server_r, server_w = os.pipe()
-        for fd in (self.host_r, self.server_r):
-            os.set_blocking(fd, False)
-        self.host = Wire(host_w, "host")
-        self.server = Wire(server_w, "server")
-
-    def read(self, fd: int) -> bytes:
-        try:
-            return os.read(fd, 1 << 20)
-        except BlockingIOError:
-            return b""
-
-
 @pytest.fixture
-def make_session(tmp_path: Path) -> Iterator[Callable[[str], tuple[Session, Pipes]]]:
-    nulls: list[int] = []
+def make_session(tmp_path: Path) -> Iterator[Callable[[str], tuple[Session, LocalSession]]]:
+    made: list[LocalSession] = []
 
-    def make(max_scan_size: str) -> tuple[Session, Pipes]:
+    def make(max_scan_size: str) -> tuple[Session, LocalSession]:
         spec = _spec(f"builtin: true\nmax_scan_size: {max_scan_size}")
-        policy = load_policy(write_policy(tmp_path, spec, f"refuse-{len(nulls)}"))
+        policy = load_policy(write_policy(tmp_path, spec, f"refuse-{len(made)}"))
         dlp_filter.for_policy(policy)  # as the runner does, before any line
-        pipes = Pipes()
-        null = os.open(os.devnull, os.O_WRONLY)
-        nulls.append(null)
-        rec = Recorder("f" * 16, "test", policy.name, policy.sha256, "enforce", "t", null)
-        rec.sink = Wire(null, "records")
-        session = Session(
-            policy=policy,
-            limiter=RateLimiter(),
-            context=Context(cwd="/", always_protected=()),
-            recorder=rec,
-            host=pipes.host,
-            server=pipes.server,
-            agent_id_fixed=True,
-        )
-        return session, pipes
+        local = LocalSession(policy, context=Context(cwd="/", always_protected=()))
+        local.recorder.sink = Wire(local.records_fd, "records")
+        made.append(local)
+        return local.session, local
 
     yield make
-    for fd in nulls:
-        os.close(fd)
+    for local in made:
+        local.close()
 
 
 @pytest.fixture
-def session(make_session: Callable[[str], tuple[Session, Pipes]]) -> tuple[Session, Pipes]:
+def session(
+    make_session: Callable[[str], tuple[Session, LocalSession]],
+) -> tuple[Session, LocalSession]:
     return make_session("1KB")
 
 
-def _forward(s: Session, pipes: Pipes, request_id: int) -> None:
+def _forward(s: Session, pipes: LocalSession, request_id: int) -> None:
     line = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
             "params": {"name": "echo", "arguments": {}}}  # fmt: skip
     assert s.forward(parse_line(orjson.dumps(line)), "tools/call", "echo")
-    assert pipes.read(pipes.server_r)
+    assert available(pipes.server_r)
 
 
-def test_oversize_response_is_answered_internal_error(session: tuple[Session, Pipes]) -> None:
+def test_oversize_response_is_answered_internal_error(
+    session: tuple[Session, LocalSession],
+) -> None:
     s, pipes = session
     _forward(s, pipes, 5)
     line = orjson.dumps({"jsonrpc": "2.0", "id": 5, "result": {"text": "y" * 2000}})
     downstream.relay_server_line(s, line)
-    reply = orjson.loads(pipes.read(pipes.host_r))
+    reply = orjson.loads(available(pipes.host_r))
     assert reply["id"] == 5
     assert reply["error"]["code"] == -32603
     assert reply["error"]["data"]["detail"] == "response over max_scan_size (1024 bytes)"
@@ -154,14 +129,14 @@ def test_oversize_response_is_answered_internal_error(session: tuple[Session, Pi
 
 
 def test_unscannable_response_is_answered_internal_error(
-    make_session: Callable[[str], tuple[Session, Pipes]],
+    make_session: Callable[[str], tuple[Session, LocalSession]],
 ) -> None:
     s, pipes = make_session("1MB")
     _forward(s, pipes, 6)
     # Deeper than the relay accepts (orjson still parses it): refused before any scan.
     deep = b"[" * 990 + b'"' + KEY.encode() + b'"' + b"]" * 990
     downstream.relay_server_line(s, b'{"jsonrpc":"2.0","id":6,"result":{"v":' + deep + b"}}")
-    out = pipes.read(pipes.host_r)
+    out = available(pipes.host_r)
     assert KEY.encode() not in out
     reply = orjson.loads(out)
     assert reply["id"] == 6
@@ -170,7 +145,7 @@ def test_unscannable_response_is_answered_internal_error(
 
 
 def test_oversize_server_request_is_answered_to_the_server(
-    session: tuple[Session, Pipes],
+    session: tuple[Session, LocalSession],
 ) -> None:
     s, pipes = session
     line = orjson.dumps(
@@ -182,19 +157,19 @@ def test_oversize_server_request_is_answered_to_the_server(
         }
     )
     downstream.relay_server_line(s, line)
-    assert pipes.read(pipes.host_r) == b""
-    answer = orjson.loads(pipes.read(pipes.server_r))
+    assert available(pipes.host_r) == b""
+    answer = orjson.loads(available(pipes.server_r))
     assert answer["id"] == 77
     assert answer["error"]["data"]["detail"] == "request over max_scan_size (1024 bytes)"
     assert not s.take_server_request(77)  # a late client answer would not be forwarded
 
 
-def test_oversize_notification_is_dropped(session: tuple[Session, Pipes]) -> None:
+def test_oversize_notification_is_dropped(session: tuple[Session, LocalSession]) -> None:
     s, pipes = session
     note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"d": "z" * 2000}}
     downstream.relay_server_line(s, orjson.dumps(note))
-    assert pipes.read(pipes.host_r) == b""
-    assert pipes.read(pipes.server_r) == b""
+    assert available(pipes.host_r) == b""
+    assert available(pipes.server_r) == b""
 
 
 # ---- the shipped example policy ----
@@ -231,7 +206,7 @@ def test_shipped_example_redacts_responses() -> None:
 
 
 def test_an_ask_whose_arguments_cannot_be_scanned_is_never_shown(
-    session: tuple[Session, Pipes],
+    session: tuple[Session, LocalSession],
 ) -> None:
     """Defence in depth: the wire cannot carry such nesting (orjson re-serializes <= 255
     levels), but a display payload the scanner gives up on must never be shown to a human."""
@@ -248,7 +223,7 @@ def test_an_ask_whose_arguments_cannot_be_scanned_is_never_shown(
            "params": {"name": "write_file", "arguments": {"content": deep}}}  # fmt: skip
     msg = Message(obj, b"{}", Kind.REQUEST, "tools/call", 9)
     Asks(s, no_client).start(msg, Decision(Verdict.ASK, None), "write_file")
-    reply = orjson.loads(pipes.read(pipes.host_r))
+    reply = orjson.loads(available(pipes.host_r))
     assert reply["error"]["code"] == -32002
     assert reply["error"]["data"]["reason"] == "too_large_to_review"
 

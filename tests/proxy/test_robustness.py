@@ -4,7 +4,6 @@ crash; an engine failure denies; forged server responses never reach the client.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,16 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aip.proxy.audit.recorder import Recorder
 from aip.proxy.relay import upstream
-from aip.proxy.relay.session import Session
-from aip.proxy.stdio import Wire
 from aip.shared.policy import engine
-from aip.shared.policy.decision import Context
 from aip.shared.policy.load import load_policy_text
-from aip.shared.policy.ratelimit import RateLimiter
-from tests.support.fdwait import readable
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess
+from tests.support.sessionkit import LocalSession, available
 
 POLICY = load_policy_text(
     "apiVersion: aip.io/v1alpha1\nkind: AgentPolicy\nmetadata: {name: r}\n"
@@ -29,43 +23,14 @@ POLICY = load_policy_text(
 )
 
 
-class Pipes:
-    def __init__(self) -> None:
-        self.host_r, host_w = os.pipe()
-        self.server_r, server_w = os.pipe()
-        self.null = os.open(os.devnull, os.O_WRONLY)
-        for fd in (self.host_r, self.server_r):
-            os.set_blocking(fd, False)
-        self.session = Session(
-            policy=POLICY,
-            limiter=RateLimiter(),
-            context=Context(cwd="/"),
-            recorder=Recorder("feedfacefeedface", "s", "r", "0" * 64, "enforce", "a", self.null),
-            host=Wire(host_w, "host"),
-            server=Wire(server_w, "server"),
-            agent_id_fixed=False,
-        )
-        self._fds = [self.host_r, host_w, self.server_r, server_w, self.null]
-
-    def drain(self, fd: int) -> bytes:
-        out = b""
-        while readable(fd, 0):
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            out += chunk
-        return out
-
-    def close(self) -> None:
-        for fd in self._fds:
-            os.close(fd)
+def local() -> LocalSession:
+    return LocalSession(POLICY, agent_id_fixed=False)
 
 
 @pytest.fixture
-def pipes() -> Iterator[Pipes]:
-    p = Pipes()
-    yield p
-    p.close()
+def pipes() -> Iterator[LocalSession]:
+    with local() as p:
+        yield p
 
 
 json_values = st.recursive(
@@ -93,11 +58,10 @@ messages = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(line=messages)
 def test_every_line_is_answered_forwarded_or_dropped_never_crashes(line: bytes) -> None:
-    p = Pipes()
-    try:
+    with local() as p:
         upstream.handle_line(p.session, line + b"\n")
-        to_host = p.drain(p.host_r)
-        to_server = p.drain(p.server_r)
+        to_host = available(p.host_r)
+        to_server = available(p.server_r)
         assert not (to_host and to_server)  # never both: a message is answered or forwarded
         for out in (to_host, to_server):
             for raw in out.splitlines():
@@ -107,12 +71,10 @@ def test_every_line_is_answered_forwarded_or_dropped_never_crashes(line: bytes) 
             assert forwarded["jsonrpc"] == "2.0"
             if forwarded.get("method") == "tools/call":
                 assert forwarded["params"]["name"] == "read_file"
-    finally:
-        p.close()
 
 
 def test_engine_failure_denies_with_internal_error(
-    pipes: Pipes, monkeypatch: pytest.MonkeyPatch
+    pipes: LocalSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*args: Any) -> Any:
         raise RuntimeError("injected")
@@ -125,10 +87,10 @@ def test_engine_failure_denies_with_internal_error(
         "params": {"name": "read_file", "arguments": {"path": "/tmp/a"}},
     }
     upstream.handle_line(pipes.session, json.dumps(call).encode() + b"\n")
-    reply = json.loads(pipes.drain(pipes.host_r))
+    reply = json.loads(available(pipes.host_r))
     assert reply["error"]["code"] == -32603
     assert reply["error"]["data"]["reason"] == "internal_error"
-    assert pipes.drain(pipes.server_r) == b""
+    assert available(pipes.server_r) == b""
 
 
 def test_forged_server_responses_never_reach_the_client(

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from aip.approver.ctl import main as ctl
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.messages import MAX_AUDIT_RECORDS
 from tests.audit_schema_check import assert_valid_log
-from tests.support.approverproc import Approver, Dealer, answer_program, short_dir, wait_for
+from tests.support.approverproc import Approver, Dealer, answer_program, wait_for
 from tests.support.proxyproc import MCP_SERVER, RAW_SERVER, ProxyProcess, write_policy
 
 pytestmark = pytest.mark.e2e
@@ -39,12 +38,6 @@ tool_rules:
   - tool: write_file
     action: ask
 """
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    with short_dir() as path:
-        yield path
 
 
 def records(log: Path) -> list[dict[str, Any]]:

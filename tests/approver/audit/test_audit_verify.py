@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from aip.shared.audit.record import decision_record
 from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.messages import HumanDecision
+from tests.support.aipctl import tail_follow
 
 SESSION = "0123456789abcdef"
 
@@ -187,20 +186,8 @@ def test_ctl_tail_last_lines(env_log: Path, capsys: pytest.CaptureFixture[str]) 
 
 @pytest.fixture
 def tail_proc(env_log: Path, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    with (tmp_path / "tail.err").open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "aip.approver.ctl", "audit", "tail", "-n", "1", "-f"],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            start_new_session=True,
-            env={**os.environ, "AIP_AUDIT_LOG": str(env_log)},
-        )
-        try:
-            yield proc
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    with tail_follow(env_log, tmp_path / "tail.err") as proc:
+        yield proc
 
 
 def test_ctl_tail_follows_new_records(env_log: Path, tail_proc: subprocess.Popen[str]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 import tomllib
@@ -14,7 +13,8 @@ from typing import Any
 
 import pytest
 
-AIPCTL = str(Path(sys.executable).parent / "aipctl")
+from tests.support.aipctl import aipctl
+
 PROXY = str(Path(sys.executable).parent / "aip-proxy")
 
 
@@ -35,12 +35,6 @@ def env(tmp_path: Path) -> dict[str, str]:
         "PATH": os.environ["PATH"],
         "LANG": os.environ.get("LANG", "C.UTF-8"),
     }
-
-
-def aipctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [AIPCTL, *args], env=env, capture_output=True, text=True, timeout=30, check=False
-    )
 
 
 def policy(env: dict[str, str]) -> str:
@@ -66,7 +60,7 @@ def expected_args(env: dict[str, str], name: str, *command: str) -> list[str]:
 
 @pytest.mark.parametrize("client", ["claude-desktop", "cursor"])
 def test_mcpservers_snippet_has_absolute_paths(env: dict[str, str], client: str) -> None:
-    done = aipctl(env, "config", client, "--", "sh", "-c", "exec cat")
+    done = aipctl("config", client, "--", "sh", "-c", "exec cat", env=env)
     assert done.returncode == 0, done.stderr
     entry = json.loads(done.stdout)["mcpServers"]["sh"]
     assert entry["command"] == PROXY
@@ -78,7 +72,14 @@ def test_mcpservers_snippet_has_absolute_paths(env: dict[str, str], client: str)
 
 def test_server_name_from_npx_package(env: dict[str, str]) -> None:
     done = aipctl(
-        env, "config", "cursor", "--", "npx", "-y", "@modelcontextprotocol/server-filesystem", "/d"
+        "config",
+        "cursor",
+        "--",
+        "npx",
+        "-y",
+        "@modelcontextprotocol/server-filesystem",
+        "/d",
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     assert list(json.loads(done.stdout)["mcpServers"]) == [
@@ -88,21 +89,23 @@ def test_server_name_from_npx_package(env: dict[str, str]) -> None:
 
 def test_claude_code_command_line_and_mcp_json(env: dict[str, str], tmp_path: Path) -> None:
     pol = tmp_path / "p.yaml"
-    line = aipctl(env, "config", "claude-code", "--policy", str(pol), "--name", "fs", "--", "true")
+    line = aipctl(
+        "config", "claude-code", "--policy", str(pol), "--name", "fs", "--", "true", env=env
+    )
     assert line.returncode == 0, line.stderr
     words = shlex.split(line.stdout)
     assert words[:7] == ["claude", "mcp", "add", "--scope", "user", "fs", "--"]
     assert words[7] == PROXY
     assert words[8:14] == ["--policy", str(pol), "--approver", endpoint(env), "--server-name", "fs"]
     assert "does not exist yet" in line.stderr
-    mcp = aipctl(env, "config", "claude-code", "--json", "--name", "fs", "--", "true")
+    mcp = aipctl("config", "claude-code", "--json", "--name", "fs", "--", "true", env=env)
     entry = json.loads(mcp.stdout)["mcpServers"]["fs"]
     assert entry["type"] == "stdio"
     assert entry["command"] == PROXY
 
 
 def test_codex_snippet_is_valid_toml(env: dict[str, str]) -> None:
-    done = aipctl(env, "config", "codex", "--name", 'we"ird name', "--", "echo", 'a"b\\c')
+    done = aipctl("config", "codex", "--name", 'we"ird name', "--", "echo", 'a"b\\c', env=env)
     assert done.returncode == 0, done.stderr
     server = tomllib.loads(done.stdout)["mcp_servers"]['we"ird name']
     assert server["command"] == PROXY
@@ -110,7 +113,7 @@ def test_codex_snippet_is_valid_toml(env: dict[str, str]) -> None:
 
 
 def test_command_is_required_without_rewrite(env: dict[str, str]) -> None:
-    assert aipctl(env, "config", "cursor").returncode == 2
+    assert aipctl("config", "cursor", env=env).returncode == 2
 
 
 CLAUDE_DESKTOP: dict[str, Any] = {
@@ -133,7 +136,7 @@ def test_rewrite_json_wraps_stdio_servers_keeps_the_rest(
     path = tmp_path / "claude_desktop_config.json"
     path.write_text(json.dumps(CLAUDE_DESKTOP, indent=4))
     path.chmod(0o640)
-    done = aipctl(env, "config", "claude-desktop", "--rewrite", str(path))
+    done = aipctl("config", "claude-desktop", "--rewrite", str(path), env=env)
     assert done.returncode == 0, done.stderr
     assert "filesystem: wrapped" in done.stdout
     assert "remote: not stdio" in done.stdout
@@ -152,7 +155,7 @@ def test_rewrite_json_wraps_stdio_servers_keeps_the_rest(
     (backup,) = tmp_path.glob("claude_desktop_config.json.aip-backup-*")
     assert json.loads(backup.read_text()) == CLAUDE_DESKTOP
 
-    again = aipctl(env, "config", "claude-desktop", "--rewrite", str(path))
+    again = aipctl("config", "claude-desktop", "--rewrite", str(path), env=env)
     assert again.returncode == 0, again.stderr
     assert "filesystem: already wrapped" in again.stdout
     assert "nothing to change" in again.stdout
@@ -170,7 +173,7 @@ def test_rewrite_claude_code_projects_and_add_a_server(env: dict[str, str], tmp_
         )
     )
     done = aipctl(
-        env, "config", "claude-code", "--name", "fs", "--rewrite", str(path), "--", "/bin/echo"
+        "config", "claude-code", "--name", "fs", "--rewrite", str(path), "--", "/bin/echo", env=env
     )
     assert done.returncode == 0, done.stderr
     data = json.loads(path.read_text())
@@ -185,7 +188,7 @@ def test_rewrite_refuses_invalid_json_and_leaves_it(env: dict[str, str], tmp_pat
     path = tmp_path / "mcp.json"
     broken = '{"mcpServers": {"a": {"command": "x",}}}\n'
     path.write_text(broken)
-    done = aipctl(env, "config", "cursor", "--rewrite", str(path))
+    done = aipctl("config", "cursor", "--rewrite", str(path), env=env)
     assert done.returncode == 1
     assert "not valid JSON" in done.stderr
     assert path.read_text() == broken
@@ -198,7 +201,7 @@ def test_rewrite_follows_a_symlink(env: dict[str, str], tmp_path: Path) -> None:
     real.write_text('{"mcpServers": {"a": {"command": "x"}}}')
     link = tmp_path / "mcp.json"
     link.symlink_to(real)
-    assert aipctl(env, "config", "cursor", "--rewrite", str(link)).returncode == 0
+    assert aipctl("config", "cursor", "--rewrite", str(link), env=env).returncode == 0
     assert link.is_symlink()
     assert json.loads(real.read_text())["mcpServers"]["a"]["command"] == PROXY
 
@@ -233,7 +236,7 @@ model = "gpt-x"
 def test_rewrite_codex_toml(env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text(CODEX)
-    done = aipctl(env, "config", "codex", "--rewrite", str(path))
+    done = aipctl("config", "codex", "--rewrite", str(path), env=env)
     assert done.returncode == 0, done.stderr
     text = path.read_text()
     assert text.startswith("# my codex config\n")
@@ -250,7 +253,7 @@ def test_rewrite_codex_toml(env: dict[str, str], tmp_path: Path) -> None:
     assert data["mcp_servers"]["remote"] == before["mcp_servers"]["remote"]
     assert data["profiles"] == before["profiles"]
     assert data["model"] == "o4-mini"
-    again = aipctl(env, "config", "codex", "--rewrite", str(path))
+    again = aipctl("config", "codex", "--rewrite", str(path), env=env)
     assert "nothing to change" in again.stdout
     assert path.read_text() == text
 
@@ -259,7 +262,7 @@ def test_rewrite_codex_refuses_a_layout_it_cannot_edit(env: dict[str, str], tmp_
     path = tmp_path / "config.toml"
     inline = 'mcp_servers = { docs = { command = "npx", args = ["docs"] } }\n'
     path.write_text(inline)
-    done = aipctl(env, "config", "codex", "--rewrite", str(path))
+    done = aipctl("config", "codex", "--rewrite", str(path), env=env)
     assert done.returncode == 1
     assert "not rewritten" in done.stderr
     assert path.read_text() == inline
@@ -267,7 +270,9 @@ def test_rewrite_codex_refuses_a_layout_it_cannot_edit(env: dict[str, str], tmp_
 
 def test_rewrite_codex_adds_a_server_to_a_new_file(env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "codex" / "config.toml"
-    done = aipctl(env, "config", "codex", "--rewrite", str(path), "--name", "fs", "--", "/bin/cat")
+    done = aipctl(
+        "config", "codex", "--rewrite", str(path), "--name", "fs", "--", "/bin/cat", env=env
+    )
     assert done.returncode == 0, done.stderr
     server = tomllib.loads(path.read_text())["mcp_servers"]["fs"]
     assert server["args"] == expected_args(env, "fs", "/bin/cat")
@@ -277,7 +282,7 @@ def test_rewrite_dry_run_writes_nothing(env: dict[str, str], tmp_path: Path) -> 
     path = tmp_path / "mcp.json"
     original = '{"mcpServers": {"a": {"command": "x"}}}'
     path.write_text(original)
-    done = aipctl(env, "config", "cursor", "--rewrite", str(path), "--dry-run")
+    done = aipctl("config", "cursor", "--rewrite", str(path), "--dry-run", env=env)
     assert done.returncode == 0, done.stderr
     assert "would write" in done.stdout
     assert path.read_text() == original
@@ -287,26 +292,26 @@ def test_invalid_policy_is_noted(env: dict[str, str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: aip.io/v1alpha1\nkind: AgentPolicy\n")
     bad.chmod(0o600)
-    done = aipctl(env, "config", "cursor", "--policy", str(bad), "--", "true")
+    done = aipctl("config", "cursor", "--policy", str(bad), "--", "true", env=env)
     assert done.returncode == 0  # the snippet is still printed
     assert "aip-proxy would refuse" in done.stderr
     assert f"aipctl policy check {bad}" in done.stderr
-    good = aipctl(env, "config", "cursor", "--", "true")
+    good = aipctl("config", "cursor", "--", "true", env=env)
     assert "note:" not in good.stderr
 
 
 def test_approver_endpoint_is_pinned_for_minimal_client_environments(env: dict[str, str]) -> None:
     """MCP SDK clients pass no XDG_RUNTIME_DIR: the entry must name the approver itself."""
     done = aipctl(
-        {**env, "AIP_APPROVER_ENDPOINT": "ipc:///tmp/elsewhere.sock"},
         "config",
         "cursor",
         "--",
         "true",
+        env={**env, "AIP_APPROVER_ENDPOINT": "ipc:///tmp/elsewhere.sock"},
     )
     args = json.loads(done.stdout)["mcpServers"]["true"]["args"]
     assert args[args.index("--approver") + 1] == "ipc:///tmp/elsewhere.sock"
-    given = aipctl(env, "config", "cursor", "--approver", "ipc:///tmp/x.sock", "--", "true")
+    given = aipctl("config", "cursor", "--approver", "ipc:///tmp/x.sock", "--", "true", env=env)
     args = json.loads(given.stdout)["mcpServers"]["true"]["args"]
     assert args[args.index("--approver") + 1] == "ipc:///tmp/x.sock"
 
@@ -329,7 +334,7 @@ def test_rewrite_wraps_what_a_client_would_start_and_keeps_numbers_verbatim(
         "  }\n"
         "}\n"
     )
-    done = aipctl(env, "config", "claude-desktop", "--rewrite", str(path))
+    done = aipctl("config", "claude-desktop", "--rewrite", str(path), env=env)
     assert done.returncode == 0, done.stderr
     text = path.read_text()
     for literal in ('"huge": 1e400', '"neg_zero": -0', '"sci": 1.0E2', "18446744073709551616"):
@@ -355,7 +360,7 @@ def test_rewrite_backup_never_follows_a_planted_link(env: dict[str, str], tmp_pa
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
         link = tmp_path / f"{path.name}.aip-backup-{stamp}"
         link.symlink_to(victims / stamp)  # dangling: exists() says False
-    done = aipctl(env, "config", "claude-desktop", "--rewrite", str(path))
+    done = aipctl("config", "claude-desktop", "--rewrite", str(path), env=env)
     assert done.returncode == 0, done.stderr
     assert list(victims.iterdir()) == []
     (backup,) = [p for p in tmp_path.glob(f"{path.name}.aip-backup-*") if not p.is_symlink()]

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-AIPCTL = str(Path(sys.executable).parent / "aipctl")
+from tests.support.aipctl import aipctl
+
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "policies" / "hitl-example.yaml"
-
-
-def aipctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AIPCTL, *args], capture_output=True, text=True, timeout=30)
 
 
 def test_no_command_is_a_usage_error() -> None:

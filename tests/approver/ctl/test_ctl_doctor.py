@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import zmq
 
+from tests.support.aipctl import AIPCTL, aipctl
 from tests.support.approverproc import Approver, wait_for
 from tests.support.systools import required_tool
 
-AIPCTL = str(Path(sys.executable).parent / "aipctl")
 NOBODY = 65534
 READY_TIMEOUT_S = 10.0
 
@@ -57,14 +57,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def doctor(env: dict[str, str], *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
-    done = subprocess.run(
-        [AIPCTL, "doctor", "--json", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = aipctl("doctor", "--json", *args, env=env)
     report = json.loads(done.stdout)
     assert report["ok"] is (done.returncode == 0)
     for check in report["checks"]:  # every problem comes with the command that fixes it
@@ -90,9 +83,7 @@ def test_no_display_no_approver(env: dict[str, str]) -> None:
 
 
 def test_human_output_names_fixes_and_has_no_colour_in_a_pipe(env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [AIPCTL, "doctor"], env=env, capture_output=True, text=True, timeout=30, check=False
-    )
+    done = aipctl("doctor", env=env)
     assert done.returncode == 1
     assert "[FAIL] approver" in done.stdout
     assert "fix: aipctl approver install" in done.stdout
@@ -264,14 +255,7 @@ def fake_systemctl(env: dict[str, str], tmp_path: Path, manager_env: str) -> dic
     )
     script.chmod(0o755)
     env = {**env, "PATH": f"{bin_dir}:{env['PATH']}"}
-    done = subprocess.run(
-        [AIPCTL, "approver", "install", "--method", "systemd", "--no-start"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = aipctl("approver", "install", "--method", "systemd", "--no-start", env=env)
     assert done.returncode == 0, done.stderr
     return env
 

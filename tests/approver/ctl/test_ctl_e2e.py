@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 
+from tests.support.aipctl import aipctl
 from tests.support.approverproc import Approver, answer_program, short_dir
 from tests.support.proxyproc import FAST_ENV, MCP_SERVER
 
@@ -26,7 +25,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),
 ]
 
-AIPCTL = str(Path(sys.executable).parent / "aipctl")
 # The policy of docs/install.md, step 2.
 POLICY = """\
 apiVersion: aip.io/v1alpha1
@@ -42,12 +40,6 @@ spec:
     - tool: write_file
       action: ask        # a dialog asks you first
 """
-
-
-def aipctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [AIPCTL, *args], env=env, capture_output=True, text=True, timeout=30, check=False
-    )
 
 
 def _text(result: types.CallToolResult) -> str:
@@ -80,10 +72,10 @@ async def test_from_policy_to_an_approved_call(tmp_path: Path) -> None:
                 "AIP_AUDIT_LOG": str(approver.audit_path),
                 **FAST_ENV,
             }
-            check = aipctl(env, "policy", "check", str(policy))
+            check = aipctl("policy", "check", str(policy), env=env)
             assert check.returncode == 0, check.stdout + check.stderr
 
-            rewrite = aipctl(env, "config", "claude-desktop", "--rewrite")  # the default file
+            rewrite = aipctl("config", "claude-desktop", "--rewrite", env=env)  # the default file
             assert rewrite.returncode == 0, rewrite.stderr
             entry: dict[str, Any] = json.loads(config.read_text())["mcpServers"]["files"]
             assert entry["args"][:6] == [
@@ -95,7 +87,7 @@ async def test_from_policy_to_an_approved_call(tmp_path: Path) -> None:
                 "files",
             ]
 
-            doctor = aipctl(env, "doctor", "--json", "--", entry["command"], *entry["args"])
+            doctor = aipctl("doctor", "--json", "--", entry["command"], *entry["args"], env=env)
             checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
             assert checks["approver"]["status"] == "ok", checks["approver"]
             assert checks["dialog"]["status"] == "ok", checks["dialog"]  # its exec: program
@@ -132,7 +124,7 @@ async def test_from_policy_to_an_approved_call(tmp_path: Path) -> None:
             assert [r["tool"] for r in approved] == ["write_file"]
             assert approved[0]["server"] == "files"
 
-            after = aipctl(env, "doctor", "--json")
+            after = aipctl("doctor", "--json", env=env)
             audit = {c["name"]: c for c in json.loads(after.stdout)["checks"]}["audit log"]
             assert audit["status"] == "ok", audit
             assert "hash chain intact" in audit["summary"]

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +22,7 @@ from aip.approver.audit.files import chain_files
 from aip.approver.audit.writer import AuditLog
 from aip.shared.audit.record import decision_record
 from aip.shared.outcomes import Outcome
+from tests.support.aipctl import aipctl, quiet_env, tail_follow
 from tests.support.approverproc import Approver, Dealer, answer_program, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -33,20 +30,6 @@ pytestmark = pytest.mark.e2e
 PRINTABLE = re.compile(r"[\x20-\x7e\n]*")
 HOSTILE = "x\x1b[2J\x1b]0;pwned\x07\u202e\u009b31m\x7f\u200b"
 SESSION = "0123456789abcdef"
-
-
-def aipctl(*args: str, log: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIP_")}
-    if log is not None:
-        env["AIP_AUDIT_LOG"] = str(log)
-    return subprocess.run(
-        [sys.executable, "-m", "aip.approver.ctl", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**env, "NO_COLOR": "1"},
-        check=False,
-    )
 
 
 def write_log(path: Path, tools: list[str], max_bytes: int | None = None) -> list[Path]:
@@ -116,7 +99,7 @@ def test_tail_and_query_escape_every_field_and_keep_going(damaged: Path) -> None
         b"[1, 2]\n",
         {"event": "decision", "tool": "after", "timestamp": "2026-12-01T00:00:00.000Z"},
     )
-    tail = aipctl("audit", "tail", "-n", "50", log=log)
+    tail = aipctl("audit", "tail", "-n", "50", env=quiet_env(AIP_AUDIT_LOG=str(log)))
     assert tail.returncode == 0, tail.stderr
     assert_printable(tail.stdout + tail.stderr)
     assert "before" in tail.stdout
@@ -125,22 +108,28 @@ def test_tail_and_query_escape_every_field_and_keep_going(damaged: Path) -> None
     assert "unreadable line" in tail.stdout
 
     for args in (["--since", "3650d"], ["--json"], ["--tool", HOSTILE], []):
-        query = aipctl("audit", "query", *args, log=log)
+        query = aipctl("audit", "query", *args, env=quiet_env(AIP_AUDIT_LOG=str(log)))
         assert query.returncode == 0, query.stderr
         assert_printable(query.stdout + query.stderr)
-    since = aipctl("audit", "query", "--since", "3650d", "--json", log=log)
+    since = aipctl(
+        "audit", "query", "--since", "3650d", "--json", env=quiet_env(AIP_AUDIT_LOG=str(log))
+    )
     tools = [orjson.loads(x).get("tool") for x in since.stdout.splitlines()]
     assert "after" in tools
     assert "zoneless" not in tools  # no zone: matches no --since, and does not stop the query
     assert "skipped" in since.stderr  # the unreadable lines are named
-    everything = aipctl("audit", "query", "--json", log=log).stdout.splitlines()
+    everything = aipctl(
+        "audit", "query", "--json", env=quiet_env(AIP_AUDIT_LOG=str(log))
+    ).stdout.splitlines()
     assert HOSTILE in {orjson.loads(x).get("tool") for x in everything}  # jq sees real values
 
 
 def test_query_tool_matches_names_that_normalize_alike(tmp_path: Path) -> None:
     log = tmp_path / "aip-audit.jsonl"
     write_log(log, ["write_file", "Write_File", "\uff37rite_file ", "read_file"])
-    done = aipctl("audit", "query", "--tool", "WRITE_FILE", "--json", log=log)
+    done = aipctl(
+        "audit", "query", "--tool", "WRITE_FILE", "--json", env=quiet_env(AIP_AUDIT_LOG=str(log))
+    )
     assert done.returncode == 0, done.stderr
     assert [orjson.loads(x)["rseq"] for x in done.stdout.splitlines()] == [1, 2, 3]
 
@@ -150,9 +139,9 @@ def test_verify_refuses_a_chain_whose_newest_file_is_missing(tmp_path: Path) -> 
     files = write_log(log, [f"tool_{i}" for i in range(40)], max_bytes=4096)
     assert len(files) >= 3
     assert files[-1] == log
-    assert aipctl("audit", "verify", log=log).returncode == 0
+    assert aipctl("audit", "verify", env=quiet_env(AIP_AUDIT_LOG=str(log))).returncode == 0
     log.unlink()
-    done = aipctl("audit", "verify", log=log)
+    done = aipctl("audit", "verify", env=quiet_env(AIP_AUDIT_LOG=str(log)))
     assert done.returncode == 1
     assert "BROKEN" in done.stdout
     assert "newer file is missing" in done.stdout
@@ -164,16 +153,7 @@ def test_tail_follow_after_torn_tail_repair_shows_the_recovery_not_the_torn_byte
     log = tmp_path / "aip-audit.jsonl"
     write_log(log, ["first"])
     append_foreign(log, b'{"event":"decision","decision":"allow","tool":"torn_tool","reas')
-    err = (tmp_path / "tail.err").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aip.approver.ctl", "audit", "tail", "-n", "1", "-f"],
-        stdout=subprocess.PIPE,
-        stderr=err,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, "AIP_AUDIT_LOG": str(log), "NO_COLOR": "1"},
-    )
-    try:
+    with tail_follow(log, tmp_path / "tail.err") as proc:
         assert proc.stdout is not None
         assert "first" in proc.stdout.readline()
         write_log(log, ["second"])  # opening the log repairs the torn tail first
@@ -182,10 +162,6 @@ def test_tail_follow_after_torn_tail_repair_shows_the_recovery_not_the_torn_byte
             seen += proc.stdout.readline()
         assert "recovered_tail" in seen
         assert "torn_tool" not in seen
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        err.close()
 
 
 def test_status_json_escapes_bidi_and_c1_controls(folder: Path) -> None:

@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,9 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support.aipctl import aipctl
 from tests.support.systools import required_tool
-
-AIPCTL = str(Path(sys.executable).parent / "aipctl")
 
 
 @pytest.fixture
@@ -50,12 +48,6 @@ def env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def aipctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [AIPCTL, *args], env=env, capture_output=True, text=True, timeout=30, check=False
-    )
-
-
 def calls(env: dict[str, str]) -> list[str]:
     log = Path(env["HOME"]).parent / "calls.log"
     return log.read_text().splitlines() if log.exists() else []
@@ -73,7 +65,7 @@ def unit_file(env: dict[str, str]) -> Path:
 
 
 def test_dry_run_writes_nothing_and_shows_the_unit(env: dict[str, str]) -> None:
-    done = aipctl(env, "approver", "install", "--method", "systemd", "--dry-run")
+    done = aipctl("approver", "install", "--method", "systemd", "--dry-run", env=env)
     assert done.returncode == 0, done.stderr
     assert f"would write {unit_file(env)}" in done.stdout
     assert "would run: systemctl --user enable aip-approver.service" in done.stdout
@@ -83,7 +75,7 @@ def test_dry_run_writes_nothing_and_shows_the_unit(env: dict[str, str]) -> None:
 
 def test_systemd_unit_installs_imports_the_display_and_verifies(env: dict[str, str]) -> None:
     env = {**env, "DISPLAY": ":42", "XAUTHORITY": "/tmp/xauth-test"}
-    done = aipctl(env, "approver", "install", "--method", "systemd", "--", "--timeout", "30")
+    done = aipctl("approver", "install", "--method", "systemd", "--", "--timeout", "30", env=env)
     assert done.returncode == 0, done.stderr
     unit = parse_ini(unit_file(env).read_text())
     argv = shlex.split(unit["Service"]["ExecStart"])
@@ -113,33 +105,33 @@ def test_systemd_unit_installs_imports_the_display_and_verifies(env: dict[str, s
 
 def test_unit_quotes_unusual_arguments(env: dict[str, str]) -> None:
     odd = "exec:/opt/my dialogs/ask $HOME 100%"
-    done = aipctl(env, "approver", "install", "--method", "systemd", "--dry-run", "--", odd)
+    done = aipctl("approver", "install", "--method", "systemd", "--dry-run", "--", odd, env=env)
     assert done.returncode == 0, done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("ExecStart="))
     assert line.endswith('"exec:/opt/my dialogs/ask $$HOME 100%%"')
 
 
 def test_systemd_uninstall_disables_and_removes(env: dict[str, str]) -> None:
-    assert aipctl(env, "approver", "install", "--method", "systemd").returncode == 0
-    done = aipctl(env, "approver", "uninstall")
+    assert aipctl("approver", "install", "--method", "systemd", env=env).returncode == 0
+    done = aipctl("approver", "uninstall", env=env)
     assert done.returncode == 0, done.stderr
     assert not unit_file(env).exists()
     assert "systemctl --user disable --now aip-approver.service" in calls(env)
     assert calls(env)[-1] == "systemctl --user daemon-reload"
-    again = aipctl(env, "approver", "uninstall")
+    again = aipctl("approver", "uninstall", env=env)
     assert again.returncode == 0
     assert "No aip-approver start-up file" in again.stdout
 
 
 def test_install_without_display_enables_but_does_not_start(env: dict[str, str]) -> None:
-    done = aipctl(env, "approver", "install", "--method", "systemd")
+    done = aipctl("approver", "install", "--method", "systemd", env=env)
     assert done.returncode == 0, done.stderr
     assert "systemctl --user restart aip-approver.service" not in calls(env)
     assert "dbus-update-activation-environment --systemd" in done.stderr
 
 
 def test_autostart_entry(env: dict[str, str]) -> None:
-    done = aipctl(env, "approver", "install", "--method", "autostart", "--no-start")
+    done = aipctl("approver", "install", "--method", "autostart", "--no-start", env=env)
     assert done.returncode == 0, done.stderr
     path = Path(env["XDG_CONFIG_HOME"], "autostart", "aip-approver.desktop")
     entry = parse_ini(path.read_text())["Desktop Entry"]
@@ -152,12 +144,12 @@ def test_autostart_entry(env: dict[str, str]) -> None:
         [required_tool("desktop-file-validate"), str(path)], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout
-    assert aipctl(env, "approver", "uninstall").returncode == 0
+    assert aipctl("approver", "uninstall", env=env).returncode == 0
     assert not path.exists()
 
 
 def test_launchd_agent(env: dict[str, str]) -> None:
-    done = aipctl(env, "approver", "install", "--method", "launchd")
+    done = aipctl("approver", "install", "--method", "launchd", env=env)
     assert done.returncode == 0, done.stderr
     path = Path(env["HOME"], "Library", "LaunchAgents", "io.aip.approver.plist")
     plist = plistlib.loads(path.read_bytes())
@@ -175,7 +167,7 @@ def test_launchd_agent(env: dict[str, str]) -> None:
         f"launchctl bootout gui/{uid}/io.aip.approver",
         f"launchctl bootstrap gui/{uid} {path}",
     ]
-    assert aipctl(env, "approver", "uninstall").returncode == 0
+    assert aipctl("approver", "uninstall", env=env).returncode == 0
     assert not path.exists()
     assert calls(env)[-1] == f"launchctl bootout gui/{uid}/io.aip.approver"
 
@@ -183,21 +175,21 @@ def test_launchd_agent(env: dict[str, str]) -> None:
 def test_foreign_file_is_not_replaced_without_force(env: dict[str, str]) -> None:
     unit_file(env).parent.mkdir(parents=True)
     unit_file(env).write_text("[Service]\nExecStart=/bin/true\n")
-    refused = aipctl(env, "approver", "install", "--method", "systemd")
+    refused = aipctl("approver", "install", "--method", "systemd", env=env)
     assert refused.returncode == 1
     assert "not written by aipctl" in refused.stderr
     assert unit_file(env).read_text() == "[Service]\nExecStart=/bin/true\n"
-    kept = aipctl(env, "approver", "uninstall")
+    kept = aipctl("approver", "uninstall", env=env)
     assert kept.returncode == 1
     assert unit_file(env).exists()
-    forced = aipctl(env, "approver", "install", "--method", "systemd", "--force")
+    forced = aipctl("approver", "install", "--method", "systemd", "--force", env=env)
     assert forced.returncode == 0, forced.stderr
     assert "aipctl approver install" in unit_file(env).read_text()
 
 
 def test_reinstall_replaces_our_own_file(env: dict[str, str]) -> None:
-    assert aipctl(env, "approver", "install", "--method", "systemd").returncode == 0
-    done = aipctl(env, "approver", "install", "--method", "systemd", "--", "--dialog", "zenity")
+    assert aipctl("approver", "install", "--method", "systemd", env=env).returncode == 0
+    done = aipctl("approver", "install", "--method", "systemd", "--", "--dialog", "zenity", env=env)
     assert done.returncode == 0, done.stderr
     assert "--dialog zenity" in unit_file(env).read_text()
 
@@ -205,7 +197,7 @@ def test_reinstall_replaces_our_own_file(env: dict[str, str]) -> None:
 def test_missing_systemctl_names_the_commands_to_run(env: dict[str, str]) -> None:
     (Path(env["HOME"]).parent / "bin" / "systemctl").unlink()
     env = {**env, "PATH": str(Path(env["HOME"]).parent / "bin")}
-    done = aipctl(env, "approver", "install", "--method", "systemd")
+    done = aipctl("approver", "install", "--method", "systemd", env=env)
     assert done.returncode == 1
     assert "systemctl not found" in done.stderr
     assert "systemctl --user enable aip-approver.service" in done.stderr
@@ -214,13 +206,15 @@ def test_missing_systemctl_names_the_commands_to_run(env: dict[str, str]) -> Non
 
 def test_auto_picks_autostart_without_a_systemd_user_manager(env: dict[str, str]) -> None:
     # env's private XDG_RUNTIME_DIR has no systemd/ folder: no user manager, on any machine
-    done = aipctl(env, "approver", "install", "--dry-run")
+    done = aipctl("approver", "install", "--dry-run", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("# autostart: would write")
 
 
 def test_windows_instructions_are_printed(env: dict[str, str]) -> None:
-    done = aipctl(env, "approver", "install", "--method", "windows", "--", "--dialog", "powershell")
+    done = aipctl(
+        "approver", "install", "--method", "windows", "--", "--dialog", "powershell", env=env
+    )
     assert done.returncode == 0, done.stderr
     assert "schtasks /Create" in done.stdout
     assert "Startup" in done.stdout
@@ -231,10 +225,10 @@ def test_windows_instructions_are_printed(env: dict[str, str]) -> None:
 def test_unwritable_target_fails_cleanly(env: dict[str, str]) -> None:
     """A directory where the unit file goes (root-proof: no chmod)."""
     unit_file(env).mkdir(parents=True)
-    refused = aipctl(env, "approver", "install", "--method", "systemd")
+    refused = aipctl("approver", "install", "--method", "systemd", env=env)
     assert refused.returncode == 1
     assert "not written by aipctl" in refused.stderr
-    forced = aipctl(env, "approver", "install", "--method", "systemd", "--force")
+    forced = aipctl("approver", "install", "--method", "systemd", "--force", env=env)
     assert forced.returncode == 1
     assert f"cannot write {unit_file(env)}" in forced.stderr
     assert "Traceback" not in forced.stderr
@@ -242,8 +236,8 @@ def test_unwritable_target_fails_cleanly(env: dict[str, str]) -> None:
 
 
 def test_switching_method_removes_the_other_file(env: dict[str, str]) -> None:
-    assert aipctl(env, "approver", "install", "--method", "systemd").returncode == 0
-    done = aipctl(env, "approver", "install", "--method", "autostart", "--no-start")
+    assert aipctl("approver", "install", "--method", "systemd", env=env).returncode == 0
+    done = aipctl("approver", "install", "--method", "autostart", "--no-start", env=env)
     assert done.returncode == 0, done.stderr
     assert not unit_file(env).exists()
     assert Path(env["XDG_CONFIG_HOME"], "autostart", "aip-approver.desktop").exists()
@@ -253,7 +247,7 @@ def test_switching_method_removes_the_other_file(env: dict[str, str]) -> None:
 def test_autostart_from_a_desktop_starts_the_approver_now(env: dict[str, str]) -> None:
     runtime = tempfile.mkdtemp(prefix="aipi-", dir="/tmp")  # ipc paths must stay short
     env = {**env, "DISPLAY": ":98", "XDG_RUNTIME_DIR": runtime}
-    done = aipctl(env, "approver", "install", "--method", "autostart")
+    done = aipctl("approver", "install", "--method", "autostart", env=env)
     assert done.returncode == 0, done.stderr
     found = re.search(r"started aip-approver \(pid (\d+)\); its log: (\S+)", done.stdout)
     assert found is not None, done.stdout
@@ -286,7 +280,7 @@ def test_install_never_writes_through_a_planted_link(env: dict[str, str], tmp_pa
     victim = tmp_path / "victim"
     victim.write_text("keep me")
     (unit_dir / ".aip-approver.service.tmp").symlink_to(victim)  # the old fixed temp name
-    done = aipctl(env, "approver", "install", "--method", "systemd", "--no-start")
+    done = aipctl("approver", "install", "--method", "systemd", "--no-start", env=env)
     assert done.returncode == 0, done.stderr
     assert victim.read_text() == "keep me"
     assert not unit_file(env).is_symlink()
@@ -299,7 +293,6 @@ def test_install_never_writes_through_a_planted_link(env: dict[str, str], tmp_pa
 def test_control_characters_never_reach_a_start_up_file(env: dict[str, str]) -> None:
     injected = "/tmp/a\rExecStartPre=/bin/sh -c evil\nX=1"
     unit = aipctl(
-        env,
         "approver",
         "install",
         "--method",
@@ -308,6 +301,7 @@ def test_control_characters_never_reach_a_start_up_file(env: dict[str, str]) -> 
         "--",
         "--audit-log",
         injected,
+        env=env,
     )
     assert unit.returncode == 0, unit.stderr
     exec_lines = [x for x in unit.stdout.splitlines() if "ExecStart" in x]
@@ -315,7 +309,9 @@ def test_control_characters_never_reach_a_start_up_file(env: dict[str, str]) -> 
     assert "\r" not in unit.stdout
     assert '"/tmp/a\\x0dExecStartPre=/bin/sh -c evil\\x0aX=1"' in exec_lines[0]
     for method in ("autostart", "launchd"):
-        done = aipctl(env, "approver", "install", "--method", method, "--dry-run", "--", injected)
+        done = aipctl(
+            "approver", "install", "--method", method, "--dry-run", "--", injected, env=env
+        )
         assert done.returncode == 2
         assert "control character" in done.stderr
         assert "Traceback" not in done.stderr

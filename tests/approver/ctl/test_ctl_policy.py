@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-AIPCTL = str(Path(sys.executable).parent / "aipctl")
+from tests.support.aipctl import aipctl
+
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "policies"
 
 HEAD = "apiVersion: aip.io/v1alpha1\nkind: AgentPolicy\nmetadata:\n  name: t\nspec:\n"
-
-
-def aipctl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
-    return subprocess.run(
-        [AIPCTL, *args], input=stdin, env=env, capture_output=True, text=True, timeout=30
-    )
 
 
 def write(tmp_path: Path, spec: str, mode: int = 0o600) -> Path:

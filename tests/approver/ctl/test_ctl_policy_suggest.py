@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +13,11 @@ import yaml
 
 from aip.shared.policy.load import load_policy
 from aip.shared.policy.regexes import compile_pattern, full_match
+from tests.support.aipctl import aipctl
 from tests.support.approverproc import Approver, answer_program
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
 
 pytestmark = pytest.mark.e2e
-AIPCTL = str(Path(sys.executable).parent / "aipctl")
 SPEC = """\
   allowed_tools: [read_file]
   tool_rules:
@@ -29,13 +27,6 @@ SPEC = """\
       action: ask
 """
 WRITES = ["a.o", "b.o", "sub/c.o", "d.o", "e.o", "f.o", "sub/deeper/g.o"]
-
-
-def aipctl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIP_")}
-    return subprocess.run(
-        [AIPCTL, *args], capture_output=True, text=True, timeout=60, env=env, check=False
-    )
 
 
 @pytest.fixture

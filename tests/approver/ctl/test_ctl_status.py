@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,21 +17,10 @@ if str(ROOT) not in sys.path:
 
 from aip.shared.outcomes import Outcome  # noqa: E402
 from aip.shared.protocol.messages import Bye, Cancel  # noqa: E402
+from tests.support.aipctl import aipctl  # noqa: E402
 from tests.support.approverproc import Approver, Dealer, answer_program, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.e2e
-
-
-def aipctl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIP_")}
-    return subprocess.run(
-        [sys.executable, "-m", "aip.approver.ctl", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**env, "NO_COLOR": "1"},
-        check=False,
-    )
 
 
 def status_json(endpoint: str) -> dict[str, Any]:

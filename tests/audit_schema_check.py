@@ -58,7 +58,8 @@ def assert_valid_log(path: Path) -> int:
     """Validate every line of one log file; the number of records."""
     errors = log_errors(path)
     assert not errors, "\n".join(errors[:20])
-    return sum(1 for _ in path.open("rb"))
+    with path.open("rb") as lines:
+        return sum(1 for _ in lines)
 
 
 def check_later(log: Path) -> None:

@@ -62,7 +62,8 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     )
     assert built.returncode == 0, built.stderr
     (wheel,) = dist.glob("aip_approval-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    with zipfile.ZipFile(wheel) as built_wheel:
+        names = set(built_wheel.namelist())
     for module in (
         "aip/proxy/cli.py",
         "aip/approver/cli.py",
@@ -137,3 +138,12 @@ def test_dev_extra_lists_everything_the_tests_import_and_run() -> None:
     ran = set(re.findall(r"python3 -m ([a-z]+)", (ROOT / "scripts" / "check").read_text()))
     assert ran == {"ruff", "mypy", "pytest"}
     assert ran | {"hatchling", "pytest-asyncio", "pytest-timeout"} <= declared
+
+
+def test_warnings_are_errors_with_no_blanket_ignore() -> None:
+    """A leaked file, socket or process shows up as an unraisable ResourceWarning: it must
+    fail the test that leaked it, not be filtered away suite-wide."""
+    pytest_ini = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
+    filters = pytest_ini["pytest"]["ini_options"]["filterwarnings"]
+    assert filters[0] == "error"
+    assert not [f for f in filters if "Unraisable" in f or "ResourceWarning" in f]

@@ -144,8 +144,7 @@ def test_proxy_killed_mid_ask_closes_the_dialog(folder: Path) -> None:
             os.killpg(proxy.proc.pid, signal.SIGKILL)
             wait_for(lambda: not _running(dialog), 5, "the dialog to close")
         finally:
-            proxy.proc.kill()
-            proxy.proc.wait(5)
+            proxy.kill()  # reaps it and closes our ends of its pipes
         wait_for(
             lambda: any(d["reason"] == "cancelled" for d in approver.decisions()),
             5,

@@ -207,6 +207,8 @@ def test_file_owned_by_someone_else_is_refused(start: Any) -> None:
     wait_log(proc, "policy reload (file changed) refused")
     assert f"owned by uid {nobody}" in proc.log()
     assert proc.call(2, "read_file", {"path": "/tmp/x"})["error"]["code"] == FORBIDDEN
+    # The record reaches stderr in the relay's next record batch, not with the log line.
+    wait_for(lambda: bool(reload_records(proc)), 10, "the policy_reload record")
     (rec,) = reload_records(proc)
     assert "owned by uid" in rec["detail"]
 

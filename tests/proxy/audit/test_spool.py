@@ -89,26 +89,26 @@ def test_orphans_are_claimed_only_when_their_proxy_is_gone(tmp_path: Path) -> No
     dead = Spool("aaaaaaaaaaaaaaaa", tmp_path)
     dead.append([rec(1), rec(2)])
     dead.close()  # the proxy exited with records left
-    live = subprocess.Popen(
+    with subprocess.Popen(  # the with closes its pipes
         [sys.executable, "-c", HOLDER, "bbbbbbbbbbbbbbbb", str(tmp_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
-    )
-    try:
-        assert live.stdout is not None
-        assert live.stdout.readline().strip() == "ready"
-        claimed = claim_orphans(tmp_path)
-        assert [p.name for p, _ in claimed] == ["aaaaaaaaaaaaaaaa.jsonl"]
-        path, fd = claimed[0]
-        assert [r["rseq"] for r in read_orphan(fd)] == [1, 2]
-        release_orphan(path, fd, ingested=True)
-        assert not path.exists()
-        assert (tmp_path / "bbbbbbbbbbbbbbbb.jsonl").exists()
-    finally:
-        live.kill()
-        live.wait(timeout=10)
+    ) as live:
+        try:
+            assert live.stdout is not None
+            assert live.stdout.readline().strip() == "ready"
+            claimed = claim_orphans(tmp_path)
+            assert [p.name for p, _ in claimed] == ["aaaaaaaaaaaaaaaa.jsonl"]
+            path, fd = claimed[0]
+            assert [r["rseq"] for r in read_orphan(fd)] == [1, 2]
+            release_orphan(path, fd, ingested=True)
+            assert not path.exists()
+            assert (tmp_path / "bbbbbbbbbbbbbbbb.jsonl").exists()
+        finally:
+            live.kill()
+            live.wait(timeout=10)
     claimed = claim_orphans(tmp_path)  # now the holder is gone too
     assert [p.name for p, _ in claimed] == ["bbbbbbbbbbbbbbbb.jsonl"]
     for path, fd in claimed:

@@ -243,7 +243,7 @@ def test_monitor_mode_still_blocks_a_secret_in_arguments(make_proxy: Make, tmp_p
 
 
 def test_a_quoted_secret_is_found_through_its_escapes_and_control_characters_stay_escaped(
-    session: tuple[Session, Pipes],
+    session: tuple[Session, LocalSession],
 ) -> None:
     """Details and log lines quote client text with repr: U+200B inside a key becomes the
     text \\u200b. The display scan decodes such escapes for a second look, and what it then

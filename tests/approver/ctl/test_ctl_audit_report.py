@@ -4,10 +4,8 @@ headless Chromium (Debian's) renders with every chart, JavaScript off."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,17 +15,10 @@ from aip.shared.audit.record import decision_record
 from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.messages import HumanDecision
+from tests.support.aipctl import aipctl
 
 pytestmark = pytest.mark.e2e
-AIPCTL = str(Path(sys.executable).parent / "aipctl")
 HOSTILE = "<script>alert(1)</script>\u202e"
-
-
-def aipctl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIP_")}
-    return subprocess.run(
-        [AIPCTL, *args], capture_output=True, text=True, timeout=60, env=env, check=False
-    )
 
 
 @pytest.fixture
@@ -72,7 +63,7 @@ def log(tmp_path: Path) -> Path:
 
 
 def test_text_report_has_the_figures(log: Path) -> None:
-    done = aipctl("audit", "report", str(log), "--since", "1d")
+    done = aipctl("audit", "report", str(log), "--since", "1d", timeout_s=60)
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert "7 decisions" in text
@@ -87,7 +78,7 @@ def test_html_report_renders_in_headless_chromium_with_no_script_allowed(
     log: Path, tmp_path: Path
 ) -> None:
     page = tmp_path / "report.html"
-    done = aipctl("audit", "report", str(log), "--since", "1d", "--html", str(page))
+    done = aipctl("audit", "report", str(log), "--since", "1d", "--html", str(page), timeout_s=60)
     assert done.returncode == 0, done.stderr
     source = page.read_text()
     assert source.count("<svg") == 4  # asks per day, response times, fatigue, outcomes

@@ -12,21 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.aipctl import aipctl
 from tests.support.npm_servers import npm_server
 
 pytestmark = pytest.mark.e2e
-AIPCTL = str(Path(sys.executable).parent / "aipctl")
 HEAD = "apiVersion: aip.io/v1alpha1\nkind: AgentPolicy\nmetadata: {name: t}\nspec:\n"
 
 
 def check(policy: Path, server: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [AIPCTL, "policy", "check", str(policy), "--server", server, *extra],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return aipctl("policy", "check", str(policy), "--server", server, *extra, timeout_s=60)
 
 
 def write(tmp_path: Path, body: str) -> Path:

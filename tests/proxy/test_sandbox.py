@@ -71,9 +71,12 @@ def _peek(
         env={**fake.env(), "PEEK_MARK": "same-env", **env},
         wrap=wrap,
     )
-    reply = p.initialize()
-    assert "result" in reply, (reply, p.log())
-    return json.loads(report.read_text()), p
+    try:
+        reply = p.initialize()
+        assert "result" in reply, (reply, p.log())
+        return json.loads(report.read_text()), p
+    finally:
+        p.kill()  # the report is written by then, and the log stays readable
 
 
 def _assert_confined(seen: dict[str, Any], fake: FakeHome) -> None:
@@ -199,7 +202,6 @@ def test_off_says_so_and_starts_the_server_directly(base: Path, tmp_path: Path) 
     seen, p = _peek(fake, base / "report.json", tmp_path, AIP_SANDBOX="off")
     assert "kernel sandbox off (--sandbox off)" in p.log()
     assert seen["read " + str(fake.key)] == SECRET  # only the string check is left
-    p.kill()
 
 
 def test_flag_wins_over_env_and_bad_values_are_usage_errors(base: Path, tmp_path: Path) -> None:

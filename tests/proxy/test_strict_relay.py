@@ -25,6 +25,10 @@ def _dropped(p: ProxyProcess) -> list[dict[str, Any]]:
     return [r for r in p.decisions() if "server message dropped" in r.get("detail", "")]
 
 
+def _refused(p: ProxyProcess) -> list[dict[str, Any]]:
+    return [r for r in p.decisions() if r["outcome"] == "internal_error"]
+
+
 def _exchange(p: ProxyProcess, request_id: int, method: str, params: Any) -> list[Any]:
     """Send a request; every line the client gets up to its answer."""
     p.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
@@ -61,11 +65,14 @@ def test_server_cannot_answer_a_call_waiting_for_a_human() -> None:
                 seen += _exchange(p, 6, "ping", {})
                 assert [m.get("id") for m in seen] == [5, 6]  # nothing for "victim"
                 assert "duplicate key" in seen[0]["error"]["data"]["detail"]
+                # The records are written by the relay thread that refused the lines, which
+                # may finish a moment after the client got its answer: wait for them.
+                wait_for(lambda: len(_dropped(p)) >= 4, 10, "four dropped-message records")
                 dropped = _dropped(p)
                 assert [r["request_id"] for r in dropped] == ["victim", 5, "victim", 6]
                 assert [r["outcome"] for r in dropped] == ["invalid_request"] * 4
-                refused = [r for r in p.decisions() if r["outcome"] == "internal_error"]
-                assert [r["request_id"] for r in refused] == [5, 6]
+                wait_for(lambda: len(_refused(p)) >= 2, 10, "two refused-call records")
+                assert [r["request_id"] for r in _refused(p)] == [5, 6]
             finally:
                 p.kill()
                 approver.stop()  # SIGTERM: it ends the open dialog, a SIGKILL would orphan it

@@ -118,9 +118,13 @@ def approver(display: str) -> Iterator[Approver]:
 
 def _ask(approver: Approver, display: str, **arguments: object) -> tuple[Dealer, dict[str, int]]:
     d = Dealer(approver.endpoint)
-    d.hello(agent_id="agent-abc123", server="filesystem")
-    d.ask(1, **arguments)
-    return d, _window(display)
+    try:
+        d.hello(agent_id="agent-abc123", server="filesystem")
+        d.ask(1, **arguments)
+        return d, _window(display)
+    except BaseException:
+        d.close()  # a dialog that never appeared must not leave its socket to the GC
+        raise
 
 
 @pytest.mark.parametrize("press", ["allow", "deny", "return"])

@@ -16,14 +16,24 @@ from aip.shared.protocol.codec import encode
 from aip.shared.protocol.messages import (
     MAX_ASK_BYTES,
     MAX_FRAME_BYTES,
+    PROTO,
     Ask,
     Bye,
     Cancel,
     Error,
     ErrorCode,
     MsgType,
+    Welcome,
 )
-from tests.support.approverproc import Approver, Dealer, answer_program, new_session, wait_for
+from tests.support.approverproc import (
+    Approver,
+    Dealer,
+    answer_program,
+    ask,
+    hello,
+    new_session,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -123,6 +133,34 @@ def test_malformed_and_oversized_frames_do_not_stop_the_approver(folder: Path) -
             other.ask(5)
             assert other.decision().outcome is Outcome.HUMAN_APPROVED
         assert approver.proc.poll() is None
+
+
+def test_a_refused_message_echoes_its_type_and_nonce(folder: Path) -> None:
+    prog = answer_program(folder, "allow")
+    with Approver(folder, f"exec:{prog}").wait_ready() as approver, Dealer(approver.endpoint) as d:
+        d.hello()
+        newer = {**json.loads(encode(ask(d.session))), "a_later_field": 1}
+        d.send(json.dumps(newer).encode())
+        err = d.recv()
+        assert isinstance(err, Error)
+        assert (err.code, err.about, err.ref) == (ErrorCode.MALFORMED, MsgType.ASK, newer["nonce"])
+        assert "a_later_field" in err.detail
+
+
+def test_hello_proto_outside_the_approvers_range_is_refused_clearly(folder: Path) -> None:
+    prog = answer_program(folder, "allow")
+    with Approver(folder, f"exec:{prog}").wait_ready() as approver, Dealer(approver.endpoint) as d:
+        newer = {**json.loads(encode(hello(d.session))), "proto": PROTO + 1, "later": True}
+        older = {k: v for k, v in json.loads(encode(hello(d.session))).items() if k != "key"}
+        older["proto"] = 1  # as a proxy from before ``proto`` (which sent neither)
+        for frame in (json.dumps(newer).encode(), json.dumps(older).encode()):
+            d.send(frame)
+            err = d.recv()
+            assert isinstance(err, Error)
+            assert (err.code, err.about) == (ErrorCode.VERSION, MsgType.HELLO)
+            assert "upgrade the" in err.detail
+        assert isinstance(d.hello(), Welcome)  # our own proto is welcome
+        assert d.hello().proto == PROTO
 
 
 def test_an_ask_over_max_ask_bytes_is_denied_without_a_dialog(folder: Path) -> None:

@@ -42,6 +42,7 @@ def _examples() -> list[Message]:
     )
     return [
         Hello(session=S, pid=1, agent_id="a", server="s", policy=policy),
+        Hello(session=S, pid=1, agent_id="a", server="s", policy=policy, proto=2, key=DIGEST),
         Ask(
             session=S,
             request_id="r",

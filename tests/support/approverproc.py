@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import zmq
 
 from aip.shared.protocol.codec import encode
 from aip.shared.protocol.frames import Message, ToProxy, decode_to_proxy
-from aip.shared.protocol.messages import Ask, Decision, Hello, PolicyRef, Welcome, new_nonce
+from aip.shared.protocol.messages import PROTO, Ask, Decision, Hello, PolicyRef, Welcome, new_nonce
 
 ANSWER = Path(__file__).with_name("answer.py")
 READY = "aip-approver ready"
@@ -153,13 +154,24 @@ def new_session() -> str:
     return os.urandom(8).hex()
 
 
-def hello(session: str, agent_id: str = "agent-test", server: str = "fs") -> Hello:
+_KEYS: dict[str, str] = {}  # session -> its key, so every hello of a session carries the same
+
+
+def session_key(session: str) -> str:
+    return _KEYS.setdefault(session, secrets.token_hex(32))
+
+
+def hello(
+    session: str, agent_id: str = "agent-test", server: str = "fs", key: str | None = None
+) -> Hello:
     return Hello(
         session=session,
         pid=os.getpid(),
         agent_id=agent_id,
         server=server,
         policy=PolicyRef(name="test", sha256="0" * 64),
+        proto=PROTO,
+        key=session_key(session) if key is None else key,
     )
 
 

@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import zmq
@@ -21,6 +22,7 @@ from zmq.utils.monitor import parse_monitor_message
 from aip.approver.audit.decision_log import DecisionLog
 from aip.approver.audit.writer import AuditUnavailable
 from aip.approver.dialogs.choose import Choice
+from aip.approver.handshake import hello_refusal, malformed_reply
 from aip.approver.peer import peer_of, readable, source_fd
 from aip.approver.queue import (
     BUDGET_BURST,
@@ -30,6 +32,7 @@ from aip.approver.queue import (
     AskQueue,
 )
 from aip.approver.scheduler import Scheduler, Ticket
+from aip.approver.session_keys import SessionKeys, keys_dir
 from aip.approver.sessions import Session, SessionTable
 from aip.approver.status import StatusConfig, status_snapshot
 from aip.shared.audit.record import decision_record
@@ -46,6 +49,7 @@ from aip.shared.protocol.messages import (
     DEFAULT_TIMEOUT_S,
     MAX_ASK_BYTES,
     MAX_FRAME_BYTES,
+    PROTO,
     Ask,
     Audit,
     AuditAck,
@@ -102,6 +106,7 @@ class ApprovalServer:
         self._refused: set[bytes] = set()
         self._redactor: Redactor | None = None
         self._uid = os.getuid()
+        self._keys = SessionKeys(keys_dir(Path(config.audit_path)) if config.audit_path else None)
         self.exit_code = 0
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> int:
@@ -201,12 +206,22 @@ class ApprovalServer:
             msg = decode_to_approver(data)
         except ProtocolError as exc:
             log.warning("malformed message from pid %s: %s", peer_pid, exc)
-            self._send(route, Error(code=ErrorCode.MALFORMED, detail=str(exc)[:200]))
+            self._send(route, malformed_reply(data, exc))
             return
         if isinstance(msg, Status):  # aipctl approver status: our uid, no session needed
             self._send(route, self._status(msg.ref))
             return
         if isinstance(msg, Hello):
+            refusal = hello_refusal(msg, self._keys)
+            if refusal is not None:
+                log.warning(
+                    "hello of session %s from pid %s refused: %s",
+                    msg.session,
+                    peer_pid,
+                    refusal.detail,
+                )
+                self._send(route, refusal)
+                return
             fd = source_fd(body)
             session = self._sessions.hello(msg, route, fd, uid, peer_pid or 0, user_name(uid))
             log.info("hello from session %s (pid %s, server %r)", msg.session, peer_pid, msg.server)
@@ -346,6 +361,7 @@ class ApprovalServer:
             timeout_s=self._config.timeout_s,
             max_ask_bytes=self._config.max_ask_bytes,
             audit_path=self._config.audit_path,
+            proto=PROTO,
         )
 
     def _status(self, ref: str) -> StatusReply:

@@ -1,4 +1,5 @@
-"""Spools of proxies that are gone are ingested in order, once."""
+"""Spools of proxies that are gone are ingested in order, once, and only lines that open with
+the key the session's hello gave; every other line is recorded as ``spool_rejected``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import orjson
 from aip.approver.audit.chain import verify_files
 from aip.approver.audit.ingest import ingest_orphan_spools, proxy_record_problem
 from aip.approver.audit.writer import AuditLog
+from aip.approver.session_keys import SessionKeys
 from aip.shared.audit.record import decision_record, not_forwarded_record
 from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome
@@ -26,8 +28,10 @@ def rec(session: str, rseq: int) -> dict[str, Any]:
 
 async def test_orphans_ingested_in_order_once(tmp_path: Path) -> None:
     spools = tmp_path / "spool"
+    keys = SessionKeys(tmp_path / "keys")
     for session in (S1, S2):
         spool = Spool(session, spools)
+        assert keys.bind(session, spool.key.hex())
         spool.append([rec(session, i) for i in range(1, 101)])
         spool.append(
             [
@@ -40,13 +44,58 @@ async def test_orphans_ingested_in_order_once(tmp_path: Path) -> None:
     log = tmp_path / "aip-audit.jsonl"
     async with AuditLog(log) as audit:
         await audit.append_proxy_records([rec(S1, 1), rec(S1, 2)])  # already handed over
-        assert await ingest_orphan_spools(audit, spools) == 200
-        assert await ingest_orphan_spools(audit, spools) == 0
+        assert await ingest_orphan_spools(audit, keys, spools) == 200
+        assert await ingest_orphan_spools(audit, keys, spools) == 0
     assert list(spools.iterdir()) == []
     records = [orjson.loads(x) for x in log.read_bytes().splitlines()][1:]
     for session in (S1, S2):
         assert [r["rseq"] for r in records if r["session"] == session] == list(range(1, 102))
     assert verify_files([log]).ok
+    assert_valid_log(log)
+    assert list((tmp_path / "keys").iterdir()) == []  # ingested: the keys are not needed
+
+
+async def test_forged_and_altered_lines_are_recorded_not_ingested(tmp_path: Path) -> None:
+    spools = tmp_path / "spool"
+    keys = SessionKeys(tmp_path / "keys")
+    spool = Spool(S1, spools)
+    assert keys.bind(S1, spool.key.hex())
+    spool.append([rec(S1, i) for i in (1, 2, 3)])
+    spool.close()
+    path = spools / f"{S1}.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert b"policy allowed" in lines[1]
+    lines[1] = lines[1].replace(b"policy allowed", b"human approved")  # MAC kept, body altered
+    human = {**rec(S1, 50), "decision": "allow", "reason": "human approved"}
+    forged = b"%s %s\n" % (b"0" * 64, orjson.dumps(human))
+    path.write_bytes(b"".join([*lines, forged, orjson.dumps(rec(S1, 51)) + b"\n"]))
+    log = tmp_path / "aip-audit.jsonl"
+    async with AuditLog(log) as audit:
+        assert await ingest_orphan_spools(audit, keys, spools) == 2
+    records = [orjson.loads(x) for x in log.read_bytes().splitlines()][1:]
+    assert [r["rseq"] for r in records if r["event"] == "decision"] == [1, 3]
+    assert not [r for r in records if r.get("reason") == "human approved"]
+    rejected = [(r["line"], r["reason"]) for r in records if r["event"] == "spool_rejected"]
+    assert rejected == [(2, "MAC mismatch"), (4, "MAC mismatch"), (5, "no MAC")]
+    assert all(r["file"] == str(path) for r in records if r["event"] == "spool_rejected")
+    assert not path.exists()
+    assert verify_files([log]).ok
+    assert_valid_log(log)
+
+
+async def test_a_spool_without_a_key_is_recorded_and_set_aside(tmp_path: Path) -> None:
+    spools = tmp_path / "spool"
+    spool = Spool(S2, spools)
+    spool.append([rec(S2, 1)])
+    spool.close()
+    log = tmp_path / "aip-audit.jsonl"
+    async with AuditLog(log) as audit:
+        keys = SessionKeys(tmp_path / "keys")  # S2 never said hello here
+        assert await ingest_orphan_spools(audit, keys, spools) == 0
+        assert await ingest_orphan_spools(audit, keys, spools) == 0  # once, not every scan
+    records = [orjson.loads(x) for x in log.read_bytes().splitlines()][1:]
+    assert [(r["event"], r["line"]) for r in records] == [("spool_rejected", 0)]
+    assert (spools / f"{S2}.jsonl.rejected").exists()
     assert_valid_log(log)
 
 

@@ -47,7 +47,10 @@ def test_non_empty_spool_survives_close(tmp_path: Path) -> None:
     spool = Spool(SESSION, tmp_path)
     spool.append([rec(1)])
     spool.close()
-    assert [r["rseq"] for r in Spool(SESSION, tmp_path).pending()] == [1]
+    stranger = Spool(SESSION, tmp_path)
+    assert stranger.pending() == []  # another key: nothing opens
+    stranger.close()
+    assert [r["rseq"] for r in Spool(SESSION, tmp_path, key=spool.key).pending()] == [1]
 
 
 def test_torn_last_line_is_skipped(tmp_path: Path) -> None:
@@ -102,7 +105,7 @@ def test_orphans_are_claimed_only_when_their_proxy_is_gone(tmp_path: Path) -> No
             claimed = claim_orphans(tmp_path)
             assert [p.name for p, _ in claimed] == ["aaaaaaaaaaaaaaaa.jsonl"]
             path, fd = claimed[0]
-            assert [r["rseq"] for r in read_orphan(fd)] == [1, 2]
+            assert len(read_orphan(fd)) == 2
             release_orphan(path, fd, ingested=True)
             assert not path.exists()
             assert (tmp_path / "bbbbbbbbbbbbbbbb.jsonl").exists()

@@ -1,6 +1,8 @@
 """Spools of exited proxies reach an approver with a custom ``--audit-log``: proxies spool in
-the default state dir (they do not know the custom log), so the approver ingests from there too,
-never a spool a live proxy still holds, and only from a private dir of ours."""
+the default state dir (they do not know the custom log), so the approver looks there too,
+never at a spool a live proxy still holds, and only in a private dir of ours. A spool whose
+session never gave its key in a hello cannot be authenticated: it is recorded as
+``spool_rejected`` and set aside."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 
 from aip.approver.audit.ingest import ingest_spool_dirs, orphan_spool_dirs
 from aip.approver.audit.writer import AuditLog
+from aip.approver.session_keys import SessionKeys, keys_dir
 from aip.shared.audit.record import decision_record
 from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome
@@ -65,12 +68,16 @@ def test_exited_proxy_spool_reaches_an_approver_with_a_custom_log(
     prog = answer_program(folder)
     with Approver(folder, f"exec:{prog}", args=["--audit-log", str(custom)], env=env).wait_ready():
 
-        def gone_rseqs() -> list[int]:
-            return [r["rseq"] for r in records(custom) if r.get("session") == gone_session]
+        def gone() -> list[dict[str, Any]]:
+            return [r for r in records(custom) if r.get("session") == gone_session]
 
-        wait_for(lambda: len(gone_rseqs()) >= 3, 10, "the exited proxy's spooled records")
-        assert gone_rseqs() == sorted(set(gone_rseqs()))  # in order, no doubles
+        wait_for(lambda: gone(), 10, "the exited proxy's spool handled")
+        (rejected,) = gone()  # it never said hello: no key, nothing of it can be trusted
+        assert rejected["event"] == "spool_rejected"
+        assert rejected["line"] == 0
+        assert rejected["file"] == str(spool / f"{gone_session}.jsonl")
         assert not (spool / f"{gone_session}.jsonl").exists()
+        assert (spool / f"{gone_session}.jsonl.rejected").exists()  # kept for a human
         # The same scan skipped the live proxy's spool: it holds its flock and re-sends itself.
         assert not [r for r in records(custom) if r.get("session") == live_session]
         assert (spool / f"{live_session}.jsonl").exists()
@@ -99,10 +106,12 @@ async def test_default_spool_dir_only_when_private_and_ours(
     spool = Spool("3333333333333333", default)
     spool.append([rec("3333333333333333", 1)])
     spool.close()
+    keys = SessionKeys(keys_dir(custom))
+    assert keys.bind("3333333333333333", spool.key.hex())  # as its hello did
     default.chmod(0o755)  # not private: skipped (the file checks stay as they were)
     async with AuditLog(custom) as audit:
-        assert await ingest_spool_dirs(audit, orphan_spool_dirs(custom)) == 0
+        assert await ingest_spool_dirs(audit, orphan_spool_dirs(custom), keys) == 0
         default.chmod(0o700)
-        assert await ingest_spool_dirs(audit, orphan_spool_dirs(custom)) == 1
-        assert await ingest_spool_dirs(audit, orphan_spool_dirs(custom)) == 0
+        assert await ingest_spool_dirs(audit, orphan_spool_dirs(custom), keys) == 1
+        assert await ingest_spool_dirs(audit, orphan_spool_dirs(custom), keys) == 0
     assert [r["rseq"] for r in records(custom)[1:]] == [1]

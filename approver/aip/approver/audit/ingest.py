@@ -3,10 +3,14 @@
 A proxy that could not hand over its records keeps them in its spool (aip.shared.audit.spool). A
 live proxy re-sends them itself; the approver ingests the spools whose flock is free, in
 order, at start and whenever asked. ``(session, rseq)`` dedup makes a re-send harmless.
+Only lines that open with the key the session's hello gave (aip.shared.audit.spool_line) go
+in; every other line is recorded as ``spool_rejected`` (file, line, reason, its SHA-256), and
+a spool whose session never gave a key is set aside as ``<name>.rejected``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -14,9 +18,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from aip.approver.audit.writer import AuditLog, AuditUnavailable
+from aip.approver.session_keys import SessionKeys
 from aip.shared import paths
-from aip.shared.audit.record import Event
+from aip.shared.audit.record import Event, meta_record
 from aip.shared.audit.spool import claim_orphans, read_orphan, release_orphan, spool_dir
+from aip.shared.audit.spool_line import open_line
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,7 @@ PROXY_EVENTS: Final = frozenset(
     }
 )
 BATCH: Final = 64
+MAX_REJECTED_RECORDS: Final = 100  # per spool file; the rest are counted in the last one
 _SESSION = re.compile(r"[0-9a-f]{16}")
 
 
@@ -47,6 +54,43 @@ def proxy_record_problem(record: Any) -> str | None:
     return None
 
 
+def complete_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Fill the DESIGN §8 fields a producer left out (a record with a tool is a tools/call)."""
+    out = dict(record)  # a copy: the caller's dict is never changed
+    if record.get("event") not in _DECISION_EVENTS:
+        return out
+    out.setdefault("user", None)  # the writer fills in the user name
+    if out.get("tool") is not None:
+        out.setdefault("method", "tools/call")
+    for key, value in _DEFAULTS:
+        out.setdefault(key, value)
+    return out
+
+
+_DECISION_EVENTS: Final = frozenset({Event.DECISION.value, Event.DROPPED_NOTIFICATION.value})
+_DEFAULTS: Final[tuple[tuple[str, Any], ...]] = (
+    ("rseq", None),
+    ("method", None),
+    ("dlp", []),
+    ("monitor", None),
+    ("queue_wait_ms", None),
+    ("policy", None),
+    ("server", None),
+    ("pid", None),
+    ("rule", None),
+    ("request_id", None),
+    ("mode", "enforce"),
+)
+
+
+def accept_proxy_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A proxy's record (``proxy_record_problem`` is None) as it goes into the log."""
+    out = complete_record(record)
+    if "user" in out:  # ours to say (DESIGN §8), not the proxy's: peers are checked to be
+        out["user"] = None  # our uid, the writer fills our name
+    return out
+
+
 def orphan_spool_dirs(audit_log: Path) -> list[tuple[Path, bool]]:
     """Where the approver writing ``audit_log`` looks for orphan spools, as (dir, must be
     private): beside its log, and where this user's proxies spool by default (the state dir,
@@ -61,7 +105,9 @@ def orphan_spool_dirs(audit_log: Path) -> list[tuple[Path, bool]]:
     return [(beside, False), (default, True)]
 
 
-async def ingest_spool_dirs(audit: AuditLog, dirs: list[tuple[Path, bool]]) -> int:
+async def ingest_spool_dirs(
+    audit: AuditLog, dirs: list[tuple[Path, bool]], keys: SessionKeys
+) -> int:
     """``ingest_orphan_spools`` for each dir in turn (see ``orphan_spool_dirs``)."""
     total = 0
     for directory, must_be_private in dirs:
@@ -73,23 +119,27 @@ async def ingest_spool_dirs(audit: AuditLog, dirs: list[tuple[Path, bool]]) -> i
                 continue
         if not audit.available:
             break
-        total += await ingest_orphan_spools(audit, directory)
+        total += await ingest_orphan_spools(audit, keys, directory)
+    keys.prune()
     return total
 
 
-async def ingest_orphan_spools(audit: AuditLog, directory: Path | None = None) -> int:
-    """Write the records of every orphaned spool; the number written. A spool is removed only
-    once all its records are in the log; if the log fails midway it stays for next time."""
+async def ingest_orphan_spools(
+    audit: AuditLog, keys: SessionKeys, directory: Path | None = None
+) -> int:
+    """Write the authentic records of every orphaned spool; the number written. A spool is
+    removed only once all its records are in the log; if the log fails midway it stays for
+    next time."""
     total = 0
     for path, fd in claim_orphans(directory):
         done = False
         try:
-            records = read_orphan(fd)
-            good = [r for r in records if proxy_record_problem(r) is None]
-            if len(good) != len(records):
-                log.warning(
-                    "spool %s: %d malformed records skipped", path, len(records) - len(good)
-                )
+            key = keys.key_for(path.stem)
+            lines = read_orphan(fd)
+            if key is None:
+                await _reject_file(audit, path, lines)
+                continue
+            good = await _authentic(audit, path, bytes.fromhex(key), lines)
             for start in range(0, len(good), BATCH):
                 written, _dups = await audit.append_proxy_records(good[start : start + BATCH])
                 total += written
@@ -99,6 +149,48 @@ async def ingest_orphan_spools(audit: AuditLog, directory: Path | None = None) -
             break
         finally:
             release_orphan(path, fd, ingested=done)
+        keys.forget(path.stem)
     if total:
         log.info("ingested %d audit records from proxy spools", total)
     return total
+
+
+async def _authentic(
+    audit: AuditLog, path: Path, key: bytes, lines: list[bytes]
+) -> list[dict[str, Any]]:
+    """The records whose line opens with ``key`` and that a proxy may send; each other line
+    gets a ``spool_rejected`` record (at most MAX_REJECTED_RECORDS per file)."""
+    good, rejected = [], 0
+    for number, line in enumerate(lines, 1):
+        record, why = open_line(key, path.stem, line)
+        if record is not None:
+            why = proxy_record_problem(record) or ""
+        if record is not None and not why:
+            good.append(accept_proxy_record(record))
+            continue
+        rejected += 1
+        log.warning("spool %s line %d rejected: %s", path, number, why)
+        if rejected <= MAX_REJECTED_RECORDS:
+            await audit.append(rejected_record(path, number, why, line))
+    return good
+
+
+async def _reject_file(audit: AuditLog, path: Path, lines: list[bytes]) -> None:
+    """No key for this session: nothing in the file can be trusted. It is recorded once and
+    renamed so later scans pass it by."""
+    why = "no session key (the session never said hello to this approver)"
+    log.warning("spool %s rejected: %s", path, why)
+    await audit.append(rejected_record(path, 0, why, b"\n".join(lines)))
+    os.rename(path, path.with_name(path.name + ".rejected"))
+
+
+def rejected_record(path: Path, line: int, reason: str, data: bytes) -> dict[str, Any]:
+    """``spool_rejected``: ``line`` 0 is the whole file, ``sha256`` of what was rejected."""
+    return meta_record(
+        Event.SPOOL_REJECTED,
+        session=path.stem,
+        file=str(path),
+        line=line,
+        reason=reason,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )

@@ -14,43 +14,21 @@ import logging
 from pathlib import Path
 from typing import Any, Final
 
-from aip.approver.audit.ingest import ingest_spool_dirs, orphan_spool_dirs, proxy_record_problem
+from aip.approver.audit.ingest import (
+    accept_proxy_record,
+    complete_record,
+    ingest_spool_dirs,
+    orphan_spool_dirs,
+    proxy_record_problem,
+)
 from aip.approver.audit.writer import AuditLog, AuditUnavailable
-from aip.shared.audit.record import Event, decision_record, not_forwarded_record
+from aip.approver.session_keys import SessionKeys, keys_dir
+from aip.shared.audit.record import decision_record, not_forwarded_record
 from aip.shared.outcomes import Outcome
 
 log = logging.getLogger(__name__)
 
 INGEST_INTERVAL_S: Final = 10.0  # spools of proxies that exited: a cheap directory scan
-
-
-def _complete(record: dict[str, Any]) -> dict[str, Any]:
-    """Fill the DESIGN §8 fields a producer left out (a record with a tool is a tools/call)."""
-    out = dict(record)  # a copy: the caller's dict is never changed
-    if record.get("event") not in _DECISION_EVENTS:
-        return out
-    out.setdefault("user", None)  # the writer fills in the user name
-    if out.get("tool") is not None:
-        out.setdefault("method", "tools/call")
-    for key, value in _DEFAULTS:
-        out.setdefault(key, value)
-    return out
-
-
-_DECISION_EVENTS: Final = frozenset({Event.DECISION.value, Event.DROPPED_NOTIFICATION.value})
-_DEFAULTS: Final[tuple[tuple[str, Any], ...]] = (
-    ("rseq", None),
-    ("method", None),
-    ("dlp", []),
-    ("monitor", None),
-    ("queue_wait_ms", None),
-    ("policy", None),
-    ("server", None),
-    ("pid", None),
-    ("rule", None),
-    ("request_id", None),
-    ("mode", "enforce"),
-)
 
 
 class AuditSink:
@@ -66,6 +44,7 @@ class AuditSink:
         # An explicit spool_dir (tests) is the only one scanned; otherwise beside the log and
         # the default dir, which differ when --audit-log is custom.
         self._spool_dirs = [(spool_dir, False)] if spool_dir else orphan_spool_dirs(path)
+        self._keys = SessionKeys(keys_dir(path))  # the server's hellos fill the same dir
         self._ingest_interval_s = ingest_interval_s
         self._task: asyncio.Task[None] | None = None
         self._next = 0.0  # loop time of the next periodic spool scan
@@ -90,7 +69,7 @@ class AuditSink:
     async def record(self, record: dict[str, Any], *, durable: bool) -> None:
         """Append one of the approver's records. A durable append that fails leaves a record
         of what really happened (the allow is not sent) for when the log is back."""
-        record = _complete(record)
+        record = complete_record(record)
         before = self.log.seq
         try:
             await self.log.append(record, durable=durable)
@@ -106,10 +85,7 @@ class AuditSink:
         for record in records:
             problem = proxy_record_problem(record)
             if problem is None:
-                record = _complete(record)
-                if "user" in record:  # ours to say (DESIGN §8), not the proxy's: peers are
-                    record["user"] = None  # checked to be our uid, the writer fills our name
-                good.append(record)
+                good.append(accept_proxy_record(record))
             else:
                 log.warning("dropping a malformed audit record from a proxy: %s", problem)
         await self.log.append_proxy_records(good)
@@ -152,7 +128,7 @@ class AuditSink:
             now_available = self.log.available
             if now_available and (not was_available or self._due()):
                 try:
-                    await ingest_spool_dirs(self.log, self._spool_dirs)
+                    await ingest_spool_dirs(self.log, self._spool_dirs, self._keys)
                 except OSError as exc:
                     log.warning("could not ingest proxy spools: %s", exc)
                 self._next = asyncio.get_running_loop().time() + self._ingest_interval_s

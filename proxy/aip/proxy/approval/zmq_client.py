@@ -29,6 +29,7 @@ from aip.shared.protocol.messages import (
     DEFAULT_TIMEOUT_S,
     FALLBACK_GRACE_S,
     MAX_ASK_BYTES,
+    PROTO,
     Ask,
     Audit,
     AuditAck,
@@ -75,7 +76,6 @@ class ZmqApprovalClient:
         session's records to send (None: an outbox of its own); ``on_late_allow``: see
         ``set_late_allow_handler``."""
         self._on_audit_path = on_audit_path
-        self._hello = hello
         self._connect_wait_s = connect_wait_s
         self._clock = clock
         self._book = AskBook(
@@ -91,6 +91,11 @@ class ZmqApprovalClient:
         # The central audit log: our records go out as ``audit`` batches (DESIGN §6, §8).
         self._audit = audit if audit is not None else AuditOutbox(Spool(hello.session))
         self._on_late_allow = on_late_allow
+        # Our proto, and the session key our spool is signed with: it binds the session id
+        # to us at the approver (a reconnect proves it) and lets it verify the spool.
+        key = self._audit.spool.key.hex()
+        self._hello = Hello(**{**as_dict(hello), "proto": PROTO, "key": key})
+        self._refused = ""  # why the approver refused our hello (until we reconnect)
         self._thread = threading.Thread(target=self._run, name="aip-approval", daemon=True)
         self._thread.start()
         self._audit.attach(lambda: self._command("audit", None))
@@ -241,6 +246,9 @@ class ZmqApprovalClient:
             self._on_link_events()  # a handshake we have not seen yet?
             if entry.sent_at is not None or not self._book.holds(entry):
                 return  # sent (or ended) by the connect handler just now
+        if self._refused:
+            self._book.done(entry, Outcome.APPROVER_UNAVAILABLE)
+            return
         if not self._connected:
             # Never ahead of our hello. While the first connection is being made the ask
             # waits (``_on_connected`` sends it); otherwise there is nobody to ask.
@@ -271,6 +279,7 @@ class ZmqApprovalClient:
                 log.warning("lost the approver connection; denying pending asks")
                 self._connected = False
                 self._welcome = None
+                self._refused = ""
                 self._audit.resend_all()
                 self._book.end_all(Outcome.APPROVER_UNAVAILABLE, sent_only=True)
 
@@ -322,11 +331,34 @@ class ZmqApprovalClient:
 
     def _on_error(self, msg: Error) -> None:
         log.debug("approver error %s about %s %s: %s", msg.code, msg.about, msg.ref, msg.detail)
-        if msg.code is ErrorCode.HELLO_REQUIRED and msg.about is MsgType.AUDIT:
+        if msg.code is ErrorCode.HELLO_REQUIRED:
+            self._on_hello_required(msg)
+        elif msg.code in (ErrorCode.VERSION, ErrorCode.SESSION_BOUND) or (
+            msg.code is ErrorCode.MALFORMED
+            and (msg.about is MsgType.HELLO or (msg.about is None and self._welcome is None))
+        ):
+            # Our hello was refused (an approver from before ``proto`` names nothing, but
+            # it never welcomed us): it will not answer our asks, so none waits for the
+            # fallback deadline.
+            log.error("the approver refused this proxy: %s %s", msg.code, msg.detail)
+            self._refused = msg.detail or str(msg.code)
+            self._book.end_all(Outcome.APPROVER_UNAVAILABLE)
+        elif msg.code is ErrorCode.MALFORMED and msg.about is MsgType.ASK:
+            entry = self._book.get(msg.ref)
+            if entry is not None and entry.sent_at is not None:
+                log.error(
+                    "the approver could not read ask %r: %s", entry.request.request_id, msg.detail
+                )
+                self._book.done(entry, Outcome.APPROVER_UNAVAILABLE)
+        elif msg.code is ErrorCode.MALFORMED:
+            log.error("the approver could not read our %s: %s", msg.about, msg.detail)
+
+    def _on_hello_required(self, msg: Error) -> None:
+        if msg.about is MsgType.AUDIT:
             self._send(encode(self._hello))  # then the unacknowledged records again
             self._audit.resend_all()
             return
-        if msg.code is not ErrorCode.HELLO_REQUIRED or msg.about is not MsgType.ASK:
+        if msg.about is not MsgType.ASK:
             return
         entry = self._book.get(msg.ref)
         if entry is None or entry.sent_at is None:

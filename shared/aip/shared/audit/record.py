@@ -42,6 +42,7 @@ class Event(enum.StrEnum):
     GENESIS = "genesis"
     RECOVERED_TAIL = "recovered_tail"
     REDACTION = "redaction"  # DLP acted on a server message or a client's answer (DESIGN §8)
+    SPOOL_REJECTED = "spool_rejected"  # a spool line (or file) the approver did not ingest
 
 
 def decision_record(

@@ -1,8 +1,10 @@
 """The proxy's spool: audit records it could not hand to the approver, kept in order.
 
-``<audit log dir>/spool/<session>.jsonl``, 0600 in a 0700 directory, one orjson line per
-record (each keeps its ``session`` + ``rseq``). The proxy holds an flock on it while alive, so
-the approver ingests only spools of proxies that are gone; a live proxy re-sends its own.
+``<audit log dir>/spool/<session>.jsonl``, 0600 in a 0700 directory, one line per record
+(each keeps its ``session`` + ``rseq``), authenticated with the session key
+(aip.shared.audit.spool_line). The proxy holds an flock on it while alive, so the approver
+ingests only spools of proxies that are gone; a live proxy re-sends its own, and like the
+approver it takes back only lines whose MAC holds.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import stat
 import threading
 from collections.abc import Iterable
@@ -21,6 +24,7 @@ import orjson
 
 from aip.shared import paths
 from aip.shared.audit.rseqs import RseqSet
+from aip.shared.audit.spool_line import open_line, sign_line
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,7 @@ SPOOL_DIR_NAME: Final = "spool"
 MAX_SPOOL_BYTES: Final = 256 << 20  # beyond this, new records are dropped (and logged)
 READ_CHUNK_BYTES: Final = 1 << 20
 COMPACT_MIN_RECORDS: Final = 1024  # acknowledged records tolerated in the file before compaction
+KEY_BYTES: Final = 32
 
 
 def spool_dir(audit_log: Path | None = None) -> Path:
@@ -36,18 +41,10 @@ def spool_dir(audit_log: Path | None = None) -> Path:
     return (audit_log or paths.default_audit_log()).parent / SPOOL_DIR_NAME
 
 
-def read_records(data: bytes) -> list[dict[str, Any]]:
-    """Records of a spool file in order; a torn last line (crash mid-write) is skipped."""
-    records: list[dict[str, Any]] = []
-    for line in data.split(b"\n")[:-1]:  # the part after the last newline is torn or empty
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            log.warning("spool: skipping a line that is not JSON")
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+def read_lines(data: bytes) -> list[bytes]:
+    """The complete lines of spool data, without newlines; a torn last line (crash
+    mid-write) is left out."""
+    return data.split(b"\n")[:-1]  # the part after the last newline is torn or empty
 
 
 def _open_private(path: Path, flags: int) -> int:
@@ -62,7 +59,12 @@ def _open_private(path: Path, flags: int) -> int:
 class Spool:
     """Append, read back in order, drop what the approver acknowledged. Thread-safe."""
 
-    def __init__(self, session: str, directory: Path | None = None) -> None:
+    def __init__(
+        self, session: str, directory: Path | None = None, key: bytes | None = None
+    ) -> None:
+        """``key``: the session key (default: 32 fresh random bytes), sent in hello."""
+        self.session = session
+        self.key = key or secrets.token_bytes(KEY_BYTES)
         self.directory = directory or spool_dir()
         self.path = self.directory / f"{session}.jsonl"
         self._lock = threading.Lock()
@@ -92,12 +94,20 @@ class Spool:
         """One write() for the batch. OSError if the spool cannot be written."""
         records = list(records)
         data = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
-        self.append_lines(data, [r["rseq"] for r in records if isinstance(r.get("rseq"), int)])
+        self.append_lines(data, [r["rseq"] for r in records])
 
     def append_lines(self, data: bytes, rseqs: Iterable[int]) -> None:
-        """Already serialized records (newline-terminated lines) with their rseqs."""
+        """Already serialized records (newline-terminated lines) with their rseqs, in order;
+        each is written with its MAC."""
         if not data:
             return
+        rseqs = list(rseqs)
+        bodies = read_lines(data)
+        if len(bodies) != len(rseqs):
+            raise ValueError(f"spool: {len(bodies)} lines but {len(rseqs)} rseqs")
+        data = b"".join(
+            sign_line(self.key, self.session, r, b) for r, b in zip(rseqs, bodies, strict=True)
+        )
         with self._lock:
             fd = self._ensure_open()
             if self._size + len(data) > MAX_SPOOL_BYTES:  # size kept here: no fstat per record
@@ -128,7 +138,7 @@ class Spool:
                 data = rest + chunk
                 cut = data.rfind(b"\n") + 1
                 data, rest = data[:cut], data[cut:]
-                for record in read_records(data):
+                for _, record in self._authentic(data):
                     rseq = record.get("rseq")
                     if foreign and isinstance(rseq, int):
                         self._unacked.add(rseq)
@@ -163,20 +173,32 @@ class Spool:
         """Write the unacknowledged rest to a new locked file and rename it over: a crash
         never loses a record; someone ingesting the old inode finds only duplicates."""
         fd = self._fd
-        records = read_records(os.pread(fd, os.fstat(fd).st_size, 0))
-        keep = [r for r in records if r.get("rseq") in self._unacked]
+        pairs = self._authentic(os.pread(fd, os.fstat(fd).st_size, 0))
+        keep = [line + b"\n" for line, r in pairs if r.get("rseq") in self._unacked]
         tmp = self.path.with_name(self.path.name + ".tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         new = _open_private(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
         fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.write(new, b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in keep))
+        os.write(new, b"".join(keep))
         os.fsync(new)
         os.rename(tmp, self.path)
         os.close(fd)
         self._fd = new
         self._acked = 0
         self._size = os.fstat(new).st_size
+
+    def _authentic(self, data: bytes) -> list[tuple[bytes, dict[str, Any]]]:
+        """(line, record) of each line whose MAC holds; the others are skipped and logged:
+        nobody but this process had the key, so someone else wrote them."""
+        out = []
+        for number, line in enumerate(read_lines(data), 1):
+            record, why = open_line(self.key, self.session, line)
+            if record is None:
+                log.warning("spool %s: line %d skipped: %s", self.path, number, why)
+            else:
+                out.append((line, record))
+        return out
 
     def close(self) -> None:
         """Release the lock; an empty spool file is removed, a non-empty one stays for the
@@ -227,8 +249,9 @@ def _same_file(path: Path, fd: int) -> bool:
     return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
 
-def read_orphan(fd: int) -> list[dict[str, Any]]:
-    return read_records(os.pread(fd, os.fstat(fd).st_size, 0))
+def read_orphan(fd: int) -> list[bytes]:
+    """An orphan spool's complete lines, for the approver to open with the session key."""
+    return read_lines(os.pread(fd, os.fstat(fd).st_size, 0))
 
 
 def release_orphan(path: Path, fd: int, *, ingested: bool) -> None:

@@ -22,6 +22,10 @@ MAX_FRAME_BYTES: Final = 1024 * 1024  # approver ZMQ_MAXMSGSIZE: asks + margin, 
 MAX_AUDIT_RECORDS: Final = 64  # records per audit message
 MAX_REQUEST_ID_CHARS: Final = 256
 MAX_SAFE_INT: Final = 2**53 - 1
+# The feature level in hello and welcome (the envelope's ``v`` stays 1). 2: hello carries the
+# session key, refusals echo type and nonce. An approver serves proxies of MIN_PROTO..PROTO.
+PROTO: Final = 2
+MIN_PROTO: Final = 2
 
 _SESSION_RE: Final = re.compile(r"[0-9a-f]{16}")
 _NONCE_RE: Final = re.compile(r"[0-9a-f]{32}")
@@ -45,6 +49,8 @@ class MsgType(enum.StrEnum):
 class ErrorCode(enum.StrEnum):
     HELLO_REQUIRED = "hello_required"  # unknown session: send hello, then the message once more
     MALFORMED = "malformed"  # the approver could not decode a frame (logged on both sides)
+    VERSION = "version"  # the hello's proto is outside what this approver serves
+    SESSION_BOUND = "session_bound"  # the session id is bound to another key
 
 
 # What an approver may answer to an ask. CANCELLED is never sent: the proxy withdrew the ask.
@@ -105,18 +111,23 @@ class HumanDecision:
 class Hello:
     """Introduces a proxy session; sent on every (re)connect and after ``hello_required``.
     A second hello for a known session updates it (e.g. the agent id once ``initialize``
-    named the client)."""
+    named the client), but only with the key of the first: ``key`` (32 random bytes, hex,
+    made with the session) binds the session id to its proxy and authenticates its spool.
+    The defaults are what a proxy from before ``proto`` sends (and is refused for)."""
 
     session: str
     pid: int
     agent_id: str
     server: str
     policy: PolicyRef
+    proto: int = 1
+    key: str = ""
     type: MsgType = MsgType.HELLO
     v: int = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
         check_session(self.session)
+        need(self.proto < 2 or _DIGEST_RE.fullmatch(self.key) is not None, "key: 64 hex chars")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +214,7 @@ class Welcome:
     timeout_s: float
     max_ask_bytes: int
     audit_path: str
+    proto: int = 1  # the approver's PROTO
     type: MsgType = MsgType.WELCOME
     v: int = PROTOCOL_VERSION
 
@@ -244,7 +256,9 @@ class AuditAck:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Error:
-    """``ref`` names the message it answers: an ask's or cancel's nonce, an audit's batch."""
+    """``about``/``ref`` name the message it answers: an ask's or cancel's nonce, an audit's
+    batch. A ``malformed`` frame's type and nonce are echoed when they can be read, so the
+    proxy denies that ask at once."""
 
     code: ErrorCode
     about: MsgType | None = None

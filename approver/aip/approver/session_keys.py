@@ -1,0 +1,122 @@
+"""The proxies' session keys, as each first hello carried them: what binds a session id to its
+proxy (a later hello must carry the same key) and authenticates its spool (DESIGN §6, §8).
+
+Kept in memory and, when the approver has a state dir, one 0600 file per session in
+``<audit log dir>/session-keys/`` (0700): the spool of a proxy that died while the approver was
+down is verified with the key learnt before. A key file goes once its spool is ingested, or
+after KEY_MAX_AGE_S. Only the approver reads it; the proxy holds its key in memory only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import os
+import re
+import stat
+import time
+from pathlib import Path
+from typing import Final
+
+from aip.shared import paths
+
+log = logging.getLogger(__name__)
+
+KEYS_DIR_NAME: Final = "session-keys"
+KEY_MAX_AGE_S: Final = 30 * 86400
+MAX_IN_MEMORY: Final = 65536
+_SESSION: Final = re.compile(r"[0-9a-f]{16}")
+_KEY: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def keys_dir(audit_log: Path) -> Path:
+    return audit_log.parent / KEYS_DIR_NAME
+
+
+class SessionKeys:
+    def __init__(self, directory: Path | None) -> None:
+        """``directory`` None: memory only (nothing survives a restart)."""
+        self.directory = directory
+        self._known: dict[str, str] = {}
+
+    def bind(self, session: str, key: str) -> bool:
+        """True when ``key`` is the session's key: the first one seen is stored (in memory,
+        then on disk; a key that cannot be stored is still bound for this run)."""
+        known = self.key_for(session)
+        if known is not None:
+            return hmac.compare_digest(known, key)
+        self._remember(session, key)
+        if self.directory is not None:
+            try:
+                self._write(session, key)
+            except OSError as exc:
+                log.warning("session key of %s kept in memory only: %s", session, exc)
+        return True
+
+    def key_for(self, session: str) -> str | None:
+        """The stored key (hex), or None when this session never said hello with one."""
+        key = self._known.get(session)
+        if key is None and self.directory is not None and _SESSION.fullmatch(session):
+            key = self._read(self.directory / f"{session}.key")
+            if key is not None:
+                self._remember(session, key)
+        return key
+
+    def forget(self, session: str) -> None:
+        """The session's spool is ingested: nothing will need the key again."""
+        self._known.pop(session, None)
+        if self.directory is not None and _SESSION.fullmatch(session):
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / f"{session}.key").unlink()
+
+    def prune(self, now: float | None = None) -> int:
+        """Remove key files older than KEY_MAX_AGE_S (their proxies are long gone)."""
+        if self.directory is None or paths.dir_problem(self.directory) is not None:
+            return 0
+        limit = (time.time() if now is None else now) - KEY_MAX_AGE_S
+        removed = 0
+        for path in self.directory.glob("*.key"):
+            with contextlib.suppress(OSError):
+                if path.lstat().st_mtime < limit:
+                    path.unlink()
+                    self._known.pop(path.stem, None)
+                    removed += 1
+        return removed
+
+    def _remember(self, session: str, key: str) -> None:
+        if len(self._known) >= MAX_IN_MEMORY:
+            del self._known[next(iter(self._known))]  # the oldest; its file still holds it
+        self._known[session] = key
+
+    def _write(self, session: str, key: str) -> None:
+        assert self.directory is not None
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        problem = paths.dir_problem(self.directory)
+        if problem is not None:
+            raise OSError(f"session key dir unsafe: {problem}")
+        path = self.directory / f"{session}.key"
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            os.write(fd, key.encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _read(path: Path) -> str | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+                log.warning("session key %s ignored: not a private file of ours", path)
+                return None
+            key = os.read(fd, 128).decode("ascii", "replace")
+        finally:
+            os.close(fd)
+        return key if _KEY.fullmatch(key) else None

@@ -12,7 +12,7 @@ from aip.proxy.audit import outbox as audit_outbox
 from aip.proxy.audit.outbox import AuditOutbox
 from aip.shared.audit import spool
 from aip.shared.audit.spool import Spool
-from aip.shared.audit.spool_line import open_line
+from aip.shared.audit.spool_line import LineKey
 
 SESSION = "0123456789abcdef"
 
@@ -103,7 +103,7 @@ def test_compaction_keeps_only_unacked(tmp_path: Path, monkeypatch: pytest.Monke
     store.ack(range(1, 31))
     assert store.path.stat().st_ino != inode  # rewritten and renamed over
     lines = spool.read_lines(store.path.read_bytes())
-    opened = [open_line(store.key, SESSION, line)[0] for line in lines]  # MACs carried over
+    opened = [LineKey(store.key, SESSION).open(line)[0] for line in lines]  # MACs kept
     assert [r["rseq"] for r in opened if r is not None] == list(range(31, 41))
     assert [r["rseq"] for r in store.pending()] == list(range(31, 41))
     store.close()

@@ -22,7 +22,7 @@ from aip.approver.session_keys import SessionKeys
 from aip.shared import paths
 from aip.shared.audit.record import Event, meta_record
 from aip.shared.audit.spool import claim_orphans, read_orphan, release_orphan, spool_dir
-from aip.shared.audit.spool_line import open_line
+from aip.shared.audit.spool_line import LineKey
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,9 @@ async def _authentic(
     """The records whose line opens with ``key`` and that a proxy may send; each other line
     gets a ``spool_rejected`` record (at most MAX_REJECTED_RECORDS per file)."""
     good, rejected = [], 0
+    line_key = LineKey(key, path.stem)
     for number, line in enumerate(lines, 1):
-        record, why = open_line(key, path.stem, line)
+        record, why = line_key.open(line)
         if record is not None:
             why = proxy_record_problem(record) or ""
         if record is not None and not why:

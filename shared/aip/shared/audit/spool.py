@@ -24,7 +24,7 @@ import orjson
 
 from aip.shared import paths
 from aip.shared.audit.rseqs import RseqSet
-from aip.shared.audit.spool_line import open_line, sign_line
+from aip.shared.audit.spool_line import LineKey
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class Spool:
         """``key``: the session key (default: 32 fresh random bytes), sent in hello."""
         self.session = session
         self.key = key or secrets.token_bytes(KEY_BYTES)
+        self._line_key = LineKey(self.key, session)
         self.directory = directory or spool_dir()
         self.path = self.directory / f"{session}.jsonl"
         self._lock = threading.Lock()
@@ -105,9 +106,7 @@ class Spool:
         bodies = read_lines(data)
         if len(bodies) != len(rseqs):
             raise ValueError(f"spool: {len(bodies)} lines but {len(rseqs)} rseqs")
-        data = b"".join(
-            sign_line(self.key, self.session, r, b) for r, b in zip(rseqs, bodies, strict=True)
-        )
+        data = b"".join(self._line_key.sign(r, b) for r, b in zip(rseqs, bodies, strict=True))
         with self._lock:
             fd = self._ensure_open()
             if self._size + len(data) > MAX_SPOOL_BYTES:  # size kept here: no fstat per record
@@ -193,7 +192,7 @@ class Spool:
         nobody but this process had the key, so someone else wrote them."""
         out = []
         for number, line in enumerate(read_lines(data), 1):
-            record, why = open_line(self.key, self.session, line)
+            record, why = self._line_key.open(line)
             if record is None:
                 log.warning("spool %s: line %d skipped: %s", self.path, number, why)
             else:

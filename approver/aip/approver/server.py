@@ -214,16 +214,12 @@ class ApprovalServer:
         if isinstance(msg, Hello):
             refusal = hello_refusal(msg, self._keys)
             if refusal is not None:
-                log.warning(
-                    "hello of session %s from pid %s refused: %s",
-                    msg.session,
-                    peer_pid,
-                    refusal.detail,
-                )
+                log.warning("hello from pid %s refused: %s", peer_pid, refusal.detail)
                 self._send(route, refusal)
                 return
-            fd = source_fd(body)
-            session = self._sessions.hello(msg, route, fd, uid, peer_pid or 0, user_name(uid))
+            session = self._sessions.hello(
+                msg, route, source_fd(body), uid, peer_pid or 0, user_name(uid)
+            )
             log.info("hello from session %s (pid %s, server %r)", msg.session, peer_pid, msg.server)
             self._send(route, self._welcome(session))
             return
@@ -356,13 +352,9 @@ class ApprovalServer:
         self._send(session.route, AuditAck(session=msg.session, batch=msg.batch, rseqs=rseqs))
 
     def _welcome(self, session: Session) -> Welcome:
-        return Welcome(
-            session=session.sid,
-            timeout_s=self._config.timeout_s,
-            max_ask_bytes=self._config.max_ask_bytes,
-            audit_path=self._config.audit_path,
-            proto=PROTO,
-        )
+        c = self._config
+        limits: dict[str, Any] = {"timeout_s": c.timeout_s, "max_ask_bytes": c.max_ask_bytes}
+        return Welcome(session=session.sid, audit_path=c.audit_path, proto=PROTO, **limits)
 
     def _status(self, ref: str) -> StatusReply:
         return status_snapshot(

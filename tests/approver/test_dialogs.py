@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from aip.approver.dialogs.base import Answer, Prompt, TextTooLarge, gui_env
+from aip.approver.dialogs.base import Prompt, TextTooLarge, gui_env
 from aip.approver.dialogs.choose import choose
 from aip.approver.dialogs.exec_program import ExecProgram
 from aip.approver.dialogs.gui import (
@@ -36,6 +36,7 @@ from aip.approver.dialogs.native import (
 )
 from aip.approver.dialogs.render import WHOLE, DialogFacts, Fit, display_arguments, render
 from aip.approver.dialogs.terminal import Terminal
+from aip.approver.dialogs.verdict import Answer
 from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome
 from tests.support.approverproc import answer_program
@@ -80,7 +81,7 @@ async def test_zenity_shows_a_long_request_whole_in_a_scrolling_view(tmp_path: P
     fake = tmp_path / "zenity"
     fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/argv\ncat > {tmp_path}/stdin\n')
     fake.chmod(0o755)
-    assert await Zenity(str(fake)).show(prompt) is Answer.ALLOW
+    assert (await Zenity(str(fake)).show(prompt)).answer is Answer.ALLOW
     argv = (tmp_path / "argv").read_text().splitlines()
     assert argv[0] == "--text-info"
     assert argv[argv.index("--checkbox") + 1] == READ_ALL_CHECKBOX
@@ -97,7 +98,7 @@ async def test_a_failing_zenity_is_a_dialog_error_with_its_reason_logged(
     fake = tmp_path / "zenity"
     fake.write_text("#!/bin/sh\necho 'Gtk-WARNING: cannot open display: :0' >&2\nexit 1\n")
     fake.chmod(0o755)
-    assert await Zenity(str(fake)).show(_prompt(fit=ZENITY_FIT)) is Answer.ERROR
+    assert (await Zenity(str(fake)).show(_prompt(fit=ZENITY_FIT))).answer is Answer.ERROR
     assert "zenity failed with exit code 1: Gtk-WARNING: cannot open display: :0" in caplog.text
 
 
@@ -226,7 +227,7 @@ async def test_exec_program_contract(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("ZENITY_OK", "0")
     monkeypatch.setenv("SECRET_TOKEN", "s")
     backend = ExecProgram.from_spec(f"exec:{prog}")
-    assert await backend.show(_prompt()) is Answer.ALLOW
+    assert (await backend.show(_prompt())).answer is Answer.ALLOW
     env = dict(line.split("=", 1) for line in env_out.read_text().splitlines() if "=" in line)
     assert env["PATH"] == "/usr/bin:/bin"
     assert env["AIP_TEST_X"] == "1"
@@ -247,9 +248,11 @@ async def test_exec_program_contract(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "seconds_left",
         "queue_position",
         "withheld",
+        "remember",
     }
     assert request["text"].startswith("Agent: agent-1\n")
     assert request["withheld"] == ""
+    assert request["remember"] == {"offered": False, "why_not": "not offered", "like": {}}
 
 
 @pytest.mark.parametrize(
@@ -263,7 +266,7 @@ async def test_exec_program_contract(tmp_path: Path, monkeypatch: pytest.MonkeyP
 )
 async def test_exec_answers(tmp_path: Path, behaviour: str, expected: Answer) -> None:
     backend = ExecProgram(str(answer_program(tmp_path, behaviour)))
-    assert await backend.show(_prompt()) is expected
+    assert (await backend.show(_prompt())).answer is expected
 
 
 async def test_exec_program_killed_at_the_deadline(tmp_path: Path) -> None:
@@ -322,7 +325,7 @@ async def test_terminal_prompt_flushes_typeahead_and_needs_the_word_allow() -> N
                 seen += os.read(master, 65536)
         assert b"The agent wants to call:" in seen
         os.write(master, b"yes\n")
-        assert await task is Answer.DENY
+        assert (await task).answer is Answer.DENY
         task = asyncio.ensure_future(backend.show(_prompt()))
         seen = b""
         async with asyncio.timeout(10):
@@ -330,7 +333,7 @@ async def test_terminal_prompt_flushes_typeahead_and_needs_the_word_allow() -> N
                 await asyncio.sleep(0.01)
                 seen += os.read(master, 65536)
         os.write(master, b"allow\n")
-        assert await task is Answer.ALLOW
+        assert (await task).answer is Answer.ALLOW
     finally:
         out.close()
         os.close(master)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from aip.approver.dialogs.base import Answer, Prompt
+from aip.approver.dialogs.base import Prompt
 from aip.approver.dialogs.render import WHOLE, Fit, Limits
+from aip.approver.dialogs.verdict import Answer, Verdict
 from aip.approver.queue import AskQueue
 from aip.approver.scheduler import Scheduler, Ticket
 from aip.approver.sessions import Session
@@ -31,7 +32,7 @@ class Scripted:
         self.open = 0
         self.max_open = 0
 
-    async def show(self, prompt: Prompt) -> Answer:
+    async def show(self, prompt: Prompt) -> Verdict:
         self.shown.append(prompt)
         self.open += 1
         self.max_open = max(self.max_open, self.open)
@@ -39,7 +40,7 @@ class Scripted:
             if self.delay_s is None:
                 await asyncio.Event().wait()
             await asyncio.sleep(self.delay_s or 0)
-            return self.answer
+            return Verdict(self.answer)
         finally:
             if self.close_s:  # a dialog that is slow to go away keeps the slot busy
                 await asyncio.shield(asyncio.sleep(self.close_s))
@@ -165,7 +166,7 @@ async def test_a_withheld_prompt_ends_too_large_to_review_whatever_comes_back() 
 
 async def test_a_crashing_backend_is_a_dialog_error() -> None:
     class Broken(Scripted):
-        async def show(self, prompt: Prompt) -> Answer:
+        async def show(self, prompt: Prompt) -> Verdict:
             raise FileNotFoundError("zenity")
 
     desk = Desk(Broken(), timeout_s=5)

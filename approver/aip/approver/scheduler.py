@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from aip.approver.dialogs import render
-from aip.approver.dialogs.base import Answer, Backend, Prompt
+from aip.approver.dialogs.base import Backend, Prompt
 from aip.approver.dialogs.escape import show_name, show_value
+from aip.approver.dialogs.verdict import Answer
 from aip.approver.queue import AskQueue
 from aip.approver.sessions import Session
 from aip.shared.audit.stamp import rfc3339
@@ -187,7 +188,7 @@ class Scheduler:
         ticket right here, so the reply does not wait for the worker to wake up."""
         try:
             async with asyncio.timeout_at(ticket.deadline):
-                answer = await self._backend.show(prompt)
+                verdict = await self._backend.show(prompt)
         except TimeoutError:
             if prompt.withheld:
                 self._after_dialog(ticket, Outcome.TOO_LARGE_TO_REVIEW, shown=False)
@@ -200,6 +201,8 @@ class Scheduler:
             log.exception("dialog %s failed", self._backend.name)
             self._after_dialog(ticket, Outcome.DIALOG_ERROR, shown=False)
         else:
+            # TODO(grants): verdict.remember is not acted on yet (issue 13); Allow once.
+            answer = verdict.answer
             outcome = _ANSWERS[answer]
             if prompt.withheld and outcome is not Outcome.DIALOG_ERROR:
                 # Allow was never offered: whatever came back (a program may say anything),

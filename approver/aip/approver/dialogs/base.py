@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from typing import Any, Final, Protocol
 
 from aip.approver.dialogs.render import Fit, Limits
 from aip.approver.dialogs.spawn import FAST_PATH, spawn_and_wait
+from aip.approver.dialogs.verdict import NOT_OFFERED, RememberOffer, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,6 @@ GUI_ENV_KEYS: Final = (
 )
 
 
-class Answer(enum.Enum):
-    ALLOW = "allow"
-    DENY = "deny"
-    ERROR = "error"  # the dialog failed: never a human denial
-
-
 @dataclass(frozen=True, slots=True)
 class Prompt:
     """One ask as a backend sees it; ``text`` is the escaped dialog body, sized by the
@@ -64,6 +58,7 @@ class Prompt:
     queue_position: int  # asks waiting behind this one
     scroll: bool = False  # ``text`` goes into the backend's scrolling view
     withheld: str = ""  # why Allow is withheld: show only Deny (any answer is a deny)
+    remember: RememberOffer = NOT_OFFERED  # the second step of "Allow and remember…"
 
 
 class TextTooLarge(ValueError):
@@ -86,7 +81,7 @@ class Backend(Protocol):
         """How much text this backend shows whole; the renderer never gives it more."""
         ...
 
-    async def show(self, prompt: Prompt) -> Answer:
+    async def show(self, prompt: Prompt) -> Verdict:
         """Show the dialog until answered. Cancellation (deadline, cancel) closes it."""
         ...
 

@@ -2,9 +2,9 @@
 
 Started without a shell, no arguments, environment PATH=/usr/bin:/bin + HOME + LANG + AIP_*;
 one JSON line on stdin, written asynchronously then closed; its ``text`` is the whole
-request, nothing cut (``withheld`` says why not, above render.FULL_TEXT_MAX). Exit 0 with
-first line ``allow`` -> allow, ``deny`` -> deny, anything else -> dialog error; at the
-deadline it is killed.
+request, nothing cut (``withheld`` says why not, above render.FULL_TEXT_MAX), and
+``remember`` the offer of the second step. Exit 0 with a first line in the grammar of
+verdict.parse_answer_line counts; anything else is a dialog error; at the deadline it is killed.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import orjson
 
-from aip.approver.dialogs.base import SAFE_PATH, Answer, Prompt, binary_problem, run_dialog
+from aip.approver.dialogs.base import SAFE_PATH, Prompt, binary_problem, run_dialog
 from aip.approver.dialogs.render import WHOLE, Fit
+from aip.approver.dialogs.verdict import ERROR, Verdict, parse_answer_line
 from aip.shared.errors import ConfigError
 from aip.shared.protocol.codec import PROTOCOL_VERSION
 
@@ -65,16 +66,13 @@ class ExecProgram:
                 "seconds_left": prompt.seconds_left,
                 "queue_position": prompt.queue_position,
                 "withheld": prompt.withheld,
+                "remember": prompt.remember.to_json(),
             },
             option=orjson.OPT_APPEND_NEWLINE,
         )
 
-    async def show(self, prompt: Prompt) -> Answer:
+    async def show(self, prompt: Prompt) -> Verdict:
         done = await run_dialog([self.program], self.env, self.request_line(prompt))
-        if done.returncode == 0:
-            word = done.first_line()
-            if word == "allow":
-                return Answer.ALLOW
-            if word == "deny":
-                return Answer.DENY
-        return Answer.ERROR
+        if done.returncode != 0:
+            return ERROR
+        return parse_answer_line(done.first_line())

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from aip.approver.dialogs.base import (
-    Answer,
     Finished,
     Prompt,
     TextTooLarge,
@@ -24,6 +23,7 @@ from aip.approver.dialogs.base import (
     run_dialog,
 )
 from aip.approver.dialogs.render import TITLE, UNLIMITED, Fit, Limits
+from aip.approver.dialogs.verdict import Answer, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +71,16 @@ class Zenity:
                 "--ok-label", "Allow", "--cancel-label", "Deny", "--width", "640",
                 "--text", prompt.text]  # fmt: skip
 
-    async def show(self, prompt: Prompt) -> Answer:
+    async def show(self, prompt: Prompt) -> Verdict:
         stdin = prompt.text.encode() if prompt.scroll and not prompt.withheld else None
         done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env(), stdin)
         if b"cannot open display" in done.stderr:  # rc 1 here would look like a Deny
             _failed(self.name, done)
-            return Answer.ERROR
+            return Verdict(Answer.ERROR)
         answer = _by_returncode(done.returncode)
         if answer is Answer.ERROR:
             _failed(self.name, done)
-        return answer
+        return Verdict(answer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +112,11 @@ class Kdialog:
             "off",
         ]
 
-    async def show(self, prompt: Prompt) -> Answer:
+    async def show(self, prompt: Prompt) -> Verdict:
         done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env())
         if done.returncode == 0 and done.first_line() == "allow":
-            return Answer.ALLOW
-        return Answer.DENY if done.returncode in (0, 1, 2) else Answer.ERROR
+            return Verdict(Answer.ALLOW)
+        return Verdict(Answer.DENY if done.returncode in (0, 1, 2) else Answer.ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +136,9 @@ class Xdialog:
         return [*common, "--ok-label", "Allow", "--cancel-label", "Deny", "--default-no",
                 "--yesno", text, "0", "0"]  # fmt: skip
 
-    async def show(self, prompt: Prompt) -> Answer:
+    async def show(self, prompt: Prompt) -> Verdict:
         done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env())
-        return _by_returncode(done.returncode)
+        return Verdict(_by_returncode(done.returncode))
 
 
 def orphan_proof(argv: list[str]) -> list[str]:

@@ -15,8 +15,9 @@ from typing import Final
 
 import orjson
 
-from aip.approver.dialogs.base import Answer, Prompt, check_fits, run_dialog
+from aip.approver.dialogs.base import Prompt, check_fits, run_dialog
 from aip.approver.dialogs.render import TITLE, Fit, Limits
+from aip.approver.dialogs.verdict import Answer, Verdict
 
 OSASCRIPT: Final = "/usr/bin/osascript"
 # Old AppleScript documentation caps ``display dialog`` at 255 characters; newer macOS shows
@@ -122,11 +123,11 @@ class Osascript:
         env["PATH"] = "/usr/bin:/bin"
         return env
 
-    async def show(self, prompt: Prompt) -> Answer:
+    async def show(self, prompt: Prompt) -> Verdict:
         done = await run_dialog(self.argv(prompt), self.env(), OSA_SCRIPT.encode())
         if done.returncode != 0:
-            return Answer.ERROR
-        return _by_word(done.first_line())
+            return Verdict(Answer.ERROR)
+        return Verdict(_by_word(done.first_line()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +159,11 @@ class PowerShell:
         env["PATH"] = env.get("SystemRoot", "C:\\Windows") + "\\System32"
         return env
 
-    async def show(self, prompt: Prompt) -> Answer:
+    async def show(self, prompt: Prompt) -> Verdict:
         done = await run_dialog(self.argv(), self.env(), self.stdin(prompt))
         if done.returncode != 0:
-            return Answer.ERROR
-        return _by_word(done.first_line())
+            return Verdict(Answer.ERROR)
+        return Verdict(_by_word(done.first_line()))
 
 
 def _by_word(word: str) -> Answer:

@@ -15,8 +15,9 @@ import termios
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from aip.approver.dialogs.base import Answer, Prompt
+from aip.approver.dialogs.base import Prompt
 from aip.approver.dialogs.render import TITLE, WHOLE, Fit
+from aip.approver.dialogs.verdict import Answer, Verdict
 
 MAX_LINE_BYTES = 4096
 
@@ -28,7 +29,7 @@ class Terminal:
     name: str = "terminal"
     fit: Fit = WHOLE
 
-    async def show(self, prompt: Prompt) -> Answer:
+    async def show(self, prompt: Prompt) -> Verdict:
         # Keys typed before the question appeared must not answer it.
         with contextlib.suppress(termios.error, OSError):
             termios.tcflush(self.stdin_fd, termios.TCIFLUSH)
@@ -46,11 +47,11 @@ class Terminal:
             self._say("\n[request withdrawn or timed out: denied]\n")
             raise
         if line is None:
-            return Answer.ERROR  # the terminal went away
+            return Verdict(Answer.ERROR)  # the terminal went away
         allowed = line.strip().lower() == "allow" and not prompt.withheld
         answer = Answer.ALLOW if allowed else Answer.DENY
         self._say(f"[{answer.value}]\n")
-        return answer
+        return Verdict(answer)
 
     def _say(self, text: str) -> None:
         with contextlib.suppress(OSError, ValueError):

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import IO, Any, Final
 
+from aip.proxy.sandbox.stdout_pipe import StdoutFifo
+
 log = logging.getLogger(__name__)
 
 STDIN_CLOSE_GRACE_S: Final = 2.0  # MCP lifecycle: close stdin and let the server exit
@@ -55,16 +57,18 @@ class Child:
         on_exit: Callable[[], None] | None = None,
         stderr: int | None = None,
         wrappers: int = 0,
+        fifo: StdoutFifo | None = None,
     ) -> None:
         """``stderr``: None inherits ours; ``subprocess.PIPE`` for the DLP stderr filter.
         ``wrappers``: how many levels at the top of the tree are the sandbox's own processes
         (bwrap and its init in the PID namespace), spared by SIGTERM: killing them would end
-        the server at once, without the grace SIGTERM promises."""
+        the server at once, without the grace SIGTERM promises.
+        ``fifo``: the server opens its stdout by name (a sandbox wrapper would hold a pipe)."""
         # bufsize=0: raw pipes; the relay threads do their own (1 MiB) buffering.
         self.proc = subprocess.Popen(
-            list(argv),
+            argv,
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.DEVNULL if fifo is not None else subprocess.PIPE,
             stderr=stderr,
             bufsize=0,
             env=env,
@@ -74,8 +78,14 @@ class Child:
         self._wrappers = wrappers
         self.exited = threading.Event()
         self._on_exit = on_exit
+        self._fifo = fifo
+        if fifo is not None:
+            fifo.start()
         self._waiter = threading.Thread(target=self._wait, name="child-waiter", daemon=True)
         self._waiter.start()
+        self._stdout = (
+            os.fdopen(fifo.reader(), "rb", buffering=0) if fifo is not None else self.proc.stdout
+        )
 
     @property
     def stdin(self) -> IO[bytes]:
@@ -84,8 +94,8 @@ class Child:
 
     @property
     def stdout(self) -> IO[bytes]:
-        assert self.proc.stdout is not None
-        return self.proc.stdout
+        assert self._stdout is not None
+        return self._stdout
 
     @property
     def returncode(self) -> int | None:
@@ -93,6 +103,8 @@ class Child:
 
     def _wait(self) -> None:
         self.proc.wait()
+        if self._fifo is not None:
+            self._fifo.release()
         log.info("MCP server pid=%d exited with %s", self.pid, self.proc.returncode)
         self.exited.set()
         if self._on_exit is not None:

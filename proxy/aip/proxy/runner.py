@@ -37,6 +37,7 @@ from aip.proxy.reload import POLL_INTERVAL_S, PolicyReloader
 from aip.proxy.sandbox.launch import DEFAULT as SANDBOX_DEFAULT
 from aip.proxy.sandbox.launch import Mode as SandboxMode
 from aip.proxy.sandbox.launch import SandboxUnavailable, server_prefix, wrapper_levels
+from aip.proxy.sandbox.stdout_pipe import StdoutFifo
 from aip.proxy.server_env import server_environment
 from aip.proxy.stdio import Wire, widen_pipe
 from aip.shared import logs, paths
@@ -167,16 +168,21 @@ def run(
         log.error("%s", exc)
         return EXIT_SPAWN_FAILED
     become_subreaper()  # after the sandbox probe: its processes are not ours to reap
+    levels = wrapper_levels(prefix)
+    fifo = StdoutFifo() if levels else None  # a wrapper would hold a pipe: see stdout_pipe
     try:
         child = Child(
-            [*prefix, *settings.command],
-            wrappers=wrapper_levels(prefix),
+            [*prefix, *(fifo.launcher() if fifo else []), *settings.command],
+            wrappers=levels,
+            fifo=fifo,
             env=server_environment(),  # as given to us, without the interpreter's coercion
             on_exit=lambda: stop("MCP server exited"),
             stderr=subprocess.PIPE if dlp.stderr is not None else None,  # else inherited
         )
     except OSError as exc:
         log.error("cannot start the MCP server %r: %s", settings.command[0], exc)
+        if fifo is not None:
+            fifo.cleanup()
         return EXIT_SPAWN_FAILED
     stderr_pump = None
     if dlp.stderr is not None and child.proc.stderr is not None:

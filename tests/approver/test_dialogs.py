@@ -236,8 +236,10 @@ async def test_exec_program_contract(tmp_path: Path, monkeypatch: pytest.MonkeyP
     lines = stdin_out.read_text().splitlines()
     assert len(lines) == 1
     request = json.loads(lines[0])
+    assert request["kind"] == "ask"  # "pair" for a remote pairing (tests/remote)
     assert set(request) == {
         "v",
+        "kind",
         "request_id",
         "agent_id",
         "server",

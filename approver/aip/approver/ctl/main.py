@@ -19,6 +19,7 @@ from aip.approver.ctl import audit as ctl_audit
 from aip.approver.ctl import config as ctl_config
 from aip.approver.ctl import doctor as ctl_doctor
 from aip.approver.ctl import policy as ctl_policy
+from aip.approver.ctl import remote as ctl_remote
 
 # Commands that take a command line of their own after `--` (their parsers set takes_command).
 _TAKES_COMMAND = (("approver", "install"), ("config",), ("doctor",))
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = approver.add_subparsers(dest="action", metavar="ACTION")
     ctl_install.register(actions)  # install, uninstall
     ctl_status.register(actions)  # status
-    for module in (ctl_config, ctl_doctor, ctl_audit):
+    for module in (ctl_config, ctl_doctor, ctl_audit, ctl_remote):
         module.register(groups)
     return parser
 

@@ -59,6 +59,7 @@ class Prompt:
     scroll: bool = False  # ``text`` goes into the backend's scrolling view
     withheld: str = ""  # why Allow is withheld: show only Deny (any answer is a deny)
     remember: RememberOffer = NOT_OFFERED  # the second step of "Allow and remember…"
+    kind: str = "ask"  # "pair": a remote device asks to be paired (text says which, key)
 
 
 class TextTooLarge(ValueError):

@@ -56,6 +56,7 @@ class ExecProgram:
         return orjson.dumps(
             {
                 "v": PROTOCOL_VERSION,
+                "kind": prompt.kind,
                 "request_id": prompt.request_id,
                 "agent_id": prompt.agent_id,
                 "server": prompt.server,

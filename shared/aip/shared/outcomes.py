@@ -32,6 +32,10 @@ class Outcome(enum.StrEnum):
     SHUTDOWN = "shutdown"
     AUDIT_UNAVAILABLE = "audit_unavailable"
     TOO_LARGE_TO_REVIEW = "too_large_to_review"
+    # A remote (CURVE) approver (DESIGN §10): each failure of the link says which it was.
+    REMOTE_LINK_LOST = "remote_link_lost"  # no heartbeat / connection dropped
+    REMOTE_KEY_REFUSED = "remote_key_refused"  # our key is not (or no longer) paired there
+    REMOTE_SERVER_UNVERIFIED = "remote_server_unverified"  # the peer could not prove its key
     CANCELLED = "cancelled"
     RATE_LIMITED = "rate_limited"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -68,6 +72,9 @@ _UNAVAILABLE_REASONS: Final = (
     Outcome.SHUTDOWN,
     Outcome.AUDIT_UNAVAILABLE,
     Outcome.TOO_LARGE_TO_REVIEW,
+    Outcome.REMOTE_LINK_LOST,
+    Outcome.REMOTE_KEY_REFUSED,
+    Outcome.REMOTE_SERVER_UNVERIFIED,
 )
 
 

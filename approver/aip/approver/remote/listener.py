@@ -111,8 +111,10 @@ class RemoteListener:
                 if readable(self._sock) or readable(self._monitor):
                     await asyncio.sleep(0)
                     continue
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._watch_s)
+                    async with asyncio.timeout(self._watch_s):
+                        await self._wake.wait()
             log.error("remote authenticator died: remote listener closed (fail closed)")
         finally:
             for sock in (self._sock, self._monitor):

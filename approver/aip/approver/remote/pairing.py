@@ -88,7 +88,8 @@ class Pairer:
             kind="pair",
         )
         try:
-            verdict = await asyncio.wait_for(self._confirm(prompt), self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                verdict = await self._confirm(prompt)
         except TimeoutError:
             return PairReply(paired=False, reason="timeout")
         if verdict.answer is not Answer.ALLOW:

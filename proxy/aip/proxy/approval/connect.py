@@ -8,12 +8,13 @@ client that denies every ask.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 from aip.proxy.approval.api import ApprovalClient, UnavailableApprover
 from aip.proxy.audit.outbox import AuditOutbox
-from aip.shared.errors import AipError
+from aip.shared.errors import AipError, ConfigError
 
 
 def make_approval_client(
@@ -43,11 +44,34 @@ def make_approval_client(
             server=hello["server"],
             policy=PolicyRef(**hello["policy"]),
         )
-        target = endpoint or paths.default_endpoint()
-        paths.socket_path(target)  # only ipc:// with an absolute path
+        remote = _remote(endpoint or os.environ.get(paths.ENDPOINT_ENV))
+        target = remote[0].endpoint if remote else endpoint or paths.default_endpoint()
+        if remote is None:
+            paths.socket_path(target)  # only ipc:// with an absolute path
     except (KeyError, TypeError, ValueError, AipError) as exc:
         logging.getLogger(__name__).error("approval disabled, every ask is denied: %s", exc)
         return UnavailableApprover()
     return ZmqApprovalClient(
-        target, message, on_audit_path=on_audit_path, audit=audit, on_late_allow=on_late_allow
+        target,
+        message,
+        on_audit_path=on_audit_path,
+        audit=audit,
+        on_late_allow=on_late_allow,
+        remote=remote,
     )
+
+
+def _remote(explicit: str | None) -> Any:
+    """This host's pairing (DESIGN §10) when it applies: no endpoint was given (a paired host
+    asks its desktop by default), or the one given is the paired ``tcp://`` endpoint. A
+    ``tcp://`` endpoint without that pairing is refused: TCP without CURVE has no identity."""
+    from aip.proxy.approval.remote_dealer import load_remote
+
+    if explicit is not None and not explicit.startswith("tcp://"):
+        return None
+    found = load_remote()  # ConfigError when the pairing files are not private
+    if explicit is not None and (found is None or found[0].endpoint != explicit):
+        raise ConfigError(
+            f"{explicit}: not the endpoint of this host's pairing (aipctl remote join)"
+        )
+    return found

@@ -35,6 +35,7 @@ class Dealer:
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.sock: zmq.Socket[bytes] | None = None
         self.monitor: zmq.Socket[bytes] | None = None
+        self.down = Outcome.APPROVER_UNAVAILABLE  # what a lost or missing link denies with
 
     def connect(self) -> Outcome | None:
         """Start connecting (once); None when connecting or connected, else why we cannot."""
@@ -93,7 +94,7 @@ class Dealer:
                 frame = self.sock.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            if not from_our_uid(frame):
+            if not self.from_peer(frame):
                 log.warning("ignoring a message from an approver of another user")
                 continue
             try:
@@ -102,6 +103,9 @@ class Dealer:
                 log.warning("ignoring a malformed approver message: %s", exc)
                 continue
             yield msg
+
+    def from_peer(self, frame: zmq.Frame) -> bool:
+        return from_our_uid(frame)
 
     def close(self) -> None:
         """Frames already sent get 100 ms to leave."""

@@ -19,8 +19,8 @@ import zmq
 
 from aip.proxy.approval.api import AskRequest, AskResult, OnDone
 from aip.proxy.approval.book import AskBook, Pending, call
-from aip.proxy.approval.dealer import Dealer
 from aip.proxy.approval.link import Mailbox, as_dict
+from aip.proxy.approval.remote_dealer import make_dealer
 from aip.proxy.audit.outbox import AuditOutbox
 from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome
@@ -51,7 +51,6 @@ CONNECT_WAIT_S: Final = 0.5  # asks made while the first connection is being set
 HEARTBEAT_IVL_MS: Final = 1000
 HEARTBEAT_TIMEOUT_MS: Final = 3000
 JOIN_S: Final = 2.0
-_MONITOR_EVENTS: Final = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 
 class ZmqApprovalClient:
@@ -70,8 +69,10 @@ class ZmqApprovalClient:
         on_audit_path: Callable[[str], None] | None = None,
         audit: AuditOutbox | None = None,
         on_late_allow: Callable[[str | int], None] | None = None,
+        remote: Any = None,
     ) -> None:
-        """``on_audit_path(path)`` runs on the client thread for each ``welcome``: the audit
+        """``remote``: (pairing, key pair) of a CURVE approver (DESIGN §10), not ``endpoint``.
+        ``on_audit_path(path)`` runs on the client thread for each ``welcome``: the audit
         log the approver writes, which the proxy then protects (DESIGN §4.5). ``audit``: the
         session's records to send (None: an outbox of its own); ``on_late_allow``: see
         ``set_late_allow_handler``."""
@@ -84,7 +85,8 @@ class ZmqApprovalClient:
         self._mailbox = Mailbox()  # commands from any thread to the client thread
         # Thread state (touched only by the client thread):
         self._poller = zmq.Poller()
-        self._dealer = Dealer(endpoint, self._poller, (heartbeat_ivl_ms, heartbeat_timeout_ms))
+        beat = (heartbeat_ivl_ms, heartbeat_timeout_ms)
+        self._dealer = make_dealer(endpoint, remote, self._poller, beat)
         self._connected = False
         self._connect_by: float | None = None  # end of the first-connection grace
         self._welcome: Welcome | None = None
@@ -253,12 +255,12 @@ class ZmqApprovalClient:
             # Never ahead of our hello. While the first connection is being made the ask
             # waits (``_on_connected`` sends it); otherwise there is nobody to ask.
             if not self._in_connect_grace():
-                self._book.done(entry, Outcome.APPROVER_UNAVAILABLE)
+                self._book.done(entry, self._dealer.down)
             return
         if self._send(entry.frame):
             entry.sent_at = self._clock()
         else:
-            self._book.done(entry, Outcome.APPROVER_UNAVAILABLE)
+            self._book.done(entry, self._dealer.down)
 
     def _in_connect_grace(self) -> bool:
         return self._connect_by is not None and self._clock() < self._connect_by
@@ -277,11 +279,11 @@ class ZmqApprovalClient:
                 self._on_connected()
             else:
                 log.warning("lost the approver connection; denying pending asks")
-                self._connected = False
-                self._welcome = None
-                self._refused = ""
+                self._connected, self._welcome, self._refused = False, None, ""
                 self._audit.resend_all()
-                self._book.end_all(Outcome.APPROVER_UNAVAILABLE, sent_only=True)
+                if (down := self._dealer.down) is not Outcome.APPROVER_UNAVAILABLE:
+                    self._connect_by = None  # remote: the reason is known, nobody waits
+                self._book.end_all(down, sent_only=down is Outcome.APPROVER_UNAVAILABLE)
 
     def _on_connected(self) -> None:
         verdict = self._dealer.recheck()
@@ -392,7 +394,7 @@ class ZmqApprovalClient:
             if not self._in_connect_grace():
                 self._try_send(entry)  # last chance, then denied unavailable
                 if entry.sent_at is None:
-                    self._book.done(entry, Outcome.APPROVER_UNAVAILABLE)
+                    self._book.done(entry, self._dealer.down)
         for entry in self._book.overdue(now):
             log.warning("approver did not answer ask %r in time", entry.request.request_id)
             self._book.done(entry, Outcome.TIMEOUT)

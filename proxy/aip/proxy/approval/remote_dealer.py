@@ -1,0 +1,126 @@
+"""The approval client's socket to a *remote* approver (DESIGN §10): a CURVE DEALER over TCP
+to the endpoint and server key this host's pairing pinned (``aipctl remote join``).
+
+Differences from the local ``Dealer``, each a decision:
+
+- no directory or peer-uid check (TCP has none): the server proves the pinned key in the
+  CURVE handshake, so every frame that arrives comes from the approver we paired with;
+- each way the link fails names its own outcome, for the asks it denies: a handshake the
+  approver refused (our key is unpaired, revoked or expired) -> ``remote_key_refused``; a
+  handshake that failed otherwise (the peer cannot prove the pinned key) ->
+  ``remote_server_unverified``; a drop or heartbeat timeout -> ``remote_link_lost``;
+- a pairing past its expiry is not even tried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Final
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from aip.proxy.approval.dealer import Dealer
+from aip.shared.outcomes import Outcome
+from aip.shared.remote.files import (
+    CLIENT_KEY,
+    PAIRING,
+    KeyPair,
+    Pairing,
+    load_keypair,
+    load_pairing,
+    remote_dir,
+)
+
+log = logging.getLogger(__name__)
+
+_EVENTS: Final = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+)
+
+
+def load_remote() -> tuple[Pairing, KeyPair] | None:
+    """This host's pairing and key pair, or None when it was never paired. A pairing that
+    exists but cannot be trusted (modes, owner, format) raises ConfigError."""
+    folder = remote_dir()
+    if not (folder / PAIRING).exists():
+        return None
+    return load_pairing(folder / PAIRING), load_keypair(folder / CLIENT_KEY)
+
+
+class CurveDealer(Dealer):
+    def __init__(
+        self,
+        pairing: Pairing,
+        keys: KeyPair,
+        poller: zmq.Poller,
+        heartbeat: tuple[int, int],
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(pairing.endpoint, poller, heartbeat)
+        self._pairing, self._keys, self._wall_clock = pairing, keys, wall_clock
+        self.down = Outcome.REMOTE_LINK_LOST
+
+    def connect(self) -> Outcome | None:
+        if self.sock is not None:
+            return None
+        if self._wall_clock() >= self._pairing.expires:
+            log.error("the pairing with %s has expired: pair again", self.endpoint)
+            return Outcome.REMOTE_KEY_REFUSED
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.immediate = True  # queue only on a live, authenticated connection
+        sock.heartbeat_ivl, sock.heartbeat_timeout = self._heartbeat
+        sock.curve_serverkey = self._pairing.server_key
+        sock.curve_publickey, sock.curve_secretkey = self._keys.public, self._keys.secret
+        self.monitor = sock.get_monitor_socket(_EVENTS)
+        sock.connect(self.endpoint)
+        self.sock = sock
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self.monitor, zmq.POLLIN)
+        return None
+
+    def link_events(self) -> Iterator[bool]:
+        while self.monitor is not None:
+            try:
+                event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            kind = event["event"]
+            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.down = Outcome.REMOTE_LINK_LOST
+                yield True
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                log.error("the remote approver refused this host's key (revoked or expired?)")
+                self.down = Outcome.REMOTE_KEY_REFUSED
+                yield False
+            elif kind != zmq.EVENT_DISCONNECTED:
+                log.error("the peer at %s did not prove the paired approver key", self.endpoint)
+                self.down = Outcome.REMOTE_SERVER_UNVERIFIED
+                yield False
+            else:
+                yield False
+
+    def recheck(self) -> Outcome | None:
+        return None  # the handshake proved the pinned key: nothing on disk to look at
+
+    def from_peer(self, frame: zmq.Frame) -> bool:
+        return True  # CURVE: only the pinned server can have sent it
+
+
+def make_dealer(
+    endpoint: str,
+    remote: tuple[Pairing, KeyPair] | None,
+    poller: zmq.Poller,
+    heartbeat: tuple[int, int],
+) -> Dealer:
+    """The local ipc Dealer, or a CurveDealer when ``remote`` (pairing, key pair) is given."""
+    if remote is None:
+        return Dealer(endpoint, poller, heartbeat)
+    return CurveDealer(remote[0], remote[1], poller, heartbeat)

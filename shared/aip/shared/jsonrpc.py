@@ -16,6 +16,7 @@ from typing import Any, Final, TypeGuard
 
 import orjson
 
+from aip.shared.jsonlong import LONG_LINE_BYTES, skeleton
 from aip.shared.jsontext import TextError, decode, scan_id
 from aip.shared.outcomes import Outcome, row
 
@@ -54,6 +55,9 @@ class Message:
     kind: Kind
     method: str | None  # raw, as sent
     id: RequestId | None
+    # A long response checked by its skeleton (aip.shared.jsonlong): ``obj`` is the envelope
+    # with long string values emptied; whatever needs the content decodes ``wire`` itself.
+    partial: bool = False
 
 
 def valid_id(value: object) -> TypeGuard[RequestId]:
@@ -87,10 +91,16 @@ def audit_id(request_id: RequestId | None) -> RequestId | None:
     return request_id
 
 
-def parse_line(line: bytes) -> Message:
+def parse_line(line: bytes, *, long_responses: bool = False) -> Message:
     """Parse and shape-check one line (either direction); raise ``RpcReject`` when refused.
-    ``wire`` is the line itself, without its surrounding whitespace."""
+    ``wire`` is the line itself, without its surrounding whitespace. ``long_responses``: a
+    long response may come back ``partial`` (server lines only: the proxy decides nothing
+    from a response's content without decoding it)."""
     text = line.strip()
+    if long_responses and len(text) >= LONG_LINE_BYTES:
+        msg = _long_response(text)
+        if msg is not None:
+            return msg
     try:
         obj = decode(text)
     except TextError as exc:
@@ -117,6 +127,25 @@ def parse_line(line: bytes) -> Message:
     if has_id and (("result" in obj) != ("error" in obj)):
         return Message(obj, text, Kind.RESPONSE, None, req_id)
     raise RpcReject(Outcome.INVALID_REQUEST, req_id, "neither a request nor a response")
+
+
+def _long_response(text: bytes) -> Message | None:
+    """The response ``text`` checked by its skeleton, or None: decode it whole instead (not
+    a response, not worth it, or refused: the full decoder then says exactly why)."""
+    skel = skeleton(text)
+    if skel is None:
+        return None
+    try:
+        obj = decode(skel)
+    except TextError:
+        return None
+    if type(obj) is not dict or "method" in obj or obj.get("jsonrpc") != JSONRPC_VERSION:
+        return None
+    req_id = obj.get("id")
+    # "" may be an emptied long id (an invalid one): only the full decoder can tell.
+    if not valid_id(req_id) or req_id == "" or ("result" in obj) == ("error" in obj):
+        return None
+    return Message(obj, text, Kind.RESPONSE, None, req_id, partial=True)
 
 
 def check_tool_call(msg: Message) -> None:

@@ -61,17 +61,18 @@ def relay_server_line(session: Session, line: bytes, *, unfinished: bool = False
     if not line.endswith(b"\n"):
         line += b"\n"
     try:
-        msg = parse_line(line)
+        msg = parse_line(line, long_responses=True)
     except RpcReject as exc:
         if unfinished:  # the server died mid-line: its calls get server_exited at the close
             drop(session, None, f"unfinished last line ({exc.detail})")
         elif line.strip():
             refuse(session, exc.request_id, exc.detail)
         return
-    info = ServerLine(msg.kind, msg.id, msg.obj)
+    # A partial message's obj is only its envelope: never let content checks read it.
+    obj: dict[str, Any] | None = None if msg.partial else msg.obj
+    info = ServerLine(msg.kind, msg.id, obj)
     if log.isEnabledFor(logging.DEBUG):
         log.debug("<- %s id=%r (%d bytes)", info.kind.value, info.id, len(line))
-    obj: dict[str, Any] | None = msg.obj
     tool: str | None = None
     method: str | None = None
     if info.kind is Kind.RESPONSE:

@@ -67,8 +67,9 @@ def test_zenity_command_line() -> None:
     argv = Zenity("/usr/bin/zenity").argv(prompt)
     assert argv[:4] == ["/usr/bin/zenity", "--question", "--no-markup", "--default-cancel"]
     assert argv[argv.index("--title") + 1] == "Agent Identity Protocol"
-    assert argv[argv.index("--ok-label") + 1] == "Allow"
+    assert argv[argv.index("--ok-label") + 1] == "Allow once"
     assert argv[argv.index("--cancel-label") + 1] == "Deny"
+    assert "--extra-button" not in argv  # nothing offered to remember
     assert argv[-2:] == ["--text", prompt.text]
 
 

@@ -4,10 +4,7 @@ A screenshot of the dialog is saved to test-artifacts/ (git-ignored)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,86 +14,21 @@ import pytest
 
 from aip.shared.outcomes import Outcome
 from tests.support.approverproc import Approver, Dealer, short_dir
-from tests.support.systools import required_tool
+from tests.support.xdisplay import TITLE, screenshot, window, xdo, xvfb
 
 pytestmark = [pytest.mark.gui, pytest.mark.e2e]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-TITLE = "Agent Identity Protocol"
-TOOLS = ("Xvfb", "zenity", "xdotool", "import")
 
 
 @pytest.fixture(scope="module")
 def display() -> Iterator[str]:
-    for tool in TOOLS:
-        required_tool(tool)
-    read_fd, write_fd = os.pipe()
-    with open(os.devnull, "wb") as devnull:
-        xvfb = subprocess.Popen(
-            [
-                "Xvfb",
-                "-displayfd",
-                str(write_fd),
-                "-screen",
-                "0",
-                "1024x768x24",
-                "-nolisten",
-                "tcp",
-            ],
-            pass_fds=(write_fd,),
-            stdout=devnull,
-            stderr=devnull,
-            start_new_session=True,
-        )
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd, "rb") as pipe:  # Xvfb writes the display number when ready
-            number = pipe.readline().strip().decode()
-        assert number, "Xvfb did not start"
-        yield f":{number}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(xvfb.pid, signal.SIGKILL)
-        xvfb.wait(5)
-
-
-def _xdo(display: str, *args: str) -> str:
-    out = subprocess.run(
-        ["xdotool", *args],
-        env={**os.environ, "DISPLAY": display},
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    return out.stdout
-
-
-def _window(display: str, timeout_s: float = 15) -> dict[str, int]:
-    """The dialog's window id and geometry, once it is mapped."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        ids = _xdo(display, "search", "--onlyvisible", "--name", TITLE).split()
-        if ids:
-            geo = _xdo(display, "getwindowgeometry", "--shell", ids[0])
-            fields = dict(line.split("=", 1) for line in geo.splitlines() if "=" in line)
-            if int(fields.get("WIDTH", "1")) > 1:
-                return {k: int(v) for k, v in fields.items()}
-        time.sleep(0.05)
-    raise AssertionError("the zenity dialog never appeared")
+    with xvfb() as name:
+        yield name
 
 
 def _screenshot(display: str, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    subprocess.run(
-        ["import", "-window", "root", str(path)],
-        env={**os.environ, "DISPLAY": display},
-        check=True,
-        timeout=20,
-        capture_output=True,
-    )
-    return path
+    return screenshot(display, ARTIFACTS / name)
 
 
 @pytest.fixture
@@ -125,7 +57,7 @@ def _ask(approver: Approver, display: str, **arguments: object) -> tuple[Dealer,
         try:
             d.hello(agent_id="agent-abc123", server="filesystem")
             d.ask(1, **arguments)
-            return d, _window(display, wait_s)
+            return d, window(display, wait_s)
         except AssertionError:
             d.close()  # a dialog that never appeared must not leave its socket to the GC
             if attempt:
@@ -157,12 +89,12 @@ def test_zenity_dialog_answers(approver: Approver, display: str, press: str) -> 
         assert x + w <= 1024, "buttons off screen"
         assert y + h <= 768, "buttons off screen"
         if press == "return":
-            _xdo(display, "windowfocus", "--sync", str(win["WINDOW"]))
-            _xdo(display, "key", "Return")
+            xdo(display, "windowfocus", "--sync", str(win["WINDOW"]))
+            xdo(display, "key", "Return")
         else:
             # GTK puts Deny left of Allow at the bottom right of the dialog.
             bx = x + w - 50 if press == "allow" else x + w - 140
-            _xdo(display, "mousemove", "--sync", str(bx), str(y + h - 25), "click", "1")
+            xdo(display, "mousemove", "--sync", str(bx), str(y + h - 25), "click", "1")
         got = d.decision(15)
         expected = Outcome.HUMAN_APPROVED if press == "allow" else Outcome.DENIED_BY_USER
         assert got.outcome is expected
@@ -179,7 +111,7 @@ def test_a_killed_approver_takes_its_dialog_with_it(display: str) -> None:
         try:
             approver.proc.kill()  # SIGKILL: no chance to close the dialog itself
             deadline = time.monotonic() + 5
-            while _xdo(display, "search", "--onlyvisible", "--name", TITLE).split():
+            while xdo(display, "search", "--onlyvisible", "--name", TITLE).split():
                 assert time.monotonic() < deadline, "the orphaned dialog stayed on screen"
                 time.sleep(0.05)
         finally:
@@ -208,12 +140,12 @@ def test_a_long_request_scrolls_whole_and_allow_needs_the_box(
         assert len(dialogs) == 1
         assert not any(";sh" in arg or "decoy" in arg for arg in dialogs[0])
         _screenshot(display, f"zenity-long-{keys}.png")
-        _xdo(display, "windowfocus", "--sync", str(win["WINDOW"]))
+        xdo(display, "windowfocus", "--sync", str(win["WINDOW"]))
         if keys == "return-then-escape":
-            _xdo(display, "key", "Return", "Escape")
+            xdo(display, "key", "Return", "Escape")
             expected = Outcome.DENIED_BY_USER
         else:
-            _xdo(display, "key", "Tab", "space", "Return")
+            xdo(display, "key", "Tab", "space", "Return")
             expected = Outcome.HUMAN_APPROVED
         assert d.decision(15).outcome is expected
     finally:

@@ -1,0 +1,98 @@
+"""Xvfb for the GUI tests, and xdotool / ImageMagick ``import`` against it.
+
+``xvfb()`` starts a 1024x768 server and yields its DISPLAY once Xvfb says it is ready (it
+writes its display number on -displayfd); ``window()`` waits for a dialog window by title.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.support.systools import required_tool
+
+TITLE = "Agent Identity Protocol"
+TOOLS = ("Xvfb", "zenity", "xdotool", "import")
+SCREEN = (1024, 768)
+
+
+@contextlib.contextmanager
+def xvfb() -> Iterator[str]:
+    for tool in TOOLS:
+        required_tool(tool)
+    read_fd, write_fd = os.pipe()
+    size = f"{SCREEN[0]}x{SCREEN[1]}x24"
+    with open(os.devnull, "wb") as devnull:
+        server = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", size, "-nolisten", "tcp"],
+            pass_fds=(write_fd,),
+            stdout=devnull,
+            stderr=devnull,
+            start_new_session=True,
+        )
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:  # Xvfb writes the display number when ready
+            number = pipe.readline().strip().decode()
+        assert number, "Xvfb did not start"
+        yield f":{number}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait(5)
+
+
+def xdo(display: str, *args: str) -> str:
+    out = subprocess.run(
+        ["xdotool", *args],
+        env={**os.environ, "DISPLAY": display},
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return out.stdout
+
+
+def window(display: str, timeout_s: float = 15, other_than: int = 0) -> dict[str, int]:
+    """A dialog window's id and geometry once it is mapped (not ``other_than``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ids = [int(i) for i in xdo(display, "search", "--onlyvisible", "--name", TITLE).split()]
+        ids = [i for i in ids if i != other_than]
+        if ids:
+            geo = xdo(display, "getwindowgeometry", "--shell", str(ids[0]))
+            fields = dict(line.split("=", 1) for line in geo.splitlines() if "=" in line)
+            if int(fields.get("WIDTH", "1")) > 1:
+                return {k: int(v) for k, v in fields.items()}
+        time.sleep(0.05)
+    raise AssertionError("the zenity dialog never appeared")
+
+
+def gone(display: str, window_id: int, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while str(window_id) in xdo(display, "search", "--onlyvisible", "--name", TITLE).split():
+        assert time.monotonic() < deadline, "the dialog stayed on screen"
+        time.sleep(0.05)
+
+
+def screenshot(display: str, path: Path, crop: dict[str, int] | None = None) -> Path:
+    """The whole screen, or only ``crop`` (a window's geometry with a 12 px margin)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["import", "-window", "root"]
+    if crop is not None:
+        x, y = max(0, crop["X"] - 12), max(0, crop["Y"] - 12)
+        cmd += ["-crop", f"{crop['WIDTH'] + 24}x{crop['HEIGHT'] + 24}+{x}+{y}", "+repage"]
+    subprocess.run(
+        [*cmd, str(path)],
+        env={**os.environ, "DISPLAY": display},
+        check=True,
+        timeout=20,
+        capture_output=True,
+    )
+    return path

@@ -1,32 +1,52 @@
 #!/usr/bin/env python3
-"""Benchmark aip-proxy against a direct pipe to the same echo MCP server, side by side.
+"""Benchmark aip-proxy (alone, and with a running aip-approver) beside a direct pipe and peers.
 
-One run measures both chains with the same driver: p50/p99 round trip with one call in flight,
-calls/s with 64 in flight (small and 100 KB results), start-up (first answered ``initialize``
-through the proxy minus the server alone) and the proxy's RSS without its child. The proxy
-runs a 20-rule policy; every call is an allowed ``tools/call`` checked against a regex rule.
+Every chain talks to the same echo MCP server (this file with ``--serve``) through the same
+driver, in one run, round after round (chains alternate inside a round; medians of rounds):
 
-    scripts/bench_proxy.py                 # unpinned
-    scripts/bench_proxy.py --pin           # every process on CPU 0 (taskset -c 0): stable ratios
-    scripts/bench_proxy.py --both          # both, one table each
-    scripts/bench_proxy.py --sandbox off   # the proxy without its kernel sandbox (default: as
-                                           # $AIP_SANDBOX says, else require)
+  direct              the driver's pipe straight to the echo server (the physical limit)
+  aip-proxy           aip-proxy --policy <20 rules> -- SERVER; no approver listens, so its
+                      audit records wait in its spool (HMAC-signed lines, ranges of rseqs)
+  aip-proxy+approver  the same with a real aip-approver started by this script: every
+                      record goes to it and is written to its central audit log
+  PEER                each --peer "CMD ...": any other stdio proxy. CMD is split like a shell
+                      line; "{server}" in it is replaced by the echo server's command line
+                      (shell-quoted, then the line is split), else that command line is
+                      appended (CMD ... SERVER ARGS). Quote {server} when the peer wants it
+                      as one argument. The peer's own policy is the user's to supply.
+                      e.g. --peer "socat -b262144 STDIO 'EXEC:{server}'"
+                           --peer "/opt/aip-go/aip --policy /tmp/p.yaml --target"
 
-Targets (issue 2): added p50 <= 100 us, added p99 <= 500 us, 64-in-flight throughput >= 30 %
-of direct, added start-up <= 200 ms, proxy RSS <= 35 MB. Not a timed test; see README.
+Per chain: p50/p99 round trip of a small allowed tools/call (1 in flight) and what it adds to
+direct, calls/s with 64 in flight (and its ratio to direct), start-up to the first answered
+``initialize`` (median of starts, minus direct), RSS after 1, 1,000 and 100,000 calls (the
+chain's processes minus the echo server: proxy plus any helper it runs, such as bwrap).
+
+    scripts/bench_proxy.py --pin --rounds 5          # every process on CPU 0: stable ratios
+    scripts/bench_proxy.py --both                    # unpinned, then pinned
+    scripts/bench_proxy.py --sandbox off             # proxy without its kernel sandbox
+    scripts/bench_proxy.py --no-approver --large     # skip the approver; add 100 KB results
+    scripts/bench_proxy.py --breakdown               # CPU per stage of the allow path
+
+Start-up is also measured for ``--sandbox off`` when the sandbox is on (bwrap's own cost).
+Targets (issue 16) are checked at the end. Not a timed test; see README "Performance".
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
+import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +65,12 @@ INIT = (
     b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
     b'"capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}\n'
 )
-# Filled in by main(): the proxy spools its audit records (no approver runs here) under a
-# private state directory, not the user's ~/.local/state.
+# As an MCP client says it after the initialize answer: the proxy then connects to the approver.
+INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
+# Filled in by main(): proxies spool their audit records under a private state directory, not
+# the user's ~/.local/state, and look for an approver where none listens (see Chain.env).
 ENV: dict[str, str] = {}
-TARGETS = {"p50_us": 100.0, "p99_us": 500.0, "tp_ratio": 0.30, "startup_ms": 200.0, "rss_mb": 35.0}
+LARGE = 102400
 
 
 def serve(payload: int) -> None:
@@ -109,36 +131,65 @@ def pct(xs: list[float], p: float) -> float:
     return xs[f] + (xs[c] - xs[f]) * (k - f)
 
 
+class Chain:
+    """One thing to measure: a name, how to start it for a payload, and its environment."""
+
+    def __init__(self, name: str, prefix: list[str] | str, env: dict[str, str]) -> None:
+        self.name, self.prefix, self.env = name, prefix, env
+
+    def cmd(self, payload: int, pin: bool) -> list[str]:
+        server = [sys.executable, str(HERE), "--serve", str(payload)]
+        if isinstance(self.prefix, str):  # a --peer command line
+            if "{server}" in self.prefix:
+                cmd = shlex.split(self.prefix.replace("{server}", shlex.join(server)))
+            else:
+                cmd = [*shlex.split(self.prefix), *server]
+        else:
+            cmd = [*self.prefix, *server]
+        return ["taskset", "-c", "0", *cmd] if pin else cmd
+
+
+def proxy_argv(policy: Path) -> list[str]:
+    # The console script next to this interpreter (a pyenv shim would add its own start-up).
+    exe = Path(sys.executable).parent / "aip-proxy"
+    proxy = [str(exe)] if exe.exists() else [sys.executable, "-m", "aip.proxy"]
+    return [*proxy, "--policy", str(policy), "--"]
+
+
 def chain(kind: str, payload: int, policy: Path, pin: bool) -> list[str]:
-    server = [sys.executable, str(HERE), "--serve", str(payload)]
-    if kind == "direct":
-        cmd = server
-    else:
-        # The console script next to this interpreter (a pyenv shim would add its own start-up).
-        exe = Path(sys.executable).parent / "aip-proxy"
-        proxy = [str(exe)] if exe.exists() else [sys.executable, "-m", "aip.proxy"]
-        cmd = [*proxy, "--policy", str(policy), "--", *server]
-    return ["taskset", "-c", "0", *cmd] if pin else cmd
+    """``direct`` or ``proxy`` (kept for scripts/bench_dlp_proxy.py)."""
+    return Chain(kind, [] if kind == "direct" else proxy_argv(policy), ENV).cmd(payload, pin)
 
 
-def run_chain(
-    cmd: list[str], n_lat: int, n_tp: int, req: bytes = REQ, window: int = 64
-) -> dict[str, float]:
-    proc = subprocess.Popen(
+def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         cmd,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         bufsize=0,
-        env=ENV,
+        env=env,
     )
+
+
+def run_chain(
+    cmd: list[str],
+    n_lat: int,
+    n_tp: int,
+    req: bytes = REQ,
+    window: int = 64,
+    env: dict[str, str] | None = None,
+) -> dict[str, float]:
+    proc = _start(cmd, ENV if env is None else env)
     assert proc.stdin is not None
     assert proc.stdout is not None
     wfd = proc.stdin.fileno()
     rd = io.BufferedReader(proc.stdout, buffer_size=1 << 20)  # type: ignore[arg-type]
     res: dict[str, float] = {}
     os.write(wfd, INIT)
-    assert b'"result"' in rd.readline()
+    if b'"result"' not in rd.readline():
+        raise RuntimeError(f"no answer to initialize from {shlex.join(cmd)}")
+    os.write(wfd, INITIALIZED)
     i = 1
     for _ in range(300):  # warm-up
         os.write(wfd, req % i)
@@ -162,17 +213,8 @@ def run_chain(
     # taskset execs, so proc.pid is the chain's first process: the proxy, or the direct server
     top = psutil.Process(proc.pid)
     cpu0 = top.cpu_times()
-    sent = 0
     t_start = pc()
-    for _ in range(min(window, n_tp)):
-        os.write(wfd, req % (i + sent))
-        sent += 1
-    for _ in range(n_tp):
-        if not rd.readline():
-            raise RuntimeError("EOF")
-        if sent < n_tp:
-            os.write(wfd, req % (i + sent))
-            sent += 1
+    pipeline(wfd, rd, req, i, n_tp, window)
     res["tp_per_s"] = n_tp / ((pc() - t_start) / 1e9)
     cpu1 = top.cpu_times()
     spent = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
@@ -183,193 +225,200 @@ def run_chain(
     return res
 
 
-def startup_ms(cmd: list[str]) -> float:
+def pipeline(
+    wfd: int, rd: io.BufferedReader, req: bytes, first: int, n: int, window: int = 64
+) -> None:
+    """``n`` calls with ``window`` in flight (ids from ``first``)."""
+    sent = 0
+    for _ in range(min(window, n)):
+        os.write(wfd, req % (first + sent))
+        sent += 1
+    for _ in range(n):
+        if not rd.readline():
+            raise RuntimeError("EOF")
+        if sent < n:
+            os.write(wfd, req % (first + sent))
+            sent += 1
+
+
+def chain_rss_mb(pid: int) -> float:
+    """RSS of ``pid`` and its descendants except the echo server (``--serve``)."""
+    import psutil
+
+    top = psutil.Process(pid)
+    total = 0
+    for p in [top, *top.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            if p.cmdline()[1:3] == [str(HERE), "--serve"]:
+                continue
+            total += p.memory_info().rss
+    return total / 2**20
+
+
+def rss_run(cmd: list[str], env: dict[str, str], marks: list[int], req: bytes) -> list[float]:
+    """RSS (chain_rss_mb) after each count of answered calls in ``marks`` (64 in flight)."""
+    proc = _start(cmd, env)
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    wfd = proc.stdin.fileno()
+    rd = io.BufferedReader(proc.stdout, buffer_size=1 << 20)  # type: ignore[arg-type]
+    os.write(wfd, INIT)
+    if b'"result"' not in rd.readline():
+        raise RuntimeError(f"no answer to initialize from {shlex.join(cmd)}")
+    os.write(wfd, INITIALIZED)
+    out, done = [], 0
+    for mark in marks:
+        pipeline(wfd, rd, req, done + 1, mark - done, 64)
+        done = mark
+        out.append(chain_rss_mb(proc.pid))
+    proc.stdin.close()
+    proc.wait(30)
+    return out
+
+
+def startup_ms(cmd: list[str], env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        bufsize=0,
-        env=ENV,
-    )
+    proc = _start(cmd, ENV if env is None else env)
     assert proc.stdin is not None
     assert proc.stdout is not None
     proc.stdin.write(INIT)
     line = proc.stdout.readline()
     elapsed = (time.perf_counter() - t0) * 1e3
-    assert b'"result"' in line, line
+    if b'"result"' not in line:
+        proc.kill()
+        proc.wait(30)
+        raise RuntimeError(f"no answer to initialize from {shlex.join(cmd)}: {line[:200]!r}")
     proc.stdin.close()
     proc.wait(30)
     return elapsed
 
 
-def measure(mode: str, policy: Path, reps: int, quick: bool, req: bytes) -> dict[str, Any]:
-    pin = mode == "pinned"
+@contextlib.contextmanager
+def approver(tmp: Path, pin: bool) -> Iterator[tuple[str, Path]]:
+    """A real aip-approver (its endpoint and audit log); it never gets an ask here."""
+    run = Path(tempfile.mkdtemp(prefix="aip-b-", dir="/tmp"))  # ipc paths are short
+    endpoint, audit, log = f"ipc://{run}/approver.sock", tmp / "audit.jsonl", tmp / "approver.log"
+    deny = tmp / "deny.sh"
+    deny.write_text("#!/bin/sh\nexit 1\n")
+    deny.chmod(0o755)
+    argv = [
+        sys.executable,
+        "-m",
+        "aip.approver",
+        "--endpoint",
+        endpoint,
+        "--dialog",
+        f"exec:{deny}",
+    ]
+    env = {**ENV, "AIP_AUDIT_LOG": str(audit)}
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            (["taskset", "-c", "0"] if pin else []) + argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "aip-approver ready" not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the approver did not start:\n{log.read_text()}")
+            time.sleep(0.02)
+        yield endpoint, audit
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def count_records(audit: Path) -> int:
+    try:
+        return audit.read_bytes().count(b'"event":"decision"')
+    except FileNotFoundError:
+        return 0
+
+
+def measure(chains: list[Chain], ns: argparse.Namespace, pin: bool, req: bytes) -> dict[str, Any]:
     everywhere = os.sched_getaffinity(0)
     if pin:  # the driver (this process) too: every process of the chain on CPU 0
         os.sched_setaffinity(0, {0})
     try:
-        return _measure(pin, policy, reps, quick, req)
+        return _measure(chains, ns, pin, req)
     finally:
         os.sched_setaffinity(0, everywhere)
 
 
-def _measure(pin: bool, policy: Path, reps: int, quick: bool, req: bytes) -> dict[str, Any]:
+def _measure(chains: list[Chain], ns: argparse.Namespace, pin: bool, req: bytes) -> dict[str, Any]:
+    scale = 10 if ns.quick else 1
     out: dict[str, Any] = {}
-    for payload, (n_lat, n_tp) in ((0, (3000, 20000)), (102400, (600, 2000))):
-        if quick:
-            n_lat, n_tp = n_lat // 10, n_tp // 10
-        runs: dict[str, list[dict[str, float]]] = {"direct": [], "proxy": []}
-        for _ in range(reps):
-            for kind in ("direct", "proxy"):  # interleaved so drift hits both alike
-                runs[kind].append(run_chain(chain(kind, payload, policy, pin), n_lat, n_tp, req))
-        for kind, rs in runs.items():
-            out[(kind, payload)] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-    starts: dict[str, list[float]] = {"direct": [], "proxy": []}
-    for _ in range(3 if quick else 10):
-        for kind in ("direct", "proxy"):
-            starts[kind].append(startup_ms(chain(kind, 0, policy, pin)))
+    payloads = ((0, (3000, 20000)), (LARGE, (600, 2000)))[: 2 if ns.large else 1]
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for _ in range(ns.rounds):
+        for payload, (n_lat, n_tp) in payloads:
+            for c in chains:  # alternating inside each round: drift hits every chain alike
+                r = run_chain(c.cmd(payload, pin), n_lat // scale, n_tp // scale, req, env=c.env)
+                runs.setdefault((c.name, payload), []).append(r)
+    for key, rs in runs.items():
+        out[key] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+    starters = [*chains]
+    off = [
+        c for c in chains if c.name.startswith("aip-proxy") and c.env.get("AIP_SANDBOX") != "off"
+    ]
+    if off:
+        starters.append(
+            Chain(
+                f"{off[0].name}, sandbox off", off[0].prefix, {**off[0].env, "AIP_SANDBOX": "off"}
+            )
+        )
+    starts: dict[str, list[float]] = {}
+    for _ in range(max(3, ns.starts // scale)):
+        for c in starters:
+            starts.setdefault(c.name, []).append(startup_ms(c.cmd(0, pin), c.env))
     out["startup"] = {k: statistics.median(v) for k, v in starts.items()}
+    marks = [1, 1000, ns.rss_calls // scale]
+    rss: dict[str, list[list[float]]] = {}
+    for _ in range(ns.rss_rounds):
+        for c in chains[1:]:
+            rss.setdefault(c.name, []).append(rss_run(c.cmd(0, pin), c.env, marks, req))
+    out["rss"] = {k: [statistics.median(r[i] for r in v) for i in range(3)] for k, v in rss.items()}
+    out["marks"] = marks
     return out
 
 
-def table(mode: str, r: dict[str, Any]) -> str:
-    rows = [
-        f"### {mode}",
-        "",
-        "| measure | direct | via aip-proxy | added | ratio to direct | target | ok |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for payload, label in ((0, "small"), (102400, "100 KB")):
-        d, p = r[("direct", payload)], r[("proxy", payload)]
-        for key, name in (("p50_us", "p50 µs"), ("p99_us", "p99 µs")):
-            added = p[key] - d[key]
-            ok = "yes" if added <= TARGETS[key] else "NO"
-            rows.append(
-                f"| {label} {name} (1 in flight) | {d[key]:.1f} | {p[key]:.1f} | "
-                f"+{added:.1f} | {p[key] / d[key]:.2f}x | added ≤ {TARGETS[key]:.0f} | {ok} |"
-            )
-        ratio = p["tp_per_s"] / d["tp_per_s"]
-        ok = "yes" if ratio >= TARGETS["tp_ratio"] else "NO"
-        rows.append(
-            f"| {label} calls/s (64 in flight) | {d['tp_per_s']:,.0f} | {p['tp_per_s']:,.0f} "
-            f"| | {ratio:.2f}x | ≥ 0.30x | {ok} |"
-        )
-    s = r["startup"]
-    added = s["proxy"] - s["direct"]
-    ok = "yes" if added <= TARGETS["startup_ms"] else "NO"
-    rows.append(
-        f"| start-up to first initialize, ms | {s['direct']:.1f} | {s['proxy']:.1f} | "
-        f"+{added:.1f} | {s['proxy'] / s['direct']:.2f}x | added ≤ 200 | {ok} |"
-    )
-    for payload, label in ((0, "small"), (102400, "100 KB")):
-        cpu = r[("proxy", payload)]["cpu_us_per_msg"]
-        rows.append(f"| proxy CPU µs per {label} call (64 in flight) | | {cpu:.1f} | | | | |")
-    rss = max(r[("proxy", 0)]["rss_mb"], r[("proxy", 102400)]["rss_mb"])
-    ok = "yes" if rss <= TARGETS["rss_mb"] else "NO"
-    rows.append(f"| proxy RSS without its child, MB | | {rss:.1f} | | | ≤ 35 | {ok} |")
-    return "\n".join(rows)
-
-
-def breakdown(policy: Path) -> str:
-    """Per-call CPU of each stage of the allow path, in this process (best of 3 x 20,000)."""
-    import logging
-
-    import orjson
-
-    from aip.proxy.audit.recorder import Recorder, record_decision
-    from aip.proxy.relay import dlp_filter, downstream, upstream
-    from aip.proxy.relay.session import Pending, Session
-    from aip.proxy.stdio import Wire
-    from aip.shared.jsonrpc import parse_line
-    from aip.shared.outcomes import Outcome
-    from aip.shared.policy.decision import Context
-    from aip.shared.policy.engine import decide
-    from aip.shared.policy.load import load_policy
-    from aip.shared.policy.ratelimit import RateLimiter
-
-    logging.disable(logging.WARNING)
-    pol = load_policy(policy)
-    null = os.open(os.devnull, os.O_WRONLY)
-    ctx = Context(cwd="/", always_protected=(str(policy),))
-    n = 20000
-
-    def cost(fn: Any) -> float:
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.perf_counter()
-            for i in range(n):
-                fn(i)
-            best = min(best, (time.perf_counter() - t0) / n * 1e6)
-        return best
-
-    dlp = dlp_filter.for_policy(pol)  # as the runner wires it: records pass the display scan
-
-    def session(tag: str) -> Session:
-        rec = Recorder(tag * 16, "bench", pol.name, pol.sha256, "enforce", "bench", null)
-        rec.redact, rec.scan = dlp.display_value, dlp.display_scan
-        return Session(
-            policy=pol,
-            limiter=RateLimiter(),
-            context=ctx,
-            recorder=rec,
-            host=Wire(null, "host"),
-            server=Wire(null, "server"),
-            agent_id_fixed=True,
-        )
-
-    line, rel = REQ % 1, REQ_RELATIVE % 1
-    msg, msg_rel = orjson.loads(line), orjson.loads(rel)
-    lim = RateLimiter()
-    rec = session("a").recorder
-    args = msg["params"]["arguments"]
-    up = session("b")
-    counter = iter(range(10**9))
-
-    def relay_up(_: int) -> None:
-        j = next(counter)
-        upstream.handle_line(up, REQ % j)
-        up.take_pending(j)
-
-    resp = b'{"jsonrpc":"2.0","id":%d,"result":{"content":[{"type":"text","text":"ok"}]}}\n'
-    down = session("c")
-
-    def relay_down(i: int) -> None:
-        down._pending[i] = Pending("tools/call", "read_file")
-        downstream.relay_server_line(down, resp % i)
-
-    rows = [
-        ("parse + strict checks (jsonrpc)", cost(lambda i: parse_line(line))),
-        ("engine.decide, absolute path argument", cost(lambda i: decide(pol, msg, lim, ctx))),
-        ("engine.decide, relative path argument", cost(lambda i: decide(pol, msg_rel, lim, ctx))),
-        ("DLP display scan of the arguments", cost(lambda i: dlp.display_scan(args))),
-        (
-            "decision record (display scan + audit spool write)",
-            cost(
-                lambda i: record_decision(
-                    rec, Outcome.POLICY_ALLOWED, tool="read_file", arguments=args, request_id=i
-                )
-            ),
-        ),
-        ("whole client -> server step (parse, decide, record, relay)", cost(relay_up)),
-        ("whole server -> client step", cost(relay_down)),
-    ]
-    out = ["| stage of an allowed small call | CPU µs |", "|---|---|"]
-    out += [f"| {name} | {us:.2f} |" for name, us in rows]
-    return "\n".join(out)
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--serve", type=int, metavar="PAYLOAD", help=argparse.SUPPRESS)
-    ap.add_argument("--pin", action="store_true", help="pin every process to CPU 0")
-    ap.add_argument("--both", action="store_true", help="run unpinned, then pinned")
-    ap.add_argument("--reps", type=int, default=3, help="runs per chain (median is reported)")
-    ap.add_argument("--quick", action="store_true", help="10x fewer messages (smoke test)")
-    ap.add_argument(
-        "--breakdown", action="store_true", help="also time each stage of the allow path"
+    sys.path.insert(0, str(HERE.parent))
+    from bench_proxy_report import table, verdicts
+
+    ap = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        epilog=(__doc__ or "").split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    ap.add_argument("--serve", type=int, metavar="PAYLOAD", help=argparse.SUPPRESS)
+    ap.add_argument("--pin", action="store_true", help="pin every process to CPU 0 (taskset)")
+    ap.add_argument("--both", action="store_true", help="run unpinned, then pinned")
+    ap.add_argument("--rounds", "--reps", type=int, default=3, help="rounds (medians reported)")
+    ap.add_argument("--starts", type=int, default=10, help="start-ups per chain (median)")
+    ap.add_argument("--rss-calls", type=int, default=100_000, help="last RSS mark (calls)")
+    ap.add_argument("--rss-rounds", type=int, default=1, help="RSS runs per chain (median)")
+    ap.add_argument("--quick", action="store_true", help="10x fewer calls and starts (smoke)")
+    ap.add_argument("--large", action="store_true", help="also 100 KB results (p50, calls/s)")
+    ap.add_argument("--no-approver", action="store_true", help="skip aip-proxy+approver")
+    ap.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help='another stdio proxy: "CMD ..." (+ server argv, or where {server} is)',
+    )
+    ap.add_argument("--breakdown", action="store_true", help="CPU per stage of the allow path")
     ap.add_argument(
         "--relative-path",
         action="store_true",
@@ -382,25 +431,55 @@ def main() -> int:
         return 0
     if (ns.pin or ns.both) and not shutil.which("taskset"):
         sys.exit("--pin needs taskset (util-linux)")
-    modes = ["unpinned", "pinned"] if ns.both else ["pinned" if ns.pin else "unpinned"]
+    modes = [False, True] if ns.both else [ns.pin]
+    req = REQ_RELATIVE if ns.relative_path else REQ
     print(
         f"# aip-proxy benchmark ({os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
-        f"load {os.getloadavg()[0]:.2f}, {ns.reps} reps, median)\n"
+        f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {ns.rounds} rounds, median)\n"
     )
     with tempfile.TemporaryDirectory(prefix="aip-bench-") as tmp:
         policy = write_policy(Path(tmp))
         ENV.update(os.environ)
+        # Measured as installed (pip compiles bytecode): with this set, every start of an
+        # editable install would compile every module again (~0.5 s here).
+        ENV.pop("PYTHONDONTWRITEBYTECODE", None)
         ENV["XDG_STATE_HOME"] = tmp
         ENV["AIP_APPROVER_ENDPOINT"] = f"ipc://{tmp}/no-approver.sock"
         if ns.sandbox:
             ENV["AIP_SANDBOX"] = ns.sandbox
-        for mode in modes:
-            req = REQ_RELATIVE if ns.relative_path else REQ
-            label = f"{mode}, relative path argument" if ns.relative_path else mode
-            label += f", sandbox {ENV.get('AIP_SANDBOX', 'require')}"
-            print(table(label, measure(mode, policy, ns.reps, ns.quick, req)) + "\n", flush=True)
+        for pin in modes:
+            with contextlib.ExitStack() as stack:
+                chains = [Chain("direct", [], ENV), Chain("aip-proxy", proxy_argv(policy), ENV)]
+                if not ns.no_approver:
+                    endpoint, audit = stack.enter_context(approver(Path(tmp), pin))
+                    env = {**ENV, "AIP_APPROVER_ENDPOINT": endpoint}
+                    chains.append(Chain("aip-proxy+approver", proxy_argv(policy), env))
+                names: set[str] = set()
+                for cmd in ns.peer:
+                    name = Path(shlex.split(cmd)[0]).name
+                    while name in names or name.startswith(("direct", "aip-proxy")):
+                        name += "'"
+                    names.add(name)
+                    chains.append(Chain(name, cmd, ENV))
+                for c in chains:  # a clear error now rather than a traceback later
+                    try:
+                        startup_ms(c.cmd(0, pin), c.env)
+                    except (RuntimeError, OSError) as exc:
+                        sys.exit(f"{c.name}: {exc}")
+                r = measure(chains, ns, pin, req)
+                label = "pinned (taskset -c 0)" if pin else "unpinned"
+                label += f", sandbox {ENV.get('AIP_SANDBOX', 'require')}"
+                if ns.relative_path:
+                    label += ", relative path argument"
+                print(table(label, [c.name for c in chains], r, ns.large) + "\n")
+                if not ns.no_approver:
+                    print(f"(the approver's audit log holds {count_records(audit):,} records)\n")
+                print(verdicts(r) + "\n", flush=True)
+        print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
         if ns.breakdown:
             os.environ["XDG_STATE_HOME"] = tmp  # the records' audit spool goes here too
+            from bench_proxy_report import breakdown
+
             print("### where a small allowed call spends its CPU (in-process)\n")
             print(breakdown(policy) + "\n", flush=True)
     return 0

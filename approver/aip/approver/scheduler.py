@@ -17,7 +17,7 @@ from typing import Final
 from aip.approver.dialogs import render
 from aip.approver.dialogs.base import Backend, Prompt
 from aip.approver.dialogs.escape import show_name, show_value
-from aip.approver.dialogs.verdict import Answer
+from aip.approver.dialogs.verdict import NOT_OFFERED, Answer, RememberOffer, Verdict
 from aip.approver.queue import AskQueue
 from aip.approver.sessions import Session
 from aip.shared.audit.stamp import rfc3339
@@ -46,6 +46,8 @@ class Ticket:
     shown_wall: str = ""
     stop_reason: Outcome = Outcome.CANCELLED  # why an open dialog was closed early
     finished: bool = False
+    offer: RememberOffer = NOT_OFFERED  # what its dialog offered to remember
+    verdict: Verdict | None = None  # the human's answer (with what to remember), if any
     key: tuple[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -54,6 +56,8 @@ class Ticket:
 
 # finish callback: (ticket, outcome, human decision or None, queue wait in ms)
 Finish = Callable[[Ticket, Outcome, HumanDecision | None, int], None]
+# what a dialog may offer to remember: (ticket, withheld) -> offer (aip.approver.grants)
+Offer = Callable[[Ticket, bool], RememberOffer]
 
 
 class Scheduler:
@@ -63,8 +67,10 @@ class Scheduler:
         queue: AskQueue[Ticket],
         finish: Finish,
         timeout_s: float,
+        offer: Offer | None = None,
     ) -> None:
         self._backend = backend
+        self._offer = offer
         self._queue = queue
         self._finish_cb = finish
         self.timeout_s = timeout_s
@@ -201,7 +207,6 @@ class Scheduler:
             log.exception("dialog %s failed", self._backend.name)
             self._after_dialog(ticket, Outcome.DIALOG_ERROR, shown=False)
         else:
-            # TODO(grants): verdict.remember is not acted on yet (issue 13); Allow once.
             answer = verdict.answer
             outcome = _ANSWERS[answer]
             if prompt.withheld and outcome is not Outcome.DIALOG_ERROR:
@@ -211,6 +216,8 @@ class Scheduler:
                     log.warning("dialog %s allowed a withheld ask; denied", self._backend.name)
                 self._after_dialog(ticket, Outcome.TOO_LARGE_TO_REVIEW, shown=False)
                 return
+            if outcome is not Outcome.DIALOG_ERROR:
+                ticket.verdict = verdict  # what to remember is checked by the grant desk
             self._after_dialog(ticket, outcome, shown=outcome is not Outcome.DIALOG_ERROR)
 
     def _after_dialog(self, ticket: Ticket, outcome: Outcome, *, shown: bool) -> None:
@@ -242,6 +249,8 @@ class Scheduler:
         shown = render.render(facts, ask.arguments, self._backend.fit)
         if shown.withheld:
             log.info("ask %s: Allow withheld, %s", ask.request_id, shown.withheld)
+        if self._offer is not None:
+            ticket.offer = self._offer(ticket, bool(shown.withheld))
         return Prompt(
             request_id=ask.request_id,
             agent_id=show_value(agent_id),
@@ -254,4 +263,5 @@ class Scheduler:
             queue_position=facts.waiting,
             scroll=shown.scroll,
             withheld=shown.withheld,
+            remember=ticket.offer,
         )

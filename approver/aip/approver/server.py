@@ -8,7 +8,6 @@ that dropped is forgotten before a new one that reuses its fd can speak (DESIGN 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 from collections.abc import Coroutine
@@ -19,9 +18,13 @@ from typing import Any, Final
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from aip.approver.ask_redact import redacted
 from aip.approver.audit.decision_log import DecisionLog
 from aip.approver.audit.writer import AuditUnavailable
 from aip.approver.dialogs.choose import Choice
+from aip.approver.endpoint_watch import watch_endpoint
+from aip.approver.grants.desk import GrantDesk
+from aip.approver.grants.model import Grant, Kind
 from aip.approver.handshake import hello_refusal, malformed_reply
 from aip.approver.peer import peer_of, readable, source_fd
 from aip.approver.queue import (
@@ -37,14 +40,14 @@ from aip.approver.sessions import Session, SessionTable
 from aip.approver.status import StatusConfig, status_snapshot
 from aip.shared.audit.record import decision_record
 from aip.shared.audit.stamp import user_name
-from aip.shared.dlp.hidden import hidden_chars
-from aip.shared.dlp.redactor import Redactor, summarize
+from aip.shared.dlp.redactor import Redactor
 from aip.shared.dlp.scan import DlpError
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import socket_path
 from aip.shared.policy.model import Mode
 from aip.shared.protocol.codec import ProtocolError, encode
 from aip.shared.protocol.frames import ToProxy, decode_to_approver
+from aip.shared.protocol.grants import Grants
 from aip.shared.protocol.messages import (
     DEFAULT_TIMEOUT_S,
     MAX_ASK_BYTES,
@@ -108,6 +111,11 @@ class ApprovalServer:
         self._uid = os.getuid()
         self._keys = SessionKeys(keys_dir(Path(config.audit_path)) if config.audit_path else None)
         self.exit_code = 0
+        self._grants = GrantDesk(
+            lambda: asyncio.get_running_loop().time(),
+            lambda rec: self._log.record(rec, durable=False),
+            self._spawn,
+        )
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> int:
         """Serve until ``stop`` is set (signals) or the endpoint is stolen; returns exit code."""
@@ -128,17 +136,24 @@ class ApprovalServer:
                 loops = [tg.create_task(self._receive(router, monitor))]
                 if self._choice.backend is not None:
                     self._scheduler = Scheduler(
-                        self._choice.backend, self._queue, self._finished, self._config.timeout_s
+                        self._choice.backend,
+                        self._queue,
+                        self._finished,
+                        self._config.timeout_s,
+                        offer=self._grants.offer_ticket,
                     )
                     loops.append(tg.create_task(self._scheduler.run()))
-                stolen = tg.create_task(self._watch_endpoint(inode))
+                watch = watch_endpoint(self._config.endpoint, inode, self._config.watchdog_s)
+                stolen = tg.create_task(watch)
                 if ready is not None:
                     ready.set()
                 waiter = tg.create_task(stop.wait())
                 await asyncio.wait([waiter, stolen], return_when=asyncio.FIRST_COMPLETED)
+                self.exit_code = 1 if stolen.done() else 0
                 log.info("shutting down: denying every pending ask")
                 if self._scheduler is not None:
                     self._scheduler.shutdown()  # replies are queued as tasks in tg
+                self._grants.close()  # nothing is remembered across a restart
                 for task in (*loops, stolen, waiter):
                     task.cancel()
         finally:
@@ -208,8 +223,9 @@ class ApprovalServer:
             log.warning("malformed message from pid %s: %s", peer_pid, exc)
             self._send(route, malformed_reply(data, exc))
             return
-        if isinstance(msg, Status):  # aipctl approver status: our uid, no session needed
-            self._send(route, self._status(msg.ref))
+        if isinstance(msg, Status | Grants):  # aipctl: our uid (checked above), no session
+            ctl = self._status(msg.ref) if isinstance(msg, Status) else self._grants.control(msg)
+            self._send(route, ctl)
             return
         if isinstance(msg, Hello):
             refusal = hello_refusal(msg, self._keys)
@@ -221,6 +237,7 @@ class ApprovalServer:
                 msg, route, source_fd(body), uid, peer_pid or 0, user_name(uid)
             )
             log.info("hello from session %s (pid %s, server %r)", msg.session, peer_pid, msg.server)
+            self._grants.hello(session)  # another policy: what it granted before ends
             self._send(route, self._welcome(session))
             return
         session_or_none = self._sessions.lookup(msg.session, route)
@@ -252,6 +269,10 @@ class ApprovalServer:
             except DlpError as exc:  # cannot be scanned, so it cannot be shown
                 log.warning("ask %s cannot be scanned for secrets: %s", ask.request_id, exc)
                 refused = Outcome.TOO_LARGE_TO_REVIEW
+        if refused is None and (grant := self._grants.check(ask, session)) is not None:
+            answer = Outcome.GRANTED if grant.kind is Kind.ALLOW else Outcome.DENIED_BY_GRANT
+            self._spawn(self._deliver(ask, session, answer, None, 0, grant))
+            return
         if refused is None:
             if self._scheduler is None:
                 refused = self._choice.unavailable or Outcome.DIALOG_ERROR
@@ -266,34 +287,22 @@ class ApprovalServer:
             self._spawn(self._deliver(ask, session, refused, None, 0))
 
     def _redacted(self, ask: Ask) -> Ask:
-        """The built-in DLP rules once more (DESIGN §8): proxies redact with their policy's
-        rules before sending, and nothing unredacted may reach a screen or ``ps``."""
         if self._redactor is None:
             self._redactor = Redactor.builtin_only()
-        arguments, counts = self._redactor.redact_value(ask.arguments)
-        tool, tool_counts = self._redactor.redact_text(ask.tool)
-        if not counts and not tool_counts:
-            return ask
-        log.warning("ask %s still held secrets; redacted before display", ask.request_id)
-        # Rules only this pass found join the proxy's list for the record's ``dlp``.
-        listed = {entry.split(":", 1)[0] for entry in ask.dlp}
-        ours = [e for e in summarize(counts + tool_counts) if e.split(":", 1)[0] not in listed]
-        hidden = ask.hidden_chars + hidden_chars(ask.arguments, arguments)
-        return dataclasses.replace(
-            ask, arguments=arguments, tool=tool, dlp=[*ask.dlp, *ours], hidden_chars=hidden
-        )
+        return redacted(self._redactor, ask)
 
     def _forget(self, sid: str) -> None:
         if self._scheduler is not None:
             self._scheduler.drop_session(sid)
         self._sessions.remove(sid)
+        self._grants.session_gone(sid)
 
     # -- replying -----------------------------------------------------------------------
 
     def _finished(
         self, ticket: Ticket, outcome: Outcome, human: HumanDecision | None, wait_ms: int
     ) -> None:
-        self._spawn(self._deliver(ticket.ask, ticket.session, outcome, human, wait_ms))
+        self._spawn(self._deliver(ticket.ask, ticket.session, outcome, human, wait_ms, ticket))
 
     async def _deliver(
         self,
@@ -302,8 +311,10 @@ class ApprovalServer:
         outcome: Outcome,
         human: HumanDecision | None,
         wait_ms: int,
+        by: Ticket | Grant | None = None,
     ) -> None:
-        """Record, then reply: an allow leaves only once its record is durable."""
+        """Record, then reply: an allow leaves only once its record is durable. ``by``: the
+        grant that answered, or the ticket whose human answer may create one."""
         record = decision_record(
             outcome=outcome,
             session=ask.session,
@@ -320,13 +331,17 @@ class ApprovalServer:
             dlp=ask.dlp,  # the rules the proxy's (and our) DLP scan fired on the arguments
             human=human,
             queue_wait_ms=wait_ms,
+            grant_id=by.id if isinstance(by, Grant) else None,
         )
+        allows = outcome in (Outcome.HUMAN_APPROVED, Outcome.GRANTED)
         try:
-            await self._log.record(record, durable=outcome is Outcome.HUMAN_APPROVED)
+            await self._log.record(record, durable=allows)
         except Exception:  # a task boundary: whatever broke the log, fail closed
             log.exception("could not record the decision on ask %s", ask.request_id)
-            if outcome is Outcome.HUMAN_APPROVED:
+            if allows:
                 outcome, human = Outcome.AUDIT_UNAVAILABLE, None
+        else:
+            self._grants.after(by, human)
         if outcome is Outcome.CANCELLED:
             return  # the proxy withdrew the ask (or is gone): nobody waits for a reply
         reply = Decision(
@@ -383,17 +398,3 @@ class ApprovalServer:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self._tg is not None
         self._tg.create_task(coro)
-
-    async def _watch_endpoint(self, inode: int) -> None:
-        """libzmq lets a second binder silently take the path over: notice it and exit."""
-        path = socket_path(self._config.endpoint)
-        while True:
-            await asyncio.sleep(self._config.watchdog_s)
-            try:
-                now = path.stat().st_ino
-            except FileNotFoundError:
-                now = -1
-            if now != inode:
-                log.error("endpoint %s was replaced by another process; exiting", path)
-                self.exit_code = 1
-                return

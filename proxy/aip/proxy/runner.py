@@ -46,6 +46,7 @@ from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
 from aip.shared.policy.file import PolicyPin
 from aip.shared.policy.model import Policy
 from aip.shared.policy.ratelimit import RateLimiter
+from aip.shared.protocol.facts import canonical_digest
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ def run(
         server=Wire(child.stdin.fileno(), "server stdin", closer=child.stdin.close),
         agent_id_fixed=fixed_agent is not None,
     )
+    session.server_sha256 = canonical_digest(settings.command)
     protection.attach(session)
     session.on_client_roots = protection.on_client_roots
 

@@ -15,6 +15,7 @@ from typing import Final
 class Outcome(enum.StrEnum):
     POLICY_ALLOWED = "policy_allowed"
     HUMAN_APPROVED = "human_approved"
+    GRANTED = "granted"  # a remembered human approval answered the ask (docs/grants.md)
     NOT_ALLOWED = "not_allowed"
     DENIED_TOOL = "denied_tool"
     BLOCKED_BY_RULE = "blocked_by_rule"
@@ -22,6 +23,7 @@ class Outcome(enum.StrEnum):
     STRICT_ARGS = "strict_args"
     DLP = "dlp"
     DENIED_BY_USER = "denied_by_user"
+    DENIED_BY_GRANT = "denied_by_grant"  # a remembered "deny and don't ask again"
     TIMEOUT = "timeout"
     APPROVER_UNAVAILABLE = "approver_unavailable"
     APPROVER_UNTRUSTED = "approver_untrusted"
@@ -83,6 +85,8 @@ def _rows() -> dict[Outcome, OutcomeRow]:
     table = [
         OutcomeRow(o.POLICY_ALLOWED, None, None, "policy allowed", True, "ALLOW"),
         OutcomeRow(o.HUMAN_APPROVED, None, None, "human approved", True, "ASK"),
+        # Never "human approved": the guide's jq query finds only a human's own decisions.
+        OutcomeRow(o.GRANTED, None, None, "remembered approval", True, "ASK"),
         OutcomeRow(o.NOT_ALLOWED, -32001, FORBIDDEN, "tool not allowed", False, "BLOCK"),
         OutcomeRow(o.DENIED_TOOL, -32001, FORBIDDEN, "tool denied", False, "BLOCK"),
         OutcomeRow(o.BLOCKED_BY_RULE, -32001, FORBIDDEN, "blocked by rule", False, "BLOCK"),
@@ -93,6 +97,14 @@ def _rows() -> dict[Outcome, OutcomeRow]:
         OutcomeRow(o.DLP, -32001, FORBIDDEN, "secret in arguments", False, "BLOCK"),
         OutcomeRow(
             o.DENIED_BY_USER, -32002, "Human approval denied", "human denied", False, "BLOCK"
+        ),
+        OutcomeRow(
+            o.DENIED_BY_GRANT,
+            -32002,
+            "Human approval denied",
+            "remembered denial",
+            False,
+            "BLOCK",
         ),
         OutcomeRow(
             o.TIMEOUT,

@@ -76,3 +76,16 @@ def test_a_tool_only_ever_denied_gets_a_block_and_redacted_values_teach_nothing(
     found, skipped = suggest(POLICY, collect(redacted, None), 3)
     assert found == []
     assert "readable arguments" in skipped[0]["reason"]
+
+
+def test_never_remember_tools_get_no_allow() -> None:
+    policy = load_policy_text(
+        "apiVersion: aip.io/v1alpha1\nkind: AgentPolicy\nmetadata: {name: t}\nspec:\n"
+        "  tool_rules:\n    - {tool: write_file, action: ask, x-aip-never-remember: true}\n"
+    )
+    records = approvals("write_file", ["/srv/a", "/srv/b", "/srv/c"])
+    found, skipped = suggest(policy, collect(records, None), 3)
+    assert found == []
+    assert skipped == [{"tool": "write_file", "reason": "the policy marks it never to be "
+                        "remembered (x-aip-never-remember)"}]  # fmt: skip
+    assert suggest(POLICY, collect(records, None), 3)[0]  # without the key: an allow

@@ -18,6 +18,7 @@ from aip.approver.ctl import approver_status as ctl_status
 from aip.approver.ctl import audit as ctl_audit
 from aip.approver.ctl import config as ctl_config
 from aip.approver.ctl import doctor as ctl_doctor
+from aip.approver.ctl import grants as ctl_grants
 from aip.approver.ctl import policy as ctl_policy
 from aip.approver.ctl import remote as ctl_remote
 
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = approver.add_subparsers(dest="action", metavar="ACTION")
     ctl_install.register(actions)  # install, uninstall
     ctl_status.register(actions)  # status
-    for module in (ctl_config, ctl_doctor, ctl_audit, ctl_remote):
+    for module in (ctl_config, ctl_doctor, ctl_audit, ctl_remote, ctl_grants):
         module.register(groups)
     return parser
 

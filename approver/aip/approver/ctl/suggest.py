@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from aip.shared.policy.literal import folder_pattern, re2_literal
 from aip.shared.policy.model import Action, Policy
 from aip.shared.policy.names import normalize
 from aip.shared.policy.regexes import RegexError, compile_pattern, full_match, value_bytes
@@ -29,14 +30,7 @@ MAX_KEPT: Final = 64  # distinct values kept per argument (memory stays flat)
 MAX_RESPONSE_TIMES: Final = 4096  # per tool, for the median
 MAX_NAMES: Final = 10_000  # raw tool names whose normalized form is remembered
 APPROVED, DENIED = "human approved", ("human denied", "human approval timed out")
-# A component that is never "." or "..": starts with a non-dot, or a dot and a non-dot, or
-# two dots and at least one more character; no control character anywhere (a newline would
-# smuggle a second path past a reader of lines).
-_CHAR: Final = r"[^/\x00-\x1f\x7f]"
-_NON_DOT: Final = r"[^/.\x00-\x1f\x7f]"
-_COMPONENT: Final = rf"(?:{_NON_DOT}{_CHAR}*|\.{_NON_DOT}{_CHAR}*|\.\.{_CHAR}+)"
 _UNUSABLE: Final = re.compile(r"\[REDACTED:|\.\.\.\[capped: ")
-_META: Final = re.compile(r"[\\.+*?()|\[\]{}^$]")
 
 
 @dataclass
@@ -189,14 +183,7 @@ def _pattern(arg: _Arg) -> tuple[str | None, str]:
     if cut <= 1:
         return None, "too many distinct values, and no common folder"
     deep = arg.max_slashes > arg.prefix[:cut].count("/")  # some value has a subfolder
-    suffix = f"{_COMPONENT}(?:/{_COMPONENT})*" if deep else _COMPONENT
-    return re2_literal(arg.prefix[:cut]) + suffix, f"paths under {arg.prefix[:cut]}"
-
-
-def re2_literal(text: str) -> str:
-    """``text`` as an RE2 pattern matching exactly it (Python's re.escape also escapes a
-    space, which RE2 refuses)."""
-    return _META.sub(lambda m: "\\" + m.group(0), text)
+    return folder_pattern(arg.prefix[:cut], deep=deep), f"paths under {arg.prefix[:cut]}"
 
 
 def _harmful(arg: _Arg) -> Any:
@@ -220,6 +207,11 @@ def suggest(
                 Suggestion(ev.tool, Action.BLOCK, ask_rules[0].index, {}, evidence,
                            why=f"only ever denied ({ev.denials} times), never approved")
             )  # fmt: skip
+            continue
+        if policy.never_remember(name):  # never learned, as never remembered
+            if ev.approvals:
+                skipped.append({"tool": ev.tool, "reason": "the policy marks it never to be "
+                                "remembered (x-aip-never-remember)"})  # fmt: skip
             continue
         why_not = _why_not(ev, ask_rules, min_approvals)
         if why_not:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aip.shared.outcomes import Outcome
+from aip.shared.protocol.facts import GrantFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class AskRequest:
     progress_token: str | int | None = None  # params._meta.progressToken, if any
     dlp: list[str] = field(default_factory=list)  # DLP rules that fired on the arguments
     hidden_chars: int = 0  # characters of the arguments the display redaction hid
+    grant: GrantFacts | None = None  # what a remembered answer binds (docs/grants.md)
 
 
 @dataclass(frozen=True, slots=True)

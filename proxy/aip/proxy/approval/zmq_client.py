@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_WAIT_S: Final = 0.5  # asks made while the first connection is being set up wait this long
 HEARTBEAT_IVL_MS: Final = 1000
+_ALLOWS: Final = (Outcome.HUMAN_APPROVED, Outcome.GRANTED)
 HEARTBEAT_TIMEOUT_MS: Final = 3000
 JOIN_S: Final = 2.0
 
@@ -234,6 +235,7 @@ class ZmqApprovalClient:
                     agent_id=self._hello.agent_id,
                     dlp=list(req.dlp),
                     hidden_chars=req.hidden_chars,
+                    grant=req.grant,
                 )
             )
         limit = self._welcome.max_ask_bytes if self._welcome is not None else MAX_ASK_BYTES
@@ -323,7 +325,7 @@ class ZmqApprovalClient:
         if entry is None:
             log.warning("dropping a late, unknown or mismatched decision for %r", msg.request_id)
             late = self._book.take_ended(msg.nonce)
-            if late is not None and msg.outcome is Outcome.HUMAN_APPROVED and self._on_late_allow:
+            if late is not None and msg.outcome in _ALLOWS and self._on_late_allow:
                 self._on_late_allow(late)  # the approver logged an allow we never acted on
             return
         info: dict[str, Any] = {"queue_wait_ms": msg.queue_wait_ms, "answered_by_approver": True}

@@ -17,6 +17,7 @@ from typing import Any, Final
 from aip.proxy.approval.api import ApprovalClient, AskRequest, AskResult
 from aip.proxy.relay.dlp_filter import UNSCANNABLE
 from aip.proxy.relay.session import Session
+from aip.proxy.relay.tool_digests import grant_facts
 from aip.shared.dlp.hidden import hidden_chars
 from aip.shared.jsonrpc import Message, RequestId, notification_line
 from aip.shared.outcomes import UNAVAILABLE_OUTCOMES, Outcome
@@ -114,6 +115,7 @@ class Asks:
             progress_token=token if isinstance(token, str | int) else None,
             dlp=list(dlp or hits),
             hidden_chars=hidden_chars(arguments, shown),
+            grant=grant_facts(self._session, tool, arguments),
         )
         entry = _Ask(msg, decision, tool, time.monotonic(), dlp)
         with self._lock:  # registered before ask(): on_done may run inside it
@@ -178,7 +180,7 @@ class Asks:
         }
         if entry.dlp:
             fields["extra"] = {**(fields["extra"] or {}), "dlp": entry.dlp}
-        if outcome is Outcome.HUMAN_APPROVED:
+        if outcome in (Outcome.HUMAN_APPROVED, Outcome.GRANTED):
             if s.closed:
                 s.record(Outcome.SERVER_EXITED, **fields)
                 s.reply_error(request_id, Outcome.SERVER_EXITED, tool=entry.tool)
@@ -214,6 +216,7 @@ class Asks:
 # and what the proxy itself decides around the ask (cancel, DLP, rate limit, server gone).
 _DENY_OR_CANCEL: Final = UNAVAILABLE_OUTCOMES | {
     Outcome.DENIED_BY_USER,
+    Outcome.DENIED_BY_GRANT,
     Outcome.TIMEOUT,
     Outcome.CANCELLED,
     Outcome.DLP,

@@ -19,6 +19,7 @@ import orjson
 
 from aip.proxy.relay import dlp_filter
 from aip.proxy.relay.session import Session
+from aip.proxy.relay.tool_digests import note_tool_digests
 from aip.proxy.stdio import Oversize, read_bursts
 from aip.shared.jsonrpc import (
     Kind,
@@ -142,6 +143,7 @@ def _filter_tools_list(session: Session, line: bytes, info: ServerLine) -> bytes
         result = obj.get("result")
         if not isinstance(result, dict):
             return line  # an error response: nothing to filter
+        note_tool_digests(session, result)
         filtered = engine.filter_tools_list(session.policy, result)
     except Exception:
         log.exception("tools/list filter failed; answering with an error")

@@ -90,6 +90,11 @@ class Session:
         # insertion-ordered, so a server that never sees answers cannot grow it without bound
         self._server_requests: dict[RequestId, str] = {}
         self._closed = False  # the server is gone: nothing more is forwarded
+        # What a grant binds (docs/grants.md): the digest of the server's command line (set
+        # by the runner) and of each tool's tools/list entry as last relayed (normalized
+        # name -> sha256; written by the server pump, read by asks: single dict operations).
+        self.server_sha256 = ""
+        self.tool_digests: dict[str, str] = {}
 
     # ---- the policy in effect (replaced whole on reload) ----
 

@@ -43,6 +43,11 @@ class Event(enum.StrEnum):
     RECOVERED_TAIL = "recovered_tail"
     REDACTION = "redaction"  # DLP acted on a server message or a client's answer (DESIGN §8)
     SPOOL_REJECTED = "spool_rejected"  # a spool line (or file) the approver did not ingest
+    # Remembered decisions (docs/grants.md): written by the approver only.
+    GRANT_CREATED = "grant_created"
+    GRANT_EXPIRED = "grant_expired"
+    GRANT_REVOKED = "grant_revoked"
+    GRANT_REFUSED = "grant_refused"
 
 
 def decision_record(
@@ -109,13 +114,15 @@ def record_fields(
     monitor_would: str | None = None,
     detail: str | None = None,
     event: Event = Event.DECISION,
+    grant_id: str | None = None,
 ) -> dict[str, Any]:
     """A decision record's own fields (all but the per-session ones), the guide's first.
 
     ``tool``/``arguments`` are None for anything but tools/call; ``method`` None with a
     ``tool`` means tools/call. ``monitor_would`` set means the call was forwarded in monitor
     mode and enforce mode would have done that instead. ``human`` only when a dialog was
-    shown. ``user`` None: the approver fills in the peer's user name before writing."""
+    shown. ``user`` None: the approver fills in the peer's user name before writing.
+    ``grant_id``: the grant that answered (``granted_by`` or ``denied_by_grant`` by outcome)."""
     decision, reason, value, code = _BY_OUTCOME[outcome]
     monitor = None
     if monitor_would is not None:
@@ -153,6 +160,8 @@ def record_fields(
         record = dict([*items[:7], ("human_decision", shown), *items[7:]])
     if detail:
         record["detail"] = detail
+    if grant_id is not None:
+        record["granted_by" if outcome is Outcome.GRANTED else "denied_by_grant"] = grant_id
     return record
 
 
@@ -188,6 +197,13 @@ def not_forwarded_record(
         "pid": pid,
         "why": why,
     }
+
+
+def grant_record(event: Event, *, timestamp: float | None = None, **fields: Any) -> dict[str, Any]:
+    """grant_created / grant_expired / grant_revoked / grant_refused (schema.json names the
+    fields of each): ``timestamp``, ``event``, then the grant's fields as given."""
+    assert event.value.startswith("grant_"), event
+    return {"timestamp": rfc3339(timestamp), "event": event.value, **fields}
 
 
 def meta_record(event: Event, *, timestamp: float | None = None, **fields: Any) -> dict[str, Any]:

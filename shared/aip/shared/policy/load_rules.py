@@ -17,7 +17,12 @@ from aip.shared.policy.names import normalize
 from aip.shared.policy.regexes import RegexError, compile_pattern
 from aip.shared.policy.yaml_nodes import NodeReader, join
 
-_RULE: Final = frozenset({"tool", "action", "allow_args", "strict_args", "rate_limit"})
+# ``x-aip-never-remember`` (our extension, docs/grants.md): a human's answer to this rule's
+# asks is never remembered, and ``aipctl policy suggest`` never proposes an allow for the tool.
+NEVER_REMEMBER_KEY: Final = "x-aip-never-remember"
+_RULE: Final = frozenset(
+    {"tool", "action", "allow_args", "strict_args", "rate_limit", NEVER_REMEMBER_KEY}
+)
 _RULE_UNSUPPORTED: Final = frozenset({"schema_hash"})  # v1alpha2, not implemented
 _RATE_RE: Final = re.compile(r"\s*([0-9]+)\s*/\s*([A-Za-z]+)\s*")
 _PERIODS_S: Final = {
@@ -51,6 +56,9 @@ def _rule(reader: NodeReader, node: yaml.Node, path: str, index: int) -> ToolRul
     if "strict_args" in fields:
         strict = reader.boolean(fields["strict_args"], join(path, "strict_args"))
     rate = _rate(reader, fields.get("rate_limit"), join(path, "rate_limit"))
+    never = False
+    if NEVER_REMEMBER_KEY in fields:
+        never = bool(reader.boolean(fields[NEVER_REMEMBER_KEY], join(path, NEVER_REMEMBER_KEY)))
     if tool_raw is None or action is None or len(reader.problems) != before:
         return None
     return ToolRule(
@@ -62,6 +70,7 @@ def _rule(reader: NodeReader, node: yaml.Node, path: str, index: int) -> ToolRul
         strict_args=strict,
         rate_limit=rate,
         line=node.start_mark.line + 1,
+        never_remember=never,
     )
 
 

@@ -84,6 +84,7 @@ class ToolRule:
     strict_args: bool | None  # None: use spec.strict_args_default
     rate_limit: RateLimit | None
     line: int  # 1-based line in the policy file, for messages
+    never_remember: bool = False  # ``x-aip-never-remember``: no grant from this rule's asks
     # Derived, not init arguments: names in allow_args (for strict_args) and the label.
     arg_names: frozenset[str] = field(init=False, repr=False, compare=False)
     label: str = field(init=False, repr=False, compare=False)
@@ -148,3 +149,8 @@ class Policy:
     def rules_for(self, tool: str) -> tuple[ToolRule, ...]:
         """Rules for a normalized tool name, in file order."""
         return self.rules_by_tool.get(tool, ())
+
+    def never_remember(self, tool: str) -> bool:
+        """A rule of this tool (normalized name) says ``x-aip-never-remember: true``: no
+        answer about the tool is ever remembered, nor learned by ``policy suggest``."""
+        return any(rule.never_remember for rule in self.rules_for(tool))

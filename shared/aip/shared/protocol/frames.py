@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from aip.shared.protocol.codec import decode, message_table
+from aip.shared.protocol.grants import Grants, GrantsReply
 from aip.shared.protocol.messages import (
     Ask,
     Audit,
@@ -19,21 +20,21 @@ from aip.shared.protocol.messages import (
 )
 from aip.shared.protocol.status import Status, StatusReply
 
-ToApprover = Hello | Ask | Cancel | Audit | Bye | Status
-ToProxy = Welcome | Decision | AuditAck | Error | StatusReply
+ToApprover = Hello | Ask | Cancel | Audit | Bye | Status | Grants
+ToProxy = Welcome | Decision | AuditAck | Error | StatusReply | GrantsReply
 Message = ToApprover | ToProxy
 
-_TO_APPROVER: Final = message_table((Hello, Ask, Cancel, Audit, Bye, Status))
-_TO_PROXY: Final = message_table((Welcome, Decision, AuditAck, Error, StatusReply))
+_TO_APPROVER: Final = message_table((Hello, Ask, Cancel, Audit, Bye, Status, Grants))
+_TO_PROXY: Final = message_table((Welcome, Decision, AuditAck, Error, StatusReply, GrantsReply))
 
 
 def decode_to_approver(frame: bytes) -> ToApprover:
     msg = decode(frame, _TO_APPROVER)
-    assert isinstance(msg, Hello | Ask | Cancel | Audit | Bye | Status)
+    assert isinstance(msg, Hello | Ask | Cancel | Audit | Bye | Status | Grants)
     return msg
 
 
 def decode_to_proxy(frame: bytes) -> ToProxy:
     msg = decode(frame, _TO_PROXY)
-    assert isinstance(msg, Welcome | Decision | AuditAck | Error | StatusReply)
+    assert isinstance(msg, Welcome | Decision | AuditAck | Error | StatusReply | GrantsReply)
     return msg

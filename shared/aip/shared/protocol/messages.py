@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import PROTOCOL_VERSION, need
+from aip.shared.protocol.facts import GrantFacts
 
 DEFAULT_TIMEOUT_S: Final = 60.0  # the guide's auto-deny deadline
 FALLBACK_GRACE_S: Final = 5.0  # the proxy's outer bound is send time + timeout_s + this
@@ -23,8 +24,11 @@ MAX_AUDIT_RECORDS: Final = 64  # records per audit message
 MAX_REQUEST_ID_CHARS: Final = 256
 MAX_SAFE_INT: Final = 2**53 - 1
 # The feature level in hello and welcome (the envelope's ``v`` stays 1). 2: hello carries the
-# session key, refusals echo type and nonce. An approver serves proxies of MIN_PROTO..PROTO.
-PROTO: Final = 2
+# session key, refusals echo type and nonce. 3: an ask may carry ``grant`` facts and decisions
+# may be ``granted`` / ``denied_by_grant`` (sent only to a proxy that said proto >= 3).
+# An approver serves proxies of MIN_PROTO..PROTO.
+PROTO: Final = 3
+GRANT_PROTO: Final = 3
 MIN_PROTO: Final = 2
 
 _SESSION_RE: Final = re.compile(r"[0-9a-f]{16}")
@@ -44,6 +48,8 @@ class MsgType(enum.StrEnum):
     ERROR = "error"
     STATUS = "status"  # aipctl approver status -> approver
     STATUS_REPLY = "status_reply"
+    GRANTS = "grants"  # aipctl grants list|show|revoke -> approver (protocol.grants)
+    GRANTS_REPLY = "grants_reply"
 
 
 class ErrorCode(enum.StrEnum):
@@ -57,7 +63,9 @@ class ErrorCode(enum.StrEnum):
 DECISION_OUTCOMES: Final = frozenset(
     {
         Outcome.HUMAN_APPROVED,
+        Outcome.GRANTED,
         Outcome.DENIED_BY_USER,
+        Outcome.DENIED_BY_GRANT,
         Outcome.TIMEOUT,
         Outcome.QUEUE_FULL,
         Outcome.ASK_RATE_LIMITED,
@@ -149,6 +157,8 @@ class Ask:
     # Characters of the arguments the display redaction replaced with markers (dlp.hidden):
     # the dialog says how much its markers stand for. Optional: absent decodes as 0.
     hidden_chars: int = 0
+    # What a grant binds (proto 3; absent: never granted, never remembered).
+    grant: GrantFacts | None = None
     type: MsgType = MsgType.ASK
     v: int = PROTOCOL_VERSION
 

@@ -208,3 +208,12 @@ def test_human_decision_jq_query_finds_only_human_decisions(folder: Path) -> Non
     remembered = [r for r in records if "granted_by" in r or "denied_by_grant" in r]
     assert [r["request_id"] for r in human] == [0]
     assert [r["request_id"] for r in remembered] == [1, 2]
+
+
+def test_nothing_survives_an_approver_restart(folder: Path) -> None:
+    with desk(folder, "allow remember=exact for=1h") as d, proxy(folder, d.approver.endpoint) as p:
+        assert "result" in p.call(1, "write_file", {"path": "/tmp/r", "content": "x"})
+        d.wait_event("grant_created")
+        assert d.approver.stop() == 0
+        expired = d.wait_event("grant_expired")[0]
+        assert (expired["reason"], expired["uses"]) == ("restart", 0)

@@ -23,7 +23,7 @@ from aip.proxy.approval.link import Mailbox, as_dict
 from aip.proxy.approval.remote_dealer import make_dealer
 from aip.proxy.audit.outbox import AuditOutbox
 from aip.shared.audit.spool import Spool
-from aip.shared.outcomes import Outcome
+from aip.shared.outcomes import Outcome, row
 from aip.shared.protocol.codec import ProtocolError, encode
 from aip.shared.protocol.messages import (
     DEFAULT_TIMEOUT_S,
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 CONNECT_WAIT_S: Final = 0.5  # asks made while the first connection is being set up wait this long
 HEARTBEAT_IVL_MS: Final = 1000
-_ALLOWS: Final = (Outcome.HUMAN_APPROVED, Outcome.GRANTED)
 HEARTBEAT_TIMEOUT_MS: Final = 3000
 JOIN_S: Final = 2.0
 
@@ -223,21 +222,11 @@ class ZmqApprovalClient:
         if not entry.frame:
             req = entry.request
             entry.frame = encode(
-                Ask(
-                    session=self._hello.session,
-                    request_id=req.request_id,
-                    nonce=entry.nonce,
-                    digest=req.digest,
-                    tool=req.tool,
-                    arguments=req.arguments,
-                    rule=req.rule,
-                    size=req.size,
-                    agent_id=self._hello.agent_id,
-                    dlp=list(req.dlp),
-                    hidden_chars=req.hidden_chars,
-                    grant=req.grant,
-                )
-            )
+                Ask(session=self._hello.session, request_id=req.request_id, nonce=entry.nonce,
+                    digest=req.digest, tool=req.tool, arguments=req.arguments, rule=req.rule,
+                    size=req.size, agent_id=self._hello.agent_id, dlp=list(req.dlp),
+                    hidden_chars=req.hidden_chars, grant=req.grant)
+            )  # fmt: skip
         limit = self._welcome.max_ask_bytes if self._welcome is not None else MAX_ASK_BYTES
         if len(entry.frame) > limit:
             self._book.done(entry, Outcome.TOO_LARGE_TO_REVIEW)
@@ -325,7 +314,7 @@ class ZmqApprovalClient:
         if entry is None:
             log.warning("dropping a late, unknown or mismatched decision for %r", msg.request_id)
             late = self._book.take_ended(msg.nonce)
-            if late is not None and msg.outcome in _ALLOWS and self._on_late_allow:
+            if late is not None and row(msg.outcome).forwards and self._on_late_allow:
                 self._on_late_allow(late)  # the approver logged an allow we never acted on
             return
         info: dict[str, Any] = {"queue_wait_ms": msg.queue_wait_ms, "answered_by_approver": True}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import zmq
 
+from aip.shared.userns import ambiguous_uid
+
 
 def peer_of(frame: zmq.Frame) -> tuple[int | None, int | None]:
     """(uid, pid) from libzmq's ``Peer-Address`` property (``host:uid:gid:pid`` on ipc)."""
@@ -16,7 +18,10 @@ def peer_of(frame: zmq.Frame) -> tuple[int | None, int | None]:
     parts = str(address).rsplit(":", 3)
     if len(parts) != 4 or not parts[1].isdigit() or not parts[3].isdigit():
         return None, None
-    return int(parts[1]), int(parts[3])
+    uid = int(parts[1])
+    if ambiguous_uid(uid):  # an unmapped peer, seen from inside a user namespace: nobody's
+        return None, int(parts[3])
+    return uid, int(parts[3])
 
 
 def readable(sock: zmq.Socket[bytes]) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from aip.shared.errors import ConfigError
+from aip.shared.userns import ambiguity
 
 ENDPOINT_ENV: Final = "AIP_APPROVER_ENDPOINT"
 AUDIT_LOG_ENV: Final = "AIP_AUDIT_LOG"
@@ -148,6 +149,8 @@ def dir_problem(path: Path) -> str | None:
         return f"{path} is not a directory"
     if st.st_uid != os.getuid():
         return f"{path} is owned by uid {st.st_uid}, not {os.getuid()}"
+    if (unclear := ambiguity(st.st_uid, str(path))) is not None:
+        return unclear
     if st.st_mode & 0o077:
         return f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, expected 0700"
     return None
@@ -196,4 +199,4 @@ def socket_problem(path: Path) -> str | None:
         return f"{path} is not a socket"
     if st.st_uid != os.getuid():
         return f"{path} is owned by uid {st.st_uid}, not {os.getuid()}"
-    return None
+    return ambiguity(st.st_uid, str(path))

@@ -15,6 +15,7 @@ import zmq
 from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import DirState, check_private_dir, socket_path, socket_problem
+from aip.shared.userns import ambiguous_uid
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ def from_our_uid(frame: zmq.Frame) -> bool:
         parts = str(frame.get("Peer-Address")).rsplit(":", 3)
     except zmq.ZMQError:
         return False
-    return len(parts) == 4 and parts[1] == str(os.getuid())
+    # In a user namespace both uids are translated into it; the overflow uid (an unmapped
+    # peer) is never ours (aip.shared.userns).
+    return len(parts) == 4 and parts[1] == str(os.getuid()) and not ambiguous_uid(os.getuid())
 
 
 def same_id(a: str | int, b: str | int) -> bool:

@@ -97,6 +97,15 @@ def _check_digest(digest: str) -> None:
     need(_DIGEST_RE.fullmatch(digest) is not None, "digest must be 64 lowercase hex chars")
 
 
+def _check_ref(session: str, request_id: str | int, nonce: str, digest: str | None = None) -> None:
+    """What names one ask on the wire (ask, cancel, decision): checked the same everywhere."""
+    check_session(session)
+    _check_request_id(request_id)
+    check_nonce(nonce)
+    if digest is not None:
+        _check_digest(digest)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyRef:
     name: str
@@ -163,10 +172,7 @@ class Ask:
     v: int = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
-        check_session(self.session)
-        _check_request_id(self.request_id)
-        check_nonce(self.nonce)
-        _check_digest(self.digest)
+        _check_ref(self.session, self.request_id, self.nonce, self.digest)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,9 +184,7 @@ class Cancel:
     v: int = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
-        check_session(self.session)
-        _check_request_id(self.request_id)
-        check_nonce(self.nonce)
+        _check_ref(self.session, self.request_id, self.nonce)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,10 +250,7 @@ class Decision:
     v: int = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
-        check_session(self.session)
-        _check_request_id(self.request_id)
-        check_nonce(self.nonce)
-        _check_digest(self.digest)
+        _check_ref(self.session, self.request_id, self.nonce, self.digest)
         need(self.outcome in DECISION_OUTCOMES, f"outcome {self.outcome} is not a decision")
 
 

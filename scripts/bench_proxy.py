@@ -276,7 +276,11 @@ def rss_run(cmd: list[str], env: dict[str, str], marks: list[int], req: bytes) -
     return out
 
 
-def startup_ms(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def startup_ms(
+    cmd: list[str], env: dict[str, str] | None = None, cpu: list[float] | None = None
+) -> float:
+    """Wall ms to the first answered initialize; ``cpu`` gets the first process's CPU ms by
+    then (user + system: less sensitive to other work on the machine than the wall time)."""
     t0 = time.perf_counter()
     proc = _start(cmd, ENV if env is None else env)
     assert proc.stdin is not None
@@ -288,6 +292,11 @@ def startup_ms(cmd: list[str], env: dict[str, str] | None = None) -> float:
         proc.kill()
         proc.wait(30)
         raise RuntimeError(f"no answer to initialize from {shlex.join(cmd)}: {line[:200]!r}")
+    if cpu is not None:
+        import psutil
+
+        times = psutil.Process(proc.pid).cpu_times()
+        cpu.append((times.user + times.system) * 1e3)
     proc.stdin.close()
     proc.wait(30)
     return elapsed
@@ -378,10 +387,13 @@ def _measure(chains: list[Chain], ns: argparse.Namespace, pin: bool, req: bytes)
             )
         )
     starts: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     for _ in range(max(3, ns.starts // scale)):
         for c in starters:
-            starts.setdefault(c.name, []).append(startup_ms(c.cmd(0, pin), c.env))
+            cpu = cpus.setdefault(c.name, [])
+            starts.setdefault(c.name, []).append(startup_ms(c.cmd(0, pin), c.env, cpu))
     out["startup"] = {k: statistics.median(v) for k, v in starts.items()}
+    out["startup_cpu"] = {k: statistics.median(v) for k, v in cpus.items()}
     marks = [1, 1000, ns.rss_calls // scale]
     rss: dict[str, list[list[float]]] = {}
     for _ in range(ns.rss_rounds):

@@ -46,6 +46,8 @@ def table(title: str, names: list[str], r: dict[str, Any], large: bool) -> str:
     for name, st in r["startup"].items():
         if name not in names:
             rows.append(f"| {name} (start-up only) | | | | | | | {st:.1f} | +{st - s0:.1f} | |")
+    cpu = ", ".join(f"{k} {v:.0f}" for k, v in r["startup_cpu"].items())
+    rows += ["", f"CPU ms of the first process at the first answer (10 ms ticks): {cpu}"]
     if large:
         rows += [
             "",

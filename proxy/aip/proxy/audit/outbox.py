@@ -23,7 +23,6 @@ import orjson
 from aip.shared import paths
 from aip.shared.audit.record import HMAC_KEY_BYTES, cap_record, load_or_create_key
 from aip.shared.audit.spool import Spool
-from aip.shared.protocol.messages import MAX_AUDIT_RECORDS
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +119,10 @@ class AuditOutbox:
 
     def take_batches(self, now: float) -> list[tuple[int, list[dict[str, Any]]]]:
         """Batches to send now (call only while connected and welcomed)."""
+        # Here, not at the top: the protocol's messages load with the approval client only,
+        # never on the relay's start-up path (tests/proxy/test_startup_imports.py).
+        from aip.shared.protocol.messages import MAX_AUDIT_RECORDS
+
         out: list[tuple[int, list[dict[str, Any]]]] = []
         with self._lock:
             if self._reload or (self._more and not self._queue and not self._inflight):

@@ -21,7 +21,6 @@ from aip.proxy.stdio import Wire
 from aip.shared.audit.record import DecisionTemplate, Event, not_forwarded_record, record_fields
 from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome
-from aip.shared.protocol.messages import HumanDecision
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +103,10 @@ def record_decision(
         hits = extra.get("dlp") or hits  # the request scan's own list wins
         wait_ms = extra.get("queue_wait_ms")
         shown_to_human = extra.get("human_decision")  # the approval client's as_dict
-        human = HumanDecision(**shown_to_human) if shown_to_human else None
+        if shown_to_human:  # an ask's record: the approval client (and the protocol) is loaded
+            from aip.shared.protocol.messages import HumanDecision
+
+            human = HumanDecision(**shown_to_human)
     template = rec.template()
     record = record_fields(
         outcome,

@@ -160,7 +160,8 @@ def approver_without_audit(folder: Path, program: Path, n: int) -> dict[str, flo
     from aip.approver.audit.decision_log import StderrLog
     from aip.approver.dialogs.choose import Choice
     from aip.approver.dialogs.exec_program import ExecProgram
-    from aip.approver.server import ApprovalServer, ServerConfig
+    from aip.approver.server import ApprovalServer
+    from aip.approver.server_config import ServerConfig
 
     run = folder / "inproc"
     run.mkdir(mode=0o700)

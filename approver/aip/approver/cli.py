@@ -19,10 +19,12 @@ from aip.approver.audit.sink import AuditSink
 from aip.approver.dialogs.choose import CHOICES, Choice, choose
 from aip.approver.instance import AlreadyRunning, InstanceLock
 from aip.approver.queue import BUDGET_BURST, BUDGET_PER_MINUTE, MAX_PENDING, MAX_PENDING_SESSION
-from aip.approver.server import ApprovalServer, ServerConfig
+from aip.approver.server import ApprovalServer
+from aip.approver.server_config import ServerConfig
 from aip.shared import logs, paths
 from aip.shared.errors import ConfigError
 from aip.shared.protocol.messages import DEFAULT_TIMEOUT_S
+from aip.shared.remote.code import CodeError, split_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="... of which at most this many at once (default 6)",
     )
+    ap.add_argument(
+        "--remote-listen",
+        metavar="tcp://HOST:PORT",
+        default="",
+        help="also accept asks of paired remote hosts over CURVE here (docs/remote.md)",
+    )
     ap.add_argument("--verbose", action="store_true", help="debug logging")
     return ap
 
@@ -108,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths.ensure_private_dir(sock.parent)
         audit_path = args.audit_log or str(paths.default_audit_log())
         choice = choose(args.dialog)
-    except ConfigError as exc:
+        if args.remote_listen:
+            split_endpoint(args.remote_listen)
+    except (ConfigError, CodeError) as exc:
         log.error("%s", exc)
         return 2
     lock = InstanceLock(paths.lock_path(endpoint))
@@ -126,9 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_pending=args.max_pending,
             ask_per_minute=args.ask_rate,
             ask_burst=args.ask_burst,
+            remote_listen=args.remote_listen,
         )
         _announce(config, choice)
         return asyncio.run(_serve(config, choice))
+    except ConfigError as exc:  # the remote listener could not be opened safely
+        log.error("%s", exc)
+        return 2
     finally:
         lock.release()
 

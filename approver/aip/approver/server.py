@@ -3,6 +3,8 @@
 One ROUTER bound on an ipc endpoint; each frame is checked (peer uid, size, strict schema)
 before anything else. The socket monitor is drained before every message, so a connection
 that dropped is forgotten before a new one that reuses its fd can speak (DESIGN §6, §7).
+With ``remote_listen``, a second, CURVE one (remote.listener, DESIGN §10): its frames arrive
+authenticated, with their origin, and take the same dispatch minus aipctl's commands.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import asyncio
 import logging
 import os
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from aip.approver.ask_record import ask_record
 from aip.approver.ask_redact import redacted
 from aip.approver.audit.decision_log import DecisionLog
 from aip.approver.audit.writer import AuditUnavailable
@@ -27,31 +29,24 @@ from aip.approver.grants.desk import GrantDesk
 from aip.approver.grants.model import Grant, Kind
 from aip.approver.handshake import hello_refusal, malformed_reply
 from aip.approver.peer import peer_of, readable, source_fd
-from aip.approver.queue import (
-    BUDGET_BURST,
-    BUDGET_PER_MINUTE,
-    MAX_PENDING,
-    MAX_PENDING_SESSION,
-    AskQueue,
-)
+from aip.approver.queue import AskQueue
+from aip.approver.remote.bridge import open_listener, split_route, stamp
+from aip.approver.remote.listener import RemoteListener
+from aip.approver.remote.origin import Origin
 from aip.approver.scheduler import Scheduler, Ticket
+from aip.approver.server_config import ServerConfig
 from aip.approver.session_keys import SessionKeys, keys_dir
 from aip.approver.sessions import Session, SessionTable
 from aip.approver.status import StatusConfig, status_snapshot
-from aip.shared.audit.record import decision_record
 from aip.shared.audit.stamp import user_name
 from aip.shared.dlp.redactor import Redactor
 from aip.shared.dlp.scan import DlpError
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import socket_path
-from aip.shared.policy.model import Mode
 from aip.shared.protocol.codec import ProtocolError, encode
 from aip.shared.protocol.frames import ToProxy, decode_to_approver
 from aip.shared.protocol.grants import Grants
 from aip.shared.protocol.messages import (
-    DEFAULT_TIMEOUT_S,
-    MAX_ASK_BYTES,
-    MAX_FRAME_BYTES,
     PROTO,
     Ask,
     Audit,
@@ -73,21 +68,6 @@ RECV_BATCH: Final = 64  # messages per wake-up before yielding to the dialog and
 HEARTBEAT_IVL_MS: Final = 1000
 HEARTBEAT_TIMEOUT_MS: Final = 3000
 SHUTDOWN_LINGER_MS: Final = 1000  # let the last SHUTDOWN decisions reach their proxies
-WATCHDOG_S: Final = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    endpoint: str
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    audit_path: str = ""
-    max_ask_bytes: int = MAX_ASK_BYTES
-    max_frame_bytes: int = MAX_FRAME_BYTES
-    max_pending_session: int = MAX_PENDING_SESSION
-    max_pending: int = MAX_PENDING
-    ask_per_minute: float = BUDGET_PER_MINUTE
-    ask_burst: float = BUDGET_BURST
-    watchdog_s: float = WATCHDOG_S
 
 
 class ApprovalServer:
@@ -110,6 +90,7 @@ class ApprovalServer:
         self._redactor: Redactor | None = None
         self._uid = os.getuid()
         self._keys = SessionKeys(keys_dir(Path(config.audit_path)) if config.audit_path else None)
+        self._remote: RemoteListener | None = None
         self.exit_code = 0
         self._grants = GrantDesk(
             lambda: asyncio.get_running_loop().time(),
@@ -131,9 +112,12 @@ class ApprovalServer:
             router.bind(self._config.endpoint)
             inode = socket_path(self._config.endpoint).stat().st_ino
             self._redactor = Redactor.builtin_only()  # ~25 ms of RE2 compiles, not on an ask
+            remote = self._open_remote() if self._config.remote_listen else None  # or ConfigError
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 loops = [tg.create_task(self._receive(router, monitor))]
+                if remote is not None:
+                    loops.append(tg.create_task(remote.run()))
                 if self._choice.backend is not None:
                     self._scheduler = Scheduler(
                         self._choice.backend,
@@ -216,6 +200,23 @@ class ApprovalServer:
                 self._refused.add(route)
                 log.warning("refused peer uid=%s pid=%s: not our user", uid, peer_pid)
             return
+        self._dispatch(route, body, uid, peer_pid, None)
+
+    def _open_remote(self) -> RemoteListener:
+        c, backend = self._config, self._choice.backend
+        self._remote = open_listener(
+            c.remote_listen,
+            lambda route, body, origin: self._dispatch(route, body, self._uid, 0, origin),
+            self._forget_route,
+            backend.show if backend is not None else None,
+            (c.timeout_s, c.max_frame_bytes),
+        )
+        return self._remote
+
+    def _dispatch(
+        self, route: bytes, body: zmq.Frame, uid: int, peer_pid: int | None, origin: Origin | None
+    ) -> None:
+        """One message of our uid (ipc) or of a paired device (``origin``, remote)."""
         data = body.bytes
         try:
             msg = decode_to_approver(data)
@@ -224,6 +225,8 @@ class ApprovalServer:
             self._send(route, malformed_reply(data, exc))
             return
         if isinstance(msg, Status | Grants):  # aipctl: our uid (checked above), no session
+            if origin is not None:  # never from a remote host: it may only ask and record
+                return
             ctl = self._status(msg.ref) if isinstance(msg, Status) else self._grants.control(msg)
             self._send(route, ctl)
             return
@@ -233,8 +236,9 @@ class ApprovalServer:
                 log.warning("hello from pid %s refused: %s", peer_pid, refusal.detail)
                 self._send(route, refusal)
                 return
+            fd = source_fd(body) if origin is None else -1  # remote: the listener tracks it
             session = self._sessions.hello(
-                msg, route, source_fd(body), uid, peer_pid or 0, user_name(uid)
+                msg, route, fd, uid, peer_pid or 0, user_name(uid), origin
             )
             log.info("hello from session %s (pid %s, server %r)", msg.session, peer_pid, msg.server)
             self._grants.hello(session)  # another policy: what it granted before ends
@@ -291,6 +295,10 @@ class ApprovalServer:
             self._redactor = Redactor.builtin_only()
         return redacted(self._redactor, ask)
 
+    def _forget_route(self, route: bytes) -> None:
+        for session in self._sessions.on_route(route):
+            self._forget(session.sid)
+
     def _forget(self, sid: str) -> None:
         if self._scheduler is not None:
             self._scheduler.drop_session(sid)
@@ -315,24 +323,8 @@ class ApprovalServer:
     ) -> None:
         """Record, then reply: an allow leaves only once its record is durable. ``by``: the
         grant that answered, or the ticket whose human answer may create one."""
-        record = decision_record(
-            outcome=outcome,
-            session=ask.session,
-            agent_id=ask.agent_id or session.agent_id,
-            user=session.user,
-            server=session.server,
-            pid=session.pid,
-            tool=ask.tool,
-            arguments=ask.arguments,
-            request_id=ask.request_id,
-            policy={"name": session.policy.name, "sha256": session.policy.sha256},
-            rule=ask.rule,
-            mode=Mode.ENFORCE.value,  # DESIGN §4.8: only enforce mode asks (monitor forwards)
-            dlp=ask.dlp,  # the rules the proxy's (and our) DLP scan fired on the arguments
-            human=human,
-            queue_wait_ms=wait_ms,
-            grant_id=by.id if isinstance(by, Grant) else None,
-        )
+        grant_id = by.id if isinstance(by, Grant) else None
+        record = ask_record(ask, session, outcome, human, wait_ms, grant_id)
         allows = outcome in (Outcome.HUMAN_APPROVED, Outcome.GRANTED)
         try:
             await self._log.record(record, durable=allows)
@@ -357,7 +349,7 @@ class ApprovalServer:
 
     async def _ingest(self, session: Session, msg: Audit) -> None:
         try:
-            rseqs = await self._log.ingest(msg.records)
+            rseqs = await self._log.ingest(stamp(msg.records, session.origin))
         except AuditUnavailable as exc:  # expected while the log is down: no ack, no trace
             log.debug("audit batch %d of session %s not written: %s", msg.batch, msg.session, exc)
             return
@@ -389,6 +381,10 @@ class ApprovalServer:
 
     def _send(self, route: bytes, msg: ToProxy) -> None:
         assert self._router is not None
+        if (far := split_route(route)) is not None:
+            if self._remote is not None:
+                self._remote.send(far, encode(msg))
+            return
         try:
             self._router.send_multipart([route, encode(msg)], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # peer gone or its queue full: it will deny by itself

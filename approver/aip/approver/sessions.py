@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from aip.approver.remote.origin import Origin
 from aip.shared.protocol.messages import Hello, PolicyRef
 
 
@@ -25,6 +26,7 @@ class Session:
     server: str
     policy: PolicyRef
     user: str
+    origin: Origin | None = None  # a paired remote device (DESIGN §10); None: local ipc
 
 
 class SessionTable:
@@ -32,7 +34,14 @@ class SessionTable:
         self._by_sid: dict[str, Session] = {}
 
     def hello(
-        self, msg: Hello, route: bytes, fd: int, uid: int, peer_pid: int, user: str
+        self,
+        msg: Hello,
+        route: bytes,
+        fd: int,
+        uid: int,
+        peer_pid: int,
+        user: str,
+        origin: Origin | None = None,
     ) -> Session:
         """Create or refresh a session (a re-hello after reconnect updates route and fd)."""
         found = self._by_sid.get(msg.session)
@@ -48,10 +57,12 @@ class SessionTable:
                 msg.server,
                 msg.policy,
                 user,
+                origin,
             )
             self._by_sid[msg.session] = found
         else:
             found.route, found.fd, found.uid, found.peer_pid = route, fd, uid, peer_pid
+            found.origin = origin
             found.pid, found.agent_id, found.server, found.policy = (
                 msg.pid,
                 msg.agent_id,
@@ -69,7 +80,10 @@ class SessionTable:
         return self._by_sid.pop(sid, None)
 
     def on_fd(self, fd: int) -> list[Session]:
-        return [s for s in self._by_sid.values() if s.fd == fd]
+        return [s for s in self._by_sid.values() if s.fd == fd and s.origin is None]
+
+    def on_route(self, route: bytes) -> list[Session]:
+        return [s for s in self._by_sid.values() if s.route == route]
 
     def __len__(self) -> int:
         return len(self._by_sid)

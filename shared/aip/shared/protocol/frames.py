@@ -28,6 +28,12 @@ _TO_APPROVER: Final = message_table((Hello, Ask, Cancel, Audit, Bye, Status, Gra
 _TO_PROXY: Final = message_table((Welcome, Decision, AuditAck, Error, StatusReply, GrantsReply))
 
 
+# Control-plane requests (``aipctl approver status``, ``aipctl grants``): only a peer of the
+# approver's own uid on its local socket may send them. A restricted or remote socket (one that
+# admits an allowlist of message types) must refuse these types, whatever else it admits.
+LOCAL_ONLY: Final = frozenset({Status, Grants})
+
+
 def decode_to_approver(frame: bytes) -> ToApprover:
     msg = decode(frame, _TO_APPROVER)
     assert isinstance(msg, Hello | Ask | Cancel | Audit | Bye | Status | Grants)

@@ -270,3 +270,25 @@ def test_never_remember_key_loads_and_is_checked() -> None:
     assert not policy.never_remember("write_file")
     with pytest.raises(Exception, match="x-aip-never-remember"):
         load_policy_text(head + "  tool_rules: [{tool: t, action: ask, x-aip-never-remember: 1}]\n")
+
+
+async def test_desk_offers_remote_sessions_the_exact_call_only() -> None:
+    from aip.approver.grants.desk import GrantDesk
+    from aip.approver.remote.origin import Origin
+    from aip.approver.sessions import Session
+    from aip.shared.protocol.messages import PolicyRef
+
+    async def record(_: dict[str, Any]) -> None:
+        return None
+
+    desk = GrantDesk(Clock(), record, lambda coro: coro.close())
+    local = Session(SESSION, b"r", 3, 0, 1, 1, "agent", "fs", PolicyRef(name="p", sha256=H), "u")
+    remote = dataclasses.replace(local, origin=Origin("curve", "laptop", "f" * 64, "10.0.0.2"))
+    assert desk.offer(_ask(), local, ordinal=1, withheld=False).scopes() == (
+        Scope.EXACT,
+        Scope.LIKE,
+    )
+    offer = desk.offer(_ask(), remote, ordinal=1, withheld=False)
+    assert offer.offered
+    assert offer.exact_only
+    assert offer.scopes() == (Scope.EXACT,)

@@ -66,9 +66,7 @@ class GrantDesk:
         return self.store.answer(key)
 
     def offer(self, ask: Ask, session: Session, *, ordinal: int, withheld: bool) -> RememberOffer:
-        # Issue 14's remote origins (a Session with an ``origin``): the exact call only.
-        remote = getattr(session, "origin", None) is not None
-        remote = remote or bool(getattr(session, "remote", False))
+        remote = session.origin is not None  # a paired remote device: the exact call only
         return offer_for(
             ask, self.key(ask, session), ordinal=ordinal, withheld=withheld, remote=remote
         )

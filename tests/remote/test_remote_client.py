@@ -113,6 +113,35 @@ async def test_a_paired_host_is_answered_and_a_revoked_one_is_cut_off(folder: Pa
                 seen_outcomes.add(outcome)
             assert seen_outcomes <= {Outcome.REMOTE_LINK_LOST, Outcome.REMOTE_KEY_REFUSED}
             assert seen.frames.empty()  # nothing from the revoked key reached the server
+
+            # Paired again: the same client recovers (libzmq gave up after the refusal; the
+            # client connects afresh on the next ask).
+            TrustStore(folder, write_atomic).confirm("devbox", remote[1].public.decode(), 30)
+            again = Result()
+            c.ask(request(3), again)
+            route, body, _ = await asyncio.wait_for(seen.frames.get(), 5)
+            rehello = decode_to_approver(body)
+            assert isinstance(rehello, Hello)
+            welcome = Welcome(
+                session=rehello.session,
+                audit_path="",
+                proto=rehello.proto,
+                timeout_s=60.0,
+                max_ask_bytes=1 << 18,
+            )
+            listener.send(route, encode(welcome))
+            _, body, _ = await asyncio.wait_for(seen.frames.get(), 5)
+            ask = decode_to_approver(body)
+            assert isinstance(ask, Ask)
+            reply = Decision(
+                session=ask.session,
+                request_id=ask.request_id,
+                nonce=ask.nonce,
+                digest=ask.digest,
+                outcome=Outcome.HUMAN_APPROVED,
+            )
+            listener.send(route, encode(reply))
+            assert (await asyncio.to_thread(again.wait)).outcome is Outcome.HUMAN_APPROVED
         finally:
             c.close()
 

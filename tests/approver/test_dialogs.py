@@ -16,24 +16,16 @@ import pytest
 from aip.approver.dialogs.base import Prompt, TextTooLarge, gui_env
 from aip.approver.dialogs.choose import choose
 from aip.approver.dialogs.exec_program import ExecProgram
-from aip.approver.dialogs.gui import (
+from aip.approver.dialogs.gui import READ_ALL_CHECKBOX, ZENITY_FIT, Zenity
+from aip.approver.dialogs.kdialog_xdialog import (
     KDIALOG_FIT,
-    READ_ALL_CHECKBOX,
     XDIALOG_FIT,
     XDIALOG_TEXT_MAX,
-    ZENITY_FIT,
     Kdialog,
     Xdialog,
-    Zenity,
 )
-from aip.approver.dialogs.native import (
-    OSA_SCRIPT,
-    OSASCRIPT_FIT,
-    POWERSHELL_FIT,
-    POWERSHELL_SCRIPT,
-    Osascript,
-    PowerShell,
-)
+from aip.approver.dialogs.native import OSA_SCRIPT, OSASCRIPT_FIT, Osascript
+from aip.approver.dialogs.powershell import POWERSHELL_FIT, POWERSHELL_SCRIPT, PowerShell
 from aip.approver.dialogs.render import WHOLE, DialogFacts, Fit, display_arguments, render
 from aip.approver.dialogs.terminal import Terminal
 from aip.approver.dialogs.verdict import Answer
@@ -144,7 +136,7 @@ def test_kdialog_command_line_is_fully_escaped_rich_text_with_deny_preselected()
     assert "&lt;b&gt;" in inner
     assert "&amp;" in inner
     assert "&#92;" in inner
-    assert argv[-6:] == ["deny", "Deny", "on", "allow", "Allow", "off"]
+    assert argv[-6:] == ["deny", "Deny", "on", "allow", "Allow once", "off"]
 
 
 @pytest.mark.parametrize(

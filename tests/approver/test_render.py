@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses
 
 from aip.approver.dialogs import escape, render
-from aip.approver.dialogs.gui import KDIALOG_FIT, XDIALOG_FIT, ZENITY_FIT
+from aip.approver.dialogs.gui import ZENITY_FIT
+from aip.approver.dialogs.kdialog_xdialog import KDIALOG_FIT, XDIALOG_FIT
 from aip.approver.dialogs.render import DialogFacts, dialog_text
 
 FACTS = DialogFacts(

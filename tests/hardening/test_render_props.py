@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 from aip.approver.dialogs import escape, render
 from aip.approver.dialogs.base import Prompt
-from aip.approver.dialogs.gui import KDIALOG_FIT, XDIALOG_FIT, XDIALOG_TEXT_MAX, ZENITY_FIT, Xdialog
-from aip.approver.dialogs.native import OSASCRIPT_FIT, POWERSHELL_FIT
+from aip.approver.dialogs.gui import ZENITY_FIT
+from aip.approver.dialogs.kdialog_xdialog import KDIALOG_FIT, XDIALOG_FIT, XDIALOG_TEXT_MAX, Xdialog
+from aip.approver.dialogs.native import OSASCRIPT_FIT
+from aip.approver.dialogs.powershell import POWERSHELL_FIT
 from aip.approver.dialogs.render import DialogFacts, Fit, dialog_text, display_arguments
 
 # Text that is hostile to a dialog: newlines of every kind, bidi, zero-width, tags, markup.

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from aip.approver.dialogs.base import SAFE_PATH, Backend, binary_problem
 from aip.approver.dialogs.exec_program import ExecProgram
-from aip.approver.dialogs.gui import Kdialog, Xdialog, Zenity
-from aip.approver.dialogs.native import OSASCRIPT, Osascript, PowerShell, powershell_path
+from aip.approver.dialogs.gui import Zenity
+from aip.approver.dialogs.kdialog_xdialog import Kdialog, Xdialog
+from aip.approver.dialogs.native import OSASCRIPT, Osascript
+from aip.approver.dialogs.powershell import PowerShell, powershell_path
 from aip.approver.dialogs.terminal import Terminal
 from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome

@@ -1,4 +1,5 @@
-"""The Linux desktop backends: zenity, kdialog and Xdialog (security.md §1.2-§1.4).
+"""The Linux desktop backends' common parts, and zenity (security.md §1.2); kdialog and
+Xdialog are in kdialog_xdialog.py.
 
 Each gets the already escaped ASCII text, sized by the renderer for its ``fit``, and adds only
 its own escaping; none cuts anything (a text over its limit is a dialog error). Deny is the
@@ -17,7 +18,6 @@ from typing import Final
 from aip.approver.dialogs.base import (
     Finished,
     Prompt,
-    TextTooLarge,
     check_fits,
     gui_env,
     run_dialog,
@@ -49,14 +49,7 @@ SECOND_LIMITS: Final = Limits(chars=16 * 76, lines=16)
 # not visible in ps); Allow is enabled only once "I have read the whole request" is ticked
 # (without --checkbox, Return in a text-info means OK).
 ZENITY_FIT: Final = Fit(BODY_LIMITS, scroll=UNLIMITED)
-KDIALOG_FIT: Final = Fit(BODY_LIMITS)  # no scrolling view with Allow and Deny: withheld
 READ_ALL_CHECKBOX: Final = "I have read the whole request"
-XDIALOG_TEXT_MAX: Final = 1500  # Xdialog silently cuts its label at 2048 bytes
-FULLWIDTH_BACKSLASH: Final = "\uff3c"  # Xdialog turns the two chars \n into a newline
-XDIALOG_LEGEND: Final = f"\n({FULLWIDTH_BACKSLASH} = backslash)"
-XDIALOG_FIT: Final = Fit(
-    Limits(XDIALOG_TEXT_MAX - len(XDIALOG_LEGEND.encode()), lines=20, backslash_size=3)
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +104,8 @@ class Zenity:
             return First.ERROR
         if done.returncode == 1 and offered and done.first_line() == REMEMBER_BUTTON:
             return First.REMEMBER
+        if prompt.withheld and done.returncode == 0:
+            return First.DENY  # its only button is Deny
         answer = _by_returncode(done.returncode)
         if answer is Answer.ERROR:
             _failed(self.name, done)
@@ -135,64 +130,6 @@ class Zenity:
 def pango_text(text: str) -> str:
     """Plain text for a label that zenity passes through g_strcompress, then Pango markup."""
     return html.escape(text, quote=True).replace("\\", "\\\\")
-
-
-@dataclass(frozen=True, slots=True)
-class Kdialog:
-    binary: str
-    name: str = "kdialog"
-    fit: Fit = KDIALOG_FIT
-
-    def argv(self, prompt: Prompt) -> list[str]:
-        # Rich text forced with <qt> and fully escaped, so Qt never guesses; no backslash
-        # reaches kdialog's own escape parser. kdialog has no "default No", hence a radio
-        # list with Deny preselected.
-        check_fits(prompt.text, self.fit.dialog)
-        body = html.escape(prompt.text, quote=True).replace("\\", "&#92;").replace("\n", "<br>")
-        if prompt.withheld:
-            return [self.binary, "--title", TITLE, "--ok-label", "Deny", "--error",
-                    f"<qt>{body}</qt>"]  # fmt: skip
-        return [
-            self.binary,
-            "--title",
-            TITLE,
-            "--radiolist",
-            f"<qt>{body}</qt>",
-            "deny",
-            "Deny",
-            "on",
-            "allow",
-            "Allow",
-            "off",
-        ]
-
-    async def show(self, prompt: Prompt) -> Verdict:
-        done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env())
-        if done.returncode == 0 and done.first_line() == "allow":
-            return Verdict(Answer.ALLOW)
-        return Verdict(Answer.DENY if done.returncode in (0, 1, 2) else Answer.ERROR)
-
-
-@dataclass(frozen=True, slots=True)
-class Xdialog:
-    binary: str
-    name: str = "xdialog"
-    fit: Fit = XDIALOG_FIT
-
-    def argv(self, prompt: Prompt) -> list[str]:
-        check_fits(prompt.text, self.fit.dialog)
-        text = prompt.text.replace("\\", FULLWIDTH_BACKSLASH) + XDIALOG_LEGEND
-        if len(text.encode()) > XDIALOG_TEXT_MAX:  # the check above makes this unreachable
-            raise TextTooLarge(f"{len(text.encode())} bytes for Xdialog")
-        common = [self.binary, "--title", TITLE]
-        if prompt.withheld:
-            return [*common, "--ok-label", "Deny", "--msgbox", text, "0", "0"]
-        return [*common, "--ok-label", "Allow", "--cancel-label", "Deny", "--default-no",
-                "--yesno", text, "0", "0"]  # fmt: skip
-
-    async def show(self, prompt: Prompt) -> Verdict:
-        done = await run_dialog(orphan_proof(self.argv(prompt)), gui_env())
-        return Verdict(_by_returncode(done.returncode))
 
 
 def orphan_proof(argv: list[str]) -> list[str]:

@@ -1,37 +1,43 @@
-"""The macOS and Windows backends: constant scripts, data never part of the code.
+"""The macOS backend: osascript with constant scripts, data never part of the code.
 
-osascript gets the script on stdin (``osascript -``) and the text as an argv item;
-PowerShell gets a constant ``-EncodedCommand`` and the text as JSON on stdin
-(security.md §1.5, §1.6). Deny is the default button; Allow needs rc 0 and ``allow`` out.
-Neither has a scrolling view: a request longer than their ``fit`` is withheld (Deny only).
+osascript gets each script on stdin (``osascript -``) and the text as argv items
+(security.md §1.5). ``display dialog`` has at most three buttons: step 1 is exactly
+Deny · Allow once · Allow and remember… (Deny the default and the cancel button, so Escape
+denies; the third only when offered); step 2 is a ``choose from list`` whose preselected
+first row is "Allow once, remember nothing" and whose cancel button is "Allow once".
+It has no scrolling view: a request longer than its ``fit`` is withheld (Deny only).
+The PowerShell backend is in powershell.py.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 from dataclasses import dataclass
 from typing import Final
 
-import orjson
-
 from aip.approver.dialogs.base import Prompt, check_fits, run_dialog
+from aip.approver.dialogs.remember_text import SecondStep, body_limits, first_text
 from aip.approver.dialogs.render import TITLE, Fit, Limits
-from aip.approver.dialogs.verdict import Answer, Verdict
+from aip.approver.dialogs.second_step import First, run_two_steps
+from aip.approver.dialogs.verdict import Verdict
 
 OSASCRIPT: Final = "/usr/bin/osascript"
 # Old AppleScript documentation caps ``display dialog`` at 255 characters; newer macOS shows
 # more but grows the alert with it: 1,000 characters (security.md R-1.8), not measured here.
-OSASCRIPT_FIT: Final = Fit(Limits(chars=1000, lines=20))
-# Our own WinForms form: a Consolas 9 label up to 720 px wide (76 columns fit) grows about
-# 14 px a line; 30 lines stay on a 768 px screen. Not measured here (no Windows).
-POWERSHELL_FIT: Final = Fit(Limits(chars=30 * 76, lines=30))
+OSASCRIPT_LIMITS: Final = Limits(chars=1000, lines=20)
+OSASCRIPT_FIT: Final = Fit(body_limits(OSASCRIPT_LIMITS))
+OSASCRIPT_SECOND: Final = Limits(chars=800, lines=14)  # above a 9-row list; not measured
+# The ellipsis of "Allow and remember…" as character id 8230: the label the script compares
+# does not depend on how osascript decodes the script it reads on stdin.
+_REMEMBER: Final = '("Allow and remember" & (character id 8230))'
 # "cancel button" turns Deny and Escape into error -128, which we answer with "deny".
 OSA_SCRIPT: Final = f"""on run argv
   set msg to item 1 of argv
   set secs to (item 2 of argv) as integer
-  set choices to {{"Deny", "Allow"}}
+  set rememberLabel to {_REMEMBER}
+  set choices to {{"Deny", "Allow once"}}
   if (item 3 of argv) is "deny-only" then set choices to {{"Deny"}}
+  if (item 3 of argv) is "remember" then set choices to {{"Deny", "Allow once", rememberLabel}}
   try
     set r to display dialog msg with title "{TITLE}" buttons choices ¬
       default button "Deny" cancel button "Deny" with icon caution giving up after secs
@@ -39,70 +45,21 @@ OSA_SCRIPT: Final = f"""on run argv
     return "deny"
   end try
   if gave up of r then return "timeout"
-  if button returned of r is "Allow" then return "allow"
+  if button returned of r is "Allow once" then return "allow"
+  if button returned of r is rememberLabel then return "remember"
   return "deny"
 end run
 """
-
-POWERSHELL_SCRIPT: Final = f"""$ErrorActionPreference = 'Stop'
-$req = [Console]::In.ReadToEnd() | ConvertFrom-Json
-Add-Type -AssemblyName System.Windows.Forms
-Add-Type -AssemblyName System.Drawing
-$form = New-Object System.Windows.Forms.Form
-$form.Text = '{TITLE}'
-$form.TopMost = $true
-$form.AutoSize = $true
-$form.AutoSizeMode = 'GrowAndShrink'
-$form.StartPosition = 'CenterScreen'
-$form.FormBorderStyle = 'FixedDialog'
-$form.MinimizeBox = $false
-$form.MaximizeBox = $false
-$label = New-Object System.Windows.Forms.Label
-$label.UseMnemonic = $false
-$label.AutoSize = $true
-$label.MaximumSize = New-Object System.Drawing.Size(720, 0)
-$label.Font = New-Object System.Drawing.Font('Consolas', 9)
-$label.Text = [string]$req.text
-$label.Location = New-Object System.Drawing.Point(12, 12)
-$form.Controls.Add($label)
-$y = $label.PreferredSize.Height + 24
-$deny = New-Object System.Windows.Forms.Button
-$deny.Text = 'Deny'
-$deny.DialogResult = [System.Windows.Forms.DialogResult]::No
-$deny.Location = New-Object System.Drawing.Point(12, $y)
-$allow = New-Object System.Windows.Forms.Button
-$allow.Text = 'Allow'
-$allow.DialogResult = [System.Windows.Forms.DialogResult]::Yes
-$allow.Location = New-Object System.Drawing.Point(120, $y)
-if ([bool]$req.withheld) {{ $allow.Enabled = $false; $allow.Visible = $false }}
-$form.Controls.Add($deny)
-$form.Controls.Add($allow)
-$form.AcceptButton = $deny
-$form.CancelButton = $deny
-$form.ActiveControl = $deny
-$timer = New-Object System.Windows.Forms.Timer
-$timer.Interval = [Math]::Max(1, [int]$req.seconds) * 1000
-$timer.Add_Tick({{
-  $form.DialogResult = [System.Windows.Forms.DialogResult]::Abort
-  $form.Close()
-}})
-$timer.Start()
-$result = $form.ShowDialog()
-if ($result -eq [System.Windows.Forms.DialogResult]::Yes) {{ 'allow' }}
-elseif ($result -eq [System.Windows.Forms.DialogResult]::Abort) {{ 'timeout' }}
-else {{ 'deny' }}
+# Step 2: the rows' labels come after the text in argv; the chosen label is printed back.
+OSA_SECOND_SCRIPT: Final = f"""on run argv
+  set msg to item 1 of argv
+  set labels to items 2 thru -1 of argv
+  set picked to choose from list labels with title "{TITLE}" with prompt msg ¬
+    default items {{item 1 of labels}} OK button name "Remember" cancel button name "Allow once"
+  if picked is false then return "cancel"
+  return "choice " & (item 1 of picked)
+end run
 """
-
-
-def powershell_path(system_root: str | None = None) -> str:
-    root = system_root or os.environ.get("SystemRoot")  # noqa: SIM112 - Windows spells it so
-    root = root or "C:\\Windows"
-    return root + "\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
-
-
-def encoded_command(script: str = POWERSHELL_SCRIPT) -> str:
-    """``-EncodedCommand`` takes base64 of UTF-16LE; the script is a constant."""
-    return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +68,16 @@ class Osascript:
     name: str = "osascript"
     fit: Fit = OSASCRIPT_FIT
 
-    def argv(self, prompt: Prompt) -> list[str]:
+    def argv(self, prompt: Prompt, offered: bool = False) -> list[str]:
         # "-" = script from stdin; the items after it are argv of the run handler.
-        check_fits(prompt.text, self.fit.dialog)
-        buttons = "deny-only" if prompt.withheld else "ask"
-        return [self.binary, "-", prompt.text, str(max(1, prompt.seconds_left)), buttons]
+        text = first_text(prompt)
+        check_fits(text, OSASCRIPT_LIMITS)
+        mode = "deny-only" if prompt.withheld else "remember" if offered else "ask"
+        return [self.binary, "-", text, str(max(1, prompt.seconds_left)), mode]
+
+    def second_argv(self, step: SecondStep) -> list[str]:
+        check_fits(step.text, OSASCRIPT_SECOND)
+        return [self.binary, "-", step.text, *(choice.label for choice in step.choices)]
 
     def env(self) -> dict[str, str]:
         keep = ("HOME", "LANG", "TMPDIR", "USER")
@@ -124,51 +86,31 @@ class Osascript:
         return env
 
     async def show(self, prompt: Prompt) -> Verdict:
-        done = await run_dialog(self.argv(prompt), self.env(), OSA_SCRIPT.encode())
+        return await run_two_steps(self, prompt, OSASCRIPT_SECOND)
+
+    async def first(self, prompt: Prompt, offered: bool) -> First:
+        argv = self.argv(prompt, offered)  # before the clock starts: it says the seconds
+        done = await run_dialog(argv, self.env(), OSA_SCRIPT.encode())
         if done.returncode != 0:
-            return Verdict(Answer.ERROR)
-        return Verdict(_by_word(done.first_line()))
+            return First.ERROR
+        return by_word(done.first_line(), offered)
+
+    async def second(self, step: SecondStep, seconds_left: int) -> str | None:
+        done = await run_dialog(self.second_argv(step), self.env(), OSA_SECOND_SCRIPT.encode())
+        line = done.first_line()
+        if done.returncode != 0 or not line.startswith("choice "):
+            return None  # cancelled or failed: Allow once (step 1 allowed)
+        label = line.removeprefix("choice ")
+        return next((c.key for c in step.choices if c.label == label), None)
 
 
-@dataclass(frozen=True, slots=True)
-class PowerShell:
-    binary: str
-    name: str = "powershell"
-    fit: Fit = POWERSHELL_FIT
-
-    def argv(self) -> list[str]:
-        """Identical for every request: the data goes on stdin."""
-        return [
-            self.binary,
-            "-NoProfile",
-            "-NonInteractive",
-            "-ExecutionPolicy",
-            "Bypass",
-            "-EncodedCommand",
-            encoded_command(),
-        ]
-
-    def stdin(self, prompt: Prompt) -> bytes:
-        check_fits(prompt.text, self.fit.dialog)
-        seconds = max(1, prompt.seconds_left)
-        return orjson.dumps({"text": prompt.text, "seconds": seconds, "withheld": prompt.withheld})
-
-    def env(self) -> dict[str, str]:
-        keep = ("SystemRoot", "windir", "TEMP", "TMP", "USERPROFILE", "APPDATA", "LOCALAPPDATA")
-        env = {k: os.environ[k] for k in keep if os.environ.get(k)}
-        env["PATH"] = env.get("SystemRoot", "C:\\Windows") + "\\System32"
-        return env
-
-    async def show(self, prompt: Prompt) -> Verdict:
-        done = await run_dialog(self.argv(), self.env(), self.stdin(prompt))
-        if done.returncode != 0:
-            return Verdict(Answer.ERROR)
-        return Verdict(_by_word(done.first_line()))
-
-
-def _by_word(word: str) -> Answer:
+def by_word(word: str, offered: bool) -> First:
+    """Step 1's printed word; "timeout" (we kill at the deadline first) or anything
+    unexpected is a failure, never a human decision."""
     if word == "allow":
-        return Answer.ALLOW
+        return First.ALLOW_ONCE
     if word == "deny":
-        return Answer.DENY
-    return Answer.ERROR  # "timeout" (we kill at the deadline first) or anything unexpected
+        return First.DENY
+    if word == "remember" and offered:
+        return First.REMEMBER
+    return First.ERROR

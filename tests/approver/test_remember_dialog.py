@@ -62,10 +62,12 @@ def test_choices_start_with_allow_once_and_deny_is_timed_only() -> None:
     assert rows[0].verdict == ALLOW_ONCE
     assert [r.key for r in rows] == [
         "once", "exact-900", "exact-3600", "exact-session", "like-900", "like-3600",
-        "like-session", "deny-900", "deny-3600"]  # fmt: skip
+        "like-session", "deny-900", "deny-3600", "deny-like-900", "deny-like-3600"]  # fmt: skip
     assert rows[1].label == "Allow this exact call for 15 minutes"
     assert rows[6].verdict == Verdict(Answer.ALLOW, Remember(Scope.LIKE, None))
-    assert rows[-1].verdict == Verdict(Answer.DENY, Remember(Scope.EXACT, 3600))
+    assert rows[8].verdict == Verdict(Answer.DENY, Remember(Scope.EXACT, 3600))
+    assert rows[-1].verdict == Verdict(Answer.DENY, Remember(Scope.LIKE, 3600))
+    assert rows[-1].label == "Deny calls like this, don't ask again for 1 hour"
     assert [r.key for r in choices((Scope.EXACT,))][-2:] == ["deny-900", "deny-3600"]
     assert not any(r.key.startswith("like") for r in choices((Scope.EXACT,)))
 

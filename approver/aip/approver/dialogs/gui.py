@@ -43,7 +43,8 @@ SETPRIV: Final = "/usr/bin/setpriv"  # util-linux
 MESSAGE_LIMITS: Final = Limits(chars=20 * 76, lines=20)
 # The request gets all but the room of the note "Remembering is not offered: ...".
 BODY_LIMITS: Final = body_limits(MESSAGE_LIMITS)
-# Step 2 (zenity --list): its text above at most 9 rows; 16 lines + 9 rows stay on 768 px.
+# Step 2 (zenity --list): its text above at most 11 rows; 16 lines + 11 rows stay on 768 px
+# (120 px + 17 px a line + 24 px a row, measured under Xvfb).
 SECOND_LIMITS: Final = Limits(chars=16 * 76, lines=16)
 # zenity --text-info: the whole text, scrollable, from stdin (not argv: no 128 KiB limit,
 # not visible in ps); Allow is enabled only once "I have read the whole request" is ticked

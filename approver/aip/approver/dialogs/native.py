@@ -26,7 +26,7 @@ OSASCRIPT: Final = "/usr/bin/osascript"
 # more but grows the alert with it: 1,000 characters (security.md ), not measured here.
 OSASCRIPT_LIMITS: Final = Limits(chars=1000, lines=20)
 OSASCRIPT_FIT: Final = Fit(body_limits(OSASCRIPT_LIMITS))
-OSASCRIPT_SECOND: Final = Limits(chars=800, lines=14)  # above a 9-row list; not measured
+OSASCRIPT_SECOND: Final = Limits(chars=800, lines=14)  # above an 11-row list; not measured
 # The ellipsis of "Allow and remember…" as character id 8230: the label the script compares
 # does not depend on how osascript decodes the script it reads on stdin.
 _REMEMBER: Final = '("Allow and remember" & (character id 8230))'

@@ -33,7 +33,7 @@ from aip.approver.dialogs.verdict import Verdict
 # 14 px a line; 30 lines stay on a 768 px screen. Not measured here (no Windows).
 POWERSHELL_LIMITS: Final = Limits(chars=30 * 76, lines=30)
 POWERSHELL_FIT: Final = Fit(body_limits(POWERSHELL_LIMITS))
-POWERSHELL_SECOND: Final = Limits(chars=16 * 76, lines=16)  # above a 9-row list
+POWERSHELL_SECOND: Final = Limits(chars=16 * 76, lines=16)  # above an 11-row list
 
 POWERSHELL_SCRIPT: Final = f"""$ErrorActionPreference = 'Stop'
 $req = [Console]::In.ReadToEnd() | ConvertFrom-Json

@@ -96,12 +96,12 @@ def choices(scopes: tuple[Scope, ...]) -> tuple[Choice, ...]:
             key = f"{scope.value}-{seconds if seconds is not None else 'session'}"
             label = f"Allow {what[scope]} for {_span(seconds)}"
             rows.append(Choice(key, label, Verdict(Answer.ALLOW, Remember(scope, seconds))))
-    if scopes:
+    for scope in scopes:
         for seconds in DURATIONS:
             if seconds is not None:  # "deny and don't ask again" is always timed
-                label = f"Deny this exact call, don't ask again for {_span(seconds)}"
-                verdict = Verdict(Answer.DENY, Remember(Scope.EXACT, seconds))
-                rows.append(Choice(f"deny-{seconds}", label, verdict))
+                key = f"deny-{seconds}" if scope is Scope.EXACT else f"deny-like-{seconds}"
+                label = f"Deny {what[scope]}, don't ask again for {_span(seconds)}"
+                rows.append(Choice(key, label, Verdict(Answer.DENY, Remember(scope, seconds))))
     return tuple(rows)
 
 

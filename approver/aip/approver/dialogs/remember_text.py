@@ -126,7 +126,10 @@ def show_pattern(pattern: str) -> str:
 
 
 def _like_lines(offer: RememberOffer) -> list[str]:
-    lines = prose("Calls like this: the same tool, every argument a full match of its pattern:")
+    lines = prose(
+        "Calls like this: the same tool and arguments, except that each argument below may be "
+        "any value that is a full match of its pattern:"
+    )
     for name, pattern in offer.like.items():
         lines += wrap(f"  {show_pattern(name)}: {show_pattern(pattern)}")
         example = offer.examples.get(name)

@@ -225,7 +225,7 @@ async def test_terminal_two_steps(typed: bytes, expected: Verdict) -> None:
         os.close(slave)
 
 
-async def test_a_second_step_that_cannot_open_the_display_is_started_once_more(
+async def test_a_second_step_that_cannot_open_the_display_is_started_again(
     tmp_path: Path,
 ) -> None:
     flaky = (

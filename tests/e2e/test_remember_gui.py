@@ -23,6 +23,7 @@ from aip.approver.dialogs.base import Prompt
 from aip.approver.dialogs.gui import ZENITY_FIT, Zenity
 from aip.approver.dialogs.render import DialogFacts, display_arguments, render
 from aip.approver.dialogs.verdict import (
+    ALLOW_ONCE,
     DENY,
     Answer,
     Example,
@@ -118,8 +119,21 @@ async def test_three_buttons_and_return_denies(display: str, zenity: Zenity) -> 
 
 
 async def test_allow_and_remember_this_exact_call_for_15_minutes(
-    display: str, zenity: Zenity
+    display: str, zenity: Zenity, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # One retry, as for step 1: under load a step-2 zenity can fail to open the display
+    # every time it is started (the ask then ends Allow once, logged); a second miss fails.
+    for attempt in range(2):
+        verdict = await _remember_exact_15(display, zenity)
+        if verdict is not None:
+            assert verdict == Verdict(Answer.ALLOW, Remember(Scope.EXACT, 900))
+            return
+        assert "cannot open display" in caplog.text, "step 2 never appeared"
+        assert not attempt, "step 2 never appeared twice"
+
+
+async def _remember_exact_15(display: str, zenity: Zenity) -> Verdict | None:
+    """Step 1 "Allow and remember…", step 2 the second row; None: step 2 never appeared."""
     task, win = await _first_window(display, zenity)
     try:
         # GTK orders the buttons: Allow and remember… | Deny | Allow once (right-aligned;
@@ -127,7 +141,12 @@ async def test_allow_and_remember_this_exact_call_for_15_minutes(
         x, y = win["X"] + win["WIDTH"] - 336, win["Y"] + win["HEIGHT"] - 25
         xdo(display, "mousemove", "--sync", str(x), str(y), "click", "1")
         await asyncio.to_thread(gone, display, win["WINDOW"])
-        second = await asyncio.to_thread(window, display, 15, win["WINDOW"])
+        try:
+            second = await asyncio.to_thread(window, display, 15, win["WINDOW"])
+        except AssertionError:
+            assert task.done(), "step 2 neither appeared nor ended"
+            assert task.result() == ALLOW_ONCE
+            return None
         _on_screen(second)
         (argv,) = _dialog_argv()
         assert "--list" in argv
@@ -141,6 +160,6 @@ async def test_allow_and_remember_this_exact_call_for_15_minutes(
         xdo(display, "key", "Down")  # the cursor starts on row 1 (Allow once): row 2
         xdo(display, "key", "Return")
         async with asyncio.timeout(15):
-            assert await task == Verdict(Answer.ALLOW, Remember(Scope.EXACT, 900))
+            return await task
     finally:
         task.cancel()

@@ -9,6 +9,7 @@ list). A withheld prompt gets a dialog whose only button is Deny.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import os
@@ -51,6 +52,7 @@ SECOND_LIMITS: Final = Limits(chars=16 * 76, lines=16)
 # (without --checkbox, Return in a text-info means OK).
 ZENITY_FIT: Final = Fit(BODY_LIMITS, scroll=UNLIMITED)
 READ_ALL_CHECKBOX: Final = "I have read the whole request"
+DISPLAY_RETRY_PAUSES_S: Final = (0.1, 0.5, None)  # step 2 started at most 3 times
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +117,18 @@ class Zenity:
 
     async def second(self, step: SecondStep, seconds_left: int) -> str | None:
         # Measured under Xvfb: a zenity started just as the first one exits sometimes fails
-        # to open the display (rc 1, "cannot open display"); nothing was shown, so it is
-        # started once more. Any other end without a choice is Allow once (step 1 allowed).
-        for _attempt in range(2):
+        # to open the display (rc 1, "cannot open display"), more often under load; nothing
+        # was shown, so it is started again after a short pause (the ask's deadline still
+        # bounds all of it). Any other end without a choice is Allow once (step 1 allowed).
+        for pause in DISPLAY_RETRY_PAUSES_S:
             done = await run_dialog(orphan_proof(self.second_argv(step)), gui_env())
             if done.returncode == 0:
                 return done.first_line()
             if done.returncode != 1 or b"cannot open display" in done.stderr:
                 _failed(self.name, done)
-            if b"cannot open display" not in done.stderr:
+            if b"cannot open display" not in done.stderr or pause is None:
                 break
+            await asyncio.sleep(pause)
         return None
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from aip.approver.dialogs.base import Prompt
-from aip.approver.dialogs.gui import SECOND_LIMITS, ZENITY_FIT, Zenity, pango_text
+from aip.approver.dialogs.base import Prompt, check_fits
+from aip.approver.dialogs.gui import MESSAGE_LIMITS, SECOND_LIMITS, ZENITY_FIT, Zenity, pango_text
+from aip.approver.dialogs.kdialog_xdialog import XDIALOG_FIT, XDIALOG_LIMITS
 from aip.approver.dialogs.remember_text import (
     REMEMBER_BUTTON,
     SCROLL_WHY_NOT,
@@ -238,3 +239,17 @@ async def test_a_second_step_that_cannot_open_the_display_is_started_again(
     (tmp_path / "tried").unlink()
     fake = _stand_in(tmp_path, f"echo '{REMEMBER_BUTTON}'; exit 1", always)
     assert await Zenity(str(fake)).show(_prompt(fit=ZENITY_FIT)) == ALLOW_ONCE  # step 1 allowed
+
+
+@pytest.mark.parametrize("size", [0, 40, 99, 100, 101, 500, 100_000])
+def test_the_note_always_fits_the_room_kept_for_it(size: int) -> None:
+    """A request at the body's limit plus the longest note still fits every dialog."""
+    why = ("w" * 7 + " ") * (size // 8) + "\\" * (size % 8)
+    for limits, fit in ((MESSAGE_LIMITS, ZENITY_FIT), (XDIALOG_LIMITS, XDIALOG_FIT)):
+        body = "\n".join(["x" * 70] * (fit.dialog.lines - 1) + ["y"])
+        body = body[: fit.dialog.chars]
+        assert fit.dialog.holds(body.split("\n"))
+        prompt = dataclasses.replace(
+            _prompt(), text=body, remember=RememberOffer(offered=False, why_not=why or "x")
+        )
+        check_fits(first_text(prompt), limits)

@@ -63,7 +63,9 @@ def first_text(prompt: Prompt) -> str:
     offer = offer_for(prompt)
     if prompt.withheld or offer.offered or not offer.why_not or offer == NOT_OFFERED:
         return prompt.text  # NOT_OFFERED: no grant code asked (nothing to explain)
-    why = truncate(_UNSAFE_NOTE.sub("?", offer.why_not.strip()), WHY_MAX)
+    why = _UNSAFE_NOTE.sub("?", offer.why_not.strip())
+    if len(why) > WHY_MAX:  # our own sentence; a hard cut keeps the note in two lines
+        why = why[: WHY_MAX - 3] + "..."
     note = "\n".join(wrap(f"Remembering is not offered: {why}."))
     if prompt.scroll:
         return f"{note}\n\n{prompt.text}"  # a scrolling view would hide it at the end

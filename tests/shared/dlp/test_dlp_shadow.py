@@ -157,3 +157,22 @@ def test_inserting_invisible_characters_never_stops_detection(
     red, counts = WITH_ENCODING.redact_text(spelled)
     assert counts[rule] >= 1
     assert secret not in red
+
+
+def test_a_match_in_one_view_never_hides_a_secret_in_the_other() -> None:
+    """Found by the property above: soft hyphens split a Slack token so that its visible
+    spelling shows a card number; the shadow view must be taken of the original text, not of
+    the card-redacted one, or most of the token is shown."""
+    token = "xoxp-1234567890-1234567890-1234567890-abcdef0123456789"
+    spelled = "xoxp-1234567890-12\xad34567890-123456\xad7890-abcdef0123456789"
+    red, counts = BUILTIN.redact_text(spelled)
+    assert counts["slack-token"] == 1
+    assert "abcdef0123456789" not in red
+    assert "1234567890" not in red
+    out = BUILTIN.redact_line(orjson.dumps(result(text(f"value: {spelled} ."))))
+    assert out.counts["slack-token"] == 1
+    assert token.encode() not in (out.line or b"")
+    assert b"abcdef0123456789" not in (out.line or b"")
+    red_b, counts_b = BUILTIN.redact_bytes(f"stderr {spelled}".encode())
+    assert counts_b["slack-token"] == 1
+    assert b"abcdef0123456789" not in red_b

@@ -195,14 +195,7 @@ class Redactor:
     def redact_bytes(self, b: bytes) -> tuple[bytes, Counter[str]]:
         """Redact raw text (a stderr line); like a string leaf, when its shadow view holds a
         match, the text is replaced by its redacted shadow view."""
-        red, counts = self._scanner.redact(b)
-        shadow = self._scanner.shadow.of(red)
-        if shadow is not None:
-            red_shadow, more = self._scanner.redact(shadow)
-            if more:
-                counts.update(more)
-                red = red_shadow
-        return red, counts
+        return self._scanner.redact_views(b)
 
 
 def summarize(counts: Counter[str]) -> list[str]:

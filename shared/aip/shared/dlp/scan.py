@@ -142,6 +142,25 @@ class Scanner:
             return self.markers[first.rule], counts
         return text, counts
 
+    def redact_views(self, raw: bytes) -> tuple[bytes, Counter[str]]:
+        """Redact ``raw`` as written and as its shadow view (invisible characters removed,
+        fullwidth folded). Both views come from the original text: a match in one view can
+        break a secret's spelling in the other (a card number inside a Slack token split by
+        soft hyphens), so the shadow is never taken of an already-redacted text. When the
+        shadow view holds a secret the text becomes its redacted shadow view; when each view
+        holds one the other does not see, nothing of the text is shown."""
+        red, counts = self.redact(raw)
+        shadow = self.shadow.of(raw)
+        if shadow is None:
+            return red, counts
+        red_shadow, shadow_counts = self.redact(shadow)
+        if not shadow_counts:
+            return red, counts
+        if all(counts[name] <= shadow_counts[name] for name in counts):
+            return red_shadow, shadow_counts
+        both = counts | shadow_counts
+        return self.markers[self.names.index(min(both))], both
+
     def _apply(self, text: bytes, spans: list[Span], counts: Counter[str]) -> bytes:
         out: list[bytes] = []
         pos = 0

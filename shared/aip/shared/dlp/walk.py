@@ -120,21 +120,11 @@ class Walker:
         return v
 
     def text(self, s: str, counts: Counter[str]) -> str:
-        raw = s.encode("utf-8", "surrogatepass")
-        red, c = self._scanner.redact(raw)
-        out = s
-        if c:
-            counts.update(c)
-            out = red.decode("utf-8", "surrogatepass")
-        shadow = self._scanner.shadow.of(red)
-        if shadow is not None:
-            # A secret spelled with invisible or fullwidth characters: when the shadow view
-            # holds a match, the string is replaced by its redacted shadow view.
-            red, c = self._scanner.redact(shadow)
-            if c:
-                counts.update(c)
-                out = red.decode("utf-8", "surrogatepass")
-        return out
+        red, c = self._scanner.redact_views(s.encode("utf-8", "surrogatepass"))
+        if not c:
+            return s
+        counts.update(c)
+        return red.decode("utf-8", "surrogatepass")
 
     def _dict(self, d: dict[Any, Any], counts: Counter[str], *, top: bool) -> dict[Any, Any]:
         out: dict[Any, Any] = {}

@@ -2,8 +2,9 @@
 
 Step 1 has three buttons, Deny | Allow once | Allow and remember…, and Return denies; after
 "Allow and remember…" step 2 lists what to remember, and choosing "this exact call for 15
-minutes" returns Verdict(ALLOW, Remember(EXACT, 900)). Run in-process through Zenity.show
-(the scheduler's part is the exec: tests). Screenshots go to test-artifacts/; with
+minutes" returns Verdict(ALLOW, Remember(EXACT, 900)). Run in-process through Zenity.show,
+and once through the real approver (asks carrying grant facts, as a proxy sends them): Return
+denies, remember exact, and the same call again is granted without a dialog. Screenshots go to test-artifacts/; with
 AIP_DOCS_SCREENSHOT=1 they are also written to docs/dialog-zenity.png (step 1) and
 docs/dialog-zenity-remember.png (step 2).
 """
@@ -11,6 +12,7 @@ docs/dialog-zenity-remember.png (step 2).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
@@ -32,6 +34,9 @@ from aip.approver.dialogs.verdict import (
     Scope,
     Verdict,
 )
+from aip.shared.outcomes import Outcome
+from aip.shared.protocol.facts import GrantFacts, canonical_digest
+from tests.support.approverproc import Approver, Dealer, ask, short_dir
 from tests.support.xdisplay import SCREEN, gone, screenshot, window, xdo, xvfb
 
 pytestmark = [pytest.mark.gui, pytest.mark.e2e]
@@ -163,3 +168,61 @@ async def _remember_exact_15(display: str, zenity: Zenity) -> Verdict | None:
             return await task
     finally:
         task.cancel()
+
+
+@pytest.fixture
+def approver(display: str) -> Iterator[Approver]:
+    env = {**os.environ, "DISPLAY": display}
+    env.pop("WAYLAND_DISPLAY", None)
+    with short_dir() as folder, Approver(folder, "zenity", timeout_s=30, env=env) as proc:
+        yield proc.wait_ready()
+
+
+def _ask_with_facts(d: Dealer, request_id: int) -> None:
+    msg = ask(d.session, request_id, path="/home/u/notes/todo.md")
+    facts = GrantFacts(
+        server_sha256="b" * 64, tool_sha256="", args_sha256=canonical_digest(msg.arguments)
+    )
+    d.send(dataclasses.replace(msg, grant=facts))
+
+
+def _shown(d: Dealer, display: str, request_id: int) -> dict[str, int]:
+    """Ask and wait for its dialog; one retry when zenity cannot open the display under
+    load (that ask then ends dialog_error, and the slot is free again)."""
+    for attempt in range(2):
+        _ask_with_facts(d, request_id + 100 * attempt)
+        try:
+            return window(display, 25)
+        except AssertionError:
+            assert d.decision(15).outcome is Outcome.DIALOG_ERROR
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def test_through_the_approver_return_denies_and_a_remembered_call_is_granted(
+    approver: Approver, display: str
+) -> None:
+    """The real approver and zenity: the three buttons, Return denies; then "Allow and
+    remember…" + this exact call for 15 minutes, and the same call again is granted
+    without a dialog."""
+    with Dealer(approver.endpoint) as d:
+        d.hello(agent_id="agent-abc123", server="filesystem")
+        win = _shown(d, display, 1)
+        argv = [p.cmdline() for p in psutil.Process(approver.proc.pid).children(recursive=True)]
+        assert any("--extra-button" in a for a in argv)
+        xdo(display, "windowfocus", "--sync", str(win["WINDOW"]))
+        xdo(display, "key", "Return")
+        assert d.decision(15).outcome is Outcome.DENIED_BY_USER
+        gone(display, win["WINDOW"])
+        win = _shown(d, display, 2)
+        x, y = win["X"] + win["WIDTH"] - 336, win["Y"] + win["HEIGHT"] - 25
+        xdo(display, "mousemove", "--sync", str(x), str(y), "click", "1")
+        gone(display, win["WINDOW"])
+        second = window(display, 25, win["WINDOW"])
+        xdo(display, "windowfocus", "--sync", str(second["WINDOW"]))
+        xdo(display, "key", "Down")
+        xdo(display, "key", "Return")
+        assert d.decision(15).outcome is Outcome.HUMAN_APPROVED
+        _ask_with_facts(d, 3)
+        assert d.decision(5).outcome is Outcome.GRANTED

@@ -4,9 +4,9 @@ Step 1 has three buttons, Deny | Allow once | Allow and remember…, and Return 
 "Allow and remember…" step 2 lists what to remember, and choosing "this exact call for 15
 minutes" returns Verdict(ALLOW, Remember(EXACT, 900)). Run in-process through Zenity.show,
 and once through the real approver (asks carrying grant facts, as a proxy sends them): Return
-denies, remember exact, and the same call again is granted without a dialog. Screenshots go to test-artifacts/; with
-AIP_DOCS_SCREENSHOT=1 they are also written to docs/dialog-zenity.png (step 1) and
-docs/dialog-zenity-remember.png (step 2).
+denies, remember exact, and the same call again is granted without a dialog. Screenshots go
+to test-artifacts/; with AIP_DOCS_SCREENSHOT=1 they are also written to
+docs/dialog-zenity.png (step 1) and docs/dialog-zenity-remember.png (step 2).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Behaviour: argv[1] if given, else the first line of the file named by $AIP_TEST_ANSWER_FILE
 (re-read on every call, so a test can change it), else $AIP_TEST_ANSWER, else "deny".
-  allow | deny  -> print it, exit 0          never   -> sleep until killed
+  allow | deny  -> print it, exit 0          never   -> wait until killed or orphaned
   slow:SECONDS:WORD -> wait, then answer     garbage -> print junk, exit 0
   fail  -> exit 3 with no output             dump    -> print the request back (debug)
 With $AIP_TEST_RECORD set, appends one JSON line per call: {pid, open, close, request}
@@ -55,8 +55,12 @@ def main() -> int:
         _, seconds, word = word.split(":", 2)
         time.sleep(float(seconds))
     if word == "never":
-        while True:
-            time.sleep(3600)
+        # Until killed, or until the approver that started us is gone (a SIGKILLed approver
+        # cannot kill its dialogs' groups; an orphaned "never" would outlive the test run).
+        parent = os.getppid()
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        return 1
     if word == "fail":
         _record("close", None)
         return 3

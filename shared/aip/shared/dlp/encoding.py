@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
+from aip.shared.policy.regexes import finditer_spans
+
 MAX_DECODE_DEPTH: Final = 2
 MIN_BASE64_CHARS: Final = 16  # 12 decoded bytes: shorter runs cannot hold a useful secret
 MIN_HEX_CHARS: Final = 32
@@ -49,12 +51,13 @@ class EncodingScanner:
                 yield m.start(), m.end(), decoded
 
     def runs(self, text: bytes) -> Iterator[bytes]:
-        """The candidate runs ``decoded_runs`` would decode, undecoded (see ``decode``)."""
+        """The candidate runs ``decoded_runs`` would decode, undecoded (see ``decode``).
+        Spans only (no match objects): this runs on every pre-check of decoded text."""
         if b"%" in text:
-            for m in self._percent.finditer(text):
-                yield m.group()
-        for m in self._alnum.finditer(text):
-            yield m.group()
+            for start, end in finditer_spans(self._percent, text):
+                yield text[start:end]
+        for start, end in finditer_spans(self._alnum, text):
+            yield text[start:end]
 
     @staticmethod
     def decode(run: bytes) -> Iterator[bytes]:

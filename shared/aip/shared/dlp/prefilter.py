@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
+from aip.shared.policy.regexes import search_spans
+
 # Past this many candidate bytes in one text, validating them would cost about as much as the
 # walk that would validate them again: answer "maybe" and let the walk decide.
 MAX_CHECKED_BYTES: Final = 16 * 1024
@@ -51,11 +53,12 @@ class Prefilter:
 
     def search(self, text: bytes) -> bool | None:
         """True: something may match (the walk must look); None: nothing can (like re2's)."""
-        m = self._any.search(text)
-        if m is None:
+        spans = search_spans(self._any, text)  # the common answers without a match object
+        if spans is None:
             return None
-        if not any(m.start(g) >= 0 for g in self._groups):
+        if not any(spans[g][0] >= 0 for g in self._groups):
             return True  # a plain alternative: RE2 prefers it at the same start
+        m = self._any.search(text)
         if self._one_pass:
             return self._one_pass_search(text, m)
         # The leftmost match is a candidate: no plain match starts before it, but one may start

@@ -13,7 +13,7 @@ from aip.shared.outcomes import Outcome
 from aip.shared.policy.decision import Decision, Verdict
 from aip.shared.policy.model import Action, ArgPattern, Policy, ToolRule
 from aip.shared.policy.ratelimit import RateLimiter
-from aip.shared.policy.regexes import value_bytes
+from aip.shared.policy.regexes import full_match, value_bytes
 
 _MISSING: Final = object()
 
@@ -63,7 +63,7 @@ def _first_failure(rule: ToolRule, args: dict[str, Any]) -> tuple[ArgPattern, bo
         if value is _MISSING:
             return pattern, True
         data = value_bytes(value)
-        if data is None or pattern.regex.fullmatch(data) is None:
+        if data is None or not full_match(pattern.regex, data):
             return pattern, False
     return None
 

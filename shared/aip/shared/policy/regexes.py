@@ -8,6 +8,7 @@ the re2 wrapper maps offsets back to characters for ``str`` input, which costs ~
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any, Final
 
 import orjson
@@ -114,5 +115,60 @@ def value_bytes(value: object) -> bytes | None:
 
 
 def full_match(regex: Any, data: bytes) -> bool:
-    """True when the whole of ``data`` matches ``regex`` (anchors in the pattern or not)."""
-    return regex.fullmatch(data) is not None
+    """True when the whole of ``data`` matches ``regex`` (anchors in the pattern or not).
+
+    Asks the compiled ``_re2.RE2`` under the wrapper directly: the wrapper's ``fullmatch``
+    builds a generator and a match object per call (about as much again as the match itself
+    on a short argument). The same C++ call with the same anchor, so the same answer; a
+    wrapper without ``_regexp`` (another re2 build) takes the public API."""
+    inner = getattr(regex, "_regexp", None)
+    anchors = _ANCHORS or _load_anchors()
+    if inner is None or anchors[0] is None:
+        return regex.fullmatch(data) is not None
+    return bool(inner.Match(anchors[0], data, 0, len(data))[0][0] >= 0)
+
+
+def search_spans(regex: Any, data: bytes) -> Any:
+    """The spans of ``regex.search(data)``'s groups (0 = the whole match, ``(-1, -1)`` for
+    a group that took no part), or None when nothing matches; without the wrapper's
+    generator and match object."""
+    inner = getattr(regex, "_regexp", None)
+    anchors = _ANCHORS or _load_anchors()
+    if inner is None or anchors[1] is None:
+        m = regex.search(data)
+        return None if m is None else [m.span(g) for g in range(regex.groups + 1)]
+    spans = inner.Match(anchors[1], data, 0, len(data))
+    return None if spans[0][0] < 0 else spans
+
+
+def finditer_spans(regex: Any, data: bytes) -> Iterator[tuple[int, int]]:
+    """The (start, end) of each match ``regex.finditer(data)`` yields, in the same steps
+    (an empty match moves on one byte), without a match object per match."""
+    inner = getattr(regex, "_regexp", None)
+    anchors = _ANCHORS or _load_anchors()
+    if inner is None or anchors[1] is None:
+        for m in regex.finditer(data):
+            yield m.span()
+        return
+    pos, end, unanchored = 0, len(data), anchors[1]
+    while True:
+        span = inner.Match(unanchored, data, pos, end)[0]
+        if span[0] < 0:
+            return
+        yield span
+        if pos == end:
+            return
+        pos = pos + 1 if pos == span[1] else span[1]
+
+
+_ANCHORS: list[Any] = []  # [ANCHOR_BOTH, UNANCHORED], filled at the first match (re2 is lazy)
+
+
+def _load_anchors() -> list[Any]:
+    try:
+        from re2 import _re2  # the C++ binding google-re2's wrapper calls
+    except ImportError:  # pragma: no cover - another re2 build: the public API serves
+        _re2 = None
+    anchor = getattr(getattr(_re2, "RE2", None), "Anchor", None)
+    _ANCHORS[:] = [getattr(anchor, "ANCHOR_BOTH", None), getattr(anchor, "UNANCHORED", None)]
+    return _ANCHORS

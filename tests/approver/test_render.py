@@ -170,3 +170,22 @@ def test_plain_values_and_ordinals() -> None:
         "22nd",
         "101st",
     ]
+
+
+def test_a_remote_ask_names_its_device_first() -> None:
+    """Issue 14.4: the human must see the ask is not from this machine before anything else;
+    a name that is not plain is escaped like any other text."""
+    from aip.approver.extra_socket import SSH_ORIGIN, origin_label, with_claim
+
+    origin = with_claim(SSH_ORIGIN, "devbox")
+    facts = dataclasses.replace(FACTS, origin=origin_label(origin))
+    lines = _logical(dialog_text(facts, {"path": "/tmp/x"}))
+    assert lines[0] == "REMOTE, from devbox via ssh, name claimed by the proxy"
+    assert lines[1] == "Agent: agent-abc123"
+    claimed = with_claim(SSH_ORIGIN, "dev\u202ebox\n;rm")
+    assert claimed is not None
+    assert claimed.device == "dev_box__rm"
+    assert with_claim(SSH_ORIGIN, "") == dataclasses.replace(SSH_ORIGIN, device="unnamed")
+    odd = dataclasses.replace(FACTS, origin="a\u202eb (via curve)")
+    assert _logical(dialog_text(odd, {}))[0] == 'REMOTE, from "a\\u202eb (via curve)"'
+    assert _logical(dialog_text(FACTS, {}))[0] == "Agent: agent-abc123"  # local: no line

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aip.approver.audit.sink import AuditSink
 from aip.approver.dialogs.choose import CHOICES, Choice, choose
+from aip.approver.extra_socket import EXTRA_NAME
 from aip.approver.instance import AlreadyRunning, InstanceLock
 from aip.approver.queue import BUDGET_BURST, BUDGET_PER_MINUTE, MAX_PENDING, MAX_PENDING_SESSION
 from aip.approver.server import ApprovalServer
@@ -102,6 +103,12 @@ def parser() -> argparse.ArgumentParser:
         default="",
         help="also accept asks of paired remote hosts over CURVE here (docs/remote.md)",
     )
+    ap.add_argument(
+        "--extra-endpoint",
+        metavar="ipc://PATH|none",
+        help="the restricted socket to forward to SSH hosts: asks and audit records only "
+        "(default: approver-extra.sock beside the socket; docs/remote.md)",
+    )
     ap.add_argument("--verbose", action="store_true", help="debug logging")
     return ap
 
@@ -116,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths.ensure_private_dir(sock.parent)
         audit_path = args.audit_log or str(paths.default_audit_log())
         choice = choose(args.dialog)
+        extra = _extra_endpoint(args.extra_endpoint, sock)
         if args.remote_listen:
             split_endpoint(args.remote_listen)
     except (ConfigError, CodeError) as exc:
@@ -137,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ask_per_minute=args.ask_rate,
             ask_burst=args.ask_burst,
             remote_listen=args.remote_listen,
+            extra_endpoint=extra,
         )
         _announce(config, choice)
         return asyncio.run(_serve(config, choice))
@@ -147,11 +156,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock.release()
 
 
+def _extra_endpoint(given: str | None, sock: Path) -> str:
+    """The extra socket's endpoint: beside ours by default, ``none`` for none; its folder
+    must be as private as ours (ConfigError)."""
+    if given == "none":
+        return ""
+    endpoint = given or paths.IPC_PREFIX + str(sock.with_name(EXTRA_NAME))
+    path = paths.socket_path(endpoint)
+    if path == sock:
+        raise ConfigError(f"--extra-endpoint {endpoint}: that is the approver's own socket")
+    paths.ensure_private_dir(path.parent)
+    return endpoint
+
+
 def _announce(config: ServerConfig, choice: Choice) -> None:
     backend = choice.backend.name if choice.backend is not None else "none"
     log.info(
-        "aip-approver starting: endpoint=%s backend=%s timeout=%gs audit_log=%s",
+        "aip-approver starting: endpoint=%s extra=%s backend=%s timeout=%gs audit_log=%s",
         config.endpoint,
+        config.extra_endpoint or "none",
         backend,
         config.timeout_s,
         config.audit_path,

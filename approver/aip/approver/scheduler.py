@@ -18,6 +18,7 @@ from aip.approver.dialogs import render
 from aip.approver.dialogs.base import Backend, Prompt
 from aip.approver.dialogs.escape import show_name, show_value
 from aip.approver.dialogs.verdict import NOT_OFFERED, Answer, RememberOffer, Verdict
+from aip.approver.extra_socket import origin_label
 from aip.approver.queue import AskQueue
 from aip.approver.sessions import Session
 from aip.shared.audit.stamp import rfc3339
@@ -245,6 +246,7 @@ class Scheduler:
             seconds_left=max(1, math.floor(ticket.deadline - now)),
             waiting=self._queue.waiting(),
             hidden_chars=ask.hidden_chars,
+            origin=origin_label(session.origin),
         )
         shown = render.render(facts, ask.arguments, self._backend.fit)
         if shown.withheld:

@@ -14,10 +14,9 @@ import logging
 import os
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from aip.approver.ask_record import ask_record
 from aip.approver.ask_redact import redacted
@@ -25,10 +24,20 @@ from aip.approver.audit.decision_log import DecisionLog
 from aip.approver.audit.writer import AuditUnavailable
 from aip.approver.dialogs.choose import Choice
 from aip.approver.endpoint_watch import watch_endpoint
+from aip.approver.extra_socket import (
+    SSH_ORIGIN,
+    Refusals,
+    extra_route,
+    forbidden,
+    origin_label,
+    split_extra,
+    with_claim,
+)
 from aip.approver.grants.desk import GrantDesk
 from aip.approver.grants.model import Grant, Kind
 from aip.approver.handshake import hello_refusal, malformed_reply
-from aip.approver.peer import peer_of, readable, source_fd
+from aip.approver.ipc_listener import IpcListener
+from aip.approver.peer import peer_of, source_fd
 from aip.approver.queue import AskQueue
 from aip.approver.remote.bridge import open_listener, split_route, stamp
 from aip.approver.remote.listener import RemoteListener
@@ -64,11 +73,6 @@ from aip.shared.protocol.status import Status, StatusReply
 
 log = logging.getLogger(__name__)
 
-RECV_BATCH: Final = 64  # messages per wake-up before yielding to the dialog and timers
-HEARTBEAT_IVL_MS: Final = 1000
-HEARTBEAT_TIMEOUT_MS: Final = 3000
-SHUTDOWN_LINGER_MS: Final = 1000  # let the last SHUTDOWN decisions reach their proxies
-
 
 class ApprovalServer:
     def __init__(self, config: ServerConfig, choice: Choice, decisions: DecisionLog) -> None:
@@ -84,13 +88,14 @@ class ApprovalServer:
         )
         self._scheduler: Scheduler | None = None
         self._tg: asyncio.TaskGroup | None = None
-        self._router: zmq.Socket[bytes] | None = None
-        self._wake = asyncio.Event()
+        self._local: IpcListener | None = None
+        self._extra: IpcListener | None = None
         self._refused: set[bytes] = set()
         self._redactor: Redactor | None = None
         self._uid = os.getuid()
         self._keys = SessionKeys(keys_dir(Path(config.audit_path)) if config.audit_path else None)
         self._remote: RemoteListener | None = None
+        self._refusals = Refusals(decisions)
         self.exit_code = 0
         self._grants = GrantDesk(
             lambda: asyncio.get_running_loop().time(),
@@ -101,21 +106,30 @@ class ApprovalServer:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> int:
         """Serve until ``stop`` is set (signals) or the endpoint is stolen; returns exit code."""
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        router = ctx.socket(zmq.ROUTER)
-        router.linger = 0
-        router.maxmsgsize = self._config.max_frame_bytes  # bigger peers are disconnected
-        router.heartbeat_ivl = HEARTBEAT_IVL_MS
-        router.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
-        monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        self._router = router
+        c = self._config
+        local = IpcListener(
+            ctx, c.endpoint, "local", c.max_frame_bytes, self._on_frames, self._on_disconnect
+        )
+        self._local = local
+        if c.extra_endpoint:  # restricted: what arrives there is labelled ssh (issue 14.2)
+            self._extra = IpcListener(
+                ctx,
+                c.extra_endpoint,
+                "extra",
+                c.max_frame_bytes,
+                self._on_extra,
+                self._on_disconnect,
+            )
+        listeners = [local, *([self._extra] if self._extra else [])]
         try:
-            router.bind(self._config.endpoint)
-            inode = socket_path(self._config.endpoint).stat().st_ino
+            for listener in listeners:
+                listener.bind()
+            inode = socket_path(c.endpoint).stat().st_ino
             self._redactor = Redactor.builtin_only()  # ~25 ms of RE2 compiles, not on an ask
-            remote = self._open_remote() if self._config.remote_listen else None  # or ConfigError
+            remote = self._open_remote() if c.remote_listen else None  # or ConfigError
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                loops = [tg.create_task(self._receive(router, monitor))]
+                loops = [tg.create_task(listener.run()) for listener in listeners]
                 if remote is not None:
                     loops.append(tg.create_task(remote.run()))
                 if self._choice.backend is not None:
@@ -123,12 +137,11 @@ class ApprovalServer:
                         self._choice.backend,
                         self._queue,
                         self._finished,
-                        self._config.timeout_s,
+                        c.timeout_s,
                         offer=self._grants.offer_ticket,
                     )
                     loops.append(tg.create_task(self._scheduler.run()))
-                watch = watch_endpoint(self._config.endpoint, inode, self._config.watchdog_s)
-                stolen = tg.create_task(watch)
+                stolen = tg.create_task(watch_endpoint(c.endpoint, inode, c.watchdog_s))
                 if ready is not None:
                     ready.set()
                 waiter = tg.create_task(stop.wait())
@@ -141,66 +154,44 @@ class ApprovalServer:
                 for task in (*loops, stolen, waiter):
                     task.cancel()
         finally:
-            router.linger = SHUTDOWN_LINGER_MS
-            monitor.close(linger=0)
-            router.close()
+            for listener in listeners:
+                listener.close()
             ctx.term()
         return self.exit_code
 
     # -- receiving ----------------------------------------------------------------------
 
-    async def _receive(self, router: zmq.Socket[bytes], monitor: zmq.Socket[bytes]) -> None:
-        """Plain sockets watched with add_reader (zmq.asyncio's poller costs ~0.1 ms a wake).
-        A zmq FD only signals edges, so EVENTS is checked before every sleep, and every send
-        (which may swallow an edge) sets ``_wake`` too."""
-        loop = asyncio.get_running_loop()
-        for sock in (router, monitor):
-            loop.add_reader(sock.FD, self._wake.set)
-        try:
-            while True:
-                self._wake.clear()
-                for _ in range(RECV_BATCH):
-                    self._drain_monitor(monitor)  # disconnects before any later message
-                    try:
-                        frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    try:
-                        self._on_frames(frames)
-                    except Exception:  # one message's boundary: never stop serving the rest
-                        log.exception("failed to handle a message; dropped")
-                self._drain_monitor(monitor)
-                if readable(router) or readable(monitor):
-                    await asyncio.sleep(0)  # more to read: let the dialog and timers run first
-                    continue
-                await self._wake.wait()
-        finally:
-            for sock in (router, monitor):
-                loop.remove_reader(sock.FD)
+    def _on_disconnect(self, fd: int) -> None:
+        for session in self._sessions.on_fd(fd):
+            log.info("proxy session %s disconnected", session.sid)
+            self._forget(session.sid)
 
-    def _drain_monitor(self, monitor: zmq.Socket[bytes]) -> None:
-        while True:
-            try:
-                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
-            except zmq.Again:
-                return
-            if event["event"] == zmq.EVENT_DISCONNECTED:
-                for session in self._sessions.on_fd(event["value"]):
-                    log.info("proxy session %s disconnected", session.sid)
-                    self._forget(session.sid)
+    def _our_peer(self, route: bytes, body: zmq.Frame) -> tuple[int, int | None] | None:
+        """(uid, pid) when the sender is our uid (SO_PEERCRED), else None (logged once)."""
+        uid, peer_pid = peer_of(body)
+        if uid != self._uid:
+            if route not in self._refused and len(self._refused) < 4096:
+                self._refused.add(route)
+                log.warning("refused peer uid=%s pid=%s: not our user", uid, peer_pid)
+            return None
+        return self._uid, peer_pid
 
     def _on_frames(self, frames: list[zmq.Frame]) -> None:
         if len(frames) != 2:
             log.warning("dropping a message of %d frames", len(frames))
             return
         route, body = frames[0].bytes, frames[1]
-        uid, peer_pid = peer_of(body)
-        if uid != self._uid:
-            if route not in self._refused and len(self._refused) < 4096:
-                self._refused.add(route)
-                log.warning("refused peer uid=%s pid=%s: not our user", uid, peer_pid)
+        if (peer := self._our_peer(route, body)) is not None:
+            self._dispatch(route, body, peer[0], peer[1], None)
+
+    def _on_extra(self, frames: list[zmq.Frame]) -> None:
+        """The extra socket: our uid too (the ssh client that forwards it), restricted and
+        labelled ``ssh``; the device is what the proxy's hello claims (extra_socket)."""
+        if len(frames) != 2:
             return
-        self._dispatch(route, body, uid, peer_pid, None)
+        route, body = frames[0].bytes, frames[1]
+        if (peer := self._our_peer(route, body)) is not None:
+            self._dispatch(extra_route(route), body, peer[0], peer[1], SSH_ORIGIN)
 
     def _open_remote(self) -> RemoteListener:
         c, backend = self._config, self._choice.backend
@@ -226,6 +217,11 @@ class ApprovalServer:
             return
         if isinstance(msg, Status | Grants):  # aipctl: our uid (checked above), no session
             if origin is not None:  # never from a remote host: it may only ask and record
+                error = forbidden(msg.type, msg.ref, origin)
+                log.warning("refused %s from %s: %s", msg.type, origin_label(origin), error.detail)
+                self._send(route, error)
+                if self._refusals.first(route):
+                    self._spawn(self._refusals.audit(error, origin))
                 return
             ctl = self._status(msg.ref) if isinstance(msg, Status) else self._grants.control(msg)
             self._send(route, ctl)
@@ -236,7 +232,8 @@ class ApprovalServer:
                 log.warning("hello from pid %s refused: %s", peer_pid, refusal.detail)
                 self._send(route, refusal)
                 return
-            fd = source_fd(body) if origin is None else -1  # remote: the listener tracks it
+            origin = with_claim(origin, msg.host)  # ssh: the device the proxy claims
+            fd = -1 if split_route(route) else source_fd(body)  # curve: its listener tracks it
             session = self._sessions.hello(
                 msg, route, fd, uid, peer_pid or 0, user_name(uid), origin
             )
@@ -380,16 +377,14 @@ class ApprovalServer:
         )
 
     def _send(self, route: bytes, msg: ToProxy) -> None:
-        assert self._router is not None
         if (far := split_route(route)) is not None:
             if self._remote is not None:
                 self._remote.send(far, encode(msg))
-            return
-        try:
-            self._router.send_multipart([route, encode(msg)], zmq.NOBLOCK)
-        except zmq.ZMQError as exc:  # peer gone or its queue full: it will deny by itself
-            log.warning("could not send %s: %s", msg.type, exc)
-        self._wake.set()  # the send may have consumed the FD's edge: look again
+        elif (near := split_extra(route)) is not None:
+            if self._extra is not None:
+                self._extra.send(near, encode(msg), msg.type)
+        elif self._local is not None:
+            self._local.send(route, encode(msg), msg.type)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self._tg is not None

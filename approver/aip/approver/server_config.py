@@ -24,3 +24,6 @@ class ServerConfig:
     ask_burst: float = BUDGET_BURST
     watchdog_s: float = WATCHDOG_S
     remote_listen: str = ""  # tcp://HOST:PORT: the CURVE listener (DESIGN §10), else none
+    # ipc:// path of the restricted extra socket for ssh -R (issue 14.2, extra_socket); ""
+    # for none. aip-approver makes it beside the socket unless told otherwise.
+    extra_endpoint: str = ""

@@ -80,7 +80,7 @@ class SessionTable:
         return self._by_sid.pop(sid, None)
 
     def on_fd(self, fd: int) -> list[Session]:
-        return [s for s in self._by_sid.values() if s.fd == fd and s.origin is None]
+        return [s for s in self._by_sid.values() if s.fd == fd]  # a CURVE session's is -1
 
     def on_route(self, route: bytes) -> list[Session]:
         return [s for s in self._by_sid.values() if s.route == route]

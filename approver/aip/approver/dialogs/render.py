@@ -49,6 +49,7 @@ class DialogFacts:
     seconds_left: int
     waiting: int  # other asks waiting behind this one
     hidden_chars: int = 0  # what the DLP markers in the arguments stand for (Ask.hidden_chars)
+    origin: str = ""  # where a remote ask comes from (extra_socket.origin_label); "" local
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,8 @@ def display_arguments(arguments: dict[str, Any]) -> dict[str, str]:
 def _identity(facts: DialogFacts) -> list[str]:
     """Who asks, first: no argument can push these lines out of a dialog."""
     lines: list[str] = []
+    if facts.origin:  # a remote device first: the human must know the ask is not from here
+        lines += wrap(f"REMOTE, from {truncate(show_value(facts.origin), IDENTITY_MAX)}")
     for label, value in (("Agent", facts.agent_id), ("Server", facts.server), ("Rule", facts.rule)):
         lines += wrap(f"{label}: {truncate(show_value(value), IDENTITY_MAX)}")
     status = f"{ordinal(facts.ordinal)} request from this agent in 60 s. "

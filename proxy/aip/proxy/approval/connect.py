@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,7 @@ def make_approval_client(
             agent_id=hello["agent_id"],
             server=hello["server"],
             policy=PolicyRef(**hello["policy"]),
+            host=socket.gethostname()[:64],  # the name a dialog shows for a forwarded proxy
         )
         remote = _remote(endpoint or os.environ.get(paths.ENDPOINT_ENV))
         target = remote[0].endpoint if remote else endpoint or paths.default_endpoint()

@@ -50,6 +50,8 @@ class Event(enum.StrEnum):
     GRANT_EXPIRED = "grant_expired"
     GRANT_REVOKED = "grant_revoked"
     GRANT_REFUSED = "grant_refused"
+    # A message a remote peer may not send (status, grants), refused (docs/remote.md).
+    REMOTE_REFUSED = "remote_refused"
 
 
 def decision_record(
@@ -209,7 +211,8 @@ def grant_record(event: Event, *, timestamp: float | None = None, **fields: Any)
 
 
 def meta_record(event: Event, *, timestamp: float | None = None, **fields: Any) -> dict[str, Any]:
-    """genesis / rotate / recovered_tail / policy_reload: ``event``, ``timestamp`` + fields."""
+    """genesis / rotate / recovered_tail / policy_reload / remote_refused: ``event``,
+    ``timestamp`` + fields."""
     return {"timestamp": rfc3339(timestamp), "event": event.value, **fields}
 
 

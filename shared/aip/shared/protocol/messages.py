@@ -57,6 +57,7 @@ class ErrorCode(enum.StrEnum):
     MALFORMED = "malformed"  # the approver could not decode a frame (logged on both sides)
     VERSION = "version"  # the hello's proto is outside what this approver serves
     SESSION_BOUND = "session_bound"  # the session id is bound to another key
+    FORBIDDEN = "forbidden"  # not served to a remote peer (status, grants): only asks, records
 
 
 # What an approver may answer to an ask. CANCELLED is never sent: the proxy withdrew the ask.
@@ -139,6 +140,9 @@ class Hello:
     policy: PolicyRef
     proto: int = 1
     key: str = ""
+    # The proxy's host name (socket.gethostname()). Only the SSH extra socket uses it: as the
+    # device name the proxy *claims* (shown as claimed), never as proof of anything.
+    host: str = ""
     type: MsgType = MsgType.HELLO
     v: int = PROTOCOL_VERSION
 

@@ -1,7 +1,9 @@
 """Where a path really leads (DESIGN §4.5): ``realpath`` (strict=False), asked of the kernel
 where it surely agrees with ``os.path.realpath`` (Linux: one ``open(O_PATH)`` and a /proc name,
-~3 us, against ~12 us for realpath's lstat per component). Nothing is cached: a symlink the
-agent swaps in between two calls is seen by the next.
+~3 us, against ~12 us for realpath's lstat per component). A normal path is first walked by
+``openat2`` refusing every symlink (``aip.shared.policy.nosymlinks``): when no symlink is on
+the way the path is its own real path, in one call. Nothing is cached: a symlink the agent
+swaps in between two calls is seen by the next.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import stat
 import sys
 import threading
 from typing import Final
+
+from aip.shared.policy.nosymlinks import walk_without_symlinks
 
 # Linux: the kernel resolves a path in one open(O_PATH) and /proc names what it reached
 # (~3 us); os.path.realpath walks it in Python with an lstat per component (~12 us).
@@ -51,6 +55,10 @@ def _kernel_realpath(path: str, normal: str | None, known: int = 0) -> str:
     names as written. A symlink on the way (a dangling one into a protected directory
     included), permission problems, loops and odd /proc names go to realpath itself.
     """
+    # One openat2 walk that refuses symlinks: exists, or missing before any symlink, and
+    # realpath is the path as written (it keeps missing names as written).
+    if path == normal and walk_without_symlinks(path):
+        return path
     if known and path == normal:
         # Below a base most names are missing: one lstat of the first name says so.
         cut = path.find("/", known + 1)

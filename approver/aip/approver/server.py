@@ -18,10 +18,8 @@ from typing import Any
 
 import zmq
 
-from aip.approver.ask_record import ask_record
 from aip.approver.ask_redact import redacted
 from aip.approver.audit.decision_log import DecisionLog
-from aip.approver.audit.writer import AuditUnavailable
 from aip.approver.dialogs.choose import Choice
 from aip.approver.endpoint_watch import watch_endpoint
 from aip.approver.extra_socket import (
@@ -34,19 +32,19 @@ from aip.approver.extra_socket import (
     with_claim,
 )
 from aip.approver.grants.desk import GrantDesk
-from aip.approver.grants.model import Grant, Kind
+from aip.approver.grants.model import Kind
 from aip.approver.handshake import hello_refusal, malformed_reply
 from aip.approver.ipc_listener import IpcListener
 from aip.approver.peer import peer_of, source_fd
 from aip.approver.queue import AskQueue
-from aip.approver.remote.bridge import open_listener, split_route, stamp
+from aip.approver.remote.bridge import open_listener, split_route
 from aip.approver.remote.listener import RemoteListener
 from aip.approver.remote.origin import Origin
+from aip.approver.replies import Replies
 from aip.approver.scheduler import Scheduler, Ticket
 from aip.approver.server_config import ServerConfig
 from aip.approver.session_keys import SessionKeys, keys_dir
 from aip.approver.sessions import Session, SessionTable
-from aip.approver.status import StatusConfig, status_snapshot
 from aip.shared.audit.stamp import user_name
 from aip.shared.dlp.redactor import Redactor
 from aip.shared.dlp.scan import DlpError
@@ -56,25 +54,20 @@ from aip.shared.protocol.codec import ProtocolError, encode
 from aip.shared.protocol.frames import ToProxy, decode_to_approver
 from aip.shared.protocol.grants import Grants
 from aip.shared.protocol.messages import (
-    PROTO,
     Ask,
     Audit,
-    AuditAck,
     Bye,
     Cancel,
-    Decision,
     Error,
     ErrorCode,
     Hello,
-    HumanDecision,
-    Welcome,
 )
-from aip.shared.protocol.status import Status, StatusReply
+from aip.shared.protocol.status import Status
 
 log = logging.getLogger(__name__)
 
 
-class ApprovalServer:
+class ApprovalServer(Replies):
     def __init__(self, config: ServerConfig, choice: Choice, decisions: DecisionLog) -> None:
         self._config = config
         self._choice = choice
@@ -301,80 +294,6 @@ class ApprovalServer:
             self._scheduler.drop_session(sid)
         self._sessions.remove(sid)
         self._grants.session_gone(sid)
-
-    # -- replying -----------------------------------------------------------------------
-
-    def _finished(
-        self, ticket: Ticket, outcome: Outcome, human: HumanDecision | None, wait_ms: int
-    ) -> None:
-        self._spawn(self._deliver(ticket.ask, ticket.session, outcome, human, wait_ms, ticket))
-
-    async def _deliver(
-        self,
-        ask: Ask,
-        session: Session,
-        outcome: Outcome,
-        human: HumanDecision | None,
-        wait_ms: int,
-        by: Ticket | Grant | None = None,
-    ) -> None:
-        """Record, then reply: an allow leaves only once its record is durable. ``by``: the
-        grant that answered, or the ticket whose human answer may create one."""
-        grant_id = by.id if isinstance(by, Grant) else None
-        record = ask_record(ask, session, outcome, human, wait_ms, grant_id)
-        allows = outcome in (Outcome.HUMAN_APPROVED, Outcome.GRANTED)
-        try:
-            await self._log.record(record, durable=allows)
-        except Exception:  # a task boundary: whatever broke the log, fail closed
-            log.exception("could not record the decision on ask %s", ask.request_id)
-            if allows:
-                outcome, human = Outcome.AUDIT_UNAVAILABLE, None
-        else:
-            self._grants.after(by, human)
-        if outcome is Outcome.CANCELLED:
-            return  # the proxy withdrew the ask (or is gone): nobody waits for a reply
-        reply = Decision(
-            session=ask.session,
-            request_id=ask.request_id,
-            nonce=ask.nonce,
-            digest=ask.digest,
-            outcome=outcome,
-            human_decision=human,
-            queue_wait_ms=wait_ms,
-        )
-        self._send(session.route, reply)
-
-    async def _ingest(self, session: Session, msg: Audit) -> None:
-        try:
-            rseqs = await self._log.ingest(stamp(msg.records, session.origin))
-        except AuditUnavailable as exc:  # expected while the log is down: no ack, no trace
-            log.debug("audit batch %d of session %s not written: %s", msg.batch, msg.session, exc)
-            return
-        except Exception:  # a task boundary: no ack, the proxy keeps its spool
-            log.exception("could not ingest audit batch %d of session %s", msg.batch, msg.session)
-            return
-        self._send(session.route, AuditAck(session=msg.session, batch=msg.batch, rseqs=rseqs))
-
-    def _welcome(self, session: Session) -> Welcome:
-        c = self._config
-        limits: dict[str, Any] = {"timeout_s": c.timeout_s, "max_ask_bytes": c.max_ask_bytes}
-        return Welcome(session=session.sid, audit_path=c.audit_path, proto=PROTO, **limits)
-
-    def _status(self, ref: str) -> StatusReply:
-        return status_snapshot(
-            ref,
-            choice=self._choice,
-            active=self._scheduler.active if self._scheduler is not None else None,
-            queue=self._queue,
-            sessions=self._sessions,
-            decisions=self._log,
-            config=StatusConfig(
-                self._config.timeout_s,
-                self._config.max_pending,
-                self._config.max_pending_session,
-                self._config.audit_path,
-            ),
-        )
 
     def _send(self, route: bytes, msg: ToProxy) -> None:
         if (far := split_route(route)) is not None:

@@ -223,3 +223,25 @@ def test_bwrap_is_found_outside_a_short_path(base: Path, tmp_path: Path) -> None
     r = _run(tmp_path, fake, PATH=str(Path(sys.executable).parent), start=True)
     assert r.stdout["result"]
     assert "kernel sandbox bwrap" in r.stderr
+
+
+def test_no_writable_temporary_folder_is_a_clear_refusal(base: Path, tmp_path: Path) -> None:
+    """The sandbox's plan and the server's stdout FIFO need a temporary folder; without one
+    (tempfile's own FileNotFoundError, forced here in the real proxy) the proxy refuses with
+    the fix instead of a traceback, and never starts the server."""
+    fake = make_home(base)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import tempfile\n"
+        "def _none(*a, **k):\n"
+        "    raise FileNotFoundError(2, 'No usable temporary directory found')\n"
+        "tempfile.gettempdir = _none\n"
+        "tempfile.mkdtemp = _none\n"
+    )
+    r = _run(tmp_path, fake, PYTHONPATH=str(hook), **fake.env())
+    assert r.returncode == 2
+    assert "cannot prepare the MCP server's sandbox" in r.stderr
+    assert "set TMPDIR" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert "raw-test-server" not in r.stderr

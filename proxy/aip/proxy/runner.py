@@ -165,12 +165,18 @@ def run(
             policy_path=policy.path,
             command=settings.command,
         )
+        levels = wrapper_levels(prefix)
+        fifo = StdoutFifo() if levels else None  # a wrapper would hold a pipe: see stdout_pipe
     except SandboxUnavailable as exc:
         log.error("%s", exc)
         return EXIT_SPAWN_FAILED
+    except OSError as exc:  # e.g. no writable temporary folder (tempfile's own error)
+        log.error(
+            "cannot prepare the MCP server's sandbox: %s (set TMPDIR to a folder you can write)",
+            exc,
+        )
+        return EXIT_SPAWN_FAILED
     become_subreaper()  # after the sandbox probe: its processes are not ours to reap
-    levels = wrapper_levels(prefix)
-    fifo = StdoutFifo() if levels else None  # a wrapper would hold a pipe: see stdout_pipe
     try:
         child = Child(
             [*prefix, *(fifo.launcher() if fifo else []), *settings.command],

@@ -74,7 +74,9 @@ class Walker:
                     continue
                 if isinstance(key, str):
                     out.append(key.encode("utf-8", "surrogatepass"))
-                if not self._gather(x, out):
+                if isinstance(x, str):  # the common leaf, inlined (a call less per argument)
+                    out.append(x.encode("utf-8", "surrogatepass"))
+                elif not self._gather(x, out):
                     return False
         elif isinstance(v, list):
             if top:  # a batch

@@ -115,6 +115,24 @@ async def test_one_dialog_at_a_time_and_each_ask_ends_once() -> None:
     assert backend.shown[0].queue_position == 19
 
 
+async def test_a_pairing_dialog_never_opens_beside_an_ask() -> None:
+    """The remote pairing's confirmation takes the same one dialog slot as the asks."""
+    backend = Scripted(Answer.DENY, delay_s=0.05)
+    desk = Desk(backend, timeout_s=5)
+    worker = asyncio.ensure_future(desk.scheduler.run())
+    sessions = [new_session() for _ in range(3)]
+    for i in range(6):
+        assert desk.scheduler.submit(ask(sessions[i % 3], i), _session(sessions[i % 3])) is None
+    await shown(backend, 1)
+    pairing = backend.shown[0]
+    verdicts = await asyncio.gather(*(desk.scheduler.show_alone(pairing) for _ in range(3)))
+    await desk.until(6)
+    worker.cancel()
+    assert backend.max_open == 1
+    assert [v.answer for v in verdicts] == [Answer.DENY] * 3
+    assert len(backend.shown) == 9
+
+
 async def test_cancel_drop_and_shutdown() -> None:
     backend = Scripted(delay_s=None)
     desk = Desk(backend, timeout_s=5)

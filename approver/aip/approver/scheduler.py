@@ -78,6 +78,7 @@ class Scheduler:
         self._tickets: dict[tuple[str, str], Ticket] = {}
         self._wake = asyncio.Event()
         self._active: Ticket | None = None
+        self._slot = asyncio.Lock()  # the one dialog on screen: an ask's, or a pairing's
 
     @property
     def active(self) -> Ticket | None:
@@ -132,7 +133,14 @@ class Scheduler:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await self._show(ticket)
+            async with self._slot:
+                await self._show(ticket)
+
+    async def show_alone(self, prompt: Prompt) -> Verdict:
+        """A dialog that is not an ask (a remote pairing): it takes the one dialog slot, so
+        it never appears beside an ask's dialog; the caller bounds it with its own timeout."""
+        async with self._slot:
+            return await self._backend.show(prompt)
 
     # -- internals ----------------------------------------------------------------------
 

@@ -20,7 +20,9 @@ import zmq
 
 from aip.approver.ask_redact import redacted
 from aip.approver.audit.decision_log import DecisionLog
+from aip.approver.dialogs.base import Prompt
 from aip.approver.dialogs.choose import Choice
+from aip.approver.dialogs.verdict import Verdict
 from aip.approver.endpoint_watch import watch_endpoint
 from aip.approver.extra_socket import (
     SSH_ORIGIN,
@@ -192,10 +194,15 @@ class ApprovalServer(Replies):
             c.remote_listen,
             lambda route, body, origin: self._dispatch(route, body, self._uid, 0, origin),
             self._forget_route,
-            backend.show if backend is not None else None,
+            self._show_alone if backend is not None else None,
             (c.timeout_s, c.max_frame_bytes),
         )
         return self._remote
+
+    async def _show_alone(self, prompt: Prompt) -> Verdict:
+        """The pairing dialog waits for the dialog slot: never beside an ask's dialog."""
+        assert self._scheduler is not None  # made before any message is read
+        return await self._scheduler.show_alone(prompt)
 
     def _dispatch(
         self, route: bytes, body: zmq.Frame, uid: int, peer_pid: int | None, origin: Origin | None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ tool_rules:
 """
 INSIDE = "/run/aip"  # where the container sees the approver's folder
 INSIDE_ENDPOINT = f"ipc://{INSIDE}/approver.sock"
+REPO = Path(__file__).resolve().parents[2]
 STRANGER = 54321  # a uid the namespace does not map
 # A container's /proc is masked in part, so the kernel sandbox's own bwrap cannot mount a
 # new one (measured: "Can't mount proc"); a contained proxy uses what works (docs/remote.md).
@@ -61,6 +63,10 @@ def container(folder: Path, uid: int, socket_folder: Path) -> list[str]:
         "/run",
         "--tmpfs",
         "/tmp",
+        # The checkout and its virtual environment stay visible when they live under /tmp
+        # (a CI clone does): the private /tmp would hide the proxy's own program.
+        *("--ro-bind", str(REPO), str(REPO)),
+        *("--ro-bind", sys.prefix, sys.prefix),
         "--bind",
         str(folder),
         str(folder),

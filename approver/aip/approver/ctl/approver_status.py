@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
-import zmq
 
+from aip.approver.ctl.approver_call import round_trip
 from aip.approver.ctl.console import err, out, out_json, paint
 from aip.approver.dialogs.escape import show_value
 from aip.shared import paths
 from aip.shared.errors import ConfigError
-from aip.shared.protocol.codec import ProtocolError, encode
-from aip.shared.protocol.frames import decode_to_proxy
-from aip.shared.protocol.messages import Error, new_nonce
+from aip.shared.protocol.messages import new_nonce
 from aip.shared.protocol.status import Status, StatusReply
 
 TIMEOUT_S: Final = 2.0
@@ -48,29 +46,7 @@ def register(actions: Any) -> None:
 
 def query_status(endpoint: str, timeout_s: float) -> StatusReply | None:
     """One status round trip; None when nothing answered in time."""
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.linger = 0
-    ref = new_nonce()
-    try:
-        sock.connect(endpoint)
-        # Not immediate: the frame waits for the connection; the poll below bounds the wait.
-        sock.send(encode(Status(ref=ref)), flags=zmq.NOBLOCK)
-        while sock.poll(int(timeout_s * 1000), zmq.POLLIN):
-            try:
-                msg = decode_to_proxy(sock.recv(zmq.NOBLOCK))
-            except ProtocolError:
-                continue
-            if isinstance(msg, StatusReply) and msg.ref == ref:
-                return msg
-            if isinstance(msg, Error):  # an approver too old to know ``status``
-                raise ConfigError(f"the approver refused the status request: {msg.detail}")
-        return None
-    except zmq.ZMQError:
-        return None
-    finally:
-        sock.close(linger=0)
-        ctx.term()
+    return round_trip(endpoint, Status(ref=new_nonce()), StatusReply, timeout_s)
 
 
 def audit_head(path: str) -> dict[str, Any] | None:

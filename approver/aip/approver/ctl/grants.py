@@ -10,16 +10,14 @@ from __future__ import annotations
 import argparse
 from typing import Any, Final
 
-import zmq
-
+from aip.approver.ctl.approver_call import round_trip
 from aip.approver.ctl.console import err, out, out_json
 from aip.approver.dialogs.escape import show_value
 from aip.shared import paths
 from aip.shared.errors import ConfigError
-from aip.shared.protocol.codec import ProtocolError, encode
-from aip.shared.protocol.frames import decode_to_proxy
+from aip.shared.protocol.codec import ProtocolError
 from aip.shared.protocol.grants import Grants, GrantsOp, GrantsReply
-from aip.shared.protocol.messages import Error, new_nonce
+from aip.shared.protocol.messages import new_nonce
 
 TIMEOUT_S: Final = 2.0
 
@@ -46,27 +44,7 @@ def register(groups: Any) -> None:
 
 def ask_approver(endpoint: str, msg: Grants, timeout_s: float) -> GrantsReply | None:
     """One round trip; None when nothing answered in time. ConfigError on a refusal."""
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.linger = 0
-    try:
-        sock.connect(endpoint)
-        sock.send(encode(msg), flags=zmq.NOBLOCK)
-        while sock.poll(int(timeout_s * 1000), zmq.POLLIN):
-            try:
-                reply = decode_to_proxy(sock.recv(zmq.NOBLOCK))
-            except ProtocolError:
-                continue
-            if isinstance(reply, GrantsReply) and reply.ref == msg.ref:
-                return reply
-            if isinstance(reply, Error):  # an approver too old to know ``grants``
-                raise ConfigError(f"the approver refused: {reply.code} {reply.detail}".strip())
-        return None
-    except zmq.ZMQError:
-        return None
-    finally:
-        sock.close(linger=0)
-        ctx.term()
+    return round_trip(endpoint, msg, GrantsReply, timeout_s)
 
 
 def _call(args: argparse.Namespace, **fields: Any) -> GrantsReply | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import zmq
 
-from aip.approver.remote.keyfile import server_keypair, write_atomic
+from aip.approver.remote.keyfile import server_keypair
 from aip.approver.remote.trust import DAY_S, TrustStore
 from aip.proxy.approval.zmq_client import ZmqApprovalClient
 from aip.shared.outcomes import Outcome
@@ -19,6 +19,7 @@ from aip.shared.protocol.frames import decode_to_approver
 from aip.shared.protocol.messages import Ask, Decision, Hello, Welcome
 from aip.shared.remote.code import fingerprint
 from aip.shared.remote.files import KeyPair, Pairing, new_keypair
+from aip.shared.safe_write import replace_file
 from tests.e2e.test_approval_client import Result, request
 from tests.remote.remotekit import free_port, listening
 from tests.support.approverproc import hello, new_session
@@ -33,7 +34,7 @@ def _paired(
     server = server_keypair(desktop)
     if trusted:
         now = time.time() - (30 - days) * DAY_S  # days < 0: a pairing that already expired
-        TrustStore(desktop, write_atomic, lambda: now).confirm("devbox", keys.public.decode(), 30)
+        TrustStore(desktop, replace_file, lambda: now).confirm("devbox", keys.public.decode(), 30)
     pairing = Pairing(
         "devbox",
         f"tcp://127.0.0.1:{port}",
@@ -98,7 +99,7 @@ async def test_a_paired_host_is_answered_and_a_revoked_one_is_cut_off(folder: Pa
             pending = Result()
             c.ask(request(2), pending)
             await asyncio.wait_for(seen.frames.get(), 5)  # the ask arrived; nobody answers it
-            TrustStore(folder, write_atomic).revoke("devbox")
+            TrustStore(folder, replace_file).revoke("devbox")
             t0 = time.monotonic()
             assert (await asyncio.to_thread(pending.wait)).outcome is Outcome.REMOTE_LINK_LOST
             assert time.monotonic() - t0 < FAST_S
@@ -116,7 +117,7 @@ async def test_a_paired_host_is_answered_and_a_revoked_one_is_cut_off(folder: Pa
 
             # Paired again: the same client recovers (libzmq gave up after the refusal; the
             # client connects afresh on the next ask).
-            TrustStore(folder, write_atomic).confirm("devbox", remote[1].public.decode(), 30)
+            TrustStore(folder, replace_file).confirm("devbox", remote[1].public.decode(), 30)
             again = Result()
             c.ask(request(3), again)
             route, body, _ = await asyncio.wait_for(seen.frames.get(), 5)

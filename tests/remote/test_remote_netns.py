@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 import zmq
 
-from aip.approver.remote.keyfile import write_atomic
 from aip.approver.remote.trust import DAY_S, TrustStore
 from aip.shared.remote.code import parse_code
 from aip.shared.remote.files import Pairing, load_pairing
+from aip.shared.safe_write import replace_file
 from tests.support.aipctl import AIPCTL, aipctl, quiet_env
 from tests.support.approverproc import Approver, answer_program, wait_for
 from tests.support.netns import DESK_ADDR, FAR_ADDR, Netns, veth_pair
@@ -200,13 +200,13 @@ def test_unpaired_expired_and_wrong_server_key_are_refused_fast(site: Site) -> N
     far = site.folder / "far" / "aip" / "remote"
     # Expired at the desktop (the store's clock is injectable): refused at the handshake.
     desk = site.folder / "desk" / "aip" / "remote"
-    TrustStore(desk, write_atomic).revoke("devbox")
+    TrustStore(desk, replace_file).revoke("devbox")
     key = json.loads((far / "client.key").read_text())["public"]
     past = time.time() - 31 * DAY_S
-    TrustStore(desk, write_atomic, lambda: past).confirm("devbox", key, 30)
+    TrustStore(desk, replace_file, lambda: past).confirm("devbox", key, 30)
     cases = [("expired", None, "remote_key_refused")]
     cases.append(
-        ("unpaired", lambda: TrustStore(desk, write_atomic).revoke("devbox"), "remote_key_refused")
+        ("unpaired", lambda: TrustStore(desk, replace_file).revoke("devbox"), "remote_key_refused")
     )
 
     def wrong_server() -> None:
@@ -217,7 +217,7 @@ def test_unpaired_expired_and_wrong_server_key_are_refused_fast(site: Site) -> N
             pairing.fingerprint,
             pairing.expires,
         )
-        write_atomic(far / "pairing.json", other.encode(), 0o600)
+        replace_file(far / "pairing.json", other.encode(), 0o600)
 
     cases.append(("wrong server key", wrong_server, "remote_server_unverified"))
     for what, change, expected in cases:

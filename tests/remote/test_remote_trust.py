@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import zmq
 
-from aip.approver.remote.keyfile import server_keypair, write_atomic
+from aip.approver.remote.keyfile import server_keypair
 from aip.approver.remote.trust import DAY_S, MAX_ATTEMPTS, TrustStore, listing
 from aip.shared.errors import ConfigError
 from aip.shared.remote.code import join_proof
 from aip.shared.remote.files import load_keypair
+from aip.shared.safe_write import replace_file
 
 
 class Clock:
@@ -25,7 +26,7 @@ class Clock:
 
 
 def _store(folder: Path, clock: Clock) -> TrustStore:
-    return TrustStore(folder / "remote", write_atomic, clock)
+    return TrustStore(folder / "remote", replace_file, clock)
 
 
 def test_pair_claim_confirm_expire_revoke(folder: Path) -> None:

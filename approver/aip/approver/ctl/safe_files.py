@@ -8,27 +8,12 @@ renamed over its target; ``rename`` replaces a link itself, never what it points
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import stat
 import time
 from pathlib import Path
 
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` (it must not exist in any form) with exactly ``data``, fsynced."""
-    fd = os.open(path, _CREATE, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask must not narrow or widen what we mean
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from aip.shared.safe_write import replace_file, write_new
 
 
 def atomic_replace(path: Path, data: bytes, mode: int | None = None) -> None:
@@ -41,14 +26,7 @@ def atomic_replace(path: Path, data: bytes, mode: int | None = None) -> None:
             mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else 0o600
         except FileNotFoundError:
             mode = 0o600
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    _write_new(tmp, data, mode)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    replace_file(path, data, mode)
 
 
 def backup_copy(path: Path) -> Path:
@@ -64,7 +42,7 @@ def backup_copy(path: Path) -> Path:
     for n in range(1000):
         backup = path.with_name(f"{path.name}.aip-backup-{stamp}" + (f"-{n}" if n else ""))
         try:
-            _write_new(backup, data, stat.S_IMODE(st.st_mode))
+            write_new(backup, data, stat.S_IMODE(st.st_mode))
         except FileExistsError:
             continue
         return backup

@@ -32,7 +32,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from aip.approver.peer import readable, source_fd
 from aip.approver.remote.auth import CurveGate
-from aip.approver.remote.keyfile import server_keypair, write_atomic
+from aip.approver.remote.keyfile import server_keypair
 from aip.approver.remote.origin import Origin
 from aip.approver.remote.pairing import Confirm, Pairer
 from aip.approver.remote.trust import TrustStore
@@ -40,6 +40,7 @@ from aip.shared.protocol.codec import ProtocolError
 from aip.shared.protocol.pairing import decode_pair_request
 from aip.shared.remote.code import fingerprint, split_endpoint
 from aip.shared.remote.files import remote_dir
+from aip.shared.safe_write import replace_file
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,13 @@ class RemoteListener:
         split_endpoint(endpoint)  # CodeError (a ConfigError-like AipError) for anything else
         self.endpoint = endpoint
         self._folder = folder or remote_dir()
-        self._trust = TrustStore(self._folder, write_atomic)  # the loop's view
+        self._trust = TrustStore(self._folder, replace_file)  # the loop's view
         self._on_frame, self._on_gone = on_frame, on_gone
         self._max_frame, self._watch_s = max_frame, watch_s
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        zap_view = TrustStore(self._folder, write_atomic)  # the ZAP thread's own view
+        zap_view = TrustStore(self._folder, replace_file)  # the ZAP thread's own view
         self._gate = CurveGate(self._ctx, lambda k: self._admit(zap_view, k))
-        self._pairer = Pairer(TrustStore(self._folder, write_atomic), confirm, self.send, timeout_s)
+        self._pairer = Pairer(TrustStore(self._folder, replace_file), confirm, self.send, timeout_s)
         self._sock: zmq.Socket[bytes] | None = None
         self._monitor: zmq.Socket[bytes] | None = None
         self._conns: dict[int, _Conn] = {}  # fd -> what CURVE authenticated on it
@@ -93,7 +94,7 @@ class RemoteListener:
         self._sock = self._gate.open(self.endpoint, keys, self._max_frame)
         self._monitor = self._sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         with contextlib.suppress(OSError):
-            write_atomic(self._folder / LISTENING, self.endpoint.encode() + b"\n", 0o600)
+            replace_file(self._folder / LISTENING, self.endpoint.encode() + b"\n", 0o600)
         log.info("remote listener on %s (key %s)", self.endpoint, fingerprint(keys.public))
 
     async def run(self) -> None:

@@ -61,6 +61,21 @@ REQ_RELATIVE = (
     b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"read_file",'
     b'"arguments":{"path":"project/src/main.py","encoding":"utf-8"}}}\n'
 )
+
+
+class VariedReq(bytes):
+    """A request whose arguments differ on every call (the id is also in the path): no
+    memo of identical arguments can help. ``req % i`` fills both places."""
+
+    def __mod__(self, i: object) -> bytes:
+        return bytes.__mod__(self, (i, i))
+
+
+# --varied: what a real agent sends more often than the same call again.
+REQ_VARIED = VariedReq(
+    b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"read_file",'
+    b'"arguments":{"path":"/home/user/project/src/mod_%d.py","encoding":"utf-8"}}}\n'
+)
 INIT = (
     b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
     b'"capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}\n'
@@ -197,8 +212,13 @@ def run_chain(
         i += 1
     if not (line.startswith(b'{"jsonrpc":"2.0","id":') and b'"result"' in line[:40]):
         raise RuntimeError(f"the benchmarked call was not allowed: {line[:200]!r}")
+    import psutil  # here, so the echo server (this file with --serve) starts light
+
+    # taskset execs, so proc.pid is the chain's first process: the proxy, or the direct server
+    top = psutil.Process(proc.pid)
     pc = time.perf_counter_ns
     lat = []
+    cpu0 = top.cpu_times()
     for _ in range(n_lat):
         t0 = pc()
         os.write(wfd, req % i)
@@ -206,12 +226,11 @@ def run_chain(
             raise RuntimeError("EOF")
         lat.append(pc() - t0)
         i += 1
+    cpu1 = top.cpu_times()
     res["p50_us"] = pct(lat, 50) / 1e3
     res["p99_us"] = pct(lat, 99) / 1e3
-    import psutil  # here, so the echo server (this file with --serve) starts light
-
-    # taskset execs, so proc.pid is the chain's first process: the proxy, or the direct server
-    top = psutil.Process(proc.pid)
+    spent = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    res["cpu_us_per_call_1"] = spent / n_lat * 1e6  # one in flight: no burst shares the cost
     cpu0 = top.cpu_times()
     t_start = pc()
     pipeline(wfd, rd, req, i, n_tp, window)
@@ -436,6 +455,11 @@ def main() -> int:
         action="store_true",
         help="call with a relative path: no protected-path check in the engine",
     )
+    ap.add_argument(
+        "--varied",
+        action="store_true",
+        help="every call's arguments differ (the id is in the path): nothing memoised helps",
+    )
     ap.add_argument("--sandbox", choices=["require", "auto", "off"], help="the proxy's --sandbox")
     ns = ap.parse_args()
     if ns.serve is not None:
@@ -444,7 +468,7 @@ def main() -> int:
     if (ns.pin or ns.both) and not shutil.which("taskset"):
         sys.exit("--pin needs taskset (util-linux)")
     modes = [False, True] if ns.both else [ns.pin]
-    req = REQ_RELATIVE if ns.relative_path else REQ
+    req = REQ_RELATIVE if ns.relative_path else REQ_VARIED if ns.varied else REQ
     print(
         f"# aip-proxy benchmark ({os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
         f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {ns.rounds} rounds, median)\n"
@@ -483,6 +507,8 @@ def main() -> int:
                 label += f", sandbox {ENV.get('AIP_SANDBOX', 'require')}"
                 if ns.relative_path:
                     label += ", relative path argument"
+                if ns.varied:
+                    label += ", arguments differ per call"
                 print(table(label, [c.name for c in chains], r, ns.large) + "\n")
                 if not ns.no_approver:
                     print(f"(the approver's audit log holds {count_records(audit):,} records)\n")

@@ -1,23 +1,58 @@
 """Start-up stays light (issue 2: <= 200 ms added, RSS <= 35 MB): the relay's modules do not
 pull in asyncio, pyzmq or psutil; those load only when needed (asks, shutdown). Issue 16 (start-up
-<= 100 ms added): nor the approver protocol's messages (~12 ms of dataclasses), which come with
-the approval client, after the agent's ``initialize``."""
+<= 100 ms added): nor the approver protocol's messages (~12 ms of dataclasses), the approval
+client and its ``socket`` (~6 ms), which come after the agent's ``initialize``; nor argparse
+(~12 ms: the usual command lines are parsed without it), nor ``secrets``."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+DEFERRED = (
+    "asyncio",
+    "zmq",
+    "psutil",
+    "mcp",
+    "aip.shared.protocol.messages",
+    "aip.proxy.approval.api",
+    "aip.proxy.approval.connect",
+    "socket",
+    "argparse",
+    "secrets",
+)
+
 
 def test_relay_modules_do_not_import_heavy_packages() -> None:
     code = (
         "import sys, aip.proxy.cli, aip.proxy.runner;"
-        "import aip.proxy.relay.upstream, aip.proxy.relay.downstream;"
+        "import aip.proxy.relay.upstream, aip.proxy.relay.downstream, aip.proxy.relay.asks;"
+        "import aip.proxy.reload, aip.proxy.protection, aip.proxy.child;"
         "import aip.shared.policy.load, aip.shared.policy.engine;"
-        "heavy = ('asyncio', 'zmq', 'psutil', 'mcp', 'aip.shared.protocol.messages');"
-        "print(','.join(m for m in heavy if m in sys.modules))"
+        "aip.proxy.cli.parse_args(['--policy', 'p.yaml', '-v', '--', 'server']);"
+        f"print(','.join(m for m in {DEFERRED!r} if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == ""
+
+
+def test_dlp_rules_compile_when_first_needed() -> None:
+    """The display redactor is built at start, but only what a clean value's check needs is
+    compiled then (the pre-check); the matchers come with the first possible hit, which is
+    still redacted."""
+    from aip.shared.dlp.redactor import Redactor
+
+    red = Redactor.builtin_only()
+    scanner = red._scanner
+    assert scanner._pre is None
+    assert scanner._matchers is None
+    assert red.redact_value("my-mcp-server") == ("my-mcp-server", {})
+    assert scanner._pre is not None
+    assert scanner._matchers is None
+    key = "AKIA" + "Z" * 16
+    new, counts = red.redact_value(f"key={key}")
+    assert key not in new
+    assert sum(counts.values()) == 1
+    assert scanner._matchers is not None

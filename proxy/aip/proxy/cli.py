@@ -7,16 +7,19 @@ before anything else runs, and fd 1 then points at stderr.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Final
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Final
 
 from aip.proxy.stdio import claim_stdout
 from aip.shared import logs
+
+if TYPE_CHECKING:
+    import argparse
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # only for what _simple_options leaves to it (~12 ms of import and build)
+
     p = argparse.ArgumentParser(
         prog="aip-proxy",
         description="Run an MCP stdio server behind an AgentPolicy: allow, block or ask a human.",
@@ -80,14 +85,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+# build_parser's options by flag: (attribute, takes an int). The start-up path parses the
+# usual command lines itself and leaves argparse every other one (help, abbreviations, errors).
+_VALUED: Final = {
+    "--policy": ("policy", False),
+    "--approver": ("approver", False),
+    "--agent-id": ("agent_id", False),
+    "--server-name": ("server_name", False),
+    "--target": ("target", False),
+    "--sandbox": ("sandbox", False),
+    "--max-line-bytes": ("max_line_bytes", True),
+    "--max-server-line-bytes": ("max_server_line_bytes", True),
+}
+_FLAGS: Final = {"--verbose": "verbose", "-v": "verbose"}
+
+
+def _simple_options(argv: Sequence[str]) -> SimpleNamespace | None:
+    """What ``build_parser().parse_args(argv)`` gives, for command lines made only of exact
+    flags, ``--opt VALUE`` and ``--opt=VALUE`` (a VALUE not starting with "-"); None for
+    anything else, which argparse then parses (or refuses) as before."""
+    found: dict[str, object] = {dest: None for dest, _ in _VALUED.values()}
+    found["verbose"] = False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _FLAGS:
+            found[_FLAGS[arg]] = True
+            i += 1
+            continue
+        flag, eq, value = arg.partition("=")
+        if flag not in _VALUED:
+            return None
+        if not eq:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return None
+            value = argv[i + 1]
+        i += 1 if eq else 2
+        dest, is_int = _VALUED[flag]
+        try:
+            found[dest] = int(value) if is_int else value
+        except ValueError:
+            return None
+    return SimpleNamespace(**found)
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace | SimpleNamespace, list[str]]:
     """Options before ``--``, the server command after it (or from ``--target``)."""
     argv = list(argv)
     command: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1 :]
-    ns = build_parser().parse_args(argv)
+    ns = _simple_options(argv) or build_parser().parse_args(argv)
     if ns.target is not None:
         if command:
             raise UsageError("give the server command either after -- or with --target, not both")

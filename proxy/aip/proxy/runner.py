@@ -12,7 +12,6 @@ import fcntl
 import functools
 import logging
 import os
-import secrets
 import select
 import shutil
 import signal
@@ -22,10 +21,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from aip.proxy.approval.api import ApprovalClient
-from aip.proxy.approval.connect import make_approval_client
 from aip.proxy.audit.recorder import Recorder, record_late_allow
 from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S, Child, become_subreaper
 from aip.proxy.child import exit_status as child_exit_status
@@ -47,6 +44,9 @@ from aip.shared.policy.file import PolicyPin
 from aip.shared.policy.model import Policy
 from aip.shared.policy.ratelimit import RateLimiter
 from aip.shared.protocol.facts import canonical_digest
+
+if TYPE_CHECKING:
+    from aip.proxy.approval.api import ApprovalClient
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def run(
 ) -> int:
     """Serve one session; ``pin`` is the folder ``policy`` was loaded through (reloads read
     through it)."""
-    session_id = secrets.token_hex(8)
+    session_id = os.urandom(8).hex()  # secrets.token_hex(8) without importing secrets
     fixed_agent = settings.agent_id or os.environ.get("AIP_AGENT_ID") or None
     dlp = dlp_filter.for_policy(policy)  # compiled now, before the relay threads read it
     recorder = Recorder(
@@ -218,6 +218,10 @@ def run(
     session.on_client_roots = protection.on_client_roots
 
     def connect() -> ApprovalClient:
+        # The approver's client and protocol load when the session first connects (after the
+        # agent's initialize), not before the first answer (tests/proxy/test_startup_imports).
+        from aip.proxy.approval.connect import make_approval_client
+
         hello: dict[str, Any] = {
             "session": session_id,
             "pid": os.getpid(),

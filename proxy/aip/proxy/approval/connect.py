@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,10 @@ def make_approval_client(
     ``on_audit_path`` gets the audit log path of each ``welcome`` (client thread); ``audit``
     is the session's outbox the client sends; ``on_late_allow(request_id)`` records an allow
     that came after the ask ended."""
-    # Imported here: pyzmq is only loaded by proxies that can ask.
+    # Imported here: pyzmq is only loaded by proxies that can ask (and socket, ~6 ms, by
+    # proxies that connect: after the agent's initialize).
+    import socket
+
     from aip.proxy.approval.zmq_client import ZmqApprovalClient
     from aip.shared import paths
     from aip.shared.protocol.messages import Hello, PolicyRef

@@ -12,9 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from aip.proxy.approval.api import ApprovalClient, AskRequest, AskResult
 from aip.proxy.relay.dlp_filter import UNSCANNABLE
 from aip.proxy.relay.session import Session
 from aip.proxy.relay.tool_digests import grant_facts
@@ -22,6 +21,9 @@ from aip.shared.dlp.hidden import hidden_chars
 from aip.shared.jsonrpc import Message, RequestId, notification_line
 from aip.shared.outcomes import UNAVAILABLE_OUTCOMES, Outcome
 from aip.shared.policy.decision import Decision
+
+if TYPE_CHECKING:
+    from aip.proxy.approval.api import ApprovalClient, AskResult
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ class Asks:
         # list wins, as in the proxy's record of the ask: aip.proxy.audit.recorder)
         rec = self._session.recorder
         shown, hits = rec.scan(arguments) if rec.scan else (rec.redact(arguments), [])
+        from aip.proxy.approval.api import AskRequest  # loaded with the client, not at start
+
         request = AskRequest(
             # The approver logs and records the id and tool: what it gets is redacted too
             # (a cancel names the ask by the same redacted id: ``_shown_id``).
@@ -121,7 +125,7 @@ class Asks:
         with self._lock:  # registered before ask(): on_done may run inside it
             self._pending[msg.id] = entry
         if shown == UNSCANNABLE:  # no secret check possible: never ask blind
-            self._on_done(msg.id, AskResult(Outcome.TOO_LARGE_TO_REVIEW))
+            self._on_done(msg.id, _result(Outcome.TOO_LARGE_TO_REVIEW))
             return
         if request.progress_token is not None:
             threading.Thread(
@@ -133,13 +137,13 @@ class Asks:
         log.info("asking a human about %s (id=%r, %s)", tool, msg.id, request.rule)
         request_id = msg.id
         if self._closed:  # shutting down: a client made now would reach the approver
-            self._on_done(request_id, AskResult(Outcome.SHUTDOWN))
+            self._on_done(request_id, _result(Outcome.SHUTDOWN))
             return
         try:
             self._client.ask(request, lambda result: self._on_done(request_id, result))
         except Exception:  # fail closed: a broken client is an unavailable approver
             log.exception("approval client failed")
-            self._on_done(request_id, AskResult(Outcome.APPROVER_UNAVAILABLE))
+            self._on_done(request_id, _result(Outcome.APPROVER_UNAVAILABLE))
 
     def _shown_id(self, request_id: RequestId) -> RequestId:
         shown = self._session.recorder.redact(request_id)
@@ -148,7 +152,7 @@ class Asks:
     def cancel(self, request_id: RequestId) -> None:
         log.info("client cancelled pending ask id=%r", request_id)
         if not self._client.cancel(self._shown_id(request_id)):
-            self._on_done(request_id, AskResult(Outcome.CANCELLED))
+            self._on_done(request_id, _result(Outcome.CANCELLED))
 
     def close(self) -> None:
         """Deny what is still waiting (the client answers SHUTDOWN) and release the client."""
@@ -160,7 +164,7 @@ class Asks:
             with self._lock:
                 left = list(self._pending)
             for request_id in left:
-                self._on_done(request_id, AskResult(Outcome.SHUTDOWN))
+                self._on_done(request_id, _result(Outcome.SHUTDOWN))
 
     def _on_done(self, request_id: RequestId, result: AskResult) -> None:
         """Runs exactly once per ask (later calls find nothing), on any thread."""
@@ -224,3 +228,9 @@ _DENY_OR_CANCEL: Final = UNAVAILABLE_OUTCOMES | {
     Outcome.SERVER_EXITED,
     Outcome.INTERNAL_ERROR,
 }
+
+
+def _result(outcome: Outcome) -> AskResult:
+    from aip.proxy.approval.api import AskResult  # not at start-up: the asks may never come
+
+    return AskResult(outcome)

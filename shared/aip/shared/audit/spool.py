@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import secrets
 import stat
 import threading
 from collections.abc import Iterable
@@ -64,7 +63,7 @@ class Spool:
     ) -> None:
         """``key``: the session key (default: 32 fresh random bytes), sent in hello."""
         self.session = session
-        self.key = key or secrets.token_bytes(KEY_BYTES)
+        self.key = key or os.urandom(KEY_BYTES)  # = secrets.token_bytes, without its import
         self._line_key = LineKey(self.key, session)
         self.directory = directory or spool_dir()
         self.path = self.directory / f"{session}.jsonl"

@@ -75,9 +75,11 @@ def group(pattern: str) -> bytes:
     A ``\\Q`` without its ``\\E`` quotes to the end of the pattern and would swallow the
     closing parenthesis: then the quote is closed first.
     """
+    grouped = b"(?:%s)" % pattern.encode()
+    if "\\Q" not in pattern:  # nothing else can escape the group: no test compile (~0.1 ms)
+        return grouped
     import re2
 
-    grouped = b"(?:%s)" % pattern.encode()
     try:
         re2.compile(grouped, re2_options())
     except re2.error:

@@ -8,17 +8,20 @@ nothing outside a marker matches, which makes it idempotent.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aip.shared.dlp.builtin import Validator
 from aip.shared.dlp.encoding import MAX_DECODE_DEPTH, EncodingScanner
 from aip.shared.dlp.precheck import PreCheck, group, re2_options
+from aip.shared.dlp.shadow import ShadowView
 
 MAX_PASSES: Final = 4  # fixpoint bound; in practice one or two passes
 MARKER_PREFIX: Final = b"[REDACTED:"
+_T = TypeVar("_T")
 
 
 class DlpError(Exception):
@@ -47,31 +50,57 @@ class Span:
 
 
 class Scanner:
-    """Compiled rule set; immutable after construction and safe to share."""
+    """Compiled rule set; immutable after construction and safe to share.
+
+    Compiled in two parts, each when first needed (issue 16: the built-ins cost ~25 ms to
+    compile, most of it for matches clean text never has): the pre-check at the first
+    ``maybe``; the matchers (every rule's regex, their alternation and RE2 set, the marker
+    pattern) at the first ``spans``. Nothing is checked without them: a part is compiled, under
+    a lock, before the first text it looks at. A rule set RE2 cannot compile raises
+    ``DlpError`` there, which blocks that text (callers fail closed on it)."""
 
     def __init__(self, rules: Sequence[Rule], *, detect_encoding: bool) -> None:
-        import re2
-
-        opts = re2_options()
         self.rules: tuple[Rule, ...] = tuple(rules)
         self.names: tuple[str, ...] = tuple(r.name for r in self.rules)
         self.markers: tuple[bytes, ...] = tuple(
             MARKER_PREFIX + n.encode() + b"]" for n in self.names
         )
-        self._regexes = [re2.compile(r.pattern.encode(), opts) for r in self.rules]
-        self._any: Any = None
-        self._set: Any = None
-        if self.rules:
-            self._any = re2.compile(b"|".join(group(r.pattern) for r in rules), opts)
-            self._set = re2.Set.SearchSet(opts)
-            for r in self.rules:
-                self._set.Add(r.pattern.encode())
-            self._set.Compile()
-        names = b"|".join(re2.escape(n.encode()) for n in sorted(set(self.names)))
-        self._marker_re = re2.compile(rb"\[REDACTED:(?:%s)\]" % names, opts) if names else None
-        self.encoding = EncodingScanner(opts) if detect_encoding else None
-        self._precheck = PreCheck(self.rules, self.encoding, opts)
-        self.shadow = self._precheck.shadow
+        self._detect_encoding = detect_encoding
+        self._lock = threading.Lock()
+        self._pre: tuple[PreCheck, EncodingScanner | None] | None = None
+        self._matchers: _Matchers | None = None
+
+    def _prechecked(self) -> tuple[PreCheck, EncodingScanner | None]:
+        found = self._pre
+        if found is None:
+            with self._lock:
+                found = self._pre
+                if found is None:
+                    opts = re2_options()
+                    encoding = EncodingScanner(opts) if self._detect_encoding else None
+                    found = self._pre = (_compiled(PreCheck, self.rules, encoding, opts), encoding)
+        return found
+
+    def _matching(self) -> _Matchers:
+        found = self._matchers
+        if found is None:
+            with self._lock:
+                found = self._matchers
+                if found is None:
+                    found = self._matchers = _compiled(_Matchers, self.rules, self.names)
+        return found
+
+    @property
+    def _precheck(self) -> PreCheck:
+        return self._prechecked()[0]
+
+    @property
+    def encoding(self) -> EncodingScanner | None:
+        return self._prechecked()[1]
+
+    @property
+    def shadow(self) -> ShadowView:
+        return self._prechecked()[0].shadow
 
     def maybe(self, raw: bytes) -> bool:
         """False only when no rule can match any string decoded from the JSON text ``raw``
@@ -87,28 +116,33 @@ class Scanner:
     def spans(self, text: bytes, depth: int = 0) -> list[Span]:
         """Every validated match of every rule (overlapping allowed), plus encoded runs."""
         found: list[Span] = []
-        if self._any is not None and self._any.search(text) is not None:
+        mx = self._matching()
+        if mx.any is not None and mx.any.search(text) is not None:
             # RE2::Set can give up (DFA memory) and report nothing: then try every rule.
-            hits = self._set.Match(text) or range(len(self.rules))
+            hits = mx.set.Match(text) or range(len(self.rules))
             for idx in hits:
                 validator = self.rules[idx].validator
-                for m in self._regexes[idx].finditer(text):
+                for m in mx.regexes[idx].finditer(text):
                     start, end = m.span()
                     if validator is not None:
                         found += (Span(start + a, start + b, idx) for a, b in validator(m.group()))
                     elif end > start:
                         found.append(Span(start, end, idx))
-        if self.encoding is not None and depth < MAX_DECODE_DEPTH:
-            for start, end, decoded in self.encoding.decoded_runs(text):
+        encoding = self.encoding
+        if encoding is not None and depth < MAX_DECODE_DEPTH:
+            for start, end, decoded in encoding.decoded_runs(text):
                 inner = self.spans(decoded, depth + 1)
                 if inner:
                     found.append(Span(start, end, min(s.rule for s in inner)))
         return found
 
     def _marker_spans(self, text: bytes) -> list[tuple[int, int]]:
-        if self._marker_re is None or MARKER_PREFIX not in text:
+        if MARKER_PREFIX not in text:
             return []
-        return [m.span() for m in self._marker_re.finditer(text)]
+        marker_re = self._matching().marker_re
+        if marker_re is None:
+            return []
+        return [m.span() for m in marker_re.finditer(text)]
 
     def _fresh(self, text: bytes, spans: list[Span]) -> list[Span]:
         """Drop matches lying wholly inside an existing marker (a pattern matching "REDACTED")."""
@@ -208,6 +242,39 @@ class Scanner:
                         cuts[i].append((lo - pstart, hi - pstart, rule))
             pieces = [_cut(p, c, self.markers) for p, c in zip(pieces, cuts, strict=True)]
         return (pieces, counts) if changed else None
+
+
+class _Matchers:
+    """What ``Scanner.spans`` matches with: each rule's regex, their alternation (one pass for
+    clean text) and RE2 set (which rules matched), and the pattern of our own markers."""
+
+    def __init__(self, rules: tuple[Rule, ...], names: tuple[str, ...]) -> None:
+        import re2
+
+        opts = re2_options()
+        self.regexes = [re2.compile(r.pattern.encode(), opts) for r in rules]
+        self.any: Any = None
+        self.set: Any = None
+        if rules:
+            self.any = re2.compile(b"|".join(group(r.pattern) for r in rules), opts)
+            self.set = re2.Set.SearchSet(opts)
+            for r in rules:
+                self.set.Add(r.pattern.encode())
+            self.set.Compile()
+        alternation = b"|".join(re2.escape(n.encode()) for n in sorted(set(names)))
+        self.marker_re = (
+            re2.compile(rb"\[REDACTED:(?:%s)\]" % alternation, opts) if alternation else None
+        )
+
+
+def _compiled(make: Callable[..., _T], *args: Any) -> _T:
+    """``make(*args)``; an RE2 compile error becomes ``DlpError`` (the text is blocked)."""
+    import re2
+
+    try:
+        return make(*args)
+    except re2.error as exc:
+        raise DlpError(f"DLP rules cannot be compiled: {exc}") from None
 
 
 def merge(spans: list[Span], marks: list[tuple[int, int]]) -> list[tuple[int, int, int]]:

@@ -8,7 +8,6 @@ proto 2) is never answered by a grant and never creates one.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,5 +41,7 @@ def canonical_digest(value: Any) -> str:
     try:
         data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONEncodeError, TypeError, RecursionError):
+        import secrets  # rare: not imported for it at start-up
+
         return secrets.token_hex(32)
     return hashlib.sha256(data).hexdigest()

@@ -63,8 +63,11 @@ class DlpFilter:
         spells an invisible character inside a key as an escape the shadow view cannot see.
         """
         try:
+            escaped = isinstance(value, str) and "\\" in value
+            if not escaped and self.display.clean_value(value):
+                return value, []  # what the lines below give a clean value, without a Counter
             new, counts = self.display.redact_value(value)
-            if isinstance(value, str) and "\\" in value:
+            if escaped:
                 view = _ESCAPE.sub(_unescape, value)
                 if view != value:
                     red, more = self.display.redact_text(view)

@@ -102,10 +102,14 @@ class Spool:
         if not data:
             return
         rseqs = list(rseqs)
-        bodies = read_lines(data)
-        if len(bodies) != len(rseqs):
-            raise ValueError(f"spool: {len(bodies)} lines but {len(rseqs)} rseqs")
-        data = b"".join(self._line_key.sign(r, b) for r, b in zip(rseqs, bodies, strict=True))
+        if len(rseqs) == 1 and data.find(b"\n") == len(data) - 1:
+            data = self._line_key.sign(rseqs[0], data[:-1])  # one record: the common case
+        else:
+            bodies = read_lines(data)
+            if len(bodies) != len(rseqs):
+                raise ValueError(f"spool: {len(bodies)} lines but {len(rseqs)} rseqs")
+            sign = self._line_key.sign
+            data = b"".join(sign(r, b) for r, b in zip(rseqs, bodies, strict=True))
         with self._lock:
             fd = self._ensure_open()
             if self._size + len(data) > MAX_SPOOL_BYTES:  # size kept here: no fstat per record

@@ -188,6 +188,14 @@ class Redactor:
         except RecursionError:
             raise DlpError("value nested too deeply to scan") from None
 
+    def clean_value(self, value: Any) -> bool:
+        """True when ``redact_value(value)`` would find nothing and return ``value`` itself:
+        its pre-check alone, without the counter (the per-call record's display scan)."""
+        try:
+            return self._walker.clean(value, top=False)
+        except RecursionError:
+            raise DlpError("value nested too deeply to scan") from None
+
     def redact_text(self, s: str) -> tuple[str, Counter[str]]:
         counts: Counter[str] = Counter()
         return self._walker.text(s, counts), counts
@@ -203,6 +211,8 @@ def summarize(counts: Counter[str]) -> list[str]:
 
     Rule names never contain ":" (the loader's name rule; built-in names are fixed).
     """
+    if not counts:
+        return []
     return [f"{name}:{n}" for name, n in sorted(counts.items())]
 
 

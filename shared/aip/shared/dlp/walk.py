@@ -53,17 +53,22 @@ class Walker:
 
     def clean(self, v: Any, *, top: bool) -> bool:
         """One RE2 pass over every string the walk would scan, joined: True means the walk
-        would change nothing (saves a regex call per leaf on results with many strings)."""
-        pieces: list[bytes] = []
+        would change nothing (saves a regex call per leaf on results with many strings).
+
+        The pieces are gathered as ``str`` and encoded once: UTF-8 (surrogatepass too) encodes
+        code point by code point, so these are the bytes of the encoded pieces joined."""
+        pieces: list[str] = []
         if not self._gather(v, pieces, top=top):
             return False
-        return not self._scanner.maybe_decoded(b"\n".join(pieces))
+        joined = "\n".join(pieces).encode("utf-8", "surrogatepass")
+        return not self._scanner.maybe_decoded(joined)
 
-    def _gather(self, v: Any, out: list[bytes], *, top: bool = False) -> bool:
+    def _gather(self, v: Any, out: list[str], *, top: bool = False) -> bool:
         """Collect what the walk scans (strings, keys, long ints, joined text runs); False when
-        the walk must run anyway (a blob to decode)."""
+        the walk must run anyway (a blob to decode). The common leaves (strings, flat values)
+        are handled in the loops, without a call each."""
         if isinstance(v, str):
-            out.append(v.encode("utf-8", "surrogatepass"))
+            out.append(v)
         elif isinstance(v, dict):
             if isinstance(v.get("blob"), str):
                 return False  # decoded by the walk: not visible here
@@ -73,32 +78,34 @@ class Walker:
                 if top and key in ENVELOPE_KEYS:
                     continue
                 if isinstance(key, str):
-                    out.append(key.encode("utf-8", "surrogatepass"))
-                if isinstance(x, str):  # the common leaf, inlined (a call less per argument)
-                    out.append(x.encode("utf-8", "surrogatepass"))
-                elif not self._gather(x, out):
-                    return False
+                    out.append(key)
+                if isinstance(x, str):
+                    out.append(x)
+                elif isinstance(x, dict | list):
+                    if not self._gather(x, out):
+                        return False
+                elif type(x) is int and abs(x) >= LARGE_INT:
+                    out.append(str(x))
         elif isinstance(v, list):
             if top:  # a batch
                 return all(self._gather(x, out, top=True) for x in v)
-            run: list[bytes] = []
+            run: list[str] = []
             for x in v:
                 if isinstance(x, str):  # the common case, inlined: rows of strings
-                    b = x.encode("utf-8", "surrogatepass")
-                    out.append(b)
-                    run.append(b)
+                    out.append(x)
+                    run.append(x)
                     continue
                 if not self._gather(x, out):
                     return False
                 kind = _text_kind(x)
                 if kind is not None:
-                    run.append(_text_of(x, kind).encode("utf-8", "surrogatepass"))
+                    run.append(_text_of(x, kind))
                     continue
                 _add_run(run, out)
                 run = []
             _add_run(run, out)
         elif type(v) is int and abs(v) >= LARGE_INT:
-            out.append(str(v).encode())
+            out.append(str(v))
         return True
 
     def message(self, obj: Any, counts: Counter[str]) -> Any:
@@ -248,10 +255,10 @@ class Walker:
         return [p.decode("utf-8", "surrogatepass") for p in pieces]
 
 
-def _add_run(run: list[bytes], out: list[bytes]) -> None:
+def _add_run(run: list[str], out: list[str]) -> None:
     if len(run) >= 2:
-        out.append(b"".join(run))
-        out.append(b"\n".join(run))
+        out.append("".join(run))
+        out.append("\n".join(run))
 
 
 def _text_kind(item: Any) -> str | None:

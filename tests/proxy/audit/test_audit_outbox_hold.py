@@ -60,7 +60,7 @@ def test_held_records_take_one_write_at_flush(tmp_path: Path) -> None:
     outbox.submit(6, line(6))  # not holding any more: written at once
     assert sp.writes == [[1, 2, 3, 4, 5], [6]]
     batches = outbox.take_batches(now=float("inf"))
-    assert [r["rseq"] for _, b in batches for r in b] == [1, 2, 3, 4, 5, 6]
+    assert [orjson.loads(r)["rseq"] for _, b in batches for r in b] == [1, 2, 3, 4, 5, 6]
 
 
 def test_another_threads_record_goes_after_the_held_ones(tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_a_failed_spool_write_still_queues_the_records(
     outbox.flush()
     assert "cannot spool 2 audit record(s)" in caplog.text
     batches = outbox.take_batches(now=float("inf"))
-    assert [r["rseq"] for _, b in batches for r in b] == [1, 2]
+    assert [orjson.loads(r)["rseq"] for _, b in batches for r in b] == [1, 2]
 
 
 class TracingWire(Wire):
@@ -159,8 +159,8 @@ def test_a_held_burst_beyond_the_queue_bound_is_read_back_from_the_spool(
         outbox.submit(rseq, line(rseq))
     outbox.flush()
     first = outbox.take_batches(now=float("inf"))
-    assert [r["rseq"] for _, b in first for r in b] == [1, 2]
+    assert [orjson.loads(r)["rseq"] for _, b in first for r in b] == [1, 2]
     for batch, records in first:
-        outbox.on_ack(batch, [r["rseq"] for r in records])
+        outbox.on_ack(batch, [orjson.loads(r)["rseq"] for r in records])
     rest = outbox.take_batches(now=float("inf"))
-    assert [r["rseq"] for _, b in rest for r in b] == [3, 4]
+    assert [orjson.loads(r)["rseq"] for _, b in rest for r in b] == [3, 4]

@@ -62,8 +62,9 @@ def complete_record(record: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("user", None)  # the writer fills in the user name
     if out.get("tool") is not None:
         out.setdefault("method", "tools/call")
-    for key, value in _DEFAULTS:
-        out.setdefault(key, value)
+    if _DEFAULT_KEYS - out.keys():  # a proxy's own records have them all: no loop per record
+        for key, value in _DEFAULTS:
+            out.setdefault(key, value)
     return out
 
 
@@ -81,6 +82,7 @@ _DEFAULTS: Final[tuple[tuple[str, Any], ...]] = (
     ("request_id", None),
     ("mode", "enforce"),
 )
+_DEFAULT_KEYS: Final = frozenset(key for key, _ in _DEFAULTS)
 
 
 def accept_proxy_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,8 @@ def split_route(route: bytes) -> bytes | None:
 def stamp(records: list[Any], origin: Origin | None) -> list[Any]:
     """Proxy records as they go to the log: ``origin`` set from the session (remote), or
     removed (local). Non-objects are passed on for the ingest check to refuse."""
+    if origin is None and not any(isinstance(r, dict) and "origin" in r for r in records):
+        return records  # local, as nearly all are: nothing to take out (ingest copies each)
     out = []
     for record in records:
         if isinstance(record, dict):

@@ -31,7 +31,6 @@ from aip.shared.protocol.messages import (
     MAX_ASK_BYTES,
     PROTO,
     Ask,
-    Audit,
     AuditAck,
     Bye,
     Cancel,
@@ -42,6 +41,7 @@ from aip.shared.protocol.messages import (
     MsgType,
     PolicyRef,
     Welcome,
+    audit_frame,
     new_nonce,
 )
 
@@ -205,12 +205,12 @@ class ZmqApprovalClient:
             return
         for batch, records in self._audit.take_batches(self._clock() if now is None else now):
             try:
-                msg = Audit(session=self._hello.session, batch=batch, records=records)
+                frame = audit_frame(self._hello.session, batch, records)
             except ProtocolError as exc:  # never sendable: do not retry it forever
                 log.error("dropping an audit batch that does not fit the protocol: %s", exc)
-                self._audit.on_ack(batch, [r["rseq"] for r in records if "rseq" in r])
+                self._audit.drop(batch, records)
                 continue
-            if not self._send(encode(msg)):
+            if not self._send(frame):
                 self._audit.resend_all()
                 return
 

@@ -110,6 +110,8 @@ def _checker(tp: Any) -> _Check:
     if origin is dict:
         return lambda value: _expect(isinstance(value, dict), "an object", value)
     if origin is list:
+        if typing.get_origin(typing.get_args(tp)[0]) is dict:
+            return _dict_list  # audit records: up to 64 per frame, checked without a call each
         item = _checker(typing.get_args(tp)[0])
         return lambda value: [item(x) for x in _expect(isinstance(value, list), "a list", value)]
     if tp is Any:
@@ -119,6 +121,15 @@ def _checker(tp: Any) -> _Check:
         _compile(sub)
         return lambda value: _build(sub, _expect(isinstance(value, dict), "an object", value))
     raise TypeError(f"no protocol checker for {tp!r}")
+
+
+def _dict_list(value: Any) -> list[Any]:
+    """``list[dict[...]]``: the same check (and error) as the generic list of objects."""
+    _expect(isinstance(value, list), "a list", value)
+    if not all(isinstance(x, dict) for x in value):
+        for x in value:
+            _expect(isinstance(x, dict), "an object", x)
+    return list(value)
 
 
 def _expect(ok: bool, what: str, value: Any) -> Any:

@@ -211,6 +211,25 @@ class Audit:
             need(type(rseq) is int and rseq >= 0, "audit record without a valid rseq")
 
 
+def audit_frame(session: str, batch: int, records: list[bytes]) -> bytes:
+    """The ``audit`` frame of records the proxy already serialized (each one JSON object as
+    orjson made it, no newline), byte for byte ``encode(Audit(...))`` of those records without
+    parsing and serializing them again (tests/shared/test_protocol_audit_frame.py). The
+    approver decodes it like any frame, so every record is checked there exactly as before;
+    here only the envelope's own fields and the shape of each record are checked."""
+    check_session(session)
+    need(type(batch) is int, "batch must be an integer")
+    need(0 < len(records) <= MAX_AUDIT_RECORDS, "audit needs 1..64 records")
+    for rec in records:
+        need(rec[:1] == b"{" and rec[-1:] == b"}", "an audit record is one JSON object")
+    return b'{"session":"%s","batch":%d,"records":[%s],"type":"audit","v":%d}' % (
+        session.encode("ascii"),
+        batch,
+        b",".join(records),
+        PROTOCOL_VERSION,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Bye:
     """The proxy is going away: cancel its asks and forget the session."""

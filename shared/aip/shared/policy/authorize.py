@@ -16,6 +16,15 @@ from aip.shared.policy.ratelimit import RateLimiter
 from aip.shared.policy.regexes import full_match, value_bytes
 
 _MISSING: Final = object()
+# Full-match answers remembered per pattern, by string value (a compiled pattern's answer for
+# the same text never changes): bounded in entries and in the length of a value kept.
+MEMO_ENTRIES: Final = 256
+MEMO_MAX_CHARS: Final = 256
+# Enum members as module constants: an Enum attribute costs ~0.1 us a lookup on 3.11.
+_BLOCK: Final = Action.BLOCK
+_ASK: Final = Action.ASK
+_FORWARD: Final = Verdict.FORWARD
+_ALLOWED: Final = Outcome.POLICY_ALLOWED
 
 
 def authorize(
@@ -24,7 +33,7 @@ def authorize(
     """The enforce-mode decision for tool ``name`` (normalized: ``tool``) with ``args``."""
     if tool in policy.denied_tools:
         return _block(Outcome.DENIED_TOOL, f"tool {name!r} is in denied_tools", name)
-    rules = policy.rules_for(tool)
+    rules = policy.rules_by_tool.get(tool)
     if not rules:
         if tool in policy.allowed_tools:
             return Decision(
@@ -38,8 +47,23 @@ def authorize(
         )
     first_failure: tuple[ArgPattern, bool] | None = None
     for rule in rules:
-        failure = _first_failure(rule, args)
-        if failure is None:
+        # The first ``allow_args`` entry (in file order) that ``args`` fail decides the
+        # rule's failure; none failing: the rule matches (inline: one call per rule less).
+        for pattern in rule.allow_args:
+            value = args.get(pattern.name, _MISSING)
+            if value is _MISSING:
+                failure = pattern, True
+                break
+            if type(value) is str:
+                ok = pattern.results.get(value)
+                if ok is None:
+                    ok = _remember(pattern, value)
+            else:
+                ok = _matches(pattern, value)
+            if not ok:
+                failure = pattern, False
+                break
+        else:
             return _apply(policy, rule, name, args, limiter)
         if first_failure is None:
             first_failure = failure
@@ -56,23 +80,26 @@ def authorize(
     )
 
 
-def _first_failure(rule: ToolRule, args: dict[str, Any]) -> tuple[ArgPattern, bool] | None:
-    """The first ``allow_args`` entry (in file order) that ``args`` fail, and whether missing."""
-    for pattern in rule.allow_args:
-        value = args.get(pattern.name, _MISSING)
-        if value is _MISSING:
-            return pattern, True
-        data = value_bytes(value)
-        if data is None or not full_match(pattern.regex, data):
-            return pattern, False
-    return None
+def _remember(pattern: ArgPattern, value: str) -> bool:
+    """Match a string ``value`` and remember the answer (bounded)."""
+    ok = _matches(pattern, value)
+    if len(value) <= MEMO_MAX_CHARS:
+        if len(pattern.results) >= MEMO_ENTRIES:
+            pattern.results.clear()  # starts afresh
+        pattern.results[value] = ok
+    return ok
+
+
+def _matches(pattern: ArgPattern, value: object) -> bool:
+    data = value_bytes(value)
+    return data is not None and full_match(pattern.regex, data)
 
 
 def _apply(
     policy: Policy, rule: ToolRule, name: str, args: dict[str, Any], limiter: RateLimiter
 ) -> Decision:
     """The matching rule decides: block, strict_args, rate limit, then allow or ask."""
-    if rule.action is Action.BLOCK:
+    if rule.action is _BLOCK:
         return _block(Outcome.BLOCKED_BY_RULE, f"{rule.label} matched", name, rule)
     strict = policy.strict_args_default if rule.strict_args is None else rule.strict_args
     if strict:
@@ -86,10 +113,11 @@ def _apply(
                     data={"argument": key},
                     tool=name,
                 )
-    if not limiter.take(rule):
-        limit = rule.rate_limit.text if rule.rate_limit else ""
-        return _block(Outcome.RATE_LIMITED, f"{rule.label} allows {limit}", name, rule)
-    if rule.action is Action.ASK:
+    if rule.rate_limit is not None and not limiter.take(rule):  # no limit: take() passes
+        return _block(
+            Outcome.RATE_LIMITED, f"{rule.label} allows {rule.rate_limit.text}", name, rule
+        )
+    if rule.action is _ASK:
         return Decision(
             Verdict.ASK,
             None,
@@ -98,13 +126,7 @@ def _apply(
             token_reserved=rule.rate_limit is not None,
             tool=name,
         )
-    return Decision(
-        Verdict.FORWARD,
-        Outcome.POLICY_ALLOWED,
-        rule=rule,
-        detail=f"{rule.label} matched",
-        tool=name,
-    )
+    return Decision(_FORWARD, _ALLOWED, rule, rule.matched, None, None, False, name)
 
 
 def _block(outcome: Outcome, detail: str, name: str, rule: ToolRule | None = None) -> Decision:

@@ -22,6 +22,9 @@ TOOLS_CALL: Final = "tools/call"
 RESOURCES_READ: Final = "resources/read"
 WOULD_ASK: Final = "ask"  # Decision.monitor_would when enforce mode would have asked
 MAX_MEMO_CONTEXTS: Final = 16  # protected-path roots kept per policy, one per Context
+# Enum members as module constants: an Enum attribute costs ~0.1 us a lookup on 3.11.
+_MONITOR: Final = Mode.MONITOR
+_FORWARD: Final = Verdict.FORWARD
 
 
 def decide(
@@ -74,7 +77,7 @@ def _tool_call(policy: Policy, params: object, limiter: RateLimiter, context: Co
     if not isinstance(args, dict):
         return _invalid("tools/call params.arguments must be an object", name)
     tool = normalize(name)
-    monitor = policy.mode is Mode.MONITOR
+    monitor = policy.mode is _MONITOR
     if not monitor and tool in policy.denied_tools:
         return Decision(
             Verdict.BLOCK,
@@ -86,7 +89,7 @@ def _tool_call(policy: Policy, params: object, limiter: RateLimiter, context: Co
     if hit is not None:  # enforced in monitor mode too
         return hit
     decision = authorize(policy, tool, name, args, limiter)
-    if monitor and decision.verdict is not Verdict.FORWARD:
+    if monitor and decision.verdict is not _FORWARD:
         # Forwarded without a dialog; an ask's token stays spent because the call goes on.
         would = WOULD_ASK if decision.outcome is None else decision.outcome
         return Decision(
@@ -104,7 +107,8 @@ def _tool_call(policy: Policy, params: object, limiter: RateLimiter, context: Co
 def _protected_hit(
     policy: Policy, context: Context, value: object, tool: str | None
 ) -> Decision | None:
-    roots = _roots(policy, context)
+    last = policy.memo.get("last_roots")  # a session passes the same Context each time
+    roots = last[1] if last is not None and last[0] is context else _roots(policy, context)
     try:
         hit = roots.hit(value)
     except TooManyCandidates:
@@ -127,9 +131,6 @@ def _protected_hit(
 
 
 def _roots(policy: Policy, context: Context) -> ProtectedRoots:
-    last = policy.memo.get("last_roots")
-    if last is not None and last[0] is context:  # a session passes the same Context each time
-        return last[1]  # type: ignore[no-any-return]
     key = ("protected", context)
     roots = policy.memo.get(key)
     if roots is None:

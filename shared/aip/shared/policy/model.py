@@ -72,6 +72,9 @@ class ArgPattern:
     name: str
     pattern: str
     regex: Any  # re2 compiled pattern; typed Any because google-re2 ships no stubs
+    # Memo of full-match answers by string value (``aip.shared.policy.authorize``): a compiled
+    # pattern's answer for the same bytes never changes. Never part of equality or repr.
+    results: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +92,13 @@ class ToolRule:
     arg_names: frozenset[str] = field(init=False, repr=False, compare=False)
     label: str = field(init=False, repr=False, compare=False)
     """How dialogs, errors and the audit log name a rule: ``tool_rules[2] (write_file ask)``."""
+    matched: str = field(init=False, repr=False, compare=False)  # "<label> matched"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arg_names", frozenset(a.name for a in self.allow_args))
         label = f"tool_rules[{self.index}] ({self.tool_raw} {self.action.value})"
         object.__setattr__(self, "label", label)
+        object.__setattr__(self, "matched", f"{label} matched")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ _AT_FDCWD: Final = -100
 # the two we run on are listed: elsewhere the long way serves.
 _SYS_OPENAT2: Final = {"x86_64": 437, "aarch64": 437}
 _MISSING: Final = (errno.ENOENT, errno.ENOTDIR)
+_FS_ENCODING: Final = sys.getfilesystemencoding()
+_FS_ERRORS: Final = sys.getfilesystemencodeerrors()
 _state: list[Any] = []  # [call, how, ctypes] once built; [None] when unavailable
 
 
@@ -34,11 +36,12 @@ def walk_without_symlinks(path: str) -> bool:
     call = (_state or _build())[0]
     if call is None or "\x00" in path:
         return False
-    fd = call[0](_AT_FDCWD, os.fsencode(path), call[1], call[2])
+    # os.fsencode without its checks: ``path`` is a str
+    fd = call[0](call[1], _AT_FDCWD, path.encode(_FS_ENCODING, _FS_ERRORS), call[2], call[3])
     if fd >= 0:
         os.close(fd)
         return True
-    err = call[3]()
+    err = call[4]()
     if err in (errno.ENOSYS, errno.EINVAL, errno.E2BIG, errno.EPERM):
         _state[:] = [None]  # not available here (old kernel, a filter): stop asking
     return err in _MISSING
@@ -67,8 +70,6 @@ def _build() -> list[Any]:
     syscall.restype = ctypes.c_long
     how = OpenHow(os.O_PATH | os.O_CLOEXEC, 0, _RESOLVE_NO_SYMLINKS)
 
-    def call(dirfd: int, path: bytes, how_ref: Any, size: int) -> int:
-        return int(syscall(number, dirfd, path, how_ref, size))
-
-    _state[:] = [(call, ctypes.byref(how), ctypes.sizeof(how), ctypes.get_errno), how]
+    # Called directly (no Python wrapper): restype c_long makes ctypes return an int.
+    _state[:] = [(syscall, number, ctypes.byref(how), ctypes.sizeof(how), ctypes.get_errno), how]
     return _state

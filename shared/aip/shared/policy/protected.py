@@ -17,7 +17,7 @@ import os
 import sys
 import unicodedata
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from aip.shared.policy.protected_resolve import collapse, realpath
@@ -32,6 +32,24 @@ MAX_CANDIDATES: Final = 65536  # far beyond any honest message
 MAX_BASES: Final = 256
 PATH_MAX: Final = 4096  # longer strings name nothing the kernel would open
 _HOME_VARS: Final = ("$HOME", "${HOME}")
+# Plans remembered per ProtectedRoots: the same few arguments come back call after call.
+# Bounded in entries and in the characters of a value kept (a file's content is planned
+# afresh each time, as before).
+MEMO_ENTRIES: Final = 256
+MEMO_MAX_CHARS: Final = 1024
+
+# One check of a candidate: a protected root it already hits (lexically, by its bare name, or
+# because a base lies inside one), or (path to resolve, its normpath, length of a known real
+# prefix) whose realpath is compared on every call.
+Check = str | tuple[str, str, int]
+# One distinct candidate: (as written, resolutions charged to the budget (-1: refuse), checks).
+Step = tuple[str, int, tuple[Check, ...]]
+
+
+class Plan(NamedTuple):
+    steps: tuple[Step, ...]  # distinct candidates only, in the order they are checked
+    pure: bool  # a function of the value alone (no ``~user``): may be remembered
+    size: int  # characters in the value's strings
 
 
 # "<path>.*": the file and every file whose name starts with "<name>." beside it (an audit
@@ -153,6 +171,8 @@ class ProtectedRoots:
                 head, _, name = sib.rpartition("/")
                 if (head or "/") == key and name:
                     self._bare_prefixes.append((name + ".", shown))
+        self._bare_matters = bool(self._bare or self._bare_prefixes or self._base_hit)
+        self._plans: dict[object, Plan] = {}
 
     def __bool__(self) -> bool:
         return bool(self._roots)
@@ -161,13 +181,57 @@ class ProtectedRoots:
         """(candidate as written, protected root) for the first hit in ``value``, else None.
 
         Raises TooManyCandidates when ``value`` needs more than MAX_CANDIDATES resolutions.
+        The plan (``_plan``: the candidates, their lexical answers and the paths to resolve)
+        is pure and remembered by the value; the resolutions run on every call.
         """
         if not self._roots:
             return None
+        memo = self._plans
+        # The key: a string, or an object's items (values from JSON: an equal key has equal
+        # strings); a nested list or object is unhashable and planned afresh.
+        key: object = value
+        if type(value) is dict:
+            key = tuple(value.items())
+        elif type(value) is not str:
+            key = None
+        try:
+            plan = memo.get(key) if key is not None else None
+        except TypeError:
+            key = plan = None
+        if plan is None:
+            plan = self._plan(value)
+            if key is not None and plan.size <= MEMO_MAX_CHARS and plan.pure:
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()  # bounded; a fresh start costs one plan per value
+                memo[key] = plan
+        budget = MAX_CANDIDATES
+        for token, cost, checks in plan.steps:
+            if cost:
+                budget -= cost
+                if cost < 0 or budget < 0:
+                    raise TooManyCandidates
+            for check in checks:
+                if isinstance(check, str):
+                    return token, check
+                joined, normal, known = check
+                real = realpath(joined, normal, known)
+                if real != normal:  # the same path: its lexical answer (none) stands
+                    shown = self._under(self._key(real))
+                    if shown is not None:
+                        return token, shown
+        return None
+
+    def _plan(self, value: object) -> Plan:
+        """What checking ``value`` takes, without touching the file system: each distinct
+        candidate of each spelling of each leaf, in order, with its cost against the budget
+        and its checks (a protected root already hit, or a path to resolve and compare)."""
+        steps: list[Step] = []
         seen: set[str] = set()
-        budget = [MAX_CANDIDATES]
-        bare_matters = bool(self._bare or self._bare_prefixes or self._base_hit)
+        pure = True
+        size = 0
+        bare_matters = self._bare_matters
         for leaf in leaves(value):
+            size += len(leaf)
             for text in spellings(leaf):
                 if not (bare_matters or "/" in text or "~" in text or "$" in text or "%" in text):
                     continue  # neither absolute, nor relative with "/", nor a name of a root
@@ -179,41 +243,42 @@ class ProtectedRoots:
                     if token in seen:
                         continue
                     seen.add(token)
-                    root = self._check(token, budget)
-                    if root is not None:
-                        return token, root
-        return None
+                    path, fixed = self._expand_how(token)
+                    pure = pure and fixed
+                    step = self._plan_token(token, path)
+                    if step is not None:
+                        steps.append(step)
+        return Plan(tuple(steps), pure, size)
 
-    def _check(self, candidate: str, budget: list[int]) -> str | None:
-        path = self._expand(candidate)
+    def _plan_token(self, candidate: str, path: str) -> Step | None:
+        """The step for one candidate (``path``: it expanded), None when it needs nothing."""
         if not path:
             return None
         if path.startswith("/"):
-            budget[0] -= 1
-            if budget[0] < 0:
-                raise TooManyCandidates
-            return self._check_absolute(path)
+            return candidate, 1, self._plan_absolute(path)
         if "/" not in path:
             # A bare name is compared, not resolved: a stat per word of every text would
             # cost more than the whole decision (docs/security.md says what this leaves out).
-            return self._check_bare(path)
+            shown = self._check_bare(path)
+            return None if shown is None else (candidate, 0, (shown,))
         if self._base_hit is not None:
-            return self._base_hit
+            return candidate, 0, (self._base_hit,)
         if self._too_many_bases:
-            raise TooManyCandidates
-        budget[0] -= len(self._base_pairs)
-        if budget[0] < 0:
-            raise TooManyCandidates
+            return candidate, -1, ()
+        checks: list[Check] = []
         for base, real in self._base_pairs:
             shown = self._under(self._key(collapse(os.path.normpath(base + "/" + path))))
-            if shown is None:
-                # The real base: resolved once, so the walk of a missing tail starts below it.
-                shown = self._check_absolute(real + path, known=len(real) - 1)
             if shown is not None:
-                return shown
-        return None
+                checks.append(shown)
+                break
+            # The real base: resolved once, so the walk of a missing tail starts below it.
+            more = self._plan_absolute(real + path, known=len(real) - 1)
+            checks.extend(more)
+            if more and isinstance(more[0], str):
+                break
+        return candidate, len(self._base_pairs), tuple(checks)
 
-    def _check_absolute(self, joined: str, known: int = 0) -> str | None:
+    def _plan_absolute(self, joined: str, known: int = 0) -> tuple[Check, ...]:
         # Both views: the lexical one (normpath, as a server's path.resolve does) and the
         # kernel's. realpath gets the path before normpath: it resolves a symlink before the
         # ".." that follows it, as open() does ("/tmp/link/../.ssh/x" with link -> ~/dir
@@ -221,12 +286,12 @@ class ProtectedRoots:
         normal = collapse(os.path.normpath(joined))
         shown = self._under(self._key(normal))
         if shown is not None:
-            return shown
+            return (shown,)
         if "/.." not in joined or len(joined) > PATH_MAX:
             joined = normal  # without "..", normpath changes nothing realpath would see
             if len(joined) > PATH_MAX:
-                return None
-        return self._under(self._key(realpath(joined, normal, known)))
+                return ()
+        return ((joined, normal, known),)
 
     def _check_bare(self, name: str) -> str | None:
         if self._base_hit is not None:
@@ -250,19 +315,24 @@ class ProtectedRoots:
         return None
 
     def _expand(self, path: str) -> str:
+        return self._expand_how(path)[0]
+
+    def _expand_how(self, path: str) -> tuple[str, bool]:
+        """``path`` with ``file:``, ``$HOME`` and ``~`` expanded, and whether that is fixed
+        for this object's life (``~user`` asks the user database, which may change)."""
         path = path.split("\x00", 1)[0]  # C APIs stop at NUL: so does the check
         if path.startswith("/"):
-            return path  # the common case: nothing below applies to it
+            return path, True  # the common case: nothing below applies to it
         if path.startswith("file:"):  # file:///x, file://localhost/x, file:/x, file:x
             path = unquote(urlsplit(path).path)
         for prefix in _HOME_VARS:
             if path == prefix or path.startswith(prefix + "/"):
-                return self.home + path[len(prefix) :]
+                return self.home + path[len(prefix) :], True
         if path == "~" or path.startswith("~/"):
-            return self.home + path[1:]
+            return self.home + path[1:], True
         if path.startswith("~"):
-            return os.path.expanduser(path)  # ~user/...; an unknown user stays relative
-        return path
+            return os.path.expanduser(path), False  # ~user/...; an unknown user stays relative
+        return path, True
 
     def _key(self, path: str) -> str:
         """The comparable form: NFKC (one form for every Unicode spelling), case-folded where

@@ -36,6 +36,10 @@ def realpath(path: str, normal: str | None = None, known: int = 0) -> str:
     starts below it, one lstat instead of one per component of the base."""
     try:
         if KERNEL_RESOLVE and path.startswith("/"):
+            # One openat2 walk that refuses symlinks: exists, or missing before any symlink,
+            # and realpath is the path as written (it keeps missing names as written).
+            if path == normal and walk_without_symlinks(path):
+                return collapse(path)
             try:
                 return collapse(_kernel_realpath(path, normal, known))
             except OSError:
@@ -46,7 +50,8 @@ def realpath(path: str, normal: str | None = None, known: int = 0) -> str:
 
 
 def _kernel_realpath(path: str, normal: str | None, known: int = 0) -> str:
-    """What ``os.path.realpath`` answers, asking the kernel where it surely agrees.
+    """What ``os.path.realpath`` answers, asking the kernel where it surely agrees, once the
+    openat2 walk (``realpath``) did not answer.
 
     The path exists: open(O_PATH) resolves it with the walk realpath does (each symlink
     before the ``..`` that follows it) and /proc names what it reached. It does not: for a
@@ -55,10 +60,6 @@ def _kernel_realpath(path: str, normal: str | None, known: int = 0) -> str:
     names as written. A symlink on the way (a dangling one into a protected directory
     included), permission problems, loops and odd /proc names go to realpath itself.
     """
-    # One openat2 walk that refuses symlinks: exists, or missing before any symlink, and
-    # realpath is the path as written (it keeps missing names as written).
-    if path == normal and walk_without_symlinks(path):
-        return path
     if known and path == normal:
         # Below a base most names are missing: one lstat of the first name says so.
         cut = path.find("/", known + 1)

@@ -22,20 +22,24 @@ GLUE: Final = re.compile(r"[\s;|&<>,()'\"`={}\[\]]+")
 FORMS: Final = ("NFC", "NFD", "NFKC", "NFKD")
 
 
-def leaves(value: object) -> Iterator[str]:
-    """Every string leaf and dict key of a JSON value, at any depth."""
+def leaves(value: object) -> list[str]:
+    """Every string leaf and dict key of a JSON value, at any depth: dict keys in order, then
+    the values last to first (a stack). A list, not a generator: the caller checks them all
+    unless one hits, and appending costs less than a generator's resumptions."""
+    out: list[str] = []
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            yield item
+            out.append(item)
         elif isinstance(item, dict):
             for key, inner in item.items():
                 if isinstance(key, str):
-                    yield key
+                    out.append(key)
                 stack.append(inner)
         elif isinstance(item, list):
             stack.extend(item)
+    return out
 
 
 def spellings(text: str) -> tuple[str, ...]:

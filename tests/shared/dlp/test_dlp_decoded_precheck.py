@@ -188,3 +188,75 @@ def test_run_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     secret_run = _b64(AWS).encode()
     assert scanner.maybe_decoded(b"key=" + secret_run)
     assert scanner.maybe_decoded(b"other=" + secret_run)  # remembered as "maybe"
+
+
+# --- the JSON-text pre-check (Walker.clean of a value: PreCheck.maybe_json) ---------------
+
+SLACK_CARD = "xoxp-1234567890-12\xad34567890-123456\xad7890-abcdef0123456789"
+json_texts = st.lists(
+    st.one_of(
+        st.sampled_from(ENCODED),
+        st.sampled_from(NOISE),
+        st.sampled_from([SLACK_CARD, "4111 1111 1111 1111", "A\u034fKIA" + AWS[4:], '"', "%"]),
+        st.text(max_size=6),
+    ),
+    max_size=6,
+).map("".join)
+json_like = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.sampled_from([4111111111111111, -4111111111111111, 10**12, 1.5e16]),
+        json_texts,
+    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(json_texts, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(redactors, json_like)
+def test_json_precheck_never_misses_what_the_walk_finds(red: Redactor, value: Any) -> None:
+    """maybe_json answers for JSON text without backslashes; whatever the walk redacts, it
+    (and so Walker.clean) must call "maybe", and redact_value must equal the walk."""
+    import orjson
+
+    walker = red._walker
+    counts: Counter[str] = Counter()
+    walked = walker.value(value, counts)
+    try:
+        raw = orjson.dumps(value)
+    except TypeError:
+        raw = b"\\"
+    if counts:
+        if b"\\" not in raw:
+            assert red._scanner.maybe_json(raw), value
+        assert not walker.clean(value, top=False), value
+    assert red.redact_value(value) == (walked, counts)
+
+
+def test_json_precheck_sees_shadow_views_and_cards() -> None:
+    import orjson
+
+    red = Redactor.from_config(DlpConfig(), for_display=True)
+    for value in [
+        {"token": SLACK_CARD},
+        {"key": "A\u034fKIA" + AWS[4:]},
+        {"n": 4111111111111111},
+        {"card": "4111 1111 1111 1111"},
+        {"url": f"https://x.org/?k={_b64(AWS)}"},
+        {"nested": {"list": [1, {"k": AWS}]}},
+    ]:
+        raw = orjson.dumps(value)
+        assert b"\\" not in raw
+        assert red._scanner.maybe_json(raw), value
+        assert red.redact_value(value)[1], value
+    clean = {
+        "path": "/home/user/project/src/main.py",
+        "n": 12,
+        "ok": True,
+        "emoji": "ok\u2764\ufe0f",
+    }
+    assert not red._scanner.maybe_json(orjson.dumps(clean))
+    assert red.redact_value(clean) == (clean, Counter())

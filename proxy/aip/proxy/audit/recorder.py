@@ -152,12 +152,11 @@ def _shown(rec: Recorder, value: Any) -> tuple[Any, list[str] | None]:
     """``value`` redacted for the record, and the rules that fired. A pack of fields that
     cannot be scanned (arguments nested too deeply) keeps its short fields, scanned alone."""
 
-    def scan(v: Any) -> tuple[Any, list[str] | None]:
-        return rec.scan(v) if rec.scan is not None else (rec.redact(v), None)
-
-    shown, hits = scan(value)
+    scan = rec.scan
+    shown, hits = scan(value) if scan is not None else (rec.redact(value), None)
     if isinstance(value, dict) and not isinstance(shown, dict):
-        rest, hits = scan({k: v for k, v in value.items() if k != "arguments"})
+        rest_of = {k: v for k, v in value.items() if k != "arguments"}
+        rest, hits = scan(rest_of) if scan is not None else (rec.redact(rest_of), None)
         if not isinstance(rest, dict):
             rest = dict.fromkeys(value, shown)  # fail closed: every field is the marker
         shown = {**rest, "arguments": shown}

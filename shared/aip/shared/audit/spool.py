@@ -111,16 +111,19 @@ class Spool:
             sign = self._line_key.sign
             data = b"".join(sign(r, b) for r, b in zip(rseqs, bodies, strict=True))
         with self._lock:
-            fd = self._ensure_open()
+            fd = self._fd if self._fd >= 0 else self._ensure_open()
             if self._size + len(data) > MAX_SPOOL_BYTES:  # size kept here: no fstat per record
                 self.dropped += data.count(b"\n")
                 log.warning("spool %s is full; %d audit records dropped", self.path, self.dropped)
                 return
-            written = os.write(fd, data)
-            self._size += max(written, 0)
+            written = os.write(fd, data)  # raises on failure: never negative
+            self._size += written
             if written != len(data):
                 raise OSError(f"spool: short write ({written} of {len(data)} bytes)")
-            self._unacked.update(rseqs)
+            if len(rseqs) == 1:
+                self._unacked.add(rseqs[0])
+            else:
+                self._unacked.update(rseqs)
 
     def pending(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Spooled records not yet acknowledged, oldest first (at most ``limit``). Read in

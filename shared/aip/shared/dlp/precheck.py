@@ -111,6 +111,9 @@ class PreCheck:
         # The same without the look-alike trigger, compiled when text first has such a
         # character (most sessions never need them: their DFAs would cost memory for nothing).
         self._plain: dict[bool, Prefilter | None] = {}
+        # For ``maybe_json``: the raw-line triggers without the encoded-run one (compiled at
+        # the first use: only the display redactor checks JSON text this way).
+        self._json: list[Prefilter | None] = []
         # (run, depth) -> what ``maybe_decoded`` found in its decodings: a pure function of the
         # bytes, so remembering it is exact. Paths repeat their directories call after call.
         self._run_memo: dict[tuple[bytes, int], bool] = {}
@@ -211,6 +214,36 @@ class PreCheck:
         if plain is None:
             return True
         return self._maybe_decoded(text, 0, plain) or self._maybe_decoded(shadow, 0, plain)
+
+    def maybe_json(self, raw: bytes) -> bool:
+        """``maybe_decoded`` for the strings of a JSON text, without decoding it: False only
+        when no rule can match any string (or key, or long int) ``Walker.value`` would scan.
+
+        ``raw`` must hold no backslash (orjson's output for a value none of whose strings
+        needs an escape): then each string is in it byte for byte between quotes, which
+        neither a loosened rule, a candidate, nor an encoded run contains, just as the
+        newlines the walker joins the strings with; what lies between the strings (JSON
+        punctuation, numbers, literals) can only add "maybe". The raw-line triggers
+        (several text items, strings in an array, blobs) answer "maybe" where the walk does
+        more than scan each string; encoded runs are decoded and checked as in
+        ``maybe_decoded``, and the shadow view is taken of the whole text as in ``maybe``.
+        """
+        if not self.rules:
+            return False
+        if not self._json:  # a race compiles it twice at worst; both results are equal
+            self._json.append(self._compile(self._re2, self._opts, raw_json=True, runs=False))
+        pre = self._json[0]
+        if pre is None:
+            return True
+        if not self._maybe_decoded(raw, 0, pre):
+            return False
+        shadow = self.shadow.of(raw)
+        if shadow is None:
+            return True
+        plain = self._plain_prefilter(raw_json=True)
+        if plain is None:
+            return True
+        return self._maybe_decoded(raw, 0, plain) or self._maybe_decoded(shadow, 0, plain)
 
     def _maybe_decoded(self, text: bytes, depth: int, prefilter: Prefilter) -> bool:
         if prefilter.search(text) is not None:

@@ -109,7 +109,13 @@ class Scanner:
 
     def maybe_decoded(self, text: bytes, depth: int = 0) -> bool:
         """Like ``maybe`` for decoded text (leaves joined by the walker's pre-check)."""
-        return self._precheck.maybe_decoded(text, depth)
+        pre = self._pre  # once compiled, without the property (this runs once per record)
+        return (pre if pre is not None else self._prechecked())[0].maybe_decoded(text, depth)
+
+    def maybe_json(self, raw: bytes) -> bool:
+        """``maybe_decoded`` over the strings of JSON text without backslashes (precheck)."""
+        pre = self._pre
+        return (pre if pre is not None else self._prechecked())[0].maybe_json(raw)
 
     # -- finding ---------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ import binascii
 from collections import Counter
 from typing import Any, Final
 
+import orjson
+
 from aip.shared.dlp.scan import MARKER_PREFIX, MAX_PASSES, Scanner
 
 ENVELOPE_KEYS: Final = frozenset({"jsonrpc", "id", "method"})
@@ -57,6 +59,16 @@ class Walker:
 
         The pieces are gathered as ``str`` and encoded once: UTF-8 (surrogatepass too) encodes
         code point by code point, so these are the bytes of the encoded pieces joined."""
+        if not top:
+            # The value's JSON text, when no string in it needs an escape, answers in one pass
+            # without gathering (PreCheck.maybe_json); a "maybe" there (structure triggers: a
+            # list of strings) is looked at again the finer way below.
+            try:
+                raw = orjson.dumps(v)
+            except TypeError:  # orjson.JSONEncodeError: not JSON (surrogates, huge ints, keys)
+                raw = b"\\"
+            if b"\\" not in raw and not self._scanner.maybe_json(raw):
+                return True
         pieces: list[str] = []
         if not self._gather(v, pieces, top=top):
             return False

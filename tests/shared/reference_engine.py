@@ -5,7 +5,7 @@ memo, no plan. tests/shared/policy/test_fast_path.py holds the engine to exactly
 
 It reuses only the engine's precomputed ``ProtectedRoots`` tables (roots, prefixes, bases,
 bare names: built once per policy and Context, and tested on their own) and their pure
-lookups ``_under``, ``_key`` and ``_check_bare``.
+lookups ``under``, ``key`` and ``check_bare``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from aip.shared.policy.decision import Context, Decision, Verdict
 from aip.shared.policy.engine import WOULD_ASK, _roots, method_allowed
 from aip.shared.policy.model import Action, ArgPattern, Mode, Policy, ToolRule
 from aip.shared.policy.names import normalize
-from aip.shared.policy.protected import PATH_MAX, ProtectedRoots, TooManyCandidates
+from aip.shared.policy.protected import ProtectedRoots, TooManyCandidates
+from aip.shared.policy.protected_plan import PATH_MAX
 from aip.shared.policy.protected_resolve import collapse
 from aip.shared.policy.protected_tokens import GLUE, spellings, tokens
 from aip.shared.policy.ratelimit import RateLimiter
@@ -233,7 +234,7 @@ def roots_hit(r: ProtectedRoots, value: object) -> tuple[str, str] | None:
         return None
     seen: set[str] = set()
     budget = [protected.MAX_CANDIDATES]
-    bare_matters = bool(r._bare or r._bare_prefixes or r._base_hit)
+    bare_matters = bool(r._bare or r._bare_prefixes or r.base_hit)
     for leaf in _leaves(value):
         for text in spellings(leaf):
             if not (bare_matters or "/" in text or "~" in text or "$" in text or "%" in text):
@@ -262,16 +263,16 @@ def _check(r: ProtectedRoots, candidate: str, budget: list[int]) -> str | None:
             raise TooManyCandidates
         return _check_absolute(r, path)
     if "/" not in path:
-        return r._check_bare(path)
-    if r._base_hit is not None:
-        return r._base_hit
-    if r._too_many_bases:
+        return r.check_bare(path)
+    if r.base_hit is not None:
+        return r.base_hit
+    if r.too_many_bases:
         raise TooManyCandidates
-    budget[0] -= len(r._base_pairs)
+    budget[0] -= len(r.base_pairs)
     if budget[0] < 0:
         raise TooManyCandidates
-    for base, real in r._base_pairs:
-        shown = r._under(r._key(collapse(os.path.normpath(base + "/" + path))))
+    for base, real in r.base_pairs:
+        shown = r.under(r.key(collapse(os.path.normpath(base + "/" + path))))
         if shown is None:
             shown = _check_absolute(r, real + path)
         if shown is not None:
@@ -281,14 +282,14 @@ def _check(r: ProtectedRoots, candidate: str, budget: list[int]) -> str | None:
 
 def _check_absolute(r: ProtectedRoots, joined: str) -> str | None:
     normal = collapse(os.path.normpath(joined))
-    shown = r._under(r._key(normal))
+    shown = r.under(r.key(normal))
     if shown is not None:
         return shown
     if "/.." not in joined or len(joined) > PATH_MAX:
         joined = normal
         if len(joined) > PATH_MAX:
             return None
-    return r._under(r._key(_realpath(joined)))
+    return r.under(r.key(_realpath(joined)))
 
 
 def _realpath(path: str) -> str:

@@ -19,10 +19,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aip.shared.policy import authorize, protected
+from aip.shared.policy import authorize, protected, protected_plan
 from aip.shared.policy.decision import Context
 from aip.shared.policy.engine import decide
 from aip.shared.policy.load import load_policy_text
+from aip.shared.policy.protected_resolve import collapse
 from aip.shared.policy.ratelimit import RateLimiter
 from tests.shared import reference_engine
 from tests.shared.enginekit import wrap
@@ -245,6 +246,7 @@ def test_the_memos_stay_bounded(tree: Path) -> None:
         assert decide(pol, call, RateLimiter(), ctx).outcome.value == "policy_allowed"  # type: ignore[union-attr]
     roots = pol.memo[("protected", ctx)]
     assert 0 < len(roots._plans) <= protected.MEMO_ENTRIES
+    assert 0 < len(roots._leaf_plans) <= protected.MEMO_ENTRIES
     assert 0 < len(pol.tool_rules[0].allow_args[0].results) <= authorize.MEMO_ENTRIES
     # Long values are planned and matched afresh each time, never kept.
     long = "y" * (protected.MEMO_MAX_CHARS + 1)
@@ -252,3 +254,9 @@ def test_the_memos_stay_bounded(tree: Path) -> None:
     decide(pol, call, RateLimiter(), ctx)
     assert long not in pol.tool_rules[0].allow_args[0].results
     assert all(long not in str(key) for key in roots._plans)
+    assert long not in roots._leaf_plans
+
+
+@given(st.text(alphabet="/.a", min_size=1, max_size=12))
+def test_normpath_skips_only_what_is_already_normal(path: str) -> None:
+    assert protected_plan.normpath(path) == collapse(os.path.normpath(path))

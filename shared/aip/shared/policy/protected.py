@@ -17,11 +17,11 @@ import os
 import sys
 import unicodedata
 from collections.abc import Iterable
-from typing import Final, NamedTuple
+from typing import Final
 from urllib.parse import unquote, urlsplit
 
+from aip.shared.policy.protected_plan import MEMO_ENTRIES, MEMO_MAX_CHARS, Plan, plan_value
 from aip.shared.policy.protected_resolve import collapse, realpath
-from aip.shared.policy.protected_tokens import GLUE, leaves, spellings, tokens
 
 CASE_INSENSITIVE: Final = sys.platform in ("darwin", "win32")
 # A message whose candidates need more resolutions than this (a relative one costs one per
@@ -30,26 +30,7 @@ MAX_CANDIDATES: Final = 65536  # far beyond any honest message
 # More bases than this (a client declaring thousands of roots) and every relative candidate
 # is refused: checking each against all would let one message cost seconds.
 MAX_BASES: Final = 256
-PATH_MAX: Final = 4096  # longer strings name nothing the kernel would open
 _HOME_VARS: Final = ("$HOME", "${HOME}")
-# Plans remembered per ProtectedRoots: the same few arguments come back call after call.
-# Bounded in entries and in the characters of a value kept (a file's content is planned
-# afresh each time, as before).
-MEMO_ENTRIES: Final = 256
-MEMO_MAX_CHARS: Final = 1024
-
-# One check of a candidate: a protected root it already hits (lexically, by its bare name, or
-# because a base lies inside one), or (path to resolve, its normpath, length of a known real
-# prefix) whose realpath is compared on every call.
-Check = str | tuple[str, str, int]
-# One distinct candidate: (as written, resolutions charged to the budget (-1: refuse), checks).
-Step = tuple[str, int, tuple[Check, ...]]
-
-
-class Plan(NamedTuple):
-    steps: tuple[Step, ...]  # distinct candidates only, in the order they are checked
-    pure: bool  # a function of the value alone (no ``~user``): may be remembered
-    size: int  # characters in the value's strings
 
 
 # "<path>.*": the file and every file whose name starts with "<name>." beside it (an audit
@@ -106,14 +87,14 @@ class ProtectedRoots:
         siblings: dict[str, str] = {}  # comparable "<dir>/<name>" of a family -> as shown
         for absolute, real, is_family in found:
             for form in (absolute, real):
-                roots.setdefault(self._key(form), absolute)
+                roots.setdefault(self.key(form), absolute)
             if is_family:
                 # The siblings' names under the lexical dir and under the dir's and the file's
                 # real paths: a candidate's realpath resolves its dir, and a symlinked log's
                 # rotations may be renamed beside either.
                 head, name = os.path.split(absolute)
                 for form in (absolute, os.path.join(realpath(head), name), real):
-                    siblings.setdefault(self._key(form), absolute + FAMILY_SUFFIX)
+                    siblings.setdefault(self.key(form), absolute + FAMILY_SUFFIX)
         self._roots = roots
         # One startswith loop serves both kinds: "<root>/" for everything under a root,
         # "<name>." for a family's siblings (and anything under them).
@@ -125,22 +106,22 @@ class ProtectedRoots:
     def _init_bases(self, given: list[str], siblings: dict[str, str]) -> None:
         bases = list(dict.fromkeys(collapse(os.path.abspath(b)) for b in given if b))
         self.bases = tuple(bases)
-        self._too_many_bases = len(bases) > MAX_BASES
+        self.too_many_bases = len(bases) > MAX_BASES
         # (lexical base, its real path now): a server's cwd and its start-up roots are fixed
         # inodes, so a base renamed later still leads where its real path led.
         # The real base is kept with a trailing "/" ready for joining.
-        self._base_pairs = tuple((b, realpath(b).rstrip("/") + "/") for b in bases[:MAX_BASES])
-        self._base_hit: str | None = None  # a base inside a protected root: all relative hit
+        self.base_pairs = tuple((b, realpath(b).rstrip("/") + "/") for b in bases[:MAX_BASES])
+        self.base_hit: str | None = None  # a base inside a protected root: all relative hit
         self._between: dict[str, str] = {}
         keys = list(
             dict.fromkeys(
-                self._key(f) for b, r in self._base_pairs for f in (b, r.rstrip("/") or "/")
+                self.key(f) for b, r in self.base_pairs for f in (b, r.rstrip("/") or "/")
             )
         )
         for key in keys:
-            shown = self._under(key)
-            if shown is not None and self._base_hit is None:
-                self._base_hit = shown
+            shown = self.under(key)
+            if shown is not None and self.base_hit is None:
+                self.base_hit = shown
         # The folders strictly between a base and a protected root (~/.config for
         # ~/.config/aip with $HOME a base) are protected exactly, not what they hold: renaming
         # one would carry the root away from its protected name (issue 11, renamed ancestor).
@@ -171,8 +152,9 @@ class ProtectedRoots:
                 head, _, name = sib.rpartition("/")
                 if (head or "/") == key and name:
                     self._bare_prefixes.append((name + ".", shown))
-        self._bare_matters = bool(self._bare or self._bare_prefixes or self._base_hit)
-        self._plans: dict[object, Plan] = {}
+        self.bare_matters = bool(self._bare or self._bare_prefixes or self.base_hit)
+        self._plans: dict[object, Plan] = {}  # by the value (see hit)
+        self._leaf_plans: dict[str, Plan] = {}  # by a string leaf
 
     def __bool__(self) -> bool:
         return bool(self._roots)
@@ -181,7 +163,7 @@ class ProtectedRoots:
         """(candidate as written, protected root) for the first hit in ``value``, else None.
 
         Raises TooManyCandidates when ``value`` needs more than MAX_CANDIDATES resolutions.
-        The plan (``_plan``: the candidates, their lexical answers and the paths to resolve)
+        The plan (``protected_plan``: the candidates, their lexical answers, the paths to resolve)
         is pure and remembered by the value; the resolutions run on every call.
         """
         if not self._roots:
@@ -199,13 +181,13 @@ class ProtectedRoots:
         except TypeError:
             key = plan = None
         if plan is None:
-            plan = self._plan(value)
-            if key is not None and plan.size <= MEMO_MAX_CHARS and plan.pure:
+            plan = plan_value(self, value, self._leaf_plans)
+            if key is not None and plan[2] <= MEMO_MAX_CHARS and plan[1]:
                 if len(memo) >= MEMO_ENTRIES:
                     memo.clear()  # bounded; a fresh start costs one plan per value
                 memo[key] = plan
         budget = MAX_CANDIDATES
-        for token, cost, checks in plan.steps:
+        for token, cost, checks in plan[0]:
             if cost:
                 budget -= cost
                 if cost < 0 or budget < 0:
@@ -216,87 +198,15 @@ class ProtectedRoots:
                 joined, normal, known = check
                 real = realpath(joined, normal, known)
                 if real != normal:  # the same path: its lexical answer (none) stands
-                    shown = self._under(self._key(real))
+                    shown = self.under(self.key(real))
                     if shown is not None:
                         return token, shown
         return None
 
-    def _plan(self, value: object) -> Plan:
-        """What checking ``value`` takes, without touching the file system: each distinct
-        candidate of each spelling of each leaf, in order, with its cost against the budget
-        and its checks (a protected root already hit, or a path to resolve and compare)."""
-        steps: list[Step] = []
-        seen: set[str] = set()
-        pure = True
-        size = 0
-        bare_matters = self._bare_matters
-        for leaf in leaves(value):
-            size += len(leaf)
-            for text in spellings(leaf):
-                if not (bare_matters or "/" in text or "~" in text or "$" in text or "%" in text):
-                    continue  # neither absolute, nor relative with "/", nor a name of a root
-                if ":" in text or "%" in text or GLUE.search(text) is not None:
-                    found: Iterable[str] = tokens(text)
-                else:
-                    found = (text,)  # the common path argument: one piece, nothing to split
-                for token in found:
-                    if token in seen:
-                        continue
-                    seen.add(token)
-                    path, fixed = self._expand_how(token)
-                    pure = pure and fixed
-                    step = self._plan_token(token, path)
-                    if step is not None:
-                        steps.append(step)
-        return Plan(tuple(steps), pure, size)
-
-    def _plan_token(self, candidate: str, path: str) -> Step | None:
-        """The step for one candidate (``path``: it expanded), None when it needs nothing."""
-        if not path:
-            return None
-        if path.startswith("/"):
-            return candidate, 1, self._plan_absolute(path)
-        if "/" not in path:
-            # A bare name is compared, not resolved: a stat per word of every text would
-            # cost more than the whole decision (docs/security.md says what this leaves out).
-            shown = self._check_bare(path)
-            return None if shown is None else (candidate, 0, (shown,))
-        if self._base_hit is not None:
-            return candidate, 0, (self._base_hit,)
-        if self._too_many_bases:
-            return candidate, -1, ()
-        checks: list[Check] = []
-        for base, real in self._base_pairs:
-            shown = self._under(self._key(collapse(os.path.normpath(base + "/" + path))))
-            if shown is not None:
-                checks.append(shown)
-                break
-            # The real base: resolved once, so the walk of a missing tail starts below it.
-            more = self._plan_absolute(real + path, known=len(real) - 1)
-            checks.extend(more)
-            if more and isinstance(more[0], str):
-                break
-        return candidate, len(self._base_pairs), tuple(checks)
-
-    def _plan_absolute(self, joined: str, known: int = 0) -> tuple[Check, ...]:
-        # Both views: the lexical one (normpath, as a server's path.resolve does) and the
-        # kernel's. realpath gets the path before normpath: it resolves a symlink before the
-        # ".." that follows it, as open() does ("/tmp/link/../.ssh/x" with link -> ~/dir
-        # opens ~/.ssh/x). A path longer than PATH_MAX is only opened once normalized.
-        normal = collapse(os.path.normpath(joined))
-        shown = self._under(self._key(normal))
-        if shown is not None:
-            return (shown,)
-        if "/.." not in joined or len(joined) > PATH_MAX:
-            joined = normal  # without "..", normpath changes nothing realpath would see
-            if len(joined) > PATH_MAX:
-                return ()
-        return ((joined, normal, known),)
-
-    def _check_bare(self, name: str) -> str | None:
-        if self._base_hit is not None:
-            return self._base_hit
-        key = self._key(name)
+    def check_bare(self, name: str) -> str | None:
+        if self.base_hit is not None:
+            return self.base_hit
+        key = self.key(name)
         shown = self._bare.get(key)
         if shown is not None:
             return shown
@@ -305,7 +215,7 @@ class ProtectedRoots:
                 return shown
         return None
 
-    def _under(self, key: str) -> str | None:
+    def under(self, key: str) -> str | None:
         shown = self._roots.get(key) or self._between.get(key)
         if shown is not None:
             return shown
@@ -315,9 +225,9 @@ class ProtectedRoots:
         return None
 
     def _expand(self, path: str) -> str:
-        return self._expand_how(path)[0]
+        return self.expand_fixed(path)[0]
 
-    def _expand_how(self, path: str) -> tuple[str, bool]:
+    def expand_fixed(self, path: str) -> tuple[str, bool]:
         """``path`` with ``file:``, ``$HOME`` and ``~`` expanded, and whether that is fixed
         for this object's life (``~user`` asks the user database, which may change)."""
         path = path.split("\x00", 1)[0]  # C APIs stop at NUL: so does the check
@@ -334,7 +244,7 @@ class ProtectedRoots:
             return os.path.expanduser(path), False  # ~user/...; an unknown user stays relative
         return path, True
 
-    def _key(self, path: str) -> str:
+    def key(self, path: str) -> str:
         """The comparable form: NFKC (one form for every Unicode spelling), case-folded where
         the file system folds."""
         if not path.isascii():

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from aip.shared.policy.protected_resolve import collapse
 from aip.shared.policy.protected_tokens import GLUE, leaves, spellings, tokens
-
-if TYPE_CHECKING:
-    from aip.shared.policy.protected import ProtectedRoots
 
 PATH_MAX: Final = 4096  # longer strings name nothing the kernel would open
 # Plans remembered per ProtectedRoots, of whole values and of single strings (argument names
@@ -38,6 +35,21 @@ Step = tuple[str, int, tuple[Check, ...]]
 # value alone (no ``~user``), may be remembered; size: characters in the value's strings).
 # A plain tuple: a NamedTuple's constructor costs ~0.3 us, a tuple's ~0.04.
 Plan = tuple[tuple[Step, ...], bool, int]
+
+
+class ProtectedRoots(Protocol):
+    """What planning reads of ``aip.shared.policy.protected.ProtectedRoots`` (its tables and
+    pure lookups); a Protocol, so this module does not import that one (no cycle)."""
+
+    bare_matters: bool
+    base_hit: str | None
+    too_many_bases: bool
+    base_pairs: tuple[tuple[str, str], ...]
+
+    def under(self, key: str) -> str | None: ...
+    def key(self, path: str) -> str: ...
+    def check_bare(self, name: str) -> str | None: ...
+    def expand_fixed(self, path: str) -> tuple[str, bool]: ...
 
 
 def plan_value(roots: ProtectedRoots, value: object, memo: dict[str, Plan]) -> Plan:

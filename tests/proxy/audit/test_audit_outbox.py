@@ -96,6 +96,20 @@ def test_reconnect_or_overdue_ack_resends_everything_unacked(tmp_path: Path) -> 
     assert rseqs([r for _, b in outbox.take_batches(now=6.0) for r in b]) == list(range(65, 101))
 
 
+def test_a_batch_that_can_never_be_sent_is_dropped_not_retried(tmp_path: Path) -> None:
+    """What the approval client does when ``audit_frame`` refuses a batch: the records that
+    can be read are forgotten as if acked (re-sending them forever would only fail again)."""
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0)
+    outbox.attach(lambda: None)
+    fill(outbox, 3)
+    [(batch, records)] = outbox.take_batches(now=0.0)
+    outbox.drop(batch, [records[0], b"not json", b"[1]", records[2]])
+    assert [r["rseq"] for r in outbox.spool.pending()] == [2]  # 1 and 3 are forgotten
+    assert outbox.next_deadline() is None  # nothing in flight: no re-send deadline
+    outbox.resend_all()  # e.g. a reconnect: what is left goes again
+    assert rseqs(outbox.take_batches(now=0.0)[0][1]) == [2]
+
+
 def test_compaction_keeps_only_unacked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spool, "COMPACT_MIN_RECORDS", 10)
     store = Spool(SESSION, tmp_path)

@@ -31,6 +31,13 @@ WINDOW: Final = 4  # batches in flight
 RESEND_S: Final = 5.0  # an unacknowledged batch is re-sent (with the rest) after this
 # A record waits at most this long for others to share its message: one send (and one ack)
 # per burst instead of per call, so a busy proxy does not pay a round trip per decision.
+# Measured (scripts/bench_audit_client.py, one record every 0.4 ms, load 7.7): each message
+# costs the approver ~0.9 ms of CPU beside ~25 us per record, so 50 ms (batches of ~40)
+# halves its CPU per record against 10 ms (~15): 80-93 -> 43-50 us. But where the approver
+# shares the proxy's CPU (bench_proxy --pin) a flush is a burst the call in flight waits
+# for, and a longer wait makes a longer burst (pinned p99 with an approver 6 -> 14 ms in one
+# run at load 8-10, noise-level evidence). Kept at 10 ms until the approver's per-message cost
+# is lower.
 FLUSH_S: Final = 0.01
 MAX_RECORD_BYTES: Final = 64 * 1024  # bigger records are capped (head + tail + HMAC) first
 MAX_QUEUED: Final = 1024  # beyond this, records wait only in the spool (read back later)

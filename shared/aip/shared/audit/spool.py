@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 SPOOL_DIR_NAME: Final = "spool"
 MAX_SPOOL_BYTES: Final = 256 << 20  # beyond this, new records are dropped (and logged)
 READ_CHUNK_BYTES: Final = 1 << 20
+TAIL_CHUNK_BYTES: Final = 64 << 10  # compaction reads the unacknowledged tail in these
 COMPACT_MIN_RECORDS: Final = 1024  # acknowledged records tolerated in the file before compaction
 KEY_BYTES: Final = 32
 
@@ -178,8 +179,11 @@ class Spool:
         """Write the unacknowledged rest to a new locked file and rename it over: a crash
         never loses a record; someone ingesting the old inode finds only duplicates."""
         fd = self._fd
-        pairs = self._authentic(os.pread(fd, os.fstat(fd).st_size, 0))
-        keep = [line + b"\n" for line, r in pairs if r.get("rseq") in self._unacked]
+        size = os.fstat(fd).st_size
+        keep = self._unacked_tail(fd, size)
+        if keep is None:
+            pairs = self._authentic(os.pread(fd, size, 0))
+            keep = [line + b"\n" for line, r in pairs if r.get("rseq") in self._unacked]
         tmp = self.path.with_name(self.path.name + ".tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -192,6 +196,32 @@ class Spool:
         self._fd = new
         self._acked = 0
         self._size = os.fstat(new).st_size
+
+    def _unacked_tail(self, fd: int, size: int) -> list[bytes] | None:
+        """The unacknowledged records' lines when they are exactly the file's last complete
+        lines, each authentic (the steady state with an approver: it acks in order while new
+        records keep coming), read from the end; None otherwise (the whole file is read).
+        Measured: a compaction every ~1,500 records read and verified the whole file, 20-29 ms
+        of CPU under this lock (every relay's append waits), where the tail is a few lines."""
+        want = len(self._unacked)
+        data, start = b"", size
+        while start > 0 and data.count(b"\n") <= want:  # one line more: its end is our start
+            step = min(TAIL_CHUNK_BYTES, start)
+            start -= step
+            data = os.pread(fd, step, start) + data
+        lines = read_lines(data)  # a torn last line (crash mid-write) is left out, as always
+        if start > 0:
+            lines = lines[1:]  # the first piece may be the end of a longer line
+        if len(lines) < want:
+            return None
+        tail, seen = lines[len(lines) - want :], set()
+        for line in tail:
+            record, _why = self._line_key.open(line)
+            rseq = None if record is None else record.get("rseq")
+            if rseq is None or rseq not in self._unacked or rseq in seen:
+                return None
+            seen.add(rseq)
+        return [line + b"\n" for line in tail]
 
     def _authentic(self, data: bytes) -> list[tuple[bytes, dict[str, Any]]]:
         """(line, record) of each line whose MAC holds; the others are skipped and logged:

@@ -178,11 +178,24 @@ def breakdown(policy: Path) -> str:
         down._pending[i] = Pending("tools/call", "read_file")
         downstream.relay_server_line(down, resp % i)
 
+    packs = [
+        {"arguments": {**args, "path": f"/home/user/project{i}/src/main.py"}, "tool": "read_file"}
+        for i in range(n)
+    ]
+    for i, pack in enumerate(packs):
+        pack["request_id"] = i
     rows = [
         ("parse + strict checks (jsonrpc)", cost(lambda i: parse_line(line))),
         ("engine.decide, absolute path argument", cost(lambda i: decide(pol, msg, lim, ctx))),
         ("engine.decide, relative path argument", cost(lambda i: decide(pol, msg_rel, lim, ctx))),
         ("DLP display scan of the arguments", cost(lambda i: dlp.display_scan(args))),
+        # What a record scans: its tool, arguments and request id in one value; "varied": every
+        # call's path differs (no remembered encoded run answers for it).
+        ("DLP display scan of a record's fields", cost(lambda i: dlp.display_scan(packs[0]))),
+        (
+            "DLP display scan of a record's fields, varied",
+            cost(lambda i: dlp.display_scan(packs[i])),
+        ),
         (
             "decision record (display scan + audit spool write)",
             cost(

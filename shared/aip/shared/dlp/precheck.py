@@ -260,7 +260,11 @@ class PreCheck:
                 decoded = self.encoding.decode(run)
                 pre = self._rules_prefilter
                 assert pre is not None
-                found = any(self._maybe_decoded(d, depth + 1, pre) for d in decoded)
+                found = False
+                for d in decoded:
+                    if self._maybe_decoded(d, depth + 1, pre):
+                        found = True
+                        break
                 if len(run) <= MEMO_RUN_BYTES:
                     if len(memo) >= MEMO_RUNS:
                         memo.clear()

@@ -95,20 +95,21 @@ def audit_schema() -> jsonschema.Draft202012Validator:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    factory = getattr(session.config, "_tmp_path_factory", None)
-    if factory is None:
+    """Check the logs under this process's base temp dir. Under pytest-xdist each worker
+    checks its own (its base temp dir is a folder of the controller's) and hands its count
+    and errors to the controller (``workeroutput``), which reports them and fails the run:
+    a worker's own exit status does not reach the controller."""
+    config = session.config
+    workers = getattr(config, "_aip_audit_from_workers", None)
+    if workers is not None:  # the xdist controller: the workers checked every log
+        count, errors = workers
+    else:
+        count, errors = _check_own_logs(config)
+    output = getattr(config, "workeroutput", None)
+    if output is not None:  # an xdist worker: the controller reports
+        output["aip_audit_schema"] = (count, errors[:50])
         return
-    try:
-        base = factory.getbasetemp()
-    except (OSError, ValueError):
-        return
-    errors: list[str] = list(_late_errors)
-    count = len(_checked)
-    for path in find_logs(base):
-        if path.resolve() not in _checked:
-            count += 1
-            errors.extend(log_errors(path))
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and count:
         reporter.ensure_newline()
         reporter.write_line(f"audit schema: {count} audit log file(s) checked")
@@ -116,3 +117,29 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter is not None:
             reporter.write_line("audit schema violations:\n" + "\n".join(errors[:50]), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _check_own_logs(config: pytest.Config) -> tuple[int, list[str]]:
+    factory = getattr(config, "_tmp_path_factory", None)
+    errors: list[str] = list(_late_errors)
+    count = len(_checked)
+    if factory is None:
+        return count, errors
+    try:
+        base = factory.getbasetemp()
+    except (OSError, ValueError):
+        return count, errors
+    for path in find_logs(base):
+        if path.resolve() not in _checked:
+            count += 1
+            errors.extend(log_errors(path))
+    return count, errors
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist (controller): a worker finished; add its audit-schema results."""
+    config = node.config
+    count, errors = getattr(config, "_aip_audit_from_workers", (0, []))
+    got = getattr(node, "workeroutput", {}).get("aip_audit_schema", (0, []))
+    config._aip_audit_from_workers = (count + got[0], [*errors, *got[1]])

@@ -137,7 +137,7 @@ def test_dev_extra_lists_everything_the_tests_import_and_run() -> None:
     # Tools the test command runs (scripts/check) and the wheel build without isolation.
     ran = set(re.findall(r"python3 -m ([a-z]+)", (ROOT / "scripts" / "check").read_text()))
     assert ran == {"ruff", "mypy", "pytest"}
-    assert ran | {"hatchling", "pytest-asyncio", "pytest-timeout"} <= declared
+    assert ran | {"hatchling", "pytest-asyncio", "pytest-timeout", "pytest-xdist"} <= declared
 
 
 def test_warnings_are_errors_with_no_blanket_ignore() -> None:

@@ -57,7 +57,7 @@ def _ask(approver: Approver, display: str, **arguments: object) -> tuple[Dealer,
         try:
             d.hello(agent_id="agent-abc123", server="filesystem")
             d.ask(1, **arguments)
-            return d, window(display, wait_s)
+            return d, window(display, wait_s, ended=d.pending)
         except AssertionError:
             d.close()  # a dialog that never appeared must not leave its socket to the GC
             if attempt:

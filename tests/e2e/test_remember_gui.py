@@ -82,7 +82,7 @@ async def _first_window(
     for attempt, wait_s in enumerate((15.0, 25.0)):
         task = asyncio.ensure_future(zenity.show(_prompt()))
         try:
-            return task, await asyncio.to_thread(window, display, wait_s)
+            return task, await asyncio.to_thread(window, display, wait_s, 0, task.done)
         except AssertionError:
             task.cancel()
             await asyncio.wait([task])
@@ -147,7 +147,7 @@ async def _remember_exact_15(display: str, zenity: Zenity) -> Verdict | None:
         xdo(display, "mousemove", "--sync", str(x), str(y), "click", "1")
         await asyncio.to_thread(gone, display, win["WINDOW"])
         try:
-            second = await asyncio.to_thread(window, display, 15, win["WINDOW"])
+            second = await asyncio.to_thread(window, display, 15, win["WINDOW"], task.done)
         except AssertionError:
             assert task.done(), "step 2 neither appeared nor ended"
             assert task.result() == ALLOW_ONCE
@@ -192,7 +192,7 @@ def _shown(d: Dealer, display: str, request_id: int) -> dict[str, int]:
     for attempt in range(2):
         _ask_with_facts(d, request_id + 100 * attempt)
         try:
-            return window(display, 25)
+            return window(display, 25, ended=d.pending)
         except AssertionError:
             assert d.decision(15).outcome is Outcome.DIALOG_ERROR
             if attempt:

@@ -209,6 +209,10 @@ class Dealer:
     def nothing(self, timeout_s: float) -> bool:
         return not self.sock.poll(int(timeout_s * 1000))
 
+    def pending(self) -> bool:
+        """A message is waiting to be read (never blocks)."""
+        return bool(self.sock.poll(0))
+
     def hello(self, **kw: Any) -> Welcome:
         self.send(hello(self.session, **kw))
         msg = self.recv()

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.support.systools import required_tool
@@ -59,10 +59,20 @@ def xdo(display: str, *args: str) -> str:
     return out.stdout
 
 
-def window(display: str, timeout_s: float = 15, other_than: int = 0) -> dict[str, int]:
-    """A dialog window's id and geometry once it is mapped (not ``other_than``)."""
+def window(
+    display: str,
+    timeout_s: float = 15,
+    other_than: int = 0,
+    ended: Callable[[], bool] | None = None,
+) -> dict[str, int]:
+    """A dialog window's id and geometry once it is mapped (not ``other_than``).
+
+    ``ended``: True once the dialog is over without a window (zenity could not open the
+    display: the ask already has its answer), so a caller's retry starts at once instead of
+    after the whole ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        over = ended is not None and ended()  # before the search: a last look follows
         ids = [int(i) for i in xdo(display, "search", "--onlyvisible", "--name", TITLE).split()]
         ids = [i for i in ids if i != other_than]
         if ids:
@@ -70,6 +80,8 @@ def window(display: str, timeout_s: float = 15, other_than: int = 0) -> dict[str
             fields = dict(line.split("=", 1) for line in geo.splitlines() if "=" in line)
             if int(fields.get("WIDTH", "1")) > 1:
                 return {k: int(v) for k, v in fields.items()}
+        if over:
+            raise AssertionError("the zenity dialog ended without a window")
         time.sleep(0.05)
     raise AssertionError("the zenity dialog never appeared")
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aip.shared.protocol.codec import ProtocolError, encode
-from aip.shared.protocol.frames import decode_to_approver
-from aip.shared.protocol.messages import MAX_AUDIT_RECORDS, Audit, audit_frame
+from aip.shared.protocol.frames import decode_to_approver, decode_to_proxy
+from aip.shared.protocol.messages import MAX_AUDIT_RECORDS, Audit, AuditAck, audit_frame
 
 S = "0123456789abcdef"
 
@@ -87,3 +87,26 @@ def test_a_batch_that_cannot_be_sent_is_refused_here(
 ) -> None:
     with pytest.raises(ProtocolError):
         audit_frame(session, batch, lines)
+
+
+@pytest.mark.parametrize(
+    ("rseqs", "error"),
+    [
+        pytest.param([1, 2, True], "AuditAck.rseqs: expected an integer, got bool", id="bool"),
+        pytest.param([1, "2"], "AuditAck.rseqs: expected an integer, got str", id="str"),
+        pytest.param([1.0], "AuditAck.rseqs: expected an integer, got float", id="float"),
+        pytest.param({"1": 1}, "AuditAck.rseqs: expected a list, got dict", id="not a list"),
+    ],
+)
+def test_an_ack_with_bad_rseqs_is_refused(rseqs: Any, error: str) -> None:
+    """The rseqs of an ack are checked in one pass, with the errors of the item by item check."""
+    frame = orjson.dumps({"session": S, "batch": 1, "rseqs": rseqs, "type": "audit_ack", "v": 1})
+    with pytest.raises(ProtocolError) as refused:
+        decode_to_proxy(frame)
+    assert str(refused.value) == error
+
+
+def test_an_ack_decodes_its_rseqs() -> None:
+    ack = decode_to_proxy(encode(AuditAck(session=S, batch=3, rseqs=list(range(64)))))
+    assert isinstance(ack, AuditAck)
+    assert ack.rseqs == list(range(64))

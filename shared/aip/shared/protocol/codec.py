@@ -112,6 +112,8 @@ def _checker(tp: Any) -> _Check:
     if origin is list:
         if typing.get_origin(typing.get_args(tp)[0]) is dict:
             return _dict_list  # audit records: up to 64 per frame, checked without a call each
+        if typing.get_args(tp)[0] is int:
+            return _int_list  # an audit_ack's rseqs: up to 64, on the approval thread
         item = _checker(typing.get_args(tp)[0])
         return lambda value: [item(x) for x in _expect(isinstance(value, list), "a list", value)]
     if tp is Any:
@@ -129,6 +131,15 @@ def _dict_list(value: Any) -> list[Any]:
     if not all(isinstance(x, dict) for x in value):
         for x in value:
             _expect(isinstance(x, dict), "an object", x)
+    return list(value)
+
+
+def _int_list(value: Any) -> list[Any]:
+    """``list[int]``: the same check (and error) as the generic list of integers."""
+    _expect(isinstance(value, list), "a list", value)
+    if not all(type(x) is int for x in value):
+        for x in value:
+            _expect(type(x) is int, "an integer", x)
     return list(value)
 
 

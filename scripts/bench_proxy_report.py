@@ -160,6 +160,8 @@ def breakdown(policy: Path) -> str:
 
     line, rel = REQ % 1, REQ_RELATIVE % 1
     msg, msg_rel = orjson.loads(line), orjson.loads(rel)
+    # More distinct calls than the engine's memos keep (256), few enough to stay in cache.
+    ring = [orjson.loads(line.replace(b"main.py", b"mod_%d.py" % k)) for k in range(512)]
     lim = RateLimiter()
     rec = session("a").recorder
     args = msg["params"]["arguments"]
@@ -188,6 +190,10 @@ def breakdown(policy: Path) -> str:
         ("parse + strict checks (jsonrpc)", cost(lambda i: parse_line(line))),
         ("engine.decide, absolute path argument", cost(lambda i: decide(pol, msg, lim, ctx))),
         ("engine.decide, relative path argument", cost(lambda i: decide(pol, msg_rel, lim, ctx))),
+        (
+            "engine.decide, a new absolute path each call (nothing remembered)",
+            cost(lambda i: decide(pol, ring[i % len(ring)], lim, ctx)),
+        ),
         ("DLP display scan of the arguments", cost(lambda i: dlp.display_scan(args))),
         # What a record scans: its tool, arguments and request id in one value; "varied": every
         # call's path differs (no remembered encoded run answers for it).

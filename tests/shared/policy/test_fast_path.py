@@ -118,7 +118,7 @@ def _values(tree: Path) -> st.SearchStrategy[Any]:
     ]
     text = st.one_of(
         st.sampled_from(paths),
-        st.text(alphabet="ab/.~$%:-é ", max_size=12),
+        st.text(alphabet="ab/.~$%:-é ;<\t\x00", max_size=12),
         st.sampled_from(["utf-8", "ascii", "42", "true"]),
     )
     scalar = st.one_of(text, st.integers(-5, 5), st.booleans(), st.none(), st.floats(0, 2))

@@ -22,7 +22,13 @@ PATH_MAX: Final = 4096  # longer strings name nothing the kernel would open
 # and the values that come back, when others change): bounded in entries and in characters
 # (a file's content is planned afresh each time).
 MEMO_ENTRIES: Final = 256
-MEMO_MAX_CHARS: Final = 1024
+MEMO_MAX_CHARS: Final = 512
+
+# The ASCII characters that send a path the long way: glue (GLUE matches each of them
+# alone), ":" (host:path, file:), "%" (percent-decoding), NUL. Derived from GLUE itself, so the
+# two cannot disagree; deleting them with bytes.translate costs ~0.1 us where GLUE.search
+# costs ~0.5-1 us.
+_NOT_PLAIN: Final = bytes(c for c in range(128) if GLUE.fullmatch(chr(c))) + b":%\x00"
 
 # One check of a candidate: a protected root it already hits, or (path to resolve, its
 # normpath, length of a known real prefix) whose realpath is compared on every call.
@@ -84,10 +90,7 @@ def plan_leaf(roots: ProtectedRoots, leaf: str) -> Plan:
     if (
         leaf.startswith("/")
         and leaf.isascii()
-        and ":" not in leaf
-        and "%" not in leaf
-        and "\x00" not in leaf
-        and GLUE.search(leaf) is None
+        and len(leaf.encode().translate(None, _NOT_PLAIN)) == len(leaf)
     ):
         # The common path argument, as the loop below takes it: one spelling (ASCII), one
         # token (nothing to split or decode), itself expanded (absolute, no NUL).

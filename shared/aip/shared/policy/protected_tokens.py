@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote
 
 # Shell and list punctuation a path can be glued to: ``cat</etc/shadow``, ``a;cat ~/.ssh/x``,
@@ -26,8 +26,13 @@ def leaves(value: object) -> list[str]:
     """Every string leaf and dict key of a JSON value, at any depth: dict keys in order, then
     the values last to first (a stack). A list, not a generator: the caller checks them all
     unless one hits, and appending costs less than a generator's resumptions."""
-    out: list[str] = []
-    stack = [value]
+    out: list[str]
+    stack: list[Any]
+    if type(value) is dict:  # the arguments object: as the loop below would take it first
+        out = [key for key in value if isinstance(key, str)]
+        stack = list(value.values())
+    else:
+        out, stack = [], [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):

@@ -38,6 +38,41 @@ def test_relay_modules_do_not_import_heavy_packages() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_approval_client_does_not_import_asyncio() -> None:
+    """pyzmq's ``zmq.utils.monitor`` imports ``zmq.asyncio`` (asyncio, ssl: ~7 MB of RSS once
+    the client connects); the dealers decode monitor events themselves."""
+    code = (
+        "import sys, aip.proxy.approval.zmq_client, aip.proxy.approval.connect;"
+        "print(','.join(m for m in ('asyncio', 'ssl', 'zmq.utils.monitor') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_the_proxy_process_hashes_without_openssl() -> None:
+    """aip-proxy keeps libcrypto out (~3.7 MB of RSS): hashlib and hmac fall back to CPython's
+    own SHA-2, with the same digests."""
+    code = (
+        "import sys; from aip.proxy import lean; lean.without_openssl();"
+        "import hashlib, hmac;"
+        "assert sys.modules['_hashlib'] is None;"
+        "print(hashlib.sha256(b'abc').hexdigest(), hmac.new(b'k', b'abc', 'sha256').hexdigest())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2
+    assert out.stdout.split() == [sha, _hmac_openssl()]
+
+
+def _hmac_openssl() -> str:
+    import hmac  # in this (test) process: OpenSSL's
+
+    return hmac.new(b"k", b"abc", "sha256").hexdigest()
+
+
 def test_dlp_rules_compile_when_first_needed() -> None:
     """The display redactor is built at start, but only what a clean value's check needs is
     compiled then (the pre-check); the matchers come with the first possible hit, which is

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Final
 
+from aip.proxy import lean
 from aip.proxy.stdio import claim_stdout
 from aip.shared import logs
 
@@ -174,6 +175,7 @@ def _env_number(name: str, default: float) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     wire_fd = claim_stdout()  # first: nothing may write to the JSON-RPC wire by accident
+    lean.start_process()  # before any import it concerns, and before any thread
     try:
         return _main(sys.argv[1:] if argv is None else argv, wire_fd)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
+from aip.proxy import lean
 from aip.proxy.audit.recorder import Recorder, record_late_allow
 from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S, Child, become_subreaper
 from aip.proxy.child import exit_status as child_exit_status
@@ -288,6 +289,9 @@ def run(
         daemon=True,
     ).start()
 
+    settle = threading.Timer(lean.SETTLE_S, lean.settle)  # start-up's garbage: aip.proxy.lean
+    settle.daemon = True
+    settle.start()
     stop.wait()
     log.info("stopping: %s", stop.reason)
     if reloader is not None:

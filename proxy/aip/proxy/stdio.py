@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -69,8 +70,12 @@ def read_bursts(fd: int, max_bytes: int) -> Iterator[list[bytes | Oversize]]:
     Reads go into one reused 1 MiB buffer (a fresh 1 MiB ``bytes`` per read would cost an
     mmap/munmap pair each time). An unfinished line stays at the front of the buffer and the
     next read appends to it, so a line is copied out once; only a line longer than the
-    buffer spills into a list of pieces."""
-    buf = bytearray(READ_BUFFER_BYTES)
+    buffer spills into a list of pieces. The buffer is an anonymous mapping, not a
+    ``bytearray`` (which zero-fills, so all of it is resident from the start: 2 MiB of the
+    proxy's RSS for two pumps): a page only becomes resident when a read first writes to it,
+    so small messages keep a few KiB of it in memory, and a 100 KB result still arrives in
+    one read."""
+    buf = mmap.mmap(-1, READ_BUFFER_BYTES)
     view = memoryview(buf)
     filled = 0  # valid bytes in buf; an unfinished line starts at 0
     spill: list[bytes] = []  # the earlier parts of an unfinished line longer than buf

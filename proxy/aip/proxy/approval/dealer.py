@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import struct
 from collections.abc import Iterator
 from typing import Final
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from aip.proxy.approval.link import endpoint_verdict, from_our_uid
 from aip.shared.outcomes import Outcome
@@ -24,6 +24,16 @@ from aip.shared.protocol.frames import ToProxy, decode_to_proxy
 log = logging.getLogger(__name__)
 
 _MONITOR_EVENTS: Final = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+
+
+def parse_monitor_message(frames: list[bytes]) -> dict[str, int | bytes]:
+    """A monitor socket's event as ``zmq.utils.monitor.parse_monitor_message`` decodes it
+    (``event``, ``value``, ``endpoint``), without importing that module: it imports
+    ``zmq.asyncio``, hence asyncio and ssl (~7 MB of the proxy's RSS, ~40 ms of CPU)."""
+    if len(frames) != 2 or len(frames[0]) != 6:
+        raise RuntimeError(f"Invalid event message format: {frames!r}")
+    event, value = struct.unpack("=hi", frames[0])
+    return {"event": event, "value": value, "endpoint": frames[1]}
 
 
 class Dealer:

@@ -22,9 +22,8 @@ from collections.abc import Callable, Iterator
 from typing import Final
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
-from aip.proxy.approval.dealer import Dealer
+from aip.proxy.approval.dealer import Dealer, parse_monitor_message
 from aip.shared.outcomes import Outcome
 from aip.shared.remote.files import (
     CLIENT_KEY,

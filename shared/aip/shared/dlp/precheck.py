@@ -103,7 +103,9 @@ class PreCheck:
         # its shadow view: emoji carry U+FE0F and U+200D, and such text is common enough not
         # to send it all down the decode-and-walk path.
         self._re2, self._opts = re2, opts
-        self._prefilter = self._compile(re2, opts, raw_json=True)
+        # The raw-line pre-check (``maybe``) compiles at the first line it checks: the display
+        # redactor built at start-up only ever checks decoded values (~3 ms, issue 16).
+        self._raw: list[Prefilter | None] = []
         # For decoded text, without the encoded-run trigger: with detect_encoding nearly every
         # path or identifier of 16+ characters is a candidate run, so ``maybe_decoded`` decodes
         # the runs itself and checks what they decode to (far cheaper than the per-leaf walk).
@@ -163,6 +165,12 @@ class PreCheck:
             plain_inside_candidates=inside,
         )
 
+    @property
+    def _prefilter(self) -> Prefilter | None:
+        if not self._raw:  # a race compiles it twice at worst; both results are equal
+            self._raw.append(self._compile(self._re2, self._opts, raw_json=True))
+        return self._raw[0]
+
     def _plain_prefilter(self, *, raw_json: bool) -> Prefilter | None:
         found = self._plain.get(raw_json, False)
         if found is False:  # a race compiles it twice at worst; both results are equal
@@ -177,9 +185,10 @@ class PreCheck:
         nor the shadow view of one (the walk scans both)."""
         if not self.rules:
             return False
-        if self._prefilter is None:
+        pre = self._raw[0] if self._raw else self._prefilter
+        if pre is None:
             return True
-        if self._prefilter.search(raw) is None:
+        if pre.search(raw) is None:
             return False
         shadow = self.shadow.of(raw)
         if shadow is None:

@@ -109,7 +109,8 @@ class PreCheck:
         # For decoded text, without the encoded-run trigger: with detect_encoding nearly every
         # path or identifier of 16+ characters is a candidate run, so ``maybe_decoded`` decodes
         # the runs itself and checks what they decode to (far cheaper than the per-leaf walk).
-        self._rules_prefilter = self._compile(re2, opts, raw_json=False, runs=False)
+        # Compiled at the first decoded text (a clean display value needs only ``_json``).
+        self._decoded: list[Prefilter | None] = []
         # The same without the look-alike trigger, compiled when text first has such a
         # character (most sessions never need them: their DFAs would cost memory for nothing).
         self._plain: dict[bool, Prefilter | None] = {}
@@ -166,6 +167,12 @@ class PreCheck:
         )
 
     @property
+    def _rules_prefilter(self) -> Prefilter | None:
+        if not self._decoded:  # a race compiles it twice at worst; both results are equal
+            self._decoded.append(self._compile(self._re2, self._opts, raw_json=False, runs=False))
+        return self._decoded[0]
+
+    @property
     def _prefilter(self) -> Prefilter | None:
         if not self._raw:  # a race compiles it twice at worst; both results are equal
             self._raw.append(self._compile(self._re2, self._opts, raw_json=True))
@@ -211,7 +218,7 @@ class PreCheck:
         """
         if not self.rules:
             return False
-        pre = self._rules_prefilter
+        pre = self._decoded[0] if self._decoded else self._rules_prefilter
         if pre is None:
             return True
         if not self._maybe_decoded(text, depth, pre):
@@ -267,7 +274,7 @@ class PreCheck:
                 # Decoded runs with the look-alike trigger: the walk scans no shadow view of
                 # them, so the trigger only makes the answer "maybe" more often (sound).
                 decoded = self.encoding.decode(run)
-                pre = self._rules_prefilter
+                pre = self._decoded[0] if self._decoded else self._rules_prefilter
                 assert pre is not None
                 found = False
                 for d in decoded:

@@ -43,6 +43,9 @@ def _record(event: str, request: object) -> None:
         os.close(fd)
 
 
+NEVER_CEILING_S = 300.0
+
+
 def main() -> int:
     raw = sys.stdin.readline()
     try:
@@ -57,8 +60,11 @@ def main() -> int:
     if word == "never":
         # Until killed, or until the approver that started us is gone (a SIGKILLed approver
         # cannot kill its dialogs' groups; an orphaned "never" would outlive the test run).
+        # A parent that was already gone when we started (ppid 1 from the start) cannot be
+        # watched: a ceiling ends us anyway, far beyond any test's (injected) deadline.
         parent = os.getppid()
-        while os.getppid() == parent:
+        give_up = time.monotonic() + NEVER_CEILING_S
+        while os.getppid() == parent and time.monotonic() < give_up:
             time.sleep(0.2)
         return 1
     if word == "fail":

@@ -87,7 +87,10 @@ async def test_answers_to_server_requests_get_dlp_and_every_action_is_recorded(
 
             def recorded() -> bool:
                 log = approver.audit_path.read_text() if approver.audit_path.exists() else ""
-                return '"event":"redaction"' in log and '"tool":"ask_llm"' in log
+                # warn: the response's own redaction record too (the client may see the
+                # answer before the approver has that record's batch)
+                back = '"direction":"to_client"' in log if on_match == "warn" else True
+                return '"event":"redaction"' in log and '"tool":"ask_llm"' in log and back
 
             # while the proxy runs: an exiting proxy's records wait in its spool
             wait_for(recorded, 20, "the redaction record in the central audit log")

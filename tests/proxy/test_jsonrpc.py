@@ -95,6 +95,28 @@ def test_valid_id(value: object, ok: bool) -> None:
     assert valid_id(value) is ok
 
 
+_IDS = [1, 0, -(2**53) + 1, 2**53 - 1, -(2**53), 2**53, 2**64, True, False, 1.0, None, "",
+        "x" * 256, "x" * 257, [], {}]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", _IDS)
+@pytest.mark.parametrize(
+    "shape",
+    ['{"jsonrpc":"2.0","id":%s,"method":"ping"}', '{"jsonrpc":"2.0","id":%s,"result":{}}'],
+)
+def test_parse_line_takes_exactly_the_ids_valid_id_takes(value: object, shape: str) -> None:
+    """parse_line checks the id inline (per message, on both relay threads): the same rule."""
+    line = (shape % json.dumps(value)).encode()
+    if valid_id(value):
+        assert parse_line(line).id == value
+        return
+    with pytest.raises(RpcReject) as exc:
+        parse_line(line)
+    assert exc.value.outcome is Outcome.INVALID_REQUEST
+    assert exc.value.detail == "id must be a string or a safe integer"
+    assert exc.value.request_id == (value if type(value) in (str, int) else None)
+
+
 def test_notification_and_response_kinds() -> None:
     note = parse_line(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
     assert note.kind is Kind.NOTIFICATION

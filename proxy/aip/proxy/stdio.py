@@ -4,7 +4,8 @@ Both relay threads and the ask callbacks write to the host; each ``Wire.write`` 
 lines on the pipe under one lock, so messages never interleave. A pump reads whatever one
 ``read()`` returns (up to 1 MiB), handles every complete line of that burst while its own
 writes are held, then flushes them with one ``write()`` per pipe: with many calls in flight
-this saves a syscall and a wake-up per message, with one in flight it adds nothing.
+this saves a syscall and a wake-up per message. A burst of one line is not held (nothing to
+batch; the pumps say why its order is the same).
 Partial lines never grow beyond the line limit: the rest of an oversized line is dropped
 (its head is kept to answer it).
 """
@@ -176,9 +177,11 @@ class Wire:
             if self.broken:
                 return False
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._fd, view) :]
+                n = os.write(self._fd, data) if data else 0
+                if n < len(data):  # a pipe took part of it: write the rest (rare)
+                    view = memoryview(data)[n:]
+                    while view:
+                        view = view[os.write(self._fd, view) :]
             except OSError as exc:
                 log.info("%s closed (%s)", self.name, exc.__class__.__name__)
                 self.broken = True

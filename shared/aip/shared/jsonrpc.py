@@ -109,24 +109,37 @@ def parse_line(line: bytes, *, long_responses: bool = False) -> Message:
     if type(obj) is not dict:
         what = "batch (JSON array) not supported" if type(obj) is list else "not a JSON object"
         raise RpcReject(Outcome.INVALID_REQUEST, None, what)
-    has_id = "id" in obj
-    req_id = obj.get("id")
-    if has_id and not valid_id(req_id):
-        detail = "id must be a string or a safe integer"
-        raise RpcReject(Outcome.INVALID_REQUEST, readable_id(obj, text), detail)
+    # Per message on both relay threads: the checks of valid_id inline, the enum members
+    # read from module globals (an Enum class attribute costs a metaclass lookup each time).
+    req_id = obj.get("id", _ABSENT)
+    has_id = req_id is not _ABSENT
+    if not has_id:
+        req_id = None
+    elif type(req_id) is int:
+        if not -MAX_SAFE_INT <= req_id <= MAX_SAFE_INT:
+            raise RpcReject(_INVALID, readable_id(obj, text), _BAD_ID)
+    elif type(req_id) is not str or len(req_id) > MAX_ID_CHARS:
+        raise RpcReject(_INVALID, readable_id(obj, text), _BAD_ID)
     if obj.get("jsonrpc") != JSONRPC_VERSION:
-        raise RpcReject(Outcome.INVALID_REQUEST, req_id, 'jsonrpc must be "2.0"')
-    if "method" in obj:
-        method = obj["method"]
+        raise RpcReject(_INVALID, req_id, 'jsonrpc must be "2.0"')
+    method = obj.get("method", _ABSENT)
+    if method is not _ABSENT:
         if type(method) is not str:
-            raise RpcReject(Outcome.INVALID_REQUEST, req_id, "method must be a string")
+            raise RpcReject(_INVALID, req_id, "method must be a string")
         if "params" in obj and type(obj["params"]) is not dict:
-            raise RpcReject(Outcome.INVALID_REQUEST, req_id, "params must be an object")
-        kind = Kind.REQUEST if has_id else Kind.NOTIFICATION
-        return Message(obj, text, kind, method, req_id)
+            raise RpcReject(_INVALID, req_id, "params must be an object")
+        return Message(obj, text, _REQUEST if has_id else _NOTIFICATION, method, req_id)
     if has_id and (("result" in obj) != ("error" in obj)):
-        return Message(obj, text, Kind.RESPONSE, None, req_id)
-    raise RpcReject(Outcome.INVALID_REQUEST, req_id, "neither a request nor a response")
+        return Message(obj, text, _RESPONSE, None, req_id)
+    raise RpcReject(_INVALID, req_id, "neither a request nor a response")
+
+
+_ABSENT: Final = object()
+_BAD_ID: Final = "id must be a string or a safe integer"
+_INVALID: Final = Outcome.INVALID_REQUEST
+_REQUEST: Final = Kind.REQUEST
+_NOTIFICATION: Final = Kind.NOTIFICATION
+_RESPONSE: Final = Kind.RESPONSE
 
 
 def _long_response(text: bytes) -> Message | None:
@@ -193,7 +206,7 @@ def message_line(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per server line, a frozen __init__ costs 4x
 class ServerLine:
     """What the server -> host relay knows of a checked server line."""
 

@@ -13,7 +13,7 @@ once. ``relay_server_line`` is the one step every server line takes, so response
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -36,25 +36,36 @@ from aip.shared.policy import engine
 from aip.shared.policy.names import normalize
 
 log = logging.getLogger(__name__)
+# Module globals: an Enum class attribute costs a metaclass lookup on every server line.
+_RESPONSE: Final = Kind.RESPONSE
+_REQUEST: Final = Kind.REQUEST
 
 
 def pump(session: Session, fd: int, max_line_bytes: int) -> None:
-    """Run until the server's stdout reaches EOF; each burst reaches the host in one write."""
+    """Run until the server's stdout reaches EOF; each burst reaches the host in one write
+    (a burst of one line is not held: it writes at most one line to the host)."""
     host = session.host
     for burst in read_bursts(fd, max_line_bytes):
+        if len(burst) == 1:
+            _relay_one(session, burst[0], max_line_bytes)
+            continue
         host.hold()
         try:
             for line in burst:
-                try:
-                    if isinstance(line, Oversize):
-                        _oversize(session, line, max_line_bytes)
-                    else:
-                        relay_server_line(session, line, unfinished=not line.endswith(b"\n"))
-                except Exception:  # task boundary: one bad line must not stop the relay
-                    log.exception("internal error relaying a server line; dropped")
+                _relay_one(session, line, max_line_bytes)
         finally:
             host.flush()
     log.info("MCP server closed its stdout")
+
+
+def _relay_one(session: Session, line: bytes | Oversize, max_line_bytes: int) -> None:
+    try:
+        if isinstance(line, Oversize):
+            _oversize(session, line, max_line_bytes)
+        else:
+            relay_server_line(session, line, unfinished=not line.endswith(b"\n"))
+    except Exception:  # task boundary: one bad line must not stop the relay
+        log.exception("internal error relaying a server line; dropped")
 
 
 def relay_server_line(session: Session, line: bytes, *, unfinished: bool = False) -> None:
@@ -76,7 +87,7 @@ def relay_server_line(session: Session, line: bytes, *, unfinished: bool = False
         log.debug("<- %s id=%r (%d bytes)", info.kind.value, info.id, len(line))
     tool: str | None = None
     method: str | None = None
-    if info.kind is Kind.RESPONSE:
+    if info.kind is _RESPONSE:
         pending = session.take_pending(info.id)
         if pending is None:
             drop(session, info.id, "response to an id that is not pending")
@@ -88,14 +99,14 @@ def relay_server_line(session: Session, line: bytes, *, unfinished: bool = False
                 return
             if filtered is not line:
                 line, obj = filtered, None
-    elif info.kind is Kind.REQUEST:
+    elif info.kind is _REQUEST:
         assert info.id is not None
         if obj is None:  # the fast path did not parse it; server requests are rare
             obj = orjson.loads(line)
         raw = obj.get("method") if isinstance(obj, dict) else None
         method = raw if type(raw) is str else None
         session.note_server_request(info.id, normalize(method) if method is not None else "")
-    dlp = dlp_filter.for_policy(session.policy)
+    dlp = dlp_filter.for_policy(session.state.policy)
     redacted = dlp.relay_line(session, line, info, obj, tool, method=method)
     if redacted is not None:
         session.host.write(redacted)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_SERVER_REQUESTS: Final = 4096  # server -> client requests awaiting the client's answer
+_REQUEST: Final = Kind.REQUEST  # a module global: an Enum class attribute costs a lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,8 @@ class Session:
     def forward(self, msg: Message, method: str, tool: str | None) -> bool:
         """Send a checked message to the server; a request whose send fails (server gone) is
         answered ``server_exited`` so the client never waits forever."""
-        if msg.kind is Kind.REQUEST:
+        request = msg.kind is _REQUEST
+        if request:
             assert msg.id is not None
             with self._lock:
                 closed = self._closed
@@ -138,7 +140,7 @@ class Session:
                 return False
         if self.server.write(msg.wire + b"\n"):
             return True
-        if msg.kind is Kind.REQUEST and msg.id is not None and self.take_pending(msg.id):
+        if request and msg.id is not None and self.take_pending(msg.id):
             self.reply_error(msg.id, Outcome.SERVER_EXITED, tool=tool)
         return False
 

@@ -9,7 +9,7 @@ re-serialized. Every refusal answers the message's own id when one can be read, 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 from aip.proxy.relay import dlp_filter
 from aip.proxy.relay.session import Session
@@ -37,14 +37,33 @@ INITIALIZE = "initialize"
 DISCOVER = "server/discover"  # MCP 2026-07-28: no initialize, the client names itself in _meta
 CLIENT_INFO_META = "io.modelcontextprotocol/clientInfo"
 ROOTS_LIST = "roots/list"
+# Method names already in normal form (normalize(m) == m, checked here): the hot path skips
+# the normalization call for them; any other spelling is normalized as before.
+_NORMAL: Final = frozenset(
+    m
+    for m in (TOOLS_CALL, "tools/list", CANCELLED, INITIALIZED, INITIALIZE, DISCOVER, "ping")
+    if normalize(m) == m
+)
+# Enum members from module globals: a class attribute of an Enum costs a metaclass lookup.
+_REQUEST: Final = Kind.REQUEST
+_RESPONSE: Final = Kind.RESPONSE
+_FORWARD: Final = Verdict.FORWARD
+_ALLOWED: Final = Outcome.POLICY_ALLOWED
 
 
 def pump(session: Session, fd: int, max_line_bytes: int) -> None:
     """Run until the host closes our stdin. Writes of one burst are held and flushed together:
-    records first, so a decision is on record before the client or the server sees it."""
+    records first, so a decision is on record before the client or the server sees it.
+
+    A burst of one line is not held: its writes go out in the order it makes them, and every
+    path records before it forwards or answers, so each pipe gets the same bytes in the same
+    order as when held (one in flight: four hold/flush pairs saved per call)."""
     wires = [w for w in (session.recorder.sink, session.server, session.host) if w is not None]
     audit = session.recorder.outbox  # the burst's records: one spool write
     for burst in read_bursts(fd, max_line_bytes):
+        if len(burst) == 1:
+            _one_line(session, burst[0], max_line_bytes)
+            continue
         audit.hold()
         for wire in wires:
             wire.hold()
@@ -63,7 +82,7 @@ def _one_line(session: Session, line: bytes | Oversize, max_line_bytes: int) -> 
         detail = f"line over {max_line_bytes} bytes (raise --max-line-bytes)"
         session.reject(RpcReject(Outcome.INVALID_REQUEST, scan_id(line.head), detail))
         return
-    if not line.strip():
+    if not line or line.isspace():  # what strip() would leave empty, without the copy
         return
     try:
         handle_line(session, line)
@@ -75,7 +94,8 @@ def _one_line(session: Session, line: bytes | Oversize, max_line_bytes: int) -> 
 def handle_line(session: Session, line: bytes) -> None:
     try:
         msg = parse_line(line)
-        method = normalize(msg.method) if msg.method is not None else ""
+        raw = msg.method
+        method = "" if raw is None else raw if raw in _NORMAL else normalize(raw)
         if method == TOOLS_CALL:
             check_tool_call(msg)
     except RpcReject as exc:
@@ -83,22 +103,24 @@ def handle_line(session: Session, line: bytes) -> None:
         return
     if log.isEnabledFor(logging.DEBUG):  # never the params: they may hold secrets
         log.debug("-> %s %s id=%r", msg.kind.value, msg.method, msg.id)
-    if msg.kind is Kind.RESPONSE:
+    kind = msg.kind
+    if kind is _RESPONSE:
         _client_response(session, msg)
         return
-    if msg.kind is Kind.REQUEST and _duplicate(session, msg):
+    if kind is _REQUEST and _duplicate(session, msg):
         return
-    if method == CANCELLED and _cancel_ask(session, msg):
-        return
-    if method in (INITIALIZE, DISCOVER):
-        session.set_client_name(_client_name(msg, method))
-    elif method == INITIALIZED and session.asks is not None:
-        # Connect to the approver now that the agent is named, but after the handshake: the
-        # import of pyzmq in that thread would otherwise hold the GIL while we relay it.
-        session.asks.connect_soon()
     hits: list[str] | None = None
     state = session.state  # read once: a policy reload swaps it whole (aip.proxy.reload)
-    if method == TOOLS_CALL:  # DLP on the arguments (scan_requests): before any decision
+    if method != TOOLS_CALL:
+        if method == CANCELLED and _cancel_ask(session, msg):
+            return
+        if method in (INITIALIZE, DISCOVER):
+            session.set_client_name(_client_name(msg, method))
+        elif method == INITIALIZED and session.asks is not None:
+            # Connect to the approver now that the agent is named, but after the handshake:
+            # the import of pyzmq in that thread would otherwise hold the GIL while we relay it.
+            session.asks.connect_soon()
+    else:  # DLP on the arguments (scan_requests): before any decision
         scan = dlp_filter.for_policy(state.policy).scan_request(msg)
         if scan is not None:
             if scan.outcome is not None:
@@ -121,13 +143,12 @@ def _apply(
     session: Session, msg: Message, method: str, d: Decision, hits: list[str] | None = None
 ) -> None:
     tool = d.tool if d.tool is not None else _tool(msg, method)
-    if d.verdict is Verdict.FORWARD:
+    if d.verdict is _FORWARD:
         if method == TOOLS_CALL:
-            would = d.monitor_would.value if isinstance(d.monitor_would, Outcome) else None
-            if would is None and d.monitor_would is not None:
-                would = str(d.monitor_would)
+            mw = d.monitor_would
+            would = None if mw is None else mw.value if isinstance(mw, Outcome) else str(mw)
             session.record(
-                Outcome.POLICY_ALLOWED,
+                _ALLOWED,
                 tool=tool,
                 arguments=_arguments(msg),
                 request_id=msg.id,

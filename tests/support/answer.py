@@ -47,6 +47,7 @@ NEVER_CEILING_S = 300.0
 
 
 def main() -> int:
+    parent = os.getppid()  # the approver (through sh's exec), taken before anything can wait
     raw = sys.stdin.readline()
     try:
         request = json.loads(raw)
@@ -60,11 +61,11 @@ def main() -> int:
     if word == "never":
         # Until killed, or until the approver that started us is gone (a SIGKILLed approver
         # cannot kill its dialogs' groups; an orphaned "never" would outlive the test run).
-        # A parent that was already gone when we started (ppid 1 from the start) cannot be
-        # watched: a ceiling ends us anyway, far beyond any test's (injected) deadline.
-        parent = os.getppid()
+        # Orphaned before this point (parent taken at start, so a kill between our start and
+        # here is seen), our parent is already init: stop at once. A ceiling ends us anyway,
+        # far beyond any test's (injected) deadline.
         give_up = time.monotonic() + NEVER_CEILING_S
-        while os.getppid() == parent and time.monotonic() < give_up:
+        while os.getppid() == parent != 1 and time.monotonic() < give_up:
             time.sleep(0.2)
         return 1
     if word == "fail":

@@ -10,8 +10,9 @@ the proxy checks or decides.
   of RSS and a few ms of start-up, for hashes of small texts (the policy file, a record line's
   HMAC: ~1 us more each than OpenSSL). The digests are the same.
 - glibc's malloc arenas are left as they are: holding them to 2 (mallopt M_ARENA_MAX) kept
-  ~0.5 MB less resident without an approver, but with one connected the proxy then grew from
-  28 to 73 MB over 30,000 calls (31 MB without the limit, same run): measured, not done.
+  ~0.5 MB less resident without an approver; with one connected, RSS over 30,000 pinned calls
+  varies from run to run far more than that (31-95 MB with or without the limit, the audit
+  backlog while the approver lags), so its effect there is unknown: not done.
 """
 
 from __future__ import annotations

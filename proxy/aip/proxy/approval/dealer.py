@@ -37,6 +37,8 @@ def parse_monitor_message(frames: list[bytes]) -> dict[str, int | bytes]:
 
 
 class Dealer:
+    monitor_events: int = _MONITOR_EVENTS
+
     def __init__(self, endpoint: str, poller: zmq.Poller, heartbeat: tuple[int, int]) -> None:
         """``heartbeat``: (interval, timeout) in ms. Sockets made later join ``poller``."""
         self.endpoint = endpoint
@@ -54,16 +56,25 @@ class Dealer:
         verdict = endpoint_verdict(self.endpoint)
         if verdict is not None:
             return verdict
+        self._open()
+        return None
+
+    def _open(self) -> None:
+        """The DEALER, its monitor (``monitor_events``) and their places in the poller."""
         sock = self._ctx.socket(zmq.DEALER)
         sock.linger = 0
-        sock.immediate = True  # queue only on a live connection: no stale ask later
+        # Queue only on a live (for CURVE: authenticated) connection: no stale ask later.
+        sock.immediate = True
         sock.heartbeat_ivl, sock.heartbeat_timeout = self._heartbeat
-        self.monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
+        self._secure(sock)
+        self.monitor = sock.get_monitor_socket(self.monitor_events)
         sock.connect(self.endpoint)
         self.sock = sock
         self._poller.register(sock, zmq.POLLIN)
         self._poller.register(self.monitor, zmq.POLLIN)
-        return None
+
+    def _secure(self, sock: zmq.Socket[bytes]) -> None:
+        """Socket options a subclass sets before connecting (CurveDealer: its keys)."""
 
     def link_events(self) -> Iterator[bool]:
         """The monitor's news since last asked: True for a handshake, False for a loss."""

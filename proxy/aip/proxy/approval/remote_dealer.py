@@ -56,6 +56,8 @@ def load_remote() -> tuple[Pairing, KeyPair] | None:
 
 
 class CurveDealer(Dealer):
+    monitor_events = _EVENTS
+
     def __init__(
         self,
         pairing: Pairing,
@@ -74,18 +76,12 @@ class CurveDealer(Dealer):
         if self._wall_clock() >= self._pairing.expires:
             log.error("the pairing with %s has expired: pair again", self.endpoint)
             return Outcome.REMOTE_KEY_REFUSED
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.linger = 0
-        sock.immediate = True  # queue only on a live, authenticated connection
-        sock.heartbeat_ivl, sock.heartbeat_timeout = self._heartbeat
+        self._open()
+        return None
+
+    def _secure(self, sock: zmq.Socket[bytes]) -> None:
         sock.curve_serverkey = self._pairing.server_key
         sock.curve_publickey, sock.curve_secretkey = self._keys.public, self._keys.secret
-        self.monitor = sock.get_monitor_socket(_EVENTS)
-        sock.connect(self.endpoint)
-        self.sock = sock
-        self._poller.register(sock, zmq.POLLIN)
-        self._poller.register(self.monitor, zmq.POLLIN)
-        return None
 
     def link_events(self) -> Iterator[bool]:
         while self.monitor is not None:

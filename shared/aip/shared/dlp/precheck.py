@@ -219,17 +219,7 @@ class PreCheck:
         if not self.rules:
             return False
         pre = self._decoded[0] if self._decoded else self._rules_prefilter
-        if pre is None:
-            return True
-        if not self._maybe_decoded(text, depth, pre):
-            return False
-        shadow = self.shadow.of(text) if depth == 0 else None
-        if shadow is None:
-            return True
-        plain = self._plain_prefilter(raw_json=False)
-        if plain is None:
-            return True
-        return self._maybe_decoded(text, 0, plain) or self._maybe_decoded(shadow, 0, plain)
+        return self._maybe_then_shadow(text, depth, pre, raw_json=False)
 
     def maybe_json(self, raw: bytes) -> bool:
         """``maybe_decoded`` for the strings of a JSON text, without decoding it: False only
@@ -248,18 +238,24 @@ class PreCheck:
             return False
         if not self._json:  # a race compiles it twice at worst; both results are equal
             self._json.append(self._compile(self._re2, self._opts, raw_json=True, runs=False))
-        pre = self._json[0]
+        return self._maybe_then_shadow(raw, 0, self._json[0], raw_json=True)
+
+    def _maybe_then_shadow(
+        self, text: bytes, depth: int, pre: Prefilter | None, *, raw_json: bool
+    ) -> bool:
+        """``pre`` over ``text`` and its decoded runs; on a hit at depth 0, whether it
+        survives in the shadow view (look-alike triggers alone do not count)."""
         if pre is None:
             return True
-        if not self._maybe_decoded(raw, 0, pre):
+        if not self._maybe_decoded(text, depth, pre):
             return False
-        shadow = self.shadow.of(raw)
+        shadow = self.shadow.of(text) if depth == 0 else None
         if shadow is None:
             return True
-        plain = self._plain_prefilter(raw_json=True)
+        plain = self._plain_prefilter(raw_json=raw_json)
         if plain is None:
             return True
-        return self._maybe_decoded(raw, 0, plain) or self._maybe_decoded(shadow, 0, plain)
+        return self._maybe_decoded(text, 0, plain) or self._maybe_decoded(shadow, 0, plain)
 
     def _maybe_decoded(self, text: bytes, depth: int, prefilter: Prefilter) -> bool:
         if prefilter.search(text) is not None:

@@ -33,3 +33,42 @@ def test_double_dash_keeps_its_meaning_for_file_arguments() -> None:
     done = aipctl("policy", "check", "--", str(EXAMPLE))
     assert done.returncode == 0, done.stderr
     assert "OK" in done.stdout
+
+
+def test_every_group_builds_and_lists_the_same_help_line() -> None:
+    # Only the group a command line names is imported; the full parser (every group's
+    # module registered) must still build and keep each group's line from the one table.
+    import argparse
+
+    from aip.approver.ctl import main as ctl
+
+    full = ctl.build_parser()
+    (groups,) = [a for a in full._actions if isinstance(a, argparse._SubParsersAction)]
+    listed = {c.dest: c.help for c in groups._choices_actions}
+    assert listed == {name: line for name, line, _ in ctl.GROUPS}
+    for name in listed:  # a stub has no arguments of its own; every real group has
+        assert len(groups.choices[name]._actions) > 1, name
+
+
+def test_a_command_imports_only_its_group() -> None:
+    import ast
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from aip.approver.ctl import main as m;"
+        "m.build_parser(m._group_named(['-v', 'policy', 'check', 'x']));"
+        "print(sorted(n for n in sys.modules if n.startswith('aip.approver.ctl.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = ast.literal_eval(out.stdout)
+    assert "aip.approver.ctl.policy" in loaded
+    for other in ("audit", "doctor", "remote", "grants", "config", "approver_install"):
+        assert f"aip.approver.ctl.{other}" not in loaded, other
+
+
+def test_misspelt_group_lists_every_group() -> None:
+    done = aipctl("polcy", "check")
+    assert done.returncode == 2
+    assert "invalid choice: 'polcy'" in done.stderr
+    assert "'grants'" in done.stderr

@@ -33,8 +33,8 @@ FOLLOW_POLL_S = 0.2
 RECORD_EVENTS = ("decision", "dropped_notification", "not_forwarded")
 
 
-def register(subparsers: Any) -> None:
-    audit = subparsers.add_parser("audit", help="verify, follow and search the audit log")
+def register(subparsers: Any, help_line: str) -> None:
+    audit = subparsers.add_parser("audit", help=help_line)
     sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
 
     verify = sub.add_parser("verify", help="check the hash chain (across rotated files)")

@@ -27,11 +27,11 @@ from aip.shared.policy.load import load_policy
 CLIENTS: Final = ("claude-desktop", "cursor", "claude-code", "codex")
 
 
-def register(groups: Any) -> None:
+def register(groups: Any, help_line: str) -> None:
     parser = groups.add_parser(
         "config",
         usage="aipctl config CLIENT [options] [--rewrite [CONFIG_FILE]] [-- COMMAND [ARG...]]",
-        help="wire aip-proxy into Claude Desktop, Cursor, Claude Code or Codex",
+        help=help_line,
         description="Print the snippet that starts COMMAND behind aip-proxy in CLIENT's config, "
         "or rewrite a config file in place (--rewrite) so every stdio server goes through "
         "aip-proxy. Usage: aipctl config CLIENT [options] -- COMMAND [ARG...]. Example: aipctl "

@@ -32,12 +32,12 @@ _TAGS: Final = {
 }
 
 
-def register(groups: Any) -> None:
+def register(groups: Any, help_line: str) -> None:
     parser = groups.add_parser(
         "doctor",
         usage="aipctl doctor [--endpoint ENDPOINT] [--timeout SECONDS] [--json] "
         "[-- AIP_PROXY_COMMAND_LINE...]",
-        help="check that asks can reach a human on this desktop",
+        help=help_line,
         description="Check the approver, dialogs, permissions, audit log and policy. After --, "
         "give an aip-proxy command line to check the policy and approver it would use: "
         "aipctl doctor -- aip-proxy --policy p.yaml -- npx server",

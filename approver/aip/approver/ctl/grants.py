@@ -22,8 +22,8 @@ from aip.shared.protocol.messages import new_nonce
 TIMEOUT_S: Final = 2.0
 
 
-def register(groups: Any) -> None:
-    grants = groups.add_parser("grants", help="remembered decisions: list, show, revoke")
+def register(groups: Any, help_line: str) -> None:
+    grants = groups.add_parser("grants", help=help_line)
     sub = grants.add_subparsers(dest="grants_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--endpoint", help="approver endpoint (else the default)")

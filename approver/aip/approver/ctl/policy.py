@@ -25,8 +25,8 @@ from aip.shared.policy.load import load_policy, load_policy_text
 from aip.shared.policy.model import Policy
 
 
-def register(groups: Any) -> None:
-    group = groups.add_parser("policy", help="check a policy file or explain a decision")
+def register(groups: Any, help_line: str) -> None:
+    group = groups.add_parser("policy", help=help_line)
     group.set_defaults(func=lambda _args: group.print_help(sys.stderr) or 2)
     actions = group.add_subparsers(dest="action", metavar="ACTION")
 

@@ -36,8 +36,8 @@ def parse_ttl(text: str) -> float:
     return float(int(match.group(1)) * scale)
 
 
-def register(groups: Any) -> None:
-    remote = groups.add_parser("remote", help="approve asks of agents on other hosts (CURVE)")
+def register(groups: Any, help_line: str) -> None:
+    remote = groups.add_parser("remote", help=help_line)
     actions = remote.add_subparsers(dest="action", metavar="ACTION")
     remote.set_defaults(func=lambda _a: (remote.print_help(), 2)[1])
     pair = actions.add_parser("pair", help="open a pairing window; prints a one-time code")

@@ -1,8 +1,9 @@
 """``aipctl``: the user's command line around the proxy and the approver.
 
 Only the dispatcher lives here. Each subcommand group is its own module exposing
-``register(subparsers, help_line)`` (the line comes from GROUPS here); a handler is stored as ``func`` and returns the exit code
-(0 success, 1 a problem found or an operation failed, 2 usage).
+``register(subparsers, help_line)`` (the line comes from GROUPS here); a handler is stored as
+``func`` and returns the exit code (0 success, 1 a problem found or an operation failed, 2
+usage).
 """
 
 from __future__ import annotations

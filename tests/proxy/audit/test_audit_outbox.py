@@ -270,3 +270,44 @@ def test_compaction_holds_a_chunk_not_the_unacked_rest(
     assert kept == ([7] if gap else []) + list(range(last + 1, n + 1))
     assert store.path.stat().st_size < rest * 1.1  # compacted: the acknowledged half is gone
     store.close()
+
+
+def test_without_an_approver_records_wait_only_in_the_spool(tmp_path: Path) -> None:
+    """No approver has taken a batch yet (none runs, or it never welcomed us): records are
+    spooled, not also kept in memory (issue 16: ~0.6 MB at MAX_QUEUED lines); the welcome's
+    re-read sends every one of them, in order."""
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0)
+    wakes: list[int] = []
+    outbox.attach(lambda: wakes.append(1))
+    fill(outbox, 2000)
+    assert len(outbox._queue) == 0
+    assert not wakes  # nothing a client without an approver could send
+    assert outbox.has_work()
+    sent: list[int] = []
+    while outbox.has_work():
+        for batch, records in outbox.take_batches(now=0.0):
+            sent += rseqs(records)
+            outbox.on_ack(batch, rseqs(records))
+    assert sent == list(range(1, 2001))
+    outbox.submit(2001, line(2001))
+    assert wakes == [1]  # welcomed: records are queued and the client woken again
+
+
+def test_a_lost_connection_lets_the_queue_go_and_resends_from_the_spool(tmp_path: Path) -> None:
+    outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0)
+    outbox.attach(lambda: None)
+    outbox.take_batches(now=0.0)  # welcomed: the attach re-read, nothing yet
+    fill(outbox, 300)
+    outbox.take_batches(now=0.0)  # 4 batches of 64 in flight (never acked), 44 queued
+    assert len(outbox._queue) == 300 - 64 * audit_outbox.WINDOW
+    outbox.offline()
+    assert len(outbox._queue) == 0
+    for rseq in range(301, 311):
+        outbox.submit(rseq, line(rseq))
+    assert len(outbox._queue) == 0
+    sent: list[int] = []
+    while outbox.has_work():  # the next welcome: everything unacknowledged, from the spool
+        for batch, records in outbox.take_batches(now=1.0):
+            sent += rseqs(records)
+            outbox.on_ack(batch, rseqs(records))
+    assert sent == list(range(1, 311))

@@ -19,15 +19,15 @@ from aip.shared.dlp.shadow import (
     FORMAT_VISIBLE,
     MAX_DISTINCT,
     SHADOW_RE2,
-    SHADOW_TABLE,
     ShadowView,
     shadow_bytes,
+    shadow_table,
 )
 from aip.shared.dlp.stderr import StderrFilter
 from tests.shared.dlp.test_dlp_builtin import POSITIVES
 from tests.shared.dlpkit import AWS, AWS_MARK, cfg, result, text
 
-INVISIBLE = sorted(c for c, to in SHADOW_TABLE.items() if to is None)
+INVISIBLE = sorted(c for c, to in shadow_table().items() if to is None)
 DEFAULT_IGNORABLE_SET = {c for lo, hi in DEFAULT_IGNORABLE for c in range(lo, hi + 1)}
 # PropList.txt Other_Default_Ignorable_Code_Point (stable since Unicode 7): assigned ones only.
 OTHER_DEFAULT_IGNORABLE = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0}
@@ -80,10 +80,10 @@ def test_shadow_pattern_and_table_cover_the_same_characters() -> None:
     everything = "".join(chr(c) for c in range(sys.maxunicode + 1) if not _surrogate(c))
     raw = everything.encode()
     found = {ord(m.group().decode()) for m in re2.finditer(SHADOW_RE2.encode(), raw)}
-    assert found == set(SHADOW_TABLE)
+    assert found == set(shadow_table())
 
 
-@given(st.lists(st.one_of(st.sampled_from([*map(chr, SHADOW_TABLE)]), st.text(max_size=4))))
+@given(st.lists(st.one_of(st.sampled_from([*map(chr, shadow_table())]), st.text(max_size=4))))
 def test_shadow_view_removes_and_folds_like_the_table(pieces: list[str]) -> None:
     import re2
 

@@ -271,7 +271,7 @@ class ZmqApprovalClient:
             else:
                 log.warning("lost the approver connection; denying pending asks")
                 self._connected, self._welcome, self._refused = False, None, ""
-                self._audit.resend_all()
+                self._audit.offline()  # records wait in the spool only, until the next welcome
                 if (down := self._dealer.down) is not Outcome.APPROVER_UNAVAILABLE:
                     self._connect_by = None  # remote: the reason is known, nobody waits
                 self._book.end_all(down, sent_only=down is Outcome.APPROVER_UNAVAILABLE)

@@ -60,6 +60,11 @@ class AuditOutbox:
         self._batch = 0
         self._reload = False  # re-send everything unacknowledged, from the spool
         self._more = False  # the spool holds records the queue does not (queue was full)
+        # An approver welcomed us and takes batches (``take_batches`` ran since ``offline``).
+        # Until then records are only spooled: the welcome re-reads every unacknowledged one
+        # from the spool (``resend_all``), so a copy in the queue would only hold memory (up
+        # to MAX_QUEUED lines, ~0.6 MB, for a proxy whose approver is not running).
+        self._live = False
         self._wake: Callable[[], None] | None = None
         # Records of a relay burst are spooled with one write() (see ``hold``). This lock
         # keeps spool and queue in submit (rseq) order across threads.
@@ -103,12 +108,17 @@ class AuditOutbox:
     def _put(self, records: list[tuple[int, bytes]]) -> Callable[[], None] | None:
         """Spool then queue ``records`` (called with ``_order`` held); the wake to call."""
         lines = [line for _, line in records]
+        spooled = False
         try:
             data = lines[0] if len(lines) == 1 else b"".join(lines)
             self.spool.append_lines(data, [rseq for rseq, _ in records])
+            spooled = True
         except OSError as exc:  # still try to hand them over directly
             log.warning("cannot spool %d audit record(s): %s", len(records), exc)
         with self._lock:
+            if spooled and not self._live:
+                self._more = True  # read back from the spool at the welcome
+                return None  # nothing the client could send now: no wake
             was_empty = not self._queue
             room = max(MAX_QUEUED - len(self._queue), 0)
             if room < len(lines):
@@ -136,6 +146,7 @@ class AuditOutbox:
 
         out: list[tuple[int, list[bytes]]] = []
         with self._lock:
+            self._live = True  # before the spool is read: see ``_put``
             if self._reload or (self._more and not self._queue and not self._inflight):
                 self._reload = False
                 self._inflight.clear()
@@ -189,6 +200,15 @@ class AuditOutbox:
             if type(rseq) is int:
                 rseqs.append(rseq)
         self.on_ack(batch, rseqs)
+
+    def offline(self) -> None:
+        """The approver connection is lost: ``resend_all``, and keep no records in memory
+        until an approver welcomes us again (the welcome re-reads them from the spool)."""
+        with self._lock:
+            self._live = False
+            self._queue.clear()  # each is in the spool, or would be dropped by the re-read
+            self._more = True
+        self.resend_all()
 
     def resend_all(self) -> None:
         """A (re)connect or a lost send: the approver may have missed batches in flight."""

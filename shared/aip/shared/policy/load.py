@@ -13,8 +13,6 @@ import re
 from pathlib import Path
 from typing import Final
 
-import yaml
-
 from aip.shared.errors import PolicyError
 from aip.shared.policy.file import (
     PolicyPin,
@@ -24,6 +22,7 @@ from aip.shared.policy.load_dlp import read_dlp
 from aip.shared.policy.load_rules import read_rules
 from aip.shared.policy.model import DlpConfig, Mode, Policy
 from aip.shared.policy.names import normalize
+from aip.shared.policy.pyyaml import yaml
 from aip.shared.policy.yaml_nodes import NodeReader, compose
 
 API_VERSIONS: Final = ("aip.io/v1alpha1", "aip.io/v1alpha2")

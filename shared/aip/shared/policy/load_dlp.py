@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
-import yaml
-
 from aip.shared.policy.model import DlpConfig, DlpPattern, OnRequestMatch
+from aip.shared.policy.pyyaml import yaml
 from aip.shared.policy.regexes import RegexError, compile_pattern
 from aip.shared.policy.yaml_nodes import INT, NodeReader, join
 

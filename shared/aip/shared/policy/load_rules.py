@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
-import yaml
-
 from aip.shared.policy.model import Action, ArgPattern, RateLimit, ToolRule
 from aip.shared.policy.names import normalize
+from aip.shared.policy.pyyaml import yaml
 from aip.shared.policy.regexes import RegexError, compile_pattern
 from aip.shared.policy.yaml_nodes import NodeReader, join
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
-import yaml
-
 from aip.shared.errors import PolicyProblem
+from aip.shared.policy.pyyaml import yaml
 from aip.shared.policy.regexes import CompileBudget
 
 _T: Final = "tag:yaml.org,2002:"

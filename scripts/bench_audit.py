@@ -132,7 +132,7 @@ async def serve(
             msg = decode_to_approver(frame)
             assert isinstance(msg, Audit)
             if audit is not None:
-                await audit.append_proxy_records(msg.records)
+                audit.append_proxy_records(msg.records)
             ack = AuditAck(
                 session=msg.session, batch=msg.batch, rseqs=[r["rseq"] for r in msg.records]
             )

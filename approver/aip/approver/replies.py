@@ -92,13 +92,15 @@ class Replies:
         )
         self._send(session.route, reply)
 
-    async def _ingest(self, session: Session, msg: Audit) -> None:
+    def _ingest(self, session: Session, msg: Audit) -> None:
+        """Written and acked where received: no task (and loop pass) per message; the
+        writer only calls write(), its fsync is the committer's (group commit)."""
         try:
-            rseqs = await self._log.ingest(stamp(msg.records, session.origin))
+            rseqs = self._log.ingest(stamp(msg.records, session.origin))
         except AuditUnavailable as exc:  # expected while the log is down: no ack, no trace
             log.debug("audit batch %d of session %s not written: %s", msg.batch, msg.session, exc)
             return
-        except Exception:  # a task boundary: no ack, the proxy keeps its spool
+        except Exception:  # one message's boundary: no ack, the proxy keeps its spool
             log.exception("could not ingest audit batch %d of session %s", msg.batch, msg.session)
             return
         self._send(session.route, AuditAck(session=msg.session, batch=msg.batch, rseqs=rseqs))

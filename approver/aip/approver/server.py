@@ -253,7 +253,7 @@ class ApprovalServer(Replies):
             if self._scheduler is not None:
                 self._scheduler.cancel(msg.session, msg.nonce)
         elif isinstance(msg, Audit):
-            self._spawn(self._ingest(session_or_none, msg))
+            self._ingest(session_or_none, msg)
         else:
             log.info("bye from session %s", msg.session)
             self._forget(msg.session)

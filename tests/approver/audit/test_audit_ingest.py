@@ -43,7 +43,7 @@ async def test_orphans_ingested_in_order_once(tmp_path: Path) -> None:
         spool.close()
     log = tmp_path / "aip-audit.jsonl"
     async with AuditLog(log) as audit:
-        await audit.append_proxy_records([rec(S1, 1), rec(S1, 2)])  # already handed over
+        audit.append_proxy_records([rec(S1, 1), rec(S1, 2)])  # already handed over
         assert await ingest_orphan_spools(audit, keys, spools) == 200
         assert await ingest_orphan_spools(audit, keys, spools) == 0
     assert list(spools.iterdir()) == []

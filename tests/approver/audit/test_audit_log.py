@@ -187,13 +187,13 @@ async def test_dedup_by_session_and_rseq_survives_restart(tmp_path: Path) -> Non
     path = tmp_path / "aip-audit.jsonl"
     other = "fedcba9876543210"
     async with AuditLog(path) as audit:
-        assert await audit.append_proxy_records([rec(1), rec(2), rec(1, session=other)]) == (3, 0)
-        assert await audit.append_proxy_records([rec(2), rec(3)]) == (1, 1)
+        assert audit.append_proxy_records([rec(1), rec(2), rec(1, session=other)]) == (3, 0)
+        assert audit.append_proxy_records([rec(2), rec(3)]) == (1, 1)
     async with AuditLog(path) as audit:  # rebuilt from the tail
         assert audit.seen(SESSION, 3)
         assert audit.seen(other, 1)
         assert not audit.seen(other, 2)
-        assert await audit.append_proxy_records([rec(1), rec(2), rec(3), rec(4)]) == (1, 3)
+        assert audit.append_proxy_records([rec(1), rec(2), rec(3), rec(4)]) == (1, 3)
     rseqs = [(r["session"], r["rseq"]) for r in lines(path) if r["event"] == "decision"]
     assert sorted(rseqs) == sorted({*rseqs})  # no pair twice
 
@@ -202,7 +202,7 @@ async def test_dedup_window_assumes_older_records_written(tmp_path: Path) -> Non
     path = tmp_path / "aip-audit.jsonl"
     async with AuditLog(path, max_bytes=3000) as audit:
         for i in range(1, 30):
-            await audit.append_proxy_records([rec(i)])
+            audit.append_proxy_records([rec(i)])
     async with AuditLog(path) as audit:  # the current file holds only the last few
         assert audit.seen(SESSION, 1)
         assert audit.seen(SESSION, 29)
@@ -238,7 +238,7 @@ async def test_directory_at_log_path_denies_until_removed(tmp_path: Path) -> Non
         with pytest.raises(AuditUnavailable):
             await audit.append(rec(1), durable=True)
         with pytest.raises(AuditUnavailable):
-            await audit.append_proxy_records([rec(2)])
+            audit.append_proxy_records([rec(2)])
         await audit.append(rec(None, outcome=Outcome.AUDIT_UNAVAILABLE))  # kept in memory
         path.rmdir()
         await wait_for(lambda: audit.available)

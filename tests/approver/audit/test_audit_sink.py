@@ -70,8 +70,8 @@ async def test_records_are_completed_and_proxy_users_overridden(tmp_path: Path) 
             outcome=Outcome.POLICY_ALLOWED, session=SESSION, agent_id="a", user="root!", rseq=1
         )
         bad = {"event": "genesis", "session": SESSION, "rseq": 2}
-        assert await sink.ingest([proxy, bad]) == [1, 2]  # the malformed one is acked too
-        assert await sink.ingest([proxy]) == [1]  # a re-send: acked, not written again
+        assert sink.ingest([proxy, bad]) == [1, 2]  # the malformed one is acked too
+        assert sink.ingest([proxy]) == [1]  # a re-send: acked, not written again
     records = lines(log)
     assert [r["event"] for r in records] == ["genesis", "decision", "decision"]
     assert records[1]["method"] == "tools/call"
@@ -105,6 +105,6 @@ async def test_unwritable_log_keeps_a_deny_record_for_later(tmp_path: Path) -> N
         with pytest.raises(AuditUnavailable):
             await sink.record(approver_record(9), durable=True)
         with pytest.raises(AuditUnavailable):
-            await sink.ingest([approver_record(10) | {"rseq": 1}])  # no ack: stays spooled
+            sink.ingest([approver_record(10) | {"rseq": 1}])  # no ack: stays spooled
         assert len(sink.log._backlog) == 1
         assert sink.log._backlog[0]["outcome"] == "audit_unavailable"

@@ -22,8 +22,9 @@ class DecisionLog(Protocol):
         """Append one record; raise on failure. ``durable``: on disk before returning."""
         ...
 
-    async def ingest(self, records: list[dict[str, Any]]) -> list[int]:
-        """Append proxy records (skipping known (session, rseq) pairs); the rseqs to ack."""
+    def ingest(self, records: list[dict[str, Any]]) -> list[int]:
+        """Append proxy records (skipping known (session, rseq) pairs); the rseqs to ack.
+        Synchronous: called where the ``audit`` message is received (no task per message)."""
         ...
 
 
@@ -37,6 +38,9 @@ class StderrLog:
         return True
 
     async def record(self, record: dict[str, Any], *, durable: bool) -> None:
+        self._write(record)
+
+    def _write(self, record: dict[str, Any]) -> None:
         stream = self._stream if self._stream is not None else sys.stderr
         # ASCII only, like the audit file: bidi or control characters in an argument must
         # not reorder or hide anything on the terminal that shows this log.
@@ -44,7 +48,7 @@ class StderrLog:
         stream.write(line.replace("\x7f", "\\u007f") + "\n")
         stream.flush()
 
-    async def ingest(self, records: list[dict[str, Any]]) -> list[int]:
+    def ingest(self, records: list[dict[str, Any]]) -> list[int]:
         for record in records:
-            await self.record(record, durable=False)
+            self._write(record)
         return [int(record["rseq"]) for record in records]

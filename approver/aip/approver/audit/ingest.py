@@ -62,7 +62,7 @@ def complete_record(record: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("user", None)  # the writer fills in the user name
     if out.get("tool") is not None:
         out.setdefault("method", "tools/call")
-    if _DEFAULT_KEYS - out.keys():  # a proxy's own records have them all: no loop per record
+    if not out.keys() >= _DEFAULT_KEYS:  # a proxy's own records have them all: no loop
         for key, value in _DEFAULTS:
             out.setdefault(key, value)
     return out
@@ -85,11 +85,14 @@ _DEFAULTS: Final[tuple[tuple[str, Any], ...]] = (
 _DEFAULT_KEYS: Final = frozenset(key for key, _ in _DEFAULTS)
 
 
-def accept_proxy_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A proxy's record (``proxy_record_problem`` is None) as it goes into the log."""
+def accept_proxy_record(record: dict[str, Any], user: str | None = None) -> dict[str, Any]:
+    """A proxy's record (``proxy_record_problem`` is None) as it goes into the log. ``user``
+    is ours to say (DESIGN §8), not the proxy's: peers are checked to be our uid. Given here
+    (the writer's name), the writer need not copy the record again to fill it in; None
+    leaves it for the writer, which writes the same name."""
     out = complete_record(record)
-    if "user" in out:  # ours to say (DESIGN §8), not the proxy's: peers are checked to be
-        out["user"] = None  # our uid, the writer fills our name
+    if "user" in out:
+        out["user"] = user or None
     return out
 
 
@@ -143,7 +146,7 @@ async def ingest_orphan_spools(
                 continue
             good = await _authentic(audit, path, bytes.fromhex(key), lines)
             for start in range(0, len(good), BATCH):
-                written, _dups = await audit.append_proxy_records(good[start : start + BATCH])
+                written, _dups = audit.append_proxy_records(good[start : start + BATCH])
                 total += written
             done = True
         except AuditUnavailable as exc:
@@ -169,7 +172,7 @@ async def _authentic(
         if record is not None:
             why = proxy_record_problem(record) or ""
         if record is not None and not why:
-            good.append(accept_proxy_record(record))
+            good.append(accept_proxy_record(record, audit.user))
             continue
         rejected += 1
         log.warning("spool %s line %d rejected: %s", path, number, why)

@@ -78,17 +78,18 @@ class AuditSink:
                 await self.log.append(self._fallback(record, written=self.log.seq > before))
             raise
 
-    async def ingest(self, records: list[dict[str, Any]]) -> list[int]:
+    def ingest(self, records: list[dict[str, Any]]) -> list[int]:
         """Write a proxy's batch; the rseqs to ack. Raises AuditUnavailable: no ack, the proxy
         keeps the records. A malformed record is acked (it can never be written) and logged."""
         good = []
+        user = self.log.user
         for record in records:
             problem = proxy_record_problem(record)
             if problem is None:
-                good.append(accept_proxy_record(record))
+                good.append(accept_proxy_record(record, user))
             else:
                 log.warning("dropping a malformed audit record from a proxy: %s", problem)
-        await self.log.append_proxy_records(good)
+        self.log.append_proxy_records(good)
         return [r["rseq"] for r in records if isinstance(r, dict) and type(r.get("rseq")) is int]
 
     # --- internals ------------------------------------------------------------------------

@@ -147,10 +147,17 @@ class AuditLog:
     def seen(self, session: str, rseq: int) -> bool:
         return (session, rseq) in self._seen
 
-    async def append_proxy_records(self, records: list[dict[str, Any]]) -> tuple[int, int]:
+    @property
+    def user(self) -> str:
+        """Our user name: what every record's ``user`` says (peers are checked to be our uid)."""
+        return self._user
+
+    def append_proxy_records(self, records: list[dict[str, Any]]) -> tuple[int, int]:
         """Records sent by a proxy, each with ``session`` and ``rseq``: pairs already in the
         log are dropped. Returns (written, duplicates) once every record is ``write()``-n; on
-        AuditUnavailable the caller must not ack (the proxy keeps them in its spool)."""
+        AuditUnavailable the caller must not ack (the proxy keeps them in its spool).
+        Synchronous (it never waits: one ``write()`` per record, fsync is the committer's),
+        so an ``audit`` message is written where it is received, without a task of its own."""
         written = dropped = 0
         for record in records:
             session, rseq = record.get("session"), record.get("rseq")

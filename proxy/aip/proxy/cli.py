@@ -160,6 +160,15 @@ def server_name_for(command: Sequence[str]) -> str:
     return name
 
 
+# The timing variables _main reads, in the order it checks them.
+_TIMINGS: Final = (ENV_STDIN_GRACE, ENV_TERM_GRACE, ENV_PROGRESS, ENV_RELOAD)
+
+
+def _env_set(name: str) -> float | None:
+    """``$name`` checked as ``_env_number`` does; None when unset or empty."""
+    return _env_number(name, 0.0) if os.environ.get(name) else None
+
+
 def _env_number(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -183,10 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str], wire_fd: int) -> int:
-    from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S
-    from aip.proxy.relay.asks import PROGRESS_INTERVAL_S
-    from aip.proxy.reload import POLL_INTERVAL_S
-    from aip.proxy.runner import Settings, run  # after the stdout claim; keeps --help fast
+    # After the stdout claim (keeps --help fast). The relay's modules (aip.proxy.runner and
+    # what it imports) load only once the sandbox probe runs: see aip.proxy.sandbox.early.
+    from aip.proxy.sandbox import early
     from aip.proxy.sandbox.launch import parse_mode
     from aip.shared.errors import ConfigError
     from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
@@ -215,20 +223,8 @@ def _main(argv: Sequence[str], wire_fd: int) -> int:
         )
         if max_server_line < 1024:
             raise UsageError("--max-server-line-bytes must be at least 1024")
-        settings = Settings(
-            command=command,
-            server_name=server_name,
-            approver=ns.approver,
-            agent_id=ns.agent_id,
-            max_line_bytes=max_line,
-            max_server_line_bytes=max_server_line,
-            stdin_grace_s=_env_number(ENV_STDIN_GRACE, STDIN_CLOSE_GRACE_S),
-            term_grace_s=_env_number(ENV_TERM_GRACE, TERM_GRACE_S),
-            progress_interval_s=_env_number(ENV_PROGRESS, PROGRESS_INTERVAL_S)
-            or PROGRESS_INTERVAL_S,
-            reload_interval_s=_env_number(ENV_RELOAD, POLL_INTERVAL_S),
-            sandbox=sandbox,
-        )
+        # Checked now, in this order; their defaults come with the relay's modules below.
+        timings = [_env_set(name) for name in _TIMINGS]
         path = find_policy_path(ns.policy)
         check_policy_file_safety(path)
         pin = PolicyPin(path)  # reloads read the file in this very folder, or nothing
@@ -236,4 +232,34 @@ def _main(argv: Sequence[str], wire_fd: int) -> int:
     except (UsageError, ConfigError, OSError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    return run(settings, policy, wire_fd, pin=pin)
+    probe = early.start(
+        sandbox,
+        policy_protected=policy.protected_paths,
+        policy_path=policy.path,
+        approver=ns.approver,
+        command=command,
+    )
+    try:
+        from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S
+        from aip.proxy.relay.asks import PROGRESS_INTERVAL_S
+        from aip.proxy.reload import POLL_INTERVAL_S
+        from aip.proxy.runner import Settings, run
+
+        stdin_grace, term_grace, progress, reload_s = timings
+        settings = Settings(
+            command=command,
+            server_name=server_name,
+            approver=ns.approver,
+            agent_id=ns.agent_id,
+            max_line_bytes=max_line,
+            max_server_line_bytes=max_server_line,
+            stdin_grace_s=STDIN_CLOSE_GRACE_S if stdin_grace is None else stdin_grace,
+            term_grace_s=TERM_GRACE_S if term_grace is None else term_grace,
+            progress_interval_s=progress or PROGRESS_INTERVAL_S,
+            reload_interval_s=POLL_INTERVAL_S if reload_s is None else reload_s,
+            sandbox=sandbox,
+        )
+        return run(settings, policy, wire_fd, pin=pin, probe=probe)
+    finally:
+        if probe is not None:
+            probe.close()  # run() returned before it needed the probe (else a no-op)

@@ -13,7 +13,6 @@ import functools
 import logging
 import os
 import select
-import shutil
 import signal
 import subprocess
 import termios
@@ -32,14 +31,14 @@ from aip.proxy.relay import dlp_filter, downstream, upstream
 from aip.proxy.relay.asks import PROGRESS_INTERVAL_S, Asks
 from aip.proxy.relay.session import Session
 from aip.proxy.reload import POLL_INTERVAL_S, PolicyReloader
+from aip.proxy.sandbox import early
 from aip.proxy.sandbox.launch import DEFAULT as SANDBOX_DEFAULT
 from aip.proxy.sandbox.launch import Mode as SandboxMode
-from aip.proxy.sandbox.launch import SandboxUnavailable, server_prefix, wrapper_levels
+from aip.proxy.sandbox.launch import Probe, SandboxUnavailable, server_prefix, wrapper_levels
 from aip.proxy.sandbox.stdout_pipe import StdoutFifo
 from aip.proxy.server_env import server_environment
 from aip.proxy.stdio import Wire, widen_pipe
-from aip.shared import logs, paths
-from aip.shared.errors import ConfigError
+from aip.shared import logs
 from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
 from aip.shared.policy.file import PolicyPin
 from aip.shared.policy.model import Policy
@@ -123,9 +122,11 @@ def run(
     stdin_fd: int = 0,
     *,
     pin: PolicyPin | None = None,
+    probe: Probe | None = None,
 ) -> int:
     """Serve one session; ``pin`` is the folder ``policy`` was loaded through (reloads read
-    through it)."""
+    through it); ``probe``: the sandbox probe ``sandbox.early.start`` began (the caller ends
+    it if this returns before using it)."""
     session_id = os.urandom(8).hex()  # secrets.token_hex(8) without importing secrets
     fixed_agent = settings.agent_id or os.environ.get("AIP_AGENT_ID") or None
     dlp = dlp_filter.for_policy(policy)  # compiled now, before the relay threads read it
@@ -155,7 +156,8 @@ def run(
     )
     context = protection.context(policy.path)
     _ensure_state_dirs()  # a mount needs an existing target: make ours before hiding them
-    if _missing(settings.command[0]):  # inside a sandbox, exec would fail too late to say so
+    # Inside a sandbox, exec would fail too late to say so.
+    if early.missing_program(settings.command[0]):
         log.error("cannot start the MCP server %r: not found", settings.command[0])
         return EXIT_SPAWN_FAILED
     try:
@@ -165,6 +167,7 @@ def run(
             cwd=context.cwd,
             policy_path=policy.path,
             command=settings.command,
+            early=probe,
         )
         levels = wrapper_levels(prefix)
         fifo = StdoutFifo() if levels else None  # a wrapper would hold a pipe: see stdout_pipe
@@ -317,28 +320,8 @@ def run(
     return code
 
 
-def _missing(program: str) -> bool:
-    """Certainly not there: a path that does not exist, or a name not on PATH (any other
-    doubt is left to exec, which may know better than access())."""
-    if "/" not in program:
-        return shutil.which(program) is None
-    try:
-        os.stat(program)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
 def _ensure_state_dirs() -> None:
-    """Create the aip state and runtime folders (0700) if they are missing, so the sandbox
-    hides them from the start; a folder we cannot make is left to the string check."""
-    for make in (paths.state_dir, paths.runtime_dir):
-        try:
-            paths.ensure_private_dir(make())
-        except (OSError, ConfigError) as exc:  # an unsafe dir stays as it is
-            log.debug("cannot prepare %s: %s", make(), exc)
+    early.ensure_state_dirs(lambda path, exc: log.debug("cannot prepare %s: %s", path, exc))
 
 
 def _watch_hangup(

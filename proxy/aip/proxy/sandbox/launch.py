@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -66,33 +67,108 @@ def prefix_for(plan: Plan, platform: str = sys.platform) -> tuple[list[str], str
     return [], f"no sandbox is implemented for {platform}"
 
 
+class Probe:
+    """``probe``, started now and read later: the proxy starts it before it imports its relay
+    (sandbox.early), so the ~7-15 ms bwrap spends mostly waiting in the kernel (namespaces,
+    mounts) pass while the proxy works. ``problem`` waits for it; the server is never started
+    before that answer."""
+
+    def __init__(self, prefix: Sequence[str], timeout_s: float = PROBE_TIMEOUT_S) -> None:
+        self.prefix = list(prefix)
+        self._timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._problem: str | None = None
+        true = shutil.which("true") or "/bin/true"
+        try:
+            self._proc = subprocess.Popen(
+                [*prefix, true],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            self._problem = f"{prefix[0]}: {exc}"
+
+    def problem(self) -> str | None:
+        """Why this exact sandbox cannot start here (the program's own last line), or None."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return self._problem
+        try:
+            _, err = proc.communicate(timeout=max(self._deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            exc = subprocess.TimeoutExpired(proc.args, self._timeout_s)  # subprocess.run's words
+            self._problem = f"{self.prefix[0]}: {exc}"
+            return self._problem
+        if proc.returncode != 0:
+            lines = err.decode("utf-8", "replace").strip().splitlines()
+            last = lines[-1] if lines else f"exit status {proc.returncode}"
+            self._problem = last + bwrap.userns_hint()
+        return self._problem
+
+    def close(self) -> None:
+        """Not needed after all: end it (a no-op once ``problem`` answered)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.communicate()
+
+
 def probe(prefix: Sequence[str], timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
     """Why this exact sandbox cannot start here (the program's own last line), or None: it
     runs ``true`` first, so a refusal is said before the server starts."""
-    true = shutil.which("true") or "/bin/true"
-    try:
-        done = subprocess.run(
-            [*prefix, true],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=timeout_s,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{prefix[0]}: {exc}"
-    if done.returncode == 0:
-        return None
-    lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-    return (lines[-1] if lines else f"exit status {done.returncode}") + bwrap.userns_hint()
+    return Probe(prefix, timeout_s).problem()
 
 
-def check(plan: Plan, platform: str = sys.platform) -> tuple[list[str], str | None]:
-    """(prefix, None) when the sandbox for ``plan`` works here, else ([], why not)."""
+def check(
+    plan: Plan, platform: str = sys.platform, early: Probe | None = None
+) -> tuple[list[str], str | None]:
+    """(prefix, None) when the sandbox for ``plan`` works here, else ([], why not).
+    ``early``: a probe started before, used only if it ran this very prefix."""
     prefix, problem = prefix_for(plan, platform)
+    if early is not None and (problem is not None or early.prefix != prefix):
+        early.close()  # something changed since it started (e.g. a folder now exists)
+        early = None
     if problem is None:
-        problem = probe(prefix)
+        problem = early.problem() if early is not None else probe(prefix)
     return (prefix, None) if problem is None else ([], problem)
+
+
+def plan_for(
+    protected: Sequence[str], *, cwd: str, policy_path: str | None, command: Sequence[str]
+) -> Plan:
+    home = os.environ.get("HOME") or os.path.expanduser("~")
+    return build(
+        protected,
+        cwd=cwd,
+        home=home,
+        policy_path=policy_path,
+        command=command,
+        read_only=launch_files(),
+    )
+
+
+def start_probe(
+    mode: Mode,
+    protected: Sequence[str],
+    *,
+    cwd: str,
+    policy_path: str | None,
+    command: Sequence[str],
+) -> Probe | None:
+    """The probe ``server_prefix`` will need, started now (None: it needs none, or the
+    prefix cannot be made yet: ``server_prefix`` then says why, as without this)."""
+    if mode is Mode.OFF:
+        return None
+    try:
+        plan = plan_for(protected, cwd=cwd, policy_path=policy_path, command=command)
+        prefix, problem = prefix_for(plan)
+    except Exception:  # noqa: BLE001  (server_prefix meets it again and handles it there)
+        return None
+    return Probe(prefix) if problem is None else None
 
 
 def wrapper_levels(prefix: Sequence[str]) -> int:
@@ -108,22 +184,18 @@ def server_prefix(
     cwd: str,
     policy_path: str | None,
     command: Sequence[str],
+    early: Probe | None = None,
 ) -> list[str]:
     """The prefix to start the server with ([] for none); SandboxUnavailable under
-    ``require`` when there is no working sandbox. Says on stderr what protects the paths."""
+    ``require`` when there is no working sandbox. Says on stderr what protects the paths.
+    ``early``: ``start_probe``'s probe (used if it ran the same prefix, else ended)."""
     if mode is Mode.OFF:
+        if early is not None:
+            early.close()
         log.warning("kernel sandbox off (--sandbox off): %s", STRING_ONLY)
         return []
-    home = os.environ.get("HOME") or os.path.expanduser("~")
-    plan = build(
-        protected,
-        cwd=cwd,
-        home=home,
-        policy_path=policy_path,
-        command=command,
-        read_only=launch_files(),
-    )
-    prefix, problem = check(plan)
+    plan = plan_for(protected, cwd=cwd, policy_path=policy_path, command=command)
+    prefix, problem = check(plan, early=early)
     if problem is None:
         log.info(
             "kernel sandbox %s: %d folders and %d files hidden, %d read-only",

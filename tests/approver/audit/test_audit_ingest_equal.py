@@ -9,15 +9,18 @@ these lines identical (issue 16: nothing bought by changing what the log says).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from aip.approver.audit.chain import verify_files
-from aip.approver.audit.files import chain_files
+from aip.approver.audit.files import FileOps, chain_files
 from aip.approver.audit.ingest import PROXY_EVENTS
 from aip.approver.audit.sink import AuditSink
+from aip.approver.audit.writer import AuditUnavailable
 from aip.shared.audit.record import (
     CAP_CHARS,
     Event,
@@ -139,4 +142,72 @@ async def test_ingest_writes_what_the_earlier_path_wrote(tmp_path: Path) -> None
         assert line[:cut] + b"}" == body
     assert sum(b"[capped: " in line for line in got) == 1
     assert sum(b'"event":"dropped_notification"' in line for line in got) == 1
+    assert verify_files(chain_files(log)).ok
+
+
+def _rec(rseq: int) -> dict[str, Any]:
+    return decision_record(
+        outcome=Outcome.POLICY_ALLOWED, session=SESSION, agent_id="agent", tool="read_file",
+        arguments={"path": f"/tmp/{rseq}"}, rseq=rseq,
+    )  # fmt: skip
+
+
+def _bodies(log: Path) -> list[bytes]:
+    """Every record line of the chain's files without its seq/prev (they differ by chain)."""
+    out = []
+    for path in chain_files(log):
+        for line in path.read_bytes().splitlines():
+            if b'"event":"decision"' in line:
+                out.append(line[: line.rindex(b',"seq":')])
+    return out
+
+
+async def test_a_batch_splits_where_the_file_rotates(tmp_path: Path) -> None:
+    """One message of 40 records across rotations: the same files' worth of lines as one
+    record at a time, each record once, the chain whole."""
+    records = [_rec(i) for i in range(1, 41)]
+    one, batch = tmp_path / "one" / "aip-audit.jsonl", tmp_path / "batch" / "aip-audit.jsonl"
+    async with AuditSink(one, spool_dir=tmp_path / "s1", max_bytes=6000) as sink:
+        for record in records:
+            assert sink.ingest([record]) == [record["rseq"]]
+    async with AuditSink(batch, spool_dir=tmp_path / "s2", max_bytes=6000) as sink:
+        assert sink.ingest(records + records[:5]) == [r["rseq"] for r in records + records[:5]]
+        written = sink.log.seq
+    assert len(chain_files(batch)) == len(chain_files(one)) > 3
+    assert _bodies(batch) == _bodies(one)
+    assert len(_bodies(batch)) == 40
+    assert written == orjson.loads(one.read_bytes().splitlines()[-1])["seq"]  # same rotations
+    assert verify_files(chain_files(batch)).ok
+
+
+class ShortWrite(FileOps):
+    short = False
+
+    def write(self, fd: int, data: bytes) -> int:
+        if self.short:
+            return super().write(fd, data[: len(data) // 2])
+        return super().write(fd, data)
+
+
+async def test_a_failed_batch_write_leaves_none_of_it(tmp_path: Path) -> None:
+    """A short write: the file is cut back to before the batch, nothing of it is acked or
+    taken as seen; the proxy's re-send after the log is back writes every record once."""
+    log = tmp_path / "aip-audit.jsonl"
+    ops = ShortWrite()
+    records = [_rec(i) for i in range(1, 11)]
+    async with AuditSink(log, spool_dir=tmp_path / "s", ops=ops, probe_interval_s=0.01) as sink:
+        sink.ingest(records[:3])
+        size = log.stat().st_size
+        ops.short = True
+        with pytest.raises(AuditUnavailable):
+            sink.ingest(records[3:])
+        assert log.stat().st_size == size
+        assert not any(sink.log.seen(SESSION, r) for r in range(4, 11))
+        ops.short = False
+        async with asyncio.timeout(5):  # the probe reopens within ~10 ms
+            while not sink.available():  # noqa: ASYNC110 - polls writer state, bounded
+                await asyncio.sleep(0.01)
+        assert sink.ingest(records) == list(range(1, 11))  # 1-3 are dropped as duplicates
+    rseqs = [orjson.loads(line)["rseq"] for line in log.read_bytes().splitlines()[1:]]
+    assert rseqs == list(range(1, 11))
     assert verify_files(chain_files(log)).ok

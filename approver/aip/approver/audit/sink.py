@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from aip.approver.audit.ingest import (
-    accept_proxy_record,
+    accept_batch,
     complete_record,
     ingest_spool_dirs,
     orphan_spool_dirs,
-    proxy_record_problem,
 )
 from aip.approver.audit.writer import AuditLog, AuditUnavailable
 from aip.approver.session_keys import SessionKeys, keys_dir
@@ -81,16 +80,9 @@ class AuditSink:
     def ingest(self, records: list[dict[str, Any]]) -> list[int]:
         """Write a proxy's batch; the rseqs to ack. Raises AuditUnavailable: no ack, the proxy
         keeps the records. A malformed record is acked (it can never be written) and logged."""
-        good = []
-        user = self.log.user
-        for record in records:
-            problem = proxy_record_problem(record)
-            if problem is None:
-                good.append(accept_proxy_record(record, user))
-            else:
-                log.warning("dropping a malformed audit record from a proxy: %s", problem)
+        good, acks = accept_batch(records, self.log.user)
         self.log.append_proxy_records(good)
-        return [r["rseq"] for r in records if isinstance(r, dict) and type(r.get("rseq")) is int]
+        return acks
 
     # --- internals ------------------------------------------------------------------------
 

@@ -17,17 +17,13 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
-
 from aip.approver.audit import files as audit_file
+from aip.approver.audit import proxy_batch
 from aip.approver.audit.chain import chain_anchor, line_hash
 from aip.approver.audit.dedup import SeenPairs
 from aip.approver.audit.resume import resume
 from aip.shared.audit.record import (
-    CAP_CHARS,
     Event,
-    ascii_json,
-    cap_record,
     load_or_create_key,
     meta_record,
 )
@@ -156,27 +152,36 @@ class AuditLog:
         """Records sent by a proxy, each with ``session`` and ``rseq``: pairs already in the
         log are dropped. Returns (written, duplicates) once every record is ``write()``-n; on
         AuditUnavailable the caller must not ack (the proxy keeps them in its spool).
-        Synchronous (it never waits: one ``write()`` per record, fsync is the committer's),
-        so an ``audit`` message is written where it is received, without a task of its own."""
+        One ``write()`` for the batch (aip.approver.audit.proxy_batch): all of it or none of
+        it; a rotation due inside the batch splits it there. Synchronous (it never waits:
+        fsync is the committer's), so a message is written where it is received."""
         written = dropped = 0
-        for record in records:
-            session, rseq = record.get("session"), record.get("rseq")
-            if isinstance(session, str) and isinstance(rseq, int) and self.seen(session, rseq):
-                dropped += 1
-                continue
-            if not self.available:
-                raise AuditUnavailable(self.error)
-            self._write(record)
-            written += 1
+        start = 0
+        while start < len(records):
+            room = self._max_bytes - self._size  # then the file rotates, as in ``_write``
+            batch = proxy_batch.build(
+                records, start, seq=self._seq, prev=self._last_hash, user=self._user,
+                key=self._key, seen=self._seen, room=room, empty=self._size == 0,
+            )  # fmt: skip
+            dropped += batch.duplicates
+            if batch.lines:
+                if not self.available:
+                    raise AuditUnavailable(self.error)
+                self._write_lines(b"".join(line + b"\n" for line in batch.lines), batch)
+                written += len(batch.lines)
+            start = batch.stop
+            if start < len(records):  # it needs a new file first: the one-record path rotates
+                if not self.available:
+                    raise AuditUnavailable(self.error)
+                self._write(records[start])
+                written += 1
+                start += 1
         return written, dropped
 
     def _write(self, record: dict[str, Any]) -> int:
-        if "user" in record and not record["user"]:
-            record = {**record, "user": self._user}
-        line = self._line(record, self._seq + 1, self._last_hash)
-        if len(line) > CAP_CHARS and self._key is not None:
-            record = cap_record(record, self._key)  # only a long line can hold a long value
-            line = self._line(record, self._seq + 1, self._last_hash)
+        record, line = proxy_batch.record_line(
+            record, self._seq + 1, self._last_hash, self._user, self._key
+        )
         if self._size + len(line) + 1 > self._max_bytes and self._size > 0:
             self._rotate()
             line = self._line(record, self._seq + 1, self._last_hash)
@@ -186,18 +191,15 @@ class AuditLog:
             self._seen.add(session, rseq)
         return self._seq
 
-    @staticmethod
-    def _line(record: dict[str, Any], seq: int, prev: str) -> bytes:
-        """The record with ``seq`` and ``prev`` appended (spliced in: this is the hot path)."""
-        if "seq" in record or "prev" in record:
-            record = {k: v for k, v in record.items() if k not in ("seq", "prev")}
-        body = orjson.dumps(record)
-        tail = b'"seq":%d,"prev":"%s"}' % (seq, prev.encode("ascii"))
-        return ascii_json(body[:-1] + (b"," if len(body) > 2 else b"") + tail)
+    _line = staticmethod(proxy_batch.chained_line)
 
     def _write_line(self, line: bytes) -> None:
-        """One write(); on any failure the file is cut back and the log goes unavailable."""
-        data = line + b"\n"
+        """One record, one write(); see ``_write_lines``."""
+        self._write_lines(line + b"\n", None, line)
+
+    def _write_lines(self, data: bytes, batch: proxy_batch.Batch | None, line: bytes = b"") -> None:
+        """One write() of one line or a batch's; on any failure the file is cut back to
+        before it and the log goes unavailable: none of it is taken as written."""
         try:
             n = self._ops.write(self._fd, data)
             if n != len(data):
@@ -208,13 +210,17 @@ class AuditLog:
             self._fail(f"write failed: {exc}")
             raise AuditUnavailable(self.error) from exc
         self._size += len(data)
-        self._seq += 1
-        self._last_hash = line_hash(line)
-        self._unsynced += 1
-        if self._unsynced >= self._commit_records:
-            self._wake.set()
-        elif self._unsynced == 1:
-            self._wake.set()  # start the interval clock
+        if batch is None:
+            count, self._last_hash = 1, line_hash(line)
+        else:
+            count, self._last_hash = len(batch.lines), batch.last_hash
+            for session, rseq in batch.pairs:
+                self._seen.add(session, rseq)
+        self._seq += count
+        was = self._unsynced
+        self._unsynced += count
+        if self._unsynced >= self._commit_records or was == 0:
+            self._wake.set()  # commit now, or start the interval clock
 
     # --- group commit and durability ----------------------------------------------------
 

@@ -1,0 +1,102 @@
+"""A proxy's ``audit`` message as chained log lines, built before anything is written.
+
+The writer (aip.approver.audit.writer) appends the lines with one ``write()`` and only then
+takes their seq, hash and (session, rseq) pairs as its own: all of the batch or none of it is
+in the log, so a failed write leaves nothing to ack and nothing marked seen (the proxy sends
+the batch again). Each line is byte for byte what a one-record ``write()`` made: user, the
+``seq``/``prev`` splice, capping (tests/approver/audit/test_audit_ingest_equal.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from hashlib import sha256
+from typing import Any
+
+import orjson
+
+from aip.approver.audit.dedup import SeenPairs
+from aip.shared.audit.record import CAP_CHARS, ascii_json, cap_record
+
+
+def chained_line(record: dict[str, Any], seq: int, prev: str) -> bytes:
+    """The record with ``seq`` and ``prev`` appended (spliced in: this is the hot path)."""
+    if "seq" in record or "prev" in record:
+        record = {k: v for k, v in record.items() if k not in ("seq", "prev")}
+    body = orjson.dumps(record)
+    tail = b'"seq":%d,"prev":"%s"}' % (seq, prev.encode("ascii"))
+    return ascii_json(body[:-1] + (b"," if len(body) > 2 else b"") + tail)
+
+
+def record_line(
+    record: dict[str, Any], seq: int, prev: str, user: str, key: bytes | None
+) -> tuple[dict[str, Any], bytes]:
+    """(record as written, its line): our user name filled in, capped when the line is long."""
+    if "user" in record and not record["user"]:
+        record = {**record, "user": user}
+    line = chained_line(record, seq, prev)
+    if len(line) > CAP_CHARS and key is not None:
+        record = cap_record(record, key)  # only a long line can hold a long value
+        line = chained_line(record, seq, prev)
+    return record, line
+
+
+@dataclass(slots=True)
+class Batch:
+    """Lines to append after ``seq``/``prev``; ``stop``: the index of the first record not
+    taken (it needs a rotation first, or the records ended)."""
+
+    lines: list[bytes] = field(default_factory=list)
+    pairs: list[tuple[str, int]] = field(default_factory=list)  # to mark seen once written
+    last_hash: str = ""
+    size: int = 0  # bytes, newlines included
+    duplicates: int = 0
+    stop: int = 0
+
+
+def build(
+    records: list[dict[str, Any]],
+    start: int,
+    *,
+    seq: int,
+    prev: str,
+    user: str,
+    key: bytes | None,
+    seen: SeenPairs,
+    room: int,
+    empty: bool = False,
+) -> Batch:
+    """Lines for ``records[start:]`` until one would not fit in the ``room`` left in the file
+    (an ``empty`` file takes a first line of any size, as the one-record path does), skipping
+    pairs already in the log or earlier in this batch."""
+    batch = Batch(last_hash=prev)
+    taken: set[tuple[str, int]] = set()
+    lines, pairs = batch.lines, batch.pairs
+    size, last = 0, prev
+    for index in range(start, len(records)):
+        record = records[index]
+        session, rseq = record.get("session"), record.get("rseq")
+        pair = (session, rseq) if isinstance(session, str) and isinstance(rseq, int) else None
+        if pair is not None and (pair in taken or pair in seen):
+            batch.duplicates += 1
+            continue
+        seq += 1
+        if "seq" in record or "prev" in record or ("user" in record and not record["user"]):
+            record, line = record_line(record, seq, last, user, key)
+        else:  # the common case, inlined: what chained_line and record_line do for it
+            body = orjson.dumps(record)
+            tail = b'"seq":%d,"prev":"%s"}' % (seq, last.encode("ascii"))
+            line = ascii_json(body[:-1] + (b"," if len(body) > 2 else b"") + tail)
+            if len(line) > CAP_CHARS and key is not None:
+                record, line = record_line(record, seq, last, user, key)
+        if size + len(line) + 1 > room and (size > 0 or not empty):
+            batch.stop, batch.size, batch.last_hash = index, size, last
+            return batch
+        lines.append(line)
+        size += len(line) + 1
+        last = sha256(line).hexdigest()  # = chain.line_hash
+        if pair is not None:
+            pairs.append(pair)
+            taken.add(pair)
+    batch.stop, batch.size, batch.last_hash = len(records), size, last
+    return batch

@@ -76,6 +76,28 @@ class RseqSet:
             self._stops.insert(i + 1, stop)
         self._count -= 1
 
+    def discard_run(self, start: int, stop: int) -> bool:
+        """Discard ``start..stop-1`` at once when every one of them is in the set (within one
+        run: the approver's ack of a batch, in order); False, and nothing changed, otherwise."""
+        if stop <= start:
+            return False
+        i = bisect.bisect_right(self._starts, start) - 1
+        if i < 0 or stop > self._stops[i]:
+            return False
+        run_start, run_stop = self._starts[i], self._stops[i]
+        if run_start == start and run_stop == stop:
+            del self._starts[i], self._stops[i]
+        elif run_start == start:
+            self._starts[i] = stop
+        elif run_stop == stop:
+            self._stops[i] = start
+        else:  # split the run in two
+            self._stops[i] = start
+            self._starts.insert(i + 1, stop)
+            self._stops.insert(i + 1, run_stop)
+        self._count -= stop - start
+        return True
+
     def ranges(self) -> int:
         """How many runs are kept (the memory the set costs)."""
         return len(self._starts)

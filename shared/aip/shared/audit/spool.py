@@ -162,10 +162,21 @@ class Spool:
         with self._lock:
             if self._fd < 0:
                 return
-            for rseq in rseqs:
-                if rseq in self._unacked:
-                    self._unacked.discard(rseq)
-                    self._acked += 1
+            rseqs = rseqs if isinstance(rseqs, list) else list(rseqs)
+            first = rseqs[0] if rseqs and type(rseqs[0]) is int else 0
+            # A batch acked in order: one range operation, not one per record. From 2 on, as
+            # only 0 and 1 could be equal to a bool (which the loop below never discards).
+            if (
+                first >= 2
+                and rseqs == list(range(first, first + len(rseqs)))
+                and self._unacked.discard_run(first, first + len(rseqs))
+            ):
+                self._acked += len(rseqs)
+            else:
+                for rseq in rseqs:
+                    if rseq in self._unacked:
+                        self._unacked.discard(rseq)
+                        self._acked += 1
             if not self._acked:
                 return
             if not self._unacked:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from aip.proxy.audit import outbox as audit_outbox
-from aip.proxy.audit.outbox import AuditOutbox
+from aip.proxy.audit.outbox import WINDOW, AuditOutbox
 from aip.shared.audit import spool
 from aip.shared.audit.spool import Spool
 from aip.shared.audit.spool_line import LineKey
@@ -222,28 +222,32 @@ def test_a_few_records_wait_briefly_for_company(
     assert outbox.take_batches(now=5.0) == []  # not yet: more may come
     assert outbox.next_deadline() == pytest.approx(5.01)  # in the client's clock
     real[0] += 0.011  # the client's clock may stand still (a fake one): real time decides
-    [(_, batch)] = outbox.take_batches(now=5.0)
+    [(number, batch)] = outbox.take_batches(now=5.0)
     assert rseqs(batch) == [1, 2, 3]
-    for rseq in range(4, 68):
+    outbox.on_ack(number, [1, 2, 3])
+    for rseq in range(4, 4 + 64 * WINDOW - 1):
         outbox.submit(rseq, line(rseq))
-    assert len(outbox.take_batches(now=5.0)) == 1  # a full batch goes at once
+    assert outbox.take_batches(now=5.0) == []  # a window's worth but one: still waiting
+    outbox.submit(3 + 64 * WINDOW, line(3 + 64 * WINDOW))
+    assert len(outbox.take_batches(now=5.0)) == WINDOW  # a full window goes at once
 
 
 def test_no_deadline_while_disconnected(tmp_path: Path) -> None:
     """A client that cannot send must not be woken again and again (no busy loop)."""
     outbox = AuditOutbox(Spool(SESSION, tmp_path), flush_s=0.01, resend_s=5.0)
     outbox.attach(lambda: None)
-    fill(outbox, 100)
-    assert outbox.take_batches(now=1.0)  # 64 are sent, 36 wait
+    fill(outbox, 64 * WINDOW + 36)
+    assert outbox.take_batches(now=1.0)  # a full window is sent, 36 wait
     assert outbox.next_deadline() is not None
     outbox.expire(now=7.0)  # overdue: everything unacknowledged goes again, once connected
     assert outbox.next_deadline() is None
     outbox.resend_all()  # e.g. the connection dropped
-    fill_more = line(101)
-    outbox.submit(101, fill_more)
+    last = 64 * WINDOW + 37
+    outbox.submit(last, line(last))
     assert outbox.next_deadline() is None  # nothing to do until take_batches (connected)
     sent = [r for _, b in outbox.take_batches(now=8.0) for r in b]
-    assert rseqs(sent) == list(range(1, 102))  # all of them, from the spool
+    assert rseqs(sent) == list(range(1, 64 * WINDOW + 1))  # a window, from the spool
+    assert outbox.next_deadline() is not None  # the rest wait for acks (or the re-send)
 
 
 @pytest.mark.parametrize("gap", [False, True], ids=["tail", "whole-file"])

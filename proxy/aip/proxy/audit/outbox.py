@@ -29,16 +29,15 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES: Final = 512 * 1024  # well under the approver's frame limit
 WINDOW: Final = 4  # batches in flight
 RESEND_S: Final = 5.0  # an unacknowledged batch is re-sent (with the rest) after this
-# A record waits at most this long for others to share its message: one send (and one ack)
-# per burst instead of per call, so a busy proxy does not pay a round trip per decision.
-# Measured (scripts/bench_audit_client.py, one record every 0.4 ms, load 7.7): each message
-# costs the approver ~0.9 ms of CPU beside ~25 us per record, so 50 ms (batches of ~40)
-# halves its CPU per record against 10 ms (~15): 80-93 -> 43-50 us. But where the approver
-# shares the proxy's CPU (bench_proxy --pin) a flush is a burst the call in flight waits
-# for, and a longer wait makes a longer burst (pinned p99 with an approver 6 -> 14 ms in one
-# run at load 8-10, noise-level evidence). Kept at 10 ms until the approver's per-message cost
-# is lower.
-FLUSH_S: Final = 0.01
+# A record waits at most this long for others to share its messages, and records are held
+# until a window's worth (WINDOW full messages) is queued: the approver then takes them in one
+# wake-up. Each wake-up is a burst the call in flight waits for when everything shares one CPU
+# (bench_proxy --pin), so fewer, larger bursts delay fewer calls (issue 16: p99). Measured
+# (scripts/bench_audit_client.py, one record every 0.2 ms, load ~10, approver CPU per record):
+# flush 10 ms 52-58 us, 25 ms 38-40, 50 ms 40-45, 100 ms 25-28 (the approver's cost per
+# message: ~460 us after the approver's own cuts, ~790 before). At a busy proxy's rate a full
+# window fills in well under FLUSH_S; the time bound matters for slow trickles.
+FLUSH_S: Final = 0.05
 MAX_RECORD_BYTES: Final = 64 * 1024  # bigger records are capped (head + tail + HMAC) first
 MAX_QUEUED: Final = 1024  # beyond this, records wait only in the spool (read back later)
 
@@ -161,7 +160,7 @@ class AuditOutbox:
             if self._waiting_since is None:
                 self._waiting_since = real
             due = now == math.inf or real - self._waiting_since >= self._flush_s
-            if not due and len(self._queue) < MAX_AUDIT_RECORDS:
+            if not due and len(self._queue) < MAX_AUDIT_RECORDS * WINDOW:
                 return out  # wait a moment for more (next_deadline wakes us)
             while self._queue and len(self._inflight) < WINDOW:
                 batch: list[bytes] = []

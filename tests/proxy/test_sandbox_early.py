@@ -111,3 +111,18 @@ def test_the_proxy_starts_the_probe_before_importing_its_relay(tmp_path: Path) -
     )
     assert done.returncode == 0, done.stderr.decode()
     assert report.read_text() == "False True"  # probing already, relay not yet imported
+
+
+def test_server_prefix_takes_the_early_probe_s_plan_for_the_same_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = {"cwd": str(tmp_path), "policy_path": None, "command": ["/bin/true"]}
+    probe = launch.start_probe(launch.Mode.REQUIRE, [str(tmp_path / "secret")], **inputs)
+    assert probe is not None
+    built: list[object] = []
+    monkeypatch.setattr(launch, "plan_for", lambda *a, **k: built.append(1))
+    prefix = launch.server_prefix(
+        launch.Mode.REQUIRE, [str(tmp_path / "secret")], **inputs, early=probe
+    )
+    assert prefix == probe.prefix
+    assert not built  # the early probe's plan, not a second build

@@ -102,6 +102,9 @@ def test_dlp_rules_compile_when_first_needed() -> None:
     assert red.redact_value("my-mcp-server") == ("my-mcp-server", {})
     assert scanner._pre is not None
     assert scanner._matchers is None
+    [prefilter] = scanner._pre[0]._json
+    assert prefilter is not None
+    assert prefilter._plain is None  # searched alone only after a candidate matched first
     key = "AKIA" + "Z" * 16
     new, counts = red.redact_value(f"key={key}")
     assert key not in new

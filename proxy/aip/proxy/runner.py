@@ -59,6 +59,8 @@ _HANGUP: Final = getattr(select, "POLLRDHUP", 0)
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """One session's settings, from the command line and the environment."""
+
     command: list[str]
     server_name: str
     approver: str | None = None

@@ -32,6 +32,8 @@ PROGRESS_INTERVAL_S: Final = 5.0
 
 @dataclass(slots=True)
 class _Ask:
+    """One call waiting for the approver's answer."""
+
     msg: Message
     decision: Decision
     tool: str | None

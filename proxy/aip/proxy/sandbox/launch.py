@@ -75,6 +75,10 @@ class Probe:
 
     def __init__(self, prefix: Sequence[str], timeout_s: float = PROBE_TIMEOUT_S) -> None:
         self.prefix = list(prefix)
+        # The plan it was made from and that plan's inputs (``start_probe``): a caller with
+        # the same inputs takes the plan instead of building it again (~1.3 ms).
+        self.plan: Plan | None = None
+        self.made_for: tuple[object, ...] | None = None
         self._timeout_s = timeout_s
         self._deadline = time.monotonic() + timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
@@ -137,6 +141,13 @@ def check(
     return (prefix, None) if problem is None else ([], problem)
 
 
+def _plan_inputs(
+    protected: Sequence[str], cwd: str, policy_path: str | None, command: Sequence[str]
+) -> tuple[object, ...]:
+    home = os.environ.get("HOME") or os.path.expanduser("~")
+    return (tuple(protected), cwd, policy_path, tuple(command), home)
+
+
 def plan_for(
     protected: Sequence[str], *, cwd: str, policy_path: str | None, command: Sequence[str]
 ) -> Plan:
@@ -168,7 +179,11 @@ def start_probe(
         prefix, problem = prefix_for(plan)
     except Exception:  # noqa: BLE001  (server_prefix meets it again and handles it there)
         return None
-    return Probe(prefix) if problem is None else None
+    if problem is not None:
+        return None
+    probe = Probe(prefix)
+    probe.plan, probe.made_for = plan, _plan_inputs(protected, cwd, policy_path, command)
+    return probe
 
 
 def wrapper_levels(prefix: Sequence[str]) -> int:
@@ -194,7 +209,13 @@ def server_prefix(
             early.close()
         log.warning("kernel sandbox off (--sandbox off): %s", STRING_ONLY)
         return []
-    plan = plan_for(protected, cwd=cwd, policy_path=policy_path, command=command)
+    plan = early.plan if early is not None else None  # made a moment ago, for the probe
+    if (
+        plan is None
+        or early is None
+        or early.made_for != _plan_inputs(protected, cwd, policy_path, command)
+    ):
+        plan = plan_for(protected, cwd=cwd, policy_path=policy_path, command=command)
     prefix, problem = check(plan, early=early)
     if problem is None:
         log.info(

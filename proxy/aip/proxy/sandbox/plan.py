@@ -27,6 +27,8 @@ _WIDE_TMP: Final = ("/tmp", "/var/tmp")  # noqa: S108 - names compared, nothing 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """What the sandbox hides, keeps read-only and pins for the server."""
+
     hide_dirs: tuple[str, ...]  # an empty read-only folder in their place
     hide_files: tuple[str, ...]  # an empty read-only file in their place
     read_only: tuple[str, ...]  # visible, not writable (aip's code and start-up files)

@@ -19,6 +19,8 @@ Validator = Callable[[bytes], list[tuple[int, int]]]
 
 @dataclass(frozen=True, slots=True)
 class BuiltinRule:
+    """One built-in DLP detector (``spec.dlp.builtin``)."""
+
     name: str
     pattern: str
     # A looser pattern for the raw-line prefilter (dlp_scan): it must match the raw JSON text

@@ -30,6 +30,8 @@ class DlpError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One DLP rule as the scanner runs it (policy pattern or built-in)."""
+
     name: str
     pattern: str
     prefilter: str | None = None  # None: loosen(pattern)
@@ -44,6 +46,8 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Span:
+    """A match: ``text[start:end]`` found by ``rules[rule]``."""
+
     start: int
     end: int
     rule: int  # index into Scanner.rules

@@ -35,6 +35,8 @@ class Context:
 
 @dataclass(frozen=True, slots=True, init=False)
 class Decision:
+    """What the engine decided for one message, and why."""
+
     verdict: Verdict
     outcome: Outcome | None  # None only for ASK; POLICY_ALLOWED for a forward
     rule: ToolRule | None = None  # the rule that decided, if any

@@ -60,6 +60,8 @@ class OnRequestMatch(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
+    """A rule's ``rate_limit``: ``count`` calls per ``period_s`` seconds."""
+
     count: int
     period_s: float
     text: str  # as written, for messages and the audit log
@@ -79,6 +81,8 @@ class ArgPattern:
 
 @dataclass(frozen=True, slots=True)
 class ToolRule:
+    """One entry of ``spec.tool_rules`` (DESIGN §4.4), in policy order."""
+
     index: int  # position in tool_rules, 0-based: the rule's identity (rate limiter, audit)
     tool: str  # normalized
     tool_raw: str
@@ -103,6 +107,8 @@ class ToolRule:
 
 @dataclass(frozen=True, slots=True)
 class DlpPattern:
+    """A policy's own DLP pattern (``spec.dlp.patterns``), compiled."""
+
     name: str
     pattern: str
     regex: Any
@@ -110,6 +116,8 @@ class DlpPattern:
 
 @dataclass(frozen=True, slots=True)
 class DlpConfig:
+    """``spec.dlp`` (DESIGN §8)."""
+
     enabled: bool = False
     patterns: tuple[DlpPattern, ...] = ()
     builtin: bool = False
@@ -122,6 +130,8 @@ class DlpConfig:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """A loaded, validated AgentPolicy (DESIGN §4.1)."""
+
     name: str
     api_version: str
     path: str | None  # absolute path of the file it came from, None when built from text

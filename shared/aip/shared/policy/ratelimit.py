@@ -18,6 +18,8 @@ from aip.shared.policy.model import RateLimit, ToolRule
 
 @dataclass(slots=True)
 class _Bucket:
+    """One rule's token bucket."""
+
     tokens: float
     stamp: float  # clock reading when ``tokens`` was last brought up to date
 

@@ -18,6 +18,8 @@ from aip.shared.protocol.codec import need
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GrantFacts:
+    """What a remembered decision is bound to: server, tool entry, arguments."""
+
     server_sha256: str  # sha256 of the server's command line (orjson list of argv)
     tool_sha256: str  # sha256 of the tool's tools/list entry as last relayed ("" if never)
     args_sha256: str  # sha256 of the canonical arguments (``canonical_digest``)

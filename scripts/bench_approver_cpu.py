@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""What an approver costs a proxy chain, in CPU per call: a figure that holds on a loaded machine.
+
+scripts/bench_proxy.py's calls/s and p99 are wall-clock: with other work on the machine they
+move by 2x between rounds. Here every process of the chain is charged its CPU time (user +
+system) per call: the driver (this process), the proxy (and per thread), the echo server and
+the approver, the approver's until its audit log holds every record of the phase (records it
+writes after the calls ended are its cost all the same). Phases: one call in flight, then 64.
+Pinned (every process on CPU 0), "x alone" is the calls/s ratio the chain would reach if
+CPU-bound: alone's CPU per call over this chain's.
+
+    scripts/bench_approver_cpu.py --rounds 3
+    scripts/bench_approver_cpu.py --base /path/to/other-venv   # A/B: that venv's aip-proxy
+                                                               # and aip-approver as well
+
+Chains: ``alone`` (no approver listens; records wait in the spool), ``approver`` (this
+interpreter's aip-proxy and a real aip-approver), and with ``--base`` the same pair from that
+virtual environment (another checkout installed there), alternating inside each round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_proxy as bp  # the echo server, policy, driver and request
+
+
+@contextlib.contextmanager
+def approver(bindir: Path, tmp: Path, tag: str, pin: bool) -> Iterator[tuple[str, Path, int]]:
+    """An aip-approver from ``bindir`` (endpoint, audit log, pid), as bench_proxy starts one."""
+    run = Path(tempfile.mkdtemp(prefix="aip-c-", dir="/tmp"))  # ipc paths are short
+    endpoint, audit = f"ipc://{run}/approver.sock", tmp / f"audit-{tag}.jsonl"
+    log, deny = tmp / f"approver-{tag}.log", tmp / "deny.sh"
+    deny.write_text("#!/bin/sh\nexit 1\n")
+    deny.chmod(0o755)
+    argv = [str(bindir / "python"), "-m", "aip.approver", "--endpoint", endpoint]
+    argv += ["--dialog", f"exec:{deny}"]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            (["taskset", "-c", "0"] if pin else []) + argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**bp.ENV, "AIP_AUDIT_LOG": str(audit)},
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "aip-approver ready" not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the approver did not start:\n{log.read_text()}")
+            time.sleep(0.02)
+        yield endpoint, audit, proc.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+        shutil.rmtree(run, ignore_errors=True)
+
+
+WARM_UP = 300
+
+
+def cpu_s(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def thread_ticks(pid: int) -> dict[str, int]:
+    """CPU clock ticks (user + system) of each thread of ``pid``, by thread id."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            out[tid] = int(fields[11]) + int(fields[12])
+    return out
+
+
+def wait_records(audit: Path | None, want: int, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while audit is not None and bp.count_records(audit) < want:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{audit}: fewer than {want} records after {limit_s} s")
+        time.sleep(0.02)
+
+
+def run(
+    cmd: list[str], env: dict[str, str], audit: Path | None, apid: int | None, ns: Any
+) -> dict[str, dict[str, float]]:
+    proc = bp._start(cmd, env)
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    wfd = proc.stdin.fileno()
+    rd = io.BufferedReader(proc.stdout, buffer_size=1 << 20)  # type: ignore[arg-type]
+    os.write(wfd, bp.INIT)
+    rd.readline()
+    os.write(wfd, bp.INITIALIZED)
+    written = bp.count_records(audit) if audit is not None else 0  # earlier runs' (all in)
+    bp.pipeline(wfd, rd, bp.REQ, 1, WARM_UP, 1)
+    written += WARM_UP
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    hz = os.sysconf("SC_CLK_TCK")
+    out: dict[str, dict[str, float]] = {}
+    first = WARM_UP + 1
+    for phase, n, window in (("1", ns.calls_1, 1), ("64", ns.calls_64, 64)):
+        wait_records(audit, written, 60)  # what came before is not charged to this phase
+        t0, k0, m0 = thread_ticks(proc.pid), [cpu_s(k.pid) for k in kids], os.times()
+        a0 = cpu_s(apid) if apid else 0.0
+        start = time.monotonic()
+        bp.pipeline(wfd, rd, bp.REQ, first, n, window)
+        wall = time.monotonic() - start
+        first += n
+        written += n
+        wait_records(audit, written, 60)  # the approver's catch-up is its cost too
+        t1, k1, m1 = thread_ticks(proc.pid), [cpu_s(k.pid) for k in kids], os.times()
+        a1 = cpu_s(apid) if apid else 0.0
+        per = 1e6 / n
+        threads = {t: (c - t0.get(t, 0)) / hz * per for t, c in t1.items()}
+        row = {
+            "proxy": sum(threads.values()),
+            "approver": (a1 - a0) * per,
+            "echo": sum(b - a for a, b in zip(k0, k1, strict=True)) * per,
+            "driver": (m1.user + m1.system - m0.user - m0.system) * per,
+            "wall calls/s": n / wall,
+        }
+        row["total"] = row["proxy"] + row["approver"] + row["echo"] + row["driver"]
+        out[phase] = row
+    proc.stdin.close()
+    proc.wait(30)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        epilog=(__doc__ or "").split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="rounds (medians reported)")
+    ap.add_argument("--calls-1", type=int, default=2000, help="calls with one in flight")
+    ap.add_argument("--calls-64", type=int, default=8000, help="calls with 64 in flight")
+    ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin to CPU 0")
+    ap.add_argument("--base", type=Path, help="another venv: its aip-proxy + aip-approver too")
+    ns = ap.parse_args()
+    ours = Path(sys.executable).parent
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"# CPU per call of the chain ({os.cpu_count()} CPUs, load {load}, {ns.rounds} rounds)")
+    with tempfile.TemporaryDirectory(prefix="aip-bench-") as name, contextlib.ExitStack() as st:
+        tmp = Path(name)
+        policy = bp.write_policy(tmp)
+        bp.ENV.update(os.environ)
+        bp.ENV.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed (see bench_proxy)
+        bp.ENV["XDG_STATE_HOME"] = name
+        bp.ENV["AIP_APPROVER_ENDPOINT"] = f"ipc://{name}/no-approver.sock"
+
+        def chain(bindir: Path, endpoint: str | None) -> tuple[list[str], dict[str, str]]:
+            env = {**bp.ENV, **({"AIP_APPROVER_ENDPOINT": endpoint} if endpoint else {})}
+            argv = [str(bindir / "aip-proxy"), "--policy", str(policy), "--"]
+            return bp.Chain("x", argv, env).cmd(0, ns.pin), env
+
+        chains: list[tuple[str, list[str], dict[str, str], Path | None, int | None]] = []
+        chains.append(("alone", *chain(ours, None), None, None))
+        for tag, bindir in [("base", ns.base / "bin")] if ns.base else []:
+            endpoint, audit, pid = st.enter_context(approver(bindir, tmp, tag, ns.pin))
+            chains.append((f"{tag}+approver", *chain(bindir, endpoint), audit, pid))
+        endpoint, audit, pid = st.enter_context(approver(ours, tmp, "ours", ns.pin))
+        chains.append(("approver", *chain(ours, endpoint), audit, pid))
+        if ns.pin:
+            os.sched_setaffinity(0, {0})
+        runs: dict[str, list[dict[str, dict[str, float]]]] = {}
+        for _ in range(ns.rounds):
+            for label, cmd, env, audit_log, apid in chains:  # alternating: drift hits all
+                runs.setdefault(label, []).append(run(cmd, env, audit_log, apid, ns))
+    for phase in ("1", "64"):
+        print(f"\n### {phase} in flight: CPU µs per call (medians)\n")
+        print("| chain | total | x alone | proxy | approver | echo | driver | wall calls/s |")
+        print("|---|---|---|---|---|---|---|---|")
+        alone = statistics.median(r[phase]["total"] for r in runs["alone"])
+        for label, rs in runs.items():
+            m = {k: statistics.median(r[phase][k] for r in rs) for k in rs[0][phase]}
+            print(
+                f"| {label} | {m['total']:.1f} | {alone / m['total']:.2f} | {m['proxy']:.1f} |"
+                f" {m['approver']:.1f} | {m['echo']:.1f} | {m['driver']:.1f} |"
+                f" {m['wall calls/s']:.0f} |"
+            )
+    print(f"\nload after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,10 +19,10 @@ from aip.shared.jsonrpc import Kind, Message, RequestId, RpcReject, audit_id, er
 from aip.shared.outcomes import Outcome
 from aip.shared.policy.decision import Context, Decision
 from aip.shared.policy.model import Policy
+from aip.shared.policy.ratelimit import RateLimiter  # a field's type: a compiled dataclass needs it
 
 if TYPE_CHECKING:
     from aip.shared.policy.model import ToolRule
-    from aip.shared.policy.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 

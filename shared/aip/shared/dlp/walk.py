@@ -150,6 +150,7 @@ class Walker:
     def _dict(self, d: dict[Any, Any], counts: Counter[str], *, top: bool) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         changed = False
+        new_v: Any  # a value or a redacted blob (str): typed by its first assignment otherwise
         kind = d.get("type")
         media = (
             isinstance(kind, str) and kind in MEDIA_ITEM_TYPES and isinstance(d.get("data"), str)

@@ -156,6 +156,10 @@ def breakdown(policy: Path) -> str:
 
     line, rel = REQ % 1, REQ_RELATIVE % 1
     msg, msg_rel = orjson.loads(line), orjson.loads(rel)
+    spool_rec = session("d").recorder  # its own spool; rseqs in order, as the recorder's
+    record = {"event": "decision", "params": msg["params"], "pad": "x" * 400}
+    spool_line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    rseqs = iter(range(1, 10**9))
     # More distinct calls than the engine's memos keep (256), few enough to stay in cache.
     ring = [orjson.loads(line.replace(b"main.py", b"mod_%d.py" % k)) for k in range(512)]
     lim = RateLimiter()
@@ -220,6 +224,10 @@ def breakdown(policy: Path) -> str:
                     rec, Outcome.POLICY_ALLOWED, tool="read_file", arguments=args, request_id=i
                 )
             ),
+        ),
+        (
+            "audit outbox: one record spooled (HMAC line + write) and queued",
+            cost(lambda i: spool_rec.outbox.submit(next(rseqs), spool_line)),
         ),
         ("whole client -> server step (parse, decide, record, relay)", cost(relay_up)),
         # Why the step costs more than its parts: run back to back, decide and record evict

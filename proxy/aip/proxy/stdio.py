@@ -78,13 +78,14 @@ def read_bursts(fd: int, max_bytes: int) -> Iterator[list[bytes | Oversize]]:
     one read."""
     buf = mmap.mmap(-1, READ_BUFFER_BYTES)
     view = memoryview(buf)
+    whole = [view]  # the iovec of a read into the empty buffer (most reads): made once
     filled = 0  # valid bytes in buf; an unfinished line starts at 0
     spill: list[bytes] = []  # the earlier parts of an unfinished line longer than buf
     spilled = 0
     discarding = False
     while True:
         try:
-            n = os.readv(fd, [view[filled:]])
+            n = os.readv(fd, whole if filled == 0 else [view[filled:]])
         except OSError:  # closed under us during shutdown
             return
         if n == 0:
@@ -108,7 +109,7 @@ def read_bursts(fd: int, max_bytes: int) -> Iterator[list[bytes | Oversize]]:
             elif spill:
                 burst.append(b"".join([*spill, view[start : nl + 1]]))
             else:
-                burst.append(view[start : nl + 1].tobytes())
+                burst.append(buf[start : nl + 1])  # bytes: one copy, no memoryview
             spill.clear()
             spilled = 0
             start = search = nl + 1

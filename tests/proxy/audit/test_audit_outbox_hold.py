@@ -40,6 +40,10 @@ class CountingSpool(Spool):
         self.writes.append(rseqs)
         super().append_lines(data, rseqs)
 
+    def append_line(self, rseq: int, line: bytes) -> None:  # one record: one write too
+        self.writes.append([rseq])
+        super()._write(self._line_key.sign(rseq, line[:-1]), rseq, None)
+
 
 def spooled(outbox: AuditOutbox) -> list[int]:
     return [r["rseq"] for r in outbox.spool.pending()]

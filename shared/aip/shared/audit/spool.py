@@ -97,6 +97,16 @@ class Spool:
         data = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
         self.append_lines(data, [r["rseq"] for r in records])
 
+    def append_line(self, rseq: int, line: bytes) -> None:
+        """One serialized record (a newline-terminated line): what ``append_lines(line,
+        [rseq])`` writes, without its lists (a lone call's record takes this path)."""
+        if not line:
+            return
+        if line.find(b"\n") != len(line) - 1:  # not exactly one line: the general checks
+            self.append_lines(line, [rseq])
+            return
+        self._write(self._line_key.sign(rseq, line[:-1]), rseq, None)
+
     def append_lines(self, data: bytes, rseqs: Iterable[int]) -> None:
         """Already serialized records (newline-terminated lines) with their rseqs, in order;
         each is written with its MAC."""
@@ -104,13 +114,17 @@ class Spool:
             return
         rseqs = list(rseqs)
         if len(rseqs) == 1 and data.find(b"\n") == len(data) - 1:
-            data = self._line_key.sign(rseqs[0], data[:-1])  # one record: the common case
-        else:
-            bodies = read_lines(data)
-            if len(bodies) != len(rseqs):
-                raise ValueError(f"spool: {len(bodies)} lines but {len(rseqs)} rseqs")
-            sign = self._line_key.sign
-            data = b"".join(sign(r, b) for r, b in zip(rseqs, bodies, strict=True))
+            self._write(self._line_key.sign(rseqs[0], data[:-1]), rseqs[0], None)
+            return
+        bodies = read_lines(data)
+        if len(bodies) != len(rseqs):
+            raise ValueError(f"spool: {len(bodies)} lines but {len(rseqs)} rseqs")
+        sign = self._line_key.sign
+        data = b"".join(sign(r, b) for r, b in zip(rseqs, bodies, strict=True))
+        self._write(data, None, rseqs)
+
+    def _write(self, data: bytes, rseq: int | None, rseqs: list[int] | None) -> None:
+        """Append signed lines in one write(): one record's ``rseq``, or several ``rseqs``."""
         with self._lock:
             fd = self._fd if self._fd >= 0 else self._ensure_open()
             if self._size + len(data) > MAX_SPOOL_BYTES:  # size kept here: no fstat per record
@@ -121,10 +135,10 @@ class Spool:
             self._size += written
             if written != len(data):
                 raise OSError(f"spool: short write ({written} of {len(data)} bytes)")
-            if len(rseqs) == 1:
-                self._unacked.add(rseqs[0])
+            if rseq is not None:
+                self._unacked.add(rseq)
             else:
-                self._unacked.update(rseqs)
+                self._unacked.update(rseqs or ())
 
     def pending(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Spooled records not yet acknowledged, oldest first (at most ``limit``). Read in

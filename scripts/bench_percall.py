@@ -12,6 +12,7 @@ happen untraced). Also the echo server's and this driver's CPU, p50 and p99.
 
     scripts/bench_percall.py                              # this checkout, 3 rounds
     scripts/bench_percall.py --base /tmp/main --rounds 5  # paired A/B with another tree
+    scripts/bench_percall.py --wake      # a small job on a thread woken by a pipe, cold vs warm
 
 ``--base DIR``: a checkout (e.g. ``git archive main | tar -x -C DIR``) run through
 PYTHONPATH, alternating with this one inside every round (order swapped each round); medians
@@ -157,6 +158,47 @@ COLUMNS = [
 ]
 
 
+def wake_cost(rounds: int = 3000, sweeps: tuple[int, ...] = (0, 10_000, 100_000)) -> str:
+    """Why a thread's wake-up for a small job costs far more than the job: CPU of a thread
+    that wakes on a pipe, does a small relay-like job (slice, dict, find) and answers, when
+    the waking thread first walks ``sweep`` ints and ``sweep / 10`` dicts (~36 bytes per int:
+    what a driver, a server and the other relay thread touch between two calls on one CPU)."""
+    import threading
+
+    rows = ["| objects walked between round trips | woken thread's CPU µs per round trip |"]
+    rows.append("|---|---|")
+    for sweep in sweeps:
+        a_r, a_w = os.pipe()
+        b_r, b_w = os.pipe()
+
+        def echo(a_r: int = a_r, b_w: int = b_w) -> None:
+            buf = bytearray(4096)
+            while (k := os.readv(a_r, [buf])) and buf[0] != 0x71:
+                data = bytes(buf[:k])
+                job = {"line": data, "at": data.find(b"\n"), "id": [1, 2, 3]}
+                os.write(b_w, job["line"])
+
+        ints, dicts = list(range(sweep)), [{i: i} for i in range(sweep // 10)]
+        thread = threading.Thread(target=echo)
+        thread.start()
+        path = f"/proc/self/task/{thread.native_id}/schedstat"
+        total = 0
+        for i in range(rounds + 100):
+            if i == 100:  # warm
+                total = -int(Path(path).read_text().split()[0])
+            sum(ints)
+            sum(len(d) for d in dicts)
+            os.write(a_w, b"x\n")
+            os.read(b_r, 4096)
+        total += int(Path(path).read_text().split()[0])
+        os.write(a_w, b"q\n")
+        thread.join()
+        for fd in (a_r, a_w, b_r, b_w):
+            os.close(fd)
+        rows.append(f"| {sweep:,} ints + {sweep // 10:,} dicts | {total / rounds / 1e3:.1f} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--calls", type=int, default=5000, help="lone calls per run")
@@ -164,8 +206,15 @@ def main() -> int:
     ap.add_argument("--base", type=Path, help="another checkout to compare with (A/B)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin to CPU 0")
     ap.add_argument("--syscalls", action="store_true", help="count syscalls per thread (perf)")
+    ap.add_argument("--wake", action="store_true", help="only the thread wake-up experiment")
     ns = ap.parse_args()
     pin = not ns.no_pin
+    if ns.wake:
+        if pin:
+            os.sched_setaffinity(0, {0})
+        print(f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}, pin {pin}\n")
+        print(wake_cost())
+        return 0
     here = str(Path(__file__).resolve().parent.parent)
     trees = [("this tree", "")]
     if ns.base is not None:

@@ -28,7 +28,11 @@ chain's processes minus the echo server: proxy plus any helper it runs, such as 
     scripts/bench_proxy.py --no-approver --large     # skip the approver; add 100 KB results
     scripts/bench_proxy.py --breakdown               # CPU per stage of the allow path
 
-Start-up is also measured for ``--sandbox off`` when the sandbox is on (bwrap's own cost).
+Start-up is also measured for ``--sandbox off`` when the sandbox is on (bwrap's own cost), and
+for each aip-proxy chain in-process (``AIP_FORK_SERVER=off``) beside the default start through
+the per-user fork server (this script's own, in a runtime folder of its own, stopped at the
+end). The CPU figure of a start through the fork server adds the forked session's CPU to the
+launcher's (``aip-proxy`` itself).
 Targets (issue 16) are checked at the end. Not a timed test; see README "Performance".
 """
 
@@ -261,12 +265,18 @@ def pipeline(
 
 
 def chain_rss_mb(pid: int) -> float:
-    """RSS of ``pid`` and its descendants except the echo server (``--serve``)."""
+    """RSS of ``pid`` and its descendants except the echo server (``--serve``), plus the
+    session the fork server forked for it (and the session's tree): the launcher and the
+    session together are what a start through the fork server costs."""
     import psutil
 
     top = psutil.Process(pid)
     total = 0
-    for p in [top, *top.children(recursive=True)]:
+    family = [top, *top.children(recursive=True)]
+    for server in _fork_servers():  # one session at a time here: the one for ``pid``
+        with contextlib.suppress(psutil.Error):
+            family += server.children(recursive=True)
+    for p in family:
         with contextlib.suppress(psutil.Error):
             if p.cmdline()[1:3] == [str(HERE), "--serve"]:
                 continue
@@ -315,10 +325,56 @@ def startup_ms(
         import psutil
 
         times = psutil.Process(proc.pid).cpu_times()
-        cpu.append((times.user + times.system) * 1e3)
+        ms = (times.user + times.system) * 1e3
+        for server in _fork_servers():  # the session forked for this start (only one runs)
+            with contextlib.suppress(psutil.Error):
+                for session in server.children():
+                    t = session.cpu_times()
+                    ms += (t.user + t.system) * 1e3
+        cpu.append(ms)
     proc.stdin.close()
     proc.wait(30)
     return elapsed
+
+
+def _fork_servers() -> list[Any]:
+    """This run's fork servers (found by the runtime folder in their command line)."""
+    import psutil
+
+    run = ENV.get("XDG_RUNTIME_DIR", "")
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        line = " ".join(p.info["cmdline"] or [])
+        if run and run in line and "aip.proxy.forkserver" in line:
+            found.append(p)
+    return found
+
+
+def wait_for_fork_server(timeout_s: float = 30.0) -> bool:
+    folder = Path(ENV["XDG_RUNTIME_DIR"]) / "aip"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for path in folder.glob("fork-*.sock") if folder.is_dir() else []:
+            import socket
+
+            with (
+                socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s,
+                contextlib.suppress(OSError),
+            ):
+                s.connect(str(path))
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def stop_fork_servers() -> None:
+    import psutil
+
+    servers = _fork_servers()
+    for p in servers:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    psutil.wait_procs(servers, timeout=10)
 
 
 @contextlib.contextmanager
@@ -405,6 +461,11 @@ def _measure(chains: list[Chain], ns: argparse.Namespace, pin: bool, req: bytes)
                 f"{off[0].name}, sandbox off", off[0].prefix, {**off[0].env, "AIP_SANDBOX": "off"}
             )
         )
+    starters += [  # the same starts without the fork server
+        Chain(f"{c.name}, in-process", c.prefix, {**c.env, "AIP_FORK_SERVER": "off"})
+        for c in list(starters)
+        if c.name.startswith("aip-proxy")
+    ]
     starts: dict[str, list[float]] = {}
     cpus: dict[str, list[float]] = {}
     for _ in range(max(3, ns.starts // scale)):
@@ -481,6 +542,8 @@ def main() -> int:
         ENV.pop("PYTHONDONTWRITEBYTECODE", None)
         ENV["XDG_STATE_HOME"] = tmp
         ENV["AIP_APPROVER_ENDPOINT"] = f"ipc://{tmp}/no-approver.sock"
+        run = tempfile.mkdtemp(prefix="aip-bfs-", dir="/tmp")  # the fork server's socket: short
+        ENV["XDG_RUNTIME_DIR"] = run
         if ns.sandbox:
             ENV["AIP_SANDBOX"] = ns.sandbox
         for pin in modes:
@@ -502,6 +565,8 @@ def main() -> int:
                         startup_ms(c.cmd(0, pin), c.env)
                     except (RuntimeError, OSError) as exc:
                         sys.exit(f"{c.name}: {exc}")
+                if ENV.get("AIP_FORK_SERVER", "on") != "off" and not wait_for_fork_server():
+                    print("(no fork server started: every start is in-process)\n")
                 r = measure(chains, ns, pin, req)
                 label = "pinned (taskset -c 0)" if pin else "unpinned"
                 label += f", sandbox {ENV.get('AIP_SANDBOX', 'require')}"
@@ -514,6 +579,8 @@ def main() -> int:
                     print(f"(the approver's audit log holds {count_records(audit):,} records)\n")
                 print(verdicts(r) + "\n", flush=True)
         print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+        stop_fork_servers()
+        shutil.rmtree(run, ignore_errors=True)
         if ns.breakdown:
             os.environ["XDG_STATE_HOME"] = tmp  # the records' audit spool goes here too
             from bench_proxy_report import breakdown

@@ -42,7 +42,11 @@ def table(title: str, names: list[str], r: dict[str, Any], large: bool) -> str:
         if name not in names:
             rows.append(f"| {name} (start-up only) | | | | | | | {st:.1f} | +{st - s0:.1f} | |")
     cpu = ", ".join(f"{k} {v:.0f}" for k, v in r["startup_cpu"].items())
-    rows += ["", f"CPU ms of the first process at the first answer (10 ms ticks): {cpu}"]
+    rows += [
+        "",
+        "CPU ms at the first answer (10 ms ticks; the launcher plus its forked session when "
+        f"started through the fork server): {cpu}",
+    ]
     if large:
         rows += [
             "",

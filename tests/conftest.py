@@ -37,6 +37,27 @@ if "AIP_TEST_KEEP_STATE" not in os.environ:
     os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="aip-test-state-")
     atexit.register(shutil.rmtree, os.environ["XDG_STATE_HOME"], ignore_errors=True)
 
+# The per-user fork server (aip.proxy.forkserver) is off for the suite's proxies unless a test
+# turns it on for its own runtime folder (tests/support/forkkit): a proxy must not leave a
+# server behind. AIP_TEST_FORK_SERVER=1 runs every proxy of the suite through one instead
+# (scripts/check runs the proxy's e2e tests that way too): one server per worker, in a
+# runtime folder of its own, stopped at the end.
+if os.environ.get("AIP_TEST_FORK_SERVER") == "1":
+    _RUN = tempfile.mkdtemp(prefix="aip-fs-", dir="/tmp")  # short: sun_path
+    os.environ.update(
+        {"XDG_RUNTIME_DIR": _RUN, "AIP_FORK_SERVER": "on", "AIP_FORK_SERVER_IDLE_S": "60"}
+    )
+
+    def _stop_fork_servers() -> None:
+        from tests.support.forkkit import stop_servers
+
+        stop_servers(Path(_RUN))
+        shutil.rmtree(_RUN, ignore_errors=True)
+
+    atexit.register(_stop_fork_servers)
+else:
+    os.environ["AIP_FORK_SERVER"] = "off"
+
 
 @pytest.fixture
 def folder() -> Iterator[Path]:

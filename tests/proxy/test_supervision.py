@@ -31,7 +31,7 @@ def _wait_for_pids(path: Path, proxy: ProxyProcess, timeout: float = 10.0) -> li
     pids = json.loads(path.read_text())
     assert isinstance(pids, list)
     seen = {}
-    for proc in psutil.Process(proxy.proc.pid).children(recursive=True):
+    for proc in proxy.descendants():
         with contextlib.suppress(OSError):
             status = Path(f"/proc/{proc.pid}/status").read_text()
             nspid = next(line for line in status.splitlines() if line.startswith("NSpid:"))
@@ -118,7 +118,7 @@ def test_server_killed_by_signal_gives_128_plus_signal(make_proxy: Make) -> None
     p.initialize()
     (server,) = [
         c
-        for c in psutil.Process(p.proc.pid).children(recursive=True)
+        for c in p.descendants()
         if c.name() != "bwrap" and "raw_server.py" in " ".join(c.cmdline())
     ]
     server.send_signal(signal.SIGKILL)

@@ -20,4 +20,4 @@ if __name__ == "__main__":
     if not callable(getattr(ProtectedRoots, "hit", None)):
         raise SystemExit("kernel_only_proxy: ProtectedRoots.hit is gone; update this seam")
     ProtectedRoots.hit = _never  # type: ignore[method-assign]
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

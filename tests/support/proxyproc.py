@@ -30,7 +30,13 @@ FAST_ENV = {
     "AIP_PROXY_STDIN_GRACE_S": "0.3",
     "AIP_PROXY_TERM_GRACE_S": "0.3",
     "AIP_PROXY_PROGRESS_INTERVAL_S": "0.2",
-    **{k: os.environ[k] for k in ("XDG_STATE_HOME",) if k in os.environ},
+    **{k: os.environ[k] for k in ("XDG_STATE_HOME", "AIP_FORK_SERVER") if k in os.environ},
+    # Set by tests/conftest.py only when the suite runs through the fork server.
+    **(
+        {k: os.environ[k] for k in ("XDG_RUNTIME_DIR", "AIP_FORK_SERVER_IDLE_S")}
+        if os.environ.get("AIP_TEST_FORK_SERVER") == "1"
+        else {}
+    ),
 }
 
 
@@ -175,6 +181,25 @@ class ProxyProcess:
         except OSError:
             return "<no log>"
 
+    def session_pid(self) -> int:
+        """The pid doing the proxy's work (its log lines carry it): ours, or the session the
+        per-user fork server forked for us (aip.proxy.forkserver), which is not our child."""
+        for line in self.log().splitlines():
+            if "aip-proxy[" in line:
+                return int(line.split("aip-proxy[", 1)[1].split("]", 1)[0])
+        return self.proc.pid
+
+    def descendants(self) -> list[Any]:
+        """The proxy's processes below it (the MCP server's tree), wherever it runs."""
+        import psutil
+
+        found = {}
+        for root in {self.proc.pid, self.session_pid()}:
+            with contextlib.suppress(psutil.Error):
+                for p in psutil.Process(root).children(recursive=True):
+                    found[p.pid] = p
+        return list(found.values())
+
     def decisions(self) -> list[dict[str, Any]]:
         """The decision records the proxy wrote on stderr."""
         out = []
@@ -184,13 +209,15 @@ class ProxyProcess:
         return out
 
     def kill(self) -> None:
-        """Teardown: the proxy's group, and its descendants (the server has its own group)."""
+        """Teardown: the proxy's group, and its descendants (the server has its own group); a
+        session forked by the fork server, and its tree, too."""
         import psutil
 
-        try:
-            family = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            family = []
+        family = self.descendants()
+        session = self.session_pid()
+        if session != self.proc.pid:
+            with contextlib.suppress(psutil.Error):
+                family.append(psutil.Process(session))
         for p in family:
             with contextlib.suppress(psutil.Error):
                 p.kill()

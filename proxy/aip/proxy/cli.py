@@ -7,22 +7,17 @@ before anything else runs, and fd 1 then points at stderr.
 
 from __future__ import annotations
 
-import logging
 import os
-import shlex
 import sys
-from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Final
 
-from aip.proxy import lean
-from aip.proxy.stdio import claim_stdout
-from aip.shared import logs
-
+# Light until the fork server is asked (aip.proxy.forkserver.launcher): no typing, logging,
+# shlex or stdio before ``main`` decides to start in-process.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-
-log = logging.getLogger(__name__)
+    from collections.abc import Callable, Sequence
+    from typing import Final
 
 EXIT_USAGE: Final = 2
 _LAUNCHERS: Final = frozenset(
@@ -66,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true", help="trace messages (no arguments)")
     p.add_argument("--target", metavar='"COMMAND ARG..."', help="server command, shell-split")
     p.add_argument(
+        "--no-fork-server",
+        action="store_true",
+        help="start in this process, not from the per-user fork server (else $AIP_FORK_SERVER)",
+    )
+    p.add_argument(
         "--sandbox",
         metavar="require|auto|off",
         help="the kernel sandbox that hides protected paths from the server: require it "
@@ -98,7 +98,7 @@ _VALUED: Final = {
     "--max-line-bytes": ("max_line_bytes", True),
     "--max-server-line-bytes": ("max_server_line_bytes", True),
 }
-_FLAGS: Final = {"--verbose": "verbose", "-v": "verbose"}
+_FLAGS: Final = {"--verbose": "verbose", "-v": "verbose", "--no-fork-server": "no_fork_server"}
 
 
 def _simple_options(argv: Sequence[str]) -> SimpleNamespace | None:
@@ -107,6 +107,7 @@ def _simple_options(argv: Sequence[str]) -> SimpleNamespace | None:
     anything else, which argparse then parses (or refuses) as before."""
     found: dict[str, object] = {dest: None for dest, _ in _VALUED.values()}
     found["verbose"] = False
+    found["no_fork_server"] = False
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -142,6 +143,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace | SimpleNamespac
         if command:
             raise UsageError("give the server command either after -- or with --target, not both")
         try:
+            import shlex
+
             command = shlex.split(ns.target)
         except ValueError as exc:
             raise UsageError(f"--target: {exc}") from None
@@ -183,15 +186,43 @@ def _env_number(name: str, default: float) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script (``argv`` None): through the per-user fork server when one of the
+    same code and identity takes it, else in this process. A given ``argv``: in-process."""
+    if argv is None:
+        from aip.proxy.forkserver.launcher import through_fork_server
+
+        code = through_fork_server(sys.argv[1:])
+        if code is not None:
+            return code
+    return in_process(sys.argv[1:] if argv is None else argv)
+
+
+def in_process(
+    argv: Sequence[str], on_start: Callable[[Callable[[str], None]], None] | None = None
+) -> int:
+    """One proxy session in this process; ``on_start`` gets the session's stop function (a
+    forked session watches its launcher with it)."""
+    from aip.proxy import lean
+    from aip.proxy.stdio import claim_stdout
+
     wire_fd = claim_stdout()  # first: nothing may write to the JSON-RPC wire by accident
     lean.start_process()  # before any import it concerns, and before any thread
     try:
-        return _main(sys.argv[1:] if argv is None else argv, wire_fd)
+        return _main(argv, wire_fd, on_start)
     except KeyboardInterrupt:
         return 130
 
 
-def _main(argv: Sequence[str], wire_fd: int) -> int:
+def _main(
+    argv: Sequence[str],
+    wire_fd: int,
+    on_start: Callable[[Callable[[str], None]], None] | None = None,
+) -> int:
+    import logging
+
+    from aip.shared import logs
+
+    log = logging.getLogger(__name__)
     # After the stdout claim (keeps --help fast). The relay's modules (aip.proxy.runner and
     # what it imports) load only once the sandbox probe runs: see aip.proxy.sandbox.early.
     from aip.proxy.sandbox import early
@@ -258,6 +289,7 @@ def _main(argv: Sequence[str], wire_fd: int) -> int:
             progress_interval_s=progress or PROGRESS_INTERVAL_S,
             reload_interval_s=POLL_INTERVAL_S if reload_s is None else reload_s,
             sandbox=sandbox,
+            on_start=on_start,
         )
         return run(settings, policy, wire_fd, pin=pin, probe=probe)
     finally:

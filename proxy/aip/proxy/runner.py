@@ -73,6 +73,7 @@ class Settings:
     reload_interval_s: float = POLL_INTERVAL_S  # policy file poll; 0: only SIGHUP reloads
     extra_protected: tuple[str, ...] = field(default=())
     sandbox: SandboxMode = SANDBOX_DEFAULT
+    on_start: Callable[[Callable[[str], None]], None] | None = None  # given the stop function
 
 
 class _Stop:
@@ -148,6 +149,8 @@ def run(
     logs.set_redactor(lambda text: str(recorder.redact(text)))
     stop = _Stop()
     stop.install_signal_handlers()  # before the server exists: a SIGTERM now still cleans up
+    if settings.on_start is not None:  # a forked session's launcher watch (forkserver.session)
+        settings.on_start(stop)
     # DESIGN §4.5: the policy file, the aip runtime and state dirs, the audit logs (the one
     # the approver announces joins at its welcome); one builder for start, reload, welcome.
     protection = Protection(

@@ -22,13 +22,26 @@ COERCED: Final = "LC_CTYPE"
 _EXEC_ENVIRON: Final = "/proc/self/environ"
 
 
+# A session forked from the fork server was not exec'd with its launcher's environment: the
+# launcher's /proc/self/environ, handed over (aip.proxy.forkserver.session), stands in for ours.
+_adopted: bytes | None = None
+
+
+def adopt_exec_environment(raw: bytes) -> None:
+    global _adopted
+    _adopted = raw
+
+
 def exec_environment(path: str = _EXEC_ENVIRON) -> dict[bytes, bytes] | None:
     """The environment this process was exec'd with, or None where it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
+    if _adopted is not None and path == _EXEC_ENVIRON:
+        raw = _adopted
+    else:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError:
+            return None
     env: dict[bytes, bytes] = {}
     for entry in raw.split(b"\0"):
         name, sep, value = entry.partition(b"=")

@@ -1,0 +1,151 @@
+"""The per-user fork server in tests: its own runtime folder, waits with deadlines, teardown.
+
+``fork_env(folder)`` is the environment that turns it on for proxies started with it (a short
+idle timeout and check interval, so a leftover ends by itself); ``wait_for_server`` waits for
+the server the first proxy started in the background; ``stop_servers`` ends every server of
+a folder (SIGTERM, then SIGKILL) and waits until they are gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+SO_PEERCRED = 17
+
+
+def fork_env(run: Path, *, idle_s: float = 20.0, check_s: float = 0.2) -> dict[str, str | None]:
+    return {
+        "AIP_FORK_SERVER": "on",
+        "XDG_RUNTIME_DIR": str(run),
+        "AIP_FORK_SERVER_IDLE_S": str(idle_s),
+        "AIP_FORK_SERVER_CHECK_S": str(check_s),
+    }
+
+
+def launcher_key(run: Path) -> str:
+    """The key a launcher started with ``fork_env(run)`` computes (as ``python -c``: its
+    import path without the first entry, like the console script's)."""
+    env = {**os.environ, **{k: v for k, v in fork_env(run).items() if v is not None}}
+    code = "from aip.proxy.forkserver import identity as i; print(i.key(i.process_identity()))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def socket_path(run: Path) -> str:
+    code = "import sys; from aip.proxy.forkserver import identity; "
+    code += "print(identity.socket_path(sys.argv[1]))"
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(run)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, launcher_key(run)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def sockets(run: Path) -> list[Path]:
+    folder = run / "aip"
+    return sorted(folder.glob("fork-*.sock")) if folder.is_dir() else []
+
+
+def server_pid(path: Path) -> int | None:
+    """The pid of the server listening at ``path`` (SO_PEERCRED), None if none answers."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return None
+        raw = s.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, 12)
+    return int.from_bytes(raw[:4], "little")
+
+
+def wait_for_server(run: Path, timeout: float = 30.0, *, other_than: int | None = None) -> int:
+    """The pid of a server that accepts connections in ``run`` (a new one if ``other_than``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in sockets(run):
+            pid = server_pid(path)
+            if pid is not None and pid != other_than:
+                return pid
+        time.sleep(0.02)
+    raise AssertionError(f"no fork server in {run} within {timeout}s:\n{server_log(run)}")
+
+
+def server_log(run: Path) -> str:
+    for base in (os.environ.get("XDG_STATE_HOME"),):
+        if base:
+            path = Path(base) / "aip" / "fork-server.log"
+            if path.exists():
+                return path.read_text(errors="replace")[-4000:]
+    return "<no server log>"
+
+
+def stop_servers(run: Path, timeout: float = 10.0) -> None:
+    procs = []
+    for p in psutil.process_iter(["cmdline"]):  # bound or still importing
+        if any(str(run) in arg for arg in p.info["cmdline"] or []) and "aip.proxy.forkserver" in (
+            " ".join(p.info["cmdline"] or [])
+        ):
+            procs.append(p)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=timeout)
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
+    """The pids still alive after ``timeout`` (zombies count as gone)."""
+    deadline = time.monotonic() + timeout
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        left = [p for p in left if _alive(p)]
+        if left:
+            time.sleep(0.02)
+    return left
+
+
+def wait_for_file(path: Path, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)  # polling a file another process writes, bounded by the deadline
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def session_pid(log: str) -> int | None:
+    """The pid in the proxy's first log line (``aip-proxy[PID]``): the session's."""
+    for line in log.splitlines():
+        if "aip-proxy[" in line:
+            return int(line.split("aip-proxy[", 1)[1].split("]", 1)[0])
+    return None

@@ -218,8 +218,10 @@ def run_chain(
         raise RuntimeError(f"the benchmarked call was not allowed: {line[:200]!r}")
     import psutil  # here, so the echo server (this file with --serve) starts light
 
-    # taskset execs, so proc.pid is the chain's first process: the proxy, or the direct server
-    top = psutil.Process(proc.pid)
+    # taskset execs, so proc.pid is the chain's first process: the proxy, or the direct server;
+    # started through the fork server, the proxy's work is done by its session
+    sessions = [s for server in _fork_servers() for s in server.children()]
+    top = sessions[0] if len(sessions) == 1 else psutil.Process(proc.pid)
     pc = time.perf_counter_ns
     lat = []
     cpu0 = top.cpu_times()

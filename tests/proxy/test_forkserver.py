@@ -465,3 +465,74 @@ def test_a_malformed_request_is_refused(change: dict[str, Any]) -> None:
     assert wire.check_request(dict(good)) == good
     with pytest.raises(wire.WireError):
         wire.check_request({**good, **change})
+
+
+_PROCESS_STATE_CALLS = frozenset(
+    {
+        "os.getenv",
+        "os.environ.get",
+        "os.getcwd",
+        "os.getuid",
+        "os.geteuid",
+        "os.getgid",
+        "os.getpid",
+        "os.getppid",
+        "os.umask",
+        "os.path.expanduser",
+        "Path.home",
+        "Path.cwd",
+        "time.time",
+        "time.localtime",
+    }
+)
+
+
+def _import_time_reads(tree: Any) -> list[str]:
+    """Calls and ``os.environ[...]`` subscripts that run when the module is imported: at
+    module and class level and in default values, not inside function bodies."""
+    import ast
+
+    found: list[str] = []
+
+    def name(node: ast.expr) -> str:
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Attribute):
+            return f"{name(node.value)}.{node.attr}"
+        return "?"
+
+    def scan(node: ast.AST) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            for default in [*node.args.defaults, *node.args.kw_defaults]:
+                if default is not None:
+                    scan(default)
+            for deco in getattr(node, "decorator_list", []):
+                scan(deco)
+            return
+        if isinstance(node, ast.Call) and name(node.func) in _PROCESS_STATE_CALLS:
+            found.append(f"line {node.lineno}: {name(node.func)}()")
+        if isinstance(node, ast.Subscript) and name(node.value) == "os.environ":
+            found.append(f"line {node.lineno}: os.environ[...]")
+        for child in ast.iter_child_nodes(node):
+            scan(child)
+
+    scan(tree)
+    return found
+
+
+def test_no_module_of_a_session_reads_the_process_at_import() -> None:
+    """What a session imports from the server was imported there, with the server's
+    environment, folder and ids: no aip module reads any of them at import time (a default
+    of ``os.environ`` itself is fine: the session replaces its contents in place)."""
+    import ast
+
+    sample = "X = os.getenv('A')\ndef f(a=os.getcwd()):\n    return os.environ['B']\n"
+    assert len(_import_time_reads(ast.parse(sample))) == 2  # the check sees both, not f's body
+    roots = [Path(__file__).resolve().parents[2] / p / "aip" for p in ("proxy", "shared")]
+    reads = {}
+    for root in roots:
+        for path in root.rglob("*.py"):
+            found = _import_time_reads(ast.parse(path.read_text(encoding="utf-8")))
+            if found:
+                reads[str(path.relative_to(root.parent))] = found
+    assert reads == {}

@@ -183,11 +183,17 @@ class Server:
         inherited += [c.fileno() for c in self.children.values()]
         assert self._listener is not None
         inherited.append(self._listener.fileno())
-        pid = os.fork()
-        if pid == 0:
-            from aip.proxy.forkserver import session
+        # Signals wait until the child has replaced our handlers (the session takes the
+        # launcher's mask): none of the server's may run in a session.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            pid = os.fork()
+            if pid == 0:
+                from aip.proxy.forkserver import session
 
-            session.become(conn, request, fds, inherited)  # never returns
+                session.become(conn, request, fds, inherited)  # never returns
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.children[pid] = conn
         log.info("session pid=%d started (%d running)", pid, len(self.children))
 

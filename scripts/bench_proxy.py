@@ -567,7 +567,10 @@ def main() -> int:
                         startup_ms(c.cmd(0, pin), c.env)
                     except (RuntimeError, OSError) as exc:
                         sys.exit(f"{c.name}: {exc}")
-                if ENV.get("AIP_FORK_SERVER", "on") != "off" and not wait_for_fork_server():
+                if os.geteuid() == 0:
+                    print("(root: the fork server serves no process with capabilities, so every")
+                    print(" start here is in-process; run as a normal user to measure it)\n")
+                elif ENV.get("AIP_FORK_SERVER", "on") != "off" and not wait_for_fork_server():
                     print("(no fork server started: every start is in-process)\n")
                 r = measure(chains, ns, pin, req)
                 label = "pinned (taskset -c 0)" if pin else "unpinned"

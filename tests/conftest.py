@@ -40,13 +40,17 @@ if "AIP_TEST_KEEP_STATE" not in os.environ:
 # The per-user fork server (aip.proxy.forkserver) is off for the suite's proxies unless a test
 # turns it on for its own runtime folder (tests/support/forkkit): a proxy must not leave a
 # server behind. AIP_TEST_FORK_SERVER=1 runs every proxy of the suite through one instead
-# (scripts/check runs the proxy's e2e tests that way too): one server per worker, in a
-# runtime folder of its own, stopped at the end.
+# (scripts/check runs the proxy's process-level tests that way too): one server per worker,
+# in a runtime folder of its own, stopped at the end. It serves no process with capabilities,
+# so as root the proxies run without any (tests.support.proxyproc.proxy_command), and then
+# without bwrap, which cannot start for root without CAP_SYS_ADMIN (--sandbox off).
 if os.environ.get("AIP_TEST_FORK_SERVER") == "1":
     _RUN = tempfile.mkdtemp(prefix="aip-fs-", dir="/tmp")  # short: sun_path
     os.environ.update(
         {"XDG_RUNTIME_DIR": _RUN, "AIP_FORK_SERVER": "on", "AIP_FORK_SERVER_IDLE_S": "60"}
     )
+    if os.geteuid() == 0:
+        os.environ["AIP_SANDBOX"] = "off"
 
     def _stop_fork_servers() -> None:
         from tests.support.forkkit import stop_servers

@@ -19,6 +19,7 @@ import pytest
 
 from tests.support import forkkit
 from tests.support.approverproc import short_dir
+from tests.support.fdwait import readable
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
 
 SPEC = """
@@ -65,8 +66,9 @@ def policy(tmp_path: Path) -> Path:
 def _proxy(
     policy: Path, tmp_path: Path, run: Path, server: list[str] | None = None, **env: str | None
 ) -> ProxyProcess:
+    """A launcher the fork server may serve (no capabilities: forkkit.CAPLESS)."""
     full = {**forkkit.fork_env(run), "AIP_SANDBOX": "off", **env}
-    return ProxyProcess(policy, server or RAW_SERVER, tmp_path, env=full)
+    return ProxyProcess(policy, server or RAW_SERVER, tmp_path, env=full, wrap=forkkit.CAPLESS)
 
 
 def _warm(policy: Path, tmp_path: Path, run: Path) -> int:
@@ -128,13 +130,12 @@ def test_the_session_takes_the_launchers_environment_folder_and_limits(
         code = (
             "import os, resource, signal, subprocess, sys;"
             "os.umask(0o027); os.chdir(sys.argv[1]); os.nice(3);"
-            "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1];"
-            "resource.setrlimit(resource.RLIMIT_NOFILE, (777, hard));"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (777, 4096));"
             "signal.signal(signal.SIGQUIT, signal.SIG_IGN);"
             "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2]);"
             "os.execv(sys.argv[2], sys.argv[2:])"
         )
-        wrap = [sys.executable, "-c", code, str(here)]
+        wrap = [*forkkit.CAPLESS, sys.executable, "-c", code, str(here)]
         env = {**forkkit.fork_env(run), "AIP_SANDBOX": "off", "AIP_FORK_SERVER": mode}
         env["AIP_PROBE_VALUE"] = "é ü"
         p = ProxyProcess(policy, [sys.executable, "-c", PROBE], tmp_path, env=env, wrap=wrap)
@@ -151,7 +152,7 @@ def test_the_session_takes_the_launchers_environment_folder_and_limits(
     seen = facts["on"]
     assert seen["cwd"] == str(here)
     assert seen["umask"] == "0027"
-    assert seen["nofile"][0] == 777
+    assert seen["nofile"] == [777, 4096]  # a lowered hard limit too: read from /proc
     assert seen["nice"] >= 3
     assert int(seen["sigign"], 16) & (1 << (signal.SIGQUIT - 1))
     assert int(seen["sigblk"], 16) & (1 << (signal.SIGUSR2 - 1))
@@ -193,7 +194,7 @@ def test_a_killed_launcher_ends_its_session_and_server_tree(
         p.initialize()
         session = forkkit.session_pid(p.log())
         assert session is not None
-        assert session != p.proc.pid
+        assert session != p.proc.pid, forkkit.server_log(run)
         assert forkkit.wait_for_file(pidfile), p.log()
         tree = json.loads(pidfile.read_text())
         p.proc.kill()
@@ -213,9 +214,8 @@ def test_policy_and_spawn_errors_as_in_process(policy: Path, tmp_path: Path, run
     for server, path in ((RAW_SERVER, bad), (["/nonexistent/server"], policy)):
         out = {}
         for mode in ("off", "on"):
-            p = ProxyProcess(
-                path, server, tmp_path, env={**forkkit.fork_env(run), "AIP_FORK_SERVER": mode}
-            )
+            env = {**forkkit.fork_env(run), "AIP_FORK_SERVER": mode, "AIP_SANDBOX": "off"}
+            p = ProxyProcess(path, server, tmp_path, env=env, wrap=forkkit.CAPLESS)
             try:
                 out[mode] = (p.wait(), [line.split("] ", 1)[-1] for line in p.log().splitlines()])
             finally:
@@ -224,23 +224,51 @@ def test_policy_and_spawn_errors_as_in_process(policy: Path, tmp_path: Path, run
         assert out["on"][0] == 2
 
 
-def test_sandboxed_sessions_start_from_the_server(policy: Path, tmp_path: Path, run: Path) -> None:
+def test_the_sandbox_as_in_process(policy: Path, tmp_path: Path, run: Path) -> None:
+    """--sandbox require through the fork server: what the in-process start does, here. As
+    a normal user bwrap runs the server; as root without capabilities (CI) it cannot start,
+    and both starts refuse alike."""
     _warm(policy, tmp_path, run)
-    p = _proxy(policy, tmp_path, run, AIP_SANDBOX="require")
-    try:
-        p.initialize()
-        assert forkkit.session_pid(p.log()) != p.proc.pid, p.log()
-        assert p.call(1, "echo", {"text": "x"})["result"]["isError"] is False
-        p.close_stdin()
-        assert p.wait() == 0
-    finally:
-        p.kill()
+    out = {}
+    for mode in ("off", "on"):
+        p = _proxy(policy, tmp_path, run, AIP_SANDBOX="require", AIP_FORK_SERVER=mode)
+        try:
+            try:
+                reply: Any = p.call(1, "echo", {"text": "x"})["result"]
+            except AssertionError:  # no answer: it refused to start
+                reply = None
+            p.close_stdin()
+            code = p.wait()
+            forked = forkkit.session_pid(p.log()) != p.proc.pid
+            out[mode] = (reply, code, [line.split("] ", 1)[-1] for line in p.log().splitlines()])
+        finally:
+            p.kill()
+        assert forked == (mode == "on"), p.log()
+    assert out["on"] == out["off"]
+
+
+def test_root_with_capabilities_is_never_served(policy: Path, tmp_path: Path, run: Path) -> None:
+    """A Landlock domain shows nowhere in /proc and CAP_SYS_ADMIN can set one up without
+    no_new_privs: a process holding capabilities (root) starts in-process and no server."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a process with capabilities")  # CI runs as root
+    full = {**forkkit.fork_env(run), "AIP_SANDBOX": "off"}
+    for _ in range(2):
+        p = ProxyProcess(policy, RAW_SERVER, tmp_path, env=full)
+        try:
+            p.initialize()
+            assert forkkit.session_pid(p.log()) == p.proc.pid
+        finally:
+            p.kill()
+    assert forkkit.sockets(run) == []
 
 
 def test_switched_off_no_server_is_started(policy: Path, tmp_path: Path, run: Path) -> None:
     for env, args in (({"AIP_FORK_SERVER": "off"}, []), ({}, ["--no-fork-server"])):
         full = {**forkkit.fork_env(run), "AIP_SANDBOX": "off", **env}
-        p = ProxyProcess(policy, RAW_SERVER, tmp_path, env=full, extra_args=args)
+        p = ProxyProcess(
+            policy, RAW_SERVER, tmp_path, env=full, extra_args=args, wrap=forkkit.CAPLESS
+        )
         try:
             p.initialize()
             p.close_stdin()
@@ -280,16 +308,23 @@ def test_a_broken_or_foreign_server_means_the_in_process_start(
     fake = (
         "import socket, sys\n"
         f"s = socket.socket(fileno={listener.fileno()}); s.listen()\n"
+        "print('listening', flush=True)\n"
         "c, _ = s.accept()\n"
         "data = c.recv(1 << 20)\n"
         "if data: open(sys.argv[1], 'w').write('x')\n"
         f"if {behaviour!r} == 'garbage': c.send(b'garbage')\n"
         "c.close()\n"
     )
-    argv = [*(NOBODY if behaviour == "other-uid" else []), sys.executable, "-c", fake, str(marker)]
-    server = subprocess.Popen(argv, pass_fds=[listener.fileno()], start_new_session=True)
+    wrap = NOBODY if behaviour == "other-uid" else forkkit.CAPLESS  # as a launcher could be
+    argv = [*wrap, sys.executable, "-c", fake, str(marker)]
+    server = subprocess.Popen(
+        argv, pass_fds=[listener.fileno()], start_new_session=True, stdout=subprocess.PIPE
+    )
     listener.close()
     try:
+        assert server.stdout is not None
+        assert readable(server.stdout.fileno(), 30), "the fake server did not start"
+        assert server.stdout.readline() == b"listening\n"
         p = _proxy(policy, tmp_path, run)
         try:
             assert p.call(0, "echo", {"text": "x"})["result"]["isError"] is False
@@ -301,6 +336,8 @@ def test_a_broken_or_foreign_server_means_the_in_process_start(
     finally:
         server.kill()
         server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 def test_the_server_refuses_a_peer_of_another_uid(policy: Path, tmp_path: Path, run: Path) -> None:
@@ -336,37 +373,48 @@ def test_the_server_refuses_a_peer_of_another_uid(policy: Path, tmp_path: Path, 
     assert "peer uid 65534 is not ours" in forkkit.server_log(run)
 
 
-def test_a_request_of_another_identity_is_refused_by_the_session(
-    policy: Path, tmp_path: Path, run: Path
+@pytest.mark.parametrize(
+    ("wrap", "first", "refusal"),
+    [
+        (["setpriv", "--no-new-privs", *forkkit.CAPLESS], "", "no_new_privs is set"),
+        ([], "", "it holds capabilities"),
+        (forkkit.CAPLESS, "open('/proc/self/oom_score_adj', 'w').write('500')\n", "differs"),
+    ],
+)
+def test_the_server_reads_who_the_launcher_is_and_never_believes_it(
+    policy: Path, tmp_path: Path, run: Path, wrap: list[str], first: str, refusal: str
 ) -> None:
-    """A request with the right key but an identity the forked child does not have (a
-    launcher in another cgroup, say) is refused before the launcher's descriptors are used."""
+    """A process that may be confined in ways /proc does not show (no_new_privs: Landlock or
+    seccomp may be in force; capabilities), or that differs from the server, is refused even
+    with the server's key: the server reads the peer's /proc itself, pinned by its pidfd, and
+    nothing is forked (the request carries no identity to lie with)."""
+    if os.geteuid() != 0 and refusal != "no_new_privs is set":
+        pytest.skip("needs root to hold or drop capabilities")
     _warm(policy, tmp_path, run)
     [path] = forkkit.sockets(run)
+    full = forkkit.launcher_key(run)  # the server's key, as a confined process could compute
     script = (
-        "import sys\n"
+        f"import sys\n{first}"
         "from aip.proxy.forkserver import identity, launcher, wire\n"
         "status = identity.status_fields(identity._read('/proc/self/status'))\n"
-        "ident = identity.process_identity(status=status)\n"
-        "request = launcher._request([], ident, status, sys.argv[2])\n"
-        "request['identity'] = {**ident, 'cgroup': '0::/elsewhere'}\n"
+        "request = launcher._request([], status, sys.argv[2])\n"
         "s = wire.unix_socket(); s.connect(sys.argv[1])\n"
         "wire.send(s, 'request', request, [0, 1, 2, 0])\n"
         "print(wire.receive(s)[:2])\n"
     )
-    key = path.name.removeprefix("fork-").removesuffix(".sock")
     env = {**os.environ, **{k: v for k, v in forkkit.fork_env(run).items() if v}}
-    full = forkkit.launcher_key(run)  # the name holds a prefix of it
-    assert full.startswith(key)
+    before = forkkit.server_log(run).count("session pid=")
     out = subprocess.run(
-        [sys.executable, "-c", script, str(path), full],
+        [*wrap, sys.executable, "-c", script, str(path), full],
         capture_output=True,
         text=True,
         timeout=30,
         env=env,
         stdin=subprocess.DEVNULL,
     )
-    assert out.stdout.strip().startswith("('refused', 'identity differs: cgroup')"), out
+    assert out.stdout.startswith("('refused', "), out
+    assert refusal in out.stdout, out
+    assert forkkit.server_log(run).count("session pid=") == before
 
 
 def test_the_server_exits_when_idle_or_when_its_code_changes(
@@ -440,9 +488,9 @@ def test_the_key_covers_what_the_process_start_reads() -> None:
     [
         {"argv": ["x", 1]},
         {"environ": [(b"A", "b")]},
-        {"rlimits": [(1, 2)]},
-        {"identity": {"a": 1}},
-        {"extra": 1},
+        {"affinity": [-1]},
+        {"umask": "022"},
+        {"identity": {"a": "b"}},  # who the launcher is, the server reads itself
     ],
 )
 def test_a_malformed_request_is_refused(change: dict[str, Any]) -> None:
@@ -454,13 +502,10 @@ def test_a_malformed_request_is_refused(change: dict[str, Any]) -> None:
         "environ": [(b"A", b"b")],
         "exec_environ": b"",
         "umask": 0o22,
-        "rlimits": [(1, 2, 3)],
         "sig_ignored": 0,
         "sig_blocked": 0,
         "affinity": [0],
-        "nice": 0,
         "comm": b"aip-proxy",
-        "identity": {"a": "b"},
     }
     assert wire.check_request(dict(good)) == good
     with pytest.raises(wire.WireError):

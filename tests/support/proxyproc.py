@@ -33,7 +33,11 @@ FAST_ENV = {
     **{k: os.environ[k] for k in ("XDG_STATE_HOME", "AIP_FORK_SERVER") if k in os.environ},
     # Set by tests/conftest.py only when the suite runs through the fork server.
     **(
-        {k: os.environ[k] for k in ("XDG_RUNTIME_DIR", "AIP_FORK_SERVER_IDLE_S")}
+        {
+            k: os.environ[k]
+            for k in ("XDG_RUNTIME_DIR", "AIP_FORK_SERVER_IDLE_S", "AIP_SANDBOX")
+            if k in os.environ
+        }
         if os.environ.get("AIP_TEST_FORK_SERVER") == "1"
         else {}
     ),
@@ -42,7 +46,12 @@ FAST_ENV = {
 
 def proxy_command() -> list[str]:
     exe = shutil.which("aip-proxy")
-    return [exe] if exe else [sys.executable, "-m", "aip.proxy"]
+    command = [exe] if exe else [sys.executable, "-m", "aip.proxy"]
+    if os.environ.get("AIP_TEST_FORK_SERVER") == "1":  # served only without capabilities
+        from tests.support.forkkit import CAPLESS
+
+        return [*CAPLESS, *command]
+    return command
 
 
 def write_policy(directory: Path, spec_yaml: str, name: str = "test") -> Path:

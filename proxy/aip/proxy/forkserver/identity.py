@@ -93,9 +93,50 @@ def process_identity(
     ident["cgroup"] = _read(f"{proc}/cgroup")
     ident["root"] = _link(f"{proc}/root")
     ident["exe"] = _link(f"{proc}/exe")
-    for name in ("attr/current", "loginuid", "sessionid", "oom_score_adj"):
+    for name in ("attr/current", "attr/apparmor/current", "loginuid", "sessionid", "oom_score_adj"):
         ident[name] = _read(f"{proc}/{name}").strip()
     return ident
+
+
+def unconfinable_problem(ident: dict[str, str]) -> str | None:
+    """Why a process may hold a confinement that /proc does not show, or None.
+
+    A fork of the server runs with the server's confinement, not the launcher's; what /proc
+    shows (credentials, seccomp mode and filter count, namespaces, cgroup, LSM label) is
+    compared, but a Landlock domain shows nowhere and two seccomp filter sets of the same size
+    look alike. Both need no_new_privs or CAP_SYS_ADMIN to be set up, so only processes with
+    neither, and without seccomp or any effective, permitted or ambient capability (root is
+    thus never served), are: for them nothing invisible can be in force (docs/security.md)."""
+    if ident.get("status.NoNewPrivs") != "0":
+        return "no_new_privs is set"
+    if ident.get("status.Seccomp") != "0":
+        return "a seccomp filter is in force"
+    for name in ("CapEff", "CapPrm", "CapAmb"):
+        value = ident.get(f"status.{name}", "")
+        if not value or value.strip("0"):
+            return f"it holds capabilities ({name} {value})"
+    return None
+
+
+def peer_limits(pid: int) -> tuple[list[tuple[int, int, int]], int]:
+    """(rlimits, nice) of process ``pid`` from /proc: its real limits, never its claims.
+    /proc/<pid>/limits lists the resources in RLIMIT order, one per line after a header."""
+    import resource
+
+    rlimits = []
+    lines = _read(f"/proc/{pid}/limits").splitlines()[1:]
+    for res, line in enumerate(lines[: getattr(resource, "RLIM_NLIMITS", 16)]):
+        soft, hard = line[26:47].strip(), line[47:68].strip()
+        rlimits.append((res, _limit(soft), _limit(hard)))
+    stat = _read(f"/proc/{pid}/stat")
+    nice = int(stat[stat.rindex(")") + 2 :].split()[16])  # field 19: after state, 17 more
+    return rlimits, nice
+
+
+def _limit(text: str) -> int:
+    import resource
+
+    return resource.RLIM_INFINITY if text == "unlimited" else int(text)
 
 
 def peer_view(pid: int) -> dict[str, str]:

@@ -51,6 +51,8 @@ def through_fork_server(argv: list[str]) -> int | None:
     try:
         status = identity.status_fields(identity._read("/proc/self/status"))
         ident = identity.process_identity(status=status)
+        if identity.unconfinable_problem(ident) is not None:
+            return None  # the server would refuse (and root never gets one)
         digest = identity.key(ident)
         path = identity.socket_path(digest)
     except (OSError, ValueError):
@@ -64,7 +66,7 @@ def through_fork_server(argv: list[str]) -> int | None:
     if sock is None:
         return None
     try:
-        if not _handshake(sock, argv, ident, status, digest):
+        if not _handshake(sock, argv, status, digest):
             return None
         return _wait(sock)
     finally:
@@ -107,11 +109,9 @@ def _handshake_s() -> float:
         return HANDSHAKE_S
 
 
-def _handshake(
-    sock: _socket.socket, argv: list[str], ident: dict[str, str], status: dict[str, str], key: str
-) -> bool:
+def _handshake(sock: _socket.socket, argv: list[str], status: dict[str, str], key: str) -> bool:
     """Send this process's inputs; True once the session said ``started``."""
-    request = _request(argv, ident, status, key)
+    request = _request(argv, status, key)
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         wire.send(sock, "request", request, [0, 1, 2, cwd])
@@ -123,29 +123,18 @@ def _handshake(
     return reply is not None and reply[0] == "started"
 
 
-def _request(argv: list[str], ident: dict[str, str], status: dict[str, str], key: str) -> Any:
-    import resource
-
-    rlimits = []
-    for res in range(getattr(resource, "RLIM_NLIMITS", 16)):
-        try:
-            soft, hard = resource.getrlimit(res)
-        except (ValueError, OSError):
-            continue
-        rlimits.append((res, soft, hard))
+def _request(argv: list[str], status: dict[str, str], key: str) -> Any:
+    """This process's inputs (what limits it, the server reads from /proc itself)."""
     return {
         "key": key,
         "argv": [sys.argv[0], *argv],
         "environ": list(os.environb.items()),
         "exec_environ": _exec_environ(),
         "umask": int(status.get("Umask", "0022"), 8),
-        "rlimits": rlimits,
         "sig_ignored": int(status.get("SigIgn", "0"), 16),
         "sig_blocked": int(status.get("SigBlk", "0"), 16),
         "affinity": sorted(os.sched_getaffinity(0)),
-        "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "comm": identity._read("/proc/self/comm").strip().encode(),
-        "identity": ident,
     }
 
 

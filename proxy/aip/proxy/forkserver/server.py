@@ -49,6 +49,7 @@ PRELOAD: Final = (
     "aip.proxy.reload",
     "aip.proxy.protection",
     "aip.proxy.sandbox.launch",
+    "aip.proxy.sandbox.early",
     "aip.proxy.forkserver.session",
     "aip.shared.policy.load",
     "aip.shared.policy.engine",
@@ -60,8 +61,11 @@ PRELOAD: Final = (
 
 
 class Server:
-    def __init__(self, path: str, key: str, idle_s: float, check_s: float = CHECK_S) -> None:
-        self.path, self.key, self.idle_s, self.check_s = path, key, idle_s, check_s
+    def __init__(
+        self, path: str, key: str, ident: dict[str, str], idle_s: float, check_s: float = CHECK_S
+    ) -> None:
+        self.path, self.key, self.ident = path, key, ident
+        self.idle_s, self.check_s = idle_s, check_s
         self.children: dict[int, _socket.socket] = {}
         self.stale = False  # no new sessions: ``why``
         self.why = ""
@@ -138,28 +142,53 @@ class Server:
                 conn.close()
 
     def _handle(self, conn: _socket.socket) -> None:
-        _, uid, _ = wire.peer_credentials(conn)
+        pid, uid, _ = wire.peer_credentials(conn)
         if uid != os.getuid():
             raise wire.WireError(f"peer uid {uid} is not ours")
-        conn.settimeout(ACCEPT_S)
-        msg = wire.receive(conn, max_fds=wire.FDS)
-        if msg is None:
-            raise wire.WireError("closed before its request")
-        kind, value, fds = msg
+        pidfd = wire.peer_pidfd(conn)  # OSError without SO_PEERPIDFD: no session
         try:
-            if kind != "request" or len(fds) != wire.FDS:
-                raise wire.WireError(f"expected a request with {wire.FDS} descriptors")
-            request = wire.check_request(value)
-            refusal = self._refusal(request)
-            if refusal is not None:
-                log.info("refused: %s", refusal)
-                wire.send(conn, "refused", refusal)
-                conn.close()
-                return
-            self._fork(conn, request, fds)
+            conn.settimeout(ACCEPT_S)
+            msg = wire.receive(conn, max_fds=wire.FDS)
+            if msg is None:
+                raise wire.WireError("closed before its request")
+            kind, value, fds = msg
+            try:
+                if kind != "request" or len(fds) != wire.FDS:
+                    raise wire.WireError(f"expected a request with {wire.FDS} descriptors")
+                request = wire.check_request(value)
+                launcher, refusal = self._launcher(pid, pidfd)
+                refusal = refusal or self._refusal(request)
+                if refusal is not None:
+                    log.info("refused pid %d: %s", pid, refusal)
+                    wire.send(conn, "refused", refusal)
+                    conn.close()
+                    return
+                self._fork(conn, request, fds, launcher)
+            finally:
+                for fd in fds:
+                    os.close(fd)
         finally:
-            for fd in fds:
-                os.close(fd)
+            os.close(pidfd)
+
+    def _launcher(self, pid: int, pidfd: int) -> tuple[dict[str, Any], str | None]:
+        """What confines and limits the peer, read from /proc by us (a request could lie):
+        its identity must equal ours and show nothing that could hide a confinement."""
+        ident = identity.process_identity(f"/proc/{pid}")
+        rlimits, nice = identity.peer_limits(pid)
+        try:
+            signal.pidfd_send_signal(pidfd, 0)  # still the process that connected: no pid reuse
+        except ProcessLookupError:
+            return {}, "the launcher is gone"
+        launcher = {"identity": ident, "rlimits": rlimits, "nice": nice}
+        problem = identity.unconfinable_problem(ident)
+        if problem is not None:
+            return launcher, f"the launcher may be confined invisibly: {problem}"
+        differ = sorted(
+            k for k in set(ident) | set(self.ident) if ident.get(k) != self.ident.get(k)
+        )
+        if differ:
+            return launcher, f"identity differs: {', '.join(differ)}"
+        return launcher, None
 
     def _refusal(self, request: dict[str, Any]) -> str | None:
         if request["key"] != self.key:
@@ -176,7 +205,13 @@ class Server:
             return "the fork server is not single-threaded"
         return None
 
-    def _fork(self, conn: _socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    def _fork(
+        self,
+        conn: _socket.socket,
+        request: dict[str, Any],
+        fds: list[int],
+        launcher: dict[str, Any],
+    ) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         inherited = [self._lock_fd, self._wake_r, self._wake_w]
@@ -191,7 +226,7 @@ class Server:
             if pid == 0:
                 from aip.proxy.forkserver import session
 
-                session.become(conn, request, fds, inherited)  # never returns
+                session.become(conn, request, fds, inherited, launcher)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.children[pid] = conn
@@ -222,7 +257,7 @@ class Server:
         if self.stale or (not force and now - self.last_check < self.check_s):
             return
         self.last_check = now
-        if identity.code_stamp() != self.stamp or _loaded_files() != self.loaded:
+        if identity.code_stamp() != self.stamp or _changed(self.loaded):
             log.info("the code on disk changed: no new sessions from this server")
             self.why = "the code changed"
             self.stale = True
@@ -236,6 +271,19 @@ class Server:
                 os.unlink(self.path)
 
 
+def _changed(loaded: dict[str, tuple[int, int]]) -> bool:
+    """A file loaded at start is not as it was (a module imported later, e.g. ``resource``
+    for a peer's limits, was read when it was imported: it is current)."""
+    for name, seen in loaded.items():
+        try:
+            st = os.stat(name)
+        except OSError:
+            return True
+        if (st.st_size, st.st_mtime_ns) != seen:
+            return True
+    return False
+
+
 def _loaded_files() -> dict[str, tuple[int, int]]:
     """Size and mtime of every module file this process loaded (dependencies included)."""
     out = {}
@@ -244,8 +292,7 @@ def _loaded_files() -> dict[str, tuple[int, int]]:
         if isinstance(name, str):
             try:
                 st = os.stat(name)
-            except OSError:
-                out[name] = (-1, -1)
+            except OSError:  # frozen, or in a zip: not a file of its own
                 continue
             out[name] = (st.st_size, st.st_mtime_ns)
     return out
@@ -260,6 +307,9 @@ def main() -> None:
     path, key = sys.argv[1], sys.argv[2]
     logs.configure("aip-fork-server", tag=os.path.basename(path))
     ident = identity.process_identity()
+    if identity.unconfinable_problem(ident) is not None:
+        log.error("not started: %s", identity.unconfinable_problem(ident))
+        sys.exit(1)
     if identity.uid_ambiguous():
         log.error("not started: our uid is this user namespace's overflow uid")
         sys.exit(1)
@@ -276,7 +326,7 @@ def main() -> None:
     idle_s, check_s = _env_seconds(ENV_IDLE, IDLE_S), _env_seconds(ENV_CHECK, CHECK_S)
     for name in PRELOAD:
         __import__(name)
-    server = Server(path, key, idle_s, check_s)
+    server = Server(path, key, ident, idle_s, check_s)
     if not server.bind():
         log.info("another fork server serves %s", path)
         return

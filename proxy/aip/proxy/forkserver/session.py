@@ -37,8 +37,14 @@ _KEEP_PYTHON_HANDLERS: Final = frozenset({signal.SIGINT})
 
 
 def become(
-    conn: _socket.socket, request: dict[str, Any], fds: list[int], inherited: list[int]
+    conn: _socket.socket,
+    request: dict[str, Any],
+    fds: list[int],
+    inherited: list[int],
+    launcher: dict[str, Any],
 ) -> NoReturn:
+    """``request``: the launcher's inputs; ``launcher``: its identity, rlimits and nice as the
+    server read them from /proc (never from the request)."""
     code = 1
     try:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
@@ -47,7 +53,7 @@ def become(
             with contextlib.suppress(OSError):
                 os.close(fd)
         signal.set_wakeup_fd(-1)
-        problem = _identity_problem(request["identity"]) or _adopt(request)
+        problem = _identity_problem(launcher["identity"]) or _adopt(request, launcher)
         if problem is not None:
             log.info("session refused: %s", problem)
             wire.send(conn, "refused", problem)
@@ -79,18 +85,18 @@ def _identity_problem(theirs: dict[str, str]) -> str | None:
     return f"identity differs: {', '.join(differ)}" if differ else None
 
 
-def _adopt(request: dict[str, Any]) -> str | None:
+def _adopt(request: dict[str, Any], launcher: dict[str, Any]) -> str | None:
     """Everything but the descriptors; a value we cannot take is a refusal, never a
     session that differs from the in-process start."""
-    try:
-        for res, soft, hard in request["rlimits"]:
-            import resource
+    import resource
 
+    try:
+        for res, soft, hard in launcher["rlimits"]:
             if resource.getrlimit(res) != (soft, hard):
                 resource.setrlimit(res, (soft, hard))
         os.sched_setaffinity(0, request["affinity"])
-        if os.getpriority(os.PRIO_PROCESS, 0) != request["nice"]:
-            os.setpriority(os.PRIO_PROCESS, 0, request["nice"])
+        if os.getpriority(os.PRIO_PROCESS, 0) != launcher["nice"]:
+            os.setpriority(os.PRIO_PROCESS, 0, launcher["nice"])
     except (OSError, ValueError) as exc:
         return f"cannot take the launcher's limits: {exc}"
     os.umask(request["umask"])

@@ -5,8 +5,10 @@ uid (SO_PEERCRED, checked before any packet is read), which could ptrace us anyw
 is no new exposure, and every value is checked for its shape before use: a bad packet is a
 ``WireError``, never a crash. Kinds:
 
-- launcher -> server: ``request`` (a dict, below), with the launcher's stdin, stdout, stderr
-  and current folder as SCM_RIGHTS descriptors (in that order);
+- launcher -> server: ``request`` (a dict, below: the launcher's inputs), with its stdin,
+  stdout, stderr and current folder as SCM_RIGHTS descriptors (in that order). What limits
+  or confines the launcher (credentials, capabilities, seccomp, namespaces, cgroup, rlimits,
+  nice) is never taken from a request: the server reads it from /proc (server.py);
 - server or session -> launcher: ``started`` (session pid), ``refused`` (why: the launcher
   then starts in-process), ``exit`` (the session's exit code), ``signaled`` (the signal that
   ended it);
@@ -29,6 +31,7 @@ MAX_PACKET: Final = 1 << 20  # a request carries the environment; larger fails a
 FDS: Final = 4  # stdin, stdout, stderr, current folder
 _INT_SIZE: Final = 4
 SO_PEERCRED: Final = 17  # Linux
+SO_PEERPIDFD: Final = 77  # Linux 6.5: a pidfd of the peer, so its pid cannot be reused under us
 # Each request field and the type its value must have (tuples of bytes pairs, lists of ints).
 REQUEST_FIELDS: Final = {
     "key": str,
@@ -36,13 +39,10 @@ REQUEST_FIELDS: Final = {
     "environ": list,
     "exec_environ": bytes,
     "umask": int,
-    "rlimits": list,
     "sig_ignored": int,
     "sig_blocked": int,
     "affinity": list,
-    "nice": int,
     "comm": bytes,
-    "identity": dict,
 }
 REPLY_KINDS: Final = frozenset({"started", "refused", "exit", "signaled"})
 
@@ -62,6 +62,11 @@ def peer_credentials(sock: _socket.socket) -> tuple[int, int, int]:
         int.from_bytes(raw[i : i + _INT_SIZE], sys.byteorder) for i in range(0, 12, _INT_SIZE)
     )
     return pid, uid, gid
+
+
+def peer_pidfd(sock: _socket.socket) -> int:
+    """A pidfd of the peer (the caller closes it); OSError where the kernel has none."""
+    return int(sock.getsockopt(_socket.SOL_SOCKET, SO_PEERPIDFD))
 
 
 def send(sock: _socket.socket, kind: str, value: Any, fds: list[int] | None = None) -> None:
@@ -112,9 +117,7 @@ def check_request(value: Any) -> dict[str, Any]:
             raise WireError(f"request field {name!r} is not a {kind.__name__}")
     _all(value["argv"], lambda a: isinstance(a, str), "argv")
     _all(value["environ"], _bytes_pair, "environ")
-    _all(value["rlimits"], _int_triple, "rlimits")
     _all(value["affinity"], lambda c: type(c) is int and c >= 0, "affinity")
-    _all(value["identity"].items(), _str_pair, "identity")
     return value
 
 
@@ -133,14 +136,6 @@ def _all(items: Any, ok: Any, name: str) -> None:
 
 def _bytes_pair(item: Any) -> bool:
     return isinstance(item, tuple) and len(item) == 2 and all(type(x) is bytes for x in item)
-
-
-def _str_pair(item: Any) -> bool:
-    return all(type(x) is str for x in item)
-
-
-def _int_triple(item: Any) -> bool:
-    return isinstance(item, tuple) and len(item) == 3 and all(type(x) is int for x in item)
 
 
 def _close_all(fds: list[int]) -> None:

@@ -33,7 +33,8 @@ def _env(runtime: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("AIP_") and k not in ("DISPLAY", "WAYLAND_DISPLAY")
+        if (not k.startswith("AIP_") or k == "AIP_FORK_SERVER")  # off: leave no server behind
+        and k not in ("DISPLAY", "WAYLAND_DISPLAY")
     }
     env["XDG_RUNTIME_DIR"] = str(runtime)
     return env

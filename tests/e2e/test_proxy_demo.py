@@ -17,7 +17,8 @@ def _demo(*args: str) -> str:
     env = {  # no display: the demo would otherwise start a private approver with dialogs
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("AIP_") and k not in ("DISPLAY", "WAYLAND_DISPLAY")
+        if (not k.startswith("AIP_") or k == "AIP_FORK_SERVER")  # off: leave no server behind
+        and k not in ("DISPLAY", "WAYLAND_DISPLAY")
     }
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo"), *args],

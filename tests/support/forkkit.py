@@ -19,6 +19,13 @@ from pathlib import Path
 
 import psutil
 
+from tests.support.proxyproc import RAW_SERVER, ProxyProcess
+
+SPEC = """
+allowed_tools: [echo, read_file]
+denied_tools: [delete_file]
+"""
+
 SO_PEERCRED = 17
 # The fork server serves no process that holds capabilities (root never gets one): the suite
 # runs as root in CI, so its launchers run as root without any (an empty bounding set: an
@@ -156,3 +163,24 @@ def session_pid(log: str) -> int | None:
         if "aip-proxy[" in line:
             return int(line.split("aip-proxy[", 1)[1].split("]", 1)[0])
     return None
+
+
+def proxy(
+    policy: Path, tmp_path: Path, run: Path, server: list[str] | None = None, **env: str | None
+) -> ProxyProcess:
+    """A launcher the fork server may serve (no capabilities: CAPLESS), sandbox off."""
+    full = {**fork_env(run), "AIP_SANDBOX": "off", **env}
+    return ProxyProcess(policy, server or RAW_SERVER, tmp_path, env=full, wrap=CAPLESS)
+
+
+def warm(policy: Path, tmp_path: Path, run: Path) -> int:
+    """The first start (in-process) leaves a server behind; its pid."""
+    p = proxy(policy, tmp_path, run)
+    try:
+        p.initialize()
+        assert session_pid(p.log()) == p.proc.pid  # the first one ran in-process
+        p.close_stdin()
+        assert p.wait() == 0
+    finally:
+        p.kill()
+    return wait_for_server(run)

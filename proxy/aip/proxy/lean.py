@@ -10,10 +10,14 @@ the proxy checks or decides.
 - hashlib and hmac use CPython's own SHA-2 code, not OpenSSL's: loading libcrypto costs ~3.7 MB
   of RSS and a few ms of start-up, for hashes of small texts (the policy file, a record line's
   HMAC: ~1 us more each than OpenSSL). The digests are the same.
-- glibc's malloc arenas are left as they are: holding them to 2 (mallopt M_ARENA_MAX) kept
-  ~0.5 MB less resident without an approver; with one connected, RSS over 30,000 pinned calls
-  varies from run to run far more than that (31-95 MB with or without the limit, the audit
-  backlog while the approver lags), so its effect there is unknown: not done.
+- glibc's malloc is left as it is. Measured again once the spool compaction stopped the
+  approver case's swings (issue 16, helper startmem, 3 runs each, load 10-14): with an approver,
+  RSS after 30,000 calls 35.4 MB; MALLOC_ARENA_MAX=2 35.8, =1 32.3; a fixed mmap threshold of
+  128 KiB (MALLOC_MMAP_THRESHOLD_, which stops glibc raising it) 32.7. But the fixed threshold
+  cost CPU per call (pinned, 4 rounds: 99.5 -> 108 us at 64 in flight, 222 -> 240 alone; each
+  read's 1 MiB bytes object is then an mmap and munmap), and one arena showed the same
+  direction unpinned (104 -> 117 us; pinned 92.5 -> 95.5), within this load's noise but the
+  throughput target is the first one: not done. Worth a measurement on a quiet machine.
 """
 
 from __future__ import annotations

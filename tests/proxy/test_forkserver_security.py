@@ -308,3 +308,24 @@ def test_no_module_of_a_session_reads_the_process_at_import() -> None:
             if found:
                 reads[str(path.relative_to(root.parent))] = found
     assert reads == {}
+
+
+def test_a_session_holds_only_what_it_needs(policy: Path, tmp_path: Path, run: Path) -> None:
+    """The server's socket, lock, wake-up pipe, the launcher's pidfd and other sessions'
+    connections stay out of a session: it holds its stdio, its one connection and its
+    relay's own descriptors."""
+    forkkit.warm(policy, tmp_path, run)
+    others = [forkkit.proxy(policy, tmp_path, run) for _ in range(2)]
+    try:
+        for p in others:
+            p.initialize()
+        session = forkkit.session_pid(others[1].log())
+        assert session != others[1].proc.pid
+        links = [
+            os.readlink(f"/proc/{session}/fd/{fd}") for fd in os.listdir(f"/proc/{session}/fd")
+        ]
+        assert not [x for x in links if "pidfd" in x or x.endswith(".lock")], links
+        assert sum(x.startswith("socket:") for x in links) == 1, links  # its own connection
+    finally:
+        for p in others:
+            p.kill()

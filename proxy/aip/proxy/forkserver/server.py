@@ -163,7 +163,7 @@ class Server:
                     wire.send(conn, "refused", refusal)
                     conn.close()
                     return
-                self._fork(conn, request, fds, launcher)
+                self._fork(conn, request, fds, launcher, pidfd)
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -211,10 +211,11 @@ class Server:
         request: dict[str, Any],
         fds: list[int],
         launcher: dict[str, Any],
+        pidfd: int,
     ) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        inherited = [self._lock_fd, self._wake_r, self._wake_w]
+        inherited = [self._lock_fd, self._wake_r, self._wake_w, pidfd]
         inherited += [c.fileno() for c in self.children.values()]
         assert self._listener is not None
         inherited.append(self._listener.fileno())

@@ -13,6 +13,9 @@ pure checkout against the compiled copy, alternating in one run (A, B, A, B, ...
                per call (1 in flight), p50, calls/s and CPU per call with 64 in flight;
                medians of rounds and of the paired B/A ratios
 
+  --ceiling    also C: the pure aip-proxy with engine.decide memoised to its first answer and
+               the decision record a no-op (not a proxy anyone may run: it audits nothing).
+               The most that any compiled decide + record, from any compiler, could save.
   --tests      then runs tests/shared and tests/proxy against the compiled copy: the list of
                what behaves differently compiled (see README "Performance")
 
@@ -20,7 +23,7 @@ Nothing here changes how aip is built or installed: the package stays pure Pytho
 mypy (the dev extra), setuptools, gcc and the Python headers (Debian: python3-dev).
 
     scripts/bench_compiled.py --rounds 10           # about 4 minutes here, plus the build
-    scripts/bench_compiled.py --keep /tmp/c --tests
+    scripts/bench_compiled.py --keep /tmp/c --tests --ceiling
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from operator import truediv
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
@@ -72,6 +76,20 @@ os.environ["XDG_STATE_HOME"] = str(tmp)
 print(bench_proxy_report.breakdown(bench_proxy.write_policy(tmp)))
 """
 
+CEILING = """
+import sys
+from aip.proxy.relay import session, upstream
+real, memo = upstream.engine.decide, []
+def decide(*args):
+    if not memo:
+        memo.append(real(*args))
+    return memo[0]
+upstream.engine.decide = decide
+session.record_decision = lambda *args, **kwargs: None
+from aip.proxy.cli import main
+sys.exit(main())
+"""
+
 
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -109,6 +127,7 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=10_000, help="calls 1 in flight per round")
     ap.add_argument("--keep", type=Path, help="build the compiled copy here and keep it")
     ap.add_argument("--tests", action="store_true", help="run tests/shared, tests/proxy on B")
+    ap.add_argument("--ceiling", action="store_true", help="C: decide memoised, no record")
     ns = ap.parse_args()
     sys.path.insert(0, str(HERE.parent))
     import bench_proxy as bp
@@ -132,26 +151,33 @@ def main() -> int:
                 sys.exit(f"{name} would import aip.proxy.relay.upstream from {where}")
         policy = bp.write_policy(Path(tmp))
         cmd = bp.chain("proxy", 0, policy, True)
-        print(f"# load before {load()}; {ns.rounds} rounds, A then B in each\n", flush=True)
-        real: dict[str, list[dict[str, float]]] = {k: [] for k in sides}
+        runs = {name: (cmd, env) for name, env in sides.items()}
+        if ns.ceiling:
+            stub = [sys.executable, "-c", CEILING, "--policy", str(policy), "--"]
+            runs["C ceiling"] = (bp.Chain("ceiling", stub, env_a).cmd(0, True), env_a)
+        print(f"# load before {load()}; {ns.rounds} rounds, {', '.join(runs)} in each\n")
+        real: dict[str, list[dict[str, float]]] = {k: [] for k in runs}
         hot: dict[str, list[dict[str, float]]] = {k: [] for k in sides}
         for r in range(ns.rounds):
-            for name, env in sides.items():
-                real[name].append(bp.run_chain(cmd, ns.calls, 20_000, env=env))
-                if r < 3:
+            for name, (argv, env) in runs.items():
+                real[name].append(bp.run_chain(argv, ns.calls, 20_000, env=env))
+                if r < 3 and name in sides:
                     hot[name].append(breakdown(env))
-        print(f"| real aip-proxy, pinned (load after {load()}) | A pure | B compiled | B/A |")
-        print("|---|---|---|---|")
+        others = [k for k in runs if k != "A pure"]
+        print(f"| real aip-proxy, pinned (load after {load()}) | {' | '.join(runs)} | ", end="")
+        print(" | ".join(f"{k[0]}/A" for k in others) + " |")
+        print("|---" * (1 + len(runs) + len(others)) + "|")
         for key, what in (
             ("cpu_us_per_call_1", "proxy CPU µs per call, 1 in flight"),
             ("p50_us", "round trip p50 µs"),
             ("tp_per_s", "calls/s, 64 in flight"),
             ("cpu_us_per_msg", "proxy CPU µs per call, 64 in flight"),
         ):
-            a, b = ([x[key] for x in real[k]] for k in sides)
-            ratio = statistics.median(y / x for x, y in zip(a, b, strict=True))
-            print(f"| {what} | {statistics.median(a):.1f} | {statistics.median(b):.1f} | ", end="")
-            print(f"{ratio:.2f} |")
+            got = {k: [x[key] for x in v] for k, v in real.items()}
+            cells = [f"{statistics.median(v):.1f}" for v in got.values()]
+            base = got["A pure"]  # medians of the ratios paired in each round
+            cells += [f"{statistics.median(map(truediv, got[k], base)):.2f}" for k in others]
+            print(f"| {what} | {' | '.join(cells)} |")
         print("\n| in-process stage (best of 3, median of 3 runs) | A µs | B µs | B/A |")
         print("|---|---|---|---|")
         for stage in hot["A pure"][0]:

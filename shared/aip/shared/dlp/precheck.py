@@ -201,11 +201,13 @@ class PreCheck:
         if shadow is None:
             return True  # the hit was no look-alike trigger
         # Removing them from the raw line gives every string in it its shadow view (JSON
-        # escapes, which could spell them too, are triggers of their own).
+        # escapes, which could spell them too, are triggers of their own). The second look
+        # has no encoded-run trigger: it decodes the runs itself, as ``maybe_json`` does (a
+        # plain search alone missed a base64 secret next to a U+200B: the walk finds it).
         plain = self._plain_prefilter(raw_json=True)
         if plain is None:
             return True
-        return plain.search(raw) is not None or plain.search(shadow) is not None
+        return self._maybe_decoded(raw, 0, plain) or self._maybe_decoded(shadow, 0, plain)
 
     def maybe_decoded(self, text: bytes, depth: int = 0) -> bool:
         """Like ``maybe`` for decoded text (leaves joined by the walker's pre-check).

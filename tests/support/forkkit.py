@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,7 +50,7 @@ def launcher_key(run: Path) -> str:
     env = {**os.environ, **{k: v for k, v in fork_env(run).items() if v is not None}}
     code = "from aip.proxy.forkserver import identity as i; print(i.key(i.process_identity()))"
     out = subprocess.run(
-        [*CAPLESS, sys.executable, "-c", code],
+        [*CAPLESS, launcher_python(), "-c", code],
         capture_output=True,
         text=True,
         timeout=60,
@@ -57,6 +58,18 @@ def launcher_key(run: Path) -> str:
         check=True,
     )
     return out.stdout.strip()
+
+
+def launcher_python() -> str:
+    """The interpreter path the ``aip-proxy`` console script runs (its ``#!`` line): the key
+    includes ``sys.executable``, and a venv's ``python`` and ``python3`` are two names (CI
+    installs with ``python`` and runs pytest with ``python3``)."""
+    script = shutil.which("aip-proxy")
+    if script is not None:
+        first = Path(script).read_bytes().split(b"\n", 1)[0]
+        if first.startswith(b"#!") and len(first.split()) == 1:
+            return first[2:].decode()
+    return sys.executable
 
 
 def socket_path(run: Path) -> str:

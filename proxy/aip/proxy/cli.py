@@ -17,7 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
-    from typing import Final
+    from typing import Final, NoReturn
 
 EXIT_USAGE: Final = 2
 _LAUNCHERS: Final = frozenset(
@@ -194,7 +194,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = through_fork_server(sys.argv[1:])
         if code is not None:
             return code
-    return in_process(sys.argv[1:] if argv is None else argv)
+        _exit_now(in_process(sys.argv[1:]))
+    return in_process(argv)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process once the session has stopped, without the interpreter's finalization.
+    The session closed everything it owns (approval client, spool, server) before returning;
+    what may still run are daemon threads (a relay thread checking the agent's last line, the
+    timers). Python 3.11 ends a daemon thread that wants the GIL during finalization with
+    pthread_exit, and inside google-re2's C++ frames that aborts the whole process
+    ("terminate called without an active exception": exit -6 instead of the session's
+    status, seen in CI after a half-closed stdin). A forked session ends the same way."""
+    import contextlib
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed, or its reader left
+            stream.flush()
+    os._exit(code)
 
 
 def in_process(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,21 @@ tool_rules:
 @pytest.fixture
 def policy(tmp_path: Path) -> Path:
     return write_policy(tmp_path, DEFAULT_SPEC)
+
+
+@pytest.fixture
+def run() -> Iterator[Path]:
+    """A private runtime folder for a test's fork servers (tests/support/forkkit), every
+    server of it stopped at the end."""
+    from tests.support import forkkit
+    from tests.support.approverproc import short_dir
+
+    with short_dir() as folder:
+        os.chmod(folder, 0o700)
+        try:
+            yield folder
+        finally:
+            forkkit.stop_servers(folder)
 
 
 @pytest.fixture

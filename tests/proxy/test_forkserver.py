@@ -10,14 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support import forkkit
-from tests.support.approverproc import short_dir
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
 
 # An MCP server that answers initialize with what it inherited: the process attributes a
@@ -37,17 +35,6 @@ reply = {"jsonrpc": "2.0", "id": json.loads(line)["id"], "result": facts}
 sys.stdout.write(json.dumps(reply) + "\n"); sys.stdout.flush()
 sys.stdin.read()
 """
-
-
-@pytest.fixture
-def run() -> Iterator[Path]:
-    """A private runtime folder for this test's fork servers, stopped at the end."""
-    with short_dir() as folder:
-        os.chmod(folder, 0o700)
-        try:
-            yield folder
-        finally:
-            forkkit.stop_servers(folder)
 
 
 @pytest.fixture

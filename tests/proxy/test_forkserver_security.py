@@ -9,29 +9,16 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support import forkkit
-from tests.support.approverproc import short_dir
 from tests.support.fdwait import readable
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-
-@pytest.fixture
-def run() -> Iterator[Path]:
-    """A private runtime folder for this test's fork servers, stopped at the end."""
-    with short_dir() as folder:
-        os.chmod(folder, 0o700)
-        try:
-            yield folder
-        finally:
-            forkkit.stop_servers(folder)
 
 
 @pytest.fixture

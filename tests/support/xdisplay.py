@@ -63,9 +63,8 @@ def wait_display(display: str, timeout_s: float = 10.0) -> None:
     """Until an X client can connect to ``display`` (xdotool answers its geometry)."""
     deadline = time.monotonic() + timeout_s
     while not xdo(display, "getdisplaygeometry").strip():
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline:  # each xdotool run is itself the wait
             raise AssertionError(f"no X client can connect to {display}")
-        time.sleep(0.05)  # a bounded poll: xdotool itself takes longer than this
 
 
 def window(

@@ -69,6 +69,7 @@ def test_an_ask_over_ssh_reaches_the_desktop_labelled_remote(folder: Path) -> No
                 try:
                     proxy.initialize()
                     reply = proxy.call(1, "write_file", {"path": "/tmp/x", "content": "hi"})
+                    assert "result" in reply, (reply, proxy.log(), approver.log())
                     assert reply["result"]["content"][0]["text"] == "wrote 2 bytes to /tmp/x"
                     assert proxy.call(2, "read_file", {"path": "/tmp/x"}).get("result")
                     # Its own record goes in the proxy's next batch: wait while it runs.

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 _EVENTS: Final = (
     zmq.EVENT_HANDSHAKE_SUCCEEDED
     | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -83,7 +84,7 @@ class CurveDealer(Dealer):
         sock.curve_serverkey = self._pairing.server_key
         sock.curve_publickey, sock.curve_secretkey = self._keys.public, self._keys.secret
 
-    def link_events(self) -> Iterator[bool]:
+    def link_events(self) -> Iterator[bool | None]:
         while self.monitor is not None:
             try:
                 event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
@@ -98,6 +99,8 @@ class CurveDealer(Dealer):
                 self.down = Outcome.REMOTE_KEY_REFUSED
                 self._drop()  # libzmq never retries after a ZAP refusal (measured): we will
                 yield False
+            elif kind == zmq.EVENT_CONNECT_RETRIED:
+                yield None  # refused: nobody listens there
             elif kind != zmq.EVENT_DISCONNECTED:
                 log.error("the peer at %s did not prove the paired approver key", self.endpoint)
                 self.down = Outcome.REMOTE_SERVER_UNVERIFIED

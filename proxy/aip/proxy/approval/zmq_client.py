@@ -47,7 +47,11 @@ from aip.shared.protocol.messages import (
 
 log = logging.getLogger(__name__)
 
-CONNECT_WAIT_S: Final = 0.5  # asks made while the first connection is being set up wait this long
+# Asks made while the first connection is being set up wait this long for it. A forwarded
+# link (ssh -R, a container's mount, CURVE over TCP) can take more than the 0.5 s this once
+# was, on a loaded host (an ssh-forwarded ask was denied in CI); a refused attempt (nobody
+# listens) ends the wait at once, so a dead approver still denies without delay.
+CONNECT_WAIT_S: Final = 5.0
 HEARTBEAT_IVL_MS: Final = 1000
 HEARTBEAT_TIMEOUT_MS: Final = 3000
 JOIN_S: Final = 2.0
@@ -268,6 +272,10 @@ class ZmqApprovalClient:
         for up in self._dealer.link_events():
             if up:
                 self._on_connected()
+            elif up is None:
+                if not self._connected and self._in_connect_grace():
+                    self._connect_by = None  # nobody listens: waiting would not help
+                    self._book.end_all(self._dealer.down)
             else:
                 log.warning("lost the approver connection; denying pending asks")
                 self._connected, self._welcome, self._refused = False, None, ""

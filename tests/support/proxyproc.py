@@ -153,7 +153,9 @@ class ProxyProcess:
     def call(self, request_id: Any, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         return self.request(request_id, "tools/call", {"name": tool, "arguments": arguments})
 
-    def initialize(self) -> dict[str, Any]:
+    def initialize(self, timeout: float = 30.0) -> dict[str, Any]:
+        """The handshake. Its deadline covers the server's start too: the real ``mcp``
+        package's imports took over 10 s on a loaded 2-core run (a deadline, not a wait)."""
         reply = self.request(
             0,
             "initialize",
@@ -162,6 +164,7 @@ class ProxyProcess:
                 "capabilities": {},
                 "clientInfo": {"name": "rawtest", "version": "1"},
             },
+            timeout,
         )
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return reply

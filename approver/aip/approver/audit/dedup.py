@@ -27,6 +27,19 @@ class SeenPairs:
             return True
         return rseq in self._above.get(session, ())
 
+    def unseen_from(self, session: str, rseq: int) -> bool:
+        """Is every pair of ``session`` from ``rseq`` up unseen? (Nothing above its floor.)"""
+        return rseq > self._floor.get(session, 0) and session not in self._above
+
+    def add_run(self, session: str, first: int, last: int) -> None:
+        """``add`` of ``first`` .. ``last``, at once when they continue the floor."""
+        if self._floor.get(session) == first - 1 and session not in self._above:
+            self._floor[session] = last
+            self._floor.move_to_end(session)
+            return
+        for rseq in range(first, last + 1):
+            self.add(session, rseq)
+
     def add(self, session: str, rseq: int) -> None:
         known = self._floor.get(session)
         if known is not None and rseq == known + 1 and session not in self._above:

@@ -52,6 +52,7 @@ class Batch:
     size: int = 0  # bytes, newlines included
     duplicates: int = 0
     stop: int = 0
+    run: tuple[str, int, int] | None = None  # pairs are exactly (session, first..last)
 
 
 def build(
@@ -68,18 +69,38 @@ def build(
 ) -> Batch:
     """Lines for ``records[start:]`` until one would not fit in the ``room`` left in the file
     (an ``empty`` file takes a first line of any size, as the one-record path does), skipping
-    pairs already in the log or earlier in this batch."""
+    pairs already in the log or earlier in this batch.
+
+    A proxy's message is nearly always one session's next rseqs in order: once its first
+    pair is unseen with nothing seen above it (``SeenPairs.unseen_from``), each following
+    pair that continues the run is unseen too and needs no lookup. The first pair that does
+    not continue it ends the run for good: the pairs taken so far join ``taken`` and every
+    later pair is looked up as before."""
     batch = Batch(last_hash=prev)
     taken: set[tuple[str, int]] = set()
     lines, pairs = batch.lines, batch.pairs
     size, last = 0, prev
+    run_session: str | None = None  # the run's session while it lasts
+    run_next = 0  # the rseq that continues it
+    fresh = True  # no pair looked at yet, or only duplicates: a run may still start
     for index in range(start, len(records)):
         record = records[index]
         session, rseq = record.get("session"), record.get("rseq")
         pair = (session, rseq) if isinstance(session, str) and isinstance(rseq, int) else None
-        if pair is not None and (pair in taken or pair in seen):
-            batch.duplicates += 1
-            continue
+        if pair is None:
+            pass
+        elif run_session is not None and session == run_session and rseq == run_next:
+            run_next += 1
+        else:
+            if run_session is not None:  # the run ends here: look up from now on
+                taken.update(pairs)
+                run_session = None
+            if pair in taken or pair in seen:
+                batch.duplicates += 1
+                continue
+            if fresh and seen.unseen_from(*pair):
+                run_session, run_next = pair[0], pair[1] + 1
+            fresh = False
         seq += 1
         if "seq" in record or "prev" in record or ("user" in record and not record["user"]):
             record, line = record_line(record, seq, last, user, key)
@@ -91,12 +112,21 @@ def build(
                 record, line = record_line(record, seq, last, user, key)
         if size + len(line) + 1 > room and (size > 0 or not empty):
             batch.stop, batch.size, batch.last_hash = index, size, last
+            _note_run(batch, run_session)
             return batch
         lines.append(line)
         size += len(line) + 1
         last = sha256(line).hexdigest()  # = chain.line_hash
         if pair is not None:
             pairs.append(pair)
-            taken.add(pair)
+            if run_session is None:
+                taken.add(pair)
     batch.stop, batch.size, batch.last_hash = len(records), size, last
+    _note_run(batch, run_session)
     return batch
+
+
+def _note_run(batch: Batch, run_session: str | None) -> None:
+    """A run that lasted to the end covers every pair taken: the writer marks it at once."""
+    if run_session is not None and batch.pairs:
+        batch.run = (run_session, batch.pairs[0][1], batch.pairs[-1][1])

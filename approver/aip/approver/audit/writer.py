@@ -214,8 +214,11 @@ class AuditLog:
             count, self._last_hash = 1, line_hash(line)
         else:
             count, self._last_hash = len(batch.lines), batch.last_hash
-            for session, rseq in batch.pairs:
-                self._seen.add(session, rseq)
+            if batch.run is not None:
+                self._seen.add_run(*batch.run)
+            else:
+                for session, rseq in batch.pairs:
+                    self._seen.add(session, rseq)
         self._seq += count
         was = self._unsynced
         self._unsynced += count

@@ -65,13 +65,13 @@ def test_a_forked_session_answers_and_records_as_the_in_process_start(
         p = forkkit.proxy(policy, tmp_path, run, AIP_FORK_SERVER=mode)
         try:
             replies = _exchange(p)
+            session = forkkit.session_pid(p)
             p.close_stdin()
             code = p.wait()
-            session = forkkit.session_pid(p.log())
             results[mode] = (replies, [_stable(r) for r in p.decisions()], code)
         finally:
             p.kill()
-        assert (session == p.proc.pid) == (mode == "off"), p.log()
+        assert (session is None) == (mode == "off"), p.log()
     assert results["on"] == results["off"]
     assert results["on"][2] == 0
     assert len(os.listdir(f"/proc/{server}/task")) == 1  # the server forks single-threaded
@@ -99,7 +99,7 @@ def test_the_session_takes_the_launchers_environment_folder_and_limits(
         p = ProxyProcess(policy, [sys.executable, "-c", PROBE], tmp_path, env=env, wrap=wrap)
         try:
             reply = p.request(0, "initialize", {"protocolVersion": "2025-06-18"})
-            assert (forkkit.session_pid(p.log()) == p.proc.pid) == (mode == "off"), p.log()
+            assert (forkkit.session_pid(p) is None) == (mode == "off"), p.log()
             p.close_stdin()
             p.wait()
         finally:
@@ -150,9 +150,8 @@ def test_a_killed_launcher_ends_its_session_and_server_tree(
     p = forkkit.proxy(policy, tmp_path, run, [*RAW_SERVER, "--mode", "tree", str(pidfile)])
     try:
         p.initialize()
-        session = forkkit.session_pid(p.log())
-        assert session is not None
-        assert session != p.proc.pid, forkkit.server_log(run)
+        session = forkkit.session_pid(p)
+        assert session is not None, forkkit.server_log(run)
         assert forkkit.wait_for_file(pidfile), p.log()
         tree = json.loads(pidfile.read_text())
         p.proc.kill()
@@ -186,7 +185,7 @@ def test_the_sandbox_as_in_process(policy: Path, tmp_path: Path, run: Path) -> N
     """--sandbox require through the fork server: what the in-process start does, here. As
     a normal user bwrap runs the server; as root without capabilities (CI) it cannot start,
     and both starts refuse alike."""
-    forkkit.warm(policy, tmp_path, run)
+    server = forkkit.warm(policy, tmp_path, run)
     out = {}
     for mode in ("off", "on"):
         p = forkkit.proxy(policy, tmp_path, run, AIP_SANDBOX="require", AIP_FORK_SERVER=mode)
@@ -197,7 +196,7 @@ def test_the_sandbox_as_in_process(policy: Path, tmp_path: Path, run: Path) -> N
                 reply = None
             p.close_stdin()
             code = p.wait()
-            forked = forkkit.session_pid(p.log()) != p.proc.pid
+            forked = forkkit.served(run, server, p.proc.pid, 30 if mode == "on" else 0)
             out[mode] = (reply, code, [line.split("] ", 1)[-1] for line in p.log().splitlines()])
         finally:
             p.kill()

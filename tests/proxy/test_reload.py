@@ -275,11 +275,11 @@ def test_ask_in_flight_keeps_its_decision_and_reloads_reach_the_audit_log() -> N
 
                 status = query_status(approver.endpoint, 5)
                 assert status is not None
-                (mine,) = [x for x in status.proxies if x.pid == proc.session_pid()]
+                (mine,) = [x for x in status.proxies if x.pid == proc.proc.pid]
                 assert mine.policy.sha256 == again["policy"]["sha256"]
                 assert mine.agent_id == "reload-agent"
                 assert refused["detail"].startswith("refused")
-                assert refused["pid"] == proc.session_pid()
+                assert refused["pid"] == proc.proc.pid  # a fork-server session names its launcher
                 assert done["previous_policy"]["sha256"] == refused["policy"]["sha256"]
                 assert done["agent_id"] == "reload-agent"
                 assert "seq" in done

@@ -170,12 +170,25 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def session_pid(log: str) -> int | None:
-    """The pid in the proxy's first log line (``aip-proxy[PID]``): the session's."""
-    for line in log.splitlines():
-        if "aip-proxy[" in line:
-            return int(line.split("aip-proxy[", 1)[1].split("]", 1)[0])
-    return None
+def session_pid(p: ProxyProcess) -> int | None:
+    """The session the fork server forked for the running launcher ``p``; None when ``p``
+    runs in-process. (The logs cannot tell: a session names its launcher's pid.)"""
+    pid = p.session_pid()
+    return None if pid == p.proc.pid else pid
+
+
+def served(run: Path, server: int, launcher: int, timeout: float = 0.0) -> bool:
+    """Whether fork server ``server`` (a pid) forked a session for ``launcher`` (its log says
+    so right after the fork: wait up to ``timeout`` for it; a negative answer waits it out)."""
+    mine = f"aip-fork-server[{server}]"
+    said = f"started for launcher pid {launcher} "
+    deadline = time.monotonic() + timeout
+    while True:
+        if any(mine in x and said in x for x in server_log(run).splitlines()):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
 def proxy(
@@ -191,7 +204,7 @@ def warm(policy: Path, tmp_path: Path, run: Path) -> int:
     p = proxy(policy, tmp_path, run)
     try:
         p.initialize()
-        assert session_pid(p.log()) == p.proc.pid  # the first one ran in-process
+        assert session_pid(p) is None  # the first one ran in-process
         p.close_stdin()
         assert p.wait() == 0
     finally:

@@ -98,6 +98,8 @@ class ProxyProcess:
                 start_new_session=True,
                 bufsize=0,
             )
+        assert self.proc.stdin is not None
+        self._stdin_pipe = f"pipe:[{os.fstat(self.proc.stdin.fileno()).st_ino}]"
         self._buf = b""
 
     # ---- I/O ----
@@ -194,11 +196,20 @@ class ProxyProcess:
             return "<no log>"
 
     def session_pid(self) -> int:
-        """The pid doing the proxy's work (its log lines carry it): ours, or the session the
-        per-user fork server forked for us (aip.proxy.forkserver), which is not our child."""
-        for line in self.log().splitlines():
-            if "aip-proxy[" in line:
-                return int(line.split("aip-proxy[", 1)[1].split("]", 1)[0])
+        """The pid doing the proxy's work while it runs: ours, or the session the per-user
+        fork server forked for us (aip.proxy.forkserver). That one is not our child and names
+        our pid in its logs and records (aip.shared.own_pid): it is the process outside our
+        tree that reads our stdin pipe."""
+        import psutil
+
+        ours = {self.proc.pid}
+        with contextlib.suppress(psutil.Error):
+            ours |= {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) not in ours:
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{entry}/fd/0") == self._stdin_pipe:
+                        return int(entry)
         return self.proc.pid
 
     def descendants(self) -> list[Any]:

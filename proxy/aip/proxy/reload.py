@@ -22,6 +22,7 @@ from aip.proxy.relay import dlp_filter
 from aip.proxy.relay.session import Session
 from aip.shared.audit.record import Event, meta_record
 from aip.shared.errors import PolicyError
+from aip.shared.own_pid import own_pid
 from aip.shared.policy.file import PolicyPin
 from aip.shared.policy.load import load_policy
 from aip.shared.policy.model import Policy
@@ -200,7 +201,7 @@ class PolicyReloader:
             session=rec.session,
             agent_id=rec.agent_id,
             server=rec.server,
-            pid=os.getpid(),
+            pid=own_pid(),
             detail=shown,
         )
         record_event(rec, record)

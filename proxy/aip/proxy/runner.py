@@ -40,6 +40,7 @@ from aip.proxy.server_env import server_environment
 from aip.proxy.stdio import Wire, widen_pipe
 from aip.shared import logs
 from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
+from aip.shared.own_pid import own_pid
 from aip.shared.policy.file import PolicyPin
 from aip.shared.policy.model import Policy
 from aip.shared.policy.ratelimit import RateLimiter
@@ -233,7 +234,7 @@ def run(
 
         hello: dict[str, Any] = {
             "session": session_id,
-            "pid": os.getpid(),
+            "pid": own_pid(),
             "agent_id": recorder.agent_id,  # as known when the first ask comes, or initialize
             "server": recorder.server,
             # The policy in effect now (a reload may have replaced the one we started with).

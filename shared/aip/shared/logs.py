@@ -1,7 +1,8 @@
 """Diagnostic logging for both processes: always stderr (or a file), never stdout.
 
 ``configure()`` is called once from each ``cli.main``; the format names the process role, its
-pid and a tag (the MCP server name for a proxy) so logs of many proxies can be told apart.
+pid (aip.shared.own_pid: a fork-server session names its launcher's) and a tag (the MCP
+server name for a proxy) so logs of many proxies can be told apart.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Final, TextIO
+
+from aip.shared.own_pid import own_pid
 
 FORMAT: Final = (
     "%(asctime)s %(process_role)s[%(process)d] %(tag)s%(levelname)s %(name)s: %(message)s"
@@ -25,6 +28,7 @@ class _Context(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.process_role = self._role
+        record.process = own_pid()
         record.tag = self._tag
         return True
 

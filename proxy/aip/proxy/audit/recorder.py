@@ -21,6 +21,7 @@ from aip.proxy.stdio import Wire
 from aip.shared.audit.record import DecisionTemplate, Event, not_forwarded_record, record_fields
 from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome
+from aip.shared.own_pid import own_pid
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class Recorder:
             self._template = DecisionTemplate(
                 session=self.session,
                 server=self.server,
-                pid=os.getpid(),
+                pid=own_pid(),
                 policy={"name": self.policy_name, "sha256": self.policy_sha256},
                 mode=self.mode,
             )
@@ -212,7 +213,7 @@ def _not_forwarded_line(
         agent_id=rec.agent_id,
         tool=shown["tool"],
         server=rec.server,
-        pid=os.getpid(),
+        pid=own_pid(),
         rseq=rec.seq,
     )
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)

@@ -22,7 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
 
-KEY_VERSION: Final = "1"  # bump when the request or the key's contents change
+KEY_VERSION: Final = "2"  # bump when the request or the key's contents change
 NAMESPACES: Final = (
     "cgroup",
     "ipc",

@@ -6,7 +6,9 @@ off, not Linux, no server, a refusal, a crash before the session said it started
 then starts in-process as before, with the same inputs untouched (the session reads nothing
 and writes nothing before ``started``). When no server answered, a detached one is started for
 the next launches. After ``started`` the launcher only waits: it forwards SIGINT, SIGTERM and
-SIGHUP, and ends as the session ended (its exit code, or the same signal).
+SIGHUP, stops and continues the session with itself (SIGTSTP, SIGCONT: ``_follow_stops``), and
+ends as the session ended (its exit code, or the same signal). The session names this
+process's pid as its own (aip.shared.own_pid), the one a user sees as the agent's child.
 
 Light on purpose: no typing, logging, socket.py or hashlib before the decision.
 """
@@ -66,9 +68,14 @@ def through_fork_server(argv: list[str]) -> int | None:
     if sock is None:
         return None
     try:
-        if not _handshake(sock, argv, status, digest):
+        session = _handshake(sock, argv, status, digest)
+        if session is None:
             return None
-        return _wait(sock)
+        try:
+            return _wait(sock, session, int(status.get("SigIgn", "0"), 16))
+        finally:
+            if session >= 0:
+                os.close(session)
     finally:
         sock.close()
 
@@ -109,18 +116,28 @@ def _handshake_s() -> float:
         return HANDSHAKE_S
 
 
-def _handshake(sock: _socket.socket, argv: list[str], status: dict[str, str], key: str) -> bool:
-    """Send this process's inputs; True once the session said ``started``."""
+def _handshake(
+    sock: _socket.socket, argv: list[str], status: dict[str, str], key: str
+) -> int | None:
+    """Send this process's inputs; once the session said ``started``, the pidfd it sent of
+    itself (-1 if none came), else None."""
     request = _request(argv, status, key)
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         wire.send(sock, "request", request, [0, 1, 2, cwd])
-        reply = wire.receive(sock)
+        reply = wire.receive(sock, max_fds=1)
     except (OSError, wire.WireError):
-        return False
+        return None
     finally:
         os.close(cwd)
-    return reply is not None and reply[0] == "started"
+    if reply is None:
+        return None
+    kind, _, fds = reply
+    if kind != "started":
+        for fd in fds:
+            os.close(fd)
+        return None
+    return fds[0] if fds else -1
 
 
 def _request(argv: list[str], status: dict[str, str], key: str) -> Any:
@@ -144,7 +161,7 @@ def _exec_environ() -> bytes:
         return f.read()
 
 
-def _wait(sock: _socket.socket) -> int:
+def _wait(sock: _socket.socket, session: int, ignored: int) -> int:
     """Forward our signals to the session until it ends; its exit status is ours."""
 
     def forward(signum: int, frame: object) -> None:
@@ -153,6 +170,8 @@ def _wait(sock: _socket.socket) -> int:
 
     for sig in FORWARDED:
         _signal.signal(sig, forward)
+    if session >= 0:
+        _follow_stops(session, ignored)
     sock.settimeout(None)
     while True:
         try:
@@ -169,6 +188,36 @@ def _wait(sock: _socket.socket) -> int:
             return value
         if kind == "signaled" and type(value) is int:
             return _die_by(value)
+
+
+def _follow_stops(session: int, ignored: int) -> None:
+    """Job control as the in-process start has it (one process: Ctrl-Z stops the proxy, ``fg``
+    or ``bg`` continues it): on SIGTSTP stop the session (``session``: its pidfd, so never
+    another process), then ourselves with the default action; once continued, continue the
+    session; any SIGCONT we get is passed on. SIGSTOP for the session: it runs in the fork
+    server's orphaned process group, where the kernel discards SIGTSTP. Where the kernel
+    discards ours (an orphaned group of our own) we go on at once, and so does the session, as
+    an in-process start would not stop either. A SIGTSTP ignored at our start stays ignored
+    (the in-process start ignores it). If we die while stopped (SIGKILL), the fork server
+    continues the session, which then ends on our hang-up (aip.proxy.forkserver.server). A
+    SIGSTOP sent to us cannot be caught: the session keeps serving then."""
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(OSError):
+            _signal.pidfd_send_signal(session, sig)
+
+    def stop(signum: int, frame: object) -> None:
+        send(_signal.SIGSTOP)
+        try:
+            _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
+            os.kill(os.getpid(), _signal.SIGTSTP)  # stopped here until SIGCONT
+        finally:
+            _signal.signal(_signal.SIGTSTP, stop)
+            send(_signal.SIGCONT)
+
+    _signal.signal(_signal.SIGCONT, lambda signum, frame: send(_signal.SIGCONT))
+    if not ignored & (1 << (_signal.SIGTSTP - 1)):
+        _signal.signal(_signal.SIGTSTP, stop)
 
 
 def _die_by(signum: int) -> int:

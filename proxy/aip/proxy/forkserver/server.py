@@ -2,7 +2,8 @@
 
 Single-threaded by construction and checked before every fork (no thread, no zmq context:
 a fork copies only the calling thread, and a lock held elsewhere would stay held). One
-``poll`` loop: the listening socket, SIGCHLD through a wakeup pipe, and a periodic check.
+``poll`` loop: the listening socket, SIGCHLD through a wakeup pipe, each session's launcher
+connection (its hang-up continues a session its launcher stopped), and a periodic check.
 Each connection: the peer's uid (SO_PEERCRED) must be ours, the request well formed and of
 our key; then fork, and the child becomes the session (aip.proxy.forkserver.session). The
 parent keeps the connection to report the child's end (``exit``/``signaled``) once reaped.
@@ -77,6 +78,7 @@ class Server:
         self._listener: socket.socket | None = None
         self._bound = (-1, -1)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._poller = select.poll()
 
     def bind(self) -> bool:
         """Take the single-instance lock, then the socket; False when another server has it."""
@@ -103,13 +105,14 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._retire_on_signal)
         assert self._listener is not None
-        poller = select.poll()
+        poller = self._poller
         poller.register(self._listener.fileno(), select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
         while True:
             events = poller.poll(min(self.check_s, self.idle_s) * 1000)
             with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_r, 512)
+            self._continue(events)
             self._reap()
             if any(fd == self._listener.fileno() for fd, _ in events) and not self.stale:
                 self._accept()
@@ -179,7 +182,8 @@ class Server:
             signal.pidfd_send_signal(pidfd, 0)  # still the process that connected: no pid reuse
         except ProcessLookupError:
             return {}, "the launcher is gone"
-        launcher = {"identity": ident, "rlimits": rlimits, "nice": nice}
+        # The pid the session reports as its own (aip.shared.own_pid): the kernel's, pinned.
+        launcher = {"identity": ident, "rlimits": rlimits, "nice": nice, "pid": pid}
         problem = identity.unconfinable_problem(ident)
         if problem is not None:
             return launcher, f"the launcher may be confined invisibly: {problem}"
@@ -231,7 +235,25 @@ class Server:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.children[pid] = conn
-        log.info("session pid=%d started (%d running)", pid, len(self.children))
+        self._poller.register(conn.fileno(), 0)  # POLLHUP: the launcher's end (_continue)
+        log.info(
+            "session pid=%d started for launcher pid %d (%d running)",
+            pid,
+            launcher["pid"],
+            len(self.children),
+        )
+
+    def _continue(self, events: list[tuple[int, int]]) -> None:
+        """A launcher is gone: SIGCONT its session, which its launcher may have stopped
+        (Ctrl-Z, aip.proxy.forkserver.launcher) and can no longer continue; running, it then
+        reads the end of the connection and stops as when the agent closes stdin. An unreaped
+        child of ours: its pid cannot have been reused."""
+        hung = {fd for fd, ev in events if ev & (select.POLLHUP | select.POLLERR)}
+        for pid, conn in self.children.items():
+            if conn.fileno() in hung:
+                self._poller.unregister(conn.fileno())
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     def _reap(self) -> None:
         while self.children:
@@ -244,6 +266,8 @@ class Server:
             conn = self.children.pop(pid, None)
             if conn is None:
                 continue
+            with contextlib.suppress(KeyError):
+                self._poller.unregister(conn.fileno())
             if os.WIFSIGNALED(status):
                 kind, value = "signaled", os.WTERMSIG(status)
             else:

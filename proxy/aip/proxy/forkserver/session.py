@@ -13,6 +13,9 @@ and tempfile's cached folder, both reset here. Then it runs ``aip-proxy`` as the
 start does, with one more stop reason: the launcher's end (EOF on the connection), which
 stops the session as the agent closing stdin does; a signal the launcher forwards is raised
 here. Its exit code goes back to the launcher (the server also reports it once reaped).
+It names the launcher's pid as its own (records, hello, logs: aip.shared.own_pid), as the
+in-process start names its own, and hands the launcher a pidfd of itself with ``started``:
+the launcher stops and continues the session with itself (Ctrl-Z, aip.proxy.forkserver.launcher).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from typing import Any, Final, NoReturn
 
 from aip.proxy.forkserver import identity, wire
+from aip.shared import own_pid
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +47,8 @@ def become(
     inherited: list[int],
     launcher: dict[str, Any],
 ) -> NoReturn:
-    """``request``: the launcher's inputs; ``launcher``: its identity, rlimits and nice as the
-    server read them from /proc (never from the request)."""
+    """``request``: the launcher's inputs; ``launcher``: its identity, rlimits, nice and pid as
+    the server read them from the kernel (never from the request)."""
     code = 1
     try:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
@@ -54,13 +58,21 @@ def become(
                 os.close(fd)
         signal.set_wakeup_fd(-1)
         problem = _identity_problem(launcher["identity"]) or _adopt(request, launcher)
+        me = -1
+        if problem is None:
+            try:  # for the launcher's job control (Ctrl-Z): a handle on us, never a reused pid
+                me = os.pidfd_open(os.getpid())
+            except OSError as exc:
+                problem = f"no pidfd for the session: {exc}"
         if problem is not None:
             log.info("session refused: %s", problem)
             wire.send(conn, "refused", problem)
             _exit(EXIT_REFUSED)
         _take_descriptors(fds)
+        own_pid.stand_in_for(launcher["pid"])  # records, hello and logs name the launcher
         logging.getLogger("aip").handlers.clear()  # the server's log is not the session's
-        wire.send(conn, "started", os.getpid())
+        wire.send(conn, "started", os.getpid(), [me])
+        os.close(me)
         code = _run(conn, request["argv"][1:])
         with contextlib.suppress(OSError):
             wire.send(conn, "exit", code)

@@ -9,7 +9,8 @@ is no new exposure, and every value is checked for its shape before use: a bad p
   stdout, stderr and current folder as SCM_RIGHTS descriptors (in that order). What limits
   or confines the launcher (credentials, capabilities, seccomp, namespaces, cgroup, rlimits,
   nice) is never taken from a request: the server reads it from /proc (server.py);
-- server or session -> launcher: ``started`` (session pid), ``refused`` (why: the launcher
+- server or session -> launcher: ``started`` (session pid, with a pidfd of the session as
+  SCM_RIGHTS: the launcher's job control signals it), ``refused`` (why: the launcher
   then starts in-process), ``exit`` (the session's exit code), ``signaled`` (the signal that
   ended it);
 - launcher -> session: ``signal`` (a SIGINT, SIGTERM or SIGHUP the launcher received).

@@ -22,6 +22,7 @@ from aip.shared.dlp.stderr import StderrFilter
 from aip.shared.jsonrpc import Kind, Message, RequestId, ServerLine, error_line
 from aip.shared.jsontext import reserialize
 from aip.shared.outcomes import Outcome
+from aip.shared.own_pid import own_pid
 from aip.shared.policy.model import OnRequestMatch, Policy
 
 if TYPE_CHECKING:
@@ -266,7 +267,7 @@ def record_redaction(
         session=rec.session,
         agent_id=rec.agent_id,
         server=rec.server,
-        pid=os.getpid(),
+        pid=own_pid(),
         policy={"name": rec.policy_name, "sha256": rec.policy_sha256},
         direction=direction,
         message=message,

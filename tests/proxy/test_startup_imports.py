@@ -6,8 +6,13 @@ client and its ``socket`` (~6 ms), which come after the agent's ``initialize``; 
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
+import threading
+import time
+
+from aip.proxy import lean
 
 DEFERRED = (
     "asyncio",
@@ -125,3 +130,43 @@ def test_settle_collects_freezes_and_trims_in_a_fresh_process() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_settle_waits_for_a_quiet_relay_then_runs_once() -> None:
+    """The one collection (14-21 ms holding the GIL) waits until no call was relayed for a
+    moment: ``activity`` here moves at every look while busy, so the outcome is the same
+    however slowly the machine runs."""
+    looks = itertools.count(1)
+    looked_20 = threading.Event()
+    quiet = threading.Event()
+    ran: list[bool] = []
+    done = threading.Event()
+
+    def activity() -> int:
+        n = next(looks)
+        if n >= 20:
+            looked_20.set()
+        return 0 if quiet.is_set() else n
+
+    def run() -> None:
+        ran.append(quiet.is_set())
+        done.set()
+
+    thread = lean.settle_when_quiet(activity, run=run, first_s=0.0, quiet_s=0.001, latest_s=60)
+    assert looked_20.wait(30)
+    quiet.set()
+    assert done.wait(30)
+    thread.join(30)
+    assert ran == [True]  # once, and only after the relay went quiet
+
+
+def test_settle_runs_by_its_latest_time_when_never_quiet() -> None:
+    count = itertools.count()
+    done = threading.Event()
+    t0 = time.monotonic()
+    thread = lean.settle_when_quiet(
+        lambda: next(count), run=done.set, first_s=0.0, quiet_s=0.01, latest_s=0.2
+    )
+    assert done.wait(30)
+    assert time.monotonic() - t0 >= 0.2
+    thread.join(30)

@@ -3,7 +3,9 @@
 the proxy checks or decides.
 
 - The cycle collector is off during start-up (its ~40 collections cost ~10 ms before the first
-  answer) and ``settle`` runs once a second after start: it collects the start-up's garbage,
+  answer) and ``settle`` runs once, a second or more after start, when the relay has made no
+  record for 50 ms (``settle_when_quiet``: its collection holds the GIL 14-21 ms, a call in
+  flight would wait that long; busy for 10 s, it runs anyway): it collects the start-up's garbage,
   moves what lives on (modules, the policy, compiled rules) out of the collector's sight
   (``gc.freeze``: later full collections do not walk it again), turns the collector on, and
   returns glibc's free heap pages (``malloc_trim``).
@@ -24,15 +26,49 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
+import time
+from collections.abc import Callable
 from typing import Final
 
-SETTLE_S: Final = 1.0  # when ``settle`` runs, after the relay starts
+SETTLE_S: Final = 1.0  # when ``settle`` may run, after the relay starts
+SETTLE_QUIET_S: Final = 0.05  # no record for this long: no call is waiting on the relay
+SETTLE_LATEST_S: Final = 10.0  # busy all along: settle anyway
 
 
 def start_process() -> None:
     """First thing in ``aip-proxy``'s main: before the imports and threads these concern."""
     gc.disable()
     without_openssl()
+
+
+def settle_when_quiet(
+    activity: Callable[[], int],
+    *,
+    run: Callable[[], None] | None = None,
+    first_s: float = SETTLE_S,
+    quiet_s: float = SETTLE_QUIET_S,
+    latest_s: float = SETTLE_LATEST_S,
+) -> threading.Thread:
+    """Run ``settle`` (or ``run``) on a daemon thread, ``first_s`` after now, once
+    ``activity()`` (a count that moves with every call relayed) stayed the same for
+    ``quiet_s``, and at the latest ``latest_s`` after now."""
+
+    def wait_then_settle() -> None:
+        deadline = time.monotonic() + latest_s
+        time.sleep(first_s)  # a timer, as threading.Timer would be
+        seen = activity()
+        while time.monotonic() < deadline:
+            time.sleep(quiet_s)
+            now = activity()
+            if now == seen:
+                break
+            seen = now
+        (run or settle)()
+
+    thread = threading.Thread(target=wait_then_settle, name="settle", daemon=True)
+    thread.start()
+    return thread
 
 
 def settle() -> None:

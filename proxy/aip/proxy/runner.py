@@ -298,9 +298,7 @@ def run(
         daemon=True,
     ).start()
 
-    settle = threading.Timer(lean.SETTLE_S, lean.settle)  # start-up's garbage: aip.proxy.lean
-    settle.daemon = True
-    settle.start()
+    lean.settle_when_quiet(lambda: recorder.seq)  # start-up's garbage: aip.proxy.lean
     stop.wait()
     log.info("stopping: %s", stop.reason)
     if reloader is not None:

@@ -316,3 +316,25 @@ def test_a_session_holds_only_what_it_needs(policy: Path, tmp_path: Path, run: P
     finally:
         for p in others:
             p.kill()
+
+
+def test_limits_it_cannot_read_refuse_the_session_and_keep_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A /proc/<pid>/limits in a layout the parser does not know is a refusal (the launcher
+    starts in-process), never an exception that would end the server for every later start."""
+    from aip.proxy.forkserver import identity, server
+
+    def unknown_layout(pid: int) -> tuple[list[tuple[int, int, int]], int]:
+        return [(0, identity._limit("lots"), 0)], 0  # int("lots"): ValueError
+
+    monkeypatch.setattr(identity, "peer_limits", unknown_layout)
+    s = server.Server("/nonexistent/fork.sock", "k", {}, idle_s=1.0)
+    pidfd = os.pidfd_open(os.getpid())
+    try:
+        launcher, refusal = s._launcher(os.getpid(), pidfd)
+    finally:
+        os.close(pidfd)
+    assert launcher == {}
+    assert refusal is not None
+    assert refusal.startswith("cannot read the launcher's limits: invalid literal")

@@ -143,6 +143,9 @@ class Server:
             except (OSError, wire.WireError) as exc:
                 log.info("connection dropped: %s", exc)
                 conn.close()
+            except Exception:  # one connection's boundary: the launcher starts in-process
+                log.exception("connection dropped")
+                conn.close()
 
     def _handle(self, conn: _socket.socket) -> None:
         pid, uid, _ = wire.peer_credentials(conn)
@@ -177,7 +180,10 @@ class Server:
         """What confines and limits the peer, read from /proc by us (a request could lie):
         its identity must equal ours and show nothing that could hide a confinement."""
         ident = identity.process_identity(f"/proc/{pid}")
-        rlimits, nice = identity.peer_limits(pid)
+        try:
+            rlimits, nice = identity.peer_limits(pid)
+        except (ValueError, IndexError) as exc:  # a /proc layout we do not know: no session
+            return {}, f"cannot read the launcher's limits: {exc}"
         try:
             signal.pidfd_send_signal(pidfd, 0)  # still the process that connected: no pid reuse
         except ProcessLookupError:

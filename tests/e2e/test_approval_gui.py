@@ -49,10 +49,12 @@ def approver(display: str) -> Iterator[Approver]:
 
 
 def _ask(approver: Approver, display: str, **arguments: object) -> tuple[Dealer, dict[str, int]]:
-    # Retries: now and then zenity fails to open the display (its Gtk says "cannot open
-    # display"; it exits, the ask ends dialog_error and the slot is free again), twice in a
-    # row in CI. Before a retry the display must take an X client; what the test asserts
-    # about the dialog is unchanged, and a dialog that never appears three times still fails.
+    # Retries: zenity failed to open the display now and then (its Gtk said "cannot open
+    # display"; the ask ends dialog_error and the slot is free again), twice in a row in CI:
+    # Xvfb was resetting after its last client left (xdisplay.xvfb now runs it -noreset).
+    # Kept as a guard: before a retry the display must take an X client; what the test
+    # asserts about the dialog is unchanged, and a dialog that never appears three times
+    # still fails.
     for attempt, wait_s in enumerate((15.0, 25.0, 25.0)):
         d = Dealer(approver.endpoint)
         try:

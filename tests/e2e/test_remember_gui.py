@@ -77,8 +77,9 @@ def _prompt() -> Prompt:
 async def _first_window(
     display: str, zenity: Zenity
 ) -> tuple[asyncio.Task[Verdict], dict[str, int]]:
-    """Show the dialog; one retry when it never appears (a loaded machine sometimes fails
-    zenity's display open: the attempt then ends as a dialog error)."""
+    """Show the dialog; one retry when it never appears (zenity's display open failed while
+    Xvfb reset after its last client: xdisplay.xvfb runs it -noreset since; the attempt then
+    ended as a dialog error)."""
     for attempt, wait_s in enumerate((15.0, 25.0)):
         task = asyncio.ensure_future(zenity.show(_prompt()))
         try:

@@ -125,7 +125,10 @@ def test_exit_status_and_signals_as_in_process(
     codes = {}
     for mode in ("off", "on"):
         server = [*RAW_SERVER, "--mode", "crash", "7"] if how == "crash" else RAW_SERVER
-        p = forkkit.proxy(policy, tmp_path, run, server, AIP_FORK_SERVER=mode)
+        # The status is the server's: it must end on stdin's EOF, not be terminated when the
+        # tests' 0.3 s grace runs out on a loaded machine (143 once in a stress run).
+        grace = {"AIP_PROXY_STDIN_GRACE_S": "10"}
+        p = forkkit.proxy(policy, tmp_path, run, server, AIP_FORK_SERVER=mode, **grace)
         try:
             p.initialize()
             if how == "crash":

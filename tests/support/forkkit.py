@@ -201,7 +201,7 @@ def proxy(
 
 def warm(policy: Path, tmp_path: Path, run: Path) -> int:
     """The first start (in-process) leaves a server behind; its pid."""
-    p = proxy(policy, tmp_path, run)
+    p = proxy(policy, tmp_path, run, AIP_PROXY_STDIN_GRACE_S="10")  # exit 0: EOF, not TERM
     try:
         p.initialize()
         assert session_pid(p) is None  # the first one ran in-process

@@ -192,3 +192,59 @@ def test_a_sigtstp_ignored_at_start_stays_ignored(policy: Path, tmp_path: Path, 
             assert p.wait() == 0
         finally:
             p.kill()
+
+
+def _holds(pid: int, sig: int) -> bool:
+    """Whether ``pid`` blocks ``sig`` (SigBlk in /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":\t", 1) for line in f if ":\t" in line)
+    return bool(int(fields["SigBlk"], 16) & (1 << (sig - 1)))
+
+
+def test_a_sigterm_while_the_launcher_waits_for_its_session_reaches_the_session(
+    policy: Path, tmp_path: Path, run: Path
+) -> None:
+    """The launcher holds SIGINT/TERM/HUP from before it connects until it forwards them: the
+    session may answer the agent before the launcher runs again, and a SIGTERM then must reach
+    the session, not end the launcher by default (the session would see only a hang-up). The
+    fork server is stopped meanwhile, so the SIGTERM surely comes before the session exists."""
+    server = forkkit.warm(policy, tmp_path, run)
+    env = {"AIP_PROXY_STDIN_GRACE_S": "10", "AIP_FORK_SERVER_HANDSHAKE_S": "60"}
+    os.kill(server, signal.SIGSTOP)
+    try:
+        p = forkkit.proxy(policy, tmp_path, run, **env)
+        wait_for(lambda: _holds(p.proc.pid, signal.SIGTERM), 20, "the launcher to hold SIGTERM")
+        p.proc.send_signal(signal.SIGTERM)
+    finally:
+        os.kill(server, signal.SIGCONT)
+    try:
+        code = p.wait(30)
+        # Served: the launcher was alive when the server looked (the old launcher died of the
+        # SIGTERM at once, and the server refused a launcher that was gone).
+        assert forkkit.served(run, server, p.proc.pid, timeout=10), forkkit.server_log(run)
+        # The session ended on the forwarded SIGTERM: by its handler (0) or, when it came
+        # before the session's handlers were in place, by the signal, as in-process.
+        assert code in (0, -signal.SIGTERM), p.log()
+    finally:
+        p.kill()
+
+
+def test_a_server_started_by_a_launcher_that_blocks_sigterm_still_stops_on_it(
+    policy: Path, tmp_path: Path, run: Path
+) -> None:
+    """The fork server outlives the launcher that started it: whatever signals that launcher
+    blocked (an agent may start its proxies so), the server hears SIGTERM."""
+    block = "import signal, os, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM});"
+    block += " os.execvp(sys.argv[1], sys.argv[1:])"
+    env = {**forkkit.fork_env(run), "AIP_SANDBOX": "off"}
+    wrap = [sys.executable, "-c", block, *forkkit.CAPLESS]
+    p = ProxyProcess(policy, RAW_SERVER, tmp_path, env=env, wrap=wrap)
+    try:
+        p.initialize()
+        p.close_stdin()
+        assert p.wait() == 0
+    finally:
+        p.kill()
+    server = psutil.Process(forkkit.wait_for_server(run))
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(15) is not None or not server.is_running()

@@ -63,20 +63,27 @@ def through_fork_server(argv: list[str]) -> int | None:
     if sock is _ABSENT:
         from aip.proxy.forkserver import spawn
 
-        spawn.start_server(path, digest)  # for the next launches
+        spawn.start_server(path, digest)  # for the next launches (with our mask as it was)
         return None
     if sock is None:
         return None
+    # Held from here until ``_wait`` forwards them: the session answers the agent as soon as
+    # it has started, maybe before this process runs again, and a SIGTERM in between must
+    # reach the session, not end us by default (the session would see only our hang-up). The
+    # session's own mask is the one read above, before this. Any way back to the in-process
+    # start restores the mask, and what came meanwhile is handled as it would have been.
+    before = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
     try:
         session = _handshake(sock, argv, status, digest)
         if session is None:
             return None
         try:
-            return _wait(sock, session, int(status.get("SigIgn", "0"), 16))
+            return _wait(sock, session, int(status.get("SigIgn", "0"), 16), before)
         finally:
             if session >= 0:
                 os.close(session)
     finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, before)
         sock.close()
 
 
@@ -161,8 +168,9 @@ def _exec_environ() -> bytes:
         return f.read()
 
 
-def _wait(sock: _socket.socket, session: int, ignored: int) -> int:
-    """Forward our signals to the session until it ends; its exit status is ours."""
+def _wait(sock: _socket.socket, session: int, ignored: int, mask: set[_signal.Signals]) -> int:
+    """Forward our signals to the session until it ends; its exit status is ours. ``mask``:
+    the signal mask to restore once the handlers are in place (what came meanwhile is sent)."""
 
     def forward(signum: int, frame: object) -> None:
         with contextlib.suppress(OSError):
@@ -172,6 +180,7 @@ def _wait(sock: _socket.socket, session: int, ignored: int) -> int:
         _signal.signal(sig, forward)
     if session >= 0:
         _follow_stops(session, ignored)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
     sock.settimeout(None)
     while True:
         try:

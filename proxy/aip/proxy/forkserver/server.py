@@ -104,6 +104,9 @@ class Server:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._retire_on_signal)
+        # Whatever mask the launcher that started us had: we must hear SIGTERM and SIGCHLD.
+        # (Sessions take their launcher's mask from the request, never ours.)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         assert self._listener is not None
         poller = self._poller
         poller.register(self._listener.fileno(), select.POLLIN)

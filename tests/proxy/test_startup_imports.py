@@ -7,12 +7,11 @@ client and its ``socket`` (~6 ms), which come after the agent's ``initialize``; 
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 import threading
 import time
 
 from aip.proxy import lean
+from tests.support.freshpy import loaded_after, python_c
 
 DEFERRED = (
     "asyncio",
@@ -34,13 +33,9 @@ def test_relay_modules_do_not_import_heavy_packages() -> None:
         "import aip.proxy.relay.upstream, aip.proxy.relay.downstream, aip.proxy.relay.asks;"
         "import aip.proxy.reload, aip.proxy.protection, aip.proxy.child;"
         "import aip.shared.policy.load, aip.shared.policy.engine;"
-        "aip.proxy.cli.parse_args(['--policy', 'p.yaml', '-v', '--', 'server']);"
-        f"print(','.join(m for m in {DEFERRED!r} if m in sys.modules))"
+        "aip.proxy.cli.parse_args(['--policy', 'p.yaml', '-v', '--', 'server'])"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert out.stdout.strip() == ""
+    assert loaded_after(code, DEFERRED) == []
 
 
 def test_the_shadow_table_is_built_only_when_used() -> None:
@@ -53,23 +48,14 @@ def test_the_shadow_table_is_built_only_when_used() -> None:
         "Redactor.builtin_only().redact_value('caf\u00e9 \u200d ok');"
         "print(shadow_table.cache_info().currsize)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert out.stdout.strip() == "0"
+    assert python_c(code) == "0"
 
 
 def test_approval_client_does_not_import_asyncio() -> None:
     """pyzmq's ``zmq.utils.monitor`` imports ``zmq.asyncio`` (asyncio, ssl: ~7 MB of RSS once
     the client connects); the dealers decode monitor events themselves."""
-    code = (
-        "import sys, aip.proxy.approval.zmq_client, aip.proxy.approval.connect;"
-        "print(','.join(m for m in ('asyncio', 'ssl', 'zmq.utils.monitor') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert out.stdout.strip() == ""
+    code = "import aip.proxy.approval.zmq_client, aip.proxy.approval.connect"
+    assert loaded_after(code, ("asyncio", "ssl", "zmq.utils.monitor")) == []
 
 
 def test_the_proxy_process_hashes_without_openssl() -> None:
@@ -81,11 +67,8 @@ def test_the_proxy_process_hashes_without_openssl() -> None:
         "assert sys.modules['_hashlib'] is None;"
         "print(hashlib.sha256(b'abc').hexdigest(), hmac.new(b'k', b'abc', 'sha256').hexdigest())"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
     sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2
-    assert out.stdout.split() == [sha, _hmac_openssl()]
+    assert python_c(code).split() == [sha, _hmac_openssl()]
 
 
 def _hmac_openssl() -> str:
@@ -126,10 +109,7 @@ def test_settle_collects_freezes_and_trims_in_a_fresh_process() -> None:
         "junk = [bytearray(4096) for _ in range(2000)]; del junk;"
         "lean.settle(); print(gc.isenabled(), gc.get_freeze_count() > 0)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert out.stdout.split() == ["True", "True"]
+    assert python_c(code).split() == ["True", "True"]
 
 
 def test_settle_waits_for_a_quiet_relay_then_runs_once() -> None:

@@ -13,13 +13,13 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psutil
 
+from tests.support.freshpy import python_c
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess
 
 SPEC = """
@@ -49,15 +49,7 @@ def launcher_key(run: Path) -> str:
     import path without the first entry, like the console script's)."""
     env = {**os.environ, **{k: v for k, v in fork_env(run).items() if v is not None}}
     code = "from aip.proxy.forkserver import identity as i; print(i.key(i.process_identity()))"
-    out = subprocess.run(
-        [*CAPLESS, launcher_python(), "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=True,
-    )
-    return out.stdout.strip()
+    return python_c(code, env=env, python=launcher_python(), prefix=CAPLESS)
 
 
 def launcher_python() -> str:
@@ -76,15 +68,7 @@ def socket_path(run: Path) -> str:
     code = "import sys; from aip.proxy.forkserver import identity; "
     code += "print(identity.socket_path(sys.argv[1]))"
     env = {**os.environ, "XDG_RUNTIME_DIR": str(run)}
-    out = subprocess.run(
-        [sys.executable, "-c", code, launcher_key(run)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=True,
-    )
-    return out.stdout.strip()
+    return python_c(code, launcher_key(run), env=env)
 
 
 def sockets(run: Path) -> list[Path]:

@@ -52,16 +52,15 @@ def test_every_group_builds_and_lists_the_same_help_line() -> None:
 
 def test_a_command_imports_only_its_group() -> None:
     import ast
-    import subprocess
-    import sys
+
+    from tests.support.freshpy import python_c
 
     code = (
         "import sys; from aip.approver.ctl import main as m;"
         "m.build_parser(m._group_named(['-v', 'policy', 'check', 'x']));"
         "print(sorted(n for n in sys.modules if n.startswith('aip.approver.ctl.')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = ast.literal_eval(out.stdout)
+    loaded = ast.literal_eval(python_c(code))
     assert "aip.approver.ctl.policy" in loaded
     for other in ("audit", "doctor", "remote", "grants", "config", "approver_install"):
         assert f"aip.approver.ctl.{other}" not in loaded, other

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
 import sys
 
 import pytest
@@ -12,6 +11,7 @@ import yaml
 import yaml.reader
 
 from aip.shared.policy.pyyaml import SAME_SET, YAML_NON_PRINTABLE
+from tests.support.freshpy import python_c
 
 ALL_CODE_POINTS = "".join(map(chr, range(sys.maxunicode + 1)))
 
@@ -38,10 +38,7 @@ def test_a_fresh_proxy_process_uses_the_seeded_regex() -> None:
         "from aip.shared.policy.pyyaml import SAME_SET;"
         "print(yaml.reader.Reader.NON_PRINTABLE.pattern == SAME_SET)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert out.stdout.strip() == "True"
+    assert python_c(code) == "True"
 
 
 def test_the_pure_python_loader_still_refuses_a_control_character() -> None:

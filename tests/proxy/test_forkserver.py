@@ -213,12 +213,7 @@ def test_switched_off_no_server_is_started(policy: Path, tmp_path: Path, run: Pa
         p = ProxyProcess(
             policy, RAW_SERVER, tmp_path, env=full, extra_args=args, wrap=forkkit.CAPLESS
         )
-        try:
-            p.initialize()
-            p.close_stdin()
-            assert p.wait() == 0
-        finally:
-            p.kill()
+        assert p.serve_once() == 0
         assert forkkit.sockets(run) == []
 
 

@@ -238,13 +238,7 @@ def test_a_server_started_by_a_launcher_that_blocks_sigterm_still_stops_on_it(
     block += " os.execvp(sys.argv[1], sys.argv[1:])"
     env = {**forkkit.fork_env(run), "AIP_SANDBOX": "off"}
     wrap = [sys.executable, "-c", block, *forkkit.CAPLESS]
-    p = ProxyProcess(policy, RAW_SERVER, tmp_path, env=env, wrap=wrap)
-    try:
-        p.initialize()
-        p.close_stdin()
-        assert p.wait() == 0
-    finally:
-        p.kill()
+    assert ProxyProcess(policy, RAW_SERVER, tmp_path, env=env, wrap=wrap).serve_once() == 0
     server = psutil.Process(forkkit.wait_for_server(run))
     server.send_signal(signal.SIGTERM)
     assert server.wait(15) is not None or not server.is_running()

@@ -183,6 +183,16 @@ class ProxyProcess:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
 
+    def serve_once(self) -> int:
+        """Initialize, then close stdin: the exit status (the process is killed if the
+        handshake or the exit fails)."""
+        try:
+            self.initialize()
+            self.close_stdin()
+            return self.wait()
+        finally:
+            self.kill()
+
     def wait(self, timeout: float = 10.0) -> int:
         try:
             return self.proc.wait(timeout)

@@ -107,6 +107,11 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     assert probe.returncode == 0, probe.stderr
     for script in ("aip-proxy", "aip-approver", "aipctl"):
         assert (env_dir / "bin" / script).exists()
+    # aip-proxy is our own file (proxy/bin/aip-proxy), its shebang pointed at this venv by pip.
+    proxy_script = (env_dir / "bin" / "aip-proxy").read_text()
+    assert proxy_script.startswith(f"#!{env_dir / 'bin' / 'python'}")
+    assert "from aip.proxy.cli import main" in proxy_script
+    assert "import re" not in proxy_script
 
 
 def _requirement_names(specs: list[str]) -> set[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from pathlib import Path
 
 from aip.proxy import lean
 from tests.support.freshpy import loaded_after, python_c
@@ -25,6 +26,26 @@ DEFERRED = (
     "argparse",
     "secrets",
 )
+
+
+SCRIPT = Path(__file__).resolve().parents[2] / "proxy" / "bin" / "aip-proxy"
+# What the launcher has no use for before the fork server answered (each is milliseconds).
+NOT_BEFORE_THE_FORK_SERVER = ("re", "contextlib", "typing", "logging", "enum", "functools")
+
+
+def test_the_aip_proxy_script_reaches_the_fork_server_light() -> None:
+    """Every agent start runs the aip-proxy script (the file pip installs) up to the fork
+    server's answer; the launcher is stopped there and tells what was loaded by then."""
+    code = (
+        "import sys; from aip.proxy.forkserver import launcher;"
+        f"watch = {NOT_BEFORE_THE_FORK_SERVER!r};"
+        "launcher.through_fork_server = lambda argv: sys.exit(print(argv, "
+        "[m for m in watch if m in sys.modules]));"
+        "sys.argv = ['aip-proxy', '--policy', 'p.yaml', '--', 'server'];"
+        f"source = open({str(SCRIPT)!r}).read();"
+        "exec(compile(source, 'aip-proxy', 'exec'), {'__name__': '__main__'})"
+    )
+    assert python_c(code) == "['--policy', 'p.yaml', '--', 'server'] []"
 
 
 def test_relay_modules_do_not_import_heavy_packages() -> None:

@@ -10,13 +10,13 @@ SIGHUP, stops and continues the session with itself (SIGTSTP, SIGCONT: ``_follow
 ends as the session ended (its exit code, or the same signal). The session names this
 process's pid as its own (aip.shared.own_pid), the one a user sees as the agent's child.
 
-Light on purpose: no typing, logging, socket.py or hashlib before the decision.
+Light on purpose: no typing, logging, socket.py, hashlib or contextlib (with collections and
+functools: ~3 ms) before the decision.
 """
 
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # signal.py builds enums: ~1 ms
-import contextlib
 import os
 import sys
 
@@ -173,8 +173,10 @@ def _wait(sock: _socket.socket, session: int, ignored: int, mask: set[_signal.Si
     the signal mask to restore once the handlers are in place (what came meanwhile is sent)."""
 
     def forward(signum: int, frame: object) -> None:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib costs this light module ~3 ms of imports
             wire.send(sock, "signal", signum)
+        except OSError:
+            pass
 
     for sig in FORWARDED:
         _signal.signal(sig, forward)
@@ -212,8 +214,10 @@ def _follow_stops(session: int, ignored: int) -> None:
     SIGSTOP sent to us cannot be caught: the session keeps serving then."""
 
     def send(sig: int) -> None:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - as in ``forward``
             _signal.pidfd_send_signal(session, sig)
+        except OSError:
+            pass
 
     def stop(signum: int, frame: object) -> None:
         send(_signal.SIGSTOP)

@@ -27,6 +27,7 @@ chain's processes minus the echo server: proxy plus any helper it runs, such as 
     scripts/bench_proxy.py --sandbox off             # proxy without its kernel sandbox
     scripts/bench_proxy.py --no-approver --large     # skip the approver; add 100 KB results
     scripts/bench_proxy.py --breakdown               # CPU per stage of the allow path
+    scripts/bench_proxy.py --pin --as-user alice     # as root: run it all as a normal user
 
 Start-up is also measured for ``--sandbox off`` when the sandbox is on (bwrap's own cost), and
 for each aip-proxy chain in-process (``AIP_FORK_SERVER=off``) beside the default start through
@@ -89,6 +90,8 @@ INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
 # Filled in by main(): proxies spool their audit records under a private state directory, not
 # the user's ~/.local/state, and look for an approver where none listens (see Chain.env).
 ENV: dict[str, str] = {}
+# --as-user: every process of every chain (and the approver) runs as that user (setpriv).
+AS_USER: list[str] = []
 LARGE = 102400
 
 
@@ -165,6 +168,7 @@ class Chain:
                 cmd = [*shlex.split(self.prefix), *server]
         else:
             cmd = [*self.prefix, *server]
+        cmd = [*AS_USER, *cmd]
         return ["taskset", "-c", "0", *cmd] if pin else cmd
 
 
@@ -220,8 +224,8 @@ def run_chain(
 
     # taskset execs, so proc.pid is the chain's first process: the proxy, or the direct server;
     # started through the fork server, the proxy's work is done by its session
-    sessions = [s for server in _fork_servers() for s in server.children()]
-    top = sessions[0] if len(sessions) == 1 else psutil.Process(proc.pid)
+    session = _newest_session()
+    top = session if session is not None else psutil.Process(proc.pid)
     pc = time.perf_counter_ns
     lat = []
     cpu0 = top.cpu_times()
@@ -275,9 +279,10 @@ def chain_rss_mb(pid: int) -> float:
     top = psutil.Process(pid)
     total = 0
     family = [top, *top.children(recursive=True)]
-    for server in _fork_servers():  # one session at a time here: the one for ``pid``
+    session = _newest_session()  # the one serving ``pid``
+    if session is not None:
         with contextlib.suppress(psutil.Error):
-            family += server.children(recursive=True)
+            family += [session, *session.children(recursive=True)]
     for p in family:
         with contextlib.suppress(psutil.Error):
             if p.cmdline()[1:3] == [str(HERE), "--serve"]:
@@ -328,11 +333,11 @@ def startup_ms(
 
         times = psutil.Process(proc.pid).cpu_times()
         ms = (times.user + times.system) * 1e3
-        for server in _fork_servers():  # the session forked for this start (only one runs)
+        session = _newest_session()  # the session forked for this start
+        if session is not None:
             with contextlib.suppress(psutil.Error):
-                for session in server.children():
-                    t = session.cpu_times()
-                    ms += (t.user + t.system) * 1e3
+                t = session.cpu_times()
+                ms += (t.user + t.system) * 1e3
         cpu.append(ms)
     proc.stdin.close()
     proc.wait(30)
@@ -350,6 +355,24 @@ def _fork_servers() -> list[Any]:
         if run and run in line and "aip.proxy.forkserver" in line:
             found.append(p)
     return found
+
+
+def _newest_session() -> Any:
+    """The session forked last by this run's fork server (the one serving the chain that just
+    started), or None. Not every child of the server is a session: it is a subreaper, so the
+    sandbox processes of a session that just ended may be its children for a moment."""
+    import psutil
+
+    newest = None
+    for server in _fork_servers():
+        with contextlib.suppress(psutil.Error):
+            for child in server.children():
+                with contextlib.suppress(psutil.Error):
+                    if child.cmdline() == server.cmdline() and (
+                        newest is None or child.create_time() > newest.create_time()
+                    ):
+                        newest = child
+    return newest
 
 
 def wait_for_fork_server(timeout_s: float = 30.0) -> bool:
@@ -387,7 +410,10 @@ def approver(tmp: Path, pin: bool) -> Iterator[tuple[str, Path]]:
     deny = tmp / "deny.sh"
     deny.write_text("#!/bin/sh\nexit 1\n")
     deny.chmod(0o755)
+    if AS_USER:
+        os.chown(run, *_owner(tmp))
     argv = [
+        *AS_USER,
         sys.executable,
         "-m",
         "aip.approver",
@@ -422,6 +448,38 @@ def approver(tmp: Path, pin: bool) -> Iterator[tuple[str, Path]]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         shutil.rmtree(run, ignore_errors=True)
+
+
+def as_user(name: str, tmp: Path, run: str) -> None:
+    """--as-user: run every chain as ``name`` (root only), in folders it owns."""
+    import pwd
+
+    if os.geteuid() != 0:
+        sys.exit("--as-user needs root (it runs the chains through setpriv)")
+    try:
+        user = pwd.getpwnam(name)
+    except KeyError:
+        sys.exit(f"--as-user: no user {name!r}")
+    AS_USER[:] = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups"]
+    for path in (tmp, *tmp.iterdir(), Path(run)):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    ENV["HOME"] = str(tmp)
+    probe = subprocess.run(
+        [*AS_USER, sys.executable, "-c", f"import aip.proxy; open({str(HERE)!r}).close()"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    if probe.returncode != 0:
+        sys.exit(
+            f"--as-user {name}: cannot run {sys.executable} with aip and {HERE}:\n"
+            f"{probe.stderr.strip()[-500:]}"
+        )
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid
 
 
 def count_records(audit: Path) -> int:
@@ -524,6 +582,11 @@ def main() -> int:
         help="every call's arguments differ (the id is in the path): nothing memoised helps",
     )
     ap.add_argument("--sandbox", choices=["require", "auto", "off"], help="the proxy's --sandbox")
+    ap.add_argument(
+        "--as-user",
+        metavar="USER",
+        help="run every chain as USER (root only): the fork-server start a normal user gets",
+    )
     ns = ap.parse_args()
     if ns.serve is not None:
         serve(ns.serve)
@@ -548,6 +611,8 @@ def main() -> int:
         ENV["XDG_RUNTIME_DIR"] = run
         if ns.sandbox:
             ENV["AIP_SANDBOX"] = ns.sandbox
+        if ns.as_user:
+            as_user(ns.as_user, Path(tmp), run)
         for pin in modes:
             with contextlib.ExitStack() as stack:
                 chains = [Chain("direct", [], ENV), Chain("aip-proxy", proxy_argv(policy), ENV)]
@@ -567,9 +632,9 @@ def main() -> int:
                         startup_ms(c.cmd(0, pin), c.env)
                     except (RuntimeError, OSError) as exc:
                         sys.exit(f"{c.name}: {exc}")
-                if os.geteuid() == 0:
+                if os.geteuid() == 0 and not AS_USER:
                     print("(root: the fork server serves no process with capabilities, so every")
-                    print(" start here is in-process; run as a normal user to measure it)\n")
+                    print(" start here is in-process; --as-user USER measures it)\n")
                 elif ENV.get("AIP_FORK_SERVER", "on") != "off" and not wait_for_fork_server():
                     print("(no fork server started: every start is in-process)\n")
                 r = measure(chains, ns, pin, req)

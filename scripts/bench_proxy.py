@@ -270,14 +270,16 @@ def pipeline(
             sent += 1
 
 
-def chain_rss_mb(pid: int) -> float:
-    """RSS of ``pid`` and its descendants except the echo server (``--serve``), plus the
-    session the fork server forked for it (and the session's tree): the launcher and the
-    session together are what a start through the fork server costs."""
+def chain_memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of ``pid`` and its descendants except the echo server (``--serve``), plus
+    the session the fork server forked for it (and the session's tree): the launcher and the
+    session together are what a start through the fork server costs. PSS counts a page
+    shared by n processes as 1/n: the fork server's pages its sessions share, and the
+    interpreter's file pages every Python process maps, count once over all of them."""
     import psutil
 
     top = psutil.Process(pid)
-    total = 0
+    total = pss = 0
     family = [top, *top.children(recursive=True)]
     session = _newest_session()  # the one serving ``pid``
     if session is not None:
@@ -287,12 +289,17 @@ def chain_rss_mb(pid: int) -> float:
         with contextlib.suppress(psutil.Error):
             if p.cmdline()[1:3] == [str(HERE), "--serve"]:
                 continue
-            total += p.memory_info().rss
-    return total / 2**20
+            full = p.memory_full_info()
+            total += full.rss
+            pss += full.pss
+    return total / 2**20, pss / 2**20
 
 
-def rss_run(cmd: list[str], env: dict[str, str], marks: list[int], req: bytes) -> list[float]:
-    """RSS (chain_rss_mb) after each count of answered calls in ``marks`` (64 in flight)."""
+def rss_run(
+    cmd: list[str], env: dict[str, str], marks: list[int], req: bytes
+) -> list[tuple[float, float]]:
+    """(RSS, PSS) (chain_memory_mb) after each count of answered calls in ``marks`` (64 in
+    flight)."""
     proc = _start(cmd, env)
     assert proc.stdin is not None
     assert proc.stdout is not None
@@ -306,7 +313,7 @@ def rss_run(cmd: list[str], env: dict[str, str], marks: list[int], req: bytes) -
     for mark in marks:
         pipeline(wfd, rd, req, done + 1, mark - done, 64)
         done = mark
-        out.append(chain_rss_mb(proc.pid))
+        out.append(chain_memory_mb(proc.pid))
     proc.stdin.close()
     proc.wait(30)
     return out
@@ -535,11 +542,14 @@ def _measure(chains: list[Chain], ns: argparse.Namespace, pin: bool, req: bytes)
     out["startup"] = {k: statistics.median(v) for k, v in starts.items()}
     out["startup_cpu"] = {k: statistics.median(v) for k, v in cpus.items()}
     marks = [1, 1000, ns.rss_calls // scale]
-    rss: dict[str, list[list[float]]] = {}
+    rss: dict[str, list[list[tuple[float, float]]]] = {}
     for _ in range(ns.rss_rounds):
         for c in chains[1:]:
             rss.setdefault(c.name, []).append(rss_run(c.cmd(0, pin), c.env, marks, req))
-    out["rss"] = {k: [statistics.median(r[i] for r in v) for i in range(3)] for k, v in rss.items()}
+    for key, at in (("rss", 0), ("pss", 1)):
+        out[key] = {
+            k: [statistics.median(r[i][at] for r in v) for i in range(3)] for k, v in rss.items()
+        }
     out["marks"] = marks
     return out
 

@@ -47,6 +47,9 @@ def table(title: str, names: list[str], r: dict[str, Any], large: bool) -> str:
         "CPU ms at the first answer (10 ms ticks; the launcher plus its forked session when "
         f"started through the fork server): {cpu}",
     ]
+    if r.get("pss"):
+        pss = ", ".join(f"{k} " + " / ".join(f"{x:.1f}" for x in v) for k, v in r["pss"].items())
+        rows += ["", f"PSS MB at the same marks (a page n processes share counts 1/n): {pss}"]
     if large:
         rows += [
             "",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aip.proxy import lean
 from tests.support.freshpy import loaded_after, python_c
+from tests.support.proxyproc import RAW_SERVER, write_policy
 
 DEFERRED = (
     "asyncio",
@@ -46,6 +47,55 @@ def test_the_aip_proxy_script_reaches_the_fork_server_light() -> None:
         "exec(compile(source, 'aip-proxy', 'exec'), {'__name__': '__main__'})"
     )
     assert python_c(code) == "['--policy', 'p.yaml', '--', 'server'] []"
+
+
+def test_a_forked_session_imports_nothing_before_it_serves(tmp_path: Path) -> None:
+    """Whatever the proxy imports from its start until it relays (and stops: stdin closed
+    after ``initialize``), the fork server imported before forking (PRELOAD): a session
+    started through it pays no import. Seen with ``-X importtime`` of an in-process start,
+    up to its "stopping" line; names that are not modules here (platform probes such as
+    ``nt``) and the ``-m`` start's own (runpy) do not count."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    preloaded = set(
+        python_c(
+            "import sys; from aip.proxy import lean; lean.start_process();"
+            "from aip.shared import logs, paths; from aip.proxy.forkserver import server;"
+            "[__import__(name) for name in server.PRELOAD]; print(' '.join(sys.modules))"
+        ).split()
+    )
+    policy = write_policy(tmp_path, "allowed_tools: [echo]\n")
+    env = {**os.environ, "AIP_FORK_SERVER": "off", "XDG_STATE_HOME": str(tmp_path)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    init = b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}\n'
+    argv = ["--sandbox", "off", "--policy", str(policy), "--", *RAW_SERVER]
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "aip.proxy", *argv],
+        input=init,
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    err = done.stderr.decode(errors="replace")
+    assert "stopping" in err, err[-2000:]
+    names = [
+        line.split("|")[-1].strip()
+        for line in err.split("stopping")[0].splitlines()
+        if line.startswith("import time:") and not line.endswith("imported")
+    ]
+    own = {"runpy", "importlib.util", "importlib._abc", "aip.proxy.__main__", "sitecustomize"}
+    missing = [
+        name
+        for name in names
+        if name not in preloaded
+        and name not in own
+        and not name.startswith("aip.proxy.forkserver.")  # the server's own modules
+        and importlib.util.find_spec(name.split(".")[0]) is not None
+    ]
+    assert missing == []
 
 
 def test_relay_modules_do_not_import_heavy_packages() -> None:

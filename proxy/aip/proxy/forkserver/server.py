@@ -58,6 +58,8 @@ PRELOAD: Final = (
     "yaml",
     "orjson",
     "re2",
+    "ctypes",  # the subreaper prctl (child.become_subreaper): ~2 ms a session would import
+    "resource",  # the launcher's limits (session._adopt)
 )
 
 

@@ -19,8 +19,10 @@ import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Final
+
+from aip.shared import slotclass
+from aip.shared.slotclass import FrozenSlotted
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,15 @@ def claim_stdout() -> int:
     return wire
 
 
-@dataclass(frozen=True, slots=True)
-class Oversize:
+class Oversize(FrozenSlotted):
     """Stands for a line longer than the limit: only its head is kept, so the refusal can
     still name the message's id (aip.shared.jsontext.scan_id)."""
 
+    __slots__ = ("head",)
     head: bytes
+
+    def __init__(self, head: bytes) -> None:
+        slotclass.init(self, "head", head)
 
 
 def _oversize(spill: list[bytes], tail: memoryview) -> Oversize:

@@ -8,8 +8,10 @@ file, each with its line and key, so ``aipctl policy check`` can print them all 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
+
+from aip.shared import slotclass
+from aip.shared.slotclass import FrozenSlotted
 
 MAX_RENDERED_PROBLEMS: Final = 100  # a broken 1 MiB file can have thousands
 
@@ -22,13 +24,18 @@ class ConfigError(AipError):
     """A configuration a user must fix (policy, flags, environment, file permissions)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyProblem:
+class PolicyProblem(FrozenSlotted):
     """One problem in a policy file. ``line`` is 1-based, 0 when no line applies."""
 
+    __slots__ = ("key_path", "line", "message")
     line: int
     key_path: str  # e.g. "spec.tool_rules[2].allow_args.query"; "" for the whole file
     message: str
+
+    def __init__(self, line: int, key_path: str, message: str) -> None:
+        slotclass.init(self, "line", line)
+        slotclass.init(self, "key_path", key_path)
+        slotclass.init(self, "message", message)
 
     def render(self, source: str) -> str:
         where = f"{source}:{self.line}" if self.line else source

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
 from typing import Any, Final, TypeGuard
 
 import orjson
@@ -19,6 +18,7 @@ import orjson
 from aip.shared.jsonlong import LONG_LINE_BYTES, skeleton
 from aip.shared.jsontext import TextError, decode, scan_id
 from aip.shared.outcomes import Outcome, row
+from aip.shared.slotclass import Slotted
 
 MAX_LINE_BYTES: Final = 4 * 1024 * 1024  # agent -> proxy (security.md §4.10)
 MAX_SERVER_LINE_BYTES: Final = 16 * 1024 * 1024  # server -> proxy
@@ -46,10 +46,10 @@ class RpcReject(ValueError):
         self.detail = detail
 
 
-@dataclass(slots=True)  # not frozen: built once per message, frozen __init__ costs more
-class Message:
+class Message(Slotted):  # not frozen: built once per message, frozen __init__ costs more
     """A checked message and the exact bytes that would be forwarded (no newline)."""
 
+    __slots__ = ("id", "kind", "method", "obj", "partial", "wire")
     obj: dict[str, Any]
     wire: bytes
     kind: Kind
@@ -57,7 +57,23 @@ class Message:
     id: RequestId | None
     # A long response checked by its skeleton (aip.shared.jsonlong): ``obj`` is the envelope
     # with long string values emptied; whatever needs the content decodes ``wire`` itself.
-    partial: bool = False
+    partial: bool
+
+    def __init__(
+        self,
+        obj: dict[str, Any],
+        wire: bytes,
+        kind: Kind,
+        method: str | None,
+        id: RequestId | None,
+        partial: bool = False,
+    ) -> None:
+        self.obj = obj
+        self.wire = wire
+        self.kind = kind
+        self.method = method
+        self.id = id
+        self.partial = partial
 
 
 def valid_id(value: object) -> TypeGuard[RequestId]:
@@ -206,10 +222,15 @@ def message_line(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
-@dataclass(slots=True)  # not frozen: one per server line, a frozen __init__ costs 4x
-class ServerLine:
+class ServerLine(Slotted):  # not frozen: one per server line, a frozen __init__ costs 4x
     """What the server -> host relay knows of a checked server line."""
 
+    __slots__ = ("id", "kind", "obj")
     kind: Kind
     id: RequestId | None
     obj: dict[str, Any] | None  # the parsed object
+
+    def __init__(self, kind: Kind, id: RequestId | None, obj: dict[str, Any] | None) -> None:
+        self.kind = kind
+        self.id = id
+        self.obj = obj

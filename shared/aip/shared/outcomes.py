@@ -8,8 +8,10 @@ outcomes that forward the message.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Final
+
+from aip.shared import slotclass
+from aip.shared.slotclass import FrozenSlotted
 
 
 class Outcome(enum.StrEnum):
@@ -48,16 +50,32 @@ class Outcome(enum.StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
-@dataclass(frozen=True, slots=True)
-class OutcomeRow:
+class OutcomeRow(FrozenSlotted):
     """One row of the DESIGN §5 table. ``code`` is None where no JSON-RPC error is sent."""
 
+    __slots__ = ("audit_reason", "code", "forwards", "message", "outcome", "vector")
     outcome: Outcome
     code: int | None
     message: str | None
     audit_reason: str
     forwards: bool  # audit decision "allow" (the message reaches the server)
     vector: str | None  # the conformance vectors' decision word, where one exists
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        code: int | None,
+        message: str | None,
+        audit_reason: str,
+        forwards: bool,
+        vector: str | None,
+    ) -> None:
+        slotclass.init(self, "outcome", outcome)
+        slotclass.init(self, "code", code)
+        slotclass.init(self, "message", message)
+        slotclass.init(self, "audit_reason", audit_reason)
+        slotclass.init(self, "forwards", forwards)
+        slotclass.init(self, "vector", vector)
 
 
 FORBIDDEN: Final = "Forbidden"

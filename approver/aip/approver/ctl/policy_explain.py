@@ -7,10 +7,10 @@ explanation can never disagree with what the proxy does.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from aip.shared import slotclass
 from aip.shared.outcomes import Outcome, row
 from aip.shared.policy.always_protected import always_protected
 from aip.shared.policy.decision import Context, Decision, Verdict
@@ -35,12 +35,8 @@ def explain(policy: Policy, tool: str, args: dict[str, Any], cwd: str) -> Explan
     context = Context(cwd=cwd, always_protected=always_protected(policy.path))
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
     message["params"] = {"name": tool, "arguments": args}
-    enforce = decide(
-        dataclasses.replace(policy, mode=Mode.ENFORCE), message, RateLimiter(), context
-    )
-    monitor = decide(
-        dataclasses.replace(policy, mode=Mode.MONITOR), message, RateLimiter(), context
-    )
+    enforce = decide(slotclass.replace(policy, mode=Mode.ENFORCE), message, RateLimiter(), context)
+    monitor = decide(slotclass.replace(policy, mode=Mode.MONITOR), message, RateLimiter(), context)
     result = Explanation(steps=_steps(policy, tool, args, enforce))
     result.enforce = _describe(enforce)
     result.monitor = _describe_monitor(monitor)

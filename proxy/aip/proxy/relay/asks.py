@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from aip.proxy.relay.dlp_filter import UNSCANNABLE
@@ -21,6 +20,7 @@ from aip.shared.dlp.hidden import hidden_chars
 from aip.shared.jsonrpc import Message, RequestId, notification_line
 from aip.shared.outcomes import UNAVAILABLE_OUTCOMES, Outcome
 from aip.shared.policy.decision import Decision
+from aip.shared.slotclass import Slotted
 
 if TYPE_CHECKING:
     from aip.proxy.approval.api import ApprovalClient, AskResult
@@ -30,16 +30,32 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S: Final = 5.0
 
 
-@dataclass(slots=True)
-class _Ask:
+class _Ask(Slotted):
     """One call waiting for the approver's answer."""
 
+    __slots__ = ("decision", "dlp", "done", "msg", "started", "tool")
     msg: Message
     decision: Decision
     tool: str | None
     started: float
-    dlp: list[str] | None = None  # rules the request scan found (audit ``dlp``)
-    done: threading.Event = field(default_factory=threading.Event)
+    dlp: list[str] | None  # rules the request scan found (audit ``dlp``)
+    done: threading.Event
+
+    def __init__(
+        self,
+        msg: Message,
+        decision: Decision,
+        tool: str | None,
+        started: float,
+        dlp: list[str] | None = None,
+        done: threading.Event | None = None,  # None: a new Event
+    ) -> None:
+        self.msg = msg
+        self.decision = decision
+        self.tool = tool
+        self.started = started
+        self.dlp = dlp
+        self.done = threading.Event() if done is None else done
 
 
 class Asks:

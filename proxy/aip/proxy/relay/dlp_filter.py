@@ -11,10 +11,10 @@ import os
 import re
 import sys
 import threading
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from aip.proxy.audit.recorder import record_event
+from aip.shared import slotclass
 from aip.shared.audit.record import Event, meta_record
 from aip.shared.dlp.redactor import Redactor, summarize
 from aip.shared.dlp.scan import DlpError
@@ -24,6 +24,7 @@ from aip.shared.jsontext import reserialize
 from aip.shared.outcomes import Outcome
 from aip.shared.own_pid import own_pid
 from aip.shared.policy.model import OnRequestMatch, Policy
+from aip.shared.slotclass import FrozenSlotted
 
 if TYPE_CHECKING:
     from aip.proxy.relay.session import Session
@@ -207,15 +208,23 @@ class DlpFilter:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class RequestScan:
+class RequestScan(FrozenSlotted):
     """What request scanning found: ``msg`` is what to decide on and forward (redacted in
     ``redact`` mode); ``outcome`` set means deny with it; ``dlp`` goes in the record."""
 
+    __slots__ = ("detail", "dlp", "msg", "outcome")
     msg: Message
     dlp: list[str]
-    outcome: Outcome | None = None
-    detail: str = ""
+    outcome: Outcome | None
+    detail: str
+
+    def __init__(
+        self, msg: Message, dlp: list[str], outcome: Outcome | None = None, detail: str = ""
+    ) -> None:
+        slotclass.init(self, "msg", msg)
+        slotclass.init(self, "dlp", dlp)
+        slotclass.init(self, "outcome", outcome)
+        slotclass.init(self, "detail", detail)
 
 
 _ESCAPE: Final = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})")

@@ -10,16 +10,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from aip.proxy.audit.recorder import Recorder, record_decision
 from aip.proxy.stdio import Wire
+from aip.shared import slotclass
 from aip.shared.jsonrpc import Kind, Message, RequestId, RpcReject, audit_id, error_line
 from aip.shared.outcomes import Outcome
 from aip.shared.policy.decision import Context, Decision
 from aip.shared.policy.model import Policy
-from aip.shared.policy.ratelimit import RateLimiter  # a field's type: a compiled dataclass needs it
+from aip.shared.policy.ratelimit import RateLimiter
+from aip.shared.slotclass import FrozenSlotted, Slotted
 
 if TYPE_CHECKING:
     from aip.shared.policy.model import ToolRule
@@ -30,22 +31,31 @@ MAX_SERVER_REQUESTS: Final = 4096  # server -> client requests awaiting the clie
 _REQUEST: Final = Kind.REQUEST  # a module global: an Enum class attribute costs a lookup
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyState:
+class PolicyState(FrozenSlotted):
     """What one loaded policy decides with. A reload (aip.proxy.reload) swaps the whole
     object, so a relay thread that reads ``session.state`` once sees one consistent set."""
 
+    __slots__ = ("context", "limiter", "policy")
     policy: Policy
     limiter: RateLimiter  # keyed by rule index: belongs to exactly this policy
     context: Context
 
+    def __init__(self, policy: Policy, limiter: RateLimiter, context: Context) -> None:
+        slotclass.init(self, "policy", policy)
+        slotclass.init(self, "limiter", limiter)
+        slotclass.init(self, "context", context)
 
-@dataclass(slots=True)  # made per forwarded request: a frozen __init__ costs more
-class Pending:
+
+class Pending(Slotted):  # made per forwarded request: a frozen __init__ costs more
     """A forwarded client request awaiting the server's response."""
 
+    __slots__ = ("method", "tool")
     method: str  # normalized
     tool: str | None
+
+    def __init__(self, method: str, tool: str | None) -> None:
+        self.method = method
+        self.tool = tool
 
 
 class AskDesk(Protocol):

@@ -15,25 +15,40 @@ import sys
 import sysconfig
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
+from aip.shared import slotclass
 from aip.shared.policy.protected import FAMILY_SUFFIX
+from aip.shared.slotclass import FrozenSlotted
 from aip.shared.startup_paths import startup_files
 
 # Folders too wide to hide when a policy file sits in them: the server would lose its data.
 _WIDE_TMP: Final = ("/tmp", "/var/tmp")  # noqa: S108 - names compared, nothing created
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(FrozenSlotted):
     """What the sandbox hides, keeps read-only and pins for the server."""
 
+    __slots__ = ("hide_dirs", "hide_files", "missing", "pin", "read_only")
     hide_dirs: tuple[str, ...]  # an empty read-only folder in their place
     hide_files: tuple[str, ...]  # an empty read-only file in their place
     read_only: tuple[str, ...]  # visible, not writable (aip's code and start-up files)
     pin: tuple[str, ...]  # folders the server may not rename (ancestors of the above)
-    missing: tuple[str, ...] = ()
+    missing: tuple[str, ...]
+
+    def __init__(
+        self,
+        hide_dirs: tuple[str, ...],
+        hide_files: tuple[str, ...],
+        read_only: tuple[str, ...],
+        pin: tuple[str, ...],
+        missing: tuple[str, ...] = (),
+    ) -> None:
+        slotclass.init(self, "hide_dirs", hide_dirs)
+        slotclass.init(self, "hide_files", hide_files)
+        slotclass.init(self, "read_only", read_only)
+        slotclass.init(self, "pin", pin)
+        slotclass.init(self, "missing", missing)
 
     def __bool__(self) -> bool:
         return bool(self.hide_dirs or self.hide_files or self.read_only)

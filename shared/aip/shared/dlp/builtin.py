@@ -9,31 +9,49 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
+
+from aip.shared import slotclass
+from aip.shared.slotclass import FrozenSlotted
 
 # A validator gets the matched bytes and returns the secrets in them as (start, end) offsets
 # into the match, in order and disjoint; empty when the candidate is not a secret after all.
 Validator = Callable[[bytes], list[tuple[int, int]]]
 
 
-@dataclass(frozen=True, slots=True)
-class BuiltinRule:
+class BuiltinRule(FrozenSlotted):
     """One built-in DLP detector (``spec.dlp.builtin``)."""
 
+    __slots__ = ("candidates", "confirm", "name", "pattern", "prefilter", "validator")
     name: str
     pattern: str
     # A looser pattern for the raw-line prefilter (dlp_scan): it must match the raw JSON text
     # wherever ``pattern`` matches a decoded string. Needed where the pattern itself matches
     # characters that JSON escapes (newlines in a key block) or needs escape-sensitive context.
-    prefilter: str | None = None
-    validator: Validator | None = None
+    prefilter: str | None
+    validator: Validator | None
     # Where the loosened pattern fires on too much ordinary text (numbers for cards), the
     # pre-check instead finds ``candidates`` in the raw text and asks ``confirm`` about each:
     # every match of ``pattern`` in a decoded string must lie in a candidate that ``confirm``
     # accepts, so the pre-check stays sound. Candidates hold no character JSON escapes.
-    candidates: str | None = None
-    confirm: Callable[[bytes], bool] | None = None
+    candidates: str | None
+    confirm: Callable[[bytes], bool] | None
+
+    def __init__(
+        self,
+        name: str,
+        pattern: str,
+        prefilter: str | None = None,
+        validator: Validator | None = None,
+        candidates: str | None = None,
+        confirm: Callable[[bytes], bool] | None = None,
+    ) -> None:
+        slotclass.init(self, "name", name)
+        slotclass.init(self, "pattern", pattern)
+        slotclass.init(self, "prefilter", prefilter)
+        slotclass.init(self, "validator", validator)
+        slotclass.init(self, "candidates", candidates)
+        slotclass.init(self, "confirm", confirm)
 
 
 CARD_MIN_DIGITS: Final = 13

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
+from aip.shared import slotclass
 from aip.shared.dlp.builtin import BUILTIN_RULES
 from aip.shared.dlp.loose import escape_safe
 from aip.shared.dlp.scan import DlpError, Rule, Scanner
 from aip.shared.dlp.walk import ENVELOPE_KEYS, Walker
 from aip.shared.policy.model import DlpConfig
+from aip.shared.slotclass import FrozenSlotted
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,26 @@ def _builtin_rules() -> list[Rule]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class LineResult:
+class LineResult(FrozenSlotted):
     """What to do with one message line from the server (see ``Redactor.redact_line``)."""
 
+    __slots__ = ("counts", "line", "message", "oversize")
     line: bytes | None  # the bytes to forward (the input itself if clean); None: do not forward
     message: Any  # the (redacted) message when it had to be decoded, else the caller's object
-    counts: Counter[str] = field(default_factory=Counter)
-    oversize: bool = False  # over max_scan_size: not scanned, so not forwarded
+    counts: Counter[str]
+    oversize: bool  # over max_scan_size: not scanned, so not forwarded
+
+    def __init__(
+        self,
+        line: bytes | None,
+        message: Any,
+        counts: Counter[str] | None = None,  # None: a new Counter()
+        oversize: bool = False,
+    ) -> None:
+        slotclass.init(self, "line", line)
+        slotclass.init(self, "message", message)
+        slotclass.init(self, "counts", Counter() if counts is None else counts)
+        slotclass.init(self, "oversize", oversize)
 
 
 class Redactor:

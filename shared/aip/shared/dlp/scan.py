@@ -11,13 +11,14 @@ import bisect
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+from aip.shared import slotclass
 from aip.shared.dlp.builtin import Validator
 from aip.shared.dlp.encoding import MAX_DECODE_DEPTH, EncodingScanner
 from aip.shared.dlp.precheck import PreCheck, group, re2_options
 from aip.shared.dlp.shadow import ShadowView
+from aip.shared.slotclass import FrozenSlotted
 
 MAX_PASSES: Final = 4  # fixpoint bound; in practice one or two passes
 MARKER_PREFIX: Final = b"[REDACTED:"
@@ -28,29 +29,60 @@ class DlpError(Exception):
     """DLP could not scan or rebuild a message; the caller must not forward it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(FrozenSlotted):
     """One DLP rule as the scanner runs it (policy pattern or built-in)."""
 
+    __slots__ = (
+        "candidates",
+        "confirm",
+        "escape_safe",
+        "name",
+        "pattern",
+        "prefilter",
+        "validator",
+    )
     name: str
     pattern: str
-    prefilter: str | None = None  # None: loosen(pattern)
-    validator: Validator | None = None
+    prefilter: str | None  # None: loosen(pattern)
+    validator: Validator | None
     # True when the pattern cannot match a character JSON escapes (", \, control characters),
     # so the raw line without decoding is enough for the prefilter.
-    escape_safe: bool = False
+    escape_safe: bool
     # Pre-checked by validating candidates instead of the loosened pattern (dlp_builtin).
-    candidates: str | None = None
-    confirm: Callable[[bytes], bool] | None = None
+    candidates: str | None
+    confirm: Callable[[bytes], bool] | None
+
+    def __init__(
+        self,
+        name: str,
+        pattern: str,
+        prefilter: str | None = None,
+        validator: Validator | None = None,
+        escape_safe: bool = False,
+        candidates: str | None = None,
+        confirm: Callable[[bytes], bool] | None = None,
+    ) -> None:
+        slotclass.init(self, "name", name)
+        slotclass.init(self, "pattern", pattern)
+        slotclass.init(self, "prefilter", prefilter)
+        slotclass.init(self, "validator", validator)
+        slotclass.init(self, "escape_safe", escape_safe)
+        slotclass.init(self, "candidates", candidates)
+        slotclass.init(self, "confirm", confirm)
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
+class Span(FrozenSlotted):
     """A match: ``text[start:end]`` found by ``rules[rule]``."""
 
+    __slots__ = ("end", "rule", "start")
     start: int
     end: int
     rule: int  # index into Scanner.rules
+
+    def __init__(self, start: int, end: int, rule: int) -> None:
+        slotclass.init(self, "start", start)
+        slotclass.init(self, "end", end)
+        slotclass.init(self, "rule", rule)
 
 
 class Scanner:

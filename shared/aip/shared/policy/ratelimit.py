@@ -11,17 +11,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from aip.shared.policy.model import RateLimit, ToolRule
+from aip.shared.slotclass import Slotted
 
 
-@dataclass(slots=True)
-class _Bucket:
+class _Bucket(Slotted):
     """One rule's token bucket."""
 
+    __slots__ = ("stamp", "tokens")
     tokens: float
     stamp: float  # clock reading when ``tokens`` was last brought up to date
+
+    def __init__(self, tokens: float, stamp: float) -> None:
+        self.tokens = tokens
+        self.stamp = stamp
 
 
 class RateLimiter:

@@ -167,7 +167,7 @@ class AuditLog:
             if batch.lines:
                 if not self.available:
                     raise AuditUnavailable(self.error)
-                self._write_lines(b"".join(line + b"\n" for line in batch.lines), batch)
+                self._write_lines(b"\n".join([*batch.lines, b""]), batch)  # each + "\n"
                 written += len(batch.lines)
             start = batch.stop
             if start < len(records):  # it needs a new file first: the one-record path rotates

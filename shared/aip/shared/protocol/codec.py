@@ -13,6 +13,7 @@ import enum
 import types
 import typing
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any, Final, Union
 
 import orjson
@@ -128,7 +129,7 @@ def _checker(tp: Any) -> _Check:
 def _dict_list(value: Any) -> list[Any]:
     """``list[dict[...]]``: the same check (and error) as the generic list of objects."""
     _expect(isinstance(value, list), "a list", value)
-    if not all(isinstance(x, dict) for x in value):
+    if not all(map(isinstance, value, repeat(dict))):  # one pass in C (issue 16)
         for x in value:
             _expect(isinstance(x, dict), "an object", x)
     return list(value)
@@ -137,7 +138,7 @@ def _dict_list(value: Any) -> list[Any]:
 def _int_list(value: Any) -> list[Any]:
     """``list[int]``: the same check (and error) as the generic list of integers."""
     _expect(isinstance(value, list), "a list", value)
-    if not all(type(x) is int for x in value):
+    if list(map(type, value)).count(int) != len(value):  # one pass in C, no bool
         for x in value:
             _expect(type(x) is int, "an integer", x)
     return list(value)

@@ -10,6 +10,7 @@ import enum
 import re
 import secrets
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Final
 
 from aip.shared.outcomes import Outcome
@@ -205,10 +206,28 @@ class Audit:
     def __post_init__(self) -> None:
         check_session(self.session)
         need(0 < len(self.records) <= MAX_AUDIT_RECORDS, "audit needs 1..64 records")
-        for rec in self.records:
-            need(rec.get("session") == self.session, "audit record of another session")
-            rseq = rec.get("rseq")
-            need(type(rseq) is int and rseq >= 0, "audit record without a valid rseq")
+        if not _all_of_session(self.records, self.session):
+            for rec in self.records:  # the first record at fault names the error
+                need(rec.get("session") == self.session, "audit record of another session")
+                rseq = rec.get("rseq")
+                need(type(rseq) is int and rseq >= 0, "audit record without a valid rseq")
+
+
+def _all_of_session(records: list[dict[str, Any]], session: str) -> bool:
+    """Does every record carry ``session`` and an int ``rseq`` >= 0? One pass in C per field
+    (``map``) instead of Python code per record: the approver decodes up to 256 records per
+    50 ms window (issue 16). False sends the caller to its per-record loop, which raises the
+    error of the first record at fault."""
+    try:
+        rseqs: list[Any] = list(map(dict.get, records, repeat("rseq")))
+        sessions: list[Any] = list(map(dict.get, records, repeat("session")))
+    except TypeError:  # a record that is not an object
+        return False
+    return (
+        sessions.count(session) == len(records)
+        and list(map(type, rseqs)).count(int) == len(rseqs)  # int, not bool
+        and min(rseqs) >= 0
+    )
 
 
 def audit_frame(session: str, batch: int, records: list[bytes]) -> bytes:

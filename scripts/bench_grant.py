@@ -26,7 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aip.shared.protocol.facts import GrantFacts, canonical_digest  # noqa: E402
+from aip.shared.digests import canonical_digest  # noqa: E402
+from aip.shared.protocol.facts import GrantFacts  # noqa: E402
 from aip.shared.protocol.messages import Ask, new_nonce  # noqa: E402
 from tests.support.approverproc import Dealer  # noqa: E402
 from tests.support.grantkit import desk, proxy  # noqa: E402

@@ -12,8 +12,9 @@ from aip.approver.grants.binding import AskKey, has_shell_operator, key_of, like
 from aip.approver.grants.model import Binding, Grant, Kind, clamp_seconds, idle_seconds
 from aip.approver.grants.offer import STORM_ASKS, like_patterns, offer_for
 from aip.approver.grants.store import GrantEvent, GrantStore
+from aip.shared.digests import canonical_digest
 from aip.shared.policy.load import load_policy_text
-from aip.shared.protocol.facts import GrantFacts, canonical_digest
+from aip.shared.protocol.facts import GrantFacts
 from aip.shared.protocol.messages import Ask
 
 H = "a" * 64

@@ -34,8 +34,9 @@ from aip.approver.dialogs.verdict import (
     Scope,
     Verdict,
 )
+from aip.shared.digests import canonical_digest
 from aip.shared.outcomes import Outcome
-from aip.shared.protocol.facts import GrantFacts, canonical_digest
+from aip.shared.protocol.facts import GrantFacts
 from tests.support.approverproc import Approver, Dealer, ask, short_dir
 from tests.support.xdisplay import SCREEN, gone, screenshot, window, xdo, xvfb
 

@@ -2,7 +2,9 @@
 pull in asyncio, pyzmq or psutil; those load only when needed (asks, shutdown). Issue 16 (start-up
 <= 100 ms added): nor the approver protocol's messages (~12 ms of dataclasses), the approval
 client and its ``socket`` (~6 ms), which come after the agent's ``initialize``; nor argparse
-(~12 ms: the usual command lines are parsed without it), nor ``secrets``."""
+(~12 ms: the usual command lines are parsed without it), nor ``secrets``, nor the protocol's
+grant facts and the ask's hidden-character count (~3 ms: aip.shared.digests has what the relay
+digests before any ask)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ DEFERRED = (
     "socket",
     "argparse",
     "secrets",
+    "aip.shared.protocol",
+    "aip.shared.protocol.codec",
+    "aip.shared.protocol.facts",
+    "aip.shared.dlp.hidden",
 )
 
 
@@ -56,9 +62,6 @@ def test_a_forked_session_imports_nothing_before_it_serves(tmp_path: Path) -> No
     up to its "stopping" line; names that are not modules here (platform probes such as
     ``nt``) and the ``-m`` start's own (runpy) do not count."""
     import importlib.util
-    import os
-    import subprocess
-    import sys
 
     preloaded = set(
         python_c(
@@ -67,6 +70,35 @@ def test_a_forked_session_imports_nothing_before_it_serves(tmp_path: Path) -> No
             "[__import__(name) for name in server.PRELOAD]; print(' '.join(sys.modules))"
         ).split()
     )
+    names = _imports_of_a_start(tmp_path)
+    own = {"runpy", "importlib.util", "importlib._abc", "aip.proxy.__main__", "sitecustomize"}
+    missing = [
+        name
+        for name in names
+        if name not in preloaded
+        and name not in own
+        and not name.startswith("aip.proxy.forkserver.")  # the server's own modules
+        and importlib.util.find_spec(name.split(".")[0]) is not None
+    ]
+    assert missing == []
+
+
+def test_an_in_process_start_answers_without_the_deferred_modules(tmp_path: Path) -> None:
+    """The real process, up to its "stopping" line (after it relayed ``initialize``): none of
+    DEFERRED was imported, the protocol's facts and psutil included (the import-only test
+    above cannot see an import made by code that runs)."""
+    names = _imports_of_a_start(tmp_path)
+    assert "aip.proxy.relay.asks" in names  # the relay did load
+    assert [name for name in DEFERRED if name in names] == []
+
+
+def _imports_of_a_start(tmp_path: Path) -> list[str]:
+    """Modules an in-process start (sandbox off) imports until its "stopping" line: stdin
+    closes after ``initialize``. Seen with ``-X importtime``, in import order."""
+    import os
+    import subprocess
+    import sys
+
     policy = write_policy(tmp_path, "allowed_tools: [echo]\n")
     env = {**os.environ, "AIP_FORK_SERVER": "off", "XDG_STATE_HOME": str(tmp_path)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -81,21 +113,11 @@ def test_a_forked_session_imports_nothing_before_it_serves(tmp_path: Path) -> No
     )
     err = done.stderr.decode(errors="replace")
     assert "stopping" in err, err[-2000:]
-    names = [
+    return [
         line.split("|")[-1].strip()
         for line in err.split("stopping")[0].splitlines()
         if line.startswith("import time:") and not line.endswith("imported")
     ]
-    own = {"runpy", "importlib.util", "importlib._abc", "aip.proxy.__main__", "sitecustomize"}
-    missing = [
-        name
-        for name in names
-        if name not in preloaded
-        and name not in own
-        and not name.startswith("aip.proxy.forkserver.")  # the server's own modules
-        and importlib.util.find_spec(name.split(".")[0]) is not None
-    ]
-    assert missing == []
 
 
 def test_relay_modules_do_not_import_heavy_packages() -> None:

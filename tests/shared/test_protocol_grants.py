@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from aip.shared.digests import canonical_digest
 from aip.shared.protocol.codec import ProtocolError, encode
-from aip.shared.protocol.facts import GrantFacts, canonical_digest
+from aip.shared.protocol.facts import GrantFacts
 from aip.shared.protocol.frames import LOCAL_ONLY, decode_to_approver, decode_to_proxy
 from aip.shared.protocol.grants import Grants, GrantsOp, GrantsReply
 from aip.shared.protocol.messages import Ask, new_nonce

@@ -39,12 +39,12 @@ from aip.proxy.sandbox.stdout_pipe import StdoutFifo
 from aip.proxy.server_env import server_environment
 from aip.proxy.stdio import Wire, widen_pipe
 from aip.shared import logs
+from aip.shared.digests import canonical_digest
 from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
 from aip.shared.own_pid import own_pid
 from aip.shared.policy.file import PolicyPin
 from aip.shared.policy.model import Policy
 from aip.shared.policy.ratelimit import RateLimiter
-from aip.shared.protocol.facts import canonical_digest
 
 if TYPE_CHECKING:
     from aip.proxy.approval.api import ApprovalClient

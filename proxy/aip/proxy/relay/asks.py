@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Final
 from aip.proxy.relay.dlp_filter import UNSCANNABLE
 from aip.proxy.relay.session import Session
 from aip.proxy.relay.tool_digests import grant_facts
-from aip.shared.dlp.hidden import hidden_chars
 from aip.shared.jsonrpc import Message, RequestId, notification_line
 from aip.shared.outcomes import UNAVAILABLE_OUTCOMES, Outcome
 from aip.shared.policy.decision import Decision
@@ -124,6 +123,7 @@ class Asks:
         rec = self._session.recorder
         shown, hits = rec.scan(arguments) if rec.scan else (rec.redact(arguments), [])
         from aip.proxy.approval.api import AskRequest  # loaded with the client, not at start
+        from aip.shared.dlp.hidden import hidden_chars  # likewise
 
         request = AskRequest(
             # The approver logs and records the id and tool: what it gets is redacted too

@@ -8,11 +8,14 @@ DLP), canonicalized (sorted keys), on every tools/list page relayed.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aip.proxy.relay.session import Session
+from aip.shared.digests import canonical_digest
 from aip.shared.policy.names import normalize
-from aip.shared.protocol.facts import GrantFacts, canonical_digest
+
+if TYPE_CHECKING:
+    from aip.shared.protocol.facts import GrantFacts
 
 MAX_TOOLS: Final = 4096  # entries remembered per session (a server listing more: "" digests)
 
@@ -32,6 +35,9 @@ def note_tool_digests(session: Session, result: dict[str, Any]) -> None:
 
 
 def grant_facts(session: Session, tool: str | None, arguments: Any) -> GrantFacts:
+    # The protocol's facts load with the first ask (as its client does), not at start-up.
+    from aip.shared.protocol.facts import GrantFacts
+
     name = normalize(tool or "")
     return GrantFacts(
         server_sha256=session.server_sha256 or canonical_digest(None),

@@ -7,11 +7,7 @@ proto 2) is never answered by a grant and never creates one.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
 
 from aip.shared.protocol.codec import need
 
@@ -33,17 +29,3 @@ class GrantFacts:
 
 def _hex64(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
-
-
-def canonical_digest(value: Any) -> str:
-    """sha256 hex of orjson with sorted keys: the same for the same JSON whatever its key
-    order or spacing (the bytes a policy pattern matches non-strings against). A value orjson
-    cannot encode (too deep, a lone surrogate) gets a random digest: it equals nothing, so no
-    exact grant ever matches it."""
-    try:
-        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except (orjson.JSONEncodeError, TypeError, RecursionError):
-        import secrets  # rare: not imported for it at start-up
-
-        return secrets.token_hex(32)
-    return hashlib.sha256(data).hexdigest()

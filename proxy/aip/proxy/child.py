@@ -16,9 +16,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import IO, Any, Final
 
 from aip.proxy.sandbox.stdout_pipe import StdoutFifo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any, Final
 
 log = logging.getLogger(__name__)
 

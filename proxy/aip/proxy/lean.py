@@ -33,7 +33,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 SETTLE_S: Final = 1.0  # when ``settle`` may run, after the relay starts
 SETTLE_QUIET_S: Final = 0.05  # no record for this long: no call is waiting on the relay

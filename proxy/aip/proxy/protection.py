@@ -10,14 +10,16 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit
 
 from aip.proxy.relay.session import PolicyState, Session
 from aip.shared.policy.always_protected import always_protected
 from aip.shared.policy.decision import Context
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from aip.shared.policy.model import Policy
     from aip.shared.policy.ratelimit import RateLimiter
 

@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Final
 
 from aip.proxy.audit.recorder import Recorder, record_event
 from aip.proxy.protection import Protection
@@ -27,6 +26,10 @@ from aip.shared.policy.file import PolicyPin
 from aip.shared.policy.load import load_policy
 from aip.shared.policy.model import Policy
 from aip.shared.policy.ratelimit import RateLimiter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Final
 
 from aip.proxy import lean
 from aip.proxy.audit.recorder import Recorder, record_late_allow
@@ -46,7 +45,10 @@ from aip.shared.policy.file import PolicyPin
 from aip.shared.policy.model import Policy
 from aip.shared.policy.ratelimit import RateLimiter
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from aip.proxy.approval.api import ApprovalClient
 
 log = logging.getLogger(__name__)

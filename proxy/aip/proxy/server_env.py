@@ -14,7 +14,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Final
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,13 @@ import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import Final
 
 from aip.shared import slotclass
 from aip.shared.slotclass import FrozenSlotted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,12 @@ before (and often without) any ask, so its start need not load the protocol.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import orjson
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def canonical_digest(value: Any) -> str:

@@ -8,10 +8,13 @@ file, each with its line and key, so ``aipctl policy check`` can print them all 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
 
 from aip.shared import slotclass
 from aip.shared.slotclass import FrozenSlotted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 MAX_RENDERED_PROBLEMS: Final = 100  # a broken 1 MiB file can have thousands
 

@@ -22,7 +22,9 @@ many steps to scan (many quotes, long backslash runs) is left to the full decode
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 LONG_LINE_BYTES: Final = 16 * 1024  # shorter lines are decoded whole: nothing to gain
 LONG_STRING_BYTES: Final = 1024

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import Any, Final, TypeGuard
 
 import orjson
 
@@ -19,6 +18,10 @@ from aip.shared.jsonlong import LONG_LINE_BYTES, skeleton
 from aip.shared.jsontext import TextError, decode, scan_id
 from aip.shared.outcomes import Outcome, row
 from aip.shared.slotclass import Slotted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final, TypeGuard
 
 MAX_LINE_BYTES: Final = 4 * 1024 * 1024  # agent -> proxy (security.md §4.10)
 MAX_SERVER_LINE_BYTES: Final = 16 * 1024 * 1024  # server -> proxy

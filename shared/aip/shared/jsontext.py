@@ -20,9 +20,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Final
 
 import orjson
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 # orjson.dumps refuses deeper values, and records and asks re-serialize what they carry.
 MAX_DEPTH: Final = 254

@@ -11,9 +11,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Final, TextIO
 
 from aip.shared.own_pid import own_pid
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final, TextIO
 
 FORMAT: Final = (
     "%(asctime)s %(process_role)s[%(process)d] %(tag)s%(levelname)s %(name)s: %(message)s"

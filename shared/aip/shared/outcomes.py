@@ -8,10 +8,13 @@ outcomes that forward the message.
 from __future__ import annotations
 
 import enum
-from typing import Final
 
 from aip.shared import slotclass
 from aip.shared.slotclass import FrozenSlotted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 
 class Outcome(enum.StrEnum):

@@ -13,10 +13,13 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Final
 
 from aip.shared.errors import ConfigError
 from aip.shared.userns import ambiguity
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 ENDPOINT_ENV: Final = "AIP_APPROVER_ENDPOINT"
 AUDIT_LOG_ENV: Final = "AIP_AUDIT_LOG"

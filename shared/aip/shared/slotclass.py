@@ -17,7 +17,10 @@ import operator
 import reprlib
 from collections.abc import Callable
 from dataclasses import FrozenInstanceError
-from typing import Any, ClassVar, TypeVar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, TypeVar
 
 _set = object.__setattr__
 
@@ -92,7 +95,8 @@ class FrozenSlotted(Slotted):
 
 init = _set  # ``slotclass.init(self, "name", value)`` in a frozen class's ``__init__``
 
-_S = TypeVar("_S", bound=Slotted)
+if TYPE_CHECKING:  # for the type checker only: typing stays out of start-up
+    _S = TypeVar("_S", bound=Slotted)
 
 
 def replace(obj: _S, /, **changes: Any) -> _S:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Final
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 UNIT_NAME: Final = "aip-approver.service"
 DESKTOP_NAME: Final = "aip-approver.desktop"

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Final
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 OVERFLOW_UID_FILE: Final = Path("/proc/sys/kernel/overflowuid")
 UID_MAP_FILE: Final = Path("/proc/self/uid_map")

@@ -16,13 +16,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
 
 import orjson
 
 from aip.shared import paths
 from aip.shared.audit.record import HMAC_KEY_BYTES, cap_record, load_or_create_key
 from aip.shared.audit.spool import Spool
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
-from typing import Any
 
 import orjson
 
@@ -22,6 +21,10 @@ from aip.shared.audit.record import DecisionTemplate, Event, not_forwarded_recor
 from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome
 from aip.shared.own_pid import own_pid
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger(__name__)
 

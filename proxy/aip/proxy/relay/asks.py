@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
 
 from aip.proxy.relay.dlp_filter import UNSCANNABLE
 from aip.proxy.relay.session import Session
@@ -21,7 +20,10 @@ from aip.shared.outcomes import UNAVAILABLE_OUTCOMES, Outcome
 from aip.shared.policy.decision import Decision
 from aip.shared.slotclass import Slotted
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from aip.proxy.approval.api import ApprovalClient, AskResult
 
 log = logging.getLogger(__name__)

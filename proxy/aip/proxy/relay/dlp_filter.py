@@ -11,7 +11,6 @@ import os
 import re
 import sys
 import threading
-from typing import IO, TYPE_CHECKING, Any, Final
 
 from aip.proxy.audit.recorder import record_event
 from aip.shared import slotclass
@@ -26,7 +25,10 @@ from aip.shared.own_pid import own_pid
 from aip.shared.policy.model import OnRequestMatch, Policy
 from aip.shared.slotclass import FrozenSlotted
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import IO, Any, Final
+
     from aip.proxy.relay.session import Session
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ once. ``relay_server_line`` is the one step every server line takes, so response
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
 
 import orjson
 
@@ -34,6 +33,10 @@ from aip.shared.jsontext import scan_id
 from aip.shared.outcomes import Outcome
 from aip.shared.policy import engine
 from aip.shared.policy.names import normalize
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 log = logging.getLogger(__name__)
 # Module globals: an Enum class attribute costs a metaclass lookup on every server line.

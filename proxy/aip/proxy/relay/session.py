@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from aip.proxy.audit.recorder import Recorder, record_decision
 from aip.proxy.stdio import Wire
@@ -22,7 +21,10 @@ from aip.shared.policy.model import Policy
 from aip.shared.policy.ratelimit import RateLimiter
 from aip.shared.slotclass import FrozenSlotted, Slotted
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Final, Protocol
+
     from aip.shared.policy.model import ToolRule
 
 log = logging.getLogger(__name__)
@@ -58,22 +60,24 @@ class Pending(Slotted):  # made per forwarded request: a frozen __init__ costs m
         self.tool = tool
 
 
-class AskDesk(Protocol):
-    """What the relay and the reloader call on the session's asks in flight
-    (``aip.proxy.relay.asks.Asks`` is the one implementation; it is handed to the session by
-    the runner, so the session names only this interface)."""
+if TYPE_CHECKING:  # for the type checker only: typing stays out of start-up
 
-    def is_pending(self, request_id: RequestId) -> bool: ...
+    class AskDesk(Protocol):
+        """What the relay and the reloader call on the session's asks in flight
+        (``aip.proxy.relay.asks.Asks`` is the one implementation; it is handed to the session by
+        the runner, so the session names only this interface)."""
 
-    def start(
-        self, msg: Message, decision: Decision, tool: str | None, dlp: list[str] | None = None
-    ) -> None: ...
+        def is_pending(self, request_id: RequestId) -> bool: ...
 
-    def cancel(self, request_id: RequestId) -> None: ...
+        def start(
+            self, msg: Message, decision: Decision, tool: str | None, dlp: list[str] | None = None
+        ) -> None: ...
 
-    def connect_soon(self) -> None: ...
+        def cancel(self, request_id: RequestId) -> None: ...
 
-    def policy_changed(self, name: str, sha256: str) -> None: ...
+        def connect_soon(self) -> None: ...
+
+        def policy_changed(self, name: str, sha256: str) -> None: ...
 
 
 class Session:

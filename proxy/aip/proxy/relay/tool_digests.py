@@ -8,13 +8,14 @@ DLP), canonicalized (sorted keys), on every tools/list page relayed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
-
 from aip.proxy.relay.session import Session
 from aip.shared.digests import canonical_digest
 from aip.shared.policy.names import normalize
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from aip.shared.protocol.facts import GrantFacts
 
 MAX_TOOLS: Final = 4096  # entries remembered per session (a server listing more: "" digests)

@@ -9,7 +9,6 @@ re-serialized. Every refusal answers the message's own id when one can be read, 
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
 
 from aip.proxy.relay import dlp_filter
 from aip.proxy.relay.session import Session
@@ -27,6 +26,10 @@ from aip.shared.outcomes import Outcome
 from aip.shared.policy import engine
 from aip.shared.policy.decision import Decision, Verdict
 from aip.shared.policy.names import normalize
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Final
 
 from aip.proxy.sandbox.plan import Plan
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 # Root's capabilities that reach past a mount: unmount or remount it (SYS_ADMIN), open a file
 # by handle below it (DAC_READ_SEARCH), read another process's view (SYS_PTRACE), or reach

@@ -17,10 +17,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import Final
 
 from aip.proxy.sandbox import bwrap, seatbelt
 from aip.proxy.sandbox.plan import Plan, build, launch_files
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 log = logging.getLogger(__name__)
 

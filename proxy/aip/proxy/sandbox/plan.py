@@ -15,12 +15,15 @@ import sys
 import sysconfig
 import tempfile
 from collections.abc import Iterable, Sequence
-from typing import Final
 
 from aip.shared import slotclass
 from aip.shared.policy.protected import FAMILY_SUFFIX
 from aip.shared.slotclass import FrozenSlotted
 from aip.shared.startup_paths import startup_files
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 # Folders too wide to hide when a policy file sits in them: the server would lose its data.
 _WIDE_TMP: Final = ("/tmp", "/var/tmp")  # noqa: S108 - names compared, nothing created

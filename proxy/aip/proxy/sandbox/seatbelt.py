@@ -7,9 +7,11 @@ is no PID namespace here: the proxy's process-group kill stays the way the tree 
 
 from __future__ import annotations
 
-from typing import Final
-
 from aip.proxy.sandbox.plan import Plan
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 SANDBOX_EXEC: Final = "/usr/bin/sandbox-exec"
 

@@ -20,7 +20,10 @@ import os
 import shutil
 import tempfile
 import threading
-from typing import Final
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 # ``$0`` is the FIFO; a failed redirection makes ``exec`` end the shell with status 2.
 _OPEN_AND_EXEC: Final = 'exec 1>"$0" && exec "$@"'

@@ -14,14 +14,16 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from aip.shared.audit.stamp import rfc3339
 from aip.shared.outcomes import Outcome, audit_decision, row
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the protocol's messages load only with the approval client (start-up)
+    from typing import Any, Final
+
     from aip.shared.protocol.messages import HumanDecision
 
 FORMAT_VERSION: Final = 1

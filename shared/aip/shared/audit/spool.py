@@ -17,13 +17,16 @@ import stat
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Final
 
 import orjson
 
 from aip.shared import paths
 from aip.shared.audit.rseqs import RseqSet
 from aip.shared.audit.spool_line import LineKey
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 log = logging.getLogger(__name__)
 

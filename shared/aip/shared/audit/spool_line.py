@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from typing import Any, Final
 
 import orjson
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 MAC_CHARS: Final = 64
 _TAG: Final = b"aip-spool-line-1\n"

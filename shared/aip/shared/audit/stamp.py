@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import pwd
 import time
-from typing import Final
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 # (whole second, its formatted prefix), replaced as one tuple: threads never see a mix.
 _second: tuple[int, str] = (-1, "")

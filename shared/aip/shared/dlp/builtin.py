@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Final
 
 from aip.shared import slotclass
 from aip.shared.slotclass import FrozenSlotted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 # A validator gets the matched bytes and returns the secrets in them as (start, end) offsets
 # into the match, in order and disjoint; empty when the candidate is not a secret after all.

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Iterator
-from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 from aip.shared.policy.regexes import finditer_spans
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 MAX_DECODE_DEPTH: Final = 2
 MIN_BASE64_CHARS: Final = 16  # 12 decoded bytes: shorter runs cannot hold a useful secret

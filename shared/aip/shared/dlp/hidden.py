@@ -7,9 +7,12 @@ characters where a private key would be hundreds long is a reason to deny.
 from __future__ import annotations
 
 import re
-from typing import Any, Final
 
 import orjson
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 _MARKER: Final = re.compile(r"\[REDACTED:[A-Za-z0-9_.-]{1,64}\]")
 

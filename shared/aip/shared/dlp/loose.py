@@ -7,7 +7,9 @@ every match of the original in a decoded string, whatever its neighbours there (
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 _DROPPED_ESCAPES: Final = frozenset("bBAz")
 _BRACED_ESCAPES: Final = frozenset("pPx")  # \p{Greek}, \P{^Greek}, \x{41}: copy the braces

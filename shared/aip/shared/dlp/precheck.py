@@ -8,13 +8,16 @@ plain and its shadow view, which is what the walk scans.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol
 
 from aip.shared.dlp.builtin import BUILTIN_RULES
 from aip.shared.dlp.encoding import MAX_DECODE_DEPTH, PREFILTER_TRIGGER, EncodingScanner
 from aip.shared.dlp.loose import loosen
 from aip.shared.dlp.prefilter import Prefilter
 from aip.shared.dlp.shadow import SHADOW_RE2, ShadowView
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final, Protocol
 
 MEMO_RUNS: Final = 1024  # remembered pre-check answers per encoded run (cleared when full)
 MEMO_RUN_BYTES: Final = 256  # longer runs are not remembered (bounds the memory: ~0.3 MB)
@@ -44,21 +47,23 @@ _STRUCTURE_TRIGGERS: Final = (
 )
 
 
-class CheckedRule(Protocol):
-    """What the pre-check reads of a rule (``aip.shared.dlp.scan.Rule``)."""
+if TYPE_CHECKING:  # for the type checker only: typing stays out of start-up
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def pattern(self) -> str: ...
-    @property
-    def prefilter(self) -> str | None: ...
-    @property
-    def escape_safe(self) -> bool: ...
-    @property
-    def candidates(self) -> str | None: ...
-    @property
-    def confirm(self) -> Callable[[bytes], bool] | None: ...
+    class CheckedRule(Protocol):
+        """What the pre-check reads of a rule (``aip.shared.dlp.scan.Rule``)."""
+
+        @property
+        def name(self) -> str: ...
+        @property
+        def pattern(self) -> str: ...
+        @property
+        def prefilter(self) -> str | None: ...
+        @property
+        def escape_safe(self) -> bool: ...
+        @property
+        def candidates(self) -> str | None: ...
+        @property
+        def confirm(self) -> Callable[[bytes], bool] | None: ...
 
 
 def re2_options() -> Any:

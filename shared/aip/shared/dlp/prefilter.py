@@ -7,9 +7,12 @@ numbers on runs of numbers) are decided on the spot by validating their candidat
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
 
 from aip.shared.policy.regexes import search_spans
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 # Past this many candidate bytes in one text, validating them would cost about as much as the
 # walk that would validate them again: answer "maybe" and let the walk decide.

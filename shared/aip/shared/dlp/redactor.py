@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any, Final
 
 import orjson
 
@@ -20,6 +19,10 @@ from aip.shared.dlp.scan import DlpError, Rule, Scanner
 from aip.shared.dlp.walk import ENVELOPE_KEYS, Walker
 from aip.shared.policy.model import DlpConfig
 from aip.shared.slotclass import FrozenSlotted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 log = logging.getLogger(__name__)
 

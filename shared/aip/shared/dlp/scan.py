@@ -11,7 +11,6 @@ import bisect
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar
 
 from aip.shared import slotclass
 from aip.shared.dlp.builtin import Validator
@@ -20,9 +19,14 @@ from aip.shared.dlp.precheck import PreCheck, group, re2_options
 from aip.shared.dlp.shadow import ShadowView
 from aip.shared.slotclass import FrozenSlotted
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final, TypeVar
+
 MAX_PASSES: Final = 4  # fixpoint bound; in practice one or two passes
 MARKER_PREFIX: Final = b"[REDACTED:"
-_T = TypeVar("_T")
+if TYPE_CHECKING:  # for the type checker only: typing stays out of start-up
+    _T = TypeVar("_T")
 
 
 class DlpError(Exception):

@@ -10,7 +10,10 @@ the Unicode Character Database 16.0 (tests/shared/dlp/test_dlp_shadow.py checks 
 from __future__ import annotations
 
 import functools
-from typing import Any, Final
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 # DerivedCoreProperties.txt, Default_Ignorable_Code_Point (UCD 16.0), adjacent ranges merged.
 # Definition: Other_Default_Ignorable_Code_Point + Cf + Variation_Selector - White_Space

@@ -7,9 +7,11 @@ split across two writes is redacted whole. Works on raw bytes, plus their shadow
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Final
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Final
+
     from aip.shared.dlp.redactor import Redactor
 
 STDERR_MAX_LINE_BYTES: Final = 64 * 1024

@@ -10,11 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import Counter
-from typing import Any, Final
 
 import orjson
 
 from aip.shared.dlp.scan import MARKER_PREFIX, MAX_PASSES, Scanner
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 ENVELOPE_KEYS: Final = frozenset({"jsonrpc", "id", "method"})
 MEDIA_ITEM_TYPES: Final = frozenset({"image", "audio"})

@@ -7,13 +7,15 @@ its argument (a missing argument never matches); the first match decides.
 
 from __future__ import annotations
 
-from typing import Any, Final
-
 from aip.shared.outcomes import Outcome
 from aip.shared.policy.decision import Decision, Verdict
 from aip.shared.policy.model import Action, ArgPattern, Policy, ToolRule
 from aip.shared.policy.ratelimit import RateLimiter
 from aip.shared.policy.regexes import full_match, value_bytes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 _MISSING: Final = object()
 # Full-match answers remembered per pattern, by string value (a compiled pattern's answer for

@@ -8,12 +8,15 @@ outcome until the approver gives one.
 from __future__ import annotations
 
 import enum
-from typing import Any, Final
 
 from aip.shared import slotclass
 from aip.shared.outcomes import Outcome
 from aip.shared.policy.model import ToolRule
 from aip.shared.slotclass import FrozenSlotted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 
 class Verdict(enum.StrEnum):

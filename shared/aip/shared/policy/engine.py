@@ -8,8 +8,6 @@ limiter's. ``filter_tools_list`` applies §4.7 to a tools/list result.
 
 from __future__ import annotations
 
-from typing import Any, Final
-
 from aip.shared.outcomes import Outcome
 from aip.shared.policy.authorize import authorize
 from aip.shared.policy.decision import Context, Decision, Verdict
@@ -17,6 +15,10 @@ from aip.shared.policy.model import ALWAYS_ALLOWED_METHODS, DEFAULT_METHODS, Act
 from aip.shared.policy.names import normalize
 from aip.shared.policy.protected import ProtectedRoots, TooManyCandidates
 from aip.shared.policy.ratelimit import RateLimiter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 TOOLS_CALL: Final = "tools/call"
 RESOURCES_READ: Final = "resources/read"

@@ -14,9 +14,12 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
 
 from aip.shared.errors import PolicyError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 MAX_POLICY_BYTES: Final = 1 << 20
 DEFAULT_POLICY: Final = Path(".config") / "aip" / "policy.yaml"  # under $HOME

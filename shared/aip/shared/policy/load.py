@@ -11,7 +11,6 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Final
 
 from aip.shared.errors import PolicyError
 from aip.shared.policy.file import (
@@ -24,6 +23,10 @@ from aip.shared.policy.model import DlpConfig, Mode, Policy
 from aip.shared.policy.names import normalize
 from aip.shared.policy.pyyaml import yaml
 from aip.shared.policy.yaml_nodes import NodeReader, compose
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 API_VERSIONS: Final = ("aip.io/v1alpha1", "aip.io/v1alpha2")
 KIND: Final = "AgentPolicy"

@@ -8,12 +8,15 @@ reference); without a block, DLP on requests and responses is off.
 from __future__ import annotations
 
 import re
-from typing import Final
 
 from aip.shared.policy.model import DlpConfig, DlpPattern, OnRequestMatch
 from aip.shared.policy.pyyaml import yaml
 from aip.shared.policy.regexes import RegexError, compile_pattern
 from aip.shared.policy.yaml_nodes import INT, NodeReader, join
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 _DLP: Final = frozenset(
     {

@@ -8,13 +8,16 @@ keys exactly as written, patterns compiled with RE2; ``rate_limit`` is "N/second
 from __future__ import annotations
 
 import re
-from typing import Final
 
 from aip.shared.policy.model import Action, ArgPattern, RateLimit, ToolRule
 from aip.shared.policy.names import normalize
 from aip.shared.policy.pyyaml import yaml
 from aip.shared.policy.regexes import RegexError, compile_pattern
 from aip.shared.policy.yaml_nodes import NodeReader, join
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 # ``x-aip-never-remember`` (our extension, docs/grants.md): a human's answer to this rule's
 # asks is never remembered, and ``aipctl policy suggest`` never proposes an allow for the tool.

@@ -10,10 +10,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final
 
 from aip.shared import slotclass
 from aip.shared.slotclass import FrozenSlotted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 DEFAULT_METHODS: Final = frozenset(
     {

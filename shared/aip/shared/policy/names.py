@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import unicodedata
 from functools import lru_cache
-from typing import Final
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 # Names are short and repeat (the same few tools are called over and over), so a small cache
 # turns the NFKC pass into a dict lookup on the hot path. Bounded in entries and in the

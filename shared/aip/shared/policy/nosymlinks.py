@@ -16,7 +16,10 @@ import errno
 import os
 import platform
 import sys
-from typing import Any, Final
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 _RESOLVE_NO_SYMLINKS: Final = 0x04
 _AT_FDCWD: Final = -100

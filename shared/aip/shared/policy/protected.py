@@ -17,11 +17,14 @@ import os
 import sys
 import unicodedata
 from collections.abc import Iterable
-from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from aip.shared.policy.protected_plan import MEMO_ENTRIES, MEMO_MAX_CHARS, Plan, plan_value
 from aip.shared.policy.protected_resolve import collapse, realpath
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 CASE_INSENSITIVE: Final = sys.platform in ("darwin", "win32")
 # A message whose candidates need more resolutions than this (a relative one costs one per

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Final, Protocol
 
 from aip.shared.policy.protected_resolve import collapse
 from aip.shared.policy.protected_tokens import GLUE, leaves, spellings, tokens
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final, Protocol
 
 PATH_MAX: Final = 4096  # longer strings name nothing the kernel would open
 # Plans remembered per ProtectedRoots, of whole values and of single strings (argument names
@@ -43,19 +46,21 @@ Step = tuple[str, int, tuple[Check, ...]]
 Plan = tuple[tuple[Step, ...], bool, int]
 
 
-class ProtectedRoots(Protocol):
-    """What planning reads of ``aip.shared.policy.protected.ProtectedRoots`` (its tables and
-    pure lookups); a Protocol, so this module does not import that one (no cycle)."""
+if TYPE_CHECKING:  # for the type checker only: typing stays out of start-up
 
-    bare_matters: bool
-    base_hit: str | None
-    too_many_bases: bool
-    base_pairs: tuple[tuple[str, str], ...]
+    class ProtectedRoots(Protocol):
+        """What planning reads of ``aip.shared.policy.protected.ProtectedRoots`` (its tables and
+        pure lookups); a Protocol, so this module does not import that one (no cycle)."""
 
-    def under(self, key: str) -> str | None: ...
-    def key(self, path: str) -> str: ...
-    def check_bare(self, name: str) -> str | None: ...
-    def expand_fixed(self, path: str) -> tuple[str, bool]: ...
+        bare_matters: bool
+        base_hit: str | None
+        too_many_bases: bool
+        base_pairs: tuple[tuple[str, str], ...]
+
+        def under(self, key: str) -> str | None: ...
+        def key(self, path: str) -> str: ...
+        def check_bare(self, name: str) -> str | None: ...
+        def expand_fixed(self, path: str) -> tuple[str, bool]: ...
 
 
 def plan_value(roots: ProtectedRoots, value: object, memo: dict[str, Plan]) -> Plan:

@@ -13,9 +13,12 @@ import os
 import stat
 import sys
 import threading
-from typing import Final
 
 from aip.shared.policy.nosymlinks import walk_without_symlinks
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 # Linux: the kernel resolves a path in one open(O_PATH) and /proc names what it reached
 # (~3 us); os.path.realpath walks it in Python with an lstat per component (~12 us).

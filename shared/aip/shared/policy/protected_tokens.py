@@ -11,8 +11,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
-from typing import Any, Final
 from urllib.parse import unquote
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 # Shell and list punctuation a path can be glued to: ``cat</etc/shadow``, ``a;cat ~/.ssh/x``,
 # ``--key=~/.ssh/id``, ``["/a","/b"]``.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Final
 
 # yaml/reader.py's pattern, written the same way (the escapes make the same string).
 YAML_NON_PRINTABLE: Final = (
@@ -36,3 +35,7 @@ def _preseed() -> None:
 _preseed()
 
 import yaml as yaml  # noqa: E402  (after the cache is seeded; re-exported for the loaders)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any, Final
 
 import orjson
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 MAX_PATTERN_CHARS: Final = 4096
 # Per pattern: RE2's compile memory (the program) and, at match time, its DFA cache. RE2's

@@ -9,11 +9,14 @@ string is expected. Anchors, aliases, merge keys and explicit tags are refused o
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final
 
 from aip.shared.errors import PolicyProblem
 from aip.shared.policy.pyyaml import yaml
 from aip.shared.policy.regexes import CompileBudget
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 _T: Final = "tag:yaml.org,2002:"
 STR: Final = _T + "str"

@@ -95,20 +95,41 @@ def thread_ticks(pid: int) -> dict[str, int]:
 
 class Records:
     """Decision records in an audit log, counted as it grows (reading only what was appended:
-    re-reading the whole log every poll would charge the driver megabytes per phase)."""
+    re-reading the whole log every poll would charge the driver megabytes per phase). The
+    file stays open, so a rotation (64 MB: ~100,000 records, the 11th run of a chain) is
+    followed: the renamed file is read to its end, then the new one from its start."""
 
     def __init__(self, audit: Path) -> None:
-        self.audit, self.offset, self.count, self.rest = audit, 0, 0, b""
+        self.audit, self.count, self.rest = audit, 0, b""
+        self.fh: io.BufferedReader | None = None
 
     def now(self) -> int:
-        with contextlib.suppress(FileNotFoundError), self.audit.open("rb") as fh:
-            fh.seek(self.offset)
-            data = self.rest + fh.read()
-            self.offset = fh.tell()
-            cut = data.rfind(b"\n") + 1
-            self.count += data[:cut].count(b'"event":"decision"')
-            self.rest = data[cut:]
-        return self.count
+        while True:
+            if self.fh is None:
+                try:
+                    self.fh = self.audit.open("rb")
+                except FileNotFoundError:
+                    return self.count
+            self._take(self.fh.read())
+            try:
+                rotated = os.stat(self.audit).st_ino != os.fstat(self.fh.fileno()).st_ino
+            except FileNotFoundError:  # between the rename and the new file
+                rotated = False
+            if not rotated:
+                return self.count
+            self._take(self.fh.read())  # complete once renamed: the rotate record was last
+            self.close()
+
+    def _take(self, data: bytes) -> None:
+        data = self.rest + data
+        cut = data.rfind(b"\n") + 1
+        self.count += data[:cut].count(b'"event":"decision"')
+        self.rest = data[cut:]
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
 
     def wait(self, want: int, limit_s: float) -> None:
         deadline = time.monotonic() + limit_s
@@ -199,9 +220,13 @@ def main() -> int:
         chains.append(("alone", *chain(ours, None), None, None))
         for tag, bindir in [("base", ns.base / "bin")] if ns.base else []:
             endpoint, audit, pid = st.enter_context(approver(bindir, tmp, tag, ns.pin))
-            chains.append((f"{tag}+approver", *chain(bindir, endpoint), Records(audit), pid))
+            records = Records(audit)
+            st.callback(records.close)
+            chains.append((f"{tag}+approver", *chain(bindir, endpoint), records, pid))
         endpoint, audit, pid = st.enter_context(approver(ours, tmp, "ours", ns.pin))
-        chains.append(("approver", *chain(ours, endpoint), Records(audit), pid))
+        records = Records(audit)
+        st.callback(records.close)
+        chains.append(("approver", *chain(ours, endpoint), records, pid))
         if ns.pin:
             os.sched_setaffinity(0, {0})
         runs: dict[str, list[dict[str, dict[str, float]]]] = {}

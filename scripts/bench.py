@@ -29,6 +29,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "bench_dlp_proxy.py": (["--quick", "--reps", "1"], []),
     "bench_ask.py": (["--asks", "100", "--sessions", "50"], []),
     "bench_audit.py": (["--reps", "1", "--messages", "30", "--durable-n", "100"], []),
+    "bench_ingest.py": (["--rounds", "3", "--messages", "50"], ["--rounds", "7"]),
     "bench_idle.py": (["--asks", "100"], ["--asks", "500"]),
 }
 TIMEOUT_S = {"short": 600, "full": 3600}

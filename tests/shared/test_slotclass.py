@@ -222,6 +222,15 @@ def test_derived_fields_and_replace() -> None:
         slotclass.replace(policy, nonsense=1)
 
 
+def test_a_subclass_without_fields_keeps_its_parents() -> None:
+    class Named(PolicyProblem):
+        pass
+
+    assert repr(Named(1, "k", "m")).endswith(".<locals>.Named(line=1, key_path='k', message='m')")
+    assert Named(1, "k", "m") == Named(1, "k", "m")
+    assert Named(1, "k", "m") != PolicyProblem(1, "k", "m")  # another class, as for a dataclass
+
+
 def test_slots_must_match_the_annotations() -> None:
     with pytest.raises(TypeError, match="__slots__"):
 

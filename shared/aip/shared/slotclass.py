@@ -48,6 +48,8 @@ class Slotted:
         super().__init_subclass__(**kwargs)
         # Field order is the annotations' order, as for a dataclass (``__slots__`` may be sorted).
         names = tuple(inspect.get_annotations(cls))
+        if not names and "__slots__" not in cls.__dict__:
+            return  # a subclass adding no fields keeps its parent's, as a dataclass's would
         if set(names) != set(cls.__dict__.get("__slots__", ())):
             raise TypeError(f"{cls.__qualname__}: __slots__ must list exactly its annotated fields")
         cls._all = names

@@ -105,3 +105,25 @@ def test_proxy_record_checks() -> None:
     assert "event" in str(proxy_record_problem({**rec(S1, 1), "event": "genesis"}))
     assert "session" in str(proxy_record_problem({**rec(S1, 1), "session": "x"}))
     assert "rseq" in str(proxy_record_problem({**rec(S1, 1), "rseq": True}))
+    for event in ([], {}, ["decision"]):  # not a string: refused, never a TypeError
+        assert "event" in str(proxy_record_problem({**rec(S1, 1), "event": event}))
+
+
+async def test_a_spool_line_whose_event_is_not_a_string_is_rejected(tmp_path: Path) -> None:
+    """An authentic line (the session's key) whose event is a list: rejected as its line, the
+    rest ingested. ``in`` the event set raised TypeError on it, which ended the ingest (and
+    the approver's periodic spool scan with it)."""
+    spools = tmp_path / "spool"
+    keys = SessionKeys(tmp_path / "keys")
+    spool = Spool(S1, spools)
+    assert keys.bind(S1, spool.key.hex())
+    spool.append([rec(S1, 1), {**rec(S1, 2), "event": ["decision"]}, rec(S1, 3)])
+    spool.close()
+    log = tmp_path / "aip-audit.jsonl"
+    async with AuditLog(log) as audit:
+        assert await ingest_orphan_spools(audit, keys, spools) == 2
+    records = [orjson.loads(x) for x in log.read_bytes().splitlines()][1:]
+    assert [r["rseq"] for r in records if r["event"] == "decision"] == [1, 3]
+    rejected = [(r["line"], r["reason"]) for r in records if r["event"] == "spool_rejected"]
+    assert rejected == [(2, "event ['decision'] is not one a proxy may send")]
+    assert_valid_log(log)

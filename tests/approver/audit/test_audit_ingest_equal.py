@@ -43,7 +43,8 @@ _DEFAULTS = (
 def reference_problem(record: Any) -> str | None:
     if not isinstance(record, dict):
         return "not an object"
-    if record.get("event") not in PROXY_EVENTS:
+    event = record.get("event")
+    if not isinstance(event, str) or event not in PROXY_EVENTS:  # a list failed the message
         return "event"
     session, rseq = record.get("session"), record.get("rseq")
     if not isinstance(session, str) or len(session) != 16 or session.strip("0123456789abcdef"):
@@ -119,6 +120,7 @@ def proxy_records() -> list[Any]:
         {"event": "decision", "session": SESSION, "rseq": -1},
         {"event": "decision", "session": SESSION, "rseq": "14"},
         {"event": "decision", "session": SESSION, "rseq": True},
+        {"event": ["decision"], "session": SESSION, "rseq": 15},  # was a TypeError: no ack
         rec(1),  # a duplicate: acked, not written again
     ]
 

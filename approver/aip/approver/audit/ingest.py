@@ -46,8 +46,11 @@ def proxy_record_problem(record: Any) -> str | None:
     """Why a record sent by a proxy cannot go into the log (None: it can)."""
     if not isinstance(record, dict):
         return "not an object"
-    if record.get("event") not in PROXY_EVENTS:
-        return f"event {record.get('event')!r} is not one a proxy may send"
+    event = record.get("event")
+    # A str first: ``in`` a frozenset raises TypeError for a list or an object, which failed
+    # the whole message (never acked: re-sent forever) or ended the spool scans.
+    if not isinstance(event, str) or event not in PROXY_EVENTS:
+        return f"event {event!r} is not one a proxy may send"
     session, rseq = record.get("session"), record.get("rseq")
     if not isinstance(session, str) or not _SESSION.fullmatch(session):
         return "no valid session"
@@ -118,7 +121,8 @@ def accept_batch(records: list[Any], user: str | None) -> tuple[list[Any], list[
         if type(rseq) is int:
             acks.append(rseq)
         if (
-            event in PROXY_EVENTS
+            isinstance(event, str)  # see proxy_record_problem
+            and event in PROXY_EVENTS
             and isinstance(session, str)
             and (session == matched or _SESSION.fullmatch(session))
             and type(rseq) is int

@@ -17,7 +17,9 @@ import pytest
 from aip.proxy.relay.asks import _Ask
 from aip.proxy.relay.dlp_filter import RequestScan
 from aip.proxy.relay.session import Pending, PolicyState
+from aip.proxy.sandbox.launch import Mode as SandboxMode
 from aip.proxy.sandbox.plan import Plan
+from aip.proxy.settings import Settings
 from aip.proxy.stdio import Oversize
 from aip.shared import slotclass
 from aip.shared.dlp.builtin import BuiltinRule
@@ -130,6 +132,25 @@ CASES: list[tuple[type[Slotted], tuple[Any, ...], tuple[Any, ...]]] = [
     ),
     (ServerLine, (Kind.RESPONSE, 1, {"id": 1}), (Kind.RESPONSE, 2, {"id": 2})),
     (_Ask, (MSG, DECISION, "t", 1.0, ["aws"], EVENT), (MSG, DECISION, "t", 2.0, None, EVENT)),
+    (
+        Settings,
+        (
+            ["srv"],
+            "srv",
+            "ipc://x",
+            "a",
+            1024,
+            2048,
+            1.0,
+            2.0,
+            3.0,
+            4.0,
+            ("/p",),
+            SandboxMode.AUTO,
+            None,
+        ),
+        (["srv"], "srv"),
+    ),
 ]
 # Where the dataclass had a default_factory, the class takes None for "make a new one".
 FACTORIES: dict[tuple[type[Slotted], str], Any] = {

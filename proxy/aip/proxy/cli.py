@@ -293,7 +293,8 @@ def _main(
         from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S
         from aip.proxy.relay.asks import PROGRESS_INTERVAL_S
         from aip.proxy.reload import POLL_INTERVAL_S
-        from aip.proxy.runner import Settings, run
+        from aip.proxy.runner import run
+        from aip.proxy.settings import Settings
 
         stdin_grace, term_grace, progress, reload_s = timings
         settings = Settings(

@@ -18,28 +18,25 @@ import subprocess
 import termios
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import FrameType
 
 from aip.proxy import lean
 from aip.proxy.audit.recorder import Recorder, record_late_allow
-from aip.proxy.child import STDIN_CLOSE_GRACE_S, TERM_GRACE_S, Child, become_subreaper
+from aip.proxy.child import Child, become_subreaper
 from aip.proxy.child import exit_status as child_exit_status
 from aip.proxy.protection import Protection
 from aip.proxy.relay import dlp_filter, downstream, upstream
-from aip.proxy.relay.asks import PROGRESS_INTERVAL_S, Asks
+from aip.proxy.relay.asks import Asks
 from aip.proxy.relay.session import Session
-from aip.proxy.reload import POLL_INTERVAL_S, PolicyReloader
+from aip.proxy.reload import PolicyReloader
 from aip.proxy.sandbox import early
-from aip.proxy.sandbox.launch import DEFAULT as SANDBOX_DEFAULT
-from aip.proxy.sandbox.launch import Mode as SandboxMode
 from aip.proxy.sandbox.launch import Probe, SandboxUnavailable, server_prefix, wrapper_levels
 from aip.proxy.sandbox.stdout_pipe import StdoutFifo
 from aip.proxy.server_env import server_environment
+from aip.proxy.settings import Settings
 from aip.proxy.stdio import Wire, widen_pipe
 from aip.shared import logs
 from aip.shared.digests import canonical_digest
-from aip.shared.jsonrpc import MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES
 from aip.shared.own_pid import own_pid
 from aip.shared.policy.file import PolicyPin
 from aip.shared.policy.model import Policy
@@ -58,25 +55,6 @@ WATCHDOG_EXTRA_S: Final = 1.0
 HANGUP_POLL_MS: Final = 1000  # how soon the stdin watch notices the relay ended by itself
 # The host half-closed a socket stdin (Linux only; elsewhere a full close's POLLHUP still counts).
 _HANGUP: Final = getattr(select, "POLLRDHUP", 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """One session's settings, from the command line and the environment."""
-
-    command: list[str]
-    server_name: str
-    approver: str | None = None
-    agent_id: str | None = None
-    max_line_bytes: int = MAX_LINE_BYTES
-    max_server_line_bytes: int = MAX_SERVER_LINE_BYTES
-    stdin_grace_s: float = STDIN_CLOSE_GRACE_S
-    term_grace_s: float = TERM_GRACE_S
-    progress_interval_s: float = PROGRESS_INTERVAL_S
-    reload_interval_s: float = POLL_INTERVAL_S  # policy file poll; 0: only SIGHUP reloads
-    extra_protected: tuple[str, ...] = field(default=())
-    sandbox: SandboxMode = SANDBOX_DEFAULT
-    on_start: Callable[[Callable[[str], None]], None] | None = None  # given the stop function
 
 
 class _Stop:

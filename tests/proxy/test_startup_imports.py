@@ -147,6 +147,19 @@ def test_the_shadow_table_is_built_only_when_used() -> None:
     assert python_c(code) == "0"
 
 
+def test_rare_path_patterns_compile_when_first_used() -> None:
+    """The JSON text's patterns for lone surrogates and a refused text's id (~1.2 ms to
+    compile) wait for a text that needs them; a start and a clean message do not."""
+    code = (
+        "import aip.proxy.runner; from aip.shared import jsontext, jsonrpc;"
+        'jsonrpc.parse_line(b\'{"jsonrpc":"2.0","id":1,"method":"ping"}\');'
+        "print(jsontext._surrogate.cache_info().currsize, jsontext._id_scan.cache_info().currsize);"
+        'print(jsontext.scan_id(b\'{"id": 7, "x"\'), jsontext.decode(b\'"\\\\ud800"\'));'
+        "print(jsontext._surrogate.cache_info().currsize, jsontext._id_scan.cache_info().currsize)"
+    )
+    assert python_c(code).splitlines() == ["0 0", "7 \ufffd", "1 1"]
+
+
 def test_approval_client_does_not_import_asyncio() -> None:
     """pyzmq's ``zmq.utils.monitor`` imports ``zmq.asyncio`` (asyncio, ssl: ~7 MB of RSS once
     the client connects); the dealers decode monitor events themselves."""

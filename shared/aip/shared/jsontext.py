@@ -17,6 +17,7 @@ cannot hold a duplicate key; any other text also goes through the stdlib parser 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -111,7 +112,13 @@ def _decode_slow(text: bytes) -> Any:
     return value
 
 
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# The three patterns below serve rare paths (a text orjson refused, a redacted message, a
+# refused text's id): compiled at first use, not at every start (~1.2 ms, issue 16).
+@functools.cache
+def _surrogate() -> re.Pattern[str]:
+    return re.compile("[\ud800-\udfff]")
+
+
 _I64_MIN: Final = -(2**63)
 _U64_MAX: Final = 2**64 - 1
 
@@ -123,13 +130,13 @@ def _checked_view(value: Any, depth: int) -> Any:
         raise TextError(f"nested deeper than {MAX_DEPTH} levels")
     t = type(value)
     if t is str:
-        return _SURROGATE.sub("\ufffd", value)
+        return _surrogate().sub("\ufffd", value)
     if t is int:
         return value if _I64_MIN <= value <= _U64_MAX else float(value)
     if t is list:
         return [_checked_view(v, depth + 1) for v in value]
     if t is dict:
-        out = {_SURROGATE.sub("\ufffd", k): _checked_view(v, depth + 1) for k, v in value.items()}
+        out = {_surrogate().sub("\ufffd", k): _checked_view(v, depth + 1) for k, v in value.items()}
         if len(out) != len(value):
             raise TextError("keys that differ only in lone surrogates")
         return out
@@ -177,15 +184,21 @@ _NOTHING: Final = object()
 
 
 def _string(s: str) -> str:
-    if _SURROGATE.search(s):
+    if _surrogate().search(s):
         return json.dumps(s)  # escaped: a lone surrogate has no UTF-8 form
     return orjson.dumps(s).decode("utf-8")
 
 
 # ---- the id of a refused text ----
 
-_TOKEN: Final = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]')
-_ID_VALUE: Final = re.compile(rb'\s*:\s*("(?:[^"\\]|\\.)*"|-?(?:0|[1-9][0-9]*)(?![0-9.eE]))')
+
+@functools.cache
+def _id_scan() -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """A string or structural token; what follows a key up to its string or integer value."""
+    return (
+        re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]'),
+        re.compile(rb'\s*:\s*("(?:[^"\\]|\\.)*"|-?(?:0|[1-9][0-9]*)(?![0-9.eE]))'),
+    )
 
 
 def scan_id(text: bytes) -> str | int | None:
@@ -197,7 +210,8 @@ def scan_id(text: bytes) -> str | int | None:
     if head[start : start + 1] != b"{":
         return None
     depth = 0
-    for m in _TOKEN.finditer(head, start):
+    token_re, value_re = _id_scan()
+    for m in token_re.finditer(head, start):
         token = m.group()
         if token in (b"{", b"["):
             depth += 1
@@ -206,7 +220,7 @@ def scan_id(text: bytes) -> str | int | None:
             if depth <= 0:
                 return None
         elif depth == 1 and token == b'"id"':
-            v = _ID_VALUE.match(head, m.end())
+            v = value_re.match(head, m.end())
             if v is not None:
                 return _id_value(v.group(1))
     return None
@@ -217,6 +231,6 @@ def _id_value(token: bytes) -> str | int | None:
         value = json.loads(token.decode("utf-8"))
     except ValueError:
         return None
-    if type(value) is str and _SURROGATE.search(value):
+    if type(value) is str and _surrogate().search(value):
         return None  # cannot be echoed as the client wrote it
     return value if type(value) in (str, int) else None

@@ -18,6 +18,7 @@ from typing import Final
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from aip.approver.give_way import give_way
 from aip.approver.peer import readable
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class IpcListener:
                         self._on_frames(frames)
                     except Exception:  # one message's boundary: never stop serving the rest
                         log.exception("failed to handle a message (%s socket); dropped", self.name)
+                    give_way()
                 self._drain_monitor()
                 if readable(router) or readable(monitor):
                     await asyncio.sleep(0)  # more to read: let the dialog and timers run first

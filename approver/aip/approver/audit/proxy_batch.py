@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from aip.approver.audit.dedup import SeenPairs
+from aip.approver.give_way import give_way
 from aip.shared.audit.record import CAP_CHARS, ascii_json, cap_record
 
 
@@ -89,6 +90,7 @@ def build(
     run_next = 0  # the rseq that continues it
     fresh = True  # no pair looked at yet, or only duplicates: a run may still start
     for index in range(start, len(records)):  # the general path: any record, any message
+        give_way()
         record = records[index]
         session, rseq = record.get("session"), record.get("rseq")
         pair = (session, rseq) if isinstance(session, str) and isinstance(rseq, int) else None
@@ -180,6 +182,7 @@ def _whole_run(
     lines: list[bytes] = []
     last = prev.encode("ascii")
     for body in bodies:
+        give_way()
         seq += 1
         line = b'%b,"seq":%d,"prev":"%b"}' % (body[:-1], seq, last)
         lines.append(line)

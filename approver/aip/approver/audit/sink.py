@@ -21,6 +21,7 @@ from aip.approver.audit.ingest import (
     orphan_spool_dirs,
 )
 from aip.approver.audit.writer import AuditLog, AuditUnavailable
+from aip.approver.give_way import give_way
 from aip.approver.session_keys import SessionKeys, keys_dir
 from aip.shared.audit.record import decision_record, not_forwarded_record
 from aip.shared.outcomes import Outcome
@@ -80,7 +81,9 @@ class AuditSink:
     def ingest(self, records: list[dict[str, Any]]) -> list[int]:
         """Write a proxy's batch; the rseqs to ack. Raises AuditUnavailable: no ack, the proxy
         keeps the records. A malformed record is acked (it can never be written) and logged."""
+        give_way()  # after the message's decode (aip.approver.give_way)
         good, acks = accept_batch(records, self.log.user)
+        give_way()
         self.log.append_proxy_records(good)
         return acks
 

@@ -10,7 +10,7 @@ import pytest
 
 from aip.proxy.audit import outbox as audit_outbox
 from aip.proxy.audit.outbox import WINDOW, AuditOutbox
-from aip.shared.audit import spool
+from aip.shared.audit import spool, spool_compact
 from aip.shared.audit.spool import Spool
 from aip.shared.audit.spool_line import LineKey
 
@@ -131,7 +131,7 @@ def _compacted(
     """40 records, then ``acked`` acknowledged (compaction at 10): the rseqs the rewritten
     file holds and the bytes compaction read minus the file's size."""
     monkeypatch.setattr(spool, "COMPACT_MIN_RECORDS", 10)
-    monkeypatch.setattr(spool, "TAIL_CHUNK_BYTES", 256)  # a few lines per read
+    monkeypatch.setattr(spool_compact, "TAIL_CHUNK_BYTES", 256)  # a few lines per read
     store = Spool(SESSION, tmp_path)
     store.append([{"session": SESSION, "rseq": r, "pad": "x" * 50} for r in range(1, 41)])
     if tamper:  # one line's record changed after it was signed: its MAC no longer holds

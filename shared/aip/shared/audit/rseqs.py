@@ -23,6 +23,11 @@ class RseqSet:
     def __len__(self) -> int:
         return self._count
 
+    def copy(self) -> RseqSet:
+        twin = RseqSet()
+        twin._starts, twin._stops, twin._count = list(self._starts), list(self._stops), self._count
+        return twin
+
     def __bool__(self) -> bool:
         return self._count > 0
 

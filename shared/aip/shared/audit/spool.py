@@ -15,12 +15,13 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
 
 from aip.shared import paths
+from aip.shared.audit import spool_compact
 from aip.shared.audit.rseqs import RseqSet
 from aip.shared.audit.spool_line import LineKey
 
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 SPOOL_DIR_NAME: Final = "spool"
 MAX_SPOOL_BYTES: Final = 256 << 20  # beyond this, new records are dropped (and logged)
 READ_CHUNK_BYTES: Final = 1 << 20
-TAIL_CHUNK_BYTES: Final = 64 << 10  # compaction reads the unacknowledged tail in these
 COMPACT_MIN_RECORDS: Final = 1024  # acknowledged records tolerated in the file before compaction
 KEY_BYTES: Final = 32
 
@@ -76,6 +76,7 @@ class Spool:
         self._unacked = RseqSet()  # rseqs in the file not yet acknowledged (as ranges)
         self._acked = 0  # acknowledged records still in the file (dropped by compaction)
         self._size = 0
+        self._compacting = False  # a compaction's copy runs (without the lock)
         self.dropped = 0
 
     def _ensure_open(self) -> int:
@@ -200,72 +201,55 @@ class Spool:
                 os.ftruncate(self._fd, 0)  # atomic, and nothing is left to lose
                 self._acked = 0
                 self._size = 0
-            elif self._acked > COMPACT_MIN_RECORDS and self._acked > len(self._unacked):
-                self._compact()
+                return
+            if self._compacting or not (
+                self._acked > COMPACT_MIN_RECORDS and self._acked > len(self._unacked)
+            ):
+                return
+            # The copy runs without the lock (aip.shared.audit.spool_compact): on a dup of
+            # the fd, so a close meanwhile cannot hand its number to another file.
+            self._compacting = True
+            fd, size = os.dup(self._fd), os.fstat(self._fd).st_size
+            unacked, want = self._unacked.copy(), len(self._unacked)
+        try:
+            self._compact(fd, size, unacked, want)
+        finally:
+            os.close(fd)
+            with self._lock:
+                self._compacting = False
 
-    def _compact(self) -> None:
+    def _compact(self, fd: int, size: int, unacked: RseqSet, want: int) -> None:
         """Write the unacknowledged rest to a new locked file and rename it over: a crash
-        never loses a record; someone ingesting the old inode finds only duplicates.
-
-        Streamed in chunks, never the rest at once: with an approver far behind, the rest is
-        tens of thousands of records, and holding them (and their parsed records) at once
-        left the proxy's RSS at its high-water mark (116-143 MB after 100,000 calls at load
-        10-15, a helper measured); now a chunk and one line at most."""
-        fd = self._fd
-        size = os.fstat(fd).st_size
+        never loses a record; someone ingesting the old inode finds only duplicates."""
         tmp = self.path.with_name(self.path.name + ".tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         new = _open_private(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
         try:
             fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if not self._copy_tail(fd, new, size):
-                os.ftruncate(new, 0)  # what the tail copy wrote before it gave up
-                self._copy_unacked(fd, new, size)
-            os.fsync(new)
-            os.rename(tmp, self.path)
+            copied = spool_compact.copy(
+                fd, new, size, unacked, want, self._line_key, str(self.path)
+            )
         except BaseException:
-            os.close(new)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            spool_compact.abandon(new, tmp)
             raise
-        os.close(fd)
-        self._fd = new
-        self._acked = 0
-        self._size = os.fstat(new).st_size
-
-    def _copy_tail(self, fd: int, new: int, size: int) -> bool:
-        """Copy the unacknowledged records when they are exactly the file's last complete
-        lines, each authentic, in rising rseq order (the steady state with an approver: it
-        acks in order while new records keep coming); False otherwise (the caller then
-        copies from the whole file). Measured: a compaction every ~1,500 records read and
-        verified the whole file, 20-29 ms of CPU under this lock (every relay's append
-        waits), where the tail is a few lines."""
-        want = len(self._unacked)
-        start = _tail_start(fd, size, want)
-        if start is None:
-            return False
-        last, count, out = -1, 0, _Out(new)
-        for line in _lines(fd, start, size):
-            record, _why = self._line_key.open(line)
-            rseq = None if record is None else record.get("rseq")
-            if type(rseq) is not int or rseq <= last or rseq not in self._unacked:
-                return False
-            last, count = rseq, count + 1
-            out.add(line)
-        out.flush()
-        return count == want
-
-    def _copy_unacked(self, fd: int, new: int, size: int) -> None:
-        """Every authentic line of an unacknowledged record, in file order."""
-        out = _Out(new)
-        for number, line in enumerate(_lines(fd, 0, size), 1):
-            record, why = self._line_key.open(line)
-            if record is None:
-                log.warning("spool %s: line %d skipped: %s", self.path, number, why)
-            elif record.get("rseq") in self._unacked:
-                out.add(line)
-        out.flush()
+        with self._lock:  # what came meanwhile, then the switch: appends wait only for this
+            try:
+                if self._fd < 0 or not os.path.samestat(os.fstat(self._fd), os.fstat(fd)):
+                    spool_compact.abandon(new, tmp)  # closed (or reopened) meanwhile
+                    return
+                end = os.fstat(self._fd).st_size
+                copied += spool_compact.finish(fd, new, size, end)
+                os.rename(tmp, self.path)
+            except BaseException:
+                spool_compact.abandon(new, tmp)
+                raise
+            os.close(self._fd)
+            self._fd = new
+            # Every unacknowledged record is in the new file once; the rest of its lines
+            # were acknowledged while the copy ran.
+            self._acked = copied - len(self._unacked)
+            self._size = os.fstat(new).st_size
 
     def _authentic(self, data: bytes) -> list[tuple[bytes, dict[str, Any]]]:
         """(line, record) of each line whose MAC holds; the others are skipped and logged:
@@ -290,61 +274,6 @@ class Spool:
                     self.path.unlink()
             os.close(self._fd)
             self._fd = -1
-
-
-class _Out:
-    """Lines to a file in writes of about a chunk."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd, self._parts, self._size = fd, list[bytes](), 0
-
-    def add(self, line: bytes) -> None:
-        self._parts.append(line + b"\n")
-        self._size += len(line) + 1
-        if self._size >= TAIL_CHUNK_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._parts:
-            data = b"".join(self._parts)
-            self._parts, self._size = [], 0
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
-
-
-def _lines(fd: int, start: int, size: int) -> Iterator[bytes]:
-    """The complete lines (without newlines) of ``fd`` from ``start`` to ``size``, read a
-    chunk at a time; a torn last line (crash mid-write) is left out, as always."""
-    rest = b""
-    offset = start
-    while offset < size:
-        chunk = os.pread(fd, min(TAIL_CHUNK_BYTES, size - offset), offset)
-        if not chunk:
-            break
-        offset += len(chunk)
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        yield from lines
-
-
-def _tail_start(fd: int, size: int, want: int) -> int | None:
-    """Where the last ``want`` complete lines of ``fd`` begin (read backwards a chunk at a
-    time), None when it has fewer."""
-    need = want + 1  # newlines from the end: the first ends the last complete line
-    seen, pos = 0, size
-    while pos > 0:
-        step = min(TAIL_CHUNK_BYTES, pos)
-        pos -= step
-        chunk = os.pread(fd, step, pos)
-        found = chunk.count(b"\n")
-        if seen + found >= need:
-            end = len(chunk)
-            for _ in range(need - seen):
-                end = chunk.rfind(b"\n", 0, end)
-            return pos + end + 1
-        seen += found
-    return 0 if seen == want else None
 
 
 def claim_orphans(directory: Path | None = None) -> list[tuple[Path, int]]:

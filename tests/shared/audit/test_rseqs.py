@@ -22,6 +22,11 @@ def test_behaves_like_a_set(ops: list[tuple[str, int]]) -> None:
         assert bool(ours) == bool(model)
     assert [v for v in range(-1, 62) if v in ours] == sorted(model)
     assert "1" not in ours
+    assert list(ours) == sorted(model)  # iteration: rising order
+    twin = ours.copy()
+    twin.add(1000)
+    assert list(ours) == sorted(model)  # a copy is its own
+    assert list(twin) == [*sorted(model), 1000]
 
 
 def test_in_order_rseqs_cost_one_range_however_many() -> None:

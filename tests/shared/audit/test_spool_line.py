@@ -43,3 +43,34 @@ def test_sign_then_open_round_trip_and_tamper() -> None:
     # the key state is not consumed by a line: the next line's MAC is its own
     assert lk.mac(8, body) == _reference(key, "s" * 16, 8, body)
     assert lk.mac(7, body) == _reference(key, "s" * 16, 7, body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rseq=st.integers(min_value=0, max_value=2**40),
+    other=st.integers(min_value=0, max_value=2**40),
+    pad=st.text(max_size=20),
+    change=st.sampled_from(["none", "mac", "body", "gap", "session", "key", "empty"]),
+)
+def test_holds_is_open_for_a_known_rseq(rseq: int, other: int, pad: str, change: str) -> None:
+    """``holds(line, r)`` (a compaction's check, no parse) is true exactly when ``open``
+    takes the line and finds rseq ``r`` in it."""
+    import orjson
+
+    session, key = "0123456789abcdef", b"k" * 32
+    body = orjson.dumps({"event": "decision", "session": session, "rseq": rseq, "pad": pad})
+    line = LineKey(key, session).sign(rseq, body)[:-1]
+    if change == "mac":
+        line = (b"0" if line[:1] != b"0" else b"1") + line[1:]
+    elif change == "body":
+        line = line.replace(b'"rseq":%d' % rseq, b'"rseq":%d' % (rseq + 1))
+    elif change == "gap":
+        line = line[:64] + b"\t" + line[65:]
+    elif change == "empty":
+        line = line[:65]
+    reader = LineKey(
+        b"q" * 32 if change == "key" else key, "f" * 16 if change == "session" else session
+    )
+    for asked in (rseq, other):
+        record, _why = reader.open(line)
+        assert reader.holds(line, asked) == (record is not None and record["rseq"] == asked)

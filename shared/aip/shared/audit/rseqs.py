@@ -9,7 +9,7 @@ handed out in order, so the unacknowledged ones are a few runs: kept as sorted, 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 
 class RseqSet:
@@ -22,6 +22,11 @@ class RseqSet:
 
     def __len__(self) -> int:
         return self._count
+
+    def __iter__(self) -> Iterator[int]:
+        """The values in rising order."""
+        for start, stop in zip(self._starts, self._stops, strict=True):
+            yield from range(start, stop)
 
     def copy(self) -> RseqSet:
         twin = RseqSet()

@@ -102,3 +102,20 @@ def test_a_spool_closed_during_its_compaction_keeps_its_file(
     assert not acker.is_alive()
     assert store.path.read_bytes() == before
     assert not store.path.with_name(store.path.name + ".tmp").exists()
+
+
+@pytest.mark.parametrize(("limit", "compacted"), [(1 << 30, False), (2048, True)])
+def test_a_big_file_is_compacted_before_the_record_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int, compacted: bool
+) -> None:
+    """Big records would fill the spool's byte limit with acknowledged ones long before
+    COMPACT_MIN_RECORDS of them: past COMPACT_BYTES a compaction runs all the same."""
+    monkeypatch.setattr(spool_mod, "COMPACT_BYTES", limit)
+    store = Spool(SESSION, tmp_path)
+    store.append([rec(r) for r in range(1, 41)])  # ~5 KB
+    inode = store.path.stat().st_ino
+    store.ack(list(range(1, 31)))
+    assert (store.path.stat().st_ino != inode) is compacted
+    assert _file_rseqs(store) == (list(range(31, 41)) if compacted else list(range(1, 41)))
+    assert [r["rseq"] for r in store.pending()] == list(range(31, 41))
+    store.close()

@@ -34,7 +34,14 @@ log = logging.getLogger(__name__)
 SPOOL_DIR_NAME: Final = "spool"
 MAX_SPOOL_BYTES: Final = 256 << 20  # beyond this, new records are dropped (and logged)
 READ_CHUNK_BYTES: Final = 1 << 20
-COMPACT_MIN_RECORDS: Final = 1024  # acknowledged records tolerated in the file before compaction
+# Acknowledged records tolerated in the file before a compaction, or bytes of file: each
+# compaction copies and fsyncs the unacknowledged tail (~a window, 256 records, at 64 in
+# flight), so fewer of them cost less per record (approval thread 7.3 -> 3.7-4.0 us per call
+# at 64 in flight with an approver, 1,024 -> 8,192), and a re-read skips the acknowledged
+# lines unread (spool_compact.unacked_tail). The byte bound keeps big records (up to 64 KB
+# each) from filling MAX_SPOOL_BYTES with acknowledged ones.
+COMPACT_MIN_RECORDS: Final = 8192
+COMPACT_BYTES: Final = 8 << 20
 KEY_BYTES: Final = 32
 
 
@@ -145,13 +152,20 @@ class Spool:
                 self._unacked.update(rseqs or ())
 
     def pending(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Spooled records not yet acknowledged, oldest first (at most ``limit``). Read in
-        chunks from the start, so a big spool is not parsed whole for the first few."""
+        """Spooled records not yet acknowledged, oldest first (at most ``limit``). When they
+        are the file's last lines (the usual case), only those are read
+        (``spool_compact.unacked_tail``); else the file is read in chunks from the start,
+        so a big spool is not parsed whole for the first few."""
         with self._lock:
             if self._fd < 0 and not self.path.exists():
                 return []
             fd = self._ensure_open()
             foreign = not self._unacked and not self._acked  # a file we did not write
+            if self._unacked:
+                size, key = os.fstat(fd).st_size, self._line_key
+                tail = spool_compact.unacked_tail(fd, size, self._unacked, limit, key)
+                if tail is not None:
+                    return tail
             out: list[dict[str, Any]] = []
             offset, rest = 0, b""
             while limit is None or len(out) < limit:
@@ -202,9 +216,8 @@ class Spool:
                 self._acked = 0
                 self._size = 0
                 return
-            if self._compacting or not (
-                self._acked > COMPACT_MIN_RECORDS and self._acked > len(self._unacked)
-            ):
+            many = self._acked > COMPACT_MIN_RECORDS or self._size > COMPACT_BYTES
+            if self._compacting or not (many and self._acked > len(self._unacked)):
                 return
             # The copy runs without the lock (aip.shared.audit.spool_compact): on a dup of
             # the fd, so a close meanwhile cannot hand its number to another file.

@@ -22,7 +22,7 @@ from aip.shared.audit.spool_line import LineKey
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Final
+    from typing import Any, Final
 
 log = logging.getLogger("aip.shared.audit.spool")  # the spool's own log, as before the split
 
@@ -83,6 +83,31 @@ def _copy_tail(
         out.add(line)
     out.flush()
     return count if count == want else None
+
+
+def unacked_tail(
+    fd: int, size: int, unacked: RseqSet, limit: int | None, key: LineKey
+) -> list[dict[str, Any]] | None:
+    """``Spool.pending`` when the unacknowledged records are the file's last lines in rising
+    rseq order (the first ``limit`` of them, parsed); None when that is not so (the caller
+    reads the whole file). Each line is checked against the rseq it must hold, as the
+    compaction does, so the acknowledged lines before them are never opened: a re-read (a
+    reconnect, a re-send) held every relay's record for the whole file's parse before."""
+    want = len(unacked)
+    begin = _tail_start(fd, size, want)
+    if begin is None:
+        return None
+    out: list[dict[str, Any]] = []
+    expected = iter(unacked)
+    for line in _lines(fd, begin, size):
+        if limit is not None and len(out) >= limit:
+            break
+        rseq = next(expected, None)
+        record = None if rseq is None else key.opened_as(line, rseq)
+        if record is None:
+            return None
+        out.append(record)
+    return out if len(out) == (want if limit is None else min(want, limit)) else None
 
 
 def _copy_unacked(

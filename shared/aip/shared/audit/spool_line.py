@@ -67,6 +67,16 @@ class LineKey:
         mac, gap, body = line[:MAC_CHARS], line[MAC_CHARS : MAC_CHARS + 1], line[MAC_CHARS + 1 :]
         return gap == b" " and bool(body) and hmac.compare_digest(mac, self.mac(rseq, body))
 
+    def opened_as(self, line: bytes, rseq: int) -> dict[str, Any] | None:
+        """``open``'s record when ``holds(line, rseq)``, else None: the MAC first, then one
+        parse (an authentic line is a record of ours, so ``open``'s other checks hold)."""
+        if not self.holds(line, rseq):
+            return None
+        record = orjson.loads(line[MAC_CHARS + 1 :])
+        if not isinstance(record, dict) or record.get("rseq") != rseq:
+            return None
+        return record if record.get("session") == self.session else None
+
     def open(self, line: bytes) -> tuple[dict[str, Any] | None, str]:
         """(the record, "") when ``line`` (without its newline) is authentic and of this
         session, else (None, why not)."""

@@ -223,15 +223,15 @@ class Spool:
             # the fd, so a close meanwhile cannot hand its number to another file.
             self._compacting = True
             fd, size = os.dup(self._fd), os.fstat(self._fd).st_size
-            unacked, want = self._unacked.copy(), len(self._unacked)
+            unacked = self._unacked.copy()
         try:
-            self._compact(fd, size, unacked, want)
+            self._compact(fd, size, unacked)
         finally:
             os.close(fd)
             with self._lock:
                 self._compacting = False
 
-    def _compact(self, fd: int, size: int, unacked: RseqSet, want: int) -> None:
+    def _compact(self, fd: int, size: int, unacked: RseqSet) -> None:
         """Write the unacknowledged rest to a new locked file and rename it over: a crash
         never loses a record; someone ingesting the old inode finds only duplicates."""
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -240,9 +240,7 @@ class Spool:
         new = _open_private(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
         try:
             fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            copied = spool_compact.copy(
-                fd, new, size, unacked, want, self._line_key, str(self.path)
-            )
+            copied = spool_compact.copy(fd, new, size, unacked, self._line_key, str(self.path))
         except BaseException:
             spool_compact.abandon(new, tmp)
             raise

@@ -29,12 +29,17 @@ log = logging.getLogger("aip.shared.audit.spool")  # the spool's own log, as bef
 TAIL_CHUNK_BYTES: Final = 64 << 10  # compaction reads the unacknowledged tail in these
 
 
-def copy(fd: int, new: int, size: int, unacked: RseqSet, want: int, key: LineKey, name: str) -> int:
-    """The authentic lines of ``fd``'s first ``size`` bytes whose rseq is in ``unacked``
-    (``want`` of them) into ``new``, fsynced; how many were copied. When they are exactly the
-    file's last lines, in rising rseq order (the steady state with an approver: it acks in
-    order while new records keep coming), only that tail is read."""
-    copied = _copy_tail(fd, new, size, unacked, want, key)
+def copy(fd: int, new: int, size: int, unacked: RseqSet, key: LineKey, name: str) -> int:
+    """The authentic lines of ``fd``'s first ``size`` bytes whose rseq is in ``unacked`` into
+    ``new``, fsynced; how many were copied. When they are exactly the file's last lines, in
+    rising rseq order (the steady state with an approver: it acks in order while new records
+    keep coming), only that tail is read.
+
+    Streamed in chunks (``_lines``, ``_Out``), never the rest at once: with an approver far
+    behind, the rest is tens of thousands of records, and holding them (and their parsed
+    records) at once left the proxy's RSS at its high-water mark (116-143 MB after 100,000
+    calls at load 10-15, a helper measured); now a chunk and one line at most."""
+    copied = _copy_tail(fd, new, size, unacked, key)
     if copied is None:
         os.ftruncate(new, 0)  # what the tail copy wrote before it gave up
         copied = _copy_unacked(fd, new, size, unacked, key, name)
@@ -60,29 +65,33 @@ def abandon(new: int, tmp: Path) -> None:
         tmp.unlink()
 
 
-def _copy_tail(
-    fd: int, new: int, size: int, unacked: RseqSet, want: int, key: LineKey
-) -> int | None:
-    """The file's last ``want`` lines when they are the unacknowledged records in rising rseq
-    order, each authentic; None otherwise. A line is checked against the rseq it must hold
-    (the next unacknowledged one): its MAC binds session, rseq and the record's bytes, so a
-    match needs no parse of the record (measured: the open and parse of each tail line was
-    most of a compaction, ~6 us per record at 64 in flight with an approver). Reading only
-    the tail: a compaction every ~1,500 records read and verified the whole file, 20-29 ms of
-    CPU, where the tail is a few lines."""
-    begin = _tail_start(fd, size, want)
-    if begin is None:
+def _tail(fd: int, size: int, unacked: RseqSet) -> Iterator[tuple[bytes, int]] | None:
+    """The file's last ``len(unacked)`` lines, each with the unacknowledged rseq it holds if
+    they are the unacknowledged records in rising rseq order; None when the file has fewer.
+    The caller checks each line against its rseq (``LineKey.holds``): its MAC binds session,
+    rseq and the record's bytes, so a match needs no parse of the record (measured: the open
+    and parse of each tail line was most of a compaction, ~6 us per record at 64 in flight
+    with an approver). Only the tail is read: a compaction every ~1,500 records read and
+    verified the whole file, 20-29 ms of CPU, where the tail is a few lines."""
+    begin = _tail_start(fd, size, len(unacked))
+    # Not strict: fewer lines than rseqs (the file cut meanwhile) is the callers' count check.
+    return None if begin is None else zip(_lines(fd, begin, size), unacked, strict=False)
+
+
+def _copy_tail(fd: int, new: int, size: int, unacked: RseqSet, key: LineKey) -> int | None:
+    """The unacknowledged tail (``_tail``) copied to ``new``, each line authentic for its
+    rseq; None otherwise (what was written is then cut by the caller)."""
+    tail = _tail(fd, size, unacked)
+    if tail is None:
         return None
-    expected = iter(unacked)
     count, out = 0, _Out(new)
-    for line in _lines(fd, begin, size):
-        rseq = next(expected, None)
-        if rseq is None or not key.holds(line, rseq):
+    for line, rseq in tail:
+        if not key.holds(line, rseq):
             return None
         count += 1
         out.add(line)
     out.flush()
-    return count if count == want else None
+    return count if count == len(unacked) else None
 
 
 def unacked_tail(
@@ -90,24 +99,22 @@ def unacked_tail(
 ) -> list[dict[str, Any]] | None:
     """``Spool.pending`` when the unacknowledged records are the file's last lines in rising
     rseq order (the first ``limit`` of them, parsed); None when that is not so (the caller
-    reads the whole file). Each line is checked against the rseq it must hold, as the
-    compaction does, so the acknowledged lines before them are never opened: a re-read (a
-    reconnect, a re-send) held every relay's record for the whole file's parse before."""
-    want = len(unacked)
-    begin = _tail_start(fd, size, want)
-    if begin is None:
+    reads the whole file). Each line is checked against the rseq it must hold (``_tail``),
+    so the acknowledged lines before them are never opened: a re-read (a reconnect, a
+    re-send) held every relay's record for the whole file's parse before."""
+    tail = _tail(fd, size, unacked)
+    if tail is None:
         return None
+    want = len(unacked) if limit is None else min(len(unacked), limit)
     out: list[dict[str, Any]] = []
-    expected = iter(unacked)
-    for line in _lines(fd, begin, size):
-        if limit is not None and len(out) >= limit:
+    for line, rseq in tail:
+        if len(out) >= want:
             break
-        rseq = next(expected, None)
-        record = None if rseq is None else key.opened_as(line, rseq)
+        record = key.opened_as(line, rseq)
         if record is None:
             return None
         out.append(record)
-    return out if len(out) == (want if limit is None else min(want, limit)) else None
+    return out if len(out) == want else None
 
 
 def _copy_unacked(

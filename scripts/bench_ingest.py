@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from aip.approver.audit import ingest, proxy_batch
 from aip.approver.audit.sink import AuditSink
 from aip.approver.remote.bridge import stamp
@@ -36,23 +34,17 @@ from aip.shared.protocol.codec import encode
 from aip.shared.protocol.frames import decode_to_approver
 from aip.shared.protocol.messages import AuditAck, audit_frame
 
-SESSION = "0123456789abcdef"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_audit_client  # the record a proxy sends (one shape for both benchmarks)
+
+SESSION = bench_audit_client.SESSION
 STAGES = ("decode", "stamp", "ingest", "ack")
 
 
 def record(rseq: int) -> bytes:
-    """A proxy's record of an allowed call (as scripts/bench_audit_client.py sends)."""
-    rec = {
-        "timestamp": "2026-12-04T14:54:54.891Z", "agent_id": "bench", "user": None,
-        "tool": "read_file",
-        "arguments": {"path": "/home/user/project/src/main.py", "encoding": "utf-8"},
-        "decision": "allow", "reason": "policy allowed", "event": "decision",
-        "request_id": rseq, "rseq": rseq, "session": SESSION, "method": "tools/call",
-        "rule": "tool_rules[19] (read_file allow)", "outcome": "policy_allowed", "dlp": [],
-        "monitor": None, "queue_wait_ms": None, "policy": {"name": "p", "sha256": "ab" * 32},
-        "server": "bench", "pid": 1, "mode": "enforce",
-    }  # fmt: skip
-    return orjson.dumps(rec)
+    """A proxy's record of an allowed call, as scripts/bench_audit_client.py sends it (its
+    line without the newline: what an ``audit`` frame carries)."""
+    return bench_audit_client.record(rseq)[:-1]
 
 
 def run(sink: AuditSink, frames: list[bytes]) -> dict[str, float]:

@@ -167,6 +167,28 @@ def test_approval_client_does_not_import_asyncio() -> None:
     assert loaded_after(code, ("asyncio", "ssl", "zmq.utils.monitor")) == []
 
 
+def test_a_local_approval_client_loads_no_pyzmq() -> None:
+    """A local approver is reached with our own ZMTP (aip.proxy.approval.ipc_dealer): pyzmq
+    (libzmq, libsodium: ~4 MB of RSS, ~44 ms of CPU on the approval thread) loads only for a
+    remote approver's CURVE link (issue 16)."""
+    code = (
+        "import os, tempfile; d = tempfile.mkdtemp();"
+        "from aip.proxy.approval import connect, zmq_client;"
+        "c = zmq_client.ZmqApprovalClient(f'ipc://{d}/a.sock', connect_hello());"
+        "c.close()"
+    )
+    code = code.replace("connect_hello()", _HELLO)
+    assert loaded_after(code, ("zmq", "zmq.backend")) == []
+
+
+_HELLO = (
+    "__import__('aip.shared.protocol.messages', fromlist=['Hello']).Hello("
+    "session='0123456789abcdef', pid=os.getpid(), server='s', agent_id='a',"
+    " policy=__import__('aip.shared.protocol.messages', fromlist=['PolicyRef']).PolicyRef("
+    "name='p', sha256='0' * 64))"
+)
+
+
 def test_the_proxy_process_hashes_without_openssl() -> None:
     """aip-proxy keeps libcrypto out (~3.7 MB of RSS): hashlib and hmac fall back to CPython's
     own SHA-2, with the same digests."""

@@ -1,12 +1,14 @@
 """``Spool.pending`` reads only the unacknowledged tail when the unacknowledged records are the
 file's last lines (``spool_compact.unacked_tail``): the same records as the whole-file read,
-for any spool state (hypothesis), and no acknowledged line opened in the usual case."""
+for any spool state (hypothesis), also as the bytes the outbox re-sends (``raw``), and no
+acknowledged line opened in the usual case."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -37,7 +39,7 @@ STEPS = st.lists(
 
 def _whole_file(store: Spool, limit: int | None, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     with monkeypatch.context() as m:
-        m.setattr(spool_compact, "unacked_tail", lambda *a: None)
+        m.setattr(spool_compact, "unacked_tail", lambda *a, **k: None)
         return store.pending(limit)
 
 
@@ -75,7 +77,11 @@ def test_the_tail_read_is_the_whole_file_read(
                 )
                 with store.path.open("ab") as f:
                     f.write(forged)
-        assert store.pending(limit) == _whole_file(store, limit, monkeypatch)
+        whole = _whole_file(store, limit, monkeypatch)
+        assert store.pending(limit) == whole
+        # what the outbox re-sends: the tail's records as their spooled bytes
+        raw = store.pending(limit, raw=True)
+        assert [orjson.loads(r) if isinstance(r, bytes) else r for r in raw] == whole
     store.close()
 
 
@@ -92,5 +98,6 @@ def test_the_usual_reread_opens_no_acknowledged_line(
     monkeypatch.setattr(LineKey, "open", lambda self, line: opened.append(line) or real(self, line))
     assert [r["rseq"] for r in store.pending(50)] == list(range(501, 551))
     assert [r["rseq"] for r in store.pending()] == list(range(501, 601))
+    assert store.pending(3, raw=True) == [orjson.dumps(rec(r)) for r in range(501, 504)]
     assert opened == []
     store.close()

@@ -17,7 +17,8 @@ from typing import Final
 from aip.proxy.approval.api import AskRequest, AskResult, OnDone
 from aip.proxy.approval.link import same_id
 from aip.shared.outcomes import Outcome
-from aip.shared.protocol.messages import Decision
+from aip.shared.protocol.codec import encode
+from aip.shared.protocol.messages import Ask, Decision
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +160,14 @@ def call(entry: Pending, result: AskResult) -> None:
         entry.on_done(result)
     except Exception:  # the relay's callback failed; the ask is over either way
         log.exception("on_done failed for ask %r", entry.request.request_id)
+
+
+def ask_frame(entry: Pending, session: str, agent_id: str) -> bytes:
+    """The ``ask`` message of ``entry`` (made once: a re-send sends the same bytes)."""
+    req = entry.request
+    return encode(
+        Ask(session=session, request_id=req.request_id, nonce=entry.nonce, digest=req.digest,
+            tool=req.tool, arguments=req.arguments, rule=req.rule, size=req.size,
+            agent_id=agent_id, dlp=list(req.dlp), hidden_chars=req.hidden_chars,
+            grant=req.grant)
+    )  # fmt: skip

@@ -69,8 +69,6 @@ def _remote(explicit: str | None) -> Any:
     """This host's pairing (DESIGN §10) when it applies: no endpoint was given (a paired host
     asks its desktop by default), or the one given is the paired ``tcp://`` endpoint. A
     ``tcp://`` endpoint without that pairing is refused: TCP without CURVE has no identity."""
-    from aip.proxy.approval.remote_dealer import load_remote
-
     if explicit is not None and not explicit.startswith("tcp://"):
         return None
     found = load_remote()  # ConfigError when the pairing files are not private
@@ -79,3 +77,21 @@ def _remote(explicit: str | None) -> Any:
             f"{explicit}: not the endpoint of this host's pairing (aipctl remote join)"
         )
     return found
+
+
+def load_remote() -> Any:
+    """This host's (pairing, key pair), or None when it was never paired. A pairing that
+    exists but cannot be trusted (modes, owner, format) raises ConfigError. Files only: a
+    host that was never paired loads no pyzmq (its approver is local: ipc_dealer)."""
+    from aip.shared.remote.files import (
+        CLIENT_KEY,
+        PAIRING,
+        load_keypair,
+        load_pairing,
+        remote_dir,
+    )
+
+    folder = remote_dir()
+    if not (folder / PAIRING).exists():
+        return None
+    return load_pairing(folder / PAIRING), load_keypair(folder / CLIENT_KEY)

@@ -1,5 +1,6 @@
-"""The approval client's socket: one DEALER to the approver with its monitor, on the client
-thread only.
+"""A libzmq DEALER to the approver with its monitor, on the client thread only: the base of
+the remote (CURVE) link (aip.proxy.approval.remote_dealer). A local approver is reached with
+our own ZMTP instead (aip.proxy.approval.ipc_dealer), which behaves as this does on ipc.
 
 It connects only once the socket directory is ours and 0700 (and checks again at each
 handshake), heartbeats so a dead approver is noticed, sends without ever blocking, and
@@ -10,16 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import struct
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 import zmq
 
-from aip.proxy.approval.link import endpoint_verdict, from_our_uid
+from aip.proxy.approval.link import endpoint_verdict
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import ProtocolError
 from aip.shared.protocol.frames import ToProxy, decode_to_proxy
+from aip.shared.userns import ambiguous_uid
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +46,30 @@ def parse_monitor_message(frames: list[bytes]) -> dict[str, int | bytes]:
 class Dealer:
     monitor_events: int = _MONITOR_EVENTS
 
-    def __init__(self, endpoint: str, poller: zmq.Poller, heartbeat: tuple[int, int]) -> None:
+    def __init__(self, endpoint: str, heartbeat: tuple[int, int]) -> None:
         """``heartbeat``: (interval, timeout) in ms. Sockets made later join ``poller``."""
         self.endpoint = endpoint
-        self._poller = poller
+        self.poller: zmq.Poller = zmq.Poller()
+        self._poller = self.poller
         self._heartbeat = heartbeat
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.sock: zmq.Socket[bytes] | None = None
         self.monitor: zmq.Socket[bytes] | None = None
         self.down = Outcome.APPROVER_UNAVAILABLE  # what a lost or missing link denies with
+
+    @property
+    def started(self) -> bool:
+        """A socket exists: libzmq (re)connects it by itself."""
+        return self.sock is not None
+
+    def woken(self, events: dict[Any, int]) -> tuple[bool, bool]:
+        """After a poll: (link news waiting, messages waiting). libzmq's I/O thread did the
+        rest."""
+        monitor, sock = self.monitor, self.sock
+        return (monitor is not None and monitor in events, sock is not None and sock in events)
+
+    def next_wait(self) -> float | None:
+        return None  # heartbeats and reconnects run in libzmq's I/O thread
 
     def connect(self) -> Outcome | None:
         """Start connecting (once); None when connecting or connected, else why we cannot."""
@@ -142,3 +160,14 @@ class Dealer:
         if self.monitor is not None:
             self.monitor.close(linger=0)
         self._ctx.term()
+
+
+def from_our_uid(frame: zmq.Frame) -> bool:
+    """libzmq's ``Peer-Address`` is ``host:uid:gid:pid`` on ipc (SO_PEERCRED)."""
+    try:
+        parts = str(frame.get("Peer-Address")).rsplit(":", 3)
+    except zmq.ZMQError:
+        return False
+    # In a user namespace both uids are translated into it; the overflow uid (an unmapped
+    # peer) is never ours (aip.shared.userns).
+    return len(parts) == 4 and parts[1] == str(os.getuid()) and not ambiguous_uid(os.getuid())

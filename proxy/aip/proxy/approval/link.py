@@ -8,14 +8,12 @@ import contextlib
 import logging
 import os
 import queue
+import select
 from typing import Any
-
-import zmq
 
 from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import DirState, check_private_dir, socket_path, socket_problem
-from aip.shared.userns import ambiguous_uid
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +41,6 @@ def endpoint_verdict(endpoint: str) -> Outcome | None:
     return Outcome.APPROVER_UNAVAILABLE
 
 
-def from_our_uid(frame: zmq.Frame) -> bool:
-    """libzmq's ``Peer-Address`` is ``host:uid:gid:pid`` on ipc (SO_PEERCRED)."""
-    try:
-        parts = str(frame.get("Peer-Address")).rsplit(":", 3)
-    except zmq.ZMQError:
-        return False
-    # In a user namespace both uids are translated into it; the overflow uid (an unmapped
-    # peer) is never ours (aip.shared.userns).
-    return len(parts) == 4 and parts[1] == str(os.getuid()) and not ambiguous_uid(os.getuid())
-
-
 def same_id(a: str | int, b: str | int) -> bool:
     """JSON-RPC ids match only with the same type: "1" is not 1."""
     return type(a) is type(b) and a == b
@@ -66,7 +53,7 @@ def as_dict(obj: Any) -> dict[str, Any]:
 
 class Mailbox:
     """Commands for the client thread from any thread: a SimpleQueue, plus a pipe whose read
-    end sits in the thread's zmq.Poller so a command wakes it at once."""
+    end sits in the thread's poller so a command wakes it at once."""
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -95,3 +82,22 @@ class Mailbox:
         for fd in (self.fd, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class FdPoller:
+    """``zmq.Poller``'s calls on plain descriptors (``select.poll``): no pyzmq to load."""
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+
+    def register(self, fd: int, mask: int) -> None:
+        self._poll.register(fd, mask)
+
+    def modify(self, fd: int, mask: int) -> None:
+        self._poll.modify(fd, mask)
+
+    def unregister(self, fd: int) -> None:
+        self._poll.unregister(fd)
+
+    def poll(self, timeout_ms: int | None) -> list[tuple[int, int]]:
+        return self._poll.poll(timeout_ms)

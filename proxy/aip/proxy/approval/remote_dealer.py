@@ -25,15 +25,7 @@ import zmq
 
 from aip.proxy.approval.dealer import Dealer, parse_monitor_message
 from aip.shared.outcomes import Outcome
-from aip.shared.remote.files import (
-    CLIENT_KEY,
-    PAIRING,
-    KeyPair,
-    Pairing,
-    load_keypair,
-    load_pairing,
-    remote_dir,
-)
+from aip.shared.remote.files import KeyPair, Pairing
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +39,6 @@ _EVENTS: Final = (
 )
 
 
-def load_remote() -> tuple[Pairing, KeyPair] | None:
-    """This host's pairing and key pair, or None when it was never paired. A pairing that
-    exists but cannot be trusted (modes, owner, format) raises ConfigError."""
-    folder = remote_dir()
-    if not (folder / PAIRING).exists():
-        return None
-    return load_pairing(folder / PAIRING), load_keypair(folder / CLIENT_KEY)
-
-
 class CurveDealer(Dealer):
     monitor_events = _EVENTS
 
@@ -63,11 +46,10 @@ class CurveDealer(Dealer):
         self,
         pairing: Pairing,
         keys: KeyPair,
-        poller: zmq.Poller,
         heartbeat: tuple[int, int],
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(pairing.endpoint, poller, heartbeat)
+        super().__init__(pairing.endpoint, heartbeat)
         self._pairing, self._keys, self._wall_clock = pairing, keys, wall_clock
         self.down = Outcome.REMOTE_LINK_LOST
 
@@ -122,15 +104,3 @@ class CurveDealer(Dealer):
 
     def from_peer(self, frame: zmq.Frame) -> bool:
         return True  # CURVE: only the pinned server can have sent it
-
-
-def make_dealer(
-    endpoint: str,
-    remote: tuple[Pairing, KeyPair] | None,
-    poller: zmq.Poller,
-    heartbeat: tuple[int, int],
-) -> Dealer:
-    """The local ipc Dealer, or a CurveDealer when ``remote`` (pairing, key pair) is given."""
-    if remote is None:
-        return Dealer(endpoint, poller, heartbeat)
-    return CurveDealer(remote[0], remote[1], poller, heartbeat)

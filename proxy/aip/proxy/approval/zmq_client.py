@@ -1,4 +1,5 @@
-"""``ZmqApprovalClient``: the proxy's DEALER to the approver, owned by one background thread.
+"""``ZmqApprovalClient``: the proxy's DEALER to the approver, owned by one background thread
+(the link itself: ``ipc_dealer.make_dealer``; pyzmq loads only for a remote approver).
 
 ``ask``/``cancel``/``close`` may be called from any thread: they hand a command to the client
 thread (``link.Mailbox``) and return at once; the thread alone touches the socket. The asks
@@ -15,12 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-import zmq
-
 from aip.proxy.approval.api import AskRequest, AskResult, OnDone
-from aip.proxy.approval.book import AskBook, Pending, call
+from aip.proxy.approval.book import AskBook, Pending, ask_frame, call
+from aip.proxy.approval.ipc_dealer import POLLIN, make_dealer
 from aip.proxy.approval.link import Mailbox, as_dict
-from aip.proxy.approval.remote_dealer import make_dealer
 from aip.proxy.audit.outbox import AuditOutbox
 from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome, row
@@ -30,7 +29,6 @@ from aip.shared.protocol.messages import (
     FALLBACK_GRACE_S,
     MAX_ASK_BYTES,
     PROTO,
-    Ask,
     AuditAck,
     Bye,
     Cancel,
@@ -88,9 +86,9 @@ class ZmqApprovalClient:
         )
         self._mailbox = Mailbox()  # commands from any thread to the client thread
         # Thread state (touched only by the client thread):
-        self._poller = zmq.Poller()
         beat = (heartbeat_ivl_ms, heartbeat_timeout_ms)
-        self._dealer = make_dealer(endpoint, remote, self._poller, beat)
+        self._dealer = make_dealer(endpoint, remote, beat)
+        self._poller = self._dealer.poller
         self._connected = False
         self._connect_by: float | None = None  # end of the first-connection grace
         self._welcome: Welcome | None = None
@@ -149,15 +147,16 @@ class ZmqApprovalClient:
 
     def _run(self) -> None:
         try:
-            self._poller.register(self._mailbox.fd, zmq.POLLIN)
+            self._poller.register(self._mailbox.fd, POLLIN)
             self._connect()
             while True:
                 events = dict(self._poller.poll(self._poll_timeout_ms()))
                 if self._mailbox.fd in events and not self._drain_commands():
                     break
-                if self._dealer.monitor is not None and self._dealer.monitor in events:
+                link, replies = self._dealer.woken(events)
+                if link:
                     self._on_link_events()
-                if self._dealer.sock is not None and self._dealer.sock in events:
+                if replies:
                     self._on_replies()
                 self._expire()
                 self._audit.expire(self._clock())
@@ -167,7 +166,7 @@ class ZmqApprovalClient:
         finally:
             self._book.close()  # from now on ask() answers by itself: nobody would here
             self._book.end_all(Outcome.SHUTDOWN)
-            if self._dealer.sock is not None:
+            if self._dealer.started:
                 # Records still waiting for company go now (unacked ones stay in the spool
                 # for the approver to ingest; it drops what it already has).
                 self._send_audit(now=math.inf)
@@ -177,7 +176,7 @@ class ZmqApprovalClient:
 
     def _connect(self) -> Outcome | None:
         """None when connected (or connecting), else why we cannot."""
-        if self._dealer.sock is not None:
+        if self._dealer.started:
             return None
         verdict = self._dealer.connect()
         if verdict is None:
@@ -224,13 +223,7 @@ class ZmqApprovalClient:
 
     def _try_send(self, entry: Pending) -> None:
         if not entry.frame:
-            req = entry.request
-            entry.frame = encode(
-                Ask(session=self._hello.session, request_id=req.request_id, nonce=entry.nonce,
-                    digest=req.digest, tool=req.tool, arguments=req.arguments, rule=req.rule,
-                    size=req.size, agent_id=self._hello.agent_id, dlp=list(req.dlp),
-                    hidden_chars=req.hidden_chars, grant=req.grant)
-            )  # fmt: skip
+            entry.frame = ask_frame(entry, self._hello.session, self._hello.agent_id)
         limit = self._welcome.max_ask_bytes if self._welcome is not None else MAX_ASK_BYTES
         if len(entry.frame) > limit:
             self._book.done(entry, Outcome.TOO_LARGE_TO_REVIEW)
@@ -382,10 +375,14 @@ class ZmqApprovalClient:
 
     def _poll_timeout_ms(self) -> int | None:
         times = [self._book.next_deadline(self._connect_by), self._audit.next_deadline()]
-        known = [t for t in times if t is not None]
-        if not known:
+        now = self._clock()
+        waits = [t - now for t in times if t is not None]
+        link = self._dealer.next_wait()  # on the link's own (real) clock
+        if link is not None:
+            waits.append(link)
+        if not waits:
             return None
-        return max(0, int((min(known) - self._clock()) * 1000) + 1)
+        return max(0, int(min(waits) * 1000) + 1)
 
     def _expire(self) -> None:
         now = self._clock()

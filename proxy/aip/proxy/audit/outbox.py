@@ -175,7 +175,7 @@ class AuditOutbox:
             if self._reload or (self._more and not self._queue and not self._inflight):
                 self._reload = False
                 self._inflight.clear()
-                pending = self.spool.pending(limit=MAX_QUEUED + 1)  # bounded memory
+                pending = self.spool.pending(limit=MAX_QUEUED + 1, raw=True)  # bounded memory
                 self._more = len(pending) > MAX_QUEUED
                 self._queue = deque(pending[:MAX_QUEUED])
             self._last_now = now

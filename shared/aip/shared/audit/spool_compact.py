@@ -18,7 +18,7 @@ from collections.abc import Container, Iterator
 from pathlib import Path
 
 from aip.shared.audit.rseqs import RseqSet
-from aip.shared.audit.spool_line import LineKey
+from aip.shared.audit.spool_line import MAC_CHARS, LineKey
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,21 +95,27 @@ def _copy_tail(fd: int, new: int, size: int, unacked: RseqSet, key: LineKey) -> 
 
 
 def unacked_tail(
-    fd: int, size: int, unacked: RseqSet, limit: int | None, key: LineKey
-) -> list[dict[str, Any]] | None:
+    fd: int, size: int, unacked: RseqSet, limit: int | None, key: LineKey, *, raw: bool = False
+) -> list[Any] | None:
     """``Spool.pending`` when the unacknowledged records are the file's last lines in rising
-    rseq order (the first ``limit`` of them, parsed); None when that is not so (the caller
-    reads the whole file). Each line is checked against the rseq it must hold (``_tail``),
-    so the acknowledged lines before them are never opened: a re-read (a reconnect, a
-    re-send) held every relay's record for the whole file's parse before."""
+    rseq order (the first ``limit`` of them, parsed; with ``raw``, each record's bytes as the
+    recorder made them); None when that is not so (the caller reads the whole file). Each
+    line is checked against the rseq it must hold (``_tail``), so the acknowledged lines
+    before them are never opened: a re-read (a reconnect, a re-send) held every relay's
+    record for the whole file's parse before."""
     tail = _tail(fd, size, unacked)
     if tail is None:
         return None
     want = len(unacked) if limit is None else min(len(unacked), limit)
-    out: list[dict[str, Any]] = []
+    out: list[Any] = []
     for line, rseq in tail:
         if len(out) >= want:
             break
+        if raw:  # the MAC binds session, rseq and these bytes: only we could have written them
+            if not key.holds(line, rseq):
+                return None
+            out.append(line[MAC_CHARS + 1 :])
+            continue
         record = key.opened_as(line, rseq)
         if record is None:
             return None

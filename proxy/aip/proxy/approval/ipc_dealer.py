@@ -47,6 +47,9 @@ READ_BYTES: Final = 64 * 1024
 MAX_FRAME_BYTES: Final = 16 * 1024 * 1024  # the approver's replies are small: a bound, no more
 MAX_UNSENT_BYTES: Final = 16 * 1024 * 1024  # past this a send fails, as at libzmq's HWM
 CLOSE_LINGER_S: Final = 0.1
+# Reads per wake-up: a peer that never stops sending cannot keep the client thread from its
+# ask deadlines and its own timers (the rest is read on the next pass, which comes at once).
+MAX_READS: Final = 16
 _WAIT, _HANDSHAKE, _UP = range(3)
 
 
@@ -242,7 +245,9 @@ class IpcDealer:
 
     def _pump(self) -> None:
         """Read what is there (never blocks) and act on every whole frame."""
-        while self._fd >= 0:
+        for _ in range(MAX_READS):
+            if self._fd < 0:
+                return
             try:
                 n = os.readv(self._fd, (self._rbuf,))
             except BlockingIOError:

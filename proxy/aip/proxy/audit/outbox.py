@@ -61,7 +61,9 @@ class AuditOutbox:
         self._inflight: dict[int, float] = {}  # batch -> sent at (client's clock)
         self._batch = 0
         self._reload = False  # re-send everything unacknowledged, from the spool
-        self._more = False  # the spool holds records the queue does not (queue was full)
+        # The spool holds records the queue does not (it was full): newer ones join them
+        # there, in order, until the queue drained and they are read back.
+        self._more = False
         # An approver welcomed us and takes batches (``take_batches`` ran since ``offline``).
         # Until then records are only spooled: the welcome re-reads every unacknowledged one
         # from the spool (``resend_all``), so a copy in the queue would only hold memory (up
@@ -120,8 +122,10 @@ class AuditOutbox:
         except OSError as exc:  # still try to hand them over directly
             log.warning("cannot spool %d audit record(s): %s", len(records), exc)
         with self._lock:
-            if spooled and not self._live:
-                self._more = True  # read back from the spool at the welcome
+            if spooled and (self._more or not self._live):
+                # Read back from the spool: at the welcome, or (after an overflow) once the
+                # queue drained, so these stay behind the older records waiting there.
+                self._more = True
                 return None  # nothing the client could send now: no wake
             was_empty = not self._queue
             room = max(MAX_QUEUED - len(self._queue), 0)
@@ -140,8 +144,8 @@ class AuditOutbox:
         except OSError as exc:  # still try to hand it over directly
             log.warning("cannot spool 1 audit record(s): %s", exc)
         with self._lock:
-            if spooled and not self._live:
-                self._more = True  # read back from the spool at the welcome
+            if spooled and (self._more or not self._live):  # as in ``_put``
+                self._more = True
                 return None  # nothing the client could send now: no wake
             queue = self._queue
             was_empty = not queue

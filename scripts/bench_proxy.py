@@ -270,16 +270,17 @@ def pipeline(
             sent += 1
 
 
-def chain_memory_mb(pid: int) -> tuple[float, float]:
+def chain_memory_mb(pid: int) -> tuple[float, float, float]:
     """(RSS, PSS) of ``pid`` and its descendants except the echo server (``--serve``), plus
     the session the fork server forked for it (and the session's tree): the launcher and the
     session together are what a start through the fork server costs. PSS counts a page
     shared by n processes as 1/n: the fork server's pages its sessions share, and the
-    interpreter's file pages every Python process maps, count once over all of them."""
+    interpreter's file pages every Python process maps, count once over all of them. Third:
+    the RSS of the proxy's own processes (the chain without bwrap's two, ~3 MB of RSS)."""
     import psutil
 
     top = psutil.Process(pid)
-    total = pss = 0
+    total = pss = own = 0
     family = [top, *top.children(recursive=True)]
     session = _newest_session()  # the one serving ``pid``
     if session is not None:
@@ -292,14 +293,16 @@ def chain_memory_mb(pid: int) -> tuple[float, float]:
             full = p.memory_full_info()
             total += full.rss
             pss += full.pss
-    return total / 2**20, pss / 2**20
+            if p.name() != "bwrap":
+                own += full.rss
+    return total / 2**20, pss / 2**20, own / 2**20
 
 
 def rss_run(
     cmd: list[str], env: dict[str, str], marks: list[int], req: bytes
-) -> list[tuple[float, float]]:
-    """(RSS, PSS) (chain_memory_mb) after each count of answered calls in ``marks`` (64 in
-    flight)."""
+) -> list[tuple[float, float, float]]:
+    """(RSS, PSS, proxy RSS) (chain_memory_mb) after each count of answered calls in
+    ``marks`` (64 in flight)."""
     proc = _start(cmd, env)
     assert proc.stdin is not None
     assert proc.stdout is not None
@@ -542,11 +545,11 @@ def _measure(chains: list[Chain], ns: argparse.Namespace, pin: bool, req: bytes)
     out["startup"] = {k: statistics.median(v) for k, v in starts.items()}
     out["startup_cpu"] = {k: statistics.median(v) for k, v in cpus.items()}
     marks = [1, 1000, ns.rss_calls // scale]
-    rss: dict[str, list[list[tuple[float, float]]]] = {}
+    rss: dict[str, list[list[tuple[float, float, float]]]] = {}
     for _ in range(ns.rss_rounds):
         for c in chains[1:]:
             rss.setdefault(c.name, []).append(rss_run(c.cmd(0, pin), c.env, marks, req))
-    for key, at in (("rss", 0), ("pss", 1)):
+    for key, at in (("rss", 0), ("pss", 1), ("proxy_rss", 2)):
         out[key] = {
             k: [statistics.median(r[i][at] for r in v) for i in range(3)] for k, v in rss.items()
         }

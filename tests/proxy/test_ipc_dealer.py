@@ -124,17 +124,17 @@ def test_big_messages_are_sent_whole_through_a_full_socket(folder: Path) -> None
 
 
 def test_the_link_stays_up_through_heartbeats(folder: Path) -> None:
-    """The ROUTER pings every 50 ms and drops a peer silent for 150 ms; ours would ping only
-    after 10 s, so only our PONGs keep the link. Idle for 1 s, it is still the same link."""
+    """The ROUTER pings every 100 ms and drops a peer silent for 500 ms; ours would ping only
+    after 10 s, so only our PONGs keep the link. Idle for 1.5 s, it is still the same link."""
     endpoint = f"ipc://{folder}/a.sock"
-    srv = router(endpoint, 50, 150)
+    srv = router(endpoint, 100, 500)
     monitor = srv.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED)
     dealer = IpcDealer(endpoint, (10_000, 30_000))
     try:
         dealer.connect()
         up(dealer)
-        end = time.monotonic() + 1.0
-        news = drive(dealer, lambda n: time.monotonic() >= end or bool(n), timeout_s=3)
+        end = time.monotonic() + 1.5
+        news = drive(dealer, lambda n: time.monotonic() >= end or bool(n), timeout_s=5)
         assert news == []
         assert dealer.send(b"still here")
         assert srv.recv_multipart()[1] == b"still here"
@@ -246,7 +246,7 @@ def test_nobody_listening_is_reported_at_once_and_retried(folder: Path) -> None:
         t0 = time.monotonic()
         assert dealer.connect() is None
         assert list(dealer.link_events()) == [None]
-        assert time.monotonic() - t0 < 0.1
+        assert time.monotonic() - t0 < 1.0  # at once: not the client's 5 s connect grace
         news = drive(dealer, lambda n: len(n) >= 2)
         assert news[:2] == [None, None]
         path.unlink()

@@ -41,6 +41,27 @@ def router(endpoint: str, ivl_ms: int = 1000, timeout_ms: int = 3000) -> zmq.Soc
     return sock
 
 
+@contextlib.contextmanager
+def linked(folder: Path) -> Iterator[tuple[zmq.Socket[bytes], IpcDealer]]:
+    """A ROUTER as the approver's and our dealer, the link up."""
+    endpoint = f"ipc://{folder}/a.sock"
+    srv = router(endpoint)
+    dealer = IpcDealer(endpoint, (1000, 3000))
+    try:
+        assert dealer.connect() is None
+        up(dealer)
+        yield srv, dealer
+    finally:
+        dealer.close()
+        srv.close()
+
+
+def route_of(srv: zmq.Socket[bytes], dealer: IpcDealer) -> bytes:
+    """The ROUTER's id for our dealer (it learns it from our first message)."""
+    assert dealer.send(b"hi")
+    return srv.recv_multipart()[0]
+
+
 def drive(dealer: IpcDealer, until: Any, timeout_s: float = 5.0) -> list[bool | None]:
     """Run the dealer as the client thread does until ``until(news)``; the link news seen."""
     news: list[bool | None] = []
@@ -77,13 +98,8 @@ def received(dealer: IpcDealer, count: int) -> list[Any]:
 
 
 def test_messages_both_ways_with_a_libzmq_router(folder: Path) -> None:
-    endpoint = f"ipc://{folder}/a.sock"
-    srv = router(endpoint)
-    dealer = IpcDealer(endpoint, (1000, 3000))
-    try:
-        assert dealer.connect() is None
+    with linked(folder) as (srv, dealer):
         assert dealer.started
-        up(dealer)
         assert dealer.send(b"hello")
         frames = srv.recv_multipart(copy=False)
         assert [f.bytes for f in frames[1:]] == [b"hello"]
@@ -93,20 +109,12 @@ def test_messages_both_ways_with_a_libzmq_router(folder: Path) -> None:
         for batch in (1, 2, 3):
             srv.send_multipart([route, ack(batch)])
         assert [m.batch for m in received(dealer, 3)] == [1, 2, 3]
-    finally:
-        dealer.close()
-        srv.close()
 
 
 def test_big_messages_are_sent_whole_through_a_full_socket(folder: Path) -> None:
     """4 MB frames fill the socket: the rest waits for POLLOUT, in order, nothing lost."""
-    endpoint = f"ipc://{folder}/a.sock"
-    srv = router(endpoint)
-    dealer = IpcDealer(endpoint, (1000, 3000))
     bodies = [bytes([i]) * (4 << 20) for i in range(3)]
-    try:
-        dealer.connect()
-        up(dealer)
+    with linked(folder) as (srv, dealer):
         assert all(dealer.send(b) for b in bodies)
         assert dealer._unsent  # the socket could not take it all at once
         got: list[bytes] = []
@@ -118,9 +126,6 @@ def test_big_messages_are_sent_whole_through_a_full_socket(folder: Path) -> None
 
         drive(dealer, all_in, timeout_s=20)
         assert got == bodies
-    finally:
-        dealer.close()
-        srv.close()
 
 
 def test_the_link_stays_up_through_heartbeats(folder: Path) -> None:
@@ -298,9 +303,7 @@ def test_messages_of_another_uid_are_ignored(
         dealer.started = True
         dealer._attempt()
         up(dealer)
-        dealer.send(b"hi")
-        route = srv.recv_multipart()[0]
-        srv.send_multipart([route, ack(1)])
+        srv.send_multipart([route_of(srv, dealer), ack(1)])
         drive(dealer, lambda _: bool(dealer._inbox))
         assert list(dealer.messages()) == []
         assert "another user" in caplog.text
@@ -310,20 +313,11 @@ def test_messages_of_another_uid_are_ignored(
 
 
 def test_malformed_messages_are_dropped(folder: Path, caplog: pytest.LogCaptureFixture) -> None:
-    endpoint = f"ipc://{folder}/a.sock"
-    srv = router(endpoint)
-    dealer = IpcDealer(endpoint, (1000, 3000))
-    try:
-        dealer.connect()
-        up(dealer)
-        dealer.send(b"hi")
-        route = srv.recv_multipart()[0]
+    with linked(folder) as (srv, dealer):
+        route = route_of(srv, dealer)
         srv.send_multipart([route, b"{not json"])
         srv.send_multipart([route, b"part", b"two"])  # multi-part: not our protocol
         srv.send_multipart([route, ack(7)])
         assert [m.batch for m in received(dealer, 1)] == [7]
         assert "malformed" in caplog.text
         assert "multi-part" in caplog.text
-    finally:
-        dealer.close()
-        srv.close()

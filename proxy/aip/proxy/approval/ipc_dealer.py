@@ -248,13 +248,8 @@ class IpcDealer:
         for _ in range(MAX_READS):
             if self._fd < 0:
                 return
-            try:
-                n = os.readv(self._fd, (self._rbuf,))
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                log.info("approver link failed: %s", exc)
-                self._drop()
+            n = self._io(os.readv, (self._rbuf,))
+            if n is None:
                 return
             if not n:
                 self._drop()
@@ -311,14 +306,11 @@ class IpcDealer:
             self._unsent += head
             self._unsent += body
             return
-        try:
-            sent = os.writev(self._fd, (head, body) if body else (head,))
-        except BlockingIOError:
+        sent = self._io(os.writev, (head, body) if body else (head,))
+        if sent is None:
+            if self._fd < 0:
+                return  # the link failed
             sent = 0
-        except OSError as exc:
-            log.info("approver link failed: %s", exc)
-            self._drop()
-            return
         rest = len(head) + len(body) - sent
         if rest:
             if sent < len(head):
@@ -329,17 +321,24 @@ class IpcDealer:
             self.poller.modify(self._fd, POLLIN | select.POLLOUT)
 
     def _flush(self) -> None:
-        try:
-            sent = os.write(self._fd, self._unsent)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            log.info("approver link failed: %s", exc)
-            self._drop()
+        sent = self._io(os.write, self._unsent)
+        if sent is None:
             return
         del self._unsent[:sent]
         if not self._unsent:
             self.poller.modify(self._fd, POLLIN)
+
+    def _io(self, call: Callable[..., int], arg: Any) -> int | None:
+        """One read or write on the link: its count; None when it would block, or when it
+        failed (the link is then dropped)."""
+        try:
+            return call(self._fd, arg)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            log.info("approver link failed: %s", exc)
+            self._drop()
+            return None
 
 
 def make_dealer(endpoint: str, remote: Any, heartbeat: tuple[int, int]) -> IpcDealer | CurveDealer:

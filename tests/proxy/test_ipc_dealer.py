@@ -321,3 +321,20 @@ def test_malformed_messages_are_dropped(folder: Path, caplog: pytest.LogCaptureF
         assert [m.batch for m in received(dealer, 1)] == [7]
         assert "malformed" in caplog.text
         assert "multi-part" in caplog.text
+
+
+def test_an_endpoint_no_longer_trusted_after_a_handshake_is_left(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check after each handshake fails (the folder changed hands meanwhile): the link is
+    dropped and not made again on its own; the next connect checks the endpoint afresh."""
+    with linked(folder) as (_, dealer):
+        monkeypatch.setattr(ipc_dealer, "endpoint_verdict", lambda _: Outcome.APPROVER_UNTRUSTED)
+        assert dealer.recheck() is Outcome.APPROVER_UNTRUSTED
+        assert not dealer.started
+        assert not dealer.send(b"x")
+        assert dealer.next_wait() is None  # no reconnect pending
+        assert dealer.connect() is Outcome.APPROVER_UNTRUSTED
+        monkeypatch.undo()
+        assert dealer.connect() is None  # ours again: linked again
+        up(dealer)

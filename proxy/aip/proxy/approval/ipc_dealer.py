@@ -134,6 +134,9 @@ class IpcDealer:
         verdict = endpoint_verdict(self.endpoint)
         if verdict is not None:
             log.warning("approver endpoint no longer trusted; disconnecting")
+            # No reconnecting (libzmq's disconnect): the next ask checks the endpoint afresh
+            # (``connect``), so it is denied at once, or connects once the folder is ours again.
+            self.started = False
             self._drop(announce=False)
         return verdict
 

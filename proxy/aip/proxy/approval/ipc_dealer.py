@@ -1,11 +1,11 @@
 """The approval client's link to a local approver: a DEALER over our own ZMTP
 (aip.proxy.approval.zmtp) on the approver's Unix socket, on the client thread only.
 
-It behaves as the libzmq DEALER it replaces did (aip.proxy.approval.dealer): it connects only
-once the socket directory is ours and 0700 (and checks again at each handshake), reconnects
-every RECONNECT_S after a loss or a refusal as libzmq does, heartbeats so a dead approver is
-noticed, sends only on a live link and never blocks, and hands on only well-formed messages
-from a peer of our uid (SO_PEERCRED, what libzmq's ``Peer-Address`` reported).
+It behaves as the libzmq DEALER it replaced did on ipc: it connects only once the socket
+directory is ours and 0700 (and checks again at each handshake), reconnects every RECONNECT_S
+after a loss or a refusal as libzmq does, heartbeats so a dead approver is noticed, sends only
+on a live link and never blocks, and hands on only well-formed messages from a peer of our uid
+(SO_PEERCRED, what libzmq's ``Peer-Address`` reported).
 """
 
 from __future__ import annotations

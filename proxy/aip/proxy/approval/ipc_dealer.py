@@ -24,7 +24,7 @@ from _socket import socket as unix_socket
 from collections.abc import Callable, Iterator
 
 from aip.proxy.approval import zmtp
-from aip.proxy.approval.link import FdPoller, endpoint_verdict
+from aip.proxy.approval.link import endpoint_verdict
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import socket_path
 from aip.shared.protocol.codec import ProtocolError
@@ -65,7 +65,7 @@ class IpcDealer:
         """``heartbeat``: (interval, timeout) in ms. ``clock`` times the link (reconnects,
         heartbeats) as libzmq's I/O thread did: real time, whatever clock the asks use."""
         self.endpoint = endpoint
-        self.poller = FdPoller()
+        self.poller = select.poll()  # zmq.Poller's calls on plain descriptors: no pyzmq
         self._ivl, self._timeout = heartbeat[0] / 1000, heartbeat[1] / 1000
         self._clock = clock
         self.down = Outcome.APPROVER_UNAVAILABLE  # what a lost or missing link denies with

@@ -8,7 +8,6 @@ import contextlib
 import logging
 import os
 import queue
-import select
 from typing import Any
 
 from aip.shared.errors import ConfigError
@@ -82,22 +81,3 @@ class Mailbox:
         for fd in (self.fd, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-class FdPoller:
-    """``zmq.Poller``'s calls on plain descriptors (``select.poll``): no pyzmq to load."""
-
-    def __init__(self) -> None:
-        self._poll = select.poll()
-
-    def register(self, fd: int, mask: int) -> None:
-        self._poll.register(fd, mask)
-
-    def modify(self, fd: int, mask: int) -> None:
-        self._poll.modify(fd, mask)
-
-    def unregister(self, fd: int) -> None:
-        self._poll.unregister(fd)
-
-    def poll(self, timeout_ms: int | None) -> list[tuple[int, int]]:
-        return self._poll.poll(timeout_ms)

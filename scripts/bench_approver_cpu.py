@@ -79,17 +79,7 @@ WARM_UP = 300
 
 def cpu_s(pid: int) -> float:
     """CPU seconds of every live thread of ``pid``."""
-    return sum(thread_ns(pid).values()) / 1e9
-
-
-def thread_ns(pid: int) -> dict[str, int]:
-    """ns on the CPU of each thread of ``pid``, by thread id (schedstat's first field: psutil's
-    cpu_times and /proc's stat count 10 ms ticks, ~0.5 us per call over 20,000 calls)."""
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError, ValueError):
-            out[tid] = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
-    return out
+    return sum(bp.thread_ns(pid).values()) / 1e9
 
 
 class Records:
@@ -158,7 +148,7 @@ def run(
     for phase, n, window in (("1", ns.calls_1, 1), ("64", ns.calls_64, 64)):
         if audit is not None:  # what came before is not charged to this phase
             audit.wait(written, 60)
-        t0, k0, m0 = thread_ns(proc.pid), [cpu_s(k.pid) for k in kids], time.process_time()
+        t0, k0, m0 = bp.thread_ns(proc.pid), [cpu_s(k.pid) for k in kids], time.process_time()
         a0 = cpu_s(apid) if apid else 0.0
         start = time.monotonic()
         bp.pipeline(wfd, rd, bp.REQ, first, n, window)
@@ -168,7 +158,7 @@ def run(
         m1 = time.process_time()  # the driver's: before it polls the log
         if audit is not None:
             audit.wait(written, 60)  # the approver's catch-up is its cost too
-        t1, k1 = thread_ns(proc.pid), [cpu_s(k.pid) for k in kids]
+        t1, k1 = bp.thread_ns(proc.pid), [cpu_s(k.pid) for k in kids]
         a1 = cpu_s(apid) if apid else 0.0
         per = 1e6 / n
         threads = {t: (c - t0.get(t, 0)) / 1e9 * per for t, c in t1.items()}

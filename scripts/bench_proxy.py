@@ -270,6 +270,20 @@ def pipeline(
             sent += 1
 
 
+def thread_ns(pid: int) -> dict[str, int]:
+    """ns on the CPU of each live thread of ``pid``, by thread id (schedstat's first field:
+    psutil's cpu_times and /proc's stat count 10 ms ticks, ~0.5 us per call over 20,000
+    calls). A thread that just ended is left out."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with (
+            contextlib.suppress(OSError, ValueError),
+            open(f"/proc/{pid}/task/{tid}/schedstat") as f,
+        ):
+            out[tid] = int(f.read().split()[0])
+    return out
+
+
 def chain_memory_mb(pid: int) -> tuple[float, float, float]:
     """(RSS, PSS) of ``pid`` and its descendants except the echo server (``--serve``), plus
     the session the fork server forked for it (and the session's tree): the launcher and the

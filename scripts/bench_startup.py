@@ -22,7 +22,6 @@ Compare within one run: other work on the machine moves every figure (the load i
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import statistics
 import subprocess
@@ -32,21 +31,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_proxy import INIT, write_policy
+from bench_proxy import INIT, thread_ns, write_policy
 
 ECHO = [sys.executable, str(Path(__file__).resolve().parent / "bench_proxy.py"), "--serve", "0"]
 
 
 def cpu_ms(pid: int) -> float:
-    """CPU of every live thread of ``pid`` (schedstat's first field: ns on the CPU)."""
-    total = 0
-    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
-        try:
-            with open(path) as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError):  # a thread that just ended
-            continue
-    return total / 1e6
+    """CPU of every live thread of ``pid`` (schedstat: ns on the CPU)."""
+    return sum(thread_ns(pid).values()) / 1e6
 
 
 def rss_mb(pid: int) -> float:

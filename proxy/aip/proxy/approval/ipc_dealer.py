@@ -195,7 +195,7 @@ class IpcDealer:
             return
         _pid, uid, _gid = struct.unpack("=iII", pid_uid_gid)
         me = os.getuid()
-        self._ours = uid == me and not ambiguous_uid(me)  # see link.from_our_uid's reasons
+        self._ours = uid == me and not ambiguous_uid(me)  # an unmapped peer is never ours
         self._fd = sock.detach()
         self._state = _HANDSHAKE
         self._reader = zmtp.Reader(MAX_FRAME_BYTES)

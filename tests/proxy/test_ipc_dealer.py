@@ -32,9 +32,23 @@ def folder() -> Iterator[Path]:
         yield path
 
 
+_contexts: list[zmq.Context[zmq.Socket[bytes]]] = []
+
+
+@pytest.fixture(autouse=True)
+def own_context() -> Iterator[None]:
+    """Each test's ROUTERs in a context of its own, destroyed after it (leftover sockets and
+    monitors too): no state shared with the worker's other tests through Context.instance()."""
+    _contexts.append(zmq.Context())
+    try:
+        yield
+    finally:
+        _contexts.pop().destroy(linger=0)
+
+
 def router(endpoint: str, ivl_ms: int = 1000, timeout_ms: int = 3000) -> zmq.Socket[bytes]:
     """A ROUTER with the approver's options (aip.approver.ipc_listener)."""
-    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock = _contexts[-1].socket(zmq.ROUTER)
     sock.linger = 0
     sock.heartbeat_ivl, sock.heartbeat_timeout = ivl_ms, timeout_ms
     sock.bind(endpoint)

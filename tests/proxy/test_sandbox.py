@@ -226,20 +226,25 @@ def test_bwrap_is_found_outside_a_short_path(base: Path, tmp_path: Path) -> None
 
 
 def test_no_writable_temporary_folder_is_a_clear_refusal(base: Path, tmp_path: Path) -> None:
-    """The sandbox's plan and the server's stdout FIFO need a temporary folder; without one
-    (tempfile's own FileNotFoundError, forced here in the real proxy) the proxy refuses with
-    the fix instead of a traceback, and never starts the server."""
+    """The server's stdout FIFO needs a temporary folder; when no temp root takes one
+    ($TMPDIR missing, the fixed roots replaced by a missing one in the real proxy) and
+    tempfile, the last resort, finds none either (its own FileNotFoundError, forced), the
+    proxy refuses with the fix instead of a traceback, and never starts the server."""
     fake = make_home(base)
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
-        "import tempfile\n"
+        "import os, tempfile\n"
+        "from aip.proxy.sandbox import host\n"
         "def _none(*a, **k):\n"
         "    raise FileNotFoundError(2, 'No usable temporary directory found')\n"
         "tempfile.gettempdir = _none\n"
         "tempfile.mkdtemp = _none\n"
+        f"host.FIXED_TEMP_ROOTS = ({str(tmp_path / 'gone')!r},)\n"
+        "os.environ.pop('TEMP', None); os.environ.pop('TMP', None)\n"
     )
-    r = _run(tmp_path, fake, PYTHONPATH=str(hook), **fake.env())
+    env = {**fake.env(), "TMPDIR": str(tmp_path / "missing")}
+    r = _run(tmp_path, fake, PYTHONPATH=str(hook), **env)
     assert r.returncode == 2
     assert "cannot prepare the MCP server's sandbox" in r.stderr
     assert "set TMPDIR" in r.stderr

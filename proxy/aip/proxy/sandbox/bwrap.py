@@ -12,8 +12,8 @@ loses the capabilities that would undo a mount or read around it.
 from __future__ import annotations
 
 import os
-import shutil
 
+from aip.proxy.sandbox.host import which
 from aip.proxy.sandbox.plan import Plan
 
 TYPE_CHECKING = False
@@ -61,7 +61,7 @@ def find() -> str | None:
     chosen = os.environ.get(ENV_PROGRAM)
     if chosen:
         return chosen if os.access(chosen, os.X_OK) else None
-    found = shutil.which("bwrap")
+    found = which("bwrap")
     if found:
         return found
     return next((p for p in ("/usr/bin/bwrap", "/bin/bwrap") if os.access(p, os.X_OK)), None)

@@ -11,10 +11,10 @@ sandbox that cannot start still refuses before the server exists.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from aip.proxy.sandbox.host import which
 from aip.proxy.sandbox.launch import Mode, Probe, start_probe
 from aip.shared import paths
 from aip.shared.errors import ConfigError
@@ -57,7 +57,7 @@ def missing_program(program: str) -> bool:
     """Certainly not there: a path that does not exist, or a name not on PATH (any other
     doubt is left to exec, which may know better than access())."""
     if "/" not in program:
-        return shutil.which(program) is None
+        return which(program) is None
     try:
         os.stat(program)
     except FileNotFoundError:

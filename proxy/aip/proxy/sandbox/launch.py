@@ -12,13 +12,13 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 
 from aip.proxy.sandbox import bwrap, seatbelt
+from aip.proxy.sandbox.host import which
 from aip.proxy.sandbox.plan import Plan, build, launch_files
 
 TYPE_CHECKING = False
@@ -86,7 +86,7 @@ class Probe:
         self._deadline = time.monotonic() + timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._problem: str | None = None
-        true = shutil.which("true") or "/bin/true"
+        true = which("true") or "/bin/true"
         try:
             self._proc = subprocess.Popen(
                 [*prefix, true],

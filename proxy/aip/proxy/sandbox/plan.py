@@ -9,24 +9,15 @@ still covers it).
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
-import sysconfig
-import tempfile
 from collections.abc import Iterable, Sequence
 
+from aip.proxy.sandbox.host import temp_roots
 from aip.shared import slotclass
 from aip.shared.policy.protected import FAMILY_SUFFIX
 from aip.shared.slotclass import FrozenSlotted
 from aip.shared.startup_paths import startup_files
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Final
-
-# Folders too wide to hide when a policy file sits in them: the server would lose its data.
-_WIDE_TMP: Final = ("/tmp", "/var/tmp")  # noqa: S108 - names compared, nothing created
 
 
 class Plan(FrozenSlotted):
@@ -118,6 +109,8 @@ def launch_files() -> list[str]:
     if sys.prefix != sys.base_prefix:
         found.append(sys.prefix)  # the virtualenv: interpreter, scripts, site-packages
     else:  # sysconfig costs a few ms; a virtualenv (the usual install) does not need it
+        import sysconfig
+
         paths = sysconfig.get_paths()
         found += [paths["purelib"], paths["platlib"]]
     if sys.argv and os.path.isabs(sys.argv[0]):
@@ -149,12 +142,25 @@ def _expand(text: str, cwd: str, home: str) -> list[str]:
     """The existing paths one protected string names (a family root names several)."""
     if text.endswith(FAMILY_SUFFIX) and len(text) > len(FAMILY_SUFFIX):
         base = _resolve(text[: -len(FAMILY_SUFFIX)], cwd, home)
-        return [base, *sorted(glob.glob(glob.escape(base) + ".*"))]
+        return [base, *_family(base)]
     return [_resolve(text, cwd, home)]
 
 
+def _family(base: str) -> list[str]:
+    """The entries beside ``base`` named ``<base>.*``, sorted: ``glob.glob(glob.escape(base) +
+    ".*")`` without importing glob (a name is never hidden from it: it starts as base does)."""
+    folder, name = os.path.split(base)
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return []
+    return sorted(os.path.join(folder, n) for n in names if n.startswith(name + "."))
+
+
 def _too_wide(folder: str, keep: Iterable[str]) -> bool:
-    if folder in (*_WIDE_TMP, tempfile.gettempdir(), "/"):
+    # A temp root (any tempfile could pick) or "/": too wide to hide, the server would lose
+    # its data; the current folder, tempfile's last resort, is in ``keep``.
+    if folder == "/" or folder in temp_roots():
         return True
     return any(_inside(os.path.realpath(k), folder) for k in keep if k)
 

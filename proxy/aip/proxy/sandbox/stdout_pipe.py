@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
-import tempfile
 import threading
+
+from aip.proxy.sandbox.host import private_temp_dir, which
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ _OPEN_AND_EXEC: Final = 'exec 1>"$0" && exec "$@"'
 
 class StdoutFifo:
     def __init__(self) -> None:
-        self._folder = tempfile.mkdtemp(prefix="aip-stdout-")  # mode 0700
+        self._folder = private_temp_dir("aip-stdout-")  # mode 0700
         self.path = os.path.join(self._folder, "server-stdout")
         os.mkfifo(self.path, 0o600)
         self._fd: int | None = None
@@ -39,7 +39,7 @@ class StdoutFifo:
 
     def launcher(self) -> list[str]:
         """Put this between the sandbox prefix and the server's command."""
-        return [shutil.which("sh") or "/bin/sh", "-c", _OPEN_AND_EXEC, self.path]
+        return [which("sh") or "/bin/sh", "-c", _OPEN_AND_EXEC, self.path]
 
     def start(self) -> None:
         """Begin waiting for the server's end (call right after spawning it)."""

@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 import pytest
 
-from aip.proxy.approval.api import ApprovalClient
 from aip.proxy.relay import dlp_filter, downstream
 from aip.proxy.relay.asks import Asks
 from aip.proxy.relay.session import Session
@@ -22,6 +21,10 @@ from aip.shared.policy.decision import Context, Decision, Verdict
 from aip.shared.policy.load import load_policy
 from tests.support.proxyproc import RAW_SERVER, ProxyProcess, write_policy
 from tests.support.sessionkit import LocalSession, available
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from aip.proxy.approval.api import ApprovalClient
 
 Make = Callable[..., ProxyProcess]
 KEY = "AKIA" + "IOSFODNN7" + "EXAMPLE"

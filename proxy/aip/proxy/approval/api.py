@@ -10,10 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.facts import GrantFacts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing stays out of the proxy (codec.py says why)
+    from typing import Any, Protocol
+
+    class ApprovalClient(Protocol):
+        def ask(self, request: AskRequest, on_done: OnDone) -> None:
+            """Start an ask; never blocks. ``on_done`` runs once, maybe on another thread."""
+
+        def cancel(self, request_id: str | int) -> bool:
+            """Withdraw a pending ask (its ``on_done`` gets CANCELLED); False if none was."""
+
+        def close(self) -> None:
+            """Deny every pending ask (SHUTDOWN) and release resources."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +50,6 @@ class AskResult:
 
 
 OnDone = Callable[[AskResult], None]
-
-
-class ApprovalClient(Protocol):
-    def ask(self, request: AskRequest, on_done: OnDone) -> None:
-        """Start an ask; never blocks. ``on_done`` runs exactly once, maybe on another thread."""
-
-    def cancel(self, request_id: str | int) -> bool:
-        """Withdraw a pending ask (its ``on_done`` gets CANCELLED). False if none was pending."""
-
-    def close(self) -> None:
-        """Deny every pending ask (SHUTDOWN) and release resources."""
 
 
 class UnavailableApprover:

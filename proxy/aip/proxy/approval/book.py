@@ -12,13 +12,16 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
 
 from aip.proxy.approval.api import AskRequest, AskResult, OnDone
 from aip.proxy.approval.link import same_id
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import encode
 from aip.shared.protocol.messages import Ask, Decision
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 log = logging.getLogger(__name__)
 

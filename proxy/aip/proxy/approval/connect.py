@@ -10,11 +10,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
 
-from aip.proxy.approval.api import ApprovalClient, UnavailableApprover
+from aip.proxy.approval.api import UnavailableApprover
 from aip.proxy.audit.outbox import AuditOutbox
 from aip.shared.errors import AipError, ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from aip.proxy.approval.api import ApprovalClient
 
 
 def make_approval_client(

@@ -28,7 +28,7 @@ from aip.proxy.approval.link import endpoint_verdict
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import socket_path
 from aip.shared.protocol.codec import ProtocolError
-from aip.shared.protocol.frames import ToProxy, decode_to_proxy
+from aip.shared.protocol.frames import decode_session_reply
 from aip.shared.userns import ambiguous_uid
 
 TYPE_CHECKING = False
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from typing import Any, Final
 
     from aip.proxy.approval.remote_dealer import CurveDealer
+    from aip.shared.protocol.frames import SessionReply
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class IpcDealer:
         self._write(zmtp.frame_header(len(frame)), frame)
         return self._state == _UP
 
-    def messages(self) -> Iterator[ToProxy]:
+    def messages(self) -> Iterator[SessionReply]:
         """Every waiting message that is from our uid and decodes; the rest is logged."""
         while self._inbox:
             body = self._inbox.pop(0)
@@ -155,7 +156,7 @@ class IpcDealer:
                 log.warning("ignoring a message from an approver of another user")
                 continue
             try:
-                msg = decode_to_proxy(body)
+                msg = decode_session_reply(body)
             except ProtocolError as exc:
                 log.warning("ignoring a malformed approver message: %s", exc)
                 continue

@@ -8,11 +8,14 @@ import contextlib
 import logging
 import os
 import queue
-from typing import Any
 
 from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import DirState, check_private_dir, socket_path, socket_problem
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger(__name__)
 

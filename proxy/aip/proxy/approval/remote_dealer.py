@@ -28,8 +28,12 @@ import zmq
 
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import ProtocolError
-from aip.shared.protocol.frames import ToProxy, decode_to_proxy
+from aip.shared.protocol.frames import decode_session_reply
 from aip.shared.remote.files import KeyPair, Pairing
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from aip.shared.protocol.frames import SessionReply
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +157,7 @@ class CurveDealer:
             return False
         return True
 
-    def messages(self) -> Iterator[ToProxy]:
+    def messages(self) -> Iterator[SessionReply]:
         """Every waiting message that decodes (CURVE: only the pinned server can have sent
         it); the rest is logged."""
         assert self.sock is not None
@@ -163,7 +167,7 @@ class CurveDealer:
             except zmq.Again:
                 return
             try:
-                msg = decode_to_proxy(frame.bytes)
+                msg = decode_session_reply(frame.bytes)
             except ProtocolError as exc:
                 log.warning("ignoring a malformed approver message: %s", exc)
                 continue

@@ -14,7 +14,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
 
 from aip.proxy.approval.api import AskRequest, AskResult, OnDone
 from aip.proxy.approval.book import AskBook, Pending, ask_frame, call
@@ -42,6 +41,10 @@ from aip.shared.protocol.messages import (
     audit_frame,
     new_nonce,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import re
-import secrets
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, Final
 
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import PROTOCOL_VERSION, need
 from aip.shared.protocol.facts import GrantFacts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 DEFAULT_TIMEOUT_S: Final = 60.0  # the guide's auto-deny deadline
 FALLBACK_GRACE_S: Final = 5.0  # the proxy's outer bound is send time + timeout_s + this
@@ -323,4 +326,4 @@ class Error:
 
 def new_nonce() -> str:
     """128 random bits as hex."""
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()  # secrets.token_hex, without importing secrets (random)

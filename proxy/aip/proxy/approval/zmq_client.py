@@ -15,27 +15,23 @@ import threading
 import time
 from collections.abc import Callable
 
+from aip.proxy.approval.answers import Answers
 from aip.proxy.approval.api import AskRequest, AskResult, OnDone
 from aip.proxy.approval.book import AskBook, Pending, ask_frame, call
 from aip.proxy.approval.ipc_dealer import POLLIN, make_dealer
 from aip.proxy.approval.link import Mailbox, as_dict
 from aip.proxy.audit.outbox import AuditOutbox
 from aip.shared.audit.spool import Spool
-from aip.shared.outcomes import Outcome, row
+from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import ProtocolError, encode
 from aip.shared.protocol.messages import (
     DEFAULT_TIMEOUT_S,
     FALLBACK_GRACE_S,
     MAX_ASK_BYTES,
     PROTO,
-    AuditAck,
     Bye,
     Cancel,
-    Decision,
-    Error,
-    ErrorCode,
     Hello,
-    MsgType,
     PolicyRef,
     Welcome,
     audit_frame,
@@ -58,8 +54,9 @@ HEARTBEAT_TIMEOUT_MS: Final = 3000
 JOIN_S: Final = 2.0
 
 
-class ZmqApprovalClient:
-    """Asks the approver at ``endpoint``; fail-closed in every path."""
+class ZmqApprovalClient(Answers):
+    """Asks the approver at ``endpoint``; fail-closed in every path (what the approver
+    answers: ``answers.Answers``)."""
 
     def __init__(
         self,
@@ -289,83 +286,6 @@ class ZmqApprovalClient:
         self._connect_by = None
         self._send(encode(self._hello))  # on every (re)connect
         self._send_new_asks()
-
-    def _on_replies(self) -> None:
-        for msg in self._dealer.messages():
-            if isinstance(msg, Decision):
-                self._on_decision(msg)
-            elif isinstance(msg, Welcome):
-                self._on_welcome(msg)
-            elif isinstance(msg, Error):
-                self._on_error(msg)
-            elif isinstance(msg, AuditAck) and msg.session == self._hello.session:
-                self._audit.on_ack(msg.batch, msg.rseqs)  # those records are written
-            # Anything else (a status_reply is for aipctl) is not ours: ignored.
-
-    def _on_welcome(self, msg: Welcome) -> None:
-        if msg.session == self._hello.session:
-            self._welcome = msg
-            if self._on_audit_path is not None:
-                try:
-                    self._on_audit_path(msg.audit_path)
-                except Exception:  # thread boundary: the client must go on
-                    log.exception("cannot protect the approver's audit log")
-            self._audit.resend_all()  # batches in flight before may be lost: send again
-            self._send_audit()
-
-    def _on_decision(self, msg: Decision) -> None:
-        entry = self._book.take_decision(msg, self._hello.session)
-        if entry is None:
-            log.warning("dropping a late, unknown or mismatched decision for %r", msg.request_id)
-            late = self._book.take_ended(msg.nonce)
-            if late is not None and row(msg.outcome).forwards and self._on_late_allow:
-                self._on_late_allow(late)  # the approver logged an allow we never acted on
-            return
-        info: dict[str, Any] = {"queue_wait_ms": msg.queue_wait_ms, "answered_by_approver": True}
-        if msg.human_decision is not None:
-            info["human_decision"] = as_dict(msg.human_decision)
-        call(entry, AskResult(msg.outcome, info))
-
-    def _on_error(self, msg: Error) -> None:
-        log.debug("approver error %s about %s %s: %s", msg.code, msg.about, msg.ref, msg.detail)
-        if msg.code is ErrorCode.HELLO_REQUIRED:
-            self._on_hello_required(msg)
-        elif msg.code in (ErrorCode.VERSION, ErrorCode.SESSION_BOUND) or (
-            msg.code is ErrorCode.MALFORMED
-            and (msg.about is MsgType.HELLO or (msg.about is None and self._welcome is None))
-        ):
-            # Our hello was refused (an approver from before ``proto`` names nothing, but
-            # it never welcomed us): it will not answer our asks, so none waits for the
-            # fallback deadline.
-            log.error("the approver refused this proxy: %s %s", msg.code, msg.detail)
-            self._refused = msg.detail or str(msg.code)
-            self._book.end_all(Outcome.APPROVER_UNAVAILABLE)
-        elif msg.code is ErrorCode.MALFORMED and msg.about is MsgType.ASK:
-            entry = self._book.get(msg.ref)
-            if entry is not None and entry.sent_at is not None:
-                log.error(
-                    "the approver could not read ask %r: %s", entry.request.request_id, msg.detail
-                )
-                self._book.done(entry, Outcome.APPROVER_UNAVAILABLE)
-        elif msg.code is ErrorCode.MALFORMED:
-            log.error("the approver could not read our %s: %s", msg.about, msg.detail)
-
-    def _on_hello_required(self, msg: Error) -> None:
-        if msg.about is MsgType.AUDIT:
-            self._send(encode(self._hello))  # then the unacknowledged records again
-            self._audit.resend_all()
-            return
-        if msg.about is not MsgType.ASK:
-            return
-        entry = self._book.get(msg.ref)
-        if entry is None or entry.sent_at is None:
-            return
-        if entry.hello_resent:
-            self._book.done(entry, Outcome.APPROVER_UNAVAILABLE)
-            return
-        entry.hello_resent = True  # hello, then the message once more
-        if not (self._send(encode(self._hello)) and self._send(entry.frame)):
-            self._book.done(entry, Outcome.APPROVER_UNAVAILABLE)
 
     def _timeout_s(self) -> float:
         return self._welcome.timeout_s if self._welcome is not None else DEFAULT_TIMEOUT_S

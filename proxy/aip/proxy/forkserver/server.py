@@ -60,8 +60,8 @@ PRELOAD: Final = (
     "re2",
     "ctypes",  # the subreaper prctl (child.become_subreaper): ~2 ms a session would import
     "resource",  # the launcher's limits (session._adopt)
-    # Loaded by every session once its agent is named (~30 ms of CPU on the approval thread
-    # while the first calls relay); light since pyzmq left the local link (issue 16).
+    # Loaded by every session once its agent is named (~17 ms of CPU on the approval thread
+    # while the first calls relay); light since pyzmq and typing left it (issue 16).
     "aip.proxy.approval.zmq_client",
 )
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import tracemalloc
+from collections import deque
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aip.proxy.audit import outbox as audit_outbox
 from aip.proxy.audit.outbox import WINDOW, AuditOutbox
@@ -347,3 +351,31 @@ def test_a_lost_connection_lets_the_queue_go_and_resends_from_the_spool(tmp_path
             sent += rseqs(records)
             outbox.on_ack(batch, rseqs(records))
     assert sent == list(range(1, 311))
+
+
+# A queued item: a recorder's line (with or without its newline, of some size: over
+# MAX_RECORD_BYTES it is capped, several big ones pass MAX_BATCH_BYTES) or a record re-read
+# from the spool as a dict.
+_ITEMS = st.one_of(
+    st.builds(line, st.integers(1, 10**6), st.sampled_from([0, 10, 300, 70_000, 200_000])),
+    st.builds(lambda r: line(r)[:-1], st.integers(1, 10**6)),
+    st.builds(lambda r: orjson.loads(line(r)), st.integers(1, 10**6)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(items=st.lists(_ITEMS, max_size=80), most=st.sampled_from([1, 3, 64]))
+def test_the_usual_batch_is_the_record_loops(items: list[Any], most: int) -> None:
+    """``_lines_batch`` (checks in C) answers only when ``_record_batch`` would take the same
+    records and send the same bytes; it leaves the queue as that loop would."""
+    fast_queue, slow_queue = deque(items), deque(items)
+    fast = audit_outbox._lines_batch(fast_queue, most)
+    slow = audit_outbox._record_batch(slow_queue, most)
+    if fast is not None:
+        assert fast == slow
+        assert fast_queue == slow_queue
+    else:
+        assert list(fast_queue) == items  # nothing taken
+    usual = items[:most]
+    if usual and all(type(i) is bytes and i.endswith(b"\n") and len(i) < 60_000 for i in usual):
+        assert fast is not None  # the usual case does take the fast way

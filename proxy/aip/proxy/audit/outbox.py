@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import islice, repeat
 
 import orjson
 
@@ -193,17 +194,9 @@ class AuditOutbox:
             if not due and len(self._queue) < MAX_AUDIT_RECORDS * WINDOW:
                 return out  # wait a moment for more (next_deadline wakes us)
             while self._queue and len(self._inflight) < WINDOW:
-                batch: list[bytes] = []
-                size = 0
-                while self._queue and len(batch) < MAX_AUDIT_RECORDS:
-                    body = _body(self._queue[0])
-                    if batch and size + len(body) > MAX_BATCH_BYTES:
-                        break
-                    self._queue.popleft()
-                    if len(body) > MAX_RECORD_BYTES:  # never a frame the approver refuses
-                        body = orjson.dumps(cap_record(orjson.loads(body), _cap_key()))
-                    batch.append(body)
-                    size += len(body)
+                batch = _lines_batch(self._queue, MAX_AUDIT_RECORDS)
+                if batch is None:
+                    batch = _record_batch(self._queue, MAX_AUDIT_RECORDS)
                 self._batch += 1
                 self._inflight[self._batch] = now
                 out.append((self._batch, batch))
@@ -271,6 +264,42 @@ class AuditOutbox:
     def has_work(self) -> bool:
         with self._lock:
             return self._reload or self._more or bool(self._queue)
+
+
+def _lines_batch(queue: deque[bytes | dict[str, Any]], most: int) -> list[bytes] | None:
+    """The next batch when it is the usual one: up to ``most`` lines the recorder made, none
+    capped, all within MAX_BATCH_BYTES. Each check is one pass in C (the approval thread took
+    ~1.1 us per record in the per-record loop, holding the GIL the relay waits for, issue 16);
+    the batch is ``_record_batch``'s, byte for byte. None: that loop decides."""
+    head = list(islice(queue, most))
+    if set(map(type, head)) != {bytes}:  # then ``lines`` below is what it says
+        return None
+    lines: list[bytes] = head  # type: ignore[assignment]
+    if not all(map(bytes.endswith, lines, repeat(b"\n"))):
+        return None
+    batch = [line[:-1] for line in lines]
+    if sum(map(len, batch)) > MAX_BATCH_BYTES or max(map(len, batch)) > MAX_RECORD_BYTES:
+        return None
+    for _ in head:
+        queue.popleft()
+    return batch
+
+
+def _record_batch(queue: deque[bytes | dict[str, Any]], most: int) -> list[bytes]:
+    """The next batch, record by record: up to ``most`` and MAX_BATCH_BYTES (one record at
+    least), each one capped if it is over MAX_RECORD_BYTES."""
+    batch: list[bytes] = []
+    size = 0
+    while queue and len(batch) < most:
+        body = _body(queue[0])
+        if batch and size + len(body) > MAX_BATCH_BYTES:
+            break
+        queue.popleft()
+        if len(body) > MAX_RECORD_BYTES:  # never a frame the approver refuses
+            body = orjson.dumps(cap_record(orjson.loads(body), _cap_key()))
+        batch.append(body)
+        size += len(body)
+    return batch
 
 
 def _body(item: bytes | dict[str, Any]) -> bytes:

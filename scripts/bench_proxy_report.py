@@ -32,7 +32,7 @@ def table(title: str, names: list[str], r: dict[str, Any], large: bool) -> str:
     for c in names:
         p = r[(c, 0)]
         st = r["startup"][c]
-        rss = " / ".join(f"{x:.1f}" for x in r["rss"][c]) if c in r["rss"] else ""
+        rss = _marks(r["rss"][c]) if c in r["rss"] else ""
         rows.append(
             f"| {c} | {p['p50_us']:.1f} | +{p['p50_us'] - d['p50_us']:.1f} | "
             f"{p['p99_us']:.1f} | +{p['p99_us'] - d['p99_us']:.1f} | {p['tp_per_s']:,.0f} | "
@@ -47,14 +47,12 @@ def table(title: str, names: list[str], r: dict[str, Any], large: bool) -> str:
         "CPU ms at the first answer (10 ms ticks; the launcher plus its forked session when "
         f"started through the fork server): {cpu}",
     ]
-    if r.get("pss"):
-        pss = ", ".join(f"{k} " + " / ".join(f"{x:.1f}" for x in v) for k, v in r["pss"].items())
-        rows += ["", f"PSS MB at the same marks (a page n processes share counts 1/n): {pss}"]
-    if r.get("proxy_rss"):
-        own = ", ".join(
-            f"{k} " + " / ".join(f"{x:.1f}" for x in v) for k, v in r["proxy_rss"].items()
-        )
-        rows += ["", f"RSS MB of the proxy's own processes (the chain without bwrap): {own}"]
+    for key, what in (
+        ("pss", "PSS MB at the same marks (a page n processes share counts 1/n)"),
+        ("proxy_rss", "RSS MB of the proxy's own processes (the chain without bwrap)"),
+    ):
+        if r.get(key):
+            rows += ["", f"{what}: " + ", ".join(f"{k} {_marks(v)}" for k, v in r[key].items())]
     if large:
         rows += [
             "",
@@ -113,7 +111,7 @@ def verdicts(r: dict[str, Any]) -> str:
                 flat = rss[-1] - rss[1] <= 1.0  # within 1 MB from 1,000 to the last mark
                 row(
                     f"{name}: {what} ≤ 28 MB, flat",
-                    " / ".join(f"{x:.1f}" for x in rss),
+                    _marks(rss),
                     max(rss) <= TARGETS["rss_mb"] and flat,
                 )
     return "\n".join(out)
@@ -253,3 +251,8 @@ def breakdown(policy: Path) -> str:
     out = ["| stage of an allowed small call | CPU µs |", "|---|---|"]
     out += [f"| {name} | {us:.2f} |" for name, us in rows]
     return "\n".join(out)
+
+
+def _marks(mb: list[float]) -> str:
+    """MB at each mark of calls, as the tables print them."""
+    return " / ".join(f"{x:.1f}" for x in mb)

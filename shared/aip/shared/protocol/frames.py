@@ -4,11 +4,14 @@ frame's ``type`` to its message class, and the strict decoders built on them.
 Tables are compiled at their first use, not at import: a proxy decodes only its session's
 replies (``decode_session_reply``), and loading and compiling the control plane's messages
 (``aipctl approver status`` and ``grants``, grants.py and status.py) cost each proxy ~15 ms of
-its approval thread and ~0.2 MB it never used (issue 16). tests/shared/test_protocol_frames.py
+its approval thread and ~0.2 MB it never used (issue 16). tests/shared/test_protocol_codec.py
 compiles every table, so a field shape the decoder does not know still fails in CI.
 """
 
 from __future__ import annotations
+
+import functools
+import operator
 
 from aip.shared.protocol.codec import decode, message_table
 from aip.shared.protocol.messages import (
@@ -45,20 +48,22 @@ _tables: dict[str, dict[str, type[Any]]] = {}
 _LAZY: Final = frozenset({"SessionReply", "ToApprover", "ToProxy", "Message", "LOCAL_ONLY"})
 
 
+def _classes(direction: str) -> tuple[type[Any], ...]:
+    """The message classes one direction accepts (the control plane's loaded only here)."""
+    if direction == "session_reply":
+        return _SESSION_REPLIES
+    from aip.shared.protocol.grants import Grants, GrantsReply
+    from aip.shared.protocol.status import Status, StatusReply
+
+    if direction == "to_approver":
+        return (Hello, Ask, Cancel, Audit, Bye, Status, Grants)
+    return (*_SESSION_REPLIES, StatusReply, GrantsReply)
+
+
 def _table(direction: str) -> dict[str, type[Any]]:
     table = _tables.get(direction)
     if table is None:
-        if direction == "session_reply":
-            table = message_table(_SESSION_REPLIES)
-        else:
-            from aip.shared.protocol.grants import Grants, GrantsReply
-            from aip.shared.protocol.status import Status, StatusReply
-
-            if direction == "to_approver":
-                table = message_table((Hello, Ask, Cancel, Audit, Bye, Status, Grants))
-            else:
-                table = message_table((*_SESSION_REPLIES, StatusReply, GrantsReply))
-        _tables[direction] = table  # a race builds it twice, the same
+        table = _tables[direction] = message_table(_classes(direction))  # a race: the same
     return table
 
 
@@ -82,17 +87,20 @@ def __getattr__(name: str) -> Any:
     (``from frames import x`` asks for ``__path__`` too: that is no reason to load them)."""
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from aip.shared.protocol.grants import Grants, GrantsReply
-    from aip.shared.protocol.status import Status, StatusReply
+    from aip.shared.protocol.grants import Grants
+    from aip.shared.protocol.status import Status
 
-    session_reply = Welcome | Decision | AuditAck | Error
-    to_approver = Hello | Ask | Cancel | Audit | Bye | Status | Grants
-    to_proxy = session_reply | StatusReply | GrantsReply
+    unions = {
+        union: functools.reduce(operator.or_, _classes(direction))
+        for union, direction in (
+            ("SessionReply", "session_reply"),
+            ("ToApprover", "to_approver"),
+            ("ToProxy", "to_proxy"),
+        )
+    }
     values = {
-        "SessionReply": session_reply,
-        "ToApprover": to_approver,
-        "ToProxy": to_proxy,
-        "Message": to_approver | to_proxy,
+        **unions,
+        "Message": unions["ToApprover"] | unions["ToProxy"],
         "LOCAL_ONLY": frozenset({Status, Grants}),
     }
     globals().update(values)

@@ -43,8 +43,8 @@ STAGES = ("decode", "stamp", "ingest", "ack")
 
 def record(rseq: int) -> bytes:
     """A proxy's record of an allowed call, as scripts/bench_audit_client.py sends it (its
-    line without the newline: what an ``audit`` frame carries)."""
-    return bench_audit_client.record(rseq)[:-1]
+    line, newline included: what ``audit_frame`` takes)."""
+    return bench_audit_client.record(rseq)
 
 
 def run(sink: AuditSink, frames: list[bytes]) -> dict[str, float]:

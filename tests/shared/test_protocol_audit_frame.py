@@ -35,7 +35,7 @@ def record(rseq: int, **extra: Any) -> dict[str, Any]:
 )
 def test_same_bytes_as_encoding_the_audit_message(extras: list[dict[str, Any]], batch: int) -> None:
     records = [{**extra, **record(i)} for i, extra in enumerate(extras)]
-    lines = [orjson.dumps(r) for r in records]
+    lines = [orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records]
     frame = audit_frame(S, batch, lines)
     assert frame == encode(Audit(session=S, batch=batch, records=records))
     msg = decode_to_approver(frame)
@@ -63,7 +63,7 @@ def test_the_approver_refuses_a_bad_record_as_before(bad: dict[str, Any]) -> Non
     )
     with pytest.raises(ProtocolError) as before:
         decode_to_approver(raw)
-    frame = audit_frame(S, 7, [orjson.dumps(r) for r in records])
+    frame = audit_frame(S, 7, [orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records])
     assert frame == raw
     with pytest.raises(ProtocolError) as now:
         decode_to_approver(frame)
@@ -73,13 +73,17 @@ def test_the_approver_refuses_a_bad_record_as_before(bad: dict[str, Any]) -> Non
 @pytest.mark.parametrize(
     ("session", "batch", "lines"),
     [
-        pytest.param("0123", 1, [b'{"rseq":1}'], id="bad session"),
+        pytest.param("0123", 1, [b'{"rseq":1}\n'], id="bad session"),
         pytest.param(S, 1, [], id="no record"),
-        pytest.param(S, 1, [b'{"rseq":1}'] * (MAX_AUDIT_RECORDS + 1), id="65 records"),
-        pytest.param(S, 1, [b'{"rseq":1}\n'], id="a newline left on"),
-        pytest.param(S, 1, [b"[1]"], id="not an object"),
-        pytest.param(S, 1, [b""], id="empty"),
-        pytest.param(S, True, [b'{"rseq":1}'], id="batch a boolean"),
+        pytest.param(S, 1, [b'{"rseq":1}\n'] * (MAX_AUDIT_RECORDS + 1), id="65 records"),
+        pytest.param(S, 1, [b'{"rseq":1}'], id="no newline"),
+        pytest.param(S, 1, [b'{"rseq":1}\n', b'{"rseq":2}'], id="the last without newline"),
+        pytest.param(S, 1, [b'{"rseq":1}\n{"rseq":2}\n'], id="two records in one line"),
+        pytest.param(S, 1, [b'{"rseq":1}\n\n'], id="an empty line after it"),
+        pytest.param(S, 1, [b'{"a":1,\n"rseq":1}\n'], id="a newline inside"),
+        pytest.param(S, 1, [b"[1]\n"], id="not an object"),
+        pytest.param(S, 1, [b"\n"], id="empty"),
+        pytest.param(S, True, [b'{"rseq":1}\n'], id="batch a boolean"),
     ],
 )
 def test_a_batch_that_cannot_be_sent_is_refused_here(

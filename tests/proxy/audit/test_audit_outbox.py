@@ -32,8 +32,8 @@ def fill(outbox: AuditOutbox, n: int, size: int = 10) -> None:
 
 
 def rseqs(batch: list[bytes]) -> list[int]:
-    """The rseqs of a batch's records (serialized JSON objects, without newlines)."""
-    assert all(r.startswith(b"{") and r.endswith(b"}") for r in batch)
+    """The rseqs of a batch's records (each one JSON object on one line, newline included)."""
+    assert all(r.startswith(b"{") and r.endswith(b"}\n") and r.count(b"\n") == 1 for r in batch)
     return [orjson.loads(r)["rseq"] for r in batch]
 
 

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import islice, repeat
 
 import orjson
@@ -165,8 +165,8 @@ class AuditOutbox:
     # --- the approval client's thread -----------------------------------------------------
 
     def take_batches(self, now: float) -> list[tuple[int, list[bytes]]]:
-        """Batches to send now (call only while connected and welcomed): each record as its
-        serialized JSON object (no newline), ready for ``protocol.messages.audit_frame``. The
+        """Batches to send now (call only while connected and welcomed): each record as one
+        line of JSON (its newline included), ready for ``protocol.messages.audit_frame``. The
         lines the recorder made are sent as they are: parsing every record again here only to
         serialize it again cost this thread ~6 us per record, and its GIL time delays the relay.
         """
@@ -212,7 +212,8 @@ class AuditOutbox:
             log.warning("cannot trim the audit spool: %s", exc)
 
     def drop(self, batch: int, records: list[bytes]) -> None:
-        """A batch that can never be sent: forget what of it can be read (as if acked)."""
+        """A batch that can never be sent: forget what of it can be read (as if acked).
+        ``records``: its lines, as ``take_batches`` gave them."""
         rseqs = []
         for body in records:
             try:
@@ -270,24 +271,28 @@ def _lines_batch(queue: deque[bytes | dict[str, Any]], most: int) -> list[bytes]
     """The next batch when it is the usual one: up to ``most`` lines the recorder made, none
     capped, all within MAX_BATCH_BYTES. Each check is one pass in C (the approval thread took
     ~1.1 us per record in the per-record loop, holding the GIL the relay waits for, issue 16);
-    the batch is ``_record_batch``'s, byte for byte. None: that loop decides."""
+    the batch is ``_record_batch``'s, byte for byte, and the very lines that were queued (no
+    copy). None: that loop decides."""
     head = list(islice(queue, most))
     if set(map(type, head)) != {bytes}:  # then ``lines`` below is what it says
         return None
     lines: list[bytes] = head  # type: ignore[assignment]
     if not all(map(bytes.endswith, lines, repeat(b"\n"))):
         return None
-    batch = [line[:-1] for line in lines]
-    if sum(map(len, batch)) > MAX_BATCH_BYTES or max(map(len, batch)) > MAX_RECORD_BYTES:
+    count = len(lines)  # the limits count the records without their newlines
+    if sum(map(len, lines)) - count > MAX_BATCH_BYTES or max(map(len, lines)) > _MAX_LINE:
         return None
-    for _ in head:
-        queue.popleft()
-    return batch
+    _drain(islice(iter(queue.popleft, None), count))  # a queued line is never None
+    return lines
+
+
+_MAX_LINE: Final = MAX_RECORD_BYTES + 1
+_drain: Final[Callable[[Iterable[Any]], None]] = deque(maxlen=0).extend  # an iterator run in C
 
 
 def _record_batch(queue: deque[bytes | dict[str, Any]], most: int) -> list[bytes]:
     """The next batch, record by record: up to ``most`` and MAX_BATCH_BYTES (one record at
-    least), each one capped if it is over MAX_RECORD_BYTES."""
+    least), each one capped if it is over MAX_RECORD_BYTES; each record one line."""
     batch: list[bytes] = []
     size = 0
     while queue and len(batch) < most:
@@ -297,7 +302,7 @@ def _record_batch(queue: deque[bytes | dict[str, Any]], most: int) -> list[bytes
         queue.popleft()
         if len(body) > MAX_RECORD_BYTES:  # never a frame the approver refuses
             body = orjson.dumps(cap_record(orjson.loads(body), _cap_key()))
-        batch.append(body)
+        batch.append(body + b"\n")
         size += len(body)
     return batch
 

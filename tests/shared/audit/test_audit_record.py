@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -193,38 +192,6 @@ def test_huge_arguments_object_is_replaced_whole() -> None:
 def test_small_record_is_not_copied() -> None:
     rec = guide_record()
     assert ar.cap_record(rec, KEY) is rec
-
-
-def test_key_is_created_0600_and_reused(tmp_path: Path) -> None:
-    path = tmp_path / "audit-hmac.key"
-    key = ar.load_or_create_key(path)
-    assert len(key) == 32
-    assert (path.stat().st_mode & 0o777) == 0o600
-    assert ar.load_or_create_key(path) == key
-
-
-def test_unsafe_or_bad_key_is_refused(tmp_path: Path) -> None:
-    loose = tmp_path / "loose.key"
-    loose.write_bytes(b"k" * 32)
-    os.chmod(loose, 0o644)
-    with pytest.raises(ValueError, match="0600"):
-        ar.load_or_create_key(loose)
-    short = tmp_path / "short.key"
-    short.write_bytes(b"k" * 5)
-    os.chmod(short, 0o600)
-    with pytest.raises(ValueError, match="5 bytes"):
-        ar.load_or_create_key(short)
-    theirs = tmp_path / "theirs.key"
-    theirs.write_bytes(b"k" * 32)
-    os.chmod(theirs, 0o600)
-    if os.getuid() == 0:  # root-proof ownership test: chown to nobody
-        os.chown(theirs, 65534, 65534)
-        with pytest.raises(ValueError, match="owned by us"):
-            ar.load_or_create_key(theirs)
-    link = tmp_path / "link.key"
-    link.symlink_to(theirs)
-    with pytest.raises(OSError):  # noqa: PT011 - ELOOP from O_NOFOLLOW
-        ar.load_or_create_key(link)
 
 
 def test_the_proxys_template_gives_the_builders_bytes() -> None:

@@ -22,11 +22,8 @@ from aip.approver.audit import proxy_batch
 from aip.approver.audit.chain import chain_anchor, line_hash
 from aip.approver.audit.dedup import SeenPairs
 from aip.approver.audit.resume import resume
-from aip.shared.audit.record import (
-    Event,
-    load_or_create_key,
-    meta_record,
-)
+from aip.shared.audit.install_key import load_or_create_key
+from aip.shared.audit.record import Event, meta_record
 from aip.shared.audit.stamp import user_name
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from itertools import islice, repeat
 import orjson
 
 from aip.shared import paths
-from aip.shared.audit.record import HMAC_KEY_BYTES, cap_record, load_or_create_key
+from aip.shared.audit.install_key import HMAC_KEY_BYTES, load_or_create_key
+from aip.shared.audit.record import cap_record
 from aip.shared.audit.spool import Spool
 
 TYPE_CHECKING = False

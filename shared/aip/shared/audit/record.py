@@ -10,10 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import os
 import re
-import stat
-from pathlib import Path
 
 import orjson
 
@@ -34,7 +31,6 @@ CAP_CHARS: Final = 2048
 CAP_KEEP_CHARS: Final = 512
 # Arguments whose capped serialization is still larger than this are replaced as a whole.
 MAX_ARGUMENTS_BYTES: Final = 16384
-HMAC_KEY_BYTES: Final = 32
 
 
 class Event(enum.StrEnum):
@@ -290,29 +286,3 @@ def cap_record(record: dict[str, Any], key: bytes) -> dict[str, Any]:
                 }
             }
     return capped
-
-
-def load_or_create_key(path: Path) -> bytes:
-    """The per-install HMAC key: 32 random bytes in a 0600 file of ours, made on first use.
-    A key file that is not a regular file of ours with mode 0600 is refused (ValueError)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        try:
-            os.write(fd, os.urandom(HMAC_KEY_BYTES))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-            raise ValueError(f"{path}: HMAC key must be a 0600 regular file owned by us")
-        key = os.read(fd, HMAC_KEY_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(key) != HMAC_KEY_BYTES:
-        raise ValueError(f"{path}: HMAC key has {len(key)} bytes, expected {HMAC_KEY_BYTES}")
-    return key

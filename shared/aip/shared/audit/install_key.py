@@ -2,19 +2,17 @@
 signed with (aip.shared.audit.record.cap_record), by the approver and by proxies alike.
 
 It is made on first use by whoever comes first, and it must never be seen half made: the file
-name is only ever given to a whole, synced key. The key is written under a temporary name of
-this process's own, synced, then hard-linked to its name: ``link`` never replaces, so of two
-first uses at once one key wins and both read it, and a crash at any point leaves either no
-key file (the next use makes one) or a whole one (and at most its own small temporary file). Before, the file was created empty and then
-written: a process killed in between (an approver killed during its first start) left an
-empty key that refused every later open of the audit log, and a concurrent reader could read
-it empty.
+name is only ever given to a whole, synced key (aip.shared.safe_write.write_new: written under a
+fresh name, then hard-linked to its own; ``link`` never replaces, so of two first uses at once
+one key wins and both read it). A crash at any point leaves no key file (the next use makes
+one) or a whole one. Before, the file was created empty and then written: a process killed in
+between (an approver killed during its first start) left an empty key that refused every later
+open of the audit log, and a concurrent reader could read it empty.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 from pathlib import Path
@@ -24,7 +22,6 @@ if TYPE_CHECKING:
     from typing import Final
 
 HMAC_KEY_BYTES: Final = 32
-_NO_LINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV})
 
 
 def load_or_create_key(path: Path) -> bytes:
@@ -51,49 +48,10 @@ def load_or_create_key(path: Path) -> bytes:
 
 
 def _create(path: Path) -> None:
-    """A whole, synced key under a name of our own, then linked to ``path`` (if nobody was
-    first). A filesystem without hard links gets the key the old way: created, then written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            key = os.urandom(HMAC_KEY_BYTES)
-            if os.write(fd, key) != len(key):
-                raise OSError(errno.EIO, f"short write of {tmp}")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return  # another process made it first: theirs is the key
-        except OSError as exc:
-            if exc.errno not in _NO_LINKS:
-                raise
-            _create_in_place(path, key)
-            return
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    _sync_dir(path.parent)  # the name survives a crash too
+    """A whole, synced key at ``path`` unless someone was first (then theirs is the key)."""
+    # Here, not at the top: a proxy loads this module at start and needs it only to cap a huge
+    # record; safe_write names typing (tests/proxy/test_startup_imports.py).
+    from aip.shared.safe_write import write_new
 
-
-def _create_in_place(path: Path, key: bytes) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # some filesystems cannot sync a folder: best effort
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with contextlib.suppress(FileExistsError):
+        write_new(path, os.urandom(HMAC_KEY_BYTES), 0o600)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from aip.shared import paths
+from aip.shared.safe_write import write_new
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +96,10 @@ class SessionKeys:
         problem = paths.dir_problem(self.directory)
         if problem is not None:
             raise OSError(f"session key dir unsafe: {problem}")
-        path = self.directory / f"{session}.key"
-        fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
-        try:
-            # No fsync: this runs on the approver's loop at each new hello, and a key lost to
-            # a power cut only means that session's spool is recorded as rejected.
-            os.write(fd, key.encode("ascii"))
-        finally:
-            os.close(fd)
+        # Whole or absent (a kill between create and write left an empty key: that session's
+        # spool would have been rejected). No fsync: this runs on the approver's loop at each
+        # new hello, and a key lost to a power cut only means that spool is recorded as rejected.
+        write_new(self.directory / f"{session}.key", key.encode("ascii"), 0o600, sync=False)
 
     @staticmethod
     def _read(path: Path) -> str | None:

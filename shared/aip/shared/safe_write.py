@@ -29,11 +29,12 @@ _CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLO
 _NO_LINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
 
 
-def write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` (it must not exist in any form) with exactly ``data``, fsynced, all of
-    it or nothing; FileExistsError when it exists (of two makers at once, one wins)."""
+def write_new(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
+    """Create ``path`` (it must not exist in any form) with exactly ``data``, all of it or
+    nothing; FileExistsError when it exists (of two makers at once, one wins). ``sync``:
+    fsynced, its folder too (without: whole or absent still, except after a power cut)."""
     tmp = _fresh_name(path)
-    _write_fresh(tmp, data, mode)
+    _write_fresh(tmp, data, mode, sync=sync)
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -41,11 +42,12 @@ def write_new(path: Path, data: bytes, mode: int) -> None:
     except OSError as exc:
         if exc.errno not in _NO_LINKS:
             raise
-        _write_fresh(path, data, mode)
+        _write_fresh(path, data, mode, sync=sync)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-    _sync_dir(path.parent)
+    if sync:
+        _sync_dir(path.parent)
 
 
 def replace_file(path: Path, data: bytes, mode: int) -> None:
@@ -64,14 +66,15 @@ def _fresh_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
 
 
-def _write_fresh(path: Path, data: bytes, mode: int) -> None:
+def _write_fresh(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
     fd = os.open(path, _CREATE, mode)
     try:
         os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):

@@ -236,6 +236,30 @@ def test_audit_log_problems(env: dict[str, str]) -> None:
     assert "hash chain broken" in checks["audit log"]["summary"]
 
 
+def test_audit_key_problems(env: dict[str, str]) -> None:
+    """An empty key (an older aip killed while making it) stops the approver's log: doctor
+    says so and how to fix it; a whole 0600 key of ours is ok."""
+    log_dir = Path(env["XDG_STATE_HOME"], "aip")
+    key = log_dir / "audit-hmac.key"
+    _, checks = doctor(env)
+    assert checks["audit key"]["status"] == "info"
+    log_dir.mkdir(parents=True, mode=0o700)
+    key.touch(mode=0o600)
+    code, checks = doctor(env)
+    assert code != 0
+    assert checks["audit key"]["status"] == "fail"
+    assert "holds 0 bytes" in checks["audit key"]["summary"]
+    assert checks["audit key"]["fix"].startswith(f"rm {key}")
+    key.chmod(0o644)
+    _, checks = doctor(env)
+    assert checks["audit key"]["fix"] == f"mv {key} {key}.refused   # then restart the approver"
+    key.unlink()
+    key.write_bytes(b"k" * 32)
+    key.chmod(0o600)
+    _, checks = doctor(env)
+    assert checks["audit key"]["status"] == "ok"
+
+
 def test_dialog_backend_with_a_display(env: dict[str, str]) -> None:
     required_tool("zenity", path="/usr/bin:/bin")  # where the approver's PATH finds it
     _, checks = doctor({**env, "DISPLAY": ":77"})

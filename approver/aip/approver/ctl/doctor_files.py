@@ -17,6 +17,7 @@ from aip.approver.ctl.doctor_checks import Check, Status
 from aip.approver.ctl.policy_lint import lint
 from aip.proxy.cli import UsageError, parse_args
 from aip.shared import paths
+from aip.shared.audit.install_key import HMAC_KEY_BYTES
 from aip.shared.errors import PolicyError
 from aip.shared.policy.file import find_policy_path
 from aip.shared.policy.load import load_policy
@@ -144,6 +145,39 @@ def check_audit_log(path: Path, progress: Callable[[int, int], None] | None) -> 
         ["keep the file as evidence; records after the break cannot be trusted"],
         fix=f"aipctl audit verify {shlex.quote(str(path))}",
     )
+
+
+def check_audit_key(path: Path) -> Check:
+    """The HMAC key beside the log (``audit-hmac.key``). One the approver cannot load stops
+    it from opening the log, and every ask is denied ``audit_unavailable``: an older aip
+    killed while making it left it empty. A key of the wrong length was never loaded, so
+    nothing was capped with it and removing it loses nothing (a new one is made)."""
+    own = paths.is_aip_own(path.parent)
+    quoted = shlex.quote(str(path))
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return Check("audit key", Status.INFO, f"{path} does not exist yet (made on first use)")
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return Check(
+            "audit key",
+            Status.FAIL,
+            f"{path} is not a 0600 regular file of yours: the approver cannot open the audit "
+            "log, so asks are denied (audit_unavailable)",
+            fix=f"mv {quoted} {quoted}.refused   # then restart the approver"
+            if own
+            else f"choose an audit log in a folder of its own; {path.parent} is not aip's",
+        )
+    if st.st_size != HMAC_KEY_BYTES:
+        return Check(
+            "audit key",
+            Status.FAIL,
+            f"{path} holds {st.st_size} bytes, not {HMAC_KEY_BYTES}: the approver cannot open "
+            "the audit log, so asks are denied (audit_unavailable)",
+            ["left by an older aip killed while making it; never used, so nothing depends on it"],
+            fix=f"rm {quoted}   # then restart the approver (it makes a new one)",
+        )
+    return Check("audit key", Status.OK, f"{path}: 0600, {HMAC_KEY_BYTES} bytes")
 
 
 def audit_progress() -> Callable[[int, int], None] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -14,6 +15,9 @@ import zmq
 from aip.proxy.approval.api import AskRequest, AskResult
 from aip.proxy.approval.connect import make_approval_client
 from aip.proxy.approval.zmq_client import ZmqApprovalClient
+from aip.proxy.audit.outbox import AuditOutbox
+from aip.shared.audit.spool import Spool
+from aip.shared.audit.spool_line import LineKey
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import encode
 from aip.shared.protocol.frames import ToApprover, ToProxy, decode_to_approver
@@ -336,3 +340,54 @@ def test_a_crashed_client_thread_still_answers_every_ask(folder: Path) -> None:
     c.ask(request(2), r2)
     assert r2.wait(1).outcome is Outcome.SHUTDOWN
     c.close()
+
+
+def _signed_with_mac2(spool: Spool, rseq: int) -> bool:
+    """Append a record line to ``spool`` and say which MAC its line got."""
+    body = b'{"event":"decision","session":"%s","rseq":%d}' % (spool.session.encode(), rseq)
+    spool.append_line(rseq, body + b"\n")
+    last = spool.path.read_bytes().splitlines()[-1]
+    mac, _, written = last.partition(b" ")
+    assert written == body
+    key = LineKey(spool.key, spool.session)
+    assert mac in (key.mac(rseq, body), key.mac2(rseq, body))
+    return mac == key.mac2(rseq, body)
+
+
+def test_the_spool_is_signed_with_blake2b_only_after_a_welcome_that_checks_it(
+    folder: Path,
+) -> None:
+    """A real approver (PROTO 4) checks both MACs: after its welcome the proxy signs with
+    BLAKE2b. One whose welcome says less (the scripted ROUTER says proto 1, as approvers
+    before 4 did) gets HMAC lines: it could not ingest the others from an orphaned spool."""
+    session = new_session()
+    spool = Spool(session, folder / "spool")
+    assert not _signed_with_mac2(spool, 1)  # before any welcome
+    with Approver(folder, f"exec:{answer_program(folder, 'allow')}").wait_ready() as approver:
+        c = ZmqApprovalClient(approver.endpoint, hello(session), audit=AuditOutbox(spool))
+        try:
+            r = Result()
+            c.ask(request(1), r)
+            assert r.wait().outcome is Outcome.HUMAN_APPROVED  # welcomed by now
+            assert _signed_with_mac2(spool, 2)
+        finally:
+            c.close()
+    fake = FakeApprover(folder)
+    c = ZmqApprovalClient(fake.endpoint, hello(session), audit=AuditOutbox(spool))
+    try:
+        r = Result()
+        c.ask(request(2), r)
+        route, _ = fake.welcome()
+        _, ask = fake.recv()
+        while not isinstance(ask, Ask):  # the re-sent audit records come first
+            _, ask = fake.recv()
+        fake.send(route, _decision(ask))
+        assert r.wait().outcome is Outcome.HUMAN_APPROVED
+        assert not _signed_with_mac2(spool, 3)
+        lines = spool.path.read_bytes().splitlines()  # whatever the approver had not acked
+        written = [json.loads(line.partition(b" ")[2])["rseq"] for line in lines]
+        assert [r["rseq"] for r in spool.pending()] == written
+        assert 3 in [r["rseq"] for r in spool.pending()]  # both kinds read back
+    finally:
+        c.close()
+        fake.close()

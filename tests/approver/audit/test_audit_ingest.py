@@ -55,6 +55,29 @@ async def test_orphans_ingested_in_order_once(tmp_path: Path) -> None:
     assert list((tmp_path / "keys").iterdir()) == []  # ingested: the keys are not needed
 
 
+async def test_an_orphan_spool_of_both_macs_is_ingested_whole(tmp_path: Path) -> None:
+    """A proxy signs with the HMAC until a welcome lets it sign with BLAKE2b: its spool may
+    hold both kinds of line, and the approver takes every one of them."""
+    spools = tmp_path / "spool"
+    keys = SessionKeys(tmp_path / "keys")
+    spool = Spool(S1, spools)
+    assert keys.bind(S1, spool.key.hex())
+    spool.append([rec(S1, i) for i in range(1, 4)])
+    spool.sign_with_mac2(True)
+    spool.append([rec(S1, i) for i in range(4, 7)])
+    spool.sign_with_mac2(False)  # welcomed by an older approver after that
+    spool.append([rec(S1, 7)])
+    spool.close()
+    macs = [line[:64] for line in (spools / f"{S1}.jsonl").read_bytes().splitlines()]
+    assert len(set(macs)) == 7
+    log = tmp_path / "aip-audit.jsonl"
+    async with AuditLog(log) as audit:
+        assert await ingest_orphan_spools(audit, keys, spools) == 7
+    records = [orjson.loads(x) for x in log.read_bytes().splitlines()][1:]
+    assert [r["rseq"] for r in records] == list(range(1, 8))
+    assert all(r["event"] == "decision" for r in records)  # nothing rejected
+
+
 async def test_forged_and_altered_lines_are_recorded_not_ingested(tmp_path: Path) -> None:
     spools = tmp_path / "spool"
     keys = SessionKeys(tmp_path / "keys")

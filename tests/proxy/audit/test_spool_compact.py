@@ -119,3 +119,28 @@ def test_a_big_file_is_compacted_before_the_record_count(
     assert _file_rseqs(store) == (list(range(31, 41)) if compacted else list(range(1, 41)))
     assert [r["rseq"] for r in store.pending()] == list(range(31, 41))
     store.close()
+
+
+def test_a_compaction_and_a_read_back_keep_lines_of_both_macs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unacknowledged tail holds HMAC lines (before a welcome) and BLAKE2b lines (after):
+    the tail's checks take both, so it is copied and read back without the whole-file path."""
+    monkeypatch.setattr(spool_mod, "COMPACT_MIN_RECORDS", 10)
+    whole_file: list[int] = []
+    real = spool_mod.spool_compact._copy_unacked
+    monkeypatch.setattr(
+        spool_mod.spool_compact,
+        "_copy_unacked",
+        lambda *a: whole_file.append(1) or real(*a),  # type: ignore[func-returns-value]
+    )
+    store = Spool(SESSION, tmp_path)
+    store.append([rec(i) for i in range(1, 31)])
+    store.sign_with_mac2(True)
+    store.append([rec(i) for i in range(31, 41)])
+    store.ack(list(range(1, 26)))  # 25 acked > 15 left, > 10: compacted
+    assert _file_rseqs(store) == list(range(26, 41))
+    assert whole_file == []
+    assert [r["rseq"] for r in store.pending()] == list(range(26, 41))
+    raw = store.pending(raw=True)
+    assert [spool_mod.orjson.loads(r)["rseq"] for r in raw] == list(range(26, 41))

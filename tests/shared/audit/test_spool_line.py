@@ -74,3 +74,56 @@ def test_holds_is_open_for_a_known_rseq(rseq: int, other: int, pad: str, change:
     for asked in (rseq, other):
         record, _why = reader.open(line)
         assert reader.holds(line, asked) == (record is not None and record["rseq"] == asked)
+
+
+_TAG2 = b"aip-spool-line-2\n"
+
+
+def _reference2(key: bytes, session: str, rseq: int, body: bytes) -> bytes:
+    """RFC 7693 keyed BLAKE2b-256 (hashlib's), a key over 64 bytes hashed with SHA-256 first."""
+    key = key if len(key) <= 64 else hashlib.sha256(key).digest()
+    msg = _TAG2 + session.encode("ascii") + b"\n" + b"%d\n" % rseq + body
+    return hashlib.blake2b(msg, key=key, digest_size=32).hexdigest().encode("ascii")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(min_size=0, max_size=150),
+    st.text(alphabet="0123456789abcdef", min_size=1, max_size=32),
+    st.integers(min_value=0, max_value=2**63),
+    st.binary(max_size=600),
+)
+def test_mac2_is_keyed_blake2b(key: bytes, session: str, rseq: int, body: bytes) -> None:
+    assert LineKey(key, session).mac2(rseq, body) == _reference2(key, session, rseq, body)
+
+
+def test_either_mac_opens_and_the_signing_one_is_chosen() -> None:
+    """A proxy signs with the HMAC until an approver that checks both welcomed it; a line of
+    either kind opens with the key, and neither opens when anything it binds changed."""
+    key, session = os.urandom(32), "0123456789abcdef"
+    body = b'{"rseq":7,"session":"0123456789abcdef","x":1}'
+    lk = LineKey(key, session)
+    line1 = lk.sign(7, body)
+    assert line1 == _reference(key, session, 7, body) + b" " + body + b"\n"
+    lk.sign_mac2 = True
+    line2 = lk.sign(7, body)
+    assert line2 == _reference2(key, session, 7, body) + b" " + body + b"\n"
+    for signed_with in (False, True):  # whatever this key signs with now
+        opener = LineKey(key, session)
+        opener.sign_mac2 = signed_with
+        for line in (line1, line2):
+            assert opener.open(line[:-1]) == ({"rseq": 7, "session": session, "x": 1}, "")
+            assert opener.holds(line[:-1], 7)
+            assert not opener.holds(line[:-1], 8)  # the rseq is bound
+            tampered = line[:-1].replace(b'"x":1', b'"x":2')
+            assert opener.open(tampered)[1] == "MAC mismatch"
+            assert not opener.holds(tampered, 7)
+        other = LineKey(os.urandom(32), session)
+        other.sign_mac2 = signed_with
+        assert other.open(line2[:-1])[1] == "MAC mismatch"
+        assert LineKey(key, "fedcba9876543210").open(line2[:-1])[1] in (
+            "MAC mismatch",
+            "record of another session",
+        )
+    # a MAC of one kind under the other kind's tag is no MAC: the tags keep them apart
+    assert _reference(key, session, 7, body) != lk.mac2(7, body)

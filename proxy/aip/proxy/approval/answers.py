@@ -14,7 +14,15 @@ from aip.proxy.approval.book import call
 from aip.proxy.approval.link import as_dict
 from aip.shared.outcomes import Outcome, row
 from aip.shared.protocol.codec import encode
-from aip.shared.protocol.messages import AuditAck, Decision, Error, ErrorCode, MsgType, Welcome
+from aip.shared.protocol.messages import (
+    SPOOL_MAC2_PROTO,
+    AuditAck,
+    Decision,
+    Error,
+    ErrorCode,
+    MsgType,
+    Welcome,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,6 +68,9 @@ class Answers:
     def _on_welcome(self, msg: Welcome) -> None:
         if msg.session == self._hello.session:
             self._welcome = msg
+            # Before the records this welcome makes us send again (they are re-read, either
+            # MAC accepted); an approver that would refuse BLAKE2b lines gets the HMAC still.
+            self._audit.spool.sign_with_mac2(msg.proto >= SPOOL_MAC2_PROTO)
             if self._on_audit_path is not None:
                 try:
                     self._on_audit_path(msg.audit_path)

@@ -28,7 +28,7 @@ from aip.shared.protocol.messages import (
     DEFAULT_TIMEOUT_S,
     FALLBACK_GRACE_S,
     MAX_ASK_BYTES,
-    PROTO,
+    PROXY_PROTO,
     Bye,
     Cancel,
     Hello,
@@ -98,7 +98,7 @@ class ZmqApprovalClient(Answers):
         # Our proto, and the session key our spool is signed with: it binds the session id
         # to us at the approver (a reconnect proves it) and lets it verify the spool.
         key = self._audit.spool.key.hex()
-        self._hello = Hello(**{**as_dict(hello), "proto": PROTO, "key": key})
+        self._hello = Hello(**{**as_dict(hello), "proto": PROXY_PROTO, "key": key})
         self._refused = ""  # why the approver refused our hello (until we reconnect)
         self._thread = threading.Thread(target=self._run, name="aip-approval", daemon=True)
         self._thread.start()

@@ -118,6 +118,11 @@ class Spool:
             return
         self._write(self._line_key.sign(rseq, line[:-1]), rseq, None)
 
+    def sign_with_mac2(self, on: bool) -> None:
+        """Sign the lines written from now on with BLAKE2b (an approver that checks either MAC
+        welcomed us) or with the HMAC (aip.shared.audit.spool_line); earlier lines stay."""
+        self._line_key.sign_mac2 = on
+
     def append_lines(self, data: bytes, rseqs: Iterable[int]) -> None:
         """Already serialized records (newline-terminated lines) with their rseqs, in order;
         each is written with its MAC."""

@@ -30,9 +30,15 @@ MAX_SAFE_INT: Final = 2**53 - 1
 # The feature level in hello and welcome (the envelope's ``v`` stays 1). 2: hello carries the
 # session key, refusals echo type and nonce. 3: an ask may carry ``grant`` facts and decisions
 # may be ``granted`` / ``denied_by_grant`` (sent only to a proxy that said proto >= 3).
+# 4, said in welcome only: the approver checks spool lines of either MAC
+# (aip.shared.audit.spool_line), so the proxy may sign its spool with the faster one. A proxy
+# still says PROXY_PROTO in its hello: it asks for nothing new, and an approver refuses a hello
+# above its own PROTO (a new proxy keeps working with an approver of 3).
 # An approver serves proxies of MIN_PROTO..PROTO.
-PROTO: Final = 3
+PROTO: Final = 4
+PROXY_PROTO: Final = 3
 GRANT_PROTO: Final = 3
+SPOOL_MAC2_PROTO: Final = 4
 MIN_PROTO: Final = 2
 
 _SESSION_RE: Final = re.compile(r"[0-9a-f]{16}")

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import zmq
 
@@ -16,6 +17,7 @@ from aip.proxy.approval.api import AskRequest, AskResult
 from aip.proxy.approval.connect import make_approval_client
 from aip.proxy.approval.zmq_client import ZmqApprovalClient
 from aip.proxy.audit.outbox import AuditOutbox
+from aip.shared.audit.record import decision_record
 from aip.shared.audit.spool import Spool
 from aip.shared.audit.spool_line import LineKey
 from aip.shared.outcomes import Outcome
@@ -343,8 +345,13 @@ def test_a_crashed_client_thread_still_answers_every_ask(folder: Path) -> None:
 
 
 def _signed_with_mac2(spool: Spool, rseq: int) -> bool:
-    """Append a record line to ``spool`` and say which MAC its line got."""
-    body = b'{"event":"decision","session":"%s","rseq":%d}' % (spool.session.encode(), rseq)
+    """Append a record line to ``spool`` and say which MAC its line got. A whole decision
+    record: the approver may receive it (every unacknowledged record is sent after a welcome)
+    and the tests' audit-schema check reads its log."""
+    record = decision_record(
+        outcome=Outcome.POLICY_ALLOWED, session=spool.session, agent_id="a", tool="t", rseq=rseq
+    )
+    body = orjson.dumps(record)
     spool.append_line(rseq, body + b"\n")
     last = spool.path.read_bytes().splitlines()[-1]
     mac, _, written = last.partition(b" ")

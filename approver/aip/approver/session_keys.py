@@ -14,7 +14,6 @@ import hmac
 import logging
 import os
 import re
-import stat
 import time
 from pathlib import Path
 from typing import Final
@@ -109,7 +108,7 @@ class SessionKeys:
             return None
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            if not paths.private_file(st):
                 log.warning("session key %s ignored: not a private file of ours", path)
                 return None
             key = os.read(fd, 128).decode("ascii", "replace")

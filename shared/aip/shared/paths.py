@@ -139,6 +139,12 @@ def protectable_dir(path: Path) -> bool:
     return here != "/" and not (home + "/").startswith(here.rstrip("/") + "/")
 
 
+def private_file(st: os.stat_result) -> bool:
+    """``st`` (an fstat or lstat) is a regular file of ours that neither group nor others may
+    use: what every private file aip reads or appends to must be (keys, spools)."""
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
 def dir_problem(path: Path) -> str | None:
     """Why ``path`` is not a private directory of ours, or None when it is (lstat: a symlink
     is refused, never followed)."""

@@ -158,7 +158,7 @@ def check_audit_key(path: Path) -> Check:
         st = path.lstat()
     except FileNotFoundError:
         return Check("audit key", Status.INFO, f"{path} does not exist yet (made on first use)")
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+    if not paths.private_file(st):
         return Check(
             "audit key",
             Status.FAIL,

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from pathlib import Path
+
+from aip.shared import paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def load_or_create_key(path: Path) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        if not paths.private_file(st):
             raise ValueError(f"{path}: HMAC key must be a 0600 regular file owned by us")
         key = os.read(fd, HMAC_KEY_BYTES + 1)
     finally:
@@ -49,8 +50,8 @@ def load_or_create_key(path: Path) -> bytes:
 
 def _create(path: Path) -> None:
     """A whole, synced key at ``path`` unless someone was first (then theirs is the key)."""
-    # Here, not at the top: a proxy loads this module at start and needs it only to cap a huge
-    # record; safe_write names typing (tests/proxy/test_startup_imports.py).
+    # Here, not at the top: a proxy loads this module at start, and the key is made once per
+    # install; the rest of the time no start pays for safe_write's import.
     from aip.shared.safe_write import write_new
 
     with contextlib.suppress(FileExistsError):

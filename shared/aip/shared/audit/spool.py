@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -60,7 +59,7 @@ def read_lines(data: bytes) -> list[bytes]:
 def _open_private(path: Path, flags: int) -> int:
     fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+    if not paths.private_file(st):
         os.close(fd)
         raise PermissionError(f"{path}: not a private regular file of ours")
     return fd

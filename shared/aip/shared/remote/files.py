@@ -15,7 +15,6 @@ folder another user could have written or read: a secret key that leaked is no i
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -23,7 +22,7 @@ from typing import Final
 import orjson
 
 from aip.shared.errors import ConfigError
-from aip.shared.paths import dir_problem
+from aip.shared.paths import dir_problem, private_file
 from aip.shared.startup_paths import config_home
 
 CLIENT_KEY: Final = "client.key"
@@ -81,7 +80,7 @@ def read_private(path: Path) -> bytes:
         raise ConfigError(f"{path}: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        if not private_file(st):
             raise ConfigError(f"{path}: must be a regular file of ours with mode 0600")
         return f.read(65536)
 

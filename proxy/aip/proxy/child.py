@@ -9,7 +9,6 @@ orphans are re-parented to it and stay findable).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -18,12 +17,13 @@ import threading
 from collections.abc import Callable, Sequence
 
 from aip.proxy.sandbox.stdout_pipe import StdoutFifo
+from aip.shared import logs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any, Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 STDIN_CLOSE_GRACE_S: Final = 2.0  # MCP lifecycle: close stdin and let the server exit
 TERM_GRACE_S: Final = 2.0  # then SIGTERM the process group; then SIGKILL

@@ -207,9 +207,10 @@ def _exit_now(code: int) -> NoReturn:
     ("terminate called without an active exception": exit -6 instead of the session's
     status, seen in CI after a half-closed stdin). A forked session ends the same way."""
     import contextlib
-    import logging
 
-    logging.shutdown()
+    from aip.shared import logs
+
+    logs.flush()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # closed, or its reader left
             stream.flush()
@@ -237,11 +238,9 @@ def _main(
     wire_fd: int,
     on_start: Callable[[Callable[[str], None]], None] | None = None,
 ) -> int:
-    import logging
-
     from aip.shared import logs
 
-    log = logging.getLogger(__name__)
+    log = logs.get(__name__)
     # After the stdout claim (keeps --help fast). The relay's modules (aip.proxy.runner and
     # what it imports) load only once the sandbox probe runs: see aip.proxy.sandbox.early.
     from aip.proxy.sandbox import early
@@ -259,7 +258,7 @@ def _main(
         sys.stderr.write(f"aip-proxy: error: {exc}\n")
         return EXIT_USAGE
     server_name = ns.server_name or server_name_for(command)
-    logs.configure("aip-proxy", tag=server_name, verbose=ns.verbose)
+    logs.configure("aip-proxy", tag=server_name, verbose=ns.verbose, direct=True)
     try:
         max_line = ns.max_line_bytes or int(_env_number(ENV_MAX_LINE, MAX_LINE_BYTES))
         if max_line < 1024:

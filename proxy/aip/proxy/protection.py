@@ -6,13 +6,13 @@ thread) and the client's roots (relay thread) never undo each other.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
 from aip.proxy.relay.session import PolicyState, Session
+from aip.shared import logs
 from aip.shared.policy.always_protected import always_protected
 from aip.shared.policy.decision import Context
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from aip.shared.policy.model import Policy
     from aip.shared.policy.ratelimit import RateLimiter
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 # Audit logs announced over the session's life (an approver restarted with another
 # --audit-log adds one); all stay protected. Bounded: a misbehaving approver of our own uid

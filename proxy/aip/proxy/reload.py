@@ -10,7 +10,6 @@ relay thread sees old or new, never a mix; asks in flight keep the decision they
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -19,6 +18,7 @@ from aip.proxy.audit.recorder import Recorder, record_event
 from aip.proxy.protection import Protection
 from aip.proxy.relay import dlp_filter
 from aip.proxy.relay.session import Session
+from aip.shared import logs
 from aip.shared.audit.record import Event, meta_record
 from aip.shared.errors import PolicyError
 from aip.shared.own_pid import own_pid
@@ -31,7 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 POLL_INTERVAL_S: Final = 1.0
 # An editor that rewrites the file in place can be caught half-way: a change is acted on only

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import logging
 import os
 import select
 import signal
@@ -48,7 +47,7 @@ if TYPE_CHECKING:
 
     from aip.proxy.approval.api import ApprovalClient
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 EXIT_SPAWN_FAILED: Final = 2  # the server command cannot be started: a configuration error
 WATCHDOG_EXTRA_S: Final = 1.0

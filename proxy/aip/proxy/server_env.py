@@ -11,15 +11,16 @@ without that file keeps the inherited environment as it is.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
+
+from aip.shared import logs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 COERCED: Final = "LC_CTYPE"
 _EXEC_ENVIRON: Final = "/proc/self/environ"

@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator
 
-from aip.shared import slotclass
+from aip.shared import logs, slotclass
 from aip.shared.slotclass import FrozenSlotted
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 READ_BUFFER_BYTES: Final = 1 << 20
 OVERSIZE_HEAD_BYTES: Final = 64 * 1024  # what is kept of an over-long line to find its id

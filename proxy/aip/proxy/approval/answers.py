@@ -6,12 +6,12 @@ then our records again), ``audit_ack`` and the refusals of ``error``. A part of
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from aip.proxy.approval.api import AskResult
 from aip.proxy.approval.book import call
 from aip.proxy.approval.link import as_dict
+from aip.shared import logs
 from aip.shared.outcomes import Outcome, row
 from aip.shared.protocol.codec import encode
 from aip.shared.protocol.messages import (
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from aip.proxy.audit.outbox import AuditOutbox
     from aip.shared.protocol.messages import Hello
 
-log = logging.getLogger("aip.proxy.approval.zmq_client")  # one logger for the client's lines
+log = logs.get("aip.proxy.approval.zmq_client")  # one logger for the client's lines
 
 
 class Answers:

@@ -8,13 +8,13 @@ approver may still hold goes through ``withdraw``.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from aip.proxy.approval.api import AskRequest, AskResult, OnDone
 from aip.proxy.approval.link import same_id
+from aip.shared import logs
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import encode
 from aip.shared.protocol.messages import Ask, Decision
@@ -23,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 ENDED_MEMORY: Final = 1024  # asks we ended ourselves, remembered to spot a late allow
 

@@ -7,12 +7,12 @@ client that denies every ask.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 
 from aip.proxy.approval.api import UnavailableApprover
 from aip.proxy.audit.outbox import AuditOutbox
+from aip.shared import logs
 from aip.shared.errors import AipError, ConfigError
 
 TYPE_CHECKING = False
@@ -58,7 +58,7 @@ def make_approval_client(
         if remote is None:
             paths.socket_path(target)  # only ipc:// with an absolute path
     except (KeyError, TypeError, ValueError, AipError) as exc:
-        logging.getLogger(__name__).error("approval disabled, every ask is denied: %s", exc)
+        logs.get(__name__).error("approval disabled, every ask is denied: %s", exc)
         return UnavailableApprover()
     return ZmqApprovalClient(
         target,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import select
 import struct
@@ -25,6 +24,7 @@ from collections.abc import Callable, Iterator
 
 from aip.proxy.approval import zmtp
 from aip.proxy.approval.link import endpoint_verdict
+from aip.shared import logs
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import socket_path
 from aip.shared.protocol.codec import ProtocolError
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from aip.proxy.approval.remote_dealer import CurveDealer
     from aip.shared.protocol.frames import SessionReply
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 POLLIN: Final = select.POLLIN
 RECONNECT_S: Final = 0.1  # libzmq's default reconnect interval

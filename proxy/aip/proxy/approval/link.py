@@ -5,10 +5,10 @@ is a message really from our user, and the thread-safe mailbox that wakes the cl
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import queue
 
+from aip.shared import logs
 from aip.shared.errors import ConfigError
 from aip.shared.outcomes import Outcome
 from aip.shared.paths import DirState, check_private_dir, socket_path, socket_problem
@@ -17,7 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 
 def endpoint_verdict(endpoint: str) -> Outcome | None:

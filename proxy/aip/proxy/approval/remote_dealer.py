@@ -18,7 +18,6 @@ link, each a decision:
 
 from __future__ import annotations
 
-import logging
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from typing import Any, Final
 
 import zmq
 
+from aip.shared import logs
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import ProtocolError
 from aip.shared.protocol.frames import decode_session_reply
@@ -35,7 +35,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from aip.shared.protocol.frames import SessionReply
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 _EVENTS: Final = (
     zmq.EVENT_HANDSHAKE_SUCCEEDED

@@ -9,7 +9,6 @@ thread): a decision that matches request_id, nonce and digest in time, else a de
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -21,6 +20,7 @@ from aip.proxy.approval.book import AskBook, Pending, ask_frame, call
 from aip.proxy.approval.ipc_dealer import POLLIN, make_dealer
 from aip.proxy.approval.link import Mailbox, as_dict
 from aip.proxy.audit.outbox import AuditOutbox
+from aip.shared import logs
 from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import ProtocolError, encode
@@ -42,7 +42,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 # Asks made while the first connection is being set up wait this long for it. A forwarded
 # link (ssh -R, a container's mount, CURVE over TCP) can take more than the 0.5 s this once

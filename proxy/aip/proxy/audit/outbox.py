@@ -9,7 +9,6 @@ the approver drops ``(session, rseq)`` pairs it already has.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import threading
@@ -20,7 +19,7 @@ from itertools import islice, repeat
 
 import orjson
 
-from aip.shared import paths
+from aip.shared import logs, paths
 from aip.shared.audit.install_key import HMAC_KEY_BYTES, load_or_create_key
 from aip.shared.audit.record import cap_record
 from aip.shared.audit.spool import Spool
@@ -29,7 +28,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 MAX_BATCH_BYTES: Final = 512 * 1024  # well under the approver's frame limit
 WINDOW: Final = 4  # batches in flight

@@ -7,7 +7,6 @@ follow DESIGN §8; values pass through ``redact`` first.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import orjson
 
 from aip.proxy.audit.outbox import AuditOutbox
 from aip.proxy.stdio import Wire
+from aip.shared import logs
 from aip.shared.audit.record import DecisionTemplate, Event, not_forwarded_record, record_fields
 from aip.shared.audit.spool import Spool
 from aip.shared.outcomes import Outcome
@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 _lock = threading.Lock()
 

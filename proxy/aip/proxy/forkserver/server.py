@@ -17,7 +17,6 @@ import _socket
 import contextlib
 import fcntl
 import gc
-import logging
 import os
 import select
 import signal
@@ -29,8 +28,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from aip.proxy.forkserver import identity, spawn, wire
+from aip.shared import logs
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 ENV_IDLE: Final = "AIP_FORK_SERVER_IDLE_S"
 IDLE_S: Final = 600.0
@@ -340,11 +340,11 @@ def _loaded_files() -> dict[str, tuple[int, int]]:
 def main() -> None:
     """``python -P -c ... PATH KEY`` (aip.proxy.forkserver.spawn)."""
     from aip.proxy import lean
-    from aip.shared import logs, paths
+    from aip.shared import paths
 
     lean.start_process()  # as an aip-proxy process: no OpenSSL (sessions inherit the modules)
     path, key = sys.argv[1], sys.argv[2]
-    logs.configure("aip-fork-server", tag=os.path.basename(path))
+    logs.configure("aip-fork-server", tag=os.path.basename(path), direct=True)
     ident = identity.process_identity()
     if identity.unconfinable_problem(ident) is not None:
         log.error("not started: %s", identity.unconfinable_problem(ident))

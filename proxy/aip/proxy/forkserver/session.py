@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import _socket
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -31,9 +30,9 @@ from collections.abc import Callable
 from typing import Any, Final, NoReturn
 
 from aip.proxy.forkserver import identity, wire
-from aip.shared import own_pid
+from aip.shared import logs, own_pid
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 EXIT_REFUSED: Final = 3  # only the server sees it: the launcher already started in-process
 PR_SET_NAME: Final = 15
@@ -70,7 +69,7 @@ def become(
             _exit(EXIT_REFUSED)
         _take_descriptors(fds)
         own_pid.stand_in_for(launcher["pid"])  # records, hello and logs name the launcher
-        logging.getLogger("aip").handlers.clear()  # the server's log is not the session's
+        logs.reset()  # the server's log is not the session's
         wire.send(conn, "started", os.getpid(), [me])
         os.close(me)
         code = _run(conn, request["argv"][1:])
@@ -86,7 +85,7 @@ def become(
 
 def _exit(code: int) -> NoReturn:
     with contextlib.suppress(Exception):
-        logging.shutdown()
+        logs.flush()
         sys.stderr.flush()
     os._exit(code)
 

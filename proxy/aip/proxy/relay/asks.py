@@ -7,7 +7,6 @@ with a ``progressToken`` from timing out.
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from aip.proxy.relay.dlp_filter import UNSCANNABLE
 from aip.proxy.relay.session import Session
 from aip.proxy.relay.tool_digests import grant_facts
+from aip.shared import logs
 from aip.shared.jsonrpc import Message, RequestId, notification_line
 from aip.shared.outcomes import UNAVAILABLE_OUTCOMES, Outcome
 from aip.shared.policy.decision import Decision
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from aip.proxy.approval.api import ApprovalClient, AskResult
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 PROGRESS_INTERVAL_S: Final = 5.0
 

@@ -6,14 +6,13 @@ The relay modules call in here at one spot each; the scanning itself is ``aip.sh
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sys
 import threading
 
 from aip.proxy.audit.recorder import record_event
-from aip.shared import slotclass
+from aip.shared import logs, slotclass
 from aip.shared.audit.record import Event, meta_record
 from aip.shared.dlp.redactor import Redactor, summarize
 from aip.shared.dlp.scan import DlpError
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
 
     from aip.proxy.relay.session import Session
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 UNSCANNABLE: Final = "[REDACTED:unscannable]"  # an audit/ask value too deep to scan
 STDERR_READ_BYTES: Final = 64 * 1024

@@ -12,14 +12,13 @@ once. ``relay_server_line`` is the one step every server line takes, so response
 
 from __future__ import annotations
 
-import logging
-
 import orjson
 
 from aip.proxy.relay import dlp_filter
 from aip.proxy.relay.session import Session
 from aip.proxy.relay.tool_digests import note_tool_digests
 from aip.proxy.stdio import Oversize, read_bursts
+from aip.shared import logs
 from aip.shared.jsonrpc import (
     Kind,
     RequestId,
@@ -38,7 +37,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 # Module globals: an Enum class attribute costs a metaclass lookup on every server line.
 _RESPONSE: Final = Kind.RESPONSE
 _REQUEST: Final = Kind.REQUEST
@@ -86,7 +85,7 @@ def relay_server_line(session: Session, line: bytes, *, unfinished: bool = False
     # A partial message's obj is only its envelope: never let content checks read it.
     obj: dict[str, Any] | None = None if msg.partial else msg.obj
     info = ServerLine(msg.kind, msg.id, obj)
-    if log.isEnabledFor(logging.DEBUG):
+    if log.isEnabledFor(logs.DEBUG):
         log.debug("<- %s id=%r (%d bytes)", info.kind.value, info.id, len(line))
     tool: str | None = None
     method: str | None = None

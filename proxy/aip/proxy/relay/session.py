@@ -7,13 +7,12 @@ real answers pass back). Every write to the host or the server goes through here
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 
 from aip.proxy.audit.recorder import Recorder, record_decision
 from aip.proxy.stdio import Wire
-from aip.shared import slotclass
+from aip.shared import logs, slotclass
 from aip.shared.jsonrpc import Kind, Message, RequestId, RpcReject, audit_id, error_line
 from aip.shared.outcomes import Outcome
 from aip.shared.policy.decision import Context, Decision
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 
     from aip.shared.policy.model import ToolRule
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 MAX_SERVER_REQUESTS: Final = 4096  # server -> client requests awaiting the client's answer
 _REQUEST: Final = Kind.REQUEST  # a module global: an Enum class attribute costs a lookup

@@ -8,11 +8,10 @@ re-serialized. Every refusal answers the message's own id when one can be read, 
 
 from __future__ import annotations
 
-import logging
-
 from aip.proxy.relay import dlp_filter
 from aip.proxy.relay.session import Session
 from aip.proxy.stdio import Oversize, read_bursts
+from aip.shared import logs
 from aip.shared.jsonrpc import (
     Kind,
     Message,
@@ -31,7 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 TOOLS_CALL = "tools/call"
 CANCELLED = "notifications/cancelled"
@@ -104,7 +103,7 @@ def handle_line(session: Session, line: bytes) -> None:
     except RpcReject as exc:
         session.reject(exc)
         return
-    if log.isEnabledFor(logging.DEBUG):  # never the params: they may hold secrets
+    if log.isEnabledFor(logs.DEBUG):  # never the params: they may hold secrets
         log.debug("-> %s %s id=%r", msg.kind.value, msg.method, msg.id)
     kind = msg.kind
     if kind is _RESPONSE:

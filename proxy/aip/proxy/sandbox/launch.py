@@ -10,7 +10,6 @@ unless chosen, never happens.
 from __future__ import annotations
 
 import enum
-import logging
 import os
 import subprocess
 import sys
@@ -20,12 +19,13 @@ from collections.abc import Sequence
 from aip.proxy.sandbox import bwrap, seatbelt
 from aip.proxy.sandbox.host import which
 from aip.proxy.sandbox.plan import Plan, build, launch_files
+from aip.shared import logs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 ENV: Final = "AIP_SANDBOX"
 PROBE_TIMEOUT_S: Final = 5.0

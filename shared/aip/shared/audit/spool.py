@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 import threading
 from collections.abc import Iterable
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from aip.shared import paths
+from aip.shared import logs, paths
 from aip.shared.audit import spool_compact
 from aip.shared.audit.rseqs import RseqSet
 from aip.shared.audit.spool_line import LineKey
@@ -28,7 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 SPOOL_DIR_NAME: Final = "spool"
 MAX_SPOOL_BYTES: Final = 256 << 20  # beyond this, new records are dropped (and logged)

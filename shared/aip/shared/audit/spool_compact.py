@@ -12,11 +12,11 @@ lock: 0.3-5 ms fsyncs on this virtual disk, every ~1,000 records, a call's p99.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Container, Iterator
 from pathlib import Path
 
+from aip.shared import logs
 from aip.shared.audit.rseqs import RseqSet
 from aip.shared.audit.spool_line import MAC_CHARS, LineKey
 
@@ -24,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final
 
-log = logging.getLogger("aip.shared.audit.spool")  # the spool's own log, as before the split
+log = logs.get("aip.shared.audit.spool")  # the spool's own log, as before the split
 
 TAIL_CHUNK_BYTES: Final = 64 << 10  # compaction reads the unacknowledged tail in these
 

@@ -7,12 +7,11 @@ blocked. Never does anything pass unscanned. What is scanned and how: ``Redactor
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 
 import orjson
 
-from aip.shared import slotclass
+from aip.shared import logs, slotclass
 from aip.shared.dlp.builtin import BUILTIN_RULES
 from aip.shared.dlp.loose import escape_safe
 from aip.shared.dlp.scan import DlpError, Rule, Scanner
@@ -24,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 DEFAULT_MAX_SCAN_BYTES: Final = DlpConfig().max_scan_size
 

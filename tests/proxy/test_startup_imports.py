@@ -102,6 +102,17 @@ def test_an_in_process_start_answers_without_the_deferred_modules(tmp_path: Path
     assert [name for name in DEFERRED if name in names] == []
 
 
+def test_a_start_with_an_unchanged_policy_does_not_import_pyyaml(tmp_path: Path) -> None:
+    """The first start composes the policy and keeps the graph (aip.shared.policy.node_cache);
+    the next, same policy bytes and state folder, validates that graph without PyYAML
+    (~16 ms of its start-up)."""
+    first = _imports_of_a_start(tmp_path)
+    assert "yaml" in first
+    again = _imports_of_a_start(tmp_path)
+    assert [name for name in again if name.split(".")[0] in ("yaml", "_yaml")] == []
+    assert "aip.shared.policy.load" in again
+
+
 def test_a_sandboxed_start_needs_no_shutil_or_tempfile(tmp_path: Path) -> None:
     """Under bwrap a start also looks up programs on PATH, makes the stdout FIFO's folder and
     lists log families: aip.proxy.sandbox.host and the plan do it without those modules."""

@@ -277,7 +277,7 @@ def _main(
         path = find_policy_path(ns.policy)
         check_policy_file_safety(path)
         pin = PolicyPin(path)  # reloads read the file in this very folder, or nothing
-        policy = load_policy(path, pin=pin)
+        policy = load_policy(path, pin=pin, cache=True)
     except (UsageError, ConfigError, OSError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE

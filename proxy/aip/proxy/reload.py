@@ -146,7 +146,7 @@ class PolicyReloader:
             # folder kept open since start.
             if self._pin is None:
                 raise PolicyError.single(self._path, "refused: the policy's folder is not open")
-            new = load_policy(self._path, pin=self._pin)
+            new = load_policy(self._path, pin=self._pin, cache=True)
             dlp = dlp_filter.for_policy(new)  # compiled before the swap, off the relay threads
         except PolicyError as exc:
             log.warning(

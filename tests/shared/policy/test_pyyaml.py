@@ -33,8 +33,12 @@ def test_the_pattern_is_yaml_s_own() -> None:
 
 
 def test_a_fresh_proxy_process_uses_the_seeded_regex() -> None:
+    """A parse (no node cache) loads PyYAML through aip.shared.policy.pyyaml."""
     code = (
-        "import aip.shared.policy.load, yaml.reader;"
+        "import aip.shared.policy.load; from aip.shared.policy.yaml_nodes import compose;"
+        "compose('apiVersion: aip.io/v1alpha1');"
+        "import sys; assert 'yaml' in sys.modules;"
+        "import yaml.reader;"
         "from aip.shared.policy.pyyaml import SAME_SET;"
         "print(yaml.reader.Reader.NON_PRINTABLE.pattern == SAME_SET)"
     )

@@ -55,7 +55,9 @@ PRELOAD: Final = (
     "aip.shared.policy.load",
     "aip.shared.policy.engine",
     "aip.shared.jsonrpc",
-    "yaml",
+    # A session whose policy is not in the node cache parses it (and keeps its graph there).
+    "aip.shared.policy.pyyaml",
+    "aip.shared.safe_write",
     "orjson",
     "re2",
     "ctypes",  # the subreaper prctl (child.become_subreaper): ~2 ms a session would import

@@ -67,6 +67,10 @@ class PolicyPin:
 
     def read(self) -> bytes:
         """The file's bytes, after the pin and the ownership and mode checks."""
+        return self.read_owned()[0]
+
+    def read_owned(self) -> tuple[bytes, int]:
+        """``read``, and the uid that owns the file."""
         if self._fd < 0:
             raise PolicyError.single(self.path, "the policy pin is closed")
         try:
@@ -115,16 +119,24 @@ def check_policy_file_safety(path: str | os.PathLike[str]) -> None:
 
 def read_policy_file(path: str | os.PathLike[str], *, check_safety: bool = True) -> bytes:
     """The file's bytes (at most MAX_POLICY_BYTES), after the ownership and mode checks."""
+    return read_policy_file_owned(path, check_safety=check_safety)[0]
+
+
+def read_policy_file_owned(
+    path: str | os.PathLike[str], *, check_safety: bool = True
+) -> tuple[bytes, int]:
+    """``read_policy_file``, and the uid that owns the file."""
     name = os.fspath(path)
     return _read_checked(name, _open(name), check_safety=check_safety)
 
 
-def _read_checked(name: str, fd: int, *, check_safety: bool) -> bytes:
-    """Read ``fd`` (closed here) after the checks."""
+def _read_checked(name: str, fd: int, *, check_safety: bool) -> tuple[bytes, int]:
+    """Read ``fd`` (closed here) after the checks; its bytes and its owner's uid."""
     try:
         if check_safety:
             _check(name, fd)
-        elif not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise PolicyError.single(name, "not a regular file")
         chunks: list[bytes] = []
         size = 0
@@ -138,7 +150,7 @@ def _read_checked(name: str, fd: int, *, check_safety: bool) -> bytes:
         os.close(fd)
     if size > MAX_POLICY_BYTES:
         raise PolicyError.single(name, f"policy file is larger than {MAX_POLICY_BYTES} bytes")
-    return b"".join(chunks)
+    return b"".join(chunks), st.st_uid
 
 
 # O_NONBLOCK: opening a FIFO planted at the path must not hang the proxy.

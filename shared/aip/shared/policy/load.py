@@ -13,15 +13,13 @@ import re
 from pathlib import Path
 
 from aip.shared.errors import PolicyError
-from aip.shared.policy.file import (
-    PolicyPin,
-    read_policy_file,
-)
+from aip.shared.policy import node_cache
+from aip.shared.policy.file import PolicyPin, read_policy_file_owned
 from aip.shared.policy.load_dlp import read_dlp
 from aip.shared.policy.load_rules import read_rules
 from aip.shared.policy.model import DlpConfig, Mode, Policy
 from aip.shared.policy.names import normalize
-from aip.shared.policy.pyyaml import yaml
+from aip.shared.policy.nodes import Node
 from aip.shared.policy.yaml_nodes import NodeReader, compose
 
 TYPE_CHECKING = False
@@ -56,13 +54,23 @@ _VARIABLE: Final = re.compile(r"\$(?:\{[^}]*\}?|[A-Za-z_][A-Za-z0-9_]*)")
 
 
 def load_policy(
-    path: str | os.PathLike[str], *, check_safety: bool = True, pin: PolicyPin | None = None
+    path: str | os.PathLike[str],
+    *,
+    check_safety: bool = True,
+    pin: PolicyPin | None = None,
+    cache: bool = False,
 ) -> Policy:
     """Load and validate the policy file at ``path``; raise PolicyError listing every problem.
-    With ``pin`` the file is read through the folder kept open at start (safety checked)."""
+    With ``pin`` the file is read through the folder kept open at start (safety checked).
+    ``cache`` (the proxy's starts and reloads): the graph an earlier load composed from the
+    same bytes stands in for the YAML parse when aip.shared.policy.node_cache allows it; the
+    validation below runs either way."""
     absolute = os.path.abspath(os.fspath(path))
-    data = pin.read() if pin is not None else read_policy_file(absolute, check_safety=check_safety)
-    return _load_bytes(data, absolute, absolute)
+    if pin is not None:
+        data, owner = pin.read_owned()
+    else:
+        data, owner = read_policy_file_owned(absolute, check_safety=check_safety)
+    return _load_bytes(data, absolute, absolute, cache=cache and node_cache.usable(owner))
 
 
 def load_policy_text(text: str, source: str = "<string>") -> Policy:
@@ -70,21 +78,26 @@ def load_policy_text(text: str, source: str = "<string>") -> Policy:
     return _load_bytes(text.encode("utf-8", "surrogatepass"), source, None)
 
 
-def _load_bytes(data: bytes, source: str, path: str | None) -> Policy:
+def _load_bytes(data: bytes, source: str, path: str | None, *, cache: bool = False) -> Policy:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise PolicyError.single(source, "the policy file must be UTF-8", line) from None
     text = text.removeprefix("\ufeff")
-    root, problems = compose(text)
-    if problems:
-        raise PolicyError(source, problems)
+    sha256 = hashlib.sha256(data).hexdigest()
+    root = node_cache.load(sha256) if cache else None
     if root is None:
-        raise PolicyError.single(source, "the policy file is empty")
+        root, problems = compose(text)
+        if problems:
+            raise PolicyError(source, problems)
+        if root is None:
+            raise PolicyError.single(source, "the policy file is empty")
+        if cache:
+            node_cache.store(sha256, root)
     base_dir = os.path.dirname(path) if path else os.getcwd()
     builder = _Builder(base_dir)
-    policy = builder.build(root, path, hashlib.sha256(data).hexdigest())
+    policy = builder.build(root, path, sha256)
     if builder.problems or policy is None:
         raise PolicyError(source, builder.problems)
     return policy
@@ -95,7 +108,7 @@ class _Builder(NodeReader):
         super().__init__()
         self._base_dir = base_dir
 
-    def build(self, root: yaml.Node, path: str | None, sha256: str) -> Policy | None:
+    def build(self, root: Node, path: str | None, sha256: str) -> Policy | None:
         top = self.mapping(root, "", _TOP)
         if top is None:
             return None
@@ -147,7 +160,7 @@ class _Builder(NodeReader):
             owner=owner,
         )
 
-    def _api_version(self, node: yaml.Node | None, root: yaml.Node) -> str | None:
+    def _api_version(self, node: Node | None, root: Node) -> str | None:
         if node is None:
             self.problem(root, "apiVersion", f"required: one of {', '.join(API_VERSIONS)}")
             return None
@@ -161,7 +174,7 @@ class _Builder(NodeReader):
             return None
         return value
 
-    def _metadata(self, node: yaml.Node | None, root: yaml.Node) -> tuple[str | None, ...]:
+    def _metadata(self, node: Node | None, root: Node) -> tuple[str | None, ...]:
         if node is None:
             self.problem(root, "metadata", "required, with at least metadata.name")
             return None, None, None
@@ -183,7 +196,7 @@ class _Builder(NodeReader):
         owner = self.string(meta["owner"], "metadata.owner") if "owner" in meta else None
         return name, version, owner
 
-    def _mode(self, node: yaml.Node | None) -> Mode:
+    def _mode(self, node: Node | None) -> Mode:
         if node is None:
             return Mode.ENFORCE
         value = self.string(node, "spec.mode")
@@ -193,10 +206,10 @@ class _Builder(NodeReader):
             self.problem(node, "spec.mode", f"must be enforce or monitor, not {value!r}")
             return Mode.ENFORCE
 
-    def _flag(self, node: yaml.Node | None, path: str) -> bool:
+    def _flag(self, node: Node | None, path: str) -> bool:
         return bool(self.boolean(node, path)) if node is not None else False
 
-    def _names(self, node: yaml.Node | None, path: str) -> frozenset[str]:
+    def _names(self, node: Node | None, path: str) -> frozenset[str]:
         if node is None:
             return frozenset()
         out = set()
@@ -220,7 +233,7 @@ class _Builder(NodeReader):
             out.add(name)
         return frozenset(out)
 
-    def _protected(self, node: yaml.Node | None) -> tuple[str, ...]:
+    def _protected(self, node: Node | None) -> tuple[str, ...]:
         if node is None:
             return ()
         out: list[str] = []

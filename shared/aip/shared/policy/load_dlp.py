@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 
 from aip.shared.policy.model import DlpConfig, DlpPattern, OnRequestMatch
-from aip.shared.policy.pyyaml import yaml
+from aip.shared.policy.nodes import INT, Node, Scalar
 from aip.shared.policy.regexes import RegexError, compile_pattern
-from aip.shared.policy.yaml_nodes import INT, NodeReader, join
+from aip.shared.policy.yaml_nodes import NodeReader, join
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ _UNITS: Final = {"": 1, "b": 1, "kb": 1 << 10, "kib": 1 << 10, "mb": 1 << 20, "m
 MAX_SCAN_SIZE_LIMIT: Final = 1 << 30
 
 
-def read_dlp(reader: NodeReader, node: yaml.Node, path: str) -> DlpConfig:
+def read_dlp(reader: NodeReader, node: Node, path: str) -> DlpConfig:
     fields = reader.mapping(node, path, _DLP, _DLP_UNSUPPORTED)
     if fields is None:
         return DlpConfig()
@@ -80,7 +80,7 @@ def read_dlp(reader: NodeReader, node: yaml.Node, path: str) -> DlpConfig:
     )
 
 
-def _patterns(reader: NodeReader, node: yaml.Node | None, path: str) -> tuple[DlpPattern, ...]:
+def _patterns(reader: NodeReader, node: Node | None, path: str) -> tuple[DlpPattern, ...]:
     if node is None:
         return ()
     out: list[DlpPattern] = []
@@ -116,11 +116,11 @@ def _patterns(reader: NodeReader, node: yaml.Node | None, path: str) -> tuple[Dl
     return tuple(out)
 
 
-def _size(reader: NodeReader, node: yaml.Node | None, path: str) -> int | None:
+def _size(reader: NodeReader, node: Node | None, path: str) -> int | None:
     """``max_scan_size``: an integer of bytes, or a string like "1MB" / "512KB" (KB = 1024)."""
     if node is None:
         return None
-    if isinstance(node, yaml.ScalarNode) and node.tag == INT:
+    if isinstance(node, Scalar) and node.tag == INT:
         try:
             size = int(node.value.replace("_", ""), 0)
         except ValueError:

@@ -11,7 +11,7 @@ import re
 
 from aip.shared.policy.model import Action, ArgPattern, RateLimit, ToolRule
 from aip.shared.policy.names import normalize
-from aip.shared.policy.pyyaml import yaml
+from aip.shared.policy.nodes import Mapping, Node, Scalar
 from aip.shared.policy.regexes import RegexError, compile_pattern
 from aip.shared.policy.yaml_nodes import NodeReader, join
 
@@ -35,7 +35,7 @@ _PERIODS_S: Final = {
 MAX_RATE_COUNT: Final = 1_000_000
 
 
-def read_rules(reader: NodeReader, node: yaml.Node | None, path: str) -> tuple[ToolRule, ...]:
+def read_rules(reader: NodeReader, node: Node | None, path: str) -> tuple[ToolRule, ...]:
     if node is None:
         return ()
     rules = []
@@ -46,7 +46,7 @@ def read_rules(reader: NodeReader, node: yaml.Node | None, path: str) -> tuple[T
     return tuple(rules)
 
 
-def _rule(reader: NodeReader, node: yaml.Node, path: str, index: int) -> ToolRule | None:
+def _rule(reader: NodeReader, node: Node, path: str, index: int) -> ToolRule | None:
     fields = reader.mapping(node, path, _RULE, _RULE_UNSUPPORTED)
     if fields is None:
         return None
@@ -71,14 +71,12 @@ def _rule(reader: NodeReader, node: yaml.Node, path: str, index: int) -> ToolRul
         allow_args=allow_args,
         strict_args=strict,
         rate_limit=rate,
-        line=node.start_mark.line + 1,
+        line=node.line,
         never_remember=never,
     )
 
 
-def _tool(
-    reader: NodeReader, node: yaml.Node, fields: dict[str, yaml.Node], path: str
-) -> str | None:
+def _tool(reader: NodeReader, node: Node, fields: dict[str, Node], path: str) -> str | None:
     if "tool" not in fields:
         reader.problem(node, path, "required")
         return None
@@ -89,9 +87,7 @@ def _tool(
     return raw
 
 
-def _action(
-    reader: NodeReader, node: yaml.Node, fields: dict[str, yaml.Node], path: str
-) -> Action | None:
+def _action(reader: NodeReader, node: Node, fields: dict[str, Node], path: str) -> Action | None:
     if "action" not in fields:
         reader.problem(node, path, "required: allow, ask or block")
         return None
@@ -105,14 +101,14 @@ def _action(
         return None
 
 
-def _allow_args(reader: NodeReader, node: yaml.Node | None, path: str) -> tuple[ArgPattern, ...]:
+def _allow_args(reader: NodeReader, node: Node | None, path: str) -> tuple[ArgPattern, ...]:
     if node is None:
         return ()
-    if not isinstance(node, yaml.MappingNode):
+    if not isinstance(node, Mapping):
         reader.mapping(node, path, frozenset())  # records "must be a mapping"
         return ()
     # Argument names are the user's: any string key is known; duplicates are still refused.
-    names = frozenset(k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode))
+    names = frozenset(k.value for k, _ in node.value if isinstance(k, Scalar))
     out = []
     for name, value_node in (reader.mapping(node, path, names) or {}).items():
         pattern = reader.string(value_node, join(path, name), allow_empty=True)
@@ -125,7 +121,7 @@ def _allow_args(reader: NodeReader, node: yaml.Node | None, path: str) -> tuple[
     return tuple(out)
 
 
-def _rate(reader: NodeReader, node: yaml.Node | None, path: str) -> RateLimit | None:
+def _rate(reader: NodeReader, node: Node | None, path: str) -> RateLimit | None:
     if node is None:
         return None
     text = reader.string(node, path)

@@ -11,54 +11,39 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from aip.shared.errors import PolicyProblem
-from aip.shared.policy.pyyaml import yaml
+from aip.shared.policy.nodes import (
+    BOOL,
+    MAX_DEPTH,
+    MERGE,
+    NULL,
+    STR,
+    Mapping,
+    Node,
+    Scalar,
+    Sequence,
+    describe,
+    line_of,
+)
 from aip.shared.policy.regexes import CompileBudget
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Final
-
-_T: Final = "tag:yaml.org,2002:"
-STR: Final = _T + "str"
-BOOL: Final = _T + "bool"
-INT: Final = _T + "int"
-NULL: Final = _T + "null"
-MERGE: Final = _T + "merge"
-
-MAX_DEPTH: Final = 32  # a policy needs 5 levels; the C composer recurses per level
-_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when built
-_TYPE_NAMES: Final = {
-    BOOL: "a boolean",
-    INT: "a number",
-    _T + "float": "a number",
-    NULL: "empty (null)",
-    _T + "timestamp": "a date",
-    MERGE: "a merge key",
-    _T + "map": "a mapping",
-    _T + "seq": "a list",
-    STR: "a string",
-}
+    from typing import Any
 
 
-def line_of(node: yaml.Node) -> int:
-    return node.start_mark.line + 1 if node.start_mark is not None else 0
-
-
-def describe(node: yaml.Node) -> str:
-    """What a node is, in the words an error message needs."""
-    return _TYPE_NAMES.get(node.tag, f"of type {node.tag}")
-
-
-def compose(text: str) -> tuple[yaml.Node | None, list[PolicyProblem]]:
+def compose(text: str) -> tuple[Node | None, list[PolicyProblem]]:
     """Compose one YAML document; refuse anchors, aliases and explicit tags first.
 
     Returns (root or None, problems). The event pass runs before composition so that an
     alias bomb is refused without ever being walked.
     """
+    from aip.shared.policy.pyyaml import yaml  # not needed for a graph from the node cache
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when built
     problems: list[PolicyProblem] = []
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=_LOADER):
+        for event in yaml.parse(text, Loader=loader):
             line = event.start_mark.line + 1 if event.start_mark is not None else 0
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
@@ -86,12 +71,23 @@ def compose(text: str) -> tuple[yaml.Node | None, list[PolicyProblem]]:
     if problems:
         return None, problems
     try:
-        return yaml.compose(text, Loader=_LOADER), []
+        root = yaml.compose(text, Loader=loader)
     except yaml.YAMLError as exc:
         return None, [_yaml_problem(exc)]
+    return (None if root is None else _ours(root, yaml)), []
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> PolicyProblem:
+def _ours(node: Any, yaml: Any) -> Node:
+    """PyYAML's node as ours (aip.shared.policy.nodes): tag, value and line."""
+    line = node.start_mark.line + 1 if node.start_mark is not None else 0
+    if isinstance(node, yaml.MappingNode):
+        return Mapping(node.tag, [(_ours(k, yaml), _ours(v, yaml)) for k, v in node.value], line)
+    if isinstance(node, yaml.SequenceNode):
+        return Sequence(node.tag, [_ours(item, yaml) for item in node.value], line)
+    return Scalar(node.tag, node.value, line)
+
+
+def _yaml_problem(exc: Any) -> PolicyProblem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else 0
     problem = getattr(exc, "problem", None)
@@ -118,26 +114,26 @@ class NodeReader:
         self.problems: list[PolicyProblem] = []
         self.budget = CompileBudget()  # what all patterns of this document may cost together
 
-    def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
+    def problem(self, node: Node | None, path: str, message: str) -> None:
         self.problems.append(PolicyProblem(line_of(node) if node else 0, path, message))
 
     def mapping(
         self,
-        node: yaml.Node,
+        node: Node,
         path: str,
         known: frozenset[str],
         unsupported: frozenset[str] = frozenset(),
-    ) -> dict[str, yaml.Node] | None:
+    ) -> dict[str, Node] | None:
         """A mapping's known keys -> value nodes; unknown, unsupported, duplicate keys refused."""
-        if not isinstance(node, yaml.MappingNode):
+        if not isinstance(node, Mapping):
             self.problem(node, path or "(document)", f"must be a mapping, not {describe(node)}")
             return None
-        out: dict[str, yaml.Node] = {}
+        out: dict[str, Node] = {}
         for key_node, value_node in node.value:
             if key_node.tag == MERGE:
                 self.problem(key_node, path, "YAML merge keys (<<) are not allowed")
                 continue
-            if not isinstance(key_node, yaml.ScalarNode):
+            if not isinstance(key_node, Scalar):
                 self.problem(key_node, path, f"a key must be a string, not {describe(key_node)}")
                 continue
             if key_node.tag != STR:
@@ -163,8 +159,8 @@ class NodeReader:
             out[key] = value_node
         return out
 
-    def string(self, node: yaml.Node, path: str, *, allow_empty: bool = False) -> str | None:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != STR:
+    def string(self, node: Node, path: str, *, allow_empty: bool = False) -> str | None:
+        if not isinstance(node, Scalar) or node.tag != STR:
             self.problem(node, path, self._not_a_string(node))
             return None
         if not allow_empty and not node.value.strip():
@@ -172,10 +168,10 @@ class NodeReader:
             return None
         return str(node.value)
 
-    def boolean(self, node: yaml.Node, path: str) -> bool | None:
+    def boolean(self, node: Node, path: str) -> bool | None:
         # YAML 1.1 also reads yes/no/on/off as booleans; we take only true/false so that a
         # policy means the same under YAML 1.2 readers and to a human.
-        if isinstance(node, yaml.ScalarNode) and node.tag == BOOL:
+        if isinstance(node, Scalar) and node.tag == BOOL:
             word = str(node.value).lower()
             if word in ("true", "false"):
                 return word == "true"
@@ -184,18 +180,18 @@ class NodeReader:
         self.problem(node, path, f"must be true or false, not {describe(node)}")
         return None
 
-    def sequence(self, node: yaml.Node, path: str) -> Iterator[tuple[str, yaml.Node]]:
+    def sequence(self, node: Node, path: str) -> Iterator[tuple[str, Node]]:
         """(item path, item node) for each item of a list."""
-        if not isinstance(node, yaml.SequenceNode):
+        if not isinstance(node, Sequence):
             hint = "; write [] for an empty list" if node.tag == NULL else ""
             self.problem(node, path, f"must be a list, not {describe(node)}{hint}")
             return
         for i, item in enumerate(node.value):
             yield f"{path}[{i}]", item
 
-    def string_list(self, node: yaml.Node, path: str) -> list[tuple[str, yaml.Node]]:
+    def string_list(self, node: Node, path: str) -> list[tuple[str, Node]]:
         """(value, node) for each string item; non-strings are recorded as problems."""
-        out: list[tuple[str, yaml.Node]] = []
+        out: list[tuple[str, Node]] = []
         for item_path, item in self.sequence(node, path):
             value = self.string(item, item_path)
             if value is not None:
@@ -203,8 +199,8 @@ class NodeReader:
         return out
 
     @staticmethod
-    def _not_a_string(node: yaml.Node) -> str:
-        if isinstance(node, yaml.ScalarNode) and node.tag != NULL:
+    def _not_a_string(node: Node) -> str:
+        if isinstance(node, Scalar) and node.tag != NULL:
             # YAML 1.1 read an unquoted word as something else: say how to keep it a string.
             return (
                 f"must be a string, but {node.value!r} is read by YAML as {describe(node)}; "

@@ -9,11 +9,15 @@ digests before any ask), nor ``typing``."""
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from aip.proxy import lean
+from aip.proxy.cli import _root_with_capabilities as root_with_capabilities
 from tests.support.freshpy import loaded_after, python_c
 from tests.support.proxyproc import RAW_SERVER, write_policy
 
@@ -54,10 +58,28 @@ def test_the_aip_proxy_script_reaches_the_fork_server_light() -> None:
     """Every agent start runs the aip-proxy script (the file pip installs) up to the fork
     server's answer; the launcher is stopped there and tells what was loaded by then."""
     code = (
-        "import sys; from aip.proxy.forkserver import launcher;"
+        "import os, sys; from aip.proxy.forkserver import launcher;"
+        "os.geteuid = lambda: 1000;"  # a user's start (root never asks a fork server)
         f"watch = {NOT_BEFORE_THE_FORK_SERVER!r};"
         "launcher.through_fork_server = lambda argv: sys.exit(print(argv, "
         "[m for m in watch if m in sys.modules]));"
+        "sys.argv = ['aip-proxy', '--policy', 'p.yaml', '--', 'server'];"
+        f"source = open({str(SCRIPT)!r}).read();"
+        "exec(compile(source, 'aip-proxy', 'exec'), {'__name__': '__main__'})"
+    )
+    assert python_c(code) == "['--policy', 'p.yaml', '--', 'server'] []"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not root_with_capabilities(), reason="needs root with capabilities"
+)
+def test_root_starts_in_process_without_loading_the_launcher() -> None:
+    """Root with capabilities is never served by a fork server, so its start goes straight
+    to the in-process one: the launcher and its socket module stay unloaded."""
+    code = (
+        "import sys; from aip.proxy import cli;"
+        "cli.in_process = lambda argv: sys.exit(print(argv, "
+        "[m for m in ('aip.proxy.forkserver.launcher', '_socket') if m in sys.modules]));"
         "sys.argv = ['aip-proxy', '--policy', 'p.yaml', '--', 'server'];"
         f"source = open({str(SCRIPT)!r}).read();"
         "exec(compile(source, 'aip-proxy', 'exec'), {'__name__': '__main__'})"

@@ -302,26 +302,48 @@ def test_an_approver_that_restarts_is_linked_again(folder: Path) -> None:
         srv.close()
 
 
-def test_messages_of_another_uid_are_ignored(
+def test_an_approver_of_another_uid_gets_nothing(
     folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """SO_PEERCRED names the approver's uid at connect; not ours: nothing it says counts."""
-    endpoint = f"ipc://{folder}/a.sock"
-    srv = router(endpoint)
+    """SO_PEERCRED names the peer's uid at connect. Not ours: the connection is closed before
+    a byte is written (no greeting, so no hello with the session's spool key, no ask, no
+    record), the attempt counts as refused and asks are denied approver_untrusted; once our
+    own approver listens there, the next attempt links as usual."""
+    path = folder / "a.sock"
+    endpoint = f"ipc://{path}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(4)
+    listener.settimeout(5)
     dealer = IpcDealer(endpoint, (1000, 3000))
-    # os.getuid changes for the whole process, the endpoint checks too: connect past them
+    # os.getuid changes for the whole process, the endpoint checks too: attempt past them
     monkeypatch.setattr(ipc_dealer.os, "getuid", lambda: os.geteuid() + 4242)
+    srv = None
     try:
         dealer.started = True
-        dealer._attempt()
+        for _ in range(2):  # refused again at the retry, logged once
+            dealer._attempt()
+            conn, _ = listener.accept()
+            conn.settimeout(5)
+            assert conn.recv(64) == b""  # closed without a byte
+            conn.close()
+            assert list(dealer.link_events()) == [None]
+            assert dealer.down is Outcome.APPROVER_UNTRUSTED
+            assert dealer.send(b"an ask") is False
+        assert caplog.text.count("not by us") == 1
+        monkeypatch.undo()
+        listener.close()
+        path.unlink()
+        srv = router(endpoint)
         up(dealer)
-        srv.send_multipart([route_of(srv, dealer), ack(1)])
-        drive(dealer, lambda _: bool(dealer._inbox))
-        assert list(dealer.messages()) == []
-        assert "another user" in caplog.text
+        assert dealer.down is Outcome.APPROVER_UNAVAILABLE
+        assert dealer.send(b"ours")
+        assert srv.recv_multipart()[1] == b"ours"
     finally:
         dealer.close()
-        srv.close()
+        listener.close()
+        if srv is not None:
+            srv.close()
 
 
 def test_malformed_messages_are_dropped(folder: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -4,8 +4,10 @@
 It behaves as the libzmq DEALER it replaced did on ipc: it connects only once the socket
 directory is ours and 0700 (and checks again at each handshake), reconnects every RECONNECT_S
 after a loss or a refusal as libzmq does, heartbeats so a dead approver is noticed, sends only
-on a live link and never blocks, and hands on only well-formed messages from a peer of our uid
-(SO_PEERCRED, what libzmq's ``Peer-Address`` reported).
+on a live link and never blocks, and hands on only well-formed messages. It talks only to a
+peer of our uid (SO_PEERCRED at connect): a socket another uid listens on gets not even the
+greeting, so no hello (with the session's spool key), ask or record reaches it (libzmq's DEALER
+sent them all and only its replies were ignored); the asks are denied ``approver_untrusted``.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class IpcDealer:
         self._rview = memoryview(self._rbuf)
         self._events: list[bool | None] = []
         self._inbox: list[bytes] = []
-        self._ours = False  # the peer's uid is ours (SO_PEERCRED at connect)
+        self._foreign: int | None = None  # the last foreign peer uid logged (once per uid)
         self._beats = False  # the peer speaks ZMTP 3.1: PING/PONG
         self._minor: int | None = None  # the peer's ZMTP 3.x minor version, once greeted
         self._more = False  # inside a multi-part message (not our protocol: dropped)
@@ -152,9 +154,6 @@ class IpcDealer:
         """Every waiting message that is from our uid and decodes; the rest is logged."""
         while self._inbox:
             body = self._inbox.pop(0)
-            if not self._ours:
-                log.warning("ignoring a message from an approver of another user")
-                continue
             try:
                 msg = decode_session_reply(body)
             except ProtocolError as exc:
@@ -196,7 +195,22 @@ class IpcDealer:
             return
         _pid, uid, _gid = struct.unpack("=iII", pid_uid_gid)
         me = os.getuid()
-        self._ours = uid == me and not ambiguous_uid(me)  # an unmapped peer is never ours
+        if uid != me or ambiguous_uid(me):  # an unmapped peer is never ours
+            sock.close()
+            if self._foreign != uid:
+                self._foreign = uid
+                log.warning(
+                    "the approver socket %s is served by uid %d, not by us (uid %d): not "
+                    "connecting; asks are denied until our own approver listens there",
+                    self.endpoint,
+                    uid,
+                    me,
+                )
+            self.down = Outcome.APPROVER_UNTRUSTED
+            self._retry(refused=True)
+            return
+        self._foreign = None
+        self.down = Outcome.APPROVER_UNAVAILABLE
         self._fd = sock.detach()
         self._state = _HANDSHAKE
         self._reader = zmtp.Reader(MAX_FRAME_BYTES)

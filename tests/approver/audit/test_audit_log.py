@@ -384,3 +384,27 @@ async def test_a_crash_during_rotation_is_finished_at_start(tmp_path: Path, rena
     report = verify_files([target, path])
     assert report.ok, report.broken
     assert [r.get("rseq") for r in lines(path)] == [None, 2]
+
+
+def test_a_side_file_is_whole_or_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The torn bytes' copy is written under a fresh name and linked when whole: a failure
+    (or a kill) while writing leaves no empty ``.torn-*`` copy of bytes the log then drops;
+    an earlier copy is never replaced."""
+    from aip.approver.audit.files import write_side_file
+
+    side = tmp_path / "audit.jsonl.torn-1"
+
+    def fail(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "write", fail)
+        with pytest.raises(OSError, match="No space"):
+            write_side_file(side, b'{"torn')
+    assert list(tmp_path.iterdir()) == []
+    write_side_file(side, b'{"torn')
+    assert side.read_bytes() == b'{"torn'
+    assert stat.S_IMODE(side.stat().st_mode) == 0o600
+    with pytest.raises(FileExistsError):
+        write_side_file(side, b"other")
+    assert side.read_bytes() == b'{"torn'

@@ -113,9 +113,9 @@ def chain_files(path: Path) -> list[Path]:
 
 
 def write_side_file(path: Path, data: bytes) -> None:
-    """Keep discarded torn bytes beside the log (0600), never overwriting an earlier one."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+    """Keep discarded torn bytes beside the log (0600), never overwriting an earlier one:
+    whole and synced before the log is cut (safe_write.write_new), so neither a kill nor a
+    power cut in between leaves an empty copy of bytes the log no longer holds."""
+    from aip.shared.safe_write import write_new  # only after a crash left a torn tail
+
+    write_new(path, data, 0o600)

@@ -187,6 +187,12 @@ def main() -> int:
     ap.add_argument("--calls-64", type=int, default=8000, help="calls with 64 in flight")
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin to CPU 0")
     ap.add_argument("--base", type=Path, help="another venv: its aip-proxy + aip-approver too")
+    ap.add_argument(
+        "--per-round",
+        action="store_true",
+        help="also each round's row (rounds are bimodal: an outbox overflow episode costs the "
+        "proxy ~10 us per call more, which a median hides)",
+    )
     ns = ap.parse_args()
     ours = Path(sys.executable).parent
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -233,6 +239,17 @@ def main() -> int:
                 f" {m['approver']:.1f} | {m['echo']:.1f} | {m['driver']:.1f} |"
                 f" {m['wall calls/s']:.0f} |"
             )
+        if ns.per_round:
+            print("\n| chain, round | total | proxy | approver | echo | driver | wall calls/s |")
+            print("|---|---|---|---|---|---|---|")
+            for label, rs in runs.items():
+                for i, r in enumerate(rs, 1):
+                    x = r[phase]
+                    print(
+                        f"| {label} {i} | {x['total']:.1f} | {x['proxy']:.1f} |"
+                        f" {x['approver']:.1f} | {x['echo']:.1f} | {x['driver']:.1f} |"
+                        f" {x['wall calls/s']:.0f} |"
+                    )
     print(f"\nload after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

@@ -65,7 +65,7 @@ class _Sink:
         self.level = level
         self.owned = owned  # a file we opened (closed by ``reset``)
         self.redact: Callable[[str], str] | None = None
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # as logging's handlers: a signal handler may log mid-line
 
     def emit(self, name: str, level: int, msg: object, args: tuple[Any, ...], exc: bool) -> None:
         created = time.time()

@@ -40,15 +40,15 @@ class _Formatter(logging.Formatter):
 
 
 def install(role: str, tag: str, level: int, stream: TextIO | None, path: str | None) -> None:
-    """The one handler of the "aip" logger (stderr unless ``stream`` or ``path``)."""
+    """The one handler of the "aip" logger (stderr unless ``stream`` or ``path``); ``tag``
+    with its ": " (as aip.shared.logs keeps it)."""
     if path is not None:
         handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
     else:
         handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(_Formatter(FORMAT))
-    handler.addFilter(_Context(role, f"{tag}: " if tag else ""))
-    logger = logging.getLogger("aip")
-    uninstall()
+    handler.addFilter(_Context(role, tag))
+    logger = logging.getLogger("aip")  # without handlers: configure ran logs.reset first
     logger.addHandler(handler)
     logger.propagate = False
     logger.setLevel(level)
@@ -59,11 +59,6 @@ def uninstall() -> None:
     for old in list(logger.handlers):
         logger.removeHandler(old)
         old.close()
-
-
-def installed() -> logging.Handler | None:
-    handlers = logging.getLogger("aip").handlers
-    return handlers[0] if handlers else None
 
 
 def set_redactor(redact: Callable[[str], str] | None) -> None:

@@ -26,7 +26,6 @@ from aip.shared.log_line import line, redacted
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import logging
     from typing import Any, Final, TextIO
 
 DEBUG: Final = 10
@@ -178,7 +177,7 @@ def configure(
     if not direct:
         from aip.shared.log_handler import install
 
-        install(process, tag, level, stream, path)
+        install(process, _tagged(tag), level, stream, path)
         return
     owned = path is not None
     if path is not None:
@@ -234,12 +233,3 @@ def flush() -> None:
 
 def _tagged(tag: str) -> str:
     return f"{tag}: " if tag else ""
-
-
-def std_handler() -> logging.Handler | None:
-    """The handler ``configure`` installed on logging's "aip" logger, if any (tests)."""
-    if "logging" not in sys.modules:
-        return None
-    from aip.shared.log_handler import installed
-
-    return installed()

@@ -134,10 +134,11 @@ def _read_checked(name: str, fd: int, *, check_safety: bool) -> tuple[bytes, int
     """Read ``fd`` (closed here) after the checks; its bytes and its owner's uid."""
     try:
         if check_safety:
-            _check(name, fd)
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise PolicyError.single(name, "not a regular file")
+            st = _check(name, fd)
+        else:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise PolicyError.single(name, "not a regular file")
         chunks: list[bytes] = []
         size = 0
         while size <= MAX_POLICY_BYTES:
@@ -175,7 +176,8 @@ def _trusted_owner(uid: int) -> bool:
     return uid in (os.geteuid(), 0)
 
 
-def _check(name: str, fd: int) -> None:
+def _check(name: str, fd: int) -> os.stat_result:
+    """The file's fstat, once it passed the checks (PolicyError otherwise)."""
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise PolicyError.single(name, "not a regular file")
@@ -192,7 +194,8 @@ def _check(name: str, fd: int) -> None:
     try:
         link = os.lstat(name)
     except OSError:
-        return
+        return st
     if stat.S_ISLNK(link.st_mode) and not _trusted_owner(link.st_uid):
         # Whoever owns the link decides which file it names.
         raise PolicyError.single(name, f"refused: symlink owned by uid {link.st_uid}")
+    return st

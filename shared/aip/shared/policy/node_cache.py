@@ -48,10 +48,11 @@ def folder() -> Path:
 
 def load(sha256: str) -> nodes.Node | None:
     """The graph composed from the policy bytes hashing to ``sha256``, if kept and sound."""
+    where = folder()
     try:
-        if paths.dir_problem(folder()) is not None:
+        if paths.dir_problem(where) is not None:
             return None
-        fd = os.open(folder() / _name(sha256), _READ)
+        fd = os.open(where / _name(sha256), _READ)
     except (OSError, ValueError):
         return None
     try:

@@ -67,10 +67,6 @@ class Sequence(Node):
     value: list[Node]
 
 
-def line_of(node: Node) -> int:
-    return node.line
-
-
 def describe(node: Node) -> str:
     """What a node is, in the words an error message needs."""
     return _TYPE_NAMES.get(node.tag, f"of type {node.tag}")

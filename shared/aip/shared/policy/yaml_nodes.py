@@ -22,7 +22,6 @@ from aip.shared.policy.nodes import (
     Scalar,
     Sequence,
     describe,
-    line_of,
 )
 from aip.shared.policy.regexes import CompileBudget
 
@@ -115,7 +114,7 @@ class NodeReader:
         self.budget = CompileBudget()  # what all patterns of this document may cost together
 
     def problem(self, node: Node | None, path: str, message: str) -> None:
-        self.problems.append(PolicyProblem(line_of(node) if node else 0, path, message))
+        self.problems.append(PolicyProblem(node.line if node else 0, path, message))
 
     def mapping(
         self,

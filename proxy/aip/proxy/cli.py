@@ -200,20 +200,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _root_with_capabilities() -> bool:
-    """Root holding an effective capability, which a fork server never serves
+    """Root holding a capability, which a fork server never serves
     (forkserver.identity.unconfinable_problem): such a start skips the launcher's imports and
     reads (~3 ms of CPU at every start as root, in containers too). Anything else, root
     without capabilities included, asks the launcher as before."""
     if os.geteuid() != 0:
         return False
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"CapEff:"):
-                    return line.split()[1].strip(b"0") != b""
-    except (OSError, IndexError):
-        pass
-    return False
+    from aip.proxy.forkserver import identity  # os and sys only (the launcher: far more)
+
+    return identity.capability_problem(identity.own_status()) is not None
 
 
 def _exit_now(code: int) -> NoReturn:

@@ -82,6 +82,21 @@ def status_fields(status: str) -> dict[str, str]:
     return out
 
 
+def own_status() -> dict[str, str]:
+    """This process's ``/proc/self/status`` fields."""
+    return status_fields(_read("/proc/self/status"))
+
+
+def capability_problem(status: dict[str, str], prefix: str = "") -> str | None:
+    """Why a process whose status fields (named with ``prefix``) are ``status`` may hold
+    capabilities, or None: any effective, permitted or ambient one, or a set not shown."""
+    for name in ("CapEff", "CapPrm", "CapAmb"):
+        value = status.get(f"{prefix}{name}", "")
+        if not value or value.strip("0"):
+            return f"it holds capabilities ({name} {value})"
+    return None
+
+
 def process_identity(
     proc: str = "/proc/self", status: dict[str, str] | None = None
 ) -> dict[str, str]:
@@ -111,11 +126,7 @@ def unconfinable_problem(ident: dict[str, str]) -> str | None:
         return "no_new_privs is set"
     if ident.get("status.Seccomp") != "0":
         return "a seccomp filter is in force"
-    for name in ("CapEff", "CapPrm", "CapAmb"):
-        value = ident.get(f"status.{name}", "")
-        if not value or value.strip("0"):
-            return f"it holds capabilities ({name} {value})"
-    return None
+    return capability_problem(ident, "status.")
 
 
 def peer_limits(pid: int) -> tuple[list[tuple[int, int, int]], int]:

@@ -51,7 +51,7 @@ def through_fork_server(argv: list[str]) -> int | None:
     if not enabled(argv):
         return None
     try:
-        status = identity.status_fields(identity._read("/proc/self/status"))
+        status = identity.own_status()
         ident = identity.process_identity(status=status)
         if identity.unconfinable_problem(ident) is not None:
             return None  # the server would refuse (and root never gets one)

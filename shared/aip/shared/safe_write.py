@@ -47,7 +47,8 @@ def write_new(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     if sync:
-        _sync_dir(path.parent)
+        with contextlib.suppress(OSError):  # best effort: not every filesystem can
+            fsync_dir(path.parent)
 
 
 def replace_file(path: Path, data: bytes, mode: int) -> None:
@@ -83,11 +84,10 @@ def _write_fresh(path: Path, data: bytes, mode: int, *, sync: bool = True) -> No
     os.close(fd)
 
 
-def _sync_dir(directory: Path) -> None:
-    """The new name survives a power cut too (best effort: not every filesystem can)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def fsync_dir(directory: Path) -> None:
+    """Make a create, link or rename in ``directory`` durable (its entry survives a power cut)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from aip.shared import paths
+from aip.shared.safe_write import write_new
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +88,6 @@ def open_log(path: Path) -> int:
     return fd
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a create or rename durable (the directory entry), as rotation requires."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def rotated_path(path: Path, seq: int) -> Path:
     """Where the current file goes when its ``rotate`` record has sequence number ``seq``."""
     return path.with_name(f"{path.name}.{seq:0{ROTATED_SUFFIX_DIGITS}d}")
@@ -116,6 +108,4 @@ def write_side_file(path: Path, data: bytes) -> None:
     """Keep discarded torn bytes beside the log (0600), never overwriting an earlier one:
     whole and synced before the log is cut (safe_write.write_new), so neither a kill nor a
     power cut in between leaves an empty copy of bytes the log no longer holds."""
-    from aip.shared.safe_write import write_new  # only after a crash left a torn tail
-
     write_new(path, data, 0o600)

@@ -25,6 +25,8 @@ from aip.approver.audit.resume import resume
 from aip.shared.audit.install_key import load_or_create_key
 from aip.shared.audit.record import Event, meta_record
 from aip.shared.audit.stamp import user_name
+from aip.shared.paths import HMAC_KEY_NAME
+from aip.shared.safe_write import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +297,7 @@ class AuditLog:
         audit_file.prepare_dir(self.path.parent)
         if self._key is None:
             try:
-                self._key = load_or_create_key(self.path.parent / "audit-hmac.key")
+                self._key = load_or_create_key(self.path.parent / HMAC_KEY_NAME)
             except ValueError as exc:
                 raise OSError(str(exc)) from exc
         self._fd = audit_file.open_log(self.path)
@@ -328,7 +330,7 @@ class AuditLog:
         genesis = meta_record(Event.GENESIS, chain_id=self._chain_id, prev_file=prev_file, format=1)
         self._write_line(self._line(genesis, self._seq + 1, self._last_hash))
         self._ops.sync(self._fd)
-        audit_file.fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         self._unsynced = 0
         self._synced_seq = self._seq
 

@@ -97,7 +97,7 @@ def diagnose(args: argparse.Namespace) -> list[Check]:
     checks.append(doctor_dialog.dialog_check(reply, running, manager_env))
     audit_path = Path(reply.audit_path) if reply else paths.default_audit_log()
     checks.append(doctor_files.check_audit_log(audit_path, doctor_files.audit_progress()))
-    checks.append(doctor_files.check_audit_key(audit_path.parent / "audit-hmac.key"))
+    checks.append(doctor_files.check_audit_key(audit_path.parent / paths.HMAC_KEY_NAME))
     checks.append(doctor_files.check_policy(line.policy, for_line=bool(args.command)))
     checks.append(doctor_sandbox.check_sandbox(line.sandbox))
     return checks

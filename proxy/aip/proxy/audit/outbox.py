@@ -323,7 +323,7 @@ def _cap_key() -> bytes:
     this process if it cannot be read (the capped value is then only comparable within it)."""
     if not _key:
         try:
-            path = paths.default_audit_log().parent / "audit-hmac.key"
+            path = paths.default_audit_log().parent / paths.HMAC_KEY_NAME
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             _key.append(load_or_create_key(path))
         except (OSError, ValueError) as exc:

@@ -7,9 +7,9 @@ before (and often without) any ask, so its start need not load the protocol.
 
 from __future__ import annotations
 
-import hashlib
-
 import orjson
+
+from aip.shared.hashes import sha256
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,4 +27,4 @@ def canonical_digest(value: Any) -> str:
         import secrets  # rare: not imported for it at start-up
 
         return secrets.token_hex(32)
-    return hashlib.sha256(data).hexdigest()
+    return sha256(data).hexdigest()

@@ -6,7 +6,6 @@ with a ``progressToken`` from timing out.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from aip.proxy.relay.dlp_filter import UNSCANNABLE
 from aip.proxy.relay.session import Session
 from aip.proxy.relay.tool_digests import grant_facts
 from aip.shared import logs
+from aip.shared.hashes import sha256
 from aip.shared.jsonrpc import Message, RequestId, notification_line
 from aip.shared.outcomes import UNAVAILABLE_OUTCOMES, Outcome
 from aip.shared.policy.decision import Decision
@@ -135,7 +135,7 @@ class Asks:
             arguments=shown,
             rule=decision.rule.label if decision.rule is not None else "",
             # The digest binds the human's answer to exactly these bytes (no newline).
-            digest=hashlib.sha256(msg.wire).hexdigest(),
+            digest=sha256(msg.wire).hexdigest(),
             size=len(msg.wire),
             progress_token=token if isinstance(token, str | int) else None,
             dlp=list(dlp or hits),

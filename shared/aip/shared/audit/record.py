@@ -8,13 +8,12 @@ are set by the single writer (aip.approver.audit.writer), never here.
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import re
 
 import orjson
 
 from aip.shared.audit.stamp import rfc3339
+from aip.shared.hashes import sha256
 from aip.shared.outcomes import Outcome, audit_decision, row
 
 TYPE_CHECKING = False
@@ -245,7 +244,9 @@ def serialize(record: dict[str, Any]) -> bytes:
 
 
 def _mac(key: bytes, data: bytes) -> str:
-    return hmac.new(key, data, hashlib.sha256).hexdigest()
+    import hmac  # only a capped value needs it: hmac imports hashlib (aip.shared.hashes)
+
+    return hmac.new(key, data, sha256).hexdigest()
 
 
 def cap_string(value: str, key: bytes) -> str:

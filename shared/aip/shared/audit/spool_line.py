@@ -18,11 +18,11 @@ hashes without OpenSSL (aip.proxy.lean), where the HMAC costs 3.3 us per line an
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 
 import orjson
+
+from aip.shared.hashes import blake2b, compare_digest, sha256
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,14 +54,14 @@ class LineKey:
         tagged = b"%s\n" % session.encode("ascii")
         # BLAKE2b takes a key of up to 64 bytes (a session key has 32); a longer one is
         # hashed first, as HMAC does with a key over its block.
-        short = key if len(key) <= _BLAKE2_KEY_MAX else hashlib.sha256(key).digest()
-        self._b2 = hashlib.blake2b(_TAG2 + tagged, key=short, digest_size=MAC_CHARS // 2)
+        short = key if len(key) <= _BLAKE2_KEY_MAX else sha256(key).digest()
+        self._b2 = blake2b(_TAG2 + tagged, key=short, digest_size=MAC_CHARS // 2)
         if len(key) > _BLOCK:
-            key = hashlib.sha256(key).digest()
+            key = sha256(key).digest()
         key = key.ljust(_BLOCK, b"\0")
-        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._inner = sha256(key.translate(_IPAD))
         self._inner.update(_TAG + tagged)
-        self._outer = hashlib.sha256(key.translate(_OPAD))
+        self._outer = sha256(key.translate(_OPAD))
         self.sign_mac2 = False  # sign with BLAKE2b (see the module's doc); either is accepted
 
     def mac(self, rseq: int, body: bytes) -> bytes:
@@ -88,9 +88,7 @@ class LineKey:
     def _authentic(self, mac: bytes, rseq: int, body: bytes) -> bool:
         """``mac`` is either MAC of the line: the one we sign with is tried first."""
         first, other = (self.mac2, self.mac) if self.sign_mac2 else (self.mac, self.mac2)
-        return hmac.compare_digest(mac, first(rseq, body)) or hmac.compare_digest(
-            mac, other(rseq, body)
-        )
+        return compare_digest(mac, first(rseq, body)) or compare_digest(mac, other(rseq, body))
 
     def holds(self, line: bytes, rseq: int) -> bool:
         """``line`` (without its newline) is an authentic line of this session for ``rseq``:

@@ -7,11 +7,11 @@ valid or not loaded at all. Names are stored normalized (§4.2), regexes compile
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 
+from aip.shared import hashes
 from aip.shared.errors import PolicyError
 from aip.shared.policy import node_cache
 from aip.shared.policy.file import PolicyPin, read_policy_file_owned
@@ -85,7 +85,7 @@ def _load_bytes(data: bytes, source: str, path: str | None, *, cache: bool = Fal
         line = data[: exc.start].count(b"\n") + 1
         raise PolicyError.single(source, "the policy file must be UTF-8", line) from None
     text = text.removeprefix("\ufeff")
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = hashes.sha256(data).hexdigest()
     root = node_cache.load(sha256) if cache else None
     if root is None:
         root, problems = compose(text)

@@ -236,10 +236,11 @@ def in_process(
     """One proxy session in this process; ``on_start`` gets the session's stop function (a
     forked session watches its launcher with it)."""
     from aip.proxy import lean
+
+    lean.start_process()  # before any import it concerns (stdio's too), and before any thread
     from aip.proxy.stdio import claim_stdout
 
-    wire_fd = claim_stdout()  # first: nothing may write to the JSON-RPC wire by accident
-    lean.start_process()  # before any import it concerns, and before any thread
+    wire_fd = claim_stdout()  # first write of ours: nothing may reach the JSON-RPC wire by accident
     try:
         return _main(argv, wire_fd, on_start)
     except KeyboardInterrupt:

@@ -13,6 +13,12 @@ the proxy checks or decides.
   of RSS and a few ms of start-up, for hashes of small texts (the policy file, a record line's
   HMAC: 3.9 against 1.65 us with OpenSSL, measured in a hot loop, so ~2.2 us more per
   record). The digests are the same.
+- Three standard modules are imported, but their code runs only when one of their attributes
+  is first read (``defer_modules``): ``inspect``, which dataclasses names at its top (orjson
+  imports dataclasses) for a class's text signature, which no class of the proxy's start asks
+  for (with ast, dis, tokenize and linecache ~7 ms of a start before the first answer);
+  ``ipaddress``, which urllib.parse (pathlib's) names for a bracketed URL host (~1.5 ms); and
+  ``locale``, which subprocess names for text-mode pipes (~1 ms; the proxy's are bytes).
 - glibc's malloc is left as it is. Measured again once the spool compaction stopped the
   approver case's swings (issue 16, helper startmem, 3 runs each, load 10-14): with an approver,
   RSS after 30,000 calls 35.4 MB; MALLOC_ARENA_MAX=2 35.8, =1 32.3; a fixed mmap threshold of
@@ -28,25 +34,32 @@ the proxy checks or decides.
 
 from __future__ import annotations
 
+import _thread
 import gc
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Final
+    from typing import Any, Final
 
 SETTLE_S: Final = 1.0  # when ``settle`` may run, after the relay starts
 SETTLE_QUIET_S: Final = 0.05  # no record for this long: no call is waiting on the relay
 SETTLE_LATEST_S: Final = 10.0  # busy all along: settle anyway
 
 
+# Standard modules a start imports only because a module it needs names them at its top.
+DEFERRED_MODULES: Final = ("inspect", "ipaddress", "locale")
+
+
 def start_process() -> None:
     """First thing in ``aip-proxy``'s main: before the imports and threads these concern."""
     gc.disable()
     without_openssl()
+    defer_modules()
 
 
 def settle_when_quiet(
@@ -106,3 +119,48 @@ def without_openssl() -> None:
     """Only in a fresh process: one that has hashlib or hmac already keeps them as they are."""
     if "hashlib" not in sys.modules and "hmac" not in sys.modules:
         sys.modules.setdefault("_hashlib", None)  # type: ignore[arg-type]
+
+
+def defer_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
+    """Put each of ``names`` that is not loaded yet in ``sys.modules`` as a module whose code
+    runs when one of its attributes is first read (``_Deferred``): ``import name`` then costs
+    nothing, ``from name import x`` and ``name.x`` load it. A name not found is left alone."""
+    import importlib.util
+
+    for name in names:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        module.__class__ = _Deferred
+        sys.modules[name] = module
+
+
+# What ``import name`` reads of a module already in sys.modules (``__spec__``: is it still
+# initializing?) and what running its code needs: read as they are, without loading it.
+# importlib.util.LazyLoader does not serve here: its module loads on *any* attribute read,
+# so the next ``import inspect`` (dataclasses') loaded it at once.
+_AS_IS: Final = frozenset({"__spec__", "__name__", "__dict__", "__class__", "__path__"})
+_loading = _thread.RLock()  # one thread runs a deferred module's code, any other waits for it
+_running: set[int] = set()  # ids of the modules whose code runs now (in the lock's holder)
+
+
+class _Deferred(types.ModuleType):
+    """A module of ``defer_modules`` until its code ran; then a plain module again."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name not in _AS_IS:
+            with _loading:
+                # Loaded meanwhile by another thread: a plain module now. Running in this
+                # thread (its code reads its own module): as any partly run module.
+                if type(self) is _Deferred and id(self) not in _running:
+                    _running.add(id(self))
+                    try:
+                        spec = types.ModuleType.__getattribute__(self, "__spec__")
+                        spec.loader.exec_module(self)
+                        self.__class__ = types.ModuleType  # type: ignore[assignment]
+                    finally:
+                        _running.discard(id(self))
+        return types.ModuleType.__getattribute__(self, name)

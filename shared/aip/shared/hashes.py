@@ -14,7 +14,6 @@ other process (OpenSSL allowed: the approver, aipctl, tests) they are hashlib's.
 from __future__ import annotations
 
 import sys
-
 from _operator import _compare_digest as compare_digest
 
 TYPE_CHECKING = False

@@ -1,0 +1,113 @@
+"""aip.proxy.lean.defer_modules: a deferred module is in sys.modules without having run its
+code; ``import`` of it costs nothing, the first read of one of its attributes runs it once
+(whatever thread reads, and however many at once), and it is then a plain module."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aip.proxy import lean
+from tests.support.freshpy import python_c
+
+GATED = """
+import builtins
+builtins.aip_test_runs.append(__name__)
+builtins.aip_test_started.set()
+builtins.aip_test_gate.wait(30)
+value = 42
+"""
+
+
+@pytest.fixture
+def module_dir(tmp_path: Path) -> Iterator[Path]:
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield tmp_path
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [n for n in sys.modules if n.startswith("aip_deferred_")]:
+            del sys.modules[name]
+
+
+def test_import_runs_nothing_and_the_first_read_runs_it_once(module_dir: Path) -> None:
+    (module_dir / "aip_deferred_plain.py").write_text(
+        "import builtins\nbuiltins.aip_test_count = getattr(builtins, 'aip_test_count', 0) + 1\n"
+        "x = 1\nimport sys\ny = sys.modules[__name__].x + 1  # reads itself while it runs\n"
+    )
+    import builtins
+
+    builtins.aip_test_count = 0
+    lean.defer_modules(("aip_deferred_plain",))
+    import aip_deferred_plain
+
+    assert type(aip_deferred_plain) is not types.ModuleType  # still deferred
+    assert builtins.aip_test_count == 0
+    from aip_deferred_plain import y
+
+    assert (y, aip_deferred_plain.x) == (2, 1)
+    assert builtins.aip_test_count == 1
+    assert type(aip_deferred_plain) is types.ModuleType
+    assert sys.modules["aip_deferred_plain"] is aip_deferred_plain
+
+
+def test_a_second_thread_waits_for_the_module_to_finish(module_dir: Path) -> None:
+    """importlib.util.LazyLoader hands a half-run module to a second thread (AttributeError);
+    here the second reader waits for the first one's run and sees the whole module."""
+    import builtins
+
+    (module_dir / "aip_deferred_gated.py").write_text(GATED)
+    builtins.aip_test_runs = []
+    builtins.aip_test_started = threading.Event()
+    builtins.aip_test_gate = threading.Event()
+    lean.defer_modules(("aip_deferred_gated",))
+    module = sys.modules["aip_deferred_gated"]
+    seen: dict[str, object] = {}
+
+    def read(who: str) -> None:
+        try:
+            seen[who] = module.value
+        except Exception as exc:  # the failure this test is for
+            seen[who] = exc
+
+    first = threading.Thread(target=read, args=("first",))
+    first.start()
+    assert builtins.aip_test_started.wait(30)
+    second = threading.Thread(target=read, args=("second",))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the first reader's run, not failing
+    builtins.aip_test_gate.set()
+    first.join(30)
+    second.join(30)
+    assert seen == {"first": 42, "second": 42}
+    assert builtins.aip_test_runs == ["aip_deferred_gated"]
+
+
+def test_loaded_and_unknown_names_are_left_alone() -> None:
+    before = sys.modules["os"]
+    lean.defer_modules(("os", "aip_deferred_no_such_module"))
+    assert sys.modules["os"] is before
+    assert "aip_deferred_no_such_module" not in sys.modules
+
+
+def test_the_deferred_standard_modules_work_when_read() -> None:
+    """In a fresh process as aip-proxy starts: dataclasses (orjson's import) leaves inspect
+    unrun, a dataclass without a docstring (inspect.signature) still gets its text signature,
+    and the others work when asked."""
+    code = (
+        "import sys; from aip.proxy import lean; lean.start_process();"
+        "import orjson, dataclasses, pathlib, subprocess;"
+        "before = [n for n in ('ast', 'dis', 'tokenize') if n in sys.modules];"
+        "C = dataclasses.make_dataclass('C', [('a', int)]);"
+        "import ipaddress, locale;"
+        "print(before, C.__doc__, ipaddress.ip_address('::1').version,"
+        " bool(locale.getpreferredencoding(False)),"
+        " [type(sys.modules[n]).__name__ for n in lean.DEFERRED_MODULES])"
+    )
+    assert python_c(code) == "[] C(a: int) 6 True ['module', 'module', 'module']"

@@ -13,12 +13,14 @@ the proxy checks or decides.
   of RSS and a few ms of start-up, for hashes of small texts (the policy file, a record line's
   HMAC: 3.9 against 1.65 us with OpenSSL, measured in a hot loop, so ~2.2 us more per
   record). The digests are the same.
-- Three standard modules are imported, but their code runs only when one of their attributes
+- Some standard modules are imported, but their code runs only when one of their attributes
   is first read (``defer_modules``): ``inspect``, which dataclasses names at its top (orjson
   imports dataclasses) for a class's text signature, which no class of the proxy's start asks
   for (with ast, dis, tokenize and linecache ~7 ms of a start before the first answer);
-  ``ipaddress``, which urllib.parse (pathlib's) names for a bracketed URL host (~1.5 ms); and
-  ``locale``, which subprocess names for text-mode pipes (~1 ms; the proxy's are bytes).
+  ``ipaddress``, which urllib.parse (pathlib's) names for a bracketed URL host (~1.5 ms);
+  ``locale``, which subprocess names for text-mode pipes (~1 ms; the proxy's are bytes);
+  ``copy`` (with weakref), which dataclasses names for ``asdict``, and ``fnmatch``, which
+  pathlib names for glob patterns (~1 ms together).
 - glibc's malloc is left as it is. Measured again once the spool compaction stopped the
   approver case's swings (issue 16, helper startmem, 3 runs each, load 10-14): with an approver,
   RSS after 30,000 calls 35.4 MB; MALLOC_ARENA_MAX=2 35.8, =1 32.3; a fixed mmap threshold of
@@ -52,7 +54,7 @@ SETTLE_LATEST_S: Final = 10.0  # busy all along: settle anyway
 
 
 # Standard modules a start imports only because a module it needs names them at its top.
-DEFERRED_MODULES: Final = ("inspect", "ipaddress", "locale")
+DEFERRED_MODULES: Final = ("inspect", "ipaddress", "locale", "copy", "fnmatch")
 
 
 def start_process() -> None:
@@ -124,14 +126,15 @@ def without_openssl() -> None:
 def defer_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
     """Put each of ``names`` that is not loaded yet in ``sys.modules`` as a module whose code
     runs when one of its attributes is first read (``_Deferred``): ``import name`` then costs
-    nothing, ``from name import x`` and ``name.x`` load it. A name not found is left alone."""
+    nothing, ``from name import x`` and ``name.x`` load it. A name not found, or not Python
+    source (an extension module initializes when its module object is made), is left alone."""
     import importlib.util
 
     for name in names:
         if name in sys.modules:
             continue
         spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
+        if spec is None or spec.loader is None or not (spec.origin or "").endswith(".py"):
             continue
         module = importlib.util.module_from_spec(spec)
         module.__class__ = _Deferred

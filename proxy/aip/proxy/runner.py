@@ -14,7 +14,6 @@ import os
 import select
 import signal
 import subprocess
-import termios
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -337,6 +336,8 @@ def _watch_hangup(
 
 
 def _unread_bytes(fd: int) -> int:
+    import termios  # at the close only: not imported for it at start-up
+
     buf = bytearray(4)
     fcntl.ioctl(fd, termios.FIONREAD, buf)
     return int.from_bytes(buf, "little")

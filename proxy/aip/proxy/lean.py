@@ -137,6 +137,7 @@ def defer_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
         if spec is None or spec.loader is None or not (spec.origin or "").endswith(".py"):
             continue
         module = importlib.util.module_from_spec(spec)
+        _pending[id(module)] = _thread.RLock()
         module.__class__ = _Deferred
         sys.modules[name] = module
 
@@ -146,24 +147,28 @@ def defer_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
 # importlib.util.LazyLoader does not serve here: its module loads on *any* attribute read,
 # so the next ``import inspect`` (dataclasses') loaded it at once.
 _AS_IS: Final = frozenset({"__spec__", "__name__", "__dict__", "__class__", "__path__"})
-_loading = _thread.RLock()  # one thread runs a deferred module's code, any other waits for it
-_running: set[int] = set()  # ids of the modules whose code runs now (in the lock's holder)
+# Per deferred module (by id) until its code ran, a lock as the import system keeps one per
+# module: one thread runs the code, any other reader waits for it (importlib.util.LazyLoader
+# hands that reader a half-run module), and loading one never waits for another's.
+_pending: dict[int, _thread.RLock] = {}
+_running: set[int] = set()  # whose code runs now (in the thread holding its lock)
 
 
 class _Deferred(types.ModuleType):
     """A module of ``defer_modules`` until its code ran; then a plain module again."""
 
     def __getattribute__(self, name: str) -> Any:
-        if name not in _AS_IS:
-            with _loading:
-                # Loaded meanwhile by another thread: a plain module now. Running in this
-                # thread (its code reads its own module): as any partly run module.
-                if type(self) is _Deferred and id(self) not in _running:
+        if name not in _AS_IS and (lock := _pending.get(id(self))) is not None:
+            with lock:
+                # Ran meanwhile in another thread: a plain module now. Running in this thread
+                # (its code reads its own module): read as any partly run module is.
+                if id(self) in _pending and id(self) not in _running:
                     _running.add(id(self))
                     try:
                         spec = types.ModuleType.__getattribute__(self, "__spec__")
                         spec.loader.exec_module(self)
                         self.__class__ = types.ModuleType  # type: ignore[assignment]
+                        del _pending[id(self)]
                     finally:
                         _running.discard(id(self))
         return types.ModuleType.__getattribute__(self, name)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # typing stays out of the proxy (codec.py says why)
 
 @dataclass(frozen=True, slots=True)
 class AskRequest:
+    """One tools/call that needs a human: what the dialog shows and what an allow forwards."""
+
     request_id: str | int  # the JSON-RPC id of the tools/call
     tool: str  # raw tool name
     arguments: dict[str, Any]  # display arguments, already DLP-redacted
@@ -45,6 +47,8 @@ class AskRequest:
 
 @dataclass(frozen=True, slots=True)
 class AskResult:
+    """How an ask ended (``outcome``) and what its record says about it (``info``)."""
+
     outcome: Outcome
     info: dict[str, Any] = field(default_factory=dict)  # human_decision, queue_wait_ms, ...
 

@@ -30,6 +30,8 @@ ENDED_MEMORY: Final = 1024  # asks we ended ourselves, remembered to spot a late
 
 @dataclass(eq=False, slots=True)
 class Pending:
+    """An ask in flight: its request, the callback its end goes to, its nonce and frame."""
+
     request: AskRequest
     on_done: OnDone
     nonce: str

@@ -9,6 +9,7 @@ import dataclasses
 import enum
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -27,6 +28,8 @@ MAX_FRAME_BYTES: Final = 1024 * 1024  # approver ZMQ_MAXMSGSIZE: asks + margin, 
 MAX_AUDIT_RECORDS: Final = 64  # records per audit message
 MAX_REQUEST_ID_CHARS: Final = 256
 MAX_SAFE_INT: Final = 2**53 - 1
+HEARTBEAT_S: Final = 3.0  # a ZeroMQ link silent this long is dead; a heartbeat every third
+HEARTBEAT_ENV: Final = "AIP_HEARTBEAT_S"  # HEARTBEAT_S for both ends (a test's 0.5 s)
 # The feature level in hello and welcome (the envelope's ``v`` stays 1). 2: hello carries the
 # session key, refusals echo type and nonce. 3: an ask may carry ``grant`` facts and decisions
 # may be ``granted`` / ``denied_by_grant`` (sent only to a proxy that said proto >= 3).
@@ -119,6 +122,8 @@ def _check_ref(session: str, request_id: str | int, nonce: str, digest: str | No
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyRef:
+    """The policy a proxy decides by: its name and the sha256 of its file."""
+
     name: str
     sha256: str
 
@@ -191,6 +196,8 @@ class Ask:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cancel:
+    """Proxy -> approver: withdraw the ask ``request_id`` (the agent cancelled the call)."""
+
     session: str
     request_id: str | int
     nonce: str
@@ -288,6 +295,8 @@ class Bye:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Welcome:
+    """Approver -> proxy: the hello is accepted; the approver's deadline, limits and log."""
+
     session: str
     timeout_s: float
     max_ask_bytes: int
@@ -303,6 +312,8 @@ class Welcome:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
+    """Approver -> proxy: the answer to one ask, bound to its nonce and the bytes' digest."""
+
     session: str
     request_id: str | int
     nonce: str
@@ -346,3 +357,17 @@ class Error:
 def new_nonce() -> str:
     """128 random bits as hex."""
     return os.urandom(16).hex()  # secrets.token_hex, without importing secrets (random)
+
+
+def heartbeat_ms(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(interval, timeout) in ms of a ZeroMQ link's heartbeats: ``$AIP_HEARTBEAT_S`` seconds
+    of silence (0.01-3600), else HEARTBEAT_S; the interval is a third of it."""
+    raw = (os.environ if environ is None else environ).get(HEARTBEAT_ENV, "")
+    try:
+        seconds = float(raw) if raw.strip() else HEARTBEAT_S
+    except ValueError:
+        seconds = HEARTBEAT_S
+    if not 0.01 <= seconds <= 3600:  # and NaN: a link must be able to die
+        seconds = HEARTBEAT_S
+    timeout = round(seconds * 1000)
+    return max(timeout // 3, 1), timeout

@@ -38,7 +38,8 @@ pytestmark = pytest.mark.e2e
 PORT = 7450
 LISTEN = f"tcp://{DESK_ADDR}:{PORT}"
 FAST_S = 2.0  # "refused fast" (a handshake round trip plus process overhead under load)
-HEARTBEAT_LOSS_S = 6.0  # 3 s heartbeat timeout + margin
+LINK_HEARTBEAT_S = 1.0  # the far host's $AIP_HEARTBEAT_S (3 s by default)
+HEARTBEAT_LOSS_S = 2.5  # that timeout + margin: a proxy on the default would take over 3 s
 SPEC = """
 allowed_tools: [read_file]
 tool_rules:
@@ -64,6 +65,7 @@ class Site:
         return quiet_env(
             XDG_CONFIG_HOME=str(self.folder / "far"),
             XDG_STATE_HOME=str(self.folder / "far-state"),  # its spool: never the desk's disk
+            AIP_HEARTBEAT_S=str(LINK_HEARTBEAT_S),
         )
 
     def records(self) -> list[dict[str, Any]]:

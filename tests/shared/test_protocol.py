@@ -15,6 +15,7 @@ from aip.shared.outcomes import Outcome
 from aip.shared.protocol.codec import ProtocolError, encode
 from aip.shared.protocol.frames import Message, decode_to_approver, decode_to_proxy
 from aip.shared.protocol.messages import (
+    HEARTBEAT_ENV,
     Ask,
     Audit,
     AuditAck,
@@ -28,6 +29,7 @@ from aip.shared.protocol.messages import (
     MsgType,
     PolicyRef,
     Welcome,
+    heartbeat_ms,
 )
 
 S = "0123456789abcdef"
@@ -209,3 +211,23 @@ def test_fuzzed_frames_raise_only_protocol_errors(kind: str, fields: dict[str, o
 def test_random_bytes_raise_only_protocol_errors(frame: bytes) -> None:
     with pytest.raises(ProtocolError):
         decode_to_approver(frame)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, (1000, 3000)),  # unset: HEARTBEAT_S
+        ("0.6", (200, 600)),
+        ("10", (3333, 10000)),
+        ("", (1000, 3000)),
+        ("soon", (1000, 3000)),
+        ("0", (1000, 3000)),  # a link that could never die, or at once: the default instead
+        ("-1", (1000, 3000)),
+        ("nan", (1000, 3000)),
+        ("inf", (1000, 3000)),
+    ],
+)
+def test_heartbeat_comes_from_the_environment(raw: str | None, expected: tuple[int, int]) -> None:
+    """Both ends read $AIP_HEARTBEAT_S (tests shorten a link loss's 3 s to under one)."""
+    environ = {} if raw is None else {HEARTBEAT_ENV: raw}
+    assert heartbeat_ms(environ) == expected

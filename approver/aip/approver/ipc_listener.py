@@ -20,12 +20,11 @@ from zmq.utils.monitor import parse_monitor_message
 
 from aip.approver.give_way import give_way
 from aip.approver.peer import readable
+from aip.shared.protocol.messages import heartbeat_ms
 
 log = logging.getLogger(__name__)
 
 RECV_BATCH: Final = 64  # messages per wake-up before yielding to the dialog and timers
-HEARTBEAT_IVL_MS: Final = 1000
-HEARTBEAT_TIMEOUT_MS: Final = 3000
 SHUTDOWN_LINGER_MS: Final = 1000  # let the last SHUTDOWN decisions reach their proxies
 
 
@@ -47,8 +46,7 @@ class IpcListener:
         router = ctx.socket(zmq.ROUTER)
         router.linger = 0
         router.maxmsgsize = max_frame_bytes  # bigger peers are disconnected
-        router.heartbeat_ivl = HEARTBEAT_IVL_MS
-        router.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
+        router.heartbeat_ivl, router.heartbeat_timeout = heartbeat_ms()
         self.router = router
         self._monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self._wake = asyncio.Event()

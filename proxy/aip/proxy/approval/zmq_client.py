@@ -35,6 +35,7 @@ from aip.shared.protocol.messages import (
     PolicyRef,
     Welcome,
     audit_frame,
+    heartbeat_ms,
     new_nonce,
 )
 
@@ -49,8 +50,6 @@ log = logs.get(__name__)
 # was, on a loaded host (an ssh-forwarded ask was denied in CI); a refused attempt (nobody
 # listens) ends the wait at once, so a dead approver still denies without delay.
 CONNECT_WAIT_S: Final = 5.0
-HEARTBEAT_IVL_MS: Final = 1000
-HEARTBEAT_TIMEOUT_MS: Final = 3000
 JOIN_S: Final = 2.0
 
 
@@ -65,8 +64,7 @@ class ZmqApprovalClient(Answers):
         *,
         grace_s: float = FALLBACK_GRACE_S,
         connect_wait_s: float = CONNECT_WAIT_S,
-        heartbeat_ivl_ms: int = HEARTBEAT_IVL_MS,
-        heartbeat_timeout_ms: int = HEARTBEAT_TIMEOUT_MS,
+        heartbeat: tuple[int, int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_audit_path: Callable[[str], None] | None = None,
         audit: AuditOutbox | None = None,
@@ -86,7 +84,7 @@ class ZmqApprovalClient(Answers):
         )
         self._mailbox = Mailbox()  # commands from any thread to the client thread
         # Thread state (touched only by the client thread):
-        beat = (heartbeat_ivl_ms, heartbeat_timeout_ms)
+        beat = heartbeat if heartbeat is not None else heartbeat_ms()  # (interval, timeout) ms
         self._dealer = make_dealer(endpoint, remote, beat)
         self._poller = self._dealer.poller
         self._connected = False

@@ -58,6 +58,7 @@ PRELOAD: Final = (
     # A session whose policy is not in the node cache parses it (and keeps its graph there).
     "aip.shared.policy.pyyaml",
     "aip.shared.safe_write",
+    "importlib.machinery",  # the node cache's PyYAML stamp (inspect brought it before)
     "orjson",
     "re2",
     "ctypes",  # the subreaper prctl (child.become_subreaper): ~2 ms a session would import

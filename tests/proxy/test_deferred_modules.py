@@ -91,6 +91,17 @@ def test_a_second_thread_waits_for_the_module_to_finish(module_dir: Path) -> Non
     assert builtins.aip_test_runs == ["aip_deferred_gated"]
 
 
+def test_its_dict_and_name_are_read_only_once_it_ran(module_dir: Path) -> None:
+    """No reader sees a deferred module unrun: ``vars()`` and ``__name__`` run it first."""
+    (module_dir / "aip_deferred_vars.py").write_text("x = 1\n")
+    (module_dir / "aip_deferred_name.py").write_text("x = 2\n")
+    lean.defer_modules(("aip_deferred_vars", "aip_deferred_name"))
+    assert vars(sys.modules["aip_deferred_vars"])["x"] == 1
+    named = sys.modules["aip_deferred_name"]
+    assert named.__name__ == "aip_deferred_name"
+    assert type(named) is types.ModuleType
+
+
 def test_loaded_and_unknown_names_are_left_alone() -> None:
     before = sys.modules["os"]
     lean.defer_modules(("os", "aip_deferred_no_such_module"))

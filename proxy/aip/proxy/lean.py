@@ -142,11 +142,13 @@ def defer_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
         sys.modules[name] = module
 
 
-# What ``import name`` reads of a module already in sys.modules (``__spec__``: is it still
-# initializing?) and what running its code needs: read as they are, without loading it.
+# What ``import name`` reads of a module already in sys.modules, read as it is: ``__spec__``
+# (is it still initializing?), ``__path__`` (a package?), ``__class__``. Any other read, its
+# ``__dict__`` and ``__name__`` too, runs the module first, so no reader sees it unrun (the
+# module's own code, while it runs, reads it as any partly run module).
 # importlib.util.LazyLoader does not serve here: its module loads on *any* attribute read,
 # so the next ``import inspect`` (dataclasses') loaded it at once.
-_AS_IS: Final = frozenset({"__spec__", "__name__", "__dict__", "__class__", "__path__"})
+_AS_IS: Final = frozenset({"__spec__", "__path__", "__class__"})
 # Per deferred module (by id) until its code ran, a lock as the import system keeps one per
 # module: one thread runs the code, any other reader waits for it (importlib.util.LazyLoader
 # hands that reader a half-run module), and loading one never waits for another's.

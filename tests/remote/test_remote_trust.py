@@ -103,3 +103,18 @@ def test_server_key_is_made_once_0600(folder: Path) -> None:
     path = folder / "remote" / "server.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_keypair(path) == first
+
+
+def test_a_pairing_file_over_64_kib_is_refused_not_cut(tmp_path: Path) -> None:
+    """aip writes these files far smaller; one over the cap is named, never read in part (the
+    reader took its first 64 KiB before and then failed on JSON that was cut)."""
+    from aip.shared.remote.files import MAX_FILE_BYTES, read_private
+
+    folder = tmp_path / "remote"
+    folder.mkdir(mode=0o700)
+    big = folder / "pairing.json"
+    replace_file(big, b" " * MAX_FILE_BYTES + b"{}", 0o600)
+    with pytest.raises(ConfigError, match=f"over {MAX_FILE_BYTES} bytes"):
+        read_private(big)
+    replace_file(big, b"{}", 0o600)
+    assert read_private(big) == b"{}"

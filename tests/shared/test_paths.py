@@ -238,3 +238,38 @@ def test_a_shared_or_home_endpoint_dir_is_not_protected_whole(
         assert {str(folder / "a.sock"), str(folder / "a.sock.lock")} <= set(got)
     # A TCP endpoint is refused for asks; nothing of ours to protect, no error.
     assert always_protected(None, "tcp://127.0.0.1:1")
+
+
+def test_read_private_file_reads_one_more_than_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    path.write_bytes(b"0123456789")
+    path.chmod(0o600)
+    data, st = paths.read_private_file(path, 4)
+    assert (data, st.st_size) == (b"01234", 10)  # one over the limit: "longer than 4"
+    assert paths.read_private_file(path, 64)[0] == b"0123456789"
+
+
+def test_read_private_file_refuses_what_is_not_private(tmp_path: Path) -> None:
+    """Open to the group, a symlink (never followed), a FIFO (never waited on: the old key
+    reader opened without O_NONBLOCK and would hang there), another user's file."""
+    shared = tmp_path / "shared"
+    shared.write_bytes(b"k")
+    shared.chmod(0o640)
+    with pytest.raises(paths.NotPrivateError, match="not a private file of ours"):
+        paths.read_private_file(shared, 16)
+    link = tmp_path / "link"
+    private = tmp_path / "private"
+    private.write_bytes(b"k")
+    private.chmod(0o600)
+    link.symlink_to(private)
+    with pytest.raises(OSError, match="Too many levels of symbolic links") as caught:
+        paths.read_private_file(link, 16)
+    assert not isinstance(caught.value, paths.NotPrivateError)  # the open itself refused it
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(paths.NotPrivateError):
+        paths.read_private_file(fifo, 16)
+    if os.getuid() == 0:
+        shutil.chown(private, "nobody")
+        with pytest.raises(paths.NotPrivateError):
+            paths.read_private_file(private, 16)

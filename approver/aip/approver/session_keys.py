@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import os
 import re
 import time
 from pathlib import Path
@@ -103,15 +102,11 @@ class SessionKeys:
     @staticmethod
     def _read(path: Path) -> str | None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            data, _ = paths.read_private_file(path, 127)
+        except paths.NotPrivateError:
+            log.warning("session key %s ignored: not a private file of ours", path)
+            return None
         except OSError:
             return None
-        try:
-            st = os.fstat(fd)
-            if not paths.private_file(st):
-                log.warning("session key %s ignored: not a private file of ours", path)
-                return None
-            key = os.read(fd, 128).decode("ascii", "replace")
-        finally:
-            os.close(fd)
+        key = data.decode("ascii", "replace")
         return key if _KEY.fullmatch(key) else None

@@ -145,6 +145,30 @@ def private_file(st: os.stat_result) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
 
 
+class NotPrivateError(OSError):
+    """A file aip reads as its own is not a regular file of ours that neither group nor
+    others may use (``private_file``)."""
+
+
+_READ_PRIVATE: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def read_private_file(path: str | os.PathLike[str], limit: int) -> tuple[bytes, os.stat_result]:
+    """Up to ``limit`` + 1 bytes of ``path`` (one more than ``limit`` tells the caller it is
+    longer) and the fstat it was checked by. Opened without following a symlink or waiting on
+    a FIFO; NotPrivateError unless ``private_file``; OSError as the open or read raises it.
+    Every private file aip reads (keys, the node cache, pairing files) is read this way; each
+    caller says in its own words what is wrong."""
+    fd = os.open(path, _READ_PRIVATE)
+    try:
+        st = os.fstat(fd)
+        if not private_file(st):
+            raise NotPrivateError(f"{os.fspath(path)}: not a private file of ours")
+        return os.read(fd, limit + 1), st
+    finally:
+        os.close(fd)
+
+
 def dir_problem(path: Path) -> str | None:
     """Why ``path`` is not a private directory of ours, or None when it is (lstat: a symlink
     is refused, never followed)."""

@@ -31,14 +31,10 @@ def load_or_create_key(path: Path) -> bytes:
     saying what to do); a symlink there fails to open (OSError)."""
     if not os.path.lexists(path):
         _create(path)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        st = os.fstat(fd)
-        if not paths.private_file(st):
-            raise ValueError(f"{path}: HMAC key must be a 0600 regular file owned by us")
-        key = os.read(fd, HMAC_KEY_BYTES + 1)
-    finally:
-        os.close(fd)
+        key, _ = paths.read_private_file(path, HMAC_KEY_BYTES)
+    except paths.NotPrivateError:
+        raise ValueError(f"{path}: HMAC key must be a 0600 regular file owned by us") from None
     if len(key) != HMAC_KEY_BYTES:
         raise ValueError(
             f"{path}: HMAC key has {len(key)} bytes, expected {HMAC_KEY_BYTES} (an older "

@@ -34,7 +34,6 @@ FOLDER_NAME: Final = "policy-cache"
 FORMAT: Final = "n1"  # bump when nodes.encode changes
 KEEP: Final = 16  # entries kept (the newest): a user's policies and their recent versions
 MAX_ENTRY_BYTES: Final = 16 << 20  # a 1 MiB policy (file.MAX_POLICY_BYTES) composes to less
-_READ: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 def usable(owner_uid: int) -> bool:
@@ -52,19 +51,10 @@ def load(sha256: str) -> nodes.Node | None:
     try:
         if paths.dir_problem(where) is not None:
             return None
-        fd = os.open(where / _name(sha256), _READ)
+        data, st = paths.read_private_file(where / _name(sha256), MAX_ENTRY_BYTES)
     except (OSError, ValueError):
         return None
-    try:
-        st = os.fstat(fd)
-        if not paths.private_file(st) or st.st_size > MAX_ENTRY_BYTES:
-            return None
-        data = os.read(fd, st.st_size + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return nodes.decode(data) if len(data) == st.st_size else None
+    return nodes.decode(data) if len(data) == st.st_size <= MAX_ENTRY_BYTES else None
 
 
 def store(sha256: str, root: nodes.Node) -> None:

@@ -14,7 +14,6 @@ folder another user could have written or read: a secret key that leaked is no i
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -22,7 +21,7 @@ from typing import Final
 import orjson
 
 from aip.shared.errors import ConfigError
-from aip.shared.paths import dir_problem, private_file
+from aip.shared.paths import NotPrivateError, dir_problem, read_private_file
 from aip.shared.startup_paths import config_home
 
 CLIENT_KEY: Final = "client.key"
@@ -30,6 +29,7 @@ PAIRING: Final = "pairing.json"
 SERVER_KEY: Final = "server.key"
 TRUST: Final = "trust.json"
 FILE_VERSION: Final = 1
+MAX_FILE_BYTES: Final = 65536  # keys and pairing files are far smaller; the trust list too
 
 
 def remote_dir() -> Path:
@@ -75,14 +75,14 @@ def read_private(path: Path) -> bytes:
     if problem is not None:
         raise ConfigError(f"remote folder not private: {problem}")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        data, _ = read_private_file(path, MAX_FILE_BYTES)
+    except NotPrivateError:
+        raise ConfigError(f"{path}: must be a regular file of ours with mode 0600") from None
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not private_file(st):
-            raise ConfigError(f"{path}: must be a regular file of ours with mode 0600")
-        return f.read(65536)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: over {MAX_FILE_BYTES} bytes, not a file aip wrote")
+    return data
 
 
 def _fields(path: Path) -> dict[str, object]:

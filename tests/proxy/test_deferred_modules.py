@@ -130,12 +130,14 @@ def test_the_deferred_standard_modules_work_when_read() -> None:
 
 def test_a_session_s_modules_leave_them_unrun() -> None:
     """What the fork server preloads is every module a session runs, the approval client
-    included: none reads a deferred module, so none is in any session's memory. (A dataclass
+    included: none reads a deferred module, nor does the server's list of the files it loaded
+    (it read every module's ``__file__``), so none is in any session's memory. (A dataclass
     without a docstring would: dataclasses asks inspect for its text signature.)"""
     code = (
         "import sys; from aip.proxy import lean; lean.start_process();"
         "from aip.proxy.forkserver import server;"
         "[__import__(name) for name in server.PRELOAD];"
+        "assert server._loaded_files();"
         "print([n for n in lean.DEFERRED_MODULES if type(sys.modules[n]).__name__ == 'module'])"
     )
     assert python_c(code) == "[]"

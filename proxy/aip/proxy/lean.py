@@ -156,6 +156,11 @@ _pending: dict[int, _thread.RLock] = {}
 _running: set[int] = set()  # whose code runs now (in the thread holding its lock)
 
 
+def is_deferred(module: object) -> bool:
+    """``module`` is one of ``defer_modules`` whose code has not run (reading it would run it)."""
+    return type(module) is _Deferred
+
+
 class _Deferred(types.ModuleType):
     """A module of ``defer_modules`` until its code ran; then a plain module again."""
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from aip.proxy.forkserver import identity, spawn, wire
+from aip.proxy.lean import is_deferred
 from aip.shared import logs
 
 log = logs.get(__name__)
@@ -330,6 +331,8 @@ def _loaded_files() -> dict[str, tuple[int, int]]:
     """Size and mtime of every module file this process loaded (dependencies included)."""
     out = {}
     for module in list(sys.modules.values()):
+        if is_deferred(module):  # not run yet, so no file read (reading __file__ would run it)
+            continue
         name = getattr(module, "__file__", None)
         if isinstance(name, str):
             try:

@@ -195,8 +195,8 @@ def main() -> int:
     )
     ns = ap.parse_args()
     ours = Path(sys.executable).parent
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"# CPU per call of the chain ({os.cpu_count()} CPUs, load {load}, {ns.rounds} rounds)")
+    load = bp.host_load()
+    print(f"# CPU per call of the chain ({os.cpu_count()} CPUs, {load}, {ns.rounds} rounds)")
     with tempfile.TemporaryDirectory(prefix="aip-bench-") as name, contextlib.ExitStack() as st:
         tmp = Path(name)
         policy = bp.write_policy(tmp)
@@ -250,7 +250,7 @@ def main() -> int:
                         f" {x['approver']:.1f} | {x['echo']:.1f} | {x['driver']:.1f} |"
                         f" {x['wall calls/s']:.0f} |"
                     )
-    print(f"\nload after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"\nafter: {bp.host_load()}")
     return 0
 
 

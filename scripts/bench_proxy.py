@@ -145,6 +145,25 @@ def write_policy(directory: Path) -> Path:
     return path
 
 
+CONTENDED_PCT = 20.0  # CPU pressure (some, avg10) over which a run's figures do not compare
+
+
+def host_load() -> str:
+    """The load averages and, where the kernel has PSI, the CPU pressure ("some": the share of
+    time a runnable task waited for a CPU, avg10 / avg60). This host is a VM whose speed drifts:
+    pressure while it is idle is time its CPU went elsewhere, and a run under it is not
+    comparable with one without (a run at 49 % gave half the calls/s, issue 16's notes)."""
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    try:
+        with open("/proc/pressure/cpu") as f:
+            some = dict(kv.split("=") for kv in f.readline().split()[1:])
+    except (OSError, ValueError):
+        return f"load {load}"
+    avg10, avg60 = float(some.get("avg10", 0)), float(some.get("avg60", 0))
+    warn = " (contended: not comparable)" if avg10 > CONTENDED_PCT else ""
+    return f"load {load}, CPU pressure {avg10:.1f} / {avg60:.1f} %{warn}"
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     k = (len(xs) - 1) * p / 100.0
@@ -624,7 +643,7 @@ def main() -> int:
     req = REQ_RELATIVE if ns.relative_path else REQ_VARIED if ns.varied else REQ
     print(
         f"# aip-proxy benchmark ({os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
-        f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {ns.rounds} rounds, median)\n"
+        f"{host_load()}, {ns.rounds} rounds, median)\n"
     )
     with tempfile.TemporaryDirectory(prefix="aip-bench-") as tmp:
         policy = write_policy(Path(tmp))
@@ -675,7 +694,7 @@ def main() -> int:
                 if not ns.no_approver:
                     print(f"(the approver's audit log holds {count_records(audit):,} records)\n")
                 print(verdicts(r) + "\n", flush=True)
-        print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+        print(f"after: {host_load()}\n")
         stop_fork_servers()
         shutil.rmtree(run, ignore_errors=True)
         if ns.breakdown:

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_proxy import INIT, thread_ns, write_policy
+from bench_proxy import INIT, host_load, thread_ns, write_policy
 
 ECHO = [sys.executable, str(Path(__file__).resolve().parent / "bench_proxy.py"), "--serve", "0"]
 
@@ -84,7 +84,7 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=0.0, help="RSS again after SECONDS")
     ns = ap.parse_args()
     venvs = ns.venv or [str(Path(sys.executable).parent.parent)]
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = host_load()
     with tempfile.TemporaryDirectory(prefix="aip-bench-start-") as tmp:
         policy = write_policy(Path(tmp))
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -102,8 +102,7 @@ def main() -> int:
             for name, cmd in cmds.items():
                 runs[name].append(start(cmd, env, 0.0 if name == "direct" else ns.settle))
     direct = statistics.median(r[0] for r in runs.pop("direct"))
-    after = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"# aip-proxy start-up, {ns.rounds} starts each, alternating; load {load} -> {after}")
+    print(f"# aip-proxy start-up, {ns.rounds} starts each, alternating; {load} -> {host_load()}")
     print(f"direct echo server: {direct:.1f} ms to its first answer\n")
     print("| install | added start-up | CPU to the first answer (min) | RSS then | later |")
     print("|---|---|---|---|---|")

@@ -244,10 +244,15 @@ def key(ident: dict[str, str], stamp: str | None = None) -> str:
 
 
 def _sha256(data: bytes) -> str:
+    # CPython's own SHA-256, as aip.shared.hashes picks it (that module would import hashlib
+    # here: the launcher has not kept OpenSSL out, and stays light).
     try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # 3.11: no hashlib, no OpenSSL
+        from _sha2 import sha256  # type: ignore[import-not-found]  # 3.12+
     except ImportError:
-        from hashlib import sha256
+        try:
+            from _sha256 import sha256  # type: ignore[import-not-found]  # 3.11
+        except ImportError:
+            from hashlib import sha256
     return str(sha256(data).hexdigest())
 
 

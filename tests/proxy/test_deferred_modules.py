@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,13 +83,28 @@ def test_a_second_thread_waits_for_the_module_to_finish(module_dir: Path) -> Non
     assert builtins.aip_test_started.wait(30)
     second = threading.Thread(target=read, args=("second",))
     second.start()
-    second.join(0.2)
-    assert second.is_alive()  # waiting for the first reader's run, not failing
+    _wait_until_reading(second)  # inside the deferred module's attribute read, not failed
     builtins.aip_test_gate.set()
     first.join(30)
     second.join(30)
     assert seen == {"first": 42, "second": 42}
     assert builtins.aip_test_runs == ["aip_deferred_gated"]
+
+
+def _wait_until_reading(thread: threading.Thread, timeout_s: float = 30.0) -> None:
+    """Until ``thread`` is inside a deferred module's attribute read (waiting for the module
+    whose code another thread runs); a thread that failed instead ends, and the wait fails."""
+    code = lean._Deferred.__getattribute__.__code__
+    deadline = time.monotonic() + timeout_s
+    while True:
+        frame = sys._current_frames().get(thread.ident or 0)
+        while frame is not None and frame.f_code is not code:
+            frame = frame.f_back
+        if frame is not None:
+            return
+        assert thread.is_alive(), "the second reader ended instead of waiting for the module"
+        assert time.monotonic() < deadline, "the second reader never reached the module"
+        time.sleep(0.001)  # polling a condition, with a deadline
 
 
 def test_its_dict_and_name_are_read_only_once_it_ran(module_dir: Path) -> None:

@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -308,14 +309,36 @@ def test_a_session_holds_only_what_it_needs(policy: Path, tmp_path: Path, run: P
             p.initialize()
         session = forkkit.session_pid(others[1])
         assert session is not None
-        links = [
-            os.readlink(f"/proc/{session}/fd/{fd}") for fd in os.listdir(f"/proc/{session}/fd")
-        ]
+        links = _held_links(session)
         assert not [x for x in links if "pidfd" in x or x.endswith(".lock")], links
         assert sum(x.startswith("socket:") for x in links) == 1, links  # its own connection
     finally:
         for p in others:
             p.kill()
+
+
+def _held_links(pid: int, timeout_s: float = 10.0) -> list[str]:
+    """What ``pid``'s descriptors name, read until two reads agree: the session's threads open
+    and close descriptors as it runs (a file read, a reconnect attempt), and one that closed
+    between ``listdir`` and ``readlink`` was never held."""
+    deadline = time.monotonic() + timeout_s
+    before = _links(pid)
+    while True:
+        now = _links(pid)
+        if now == before:
+            return sorted(now.values())
+        assert time.monotonic() < deadline, (before, now)
+        before = now
+
+
+def _links(pid: int) -> dict[str, str]:
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[fd] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed since the listing
+            continue
+    return out
 
 
 def test_limits_it_cannot_read_refuse_the_session_and_keep_the_server(
